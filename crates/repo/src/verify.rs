@@ -1,0 +1,256 @@
+//! Full verification of a repository received as a CAR file.
+//!
+//! Checks, in order: one root, the commit block (canonical, version 3, `prev` null, a valid
+//! TID `rev`, a `did:key` DID and a signature that verifies over the exact bytes); then the
+//! whole MST from `data`: every node present, canonical (which covers prefix compression),
+//! every key at the layer its height demands, keys strictly increasing across the whole tree,
+//! every key a valid `<NSID>/<record key>` path of at most 1,024 bytes; then every record block
+//! present and a valid record. Every block's hash was already checked by the CAR reader.
+
+use std::collections::HashSet;
+
+use cid::Cid;
+use guild_core::syntax::Tid;
+
+use crate::blockstore::BlockSource;
+use crate::car::Car;
+use crate::commit::{CommitError, verify_commit};
+use crate::mst::{MstError, decode_node, key_height};
+use crate::repo::parse_path;
+
+/// The longest MST key (repo path) accepted, as in the AT reference implementation.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// What a verified repository contains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSummary {
+    /// The owner's DID.
+    pub did: String,
+    /// The head revision.
+    pub rev: Tid,
+    /// The commit CID.
+    pub commit: Cid,
+    /// The MST root CID.
+    pub data: Cid,
+    /// Every `(path, record CID)` in key order.
+    pub records: Vec<(String, Cid)>,
+}
+
+/// Why a repository failed verification; each variant says where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The CAR must name exactly one root, the commit.
+    #[error("the CAR must have exactly one root (the commit); it has {0}")]
+    Roots(usize),
+    /// A block the repo links to is absent.
+    #[error("missing block {cid} ({what})")]
+    Missing {
+        /// The block.
+        cid: Cid,
+        /// What it should have been.
+        what: String,
+    },
+    /// The commit is invalid.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    /// An MST node is invalid.
+    #[error(transparent)]
+    Mst(#[from] MstError),
+    /// Keys are out of order across nodes.
+    #[error("MST node {node}: key {key:?} is not after the previous key {prev:?}")]
+    Order {
+        /// The node holding the key.
+        node: Cid,
+        /// The key.
+        key: String,
+        /// The key before it in tree order.
+        prev: String,
+    },
+    /// A key is not a valid record path.
+    #[error("MST node {node}: key {key:?} is not a valid record path: {reason}")]
+    BadKey {
+        /// The node holding the key.
+        node: Cid,
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A record block is invalid.
+    #[error("record {path} ({cid}): {reason}")]
+    BadRecord {
+        /// The record's path.
+        path: String,
+        /// Its CID.
+        cid: Cid,
+        /// Why.
+        reason: String,
+    },
+    /// The MST's structure is not canonical.
+    #[error("MST node {node}: {reason}")]
+    Structure {
+        /// The node.
+        node: Cid,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Verifies a whole repository CAR.
+pub fn verify_car(car: &Car) -> Result<RepoSummary, VerifyError> {
+    if car.roots.len() != 1 {
+        return Err(VerifyError::Roots(car.roots.len()));
+    }
+    verify_repo(&car.blocks, car.roots[0])
+}
+
+/// Verifies the repository whose commit is `commit`, reading blocks from `src`.
+pub fn verify_repo(src: &dyn BlockSource, commit: Cid) -> Result<RepoSummary, VerifyError> {
+    let get = |cid: &Cid, what: &str| -> Result<Vec<u8>, VerifyError> {
+        src.get_block(cid)
+            .map_err(MstError::from)?
+            .ok_or_else(|| VerifyError::Missing {
+                cid: *cid,
+                what: what.to_string(),
+            })
+    };
+    let c = verify_commit(&commit, &get(&commit, "the commit")?)?;
+    let mut records = Vec::new();
+    let mut prev_key: Option<Vec<u8>> = None;
+    // Iterative in-order walk: (node CID, expected layer or None for the root) or a leaf.
+    enum Task {
+        Node(Cid, Option<u32>),
+        Leaf(Cid, Vec<u8>, Cid),
+    }
+    let mut stack = vec![Task::Node(c.data, None)];
+    let mut seen_nodes = HashSet::new();
+    while let Some(task) = stack.pop() {
+        match task {
+            Task::Node(cid, layer) => {
+                if !seen_nodes.insert(cid) {
+                    return Err(VerifyError::Structure {
+                        node: cid,
+                        reason: "the node appears twice in the tree".into(),
+                    });
+                }
+                let what = if layer.is_none() {
+                    "the MST root".to_string()
+                } else {
+                    "an MST node".to_string()
+                };
+                let bytes = get(&cid, &what)?;
+                let node = decode_node(&cid, &bytes)?;
+                let node_layer = match (node.entries.first(), layer) {
+                    (Some((k, _, _)), _) => key_height(k),
+                    (None, Some(l)) => {
+                        if node.left.is_none() {
+                            return Err(VerifyError::Structure {
+                                node: cid,
+                                reason: "an inner node with no entries and no subtree".into(),
+                            });
+                        }
+                        l
+                    }
+                    (None, None) => {
+                        if node.left.is_some() {
+                            return Err(VerifyError::Structure {
+                                node: cid,
+                                reason: "the root has no entries but a subtree (not trimmed)"
+                                    .into(),
+                            });
+                        }
+                        0
+                    }
+                };
+                if let Some(l) = layer {
+                    if node_layer != l {
+                        return Err(VerifyError::Structure {
+                            node: cid,
+                            reason: format!("node is at layer {node_layer} but its parent implies {l}"),
+                        });
+                    }
+                }
+                let has_children =
+                    node.left.is_some() || node.entries.iter().any(|e| e.2.is_some());
+                if node_layer == 0 && has_children {
+                    return Err(VerifyError::Structure {
+                        node: cid,
+                        reason: "a layer-0 node has subtrees".into(),
+                    });
+                }
+                let child = node_layer.checked_sub(1);
+                // Push in reverse so that the walk pops in key order.
+                for (k, v, t) in node.entries.into_iter().rev() {
+                    if let Some(t) = t {
+                        stack.push(Task::Node(t, child));
+                    }
+                    let h = key_height(&k);
+                    if h != node_layer {
+                        return Err(MstError::WrongLayer {
+                            cid,
+                            key: String::from_utf8_lossy(&k).into_owned(),
+                            height: h,
+                            layer: node_layer,
+                        }
+                        .into());
+                    }
+                    stack.push(Task::Leaf(cid, k, v));
+                }
+                if let Some(l) = node.left {
+                    stack.push(Task::Node(l, child));
+                }
+            }
+            Task::Leaf(node, key, val) => {
+                let key_str = String::from_utf8_lossy(&key).into_owned();
+                if let Some(prev) = &prev_key {
+                    if key <= *prev {
+                        return Err(VerifyError::Order {
+                            node,
+                            key: key_str,
+                            prev: String::from_utf8_lossy(prev).into_owned(),
+                        });
+                    }
+                }
+                let path = std::str::from_utf8(&key).map_err(|_| VerifyError::BadKey {
+                    node,
+                    key: key_str.clone(),
+                    reason: "not UTF-8".into(),
+                })?;
+                if key.len() > MAX_KEY_BYTES {
+                    return Err(VerifyError::BadKey {
+                        node,
+                        key: key_str,
+                        reason: format!("longer than {MAX_KEY_BYTES} bytes"),
+                    });
+                }
+                parse_path(path).map_err(|e| VerifyError::BadKey {
+                    node,
+                    key: key_str.clone(),
+                    reason: e.to_string(),
+                })?;
+                let bytes = get(&val, &format!("record {path}"))?;
+                if val.codec() != guild_core::cids::DAG_CBOR {
+                    return Err(VerifyError::BadRecord {
+                        path: path.to_string(),
+                        cid: val,
+                        reason: "a record must be a dag-cbor block".into(),
+                    });
+                }
+                guild_core::data::decode_record(&bytes).map_err(|e| VerifyError::BadRecord {
+                    path: path.to_string(),
+                    cid: val,
+                    reason: e.to_string(),
+                })?;
+                records.push((path.to_string(), val));
+                prev_key = Some(key);
+            }
+        }
+    }
+    Ok(RepoSummary {
+        did: c.did,
+        rev: c.rev,
+        commit,
+        data: c.data,
+        records,
+    })
+}
