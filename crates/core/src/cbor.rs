@@ -5,9 +5,12 @@
 //! integers and indefinite lengths, but it recurses without a depth limit and accepts floats.
 //! This scanner walks the bytes iteratively and enforces what AT Protocol's data model and
 //! Guild add on top: no floats, no simple values other than `false`/`true`/`null`, no tags other
-//! than 42 (CID links, whose bytes must start with the `0x00` multibase prefix), string map keys,
-//! integers within `i64`, bounded nesting, no trailing bytes, and lengths that fit in the
-//! input. Every error names the byte offset where the problem starts.
+//! than 42 (CID links, whose bytes must start with the `0x00` multibase prefix), string map keys
+//! in canonical order (length first, then bytewise) with no duplicates, valid UTF-8 in every
+//! text string, `$type` values that are non-empty strings, integers within `i64`, bounded
+//! nesting, no trailing bytes, and lengths that fit in the input. Every error names the byte
+//! offset where the problem starts. After `check` passes, serde decoding cannot fail on
+//! structure, and the bytes are the one canonical encoding of their value.
 
 /// The deepest nesting of maps and lists accepted from untrusted input.
 pub const MAX_DEPTH: usize = 128;
@@ -74,12 +77,16 @@ struct Frame {
     remaining: u64,
     is_map: bool,
     index: u64,
+    /// The previous key of a map, as (offset, length) of its bytes.
+    last_key: Option<(usize, usize)>,
 }
 
 /// Checks that `buf` holds exactly one well-formed DAG-CBOR item within Guild's rules.
 pub fn check(buf: &[u8]) -> Result<(), CborError> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut pos = 0usize;
+    // Set when the previous item was the map key "$type".
+    let mut type_value = false;
     loop {
         // Is this item a map key?
         let is_key = stack
@@ -89,6 +96,9 @@ pub fn check(buf: &[u8]) -> Result<(), CborError> {
         let (major, arg, next) = read_head(buf, pos)?;
         if is_key && major != 3 {
             return err(start, "map keys must be text strings");
+        }
+        if std::mem::take(&mut type_value) && (major != 3 || arg == 0) {
+            return err(start, "$type must be a non-empty string");
         }
         pos = next;
         let mut opened = false;
@@ -108,11 +118,34 @@ pub fn check(buf: &[u8]) -> Result<(), CborError> {
                 if buf.len().saturating_sub(pos) < len {
                     return err(start, "string length runs past the end of input");
                 }
+                let text = &buf[pos..pos + len];
+                if major == 3 && std::str::from_utf8(text).is_err() {
+                    return err(start, "text string is not valid UTF-8");
+                }
+                if is_key {
+                    if let Some(frame) = stack.last_mut() {
+                        if let Some((o, l)) = frame.last_key {
+                            let prev = &buf[o..o + l];
+                            if (l, prev) >= (len, text) {
+                                return err(
+                                    start,
+                                    if prev == text {
+                                        "duplicate map key"
+                                    } else {
+                                        "map keys are not in canonical order"
+                                    },
+                                );
+                            }
+                        }
+                        frame.last_key = Some((pos, len));
+                    }
+                    type_value = text == b"$type";
+                }
                 pos += len;
             }
             4 | 5 => {
                 let items = if major == 5 {
-                    arg.checked_mul(2).unwrap_or(u64::MAX)
+                    arg.saturating_mul(2)
                 } else {
                     arg
                 };
@@ -128,6 +161,7 @@ pub fn check(buf: &[u8]) -> Result<(), CborError> {
                         remaining: items,
                         is_map: major == 5,
                         index: 0,
+                        last_key: None,
                     });
                     opened = true;
                 }
@@ -149,6 +183,9 @@ pub fn check(buf: &[u8]) -> Result<(), CborError> {
                         p,
                         "CID link bytes must start with the 0x00 multibase prefix",
                     );
+                }
+                if !is_exact_cid(&buf[p + 1..p + len]) {
+                    return err(p, "CID link bytes are not exactly one valid CID");
                 }
                 pos = p + len;
             }
@@ -184,8 +221,110 @@ pub fn check(buf: &[u8]) -> Result<(), CborError> {
     }
 }
 
+/// Whether `bytes` are exactly one valid CID (no trailing bytes, a non-empty digest) whose own
+/// encoding is those bytes.
+fn is_exact_cid(bytes: &[u8]) -> bool {
+    let mut cursor = std::io::Cursor::new(bytes);
+    match cid::Cid::read_bytes(&mut cursor) {
+        Ok(cid) => {
+            cursor.position() as usize == bytes.len()
+                && cid.hash().size() > 0
+                && cid.to_bytes() == bytes
+        }
+        Err(_) => false,
+    }
+}
+
 fn b_info(b: u8) -> u8 {
     b & 0x1f
+}
+
+/// Reads the head at `pos` of input that [`check`] accepted: (major type, argument, offset
+/// after the head).
+pub fn head(buf: &[u8], pos: usize) -> Option<(u8, u64, usize)> {
+    let b = *buf.get(pos)?;
+    let info = b & 0x1f;
+    let (arg, n) = match info {
+        0..=23 => (u64::from(info), 0),
+        24..=27 => {
+            let n = 1usize << (info - 24);
+            let mut v = 0u64;
+            for &x in buf.get(pos + 1..pos + 1 + n)? {
+                v = (v << 8) | u64::from(x);
+            }
+            (v, n)
+        }
+        _ => return None,
+    };
+    Some((b >> 5, arg, pos + 1 + n))
+}
+
+/// Skips one item of input that [`check`] accepted; returns the offset after it.
+pub fn skip(buf: &[u8], pos: usize) -> Option<usize> {
+    let mut pending: u64 = 1;
+    let mut pos = pos;
+    while pending > 0 {
+        let (major, arg, next) = head(buf, pos)?;
+        pending -= 1;
+        pos = next;
+        match major {
+            2 | 3 => pos = pos.checked_add(usize::try_from(arg).ok()?)?,
+            4 => pending = pending.checked_add(arg)?,
+            5 => pending = pending.checked_add(arg.checked_mul(2)?)?,
+            6 => pending += 1,
+            _ => {}
+        }
+    }
+    Some(pos)
+}
+
+/// The top-level map entries of input that [`check`] accepted, as (key, value bytes).
+pub fn map_entries(buf: &[u8]) -> Option<Vec<(&str, &[u8])>> {
+    let (major, count, mut pos) = head(buf, 0)?;
+    if major != 5 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let (m, len, p) = head(buf, pos)?;
+        if m != 3 {
+            return None;
+        }
+        let key_end = p + usize::try_from(len).ok()?;
+        let key = std::str::from_utf8(buf.get(p..key_end)?).ok()?;
+        let val_end = skip(buf, key_end)?;
+        out.push((key, buf.get(key_end..val_end)?));
+        pos = val_end;
+    }
+    Some(out)
+}
+
+/// Writes a minimal CBOR head.
+pub fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
+    let m = major << 5;
+    if arg < 24 {
+        out.push(m | arg as u8);
+    } else if arg <= 0xff {
+        out.extend_from_slice(&[m | 24, arg as u8]);
+    } else if arg <= 0xffff {
+        out.push(m | 25);
+        out.extend_from_slice(&(arg as u16).to_be_bytes());
+    } else if arg <= 0xffff_ffff {
+        out.push(m | 26);
+        out.extend_from_slice(&(arg as u32).to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&arg.to_be_bytes());
+    }
+}
+
+/// Writes a CID link: tag 42 around the byte string `0x00 ‖ cid bytes`.
+pub fn write_link(out: &mut Vec<u8>, cid: &cid::Cid) {
+    out.extend_from_slice(&[0xd8, 0x2a]);
+    write_head(out, 2, (cid.encoded_len() + 1) as u64);
+    out.push(0);
+    // Writing into a Vec cannot fail.
+    let _ = cid.write_bytes(&mut *out);
 }
 
 #[cfg(test)]
@@ -225,6 +364,11 @@ mod tests {
         bad(&[0x9a, 0xff, 0xff, 0xff, 0xff], 0); // huge length
         bad(&[0x82, 0x01], 0); // truncated: fewer bytes than items
         bad(&[0x82, 0x01, 0x61], 2); // truncated string
+        bad(&[0xa2, 0x61, b'b', 0x01, 0x61, b'a', 0x01], 4); // unsorted keys
+        bad(&[0xa2, 0x61, b'a', 0x01, 0x61, b'a', 0x01], 4); // duplicate keys
+        bad(&[0xa2, 0x62, b'a', b'a', 0x01, 0x61, b'b', 0x01], 5); // length-first order
+        bad(&[0x62, 0xff, 0xfe], 0); // bad UTF-8
+        bad(&[0xa1, 0x65, b'$', b't', b'y', b'p', b'e', 0x01], 7); // $type not a string
     }
 
     #[test]

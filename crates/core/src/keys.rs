@@ -254,7 +254,7 @@ impl Keypair {
 pub fn split_signed(signed: &[u8]) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
     let err = KeyError::MalformedSigned;
     crate::cbor::check(signed).map_err(|_| err("signed object is not valid DAG-CBOR"))?;
-    let (major, count, mut pos) = head(signed, 0).ok_or(err("truncated"))?;
+    let (major, count, mut pos) = crate::cbor::head(signed, 0).ok_or(err("truncated"))?;
     if major != 5 {
         return Err(err("signed object must be a map"));
     }
@@ -262,11 +262,11 @@ pub fn split_signed(signed: &[u8]) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
     let mut sig = None;
     for _ in 0..count {
         let key_start = pos;
-        let key_end = skip(signed, pos).ok_or(err("truncated"))?;
-        let val_end = skip(signed, key_end).ok_or(err("truncated"))?;
+        let key_end = crate::cbor::skip(signed, pos).ok_or(err("truncated"))?;
+        let val_end = crate::cbor::skip(signed, key_end).ok_or(err("truncated"))?;
         // "sig" is encoded as 0x63 's' 'i' 'g'.
         if &signed[key_start..key_end] == b"\x63sig" {
-            let (m, len, p) = head(signed, key_end).ok_or(err("truncated"))?;
+            let (m, len, p) = crate::cbor::head(signed, key_end).ok_or(err("truncated"))?;
             if m != 2 {
                 return Err(err("sig must be a byte string"));
             }
@@ -278,66 +278,9 @@ pub fn split_signed(signed: &[u8]) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
     }
     let sig = sig.ok_or(err("object has no sig field"))?;
     let mut out = Vec::with_capacity(out_entries.len() + 9);
-    write_head(&mut out, 5, count - 1);
+    crate::cbor::write_head(&mut out, 5, count - 1);
     out.extend_from_slice(&out_entries);
     Ok((out, sig))
-}
-
-/// Reads a CBOR head (already structurally checked input).
-fn head(buf: &[u8], pos: usize) -> Option<(u8, u64, usize)> {
-    let b = *buf.get(pos)?;
-    let info = b & 0x1f;
-    let (arg, n) = match info {
-        0..=23 => (u64::from(info), 0),
-        24..=27 => {
-            let n = 1usize << (info - 24);
-            let mut v = 0u64;
-            for &x in buf.get(pos + 1..pos + 1 + n)? {
-                v = (v << 8) | u64::from(x);
-            }
-            (v, n)
-        }
-        _ => return None,
-    };
-    Some((b >> 5, arg, pos + 1 + n))
-}
-
-/// Skips one item (already structurally checked input); returns the offset after it.
-fn skip(buf: &[u8], pos: usize) -> Option<usize> {
-    let mut pending: u64 = 1;
-    let mut pos = pos;
-    while pending > 0 {
-        let (major, arg, next) = head(buf, pos)?;
-        pending -= 1;
-        pos = next;
-        match major {
-            2 | 3 => pos = pos.checked_add(usize::try_from(arg).ok()?)?,
-            4 => pending += arg,
-            5 => pending += arg * 2,
-            6 => pending += 1,
-            _ => {}
-        }
-    }
-    Some(pos)
-}
-
-/// Writes a minimal CBOR head.
-pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
-    let m = major << 5;
-    if arg < 24 {
-        out.push(m | arg as u8);
-    } else if arg <= 0xff {
-        out.extend_from_slice(&[m | 24, arg as u8]);
-    } else if arg <= 0xffff {
-        out.push(m | 25);
-        out.extend_from_slice(&(arg as u16).to_be_bytes());
-    } else if arg <= 0xffff_ffff {
-        out.push(m | 26);
-        out.extend_from_slice(&(arg as u32).to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend_from_slice(&arg.to_be_bytes());
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 
+use bytes::Bytes;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
@@ -119,13 +120,19 @@ fn write_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// Reads and verifies a CAR v1 file with the default limits.
+/// Reads and verifies a CAR v1 file with the default limits (copies the input once).
 pub fn read_car(bytes: &[u8]) -> Result<Car, CarError> {
+    read_car_with(Bytes::copy_from_slice(bytes), CarLimits::default())
+}
+
+/// Reads and verifies a CAR v1 file held in `bytes`; blocks are slices of it (no copies).
+pub fn read_car_owned(bytes: Bytes) -> Result<Car, CarError> {
     read_car_with(bytes, CarLimits::default())
 }
 
 /// Reads and verifies a CAR v1 file.
-pub fn read_car_with(bytes: &[u8], limits: CarLimits) -> Result<Car, CarError> {
+pub fn read_car_with(input: Bytes, limits: CarLimits) -> Result<Car, CarError> {
+    let bytes: &[u8] = &input;
     let (hlen, pos) = read_varint(bytes, 0)?;
     let hlen = usize::try_from(hlen).unwrap_or(usize::MAX);
     if hlen > 64 * 1024 {
@@ -196,7 +203,8 @@ pub fn read_car_with(bytes: &[u8], limits: CarLimits) -> Result<Car, CarError> {
                 what: format!("more than {} blocks", limits.max_blocks),
             });
         }
-        blocks.insert(cid, data.to_vec());
+        let offset = p + cursor.position() as usize;
+        blocks.insert(cid, input.slice(offset..p + len));
         pos = p + len;
     }
     Ok(Car {
@@ -246,7 +254,10 @@ impl<W: Write> CarWriter<W> {
 }
 
 /// Writes a whole CAR into a byte vector.
-pub fn car_bytes<'a>(roots: &[Cid], blocks: impl IntoIterator<Item = (&'a Cid, &'a [u8])>) -> Vec<u8> {
+pub fn car_bytes<'a>(
+    roots: &[Cid],
+    blocks: impl IntoIterator<Item = (&'a Cid, &'a [u8])>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing into a Vec cannot fail.
     if let Ok(mut w) = CarWriter::new(&mut out, roots) {
@@ -270,7 +281,11 @@ mod tests {
         // Out of order, a duplicate, and an unlinked block.
         let bytes = car_bytes(
             &[ca],
-            [(&cb, b.as_slice()), (&ca, a.as_slice()), (&cb, b.as_slice())],
+            [
+                (&cb, b.as_slice()),
+                (&ca, a.as_slice()),
+                (&cb, b.as_slice()),
+            ],
         );
         let car = read_car(&bytes).unwrap();
         assert_eq!(car.roots, vec![ca]);

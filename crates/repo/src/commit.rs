@@ -1,5 +1,6 @@
 //! Signed commits: `{did, version: 3, data, rev, prev: null, sig}`.
 
+use bytes::Bytes;
 use cid::Cid;
 use guild_core::keys::{KeyError, Keypair, PublicKey, split_signed};
 use guild_core::syntax::Tid;
@@ -73,7 +74,7 @@ pub enum CommitError {
 }
 
 /// Encodes and signs a commit; returns its CID and bytes.
-pub fn sign_commit(key: &Keypair, data: Cid, rev: &Tid) -> (Cid, Vec<u8>) {
+pub fn sign_commit(key: &Keypair, data: Cid, rev: &Tid) -> (Cid, Bytes) {
     let did = key.did();
     let unsigned = UnsignedCommit {
         did: &did,
@@ -94,7 +95,7 @@ pub fn sign_commit(key: &Keypair, data: Cid, rev: &Tid) -> (Cid, Vec<u8>) {
         sig: ByteBuf::from(sig.to_vec()),
     };
     let bytes = guild_core::data::encode_serde(&signed).unwrap_or_default();
-    (guild_core::cids::cid_for_cbor(&bytes), bytes)
+    (guild_core::cids::cid_for_cbor(&bytes), Bytes::from(bytes))
 }
 
 /// Decodes a commit block strictly and verifies its signature against its own `did:key`,
@@ -148,7 +149,7 @@ mod tests {
         assert_eq!(c.data, data);
         assert_eq!(c.rev, rev);
         // A flipped signature bit is caught.
-        let mut bad = bytes.clone();
+        let mut bad = bytes.to_vec();
         let at = bad.windows(4).position(|w| w == b"\x63sig").unwrap() + 4 + 2 + 10;
         bad[at] ^= 1;
         assert!(matches!(

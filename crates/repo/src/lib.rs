@@ -20,8 +20,8 @@ pub mod proof;
 pub mod repo;
 pub mod verify;
 
-pub use blockstore::{BlockSource, BlockStore, MemoryBlockStore, StoreError};
-pub use car::{Car, CarError, CarWriter, read_car};
+pub use blockstore::{BlockSource, BlockStore, Bytes, MemoryBlockStore, StoreError};
+pub use car::{Car, CarError, CarWriter, read_car, read_car_owned};
 pub use commit::{Commit, CommitError, sign_commit, verify_commit};
 pub use mst::{Mst, MstError};
 pub use proof::{ProofError, ProvenRecord, prove, verify_proof};

@@ -1,6 +1,7 @@
 //! Inclusion proofs: the signed commit, the MST nodes on the path from the root to a key, and
 //! the record block, as a small CAR a builder can check without the rest of the repository.
 
+use bytes::Bytes;
 use cid::Cid;
 use guild_core::data::Ipld;
 use guild_core::syntax::Tid;
@@ -53,12 +54,11 @@ pub struct ProvenRecord {
     pub record: Ipld,
 }
 
+/// Blocks as `(CID, bytes)` pairs.
+type Blocks = Vec<(Cid, Bytes)>;
+
 /// Walks from the MST root toward `key`, returning the nodes visited and the value if found.
-fn walk(
-    src: &dyn BlockSource,
-    root: Cid,
-    key: &[u8],
-) -> Result<(Vec<(Cid, Vec<u8>)>, Option<Cid>), ProofError> {
+fn walk(src: &dyn BlockSource, root: Cid, key: &[u8]) -> Result<(Blocks, Option<Cid>), ProofError> {
     let height = key_height(key);
     let mut path = Vec::new();
     let mut cur = Some(root);
@@ -76,10 +76,10 @@ fn walk(
             (None, None) => 0,
         };
         let i = node.entries.partition_point(|e| e.0.as_slice() < key);
-        if let Some((k, v, _)) = node.entries.get(i) {
-            if k == key {
-                return Ok((path, Some(*v)));
-            }
+        if let Some((k, v, _)) = node.entries.get(i)
+            && k == key
+        {
+            return Ok((path, Some(*v)));
         }
         if height >= node_layer {
             break;
@@ -96,11 +96,7 @@ fn walk(
 
 /// The blocks of an inclusion proof for `path` in the repository whose commit is `commit`:
 /// the commit, the MST path and the record, in that order.
-pub fn prove(
-    src: &dyn BlockSource,
-    commit: Cid,
-    path: &str,
-) -> Result<Vec<(Cid, Vec<u8>)>, ProofError> {
+pub fn prove(src: &dyn BlockSource, commit: Cid, path: &str) -> Result<Blocks, ProofError> {
     let commit_bytes = src
         .get_block(&commit)
         .map_err(MstError::from)?
@@ -127,10 +123,7 @@ pub fn verify_proof(car: &Car, path: &str) -> Result<ProvenRecord, ProofError> {
         return Err(ProofError::Roots(car.roots.len()));
     }
     let commit = car.roots[0];
-    let commit_bytes = car
-        .blocks
-        .get(&commit)
-        .ok_or(ProofError::Missing(commit))?;
+    let commit_bytes = car.blocks.get(&commit).ok_or(ProofError::Missing(commit))?;
     let c = verify_commit(&commit, commit_bytes)?;
     let (_, found) = walk(&car.blocks, c.data, path.as_bytes())?;
     let Some(cid) = found else {

@@ -1,6 +1,7 @@
 //! A member's repository: records under `<collection>/<rkey>` in an MST, one signed commit per
 //! batch of writes.
 
+use bytes::Bytes;
 use cid::Cid;
 use guild_core::data::{EncodeError, Ipld};
 use guild_core::keys::Keypair;
@@ -170,7 +171,7 @@ pub struct CommitResult {
     /// The record changes.
     pub ops: Vec<RecordOp>,
     /// Every new block (records, MST nodes, the commit), already stored.
-    pub blocks: Vec<(Cid, Vec<u8>)>,
+    pub blocks: Vec<(Cid, Bytes)>,
 }
 
 /// A record encoded and ready to go into a tree.
@@ -181,7 +182,7 @@ pub struct PreparedRecord {
     /// The record's CID.
     pub cid: Cid,
     /// Its canonical DAG-CBOR bytes.
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
 }
 
 /// Encodes a record for `collection/rkey`, checking the data model and the record rules.
@@ -196,7 +197,11 @@ pub fn prepare_record(
             path: path.clone(),
             source,
         })?;
-    Ok(PreparedRecord { path, cid, bytes })
+    Ok(PreparedRecord {
+        path,
+        cid,
+        bytes: bytes.into(),
+    })
 }
 
 /// Splits and checks a record path.
@@ -269,7 +274,12 @@ impl<S: BlockStore> Repo<S> {
         for r in &records {
             parse_path(&r.path)?;
         }
-        let mut mst = Mst::from_sorted(records.iter().map(|r| (r.path.as_bytes().to_vec(), r.cid)).collect())?;
+        let mut mst = Mst::from_sorted(
+            records
+                .iter()
+                .map(|r| (r.path.as_bytes().to_vec(), r.cid))
+                .collect(),
+        )?;
         let mut blocks = Vec::with_capacity(records.len() + records.len() / 2);
         let data = mst.root_cid(&mut blocks);
         let (commit, commit_bytes) = sign_commit(key, data, &rev);
@@ -337,13 +347,13 @@ impl<S: BlockStore> Repo<S> {
                 got: key.did(),
             });
         }
-        if let Some(h) = &self.head {
-            if rev <= h.rev {
-                return Err(RepoError::RevNotIncreasing {
-                    rev: rev.to_string(),
-                    head: h.rev.to_string(),
-                });
-            }
+        if let Some(h) = &self.head
+            && rev <= h.rev
+        {
+            return Err(RepoError::RevNotIncreasing {
+                rev: rev.to_string(),
+                head: h.rev.to_string(),
+            });
         }
         let mut seen = std::collections::HashSet::with_capacity(writes.len());
         let mut blocks = Vec::new();
@@ -457,7 +467,7 @@ impl<S: BlockStore> Repo<S> {
         &self,
         collection: &Nsid,
         rkey: &RecordKey,
-    ) -> Result<Option<(Cid, Vec<u8>)>, RepoError> {
+    ) -> Result<Option<(Cid, Bytes)>, RepoError> {
         let Some(cid) = self.get(collection, rkey)? else {
             return Ok(None);
         };
@@ -512,7 +522,7 @@ impl<S: BlockStore> Repo<S> {
         let Some(head) = &self.head else {
             return Ok(());
         };
-        let get = |cid: &Cid| -> Result<Vec<u8>, RepoError> {
+        let get = |cid: &Cid| -> Result<Bytes, RepoError> {
             Ok(self
                 .store
                 .get_block(cid)?

@@ -5,10 +5,12 @@
 //! whole MST from `data`: every node present, canonical (which covers prefix compression),
 //! every key at the layer its height demands, keys strictly increasing across the whole tree,
 //! every key a valid `<NSID>/<record key>` path of at most 1,024 bytes; then every record block
-//! present and a valid record. Every block's hash was already checked by the CAR reader.
+//! present, strict DAG-CBOR, and a map with an NSID `$type` (the lexicon layer checks the
+//! rest). Every block's hash was already checked by the CAR reader.
 
 use std::collections::HashSet;
 
+use bytes::Bytes;
 use cid::Cid;
 use guild_core::syntax::Tid;
 
@@ -106,7 +108,7 @@ pub fn verify_car(car: &Car) -> Result<RepoSummary, VerifyError> {
 
 /// Verifies the repository whose commit is `commit`, reading blocks from `src`.
 pub fn verify_repo(src: &dyn BlockSource, commit: Cid) -> Result<RepoSummary, VerifyError> {
-    let get = |cid: &Cid, what: &str| -> Result<Vec<u8>, VerifyError> {
+    let get = |cid: &Cid, what: &str| -> Result<Bytes, VerifyError> {
         src.get_block(cid)
             .map_err(MstError::from)?
             .ok_or_else(|| VerifyError::Missing {
@@ -162,13 +164,13 @@ pub fn verify_repo(src: &dyn BlockSource, commit: Cid) -> Result<RepoSummary, Ve
                         0
                     }
                 };
-                if let Some(l) = layer {
-                    if node_layer != l {
-                        return Err(VerifyError::Structure {
-                            node: cid,
-                            reason: format!("node is at layer {node_layer} but its parent implies {l}"),
-                        });
-                    }
+                if let Some(l) = layer
+                    && node_layer != l
+                {
+                    return Err(VerifyError::Structure {
+                        node: cid,
+                        reason: format!("node is at layer {node_layer} but its parent implies {l}"),
+                    });
                 }
                 let has_children =
                     node.left.is_some() || node.entries.iter().any(|e| e.2.is_some());
@@ -202,14 +204,14 @@ pub fn verify_repo(src: &dyn BlockSource, commit: Cid) -> Result<RepoSummary, Ve
             }
             Task::Leaf(node, key, val) => {
                 let key_str = String::from_utf8_lossy(&key).into_owned();
-                if let Some(prev) = &prev_key {
-                    if key <= *prev {
-                        return Err(VerifyError::Order {
-                            node,
-                            key: key_str,
-                            prev: String::from_utf8_lossy(prev).into_owned(),
-                        });
-                    }
+                if let Some(prev) = &prev_key
+                    && key <= *prev
+                {
+                    return Err(VerifyError::Order {
+                        node,
+                        key: key_str,
+                        prev: String::from_utf8_lossy(prev).into_owned(),
+                    });
                 }
                 let path = std::str::from_utf8(&key).map_err(|_| VerifyError::BadKey {
                     node,
@@ -236,10 +238,12 @@ pub fn verify_repo(src: &dyn BlockSource, commit: Cid) -> Result<RepoSummary, Ve
                         reason: "a record must be a dag-cbor block".into(),
                     });
                 }
-                guild_core::data::decode_record(&bytes).map_err(|e| VerifyError::BadRecord {
-                    path: path.to_string(),
-                    cid: val,
-                    reason: e.to_string(),
+                guild_core::data::check_record_bytes(&bytes).map_err(|e| {
+                    VerifyError::BadRecord {
+                        path: path.to_string(),
+                        cid: val,
+                        reason: e.to_string(),
+                    }
                 })?;
                 records.push((path.to_string(), val));
                 prev_key = Some(key);

@@ -128,35 +128,33 @@ pub fn diff(
             }
             (Some(Item::Tree(..)), _) => a.open()?,
             (_, Some(Item::Tree(..))) => b.open()?,
-            (Some(Item::Leaf(ka, va)), Some(Item::Leaf(kb, vb))) => {
-                match ka.cmp(kb) {
-                    std::cmp::Ordering::Less => {
-                        ops.push(DiffOp::Delete {
-                            key: ka.clone(),
-                            prev: *va,
-                        });
-                        a.pending.pop();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        ops.push(DiffOp::Add {
+            (Some(Item::Leaf(ka, va)), Some(Item::Leaf(kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    ops.push(DiffOp::Delete {
+                        key: ka.clone(),
+                        prev: *va,
+                    });
+                    a.pending.pop();
+                }
+                std::cmp::Ordering::Greater => {
+                    ops.push(DiffOp::Add {
+                        key: kb.clone(),
+                        cid: *vb,
+                    });
+                    b.pending.pop();
+                }
+                std::cmp::Ordering::Equal => {
+                    if va != vb {
+                        ops.push(DiffOp::Update {
                             key: kb.clone(),
+                            prev: *va,
                             cid: *vb,
                         });
-                        b.pending.pop();
                     }
-                    std::cmp::Ordering::Equal => {
-                        if va != vb {
-                            ops.push(DiffOp::Update {
-                                key: kb.clone(),
-                                prev: *va,
-                                cid: *vb,
-                            });
-                        }
-                        a.pending.pop();
-                        b.pending.pop();
-                    }
+                    a.pending.pop();
+                    b.pending.pop();
                 }
-            }
+            },
             (Some(Item::Leaf(ka, va)), None) => {
                 ops.push(DiffOp::Delete {
                     key: ka.clone(),

@@ -16,6 +16,7 @@
 mod diff;
 mod node;
 
+use bytes::Bytes;
 use cid::Cid;
 
 pub use diff::{DiffOp, diff};
@@ -141,10 +142,10 @@ fn node_from_decoded(
     let layer = match (decoded.entries.first(), layer) {
         (Some((k, _, _)), _) => {
             let h = key_height(k);
-            if let Some(expected) = layer {
-                if h != expected {
-                    return Err(wrong_layer(cid, k, h, expected));
-                }
+            if let Some(expected) = layer
+                && h != expected
+            {
+                return Err(wrong_layer(cid, k, h, expected));
             }
             h
         }
@@ -289,14 +290,14 @@ fn insert_into(
     val: Cid,
 ) -> Result<Option<Cid>, MstError> {
     let i = node.position(key);
-    if let Some(e) = node.entries.get_mut(i) {
-        if e.key == key {
-            let old = std::mem::replace(&mut e.val, val);
-            if old != val {
-                node.cid = None;
-            }
-            return Ok(Some(old));
+    if let Some(e) = node.entries.get_mut(i)
+        && e.key == key
+    {
+        let old = std::mem::replace(&mut e.val, val);
+        if old != val {
+            node.cid = None;
         }
+        return Ok(Some(old));
     }
     if height == node.layer {
         let gap = node.gap(i).take();
@@ -359,7 +360,7 @@ fn delete_from(
     Ok(old)
 }
 
-fn flush(node: &mut Node, out: &mut Vec<(Cid, Vec<u8>)>) -> Cid {
+fn flush(node: &mut Node, out: &mut Vec<(Cid, Bytes)>) -> Cid {
     if let Some(cid) = node.cid {
         return cid;
     }
@@ -380,11 +381,11 @@ fn flush(node: &mut Node, out: &mut Vec<(Cid, Vec<u8>)>) -> Cid {
     );
     let cid = guild_core::cids::cid_for_cbor(&bytes);
     node.cid = Some(cid);
-    out.push((cid, bytes));
+    out.push((cid, Bytes::from(bytes)));
     cid
 }
 
-fn flush_sub(sub: &mut Sub, out: &mut Vec<(Cid, Vec<u8>)>) -> Cid {
+fn flush_sub(sub: &mut Sub, out: &mut Vec<(Cid, Bytes)>) -> Cid {
     match sub {
         Sub::Stored(cid) => *cid,
         Sub::Loaded(node) => flush(node, out),
@@ -400,10 +401,10 @@ enum Step<'a> {
 
 fn step<'a>(node: &'a Node, key: &[u8]) -> Step<'a> {
     let i = node.position(key);
-    if let Some(e) = node.entries.get(i) {
-        if e.key == key {
-            return Step::Found(e.val);
-        }
+    if let Some(e) = node.entries.get(i)
+        && e.key == key
+    {
+        return Step::Found(e.val);
     }
     match node.gap_ref(i) {
         None => Step::Absent,
@@ -556,7 +557,7 @@ impl Mst {
 
     /// The root CID, encoding every node changed since the last call; the new blocks are
     /// appended to `blocks`.
-    pub fn root_cid(&mut self, blocks: &mut Vec<(Cid, Vec<u8>)>) -> Cid {
+    pub fn root_cid(&mut self, blocks: &mut Vec<(Cid, Bytes)>) -> Cid {
         flush_sub(&mut self.root, blocks)
     }
 
@@ -631,7 +632,9 @@ fn visit(
     out: &mut Vec<(Vec<u8>, Cid)>,
 ) -> Result<bool, MstError> {
     // First entry that may be listed: >= prefix and > after.
-    let mut start = node.entries.partition_point(|e| e.key.as_slice() < b.prefix);
+    let mut start = node
+        .entries
+        .partition_point(|e| e.key.as_slice() < b.prefix);
     if let Some(after) = b.after {
         start = start.max(node.entries.partition_point(|e| e.key.as_slice() <= after));
     }

@@ -2,9 +2,13 @@
 //! DAG-CBOR, and the key-height rule.
 
 use cid::Cid;
+#[cfg(test)]
 use serde::{Deserialize, Serialize};
+#[cfg(test)]
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
+
+use guild_core::cbor::{write_head, write_link};
 
 use super::MstError;
 
@@ -32,7 +36,8 @@ pub fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// One entry as it is on the wire (serde form, used for strict decoding).
+/// One entry as it is on the wire (serde form; the tests hold the direct codec to it).
+#[cfg(test)]
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct EntryData {
     pub k: ByteBuf,
@@ -41,7 +46,8 @@ pub(crate) struct EntryData {
     pub v: Cid,
 }
 
-/// A node as it is on the wire (serde form, used for strict decoding).
+/// A node as it is on the wire (serde form; the tests hold the direct codec to it).
+#[cfg(test)]
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct NodeData {
     pub e: Vec<EntryData>,
@@ -57,27 +63,115 @@ pub struct DecodedNode {
     pub entries: Vec<(Vec<u8>, Cid, Option<Cid>)>,
 }
 
-/// Strictly decodes a node from untrusted bytes: canonical DAG-CBOR, keys in strictly
-/// increasing order, maximal prefix compression, bounded size.
+/// A cursor that accepts only the canonical byte layout of an MST node.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn expect(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        if self.buf.get(self.pos..self.pos + bytes.len()) == Some(bytes) {
+            self.pos += bytes.len();
+            Ok(())
+        } else {
+            Err("not the canonical layout {e, l} / {k, p, t, v}")
+        }
+    }
+
+    /// A minimally encoded head of the given major type.
+    fn head(&mut self, major: u8) -> Result<u64, &'static str> {
+        let (m, arg, next) =
+            guild_core::cbor::head(self.buf, self.pos).ok_or("truncated or malformed head")?;
+        if m != major {
+            return Err("unexpected CBOR type");
+        }
+        let len = next - self.pos;
+        let minimal = match len {
+            1 => true,
+            2 => arg >= 24,
+            3 => arg > 0xff,
+            5 => arg > 0xffff,
+            _ => arg > 0xffff_ffff,
+        };
+        if !minimal {
+            return Err("non-minimal integer or length");
+        }
+        self.pos = next;
+        Ok(arg)
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8], &'static str> {
+        let n = usize::try_from(n).map_err(|_| "length too large")?;
+        let out = self
+            .buf
+            .get(self.pos..self.pos.saturating_add(n))
+            .ok_or("truncated")?;
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn link(&mut self) -> Result<Cid, &'static str> {
+        self.expect(&[0xd8, 0x2a])?;
+        let len = self.head(2)?;
+        let bytes = self.take(len)?;
+        let Some((&0, cid_bytes)) = bytes.split_first() else {
+            return Err("CID link must start with 0x00");
+        };
+        let mut cursor = std::io::Cursor::new(cid_bytes);
+        let cid = Cid::read_bytes(&mut cursor).map_err(|_| "invalid CID")?;
+        if cursor.position() as usize != cid_bytes.len() || cid.hash().size() == 0 {
+            return Err("invalid CID");
+        }
+        Ok(cid)
+    }
+
+    fn link_or_null(&mut self) -> Result<Option<Cid>, &'static str> {
+        if self.buf.get(self.pos) == Some(&0xf6) {
+            self.pos += 1;
+            Ok(None)
+        } else {
+            self.link().map(Some)
+        }
+    }
+}
+
+/// Strictly decodes a node from untrusted bytes: exactly the canonical DAG-CBOR layout (so no
+/// second encoding of one node is accepted), keys in strictly increasing order, maximal prefix
+/// compression, at most [`MAX_NODE_ENTRIES`] entries.
 pub fn decode_node(cid: &Cid, bytes: &[u8]) -> Result<DecodedNode, MstError> {
     let bad = |reason: String| MstError::BadNode { cid: *cid, reason };
-    let data: NodeData =
-        guild_core::data::decode_canonical(bytes).map_err(|e| bad(e.to_string()))?;
-    if data.e.len() > MAX_NODE_ENTRIES {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let at = |r: &Reader<'_>, e: &str| format!("{e} at byte {}", r.pos);
+    r.expect(&[0xa2, 0x61, b'e']).map_err(|e| bad(at(&r, e)))?;
+    let n = r.head(4).map_err(|e| bad(at(&r, e)))?;
+    if n > MAX_NODE_ENTRIES as u64 {
         return Err(bad(format!(
-            "{} entries, more than the limit of {MAX_NODE_ENTRIES}",
-            data.e.len()
+            "{n} entries, more than the limit of {MAX_NODE_ENTRIES}"
         )));
     }
-    let mut entries: Vec<(Vec<u8>, Cid, Option<Cid>)> = Vec::with_capacity(data.e.len());
-    for (i, e) in data.e.into_iter().enumerate() {
-        let p = usize::try_from(e.p).unwrap_or(usize::MAX);
+    let mut entries: Vec<(Vec<u8>, Cid, Option<Cid>)> = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        let mut entry = || -> Result<(&[u8], u64, Option<Cid>, Cid), &'static str> {
+            r.expect(&[0xa4, 0x61, b'k'])?;
+            let klen = r.head(2)?;
+            let k = r.take(klen)?;
+            r.expect(&[0x61, b'p'])?;
+            let p = r.head(0)?;
+            r.expect(&[0x61, b't'])?;
+            let t = r.link_or_null()?;
+            r.expect(&[0x61, b'v'])?;
+            let v = r.link()?;
+            Ok((k, p, t, v))
+        };
+        let (k, p, t, v) = entry().map_err(|e| bad(format!("entry {i}: {e}")))?;
+        let p = usize::try_from(p).unwrap_or(usize::MAX);
         let key = match entries.last() {
             None => {
                 if p != 0 {
                     return Err(bad("the first entry's prefix length must be 0".into()));
                 }
-                e.k.into_vec()
+                k.to_vec()
             }
             Some((prev, _, _)) => {
                 if p > prev.len() {
@@ -85,26 +179,28 @@ pub fn decode_node(cid: &Cid, bytes: &[u8]) -> Result<DecodedNode, MstError> {
                         "entry {i}: prefix length {p} is longer than the previous key"
                     )));
                 }
-                let mut key = Vec::with_capacity(p + e.k.len());
+                let mut key = Vec::with_capacity(p + k.len());
                 key.extend_from_slice(&prev[..p]);
-                key.extend_from_slice(&e.k);
+                key.extend_from_slice(k);
                 if common_prefix_len(prev, &key) != p {
-                    return Err(bad(format!(
-                        "entry {i}: prefix compression is not maximal"
-                    )));
+                    return Err(bad(format!("entry {i}: prefix compression is not maximal")));
                 }
                 if key.as_slice() <= prev.as_slice() {
-                    return Err(bad(format!("entry {i}: keys are not in strictly increasing order")));
+                    return Err(bad(format!(
+                        "entry {i}: keys are not in strictly increasing order"
+                    )));
                 }
                 key
             }
         };
-        entries.push((key, e.v, e.t));
+        entries.push((key, v, t));
     }
-    Ok(DecodedNode {
-        left: data.l,
-        entries,
-    })
+    r.expect(&[0x61, b'l']).map_err(|e| bad(at(&r, e)))?;
+    let left = r.link_or_null().map_err(|e| bad(at(&r, e)))?;
+    if r.pos != bytes.len() {
+        return Err(bad(at(&r, "trailing bytes")));
+    }
+    Ok(DecodedNode { left, entries })
 }
 
 /// Canonical encoding of a node, written directly (the hot path of every commit).
@@ -142,34 +238,6 @@ fn write_link_or_null(out: &mut Vec<u8>, cid: Option<&Cid>) {
     match cid {
         Some(c) => write_link(out, c),
         None => out.push(0xf6),
-    }
-}
-
-/// Writes a CID link: tag 42 around the byte string `0x00 ‖ cid bytes`.
-pub(crate) fn write_link(out: &mut Vec<u8>, cid: &Cid) {
-    out.extend_from_slice(&[0xd8, 0x2a]);
-    let len = cid.encoded_len();
-    write_head(out, 2, (len + 1) as u64);
-    out.push(0);
-    // Writing into a Vec cannot fail.
-    let _ = cid.write_bytes(&mut *out);
-}
-
-pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
-    let m = major << 5;
-    if arg < 24 {
-        out.push(m | arg as u8);
-    } else if arg <= 0xff {
-        out.extend_from_slice(&[m | 24, arg as u8]);
-    } else if arg <= 0xffff {
-        out.push(m | 25);
-        out.extend_from_slice(&(arg as u16).to_be_bytes());
-    } else if arg <= 0xffff_ffff {
-        out.push(m | 26);
-        out.extend_from_slice(&(arg as u32).to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend_from_slice(&arg.to_be_bytes());
     }
 }
 

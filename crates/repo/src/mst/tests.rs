@@ -31,7 +31,11 @@ fn common_prefix_matches_the_interop_fixture() {
     for c in cases {
         let (l, r) = (c["left"].as_str().unwrap(), c["right"].as_str().unwrap());
         let n = c["len"].as_u64().unwrap() as usize;
-        assert_eq!(common_prefix_len(l.as_bytes(), r.as_bytes()), n, "{l:?} {r:?}");
+        assert_eq!(
+            common_prefix_len(l.as_bytes(), r.as_bytes()),
+            n,
+            "{l:?} {r:?}"
+        );
     }
 }
 
@@ -83,10 +87,7 @@ fn cid_n(n: u64) -> Cid {
     guild_core::cids::cid_for_cbor(&n.to_be_bytes())
 }
 
-fn build_incremental(
-    store: &mut MemoryBlockStore,
-    keys: &[(Vec<u8>, Cid)],
-) -> (Mst, Cid) {
+fn build_incremental(store: &mut MemoryBlockStore, keys: &[(Vec<u8>, Cid)]) -> (Mst, Cid) {
     let mut mst = Mst::new();
     for (k, v) in keys {
         mst.insert(&*store, k, *v).unwrap();

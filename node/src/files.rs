@@ -1,0 +1,72 @@
+//! File helpers: atomic writes that never leave a partial output behind, and key files.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use guild_core::Keypair;
+
+/// Writes `path` atomically: a temporary file in the same directory, flushed and synced, then
+/// renamed over the target. On any error the target is untouched and the temporary is removed.
+/// With `no_clobber`, an existing target is an error.
+pub fn write_atomic(
+    path: &Path,
+    no_clobber: bool,
+    fill: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> Result<()>,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // tempfile creates the file with mode 0600 on Unix.
+    let tmp = tempfile::Builder::new()
+        .prefix(".guild-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file());
+        fill(&mut w)?;
+        w.flush()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot sync {}", path.display()))?;
+    if no_clobber {
+        tmp.persist_noclobber(path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+    } else {
+        tmp.persist(path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Reads a key file, refusing one that others can read.
+pub fn read_key_file(path: &Path) -> Result<Keypair> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read key file {}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "key file {} has mode {mode:o}; it must not be readable by others (chmod 600 {})",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    Keypair::from_key_file(&text).with_context(|| format!("key file {}", path.display()))
+}
+
+/// Reads a whole input file with a clear error.
+pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
