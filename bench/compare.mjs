@@ -126,7 +126,7 @@ function bodyText(i) {
   let target
   if (i === 3) target = 70000 // one string that needs a 4-byte CBOR length
   else if (i % 97 === 5) target = 1000 + Math.floor(rnd() * 2000)
-  else target = Math.floor(rnd() * rnd() * 420) // 0..~420 chars, skewed short
+  else target = 1 + Math.floor(rnd() * rnd() * 420) // 1..~420 chars, skewed short (the lexicon wants a body)
   const parts = []
   let len = 0
   while (len < target) {

@@ -181,16 +181,32 @@ fn validate_at(value: &Ipld, path: &Path<'_>, depth: usize) -> Result<(), DataMo
     }
 }
 
+/// A field as the `$type` rules see it: absent, present with the wrong kind, or a value.
+enum Field<T> {
+    Absent,
+    Wrong,
+    Is(T),
+}
+
+/// What the `$type` rules need to know about one object, whatever its representation.
+struct TypeFields<'a> {
+    ty: Field<&'a str>,
+    blob_ref: Field<()>,
+    mime_type: Field<&'a str>,
+    size: Field<i64>,
+}
+
 /// `$type`, where present, must be a non-empty string; a blob must have its four fields.
-fn check_type_field(map: &BTreeMap<String, Ipld>, path: &Path<'_>) -> Result<(), DataModelError> {
-    let Some(t) = map.get("$type") else {
-        return Ok(());
-    };
-    let Ipld::String(t) = t else {
-        return Err(DataModelError::new(
-            &Path::Key(path, "$type"),
-            "$type must be a string",
-        ));
+fn check_type_rules(f: TypeFields<'_>, path: &Path<'_>) -> Result<(), DataModelError> {
+    let t = match f.ty {
+        Field::Absent => return Ok(()),
+        Field::Wrong => {
+            return Err(DataModelError::new(
+                &Path::Key(path, "$type"),
+                "$type must be a string",
+            ));
+        }
+        Field::Is(t) => t,
     };
     if t.is_empty() {
         return Err(DataModelError::new(
@@ -198,39 +214,66 @@ fn check_type_field(map: &BTreeMap<String, Ipld>, path: &Path<'_>) -> Result<(),
             "$type must not be empty",
         ));
     }
-    if t == "blob" {
-        match map.get("ref") {
-            Some(Ipld::Link(_)) => {}
-            Some(_) => {
-                return Err(DataModelError::new(
-                    &Path::Key(path, "ref"),
-                    "blob ref must be a CID link",
-                ));
-            }
-            None => return Err(DataModelError::new(path, "blob is missing `ref`")),
+    if t != "blob" {
+        return Ok(());
+    }
+    match f.blob_ref {
+        Field::Is(()) => {}
+        Field::Wrong => {
+            return Err(DataModelError::new(
+                &Path::Key(path, "ref"),
+                "blob ref must be a CID link",
+            ));
         }
-        match map.get("mimeType") {
-            Some(Ipld::String(m)) if !m.is_empty() => {}
-            Some(_) => {
-                return Err(DataModelError::new(
-                    &Path::Key(path, "mimeType"),
-                    "blob mimeType must be a non-empty string",
-                ));
-            }
-            None => return Err(DataModelError::new(path, "blob is missing `mimeType`")),
-        }
-        match map.get("size") {
-            Some(Ipld::Integer(n)) if *n >= 0 => {}
-            Some(_) => {
-                return Err(DataModelError::new(
-                    &Path::Key(path, "size"),
-                    "blob size must be a non-negative integer",
-                ));
-            }
-            None => return Err(DataModelError::new(path, "blob is missing `size`")),
+        Field::Absent => return Err(DataModelError::new(path, "blob is missing `ref`")),
+    }
+    match f.mime_type {
+        Field::Is(m) if !m.is_empty() => {}
+        Field::Absent => return Err(DataModelError::new(path, "blob is missing `mimeType`")),
+        _ => {
+            return Err(DataModelError::new(
+                &Path::Key(path, "mimeType"),
+                "blob mimeType must be a non-empty string",
+            ));
         }
     }
-    Ok(())
+    match f.size {
+        Field::Is(n) if n >= 0 => Ok(()),
+        Field::Absent => Err(DataModelError::new(path, "blob is missing `size`")),
+        _ => Err(DataModelError::new(
+            &Path::Key(path, "size"),
+            "blob size must be a non-negative integer",
+        )),
+    }
+}
+
+fn check_type_field(map: &BTreeMap<String, Ipld>, path: &Path<'_>) -> Result<(), DataModelError> {
+    let field = |k: &str| map.get(k);
+    check_type_rules(
+        TypeFields {
+            ty: match field("$type") {
+                None => Field::Absent,
+                Some(Ipld::String(t)) => Field::Is(t.as_str()),
+                Some(_) => Field::Wrong,
+            },
+            blob_ref: match field("ref") {
+                None => Field::Absent,
+                Some(Ipld::Link(_)) => Field::Is(()),
+                Some(_) => Field::Wrong,
+            },
+            mime_type: match field("mimeType") {
+                None => Field::Absent,
+                Some(Ipld::String(m)) => Field::Is(m.as_str()),
+                Some(_) => Field::Wrong,
+            },
+            size: match field("size") {
+                None => Field::Absent,
+                Some(Ipld::Integer(n)) => i64::try_from(*n).map_or(Field::Wrong, Field::Is),
+                Some(_) => Field::Wrong,
+            },
+        },
+        path,
+    )
 }
 
 /// Checks that a value is a record: a map whose `$type` is an NSID, within the size limit, and
@@ -361,32 +404,10 @@ fn json_to_ipld(
                 .collect::<Result<_, _>>()?,
         ),
         J::Object(obj) => {
-            if let Some(link) = obj.get("$link") {
-                if obj.len() != 1 {
-                    return Err(DataModelError::new(
-                        path,
-                        "a $link object must have no other fields",
-                    ));
-                }
-                let J::String(s) = link else {
-                    return Err(DataModelError::new(path, "$link must be a string"));
-                };
-                let cid = parse_link(s).map_err(|r| DataModelError::new(path, r))?;
-                return Ok(Ipld::Link(cid));
-            }
-            if let Some(b) = obj.get("$bytes") {
-                if obj.len() != 1 {
-                    return Err(DataModelError::new(
-                        path,
-                        "a $bytes object must have no other fields",
-                    ));
-                }
-                let J::String(s) = b else {
-                    return Err(DataModelError::new(path, "$bytes must be a base64 string"));
-                };
-                let bytes = decode_base64(s)
-                    .ok_or_else(|| DataModelError::new(path, "$bytes is not valid base64"))?;
-                return Ok(Ipld::Bytes(bytes));
+            match json_special(obj, path)? {
+                Some(Special::Link(cid)) => return Ok(Ipld::Link(cid)),
+                Some(Special::Bytes(b)) => return Ok(Ipld::Bytes(b)),
+                None => {}
             }
             let mut map = BTreeMap::new();
             for (k, v) in obj {
@@ -403,9 +424,20 @@ fn json_to_ipld(
 /// `json_to_cbor(j)` equals `encode(&from_json(j)?)` for every input; a property test holds
 /// the two together.
 pub fn json_to_cbor(json: &serde_json::Value) -> Result<Vec<u8>, DataModelError> {
-    let mut out = Vec::with_capacity(256);
-    write_json(json, &Path::Root, 0, &mut out)?;
-    Ok(out)
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // Encode into a reused buffer, then copy out once at the exact size.
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        scratch.clear();
+        write_json(json, &Path::Root, 0, &mut scratch)?;
+        let out = scratch.to_vec();
+        if scratch.capacity() > 4 * MAX_RECORD_BYTES {
+            *scratch = Vec::new();
+        }
+        Ok(out)
+    })
 }
 
 /// Encodes a record given in JSON form: checks the record rules and the size limit and returns
@@ -511,35 +543,17 @@ fn write_json(
             }
         }
         J::Object(obj) => {
-            if let Some(link) = obj.get("$link") {
-                if obj.len() != 1 {
-                    return Err(DataModelError::new(
-                        path,
-                        "a $link object must have no other fields",
-                    ));
+            match json_special(obj, path)? {
+                Some(Special::Link(cid)) => {
+                    cbor::write_link(out, &cid);
+                    return Ok(());
                 }
-                let J::String(s) = link else {
-                    return Err(DataModelError::new(path, "$link must be a string"));
-                };
-                let cid = parse_link(s).map_err(|r| DataModelError::new(path, r))?;
-                cbor::write_link(out, &cid);
-                return Ok(());
-            }
-            if let Some(b) = obj.get("$bytes") {
-                if obj.len() != 1 {
-                    return Err(DataModelError::new(
-                        path,
-                        "a $bytes object must have no other fields",
-                    ));
+                Some(Special::Bytes(bytes)) => {
+                    cbor::write_head(out, 2, bytes.len() as u64);
+                    out.extend_from_slice(&bytes);
+                    return Ok(());
                 }
-                let J::String(s) = b else {
-                    return Err(DataModelError::new(path, "$bytes must be a base64 string"));
-                };
-                let bytes = decode_base64(s)
-                    .ok_or_else(|| DataModelError::new(path, "$bytes is not valid base64"))?;
-                cbor::write_head(out, 2, bytes.len() as u64);
-                out.extend_from_slice(&bytes);
-                return Ok(());
+                None => {}
             }
             check_type_field_json(obj, path)?;
             let mut entries: Vec<(&String, &J)> = obj.iter().collect();
@@ -561,54 +575,73 @@ fn check_type_field_json(
     path: &Path<'_>,
 ) -> Result<(), DataModelError> {
     use serde_json::Value as J;
-    let Some(t) = obj.get("$type") else {
-        return Ok(());
-    };
-    let J::String(t) = t else {
-        return Err(DataModelError::new(
-            &Path::Key(path, "$type"),
-            "$type must be a string",
-        ));
-    };
-    if t.is_empty() {
-        return Err(DataModelError::new(
-            &Path::Key(path, "$type"),
-            "$type must not be empty",
-        ));
+    check_type_rules(
+        TypeFields {
+            ty: match obj.get("$type") {
+                None => Field::Absent,
+                Some(J::String(t)) => Field::Is(t.as_str()),
+                Some(_) => Field::Wrong,
+            },
+            blob_ref: match obj.get("ref") {
+                None => Field::Absent,
+                Some(J::Object(r)) if r.len() == 1 && r.contains_key("$link") => Field::Is(()),
+                Some(_) => Field::Wrong,
+            },
+            mime_type: match obj.get("mimeType") {
+                None => Field::Absent,
+                Some(J::String(m)) => Field::Is(m.as_str()),
+                Some(_) => Field::Wrong,
+            },
+            size: match obj.get("size") {
+                None => Field::Absent,
+                Some(J::Number(n)) => json_integer(n, path).map_or(Field::Wrong, Field::Is),
+                Some(_) => Field::Wrong,
+            },
+        },
+        path,
+    )
+}
+
+/// The JSON form's special objects: `{"$link": cid}` and `{"$bytes": base64}`.
+enum Special {
+    Link(Cid),
+    Bytes(Vec<u8>),
+}
+
+/// Recognises `$link` and `$bytes` objects (which must have no other field).
+fn json_special(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    path: &Path<'_>,
+) -> Result<Option<Special>, DataModelError> {
+    use serde_json::Value as J;
+    if let Some(link) = obj.get("$link") {
+        if obj.len() != 1 {
+            return Err(DataModelError::new(
+                path,
+                "a $link object must have no other fields",
+            ));
+        }
+        let J::String(s) = link else {
+            return Err(DataModelError::new(path, "$link must be a string"));
+        };
+        let cid = parse_link(s).map_err(|r| DataModelError::new(path, r))?;
+        return Ok(Some(Special::Link(cid)));
     }
-    if t == "blob" {
-        match obj.get("ref") {
-            Some(J::Object(r)) if r.len() == 1 && r.get("$link").is_some() => {}
-            Some(_) => {
-                return Err(DataModelError::new(
-                    &Path::Key(path, "ref"),
-                    "blob ref must be a CID link",
-                ));
-            }
-            None => return Err(DataModelError::new(path, "blob is missing `ref`")),
+    if let Some(b) = obj.get("$bytes") {
+        if obj.len() != 1 {
+            return Err(DataModelError::new(
+                path,
+                "a $bytes object must have no other fields",
+            ));
         }
-        match obj.get("mimeType") {
-            Some(J::String(m)) if !m.is_empty() => {}
-            Some(_) => {
-                return Err(DataModelError::new(
-                    &Path::Key(path, "mimeType"),
-                    "blob mimeType must be a non-empty string",
-                ));
-            }
-            None => return Err(DataModelError::new(path, "blob is missing `mimeType`")),
-        }
-        match obj.get("size") {
-            Some(J::Number(n)) if json_integer(n, path).is_ok_and(|n| n >= 0) => {}
-            Some(_) => {
-                return Err(DataModelError::new(
-                    &Path::Key(path, "size"),
-                    "blob size must be a non-negative integer",
-                ));
-            }
-            None => return Err(DataModelError::new(path, "blob is missing `size`")),
-        }
+        let J::String(s) = b else {
+            return Err(DataModelError::new(path, "$bytes must be a base64 string"));
+        };
+        let bytes = decode_base64(s)
+            .ok_or_else(|| DataModelError::new(path, "$bytes is not valid base64"))?;
+        return Ok(Some(Special::Bytes(bytes)));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Parses a CID string as used in `$link` (CIDv1, base32 or any multibase the `cid` crate

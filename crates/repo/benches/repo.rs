@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+/// The allocator the `guild` binary uses, so that these figures are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cid::Cid;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use guild_core::Keypair;

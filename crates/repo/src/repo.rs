@@ -265,14 +265,33 @@ impl<S: BlockStore> Repo<S> {
         rev: Tid,
         mut records: Vec<PreparedRecord>,
     ) -> Result<(Self, CommitResult), RepoError> {
-        records.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        if !records.is_sorted_by(|a, b| a.path < b.path) {
+            records.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        }
         for w in records.windows(2) {
             if w[0].path == w[1].path {
                 return Err(RepoError::Duplicate(w[0].path.clone()));
             }
         }
+        // Records of one collection are adjacent once sorted: parse each collection once.
+        let mut last_collection = "";
         for r in &records {
-            parse_path(&r.path)?;
+            let (c, k) = r
+                .path
+                .split_once('/')
+                .ok_or_else(|| RepoError::InvalidPath {
+                    path: r.path.chars().take(200).collect(),
+                    reason: "expected <collection>/<rkey>".into(),
+                })?;
+            if c != last_collection {
+                parse_path(&r.path)?;
+                last_collection = c;
+            } else {
+                RecordKey::parse(k).map_err(|e| RepoError::InvalidPath {
+                    path: r.path.chars().take(200).collect(),
+                    reason: e.to_string(),
+                })?;
+            }
         }
         let mut mst = Mst::from_sorted(
             records
