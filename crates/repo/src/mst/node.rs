@@ -63,6 +63,9 @@ pub struct DecodedNode {
     pub entries: Vec<(Vec<u8>, Cid, Option<Cid>)>,
 }
 
+/// One entry as read: key suffix, prefix length, right subtree, value.
+type RawEntry<'a> = (&'a [u8], u64, Option<Cid>, Cid);
+
 /// A cursor that accepts only the canonical byte layout of an MST node.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -152,7 +155,7 @@ pub fn decode_node(cid: &Cid, bytes: &[u8]) -> Result<DecodedNode, MstError> {
     }
     let mut entries: Vec<(Vec<u8>, Cid, Option<Cid>)> = Vec::with_capacity(n as usize);
     for i in 0..n as usize {
-        let mut entry = || -> Result<(&[u8], u64, Option<Cid>, Cid), &'static str> {
+        let mut entry = || -> Result<RawEntry<'_>, &'static str> {
             r.expect(&[0xa4, 0x61, b'k'])?;
             let klen = r.head(2)?;
             let k = r.take(klen)?;
