@@ -1274,3 +1274,53 @@ fn block_source_is_used_through_references() {
         .unwrap();
     assert_eq!(verify_repo(&copy, head).unwrap().records.len(), 3);
 }
+
+/// The bytes of `cid` (a CIDv1 dag-cbor sha2-256) with its multihash code 0x12 written as a
+/// 10-byte varint whose last byte overflows 64 bits (`92 80 80 80 80 80 80 80 80 02`). The
+/// `cid` crate reads these bytes as the very same CID, so a decoder that does not compare the
+/// bytes with the CID's own encoding accepts a second encoding of one value.
+fn overlong_cid_bytes(cid: &Cid) -> Vec<u8> {
+    let canon = cid.to_bytes();
+    assert_eq!(canon[..4], [0x01, 0x71, 0x12, 0x20]);
+    let mut out = vec![0x01, 0x71, 0x92, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02];
+    out.extend_from_slice(&canon[3..]);
+    assert_eq!(Cid::read_bytes(out.as_slice()).unwrap(), *cid);
+    out
+}
+
+#[test]
+fn a_node_with_a_non_canonical_cid_encoding_is_refused() {
+    let mut f = Forge::new();
+    let k = keys_of_height(0, 1).remove(0);
+    let good_cid = f.node(None, &[(&k, None)]);
+    let good = f.store.get(&good_cid).unwrap().to_vec();
+    guild_repo::mst::decode_node(&good_cid, &good).unwrap();
+    f.verify(good_cid).unwrap();
+    // The same node with its one value link written in the overlong form.
+    let v = f.record(&k);
+    let mut canon_link = vec![0xd8, 0x2a, 0x58, 0x25, 0x00];
+    canon_link.extend_from_slice(&v.to_bytes());
+    let at = good
+        .windows(canon_link.len())
+        .position(|w| w == canon_link.as_slice())
+        .unwrap();
+    let long = overlong_cid_bytes(&v);
+    let mut bad = good[..at].to_vec();
+    bad.extend_from_slice(&[0xd8, 0x2a, 0x58, (long.len() + 1) as u8, 0x00]);
+    bad.extend_from_slice(&long);
+    bad.extend_from_slice(&good[at + canon_link.len()..]);
+    let bad_cid = f.put(bad.clone());
+    assert_ne!(bad_cid, good_cid);
+    // The generic strict decoder refuses it ...
+    assert!(guild_core::data::decode(&bad).is_err());
+    // ... and so must the MST node decoder and full verification: otherwise one tree has two
+    // root CIDs.
+    assert!(
+        guild_repo::mst::decode_node(&bad_cid, &bad).is_err(),
+        "decode_node accepted a non-canonical CID encoding"
+    );
+    assert!(
+        f.verify(bad_cid).is_err(),
+        "verify_repo accepted a tree whose node is not canonically encoded"
+    );
+}

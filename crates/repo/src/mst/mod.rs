@@ -364,12 +364,7 @@ fn flush(node: &mut Node, out: &mut Vec<(Cid, Bytes)>) -> Cid {
     if let Some(cid) = node.cid {
         return cid;
     }
-    let left = node.left.as_mut().map(|s| flush_sub(s, out));
-    let rights: Vec<Option<Cid>> = node
-        .entries
-        .iter_mut()
-        .map(|e| e.right.as_mut().map(|s| flush_sub(s, out)))
-        .collect();
+    let (left, rights) = flush_children(node, out);
     let mut bytes = Vec::with_capacity(16 + node.entries.len() * 80);
     encode_node(
         left.as_ref(),
@@ -383,6 +378,60 @@ fn flush(node: &mut Node, out: &mut Vec<(Cid, Bytes)>) -> Cid {
     node.cid = Some(cid);
     out.push((cid, Bytes::from(bytes)));
     cid
+}
+
+/// Flushes a node's subtrees: the left one and each entry's right one.
+#[cfg(not(feature = "parallel"))]
+fn flush_children(
+    node: &mut Node,
+    out: &mut Vec<(Cid, Bytes)>,
+) -> (Option<Cid>, Vec<Option<Cid>>) {
+    let left = node.left.as_mut().map(|s| flush_sub(s, out));
+    let rights = node
+        .entries
+        .iter_mut()
+        .map(|e| e.right.as_mut().map(|s| flush_sub(s, out)))
+        .collect();
+    (left, rights)
+}
+
+/// Flushes a node's subtrees; high in a big tree, the subtrees are flushed on all cores (each
+/// into its own block list, appended in order, so the output is the same as sequentially).
+#[cfg(feature = "parallel")]
+fn flush_children(
+    node: &mut Node,
+    out: &mut Vec<(Cid, Bytes)>,
+) -> (Option<Cid>, Vec<Option<Cid>>) {
+    use rayon::prelude::*;
+    // A node at layer 4 heads about 4^4 = 256 keys: below that, threads cost more than they save.
+    const PARALLEL_FROM_LAYER: u32 = 4;
+    let mut slots: Vec<&mut Option<Sub>> = std::iter::once(&mut node.left)
+        .chain(node.entries.iter_mut().map(|e| &mut e.right))
+        .collect();
+    let mut cids: Vec<Option<Cid>> = if node.layer < PARALLEL_FROM_LAYER {
+        slots
+            .iter_mut()
+            .map(|s| s.as_mut().map(|s| flush_sub(s, out)))
+            .collect()
+    } else {
+        let parts: Vec<(Option<Cid>, Vec<(Cid, Bytes)>)> = slots
+            .par_iter_mut()
+            .map(|s| {
+                let mut blocks = Vec::new();
+                let cid = s.as_mut().map(|s| flush_sub(s, &mut blocks));
+                (cid, blocks)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .map(|(cid, mut blocks)| {
+                out.append(&mut blocks);
+                cid
+            })
+            .collect()
+    };
+    let left = cids.remove(0);
+    (left, cids)
 }
 
 fn flush_sub(sub: &mut Sub, out: &mut Vec<(Cid, Bytes)>) -> Cid {
@@ -460,13 +509,7 @@ impl Mst {
                 ));
             }
         }
-        let mut items: Vec<(Vec<u8>, Cid, u32)> = entries
-            .into_iter()
-            .map(|(k, v)| {
-                let h = key_height(&k);
-                (k, v, h)
-            })
-            .collect();
+        let mut items = with_heights(entries);
         let top = items.iter().map(|i| i.2).max().unwrap_or(0);
         Ok(Mst {
             root: Sub::Loaded(Box::new(build(&mut items, top))),
@@ -590,6 +633,21 @@ impl Mst {
     pub fn entries(&self, src: &dyn BlockSource) -> Result<Vec<(Vec<u8>, Cid)>, MstError> {
         self.list(src, b"", None, usize::MAX)
     }
+}
+
+/// Pairs every entry with its key height (SHA-256 of every key: on all cores when parallel).
+fn with_heights(entries: Vec<(Vec<u8>, Cid)>) -> Vec<(Vec<u8>, Cid, u32)> {
+    #[cfg(feature = "parallel")]
+    use rayon::prelude::*;
+    #[cfg(feature = "parallel")]
+    let iter = entries.into_par_iter();
+    #[cfg(not(feature = "parallel"))]
+    let iter = entries.into_iter();
+    iter.map(|(k, v)| {
+        let h = key_height(&k);
+        (k, v, h)
+    })
+    .collect()
 }
 
 fn build(items: &mut [(Vec<u8>, Cid, u32)], layer: u32) -> Node {

@@ -1,0 +1,71 @@
+//! Replays every saved fuzz input under `tests/regressions/<target>/` through the same checks
+//! as the fuzz target of that name (`fuzz/fuzz_targets/<target>.rs`). Files named `README.md`
+//! are skipped; an empty folder passes.
+
+use std::path::PathBuf;
+
+use guild_core::data;
+
+/// The saved inputs of one target, as `(file name, bytes)`.
+fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "regressions", target]
+        .iter()
+        .collect();
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "README.md"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The checks of `fuzz/fuzz_targets/dag_cbor.rs`.
+fn dag_cbor(input: &[u8]) -> Result<(), String> {
+    let checked = guild_core::cbor::check(input);
+    let record = data::decode_record(input);
+    let _ = guild_core::keys::split_signed(input);
+    match data::decode(input) {
+        Ok(value) => {
+            if checked.is_err() {
+                return Err("decode accepted what check refused".into());
+            }
+            let again = data::encode_serde(&value).map_err(|e| e.to_string())?;
+            if again != input {
+                return Err(format!(
+                    "non-canonical input accepted: {value:?} re-encodes to {again:02x?}"
+                ));
+            }
+            let canon: data::Ipld = data::decode_canonical(input).map_err(|e| e.to_string())?;
+            if canon != value {
+                return Err("decode_canonical disagrees with decode".into());
+            }
+            if data::validate(&value).is_ok()
+                && let Ok(back) = data::from_json(&data::to_json(&value))
+                && back != value
+            {
+                return Err("JSON form round trip changed the value".into());
+            }
+            Ok(())
+        }
+        Err(_) if record.is_ok() => Err("decode_record accepted what decode refused".into()),
+        Err(_) => Ok(()),
+    }
+}
+
+#[test]
+fn dag_cbor_regressions() {
+    let mut failures = Vec::new();
+    for (name, bytes) in inputs("dag_cbor") {
+        let r = std::panic::catch_unwind(|| dag_cbor(&bytes))
+            .unwrap_or_else(|_| Err("panicked".into()));
+        if let Err(e) = r {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
