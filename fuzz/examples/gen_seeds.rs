@@ -34,7 +34,11 @@ fn repo(n: usize) -> Repo<MemoryBlockStore> {
     let key = Keypair::from_secret_bytes(&[7; 32]);
     let records = (0..n)
         .map(|i| {
-            let c = if i % 3 == 0 { "com.example.like" } else { "com.example.post" };
+            let c = if i % 3 == 0 {
+                "com.example.like"
+            } else {
+                "com.example.post"
+            };
             let r = format!("3jzfcijpj{i:04}");
             guild_repo::prepare_record(
                 &Nsid::parse(c).unwrap(),
@@ -45,7 +49,9 @@ fn repo(n: usize) -> Repo<MemoryBlockStore> {
         })
         .collect();
     let rev = Tid::from_parts(1_700_000_000_000_000, 1);
-    Repo::import(MemoryBlockStore::new(), &key, rev, records).unwrap().0
+    Repo::import(MemoryBlockStore::new(), &key, rev, records)
+        .unwrap()
+        .0
 }
 
 fn export(repo: &Repo<MemoryBlockStore>) -> Vec<u8> {
@@ -117,12 +123,18 @@ fn main() {
     // A tiny CAR with one raw block, and the empty MST node.
     let raw = b"raw block".to_vec();
     let cid = guild_core::cids::cid_for_raw(&raw);
-    save("car", "raw-1", &car::car_bytes(&[cid], [(&cid, raw.as_slice())]));
+    save(
+        "car",
+        "raw-1",
+        &car::car_bytes(&[cid], [(&cid, raw.as_slice())]),
+    );
     let mut empty = Vec::new();
     guild_repo::mst::encode_node(None, std::iter::empty(), &mut empty);
     save("mst_node", "empty", &empty);
     for t in ["dag_cbor", "car", "mst_node", "commit"] {
-        let n = std::fs::read_dir(Path::new("corpus").join(t)).unwrap().count();
+        let n = std::fs::read_dir(Path::new("corpus").join(t))
+            .unwrap()
+            .count();
         println!("corpus/{t}: {n} seeds");
     }
 }

@@ -29,6 +29,9 @@ fuzz_target!(|input: &[u8]| {
                 }
             }
         }
-        Err(_) => assert!(record.is_err(), "decode_record accepted what decode refused"),
+        Err(_) => assert!(
+            record.is_err(),
+            "decode_record accepted what decode refused"
+        ),
     }
 });

@@ -1,14 +1,18 @@
 //! `guild`: the member's node and its command-line tools.
 //!
 //! This binary wires libraries together; it holds no protocol logic of its own. Offline tools
-//! (`key`, `repo`, `lexicon`) work on files; the daemon and the commands that talk to it come
-//! with later issues.
+//! (`key`, `repo`, `lexicon`) work on files; `init` and `node` create and run the daemon;
+//! `record`, `import`, `export` and `status` talk to a running daemon over its XRPC API.
 
+mod client_cmd;
+mod config;
 mod files;
 mod key_cmd;
 mod lexicon_cmd;
+mod node_cmd;
 mod repo_cmd;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -22,12 +26,60 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "guild", version, about, long_about = None)]
 struct Cli {
+    /// The node's data directory (default: $GUILD_DATA_DIR, else ~/.guild).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a data directory: identity key, admin token, config.toml, store.
+    Init,
+    /// Run the node (until SIGINT or SIGTERM).
+    Node {
+        /// Serve the API here instead of the configured address (loopback only; port 0 picks
+        /// a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Extra extension lexicon directories.
+        #[arg(long = "lexicons", value_name = "DIR")]
+        lexicons: Vec<PathBuf>,
+    },
+    /// Show the running node's identity and repositories.
+    Status {
+        /// Print the node's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records in the member's repositories, through the running node.
+    #[command(subcommand)]
+    Record(client_cmd::RecordCmd),
+    /// Import a directory of text/Markdown files, or a JSONL file of records, through the
+    /// running node (batched; re-running skips what was already imported).
+    Import {
+        /// A directory (*.txt, *.md) or a .jsonl file (`{"collection", "rkey"?, "record"}`).
+        path: PathBuf,
+        /// Records per commit.
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+        /// The space: `public` or a collective id.
+        #[arg(long, default_value = "public")]
+        space: String,
+    },
+    /// Export a repository from the running node as a CAR file.
+    Export {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// The space: `public` or a collective id.
+        #[arg(long, default_value = "public")]
+        space: String,
+        /// Only what changed since this revision.
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Identity keys: generate one, or show the DID of one.
     #[command(subcommand)]
     Key(key_cmd::KeyCmd),
@@ -39,16 +91,36 @@ enum Command {
     Lexicon(lexicon_cmd::LexiconCmd),
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+/// Sets up logging to stderr; `GUILD_LOG` overrides `default`. Later calls are no-ops.
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GUILD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GUILD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .try_init();
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let data_dir = cli.data_dir.unwrap_or_else(config::default_data_dir);
+    if !matches!(cli.command, Command::Node { .. }) {
+        init_logging("warn");
+    }
     let result = match cli.command {
+        Command::Init => node_cmd::init(&data_dir),
+        Command::Node { listen, lexicons } => {
+            node_cmd::run(&data_dir, node_cmd::NodeFlags { listen, lexicons })
+        }
+        Command::Status { json } => client_cmd::status(&data_dir, json),
+        Command::Record(cmd) => client_cmd::record(&data_dir, cmd),
+        Command::Import { path, batch, space } => {
+            client_cmd::import(&data_dir, &path, &space, batch.clamp(1, 10_000))
+        }
+        Command::Export { out, space, since } => {
+            client_cmd::export(&data_dir, &out, &space, since.as_deref())
+        }
         Command::Key(cmd) => key_cmd::run(cmd),
         Command::Repo(cmd) => repo_cmd::run(cmd),
         Command::Lexicon(cmd) => lexicon_cmd::run(cmd),

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use guild_core::Ipld;
 use guild_core::cids::{cid_for_cbor, cid_for_raw};
 use guild_core::data::{
-    decode, decode_canonical, decode_record, encode, encode_record, encode_serde, from_json,
-    to_json,
+    check_record_bytes, decode, decode_canonical, decode_record, encode, encode_record,
+    encode_record_json, encode_serde, from_json, json_to_cbor, to_json,
 };
 use guild_core::keys::split_signed;
 use proptest::prelude::*;
@@ -166,6 +166,18 @@ fn check_untrusted(bytes: &[u8]) -> Result<(), TestCaseError> {
     let _ = decode_record(bytes);
     let _ = split_signed(bytes);
     let canonical = decode_canonical::<Ipld>(bytes);
+    // The fast record check used by repository verification accepts everything
+    // `decode_record` accepts, and nothing that the strict decoder refuses.
+    let fast = check_record_bytes(bytes);
+    if decode_record(bytes).is_ok() {
+        prop_assert!(fast.is_ok(), "check_record_bytes refused a valid record");
+    }
+    if fast.is_ok() {
+        prop_assert!(
+            decode(bytes).is_ok(),
+            "check_record_bytes accepted undecodable bytes"
+        );
+    }
     match decode(bytes) {
         Ok(v) => {
             prop_assert!(checked.is_ok(), "decode accepted what check refused");
@@ -229,6 +241,13 @@ proptest! {
         let text = serde_json::to_string(&j).unwrap();
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         prop_assert_eq!(from_json(&back).unwrap(), v);
+    }
+
+    #[test]
+    fn json_fast_path_matches_from_json_then_encode(v in value(), r in record()) {
+        prop_assert_eq!(json_to_cbor(&to_json(&v)).unwrap(), encode(&v).unwrap());
+        let (cid, bytes) = encode_record(&r).unwrap();
+        prop_assert_eq!(encode_record_json(&to_json(&r)).unwrap(), (cid, bytes));
     }
 
     #[test]

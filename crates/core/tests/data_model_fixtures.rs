@@ -18,8 +18,8 @@ use base64::engine::{GeneralPurpose, GeneralPurposeConfig, general_purpose::STAN
 use guild_core::Ipld;
 use guild_core::cids::cid_for_cbor;
 use guild_core::data::{
-    decode, decode_canonical, decode_record, encode, encode_record, encode_with_cid, from_json,
-    to_json, validate,
+    decode, decode_canonical, decode_record, encode, encode_record, encode_record_json,
+    encode_with_cid, from_json, json_to_cbor, to_json, validate,
 };
 use guild_core::keys::{KeyError, PublicKey};
 use serde_json::Value as J;
@@ -329,5 +329,38 @@ fn mangled_fixture_did_keys_are_refused_without_panic() {
                 }
             }
         }
+    }
+}
+
+/// The bulk-import path (`json_to_cbor`, `encode_record_json`) writes CBOR straight from JSON;
+/// it must give the same bytes as `from_json` + `encode` and refuse the same inputs.
+#[test]
+fn json_fast_path_agrees_with_the_fixtures() {
+    for case in cases(fixture!("data-model", "data-model-fixtures.json")) {
+        let json = &case["json"];
+        let want = b64(case["cbor_base64"].as_str().unwrap());
+        assert_eq!(json_to_cbor(json).unwrap(), want, "{json}");
+    }
+    for case in cases(fixture!("data-model", "data-model-valid.json")) {
+        let n = note(&case);
+        let json = &case["json"];
+        let want = encode(&from_json(json).unwrap()).unwrap();
+        assert_eq!(json_to_cbor(json).unwrap(), want, "{n}");
+        let mut records = Vec::new();
+        records_in(json, &mut records);
+        for r in records {
+            let want = encode_record(&from_json(&r).unwrap()).unwrap();
+            assert_eq!(encode_record_json(&r).unwrap(), want, "{n}");
+        }
+    }
+    for case in cases(fixture!("data-model", "data-model-invalid.json")) {
+        let n = note(&case);
+        let json = &case["json"];
+        assert_eq!(
+            json_to_cbor(json).is_ok(),
+            from_json(json).is_ok(),
+            "{n}: json_to_cbor and from_json disagree"
+        );
+        assert!(encode_record_json(json).is_err(), "{n}: encode_record_json");
     }
 }

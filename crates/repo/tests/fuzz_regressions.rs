@@ -28,8 +28,8 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
 fn replay(target: &str, check: fn(&[u8]) -> Result<(), String>) {
     let mut failures = Vec::new();
     for (name, bytes) in inputs(target) {
-        let r = std::panic::catch_unwind(|| check(&bytes))
-            .unwrap_or_else(|_| Err("panicked".into()));
+        let r =
+            std::panic::catch_unwind(|| check(&bytes)).unwrap_or_else(|_| Err("panicked".into()));
         if let Err(e) = r {
             failures.push(format!("{target}/{name}: {e}"));
         }

@@ -382,10 +382,7 @@ fn flush(node: &mut Node, out: &mut Vec<(Cid, Bytes)>) -> Cid {
 
 /// Flushes a node's subtrees: the left one and each entry's right one.
 #[cfg(not(feature = "parallel"))]
-fn flush_children(
-    node: &mut Node,
-    out: &mut Vec<(Cid, Bytes)>,
-) -> (Option<Cid>, Vec<Option<Cid>>) {
+fn flush_children(node: &mut Node, out: &mut Vec<(Cid, Bytes)>) -> (Option<Cid>, Vec<Option<Cid>>) {
     let left = node.left.as_mut().map(|s| flush_sub(s, out));
     let rights = node
         .entries
@@ -395,13 +392,14 @@ fn flush_children(
     (left, rights)
 }
 
+/// Blocks produced by a flush.
+#[cfg(feature = "parallel")]
+type NewBlocks = Vec<(Cid, Bytes)>;
+
 /// Flushes a node's subtrees; high in a big tree, the subtrees are flushed on all cores (each
 /// into its own block list, appended in order, so the output is the same as sequentially).
 #[cfg(feature = "parallel")]
-fn flush_children(
-    node: &mut Node,
-    out: &mut Vec<(Cid, Bytes)>,
-) -> (Option<Cid>, Vec<Option<Cid>>) {
+fn flush_children(node: &mut Node, out: &mut Vec<(Cid, Bytes)>) -> (Option<Cid>, Vec<Option<Cid>>) {
     use rayon::prelude::*;
     // A node at layer 4 heads about 4^4 = 256 keys: below that, threads cost more than they save.
     const PARALLEL_FROM_LAYER: u32 = 4;
@@ -414,7 +412,7 @@ fn flush_children(
             .map(|s| s.as_mut().map(|s| flush_sub(s, out)))
             .collect()
     } else {
-        let parts: Vec<(Option<Cid>, Vec<(Cid, Bytes)>)> = slots
+        let parts: Vec<(Option<Cid>, NewBlocks)> = slots
             .par_iter_mut()
             .map(|s| {
                 let mut blocks = Vec::new();

@@ -221,7 +221,12 @@ proptest! {
 #[test]
 fn large_bulk_build_equals_incremental() {
     let items: Vec<(Vec<u8>, Cid)> = (0..30_000u64)
-        .map(|i| (format!("coop.guild.data.text/{i:012}").into_bytes(), cid_n(i)))
+        .map(|i| {
+            (
+                format!("coop.guild.data.text/{i:012}").into_bytes(),
+                cid_n(i),
+            )
+        })
         .collect();
     let mut store = MemoryBlockStore::new();
     let (_, root) = build_incremental(&mut store, &items);

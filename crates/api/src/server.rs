@@ -1,0 +1,714 @@
+//! The XRPC server: AT Protocol conventions (`/xrpc/<NSID>`, GET for queries, POST for
+//! procedures, errors as `{"error", "message"}`), the standard `com.atproto.*` endpoints on the
+//! member's public repo, and Guild's `coop.guild.*` endpoints for collective spaces and the node.
+//!
+//! Handlers parse and check their input, call the [`RepoService`] on a blocking thread, and
+//! shape the answer; they hold no repository or lexicon rule.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cid::Cid;
+use serde_json::{Value, json};
+
+use crate::service::{NodeStore, PUBLIC, RepoService, ServiceError, WriteOp, WriteOutcome};
+
+/// Largest `limit` of `listRecords`.
+pub const MAX_LIST_LIMIT: usize = 100;
+
+/// An XRPC error response.
+#[derive(Debug)]
+pub struct XrpcError {
+    status: StatusCode,
+    error: &'static str,
+    message: String,
+}
+
+impl XrpcError {
+    fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+        XrpcError {
+            status,
+            error,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
+    }
+}
+
+impl IntoResponse for XrpcError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({"error": self.error, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+impl From<ServiceError> for XrpcError {
+    fn from(e: ServiceError) -> Self {
+        let message = e.to_string();
+        match e {
+            ServiceError::InvalidRequest(_) => XrpcError::invalid(message),
+            ServiceError::InvalidRecord { .. } => {
+                XrpcError::new(StatusCode::BAD_REQUEST, "InvalidRecord", message)
+            }
+            ServiceError::RepoNotFound(_) => {
+                XrpcError::new(StatusCode::BAD_REQUEST, "RepoNotFound", message)
+            }
+            ServiceError::RecordNotFound(_) => {
+                XrpcError::new(StatusCode::BAD_REQUEST, "RecordNotFound", message)
+            }
+            ServiceError::InvalidSwap(_) => {
+                XrpcError::new(StatusCode::BAD_REQUEST, "InvalidSwap", message)
+            }
+            ServiceError::Internal(_) => {
+                tracing::error!(%message, "internal error");
+                XrpcError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerError",
+                    message,
+                )
+            }
+        }
+    }
+}
+
+type XrpcResult = Result<Response, XrpcError>;
+
+/// What every handler shares.
+pub struct ApiState<S> {
+    /// The repository service.
+    pub service: Arc<RepoService<S>>,
+    /// The local admin token (bearer).
+    pub admin_token: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// When the node started.
+    pub started: Instant,
+}
+
+impl<S> std::fmt::Debug for ApiState<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The router for every XRPC endpoint.
+pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
+    Router::new()
+        // The member's public repo, AT Protocol's own endpoints.
+        .route("/xrpc/com.atproto.repo.getRecord", get(get_record::<S>))
+        .route("/xrpc/com.atproto.repo.listRecords", get(list_records::<S>))
+        .route(
+            "/xrpc/com.atproto.repo.describeRepo",
+            get(describe_repo::<S>),
+        )
+        .route(
+            "/xrpc/com.atproto.repo.createRecord",
+            post(create_record::<S>),
+        )
+        .route("/xrpc/com.atproto.repo.putRecord", post(put_record::<S>))
+        .route(
+            "/xrpc/com.atproto.repo.deleteRecord",
+            post(delete_record::<S>),
+        )
+        .route(
+            "/xrpc/com.atproto.repo.applyWrites",
+            post(apply_writes::<S>),
+        )
+        .route("/xrpc/com.atproto.sync.getRepo", get(get_repo::<S>))
+        .route(
+            "/xrpc/com.atproto.sync.getLatestCommit",
+            get(get_latest_commit::<S>),
+        )
+        .route(
+            "/xrpc/com.atproto.sync.getRecord",
+            get(get_record_proof::<S>),
+        )
+        // The same operations on collective spaces (always authenticated), and the node.
+        .route("/xrpc/coop.guild.repo.getRecord", get(get_record::<S>))
+        .route("/xrpc/coop.guild.repo.listRecords", get(list_records::<S>))
+        .route(
+            "/xrpc/coop.guild.repo.describeRepo",
+            get(describe_repo::<S>),
+        )
+        .route(
+            "/xrpc/coop.guild.repo.createRecord",
+            post(create_record::<S>),
+        )
+        .route("/xrpc/coop.guild.repo.putRecord", post(put_record::<S>))
+        .route(
+            "/xrpc/coop.guild.repo.deleteRecord",
+            post(delete_record::<S>),
+        )
+        .route("/xrpc/coop.guild.repo.applyWrites", post(apply_writes::<S>))
+        .route("/xrpc/coop.guild.sync.getRepo", get(get_repo::<S>))
+        .route(
+            "/xrpc/coop.guild.sync.getLatestCommit",
+            get(get_latest_commit::<S>),
+        )
+        .route(
+            "/xrpc/coop.guild.sync.getRecord",
+            get(get_record_proof::<S>),
+        )
+        .route("/xrpc/coop.guild.node.getStatus", get(node_status::<S>))
+        .route("/xrpc/_health", get(health))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn health() -> Response {
+    axum::Json(json!({"version": env!("CARGO_PKG_VERSION")})).into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/xrpc/") {
+        XrpcError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "MethodNotImplemented",
+            format!("no method {}", uri.path().trim_start_matches("/xrpc/")),
+        )
+        .into_response()
+    } else {
+        XrpcError::new(StatusCode::NOT_FOUND, "NotFound", "not found").into_response()
+    }
+}
+
+/// Which family an endpoint belongs to: the AT ones act on the public repo, Guild's on a space.
+fn is_guild(uri: &axum::http::Uri) -> bool {
+    uri.path().starts_with("/xrpc/coop.guild.")
+}
+
+fn check_auth<S>(state: &ApiState<S>, headers: &HeaderMap) -> Result<(), XrpcError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), state.admin_token.as_bytes()) => Ok(()),
+        Some(_) => Err(XrpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationRequired",
+            "invalid admin token",
+        )),
+        None => Err(XrpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationRequired",
+            "this method needs the node's admin token (Authorization: Bearer …)",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Query parameters, parsed once; repeated keys keep the last value.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(raw: Option<String>) -> Self {
+        Params(
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn opt(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn req(&self, name: &str) -> Result<&str, XrpcError> {
+        self.opt(name)
+            .ok_or_else(|| XrpcError::invalid(format!("missing parameter {name}")))
+    }
+
+    fn bool(&self, name: &str) -> Result<Option<bool>, XrpcError> {
+        match self.opt(name) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(v) => Err(XrpcError::invalid(format!(
+                "parameter {name} must be true or false, not {v:?}"
+            ))),
+        }
+    }
+}
+
+/// The space an endpoint acts on: `public` for AT endpoints; the `space` parameter for Guild's.
+fn space_of(guild: bool, given: Option<&str>) -> Result<String, XrpcError> {
+    match (guild, given) {
+        (false, None) => Ok(PUBLIC.to_string()),
+        (false, Some(_)) => Err(XrpcError::invalid(
+            "com.atproto.* methods act on the public repo; use coop.guild.* for a space",
+        )),
+        (true, Some(s)) => Ok(s.to_string()),
+        (true, None) => Err(XrpcError::invalid("missing parameter space")),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, XrpcError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(XrpcError::from),
+        Err(e) => Err(XrpcError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            format!("worker failed: {e}"),
+        )),
+    }
+}
+
+async fn read_json<S>(
+    state: &ApiState<S>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, XrpcError> {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        && !ct.starts_with("application/json")
+    {
+        return Err(XrpcError::invalid(format!(
+            "content-type must be application/json, not {ct}"
+        )));
+    }
+    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| {
+            XrpcError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!("request body is larger than {} bytes", state.max_body_bytes),
+            )
+        })?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| XrpcError::invalid(format!("body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(XrpcError::invalid("body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+fn str_field<'a>(v: &'a Value, name: &str) -> Result<Option<&'a str>, XrpcError> {
+    match v.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(XrpcError::invalid(format!("{name} must be a string"))),
+    }
+}
+
+fn req_str<'a>(v: &'a Value, name: &str) -> Result<&'a str, XrpcError> {
+    str_field(v, name)?.ok_or_else(|| XrpcError::invalid(format!("missing field {name}")))
+}
+
+fn bool_field(v: &Value, name: &str) -> Result<Option<bool>, XrpcError> {
+    match v.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(XrpcError::invalid(format!("{name} must be a boolean"))),
+    }
+}
+
+fn cid_field(v: &Value, name: &str) -> Result<Option<Cid>, XrpcError> {
+    str_field(v, name)?.map(|s| parse_cid(s, name)).transpose()
+}
+
+fn parse_cid(s: &str, name: &str) -> Result<Cid, XrpcError> {
+    guild_core::syntax::parse_cid_str(s).map_err(|e| XrpcError::invalid(format!("{name}: {e}")))
+}
+
+fn record_field(v: &Value, name: &str) -> Result<Value, XrpcError> {
+    match v.get(name) {
+        Some(r @ Value::Object(_)) => Ok(r.clone()),
+        Some(_) => Err(XrpcError::invalid(format!("{name} must be an object"))),
+        None => Err(XrpcError::invalid(format!("missing field {name}"))),
+    }
+}
+
+fn commit_meta(o: &WriteOutcome) -> Value {
+    json!({"cid": o.commit.to_string(), "rev": o.rev.as_str()})
+}
+
+/// Runs writes for a POST handler: auth, body, repo and space, then the service.
+async fn write<S: NodeStore>(
+    state: Arc<ApiState<S>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+    build: impl FnOnce(&Value) -> Result<Vec<WriteOp>, XrpcError>,
+) -> Result<(Value, WriteOutcome), XrpcError> {
+    check_auth(&state, &headers)?;
+    let v = read_json(&state, &headers, body).await?;
+    let repo = req_str(&v, "repo")?.to_string();
+    let space = space_of(is_guild(&uri), str_field(&v, "space")?)?;
+    let validate = bool_field(&v, "validate")?;
+    let swap_commit = cid_field(&v, "swapCommit")?;
+    let writes = build(&v)?;
+    let service = state.service.clone();
+    let outcome = blocking(move || {
+        let key = service.repo_key(&repo, &space)?;
+        service.apply_writes(&key, writes, validate, swap_commit.as_ref())
+    })
+    .await?;
+    Ok((v, outcome))
+}
+
+fn validation_status(o: &WriteOutcome, i: usize) -> Value {
+    o.results
+        .get(i)
+        .and_then(|r| r.validation_status)
+        .map_or(Value::Null, |s| Value::String(s.into()))
+}
+
+async fn create_record<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> XrpcResult {
+    let (_, o) = write(state, headers, uri, body, |v| {
+        Ok(vec![WriteOp::Create {
+            collection: req_str(v, "collection")?.to_string(),
+            rkey: str_field(v, "rkey")?.map(str::to_string),
+            record: record_field(v, "record")?,
+        }])
+    })
+    .await?;
+    let r = o.results.first();
+    Ok(axum::Json(json!({
+        "uri": r.map(|r| r.uri.clone()),
+        "cid": r.and_then(|r| r.cid).map(|c| c.to_string()),
+        "commit": commit_meta(&o),
+        "validationStatus": validation_status(&o, 0),
+    }))
+    .into_response())
+}
+
+async fn put_record<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> XrpcResult {
+    let (_, o) = write(state, headers, uri, body, |v| {
+        // swapRecord: null means "must not exist"; absent means "no check".
+        let swap_record = match v.get("swapRecord") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(_) => Some(cid_field(v, "swapRecord")?),
+        };
+        Ok(vec![WriteOp::Put {
+            collection: req_str(v, "collection")?.to_string(),
+            rkey: req_str(v, "rkey")?.to_string(),
+            record: record_field(v, "record")?,
+            swap_record,
+        }])
+    })
+    .await?;
+    let r = o.results.first();
+    Ok(axum::Json(json!({
+        "uri": r.map(|r| r.uri.clone()),
+        "cid": r.and_then(|r| r.cid).map(|c| c.to_string()),
+        "commit": commit_meta(&o),
+        "validationStatus": validation_status(&o, 0),
+    }))
+    .into_response())
+}
+
+async fn delete_record<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> XrpcResult {
+    let (_, o) = write(state, headers, uri, body, |v| {
+        Ok(vec![WriteOp::Delete {
+            collection: req_str(v, "collection")?.to_string(),
+            rkey: req_str(v, "rkey")?.to_string(),
+            swap_record: cid_field(v, "swapRecord")?,
+        }])
+    })
+    .await?;
+    Ok(axum::Json(json!({"commit": commit_meta(&o)})).into_response())
+}
+
+async fn apply_writes<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> XrpcResult {
+    let (v, o) = write(state, headers, uri, body, |v| {
+        let Some(Value::Array(writes)) = v.get("writes") else {
+            return Err(XrpcError::invalid("writes must be an array"));
+        };
+        writes
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let t = req_str(w, "$type").map_err(|e| XrpcError::invalid(format!("writes/{i}: {}", e.message)))?;
+                let collection = req_str(w, "collection")?.to_string();
+                Ok(match t.trim_start_matches("com.atproto.repo.applyWrites") {
+                    "#create" => WriteOp::Create {
+                        collection,
+                        rkey: str_field(w, "rkey")?.map(str::to_string),
+                        record: record_field(w, "value")?,
+                    },
+                    "#update" => WriteOp::Put {
+                        collection,
+                        rkey: req_str(w, "rkey")?.to_string(),
+                        record: record_field(w, "value")?,
+                        swap_record: None,
+                    },
+                    "#delete" => WriteOp::Delete {
+                        collection,
+                        rkey: req_str(w, "rkey")?.to_string(),
+                        swap_record: None,
+                    },
+                    _ => {
+                        return Err(XrpcError::invalid(format!(
+                            "writes/{i}: unknown $type {t:?} (expected com.atproto.repo.applyWrites#create, #update or #delete)"
+                        )));
+                    }
+                })
+            })
+            .collect()
+    })
+    .await?;
+    let types: Vec<String> = v["writes"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .map(|w| w["$type"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let results: Vec<Value> = o
+        .results
+        .iter()
+        .zip(types)
+        .enumerate()
+        .map(|(i, (r, t))| {
+            let kind = t.rsplit('#').next().unwrap_or_default().to_string();
+            if kind == "delete" {
+                json!({"$type": "com.atproto.repo.applyWrites#deleteResult"})
+            } else {
+                json!({
+                    "$type": format!("com.atproto.repo.applyWrites#{kind}Result"),
+                    "uri": r.uri,
+                    "cid": r.cid.map(|c| c.to_string()),
+                    "validationStatus": validation_status(&o, i),
+                })
+            }
+        })
+        .collect();
+    Ok(axum::Json(json!({"commit": commit_meta(&o), "results": results})).into_response())
+}
+
+/// Reads: Guild's endpoints always need the token; AT's are open (the public repo).
+async fn read_scope<S: NodeStore>(
+    state: &ApiState<S>,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    raw: Option<String>,
+    repo_param: &str,
+) -> Result<(Params, guild_store::RepoKey), XrpcError> {
+    let guild = is_guild(uri);
+    if guild {
+        check_auth(state, headers)?;
+    }
+    let params = Params::parse(raw);
+    let repo = params.req(repo_param)?.to_string();
+    let space = space_of(guild, params.opt("space"))?;
+    let key = state.service.repo_key(&repo, &space)?;
+    Ok((params, key))
+}
+
+async fn get_record<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> XrpcResult {
+    let (p, key) = read_scope(&state, &headers, &uri, raw, "repo").await?;
+    let collection = p.req("collection")?.to_string();
+    let rkey = p.req("rkey")?.to_string();
+    let cid = p.opt("cid").map(|c| parse_cid(c, "cid")).transpose()?;
+    let service = state.service.clone();
+    let uri = format!("at://{}/{collection}/{rkey}", service.did());
+    let (cid, value) =
+        blocking(move || service.get_record(&key, &collection, &rkey, cid.as_ref())).await?;
+    Ok(axum::Json(json!({
+        "uri": uri,
+        "cid": cid.to_string(),
+        "value": guild_core::data::to_json(&value),
+    }))
+    .into_response())
+}
+
+async fn list_records<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> XrpcResult {
+    let (p, key) = read_scope(&state, &headers, &uri, raw, "repo").await?;
+    let collection = p.req("collection")?.to_string();
+    guild_core::syntax::Nsid::parse(&collection)
+        .map_err(|e| XrpcError::invalid(format!("collection: {e}")))?;
+    let limit = match p.opt("limit") {
+        None => 50,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(XrpcError::invalid(format!(
+                    "limit must be an integer from 1 to {MAX_LIST_LIMIT}"
+                )));
+            }
+        },
+    };
+    let reverse = p.bool("reverse")?.unwrap_or(false);
+    let cursor = p.opt("cursor").map(str::to_string);
+    let service = state.service.clone();
+    let did = service.did().to_string();
+    let c2 = collection.clone();
+    let (rows, next) =
+        blocking(move || service.list_records(&key, &c2, cursor.as_deref(), limit, reverse))
+            .await?;
+    let records: Vec<Value> = rows
+        .into_iter()
+        .map(|(rkey, cid, value)| {
+            json!({
+                "uri": format!("at://{did}/{collection}/{rkey}"),
+                "cid": cid.to_string(),
+                "value": guild_core::data::to_json(&value),
+            })
+        })
+        .collect();
+    let mut out = json!({"records": records});
+    if let Some(c) = next {
+        out["cursor"] = Value::String(c);
+    }
+    Ok(axum::Json(out).into_response())
+}
+
+async fn describe_repo<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> XrpcResult {
+    let (_, key) = read_scope(&state, &headers, &uri, raw, "repo").await?;
+    let service = state.service.clone();
+    let did = service.did().to_string();
+    let collections = blocking(move || service.collections(&key)).await?;
+    Ok(axum::Json(json!({
+        "handle": "handle.invalid",
+        "did": did,
+        "didDoc": {
+            "@context": ["https://www.w3.org/ns/did/v1"],
+            "id": did,
+        },
+        "collections": collections,
+        "handleIsCorrect": false,
+    }))
+    .into_response())
+}
+
+fn car_response(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/vnd.ipld.car")], bytes).into_response()
+}
+
+async fn get_repo<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> XrpcResult {
+    let (p, key) = read_scope(&state, &headers, &uri, raw, "did").await?;
+    let since = p.opt("since").map(str::to_string);
+    let service = state.service.clone();
+    let car = blocking(move || service.repo_car(&key, since.as_deref())).await?;
+    Ok(car_response(car))
+}
+
+async fn get_latest_commit<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> XrpcResult {
+    let (_, key) = read_scope(&state, &headers, &uri, raw, "did").await?;
+    let service = state.service.clone();
+    let head = blocking(move || service.head(&key)).await?;
+    Ok(
+        axum::Json(json!({"cid": head.commit.to_string(), "rev": head.rev.as_str()}))
+            .into_response(),
+    )
+}
+
+async fn get_record_proof<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> XrpcResult {
+    let (p, key) = read_scope(&state, &headers, &uri, raw, "did").await?;
+    let collection = p.req("collection")?.to_string();
+    let rkey = p.req("rkey")?.to_string();
+    let service = state.service.clone();
+    let car = blocking(move || service.record_proof(&key, &collection, &rkey)).await?;
+    Ok(car_response(car))
+}
+
+async fn node_status<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    headers: HeaderMap,
+) -> XrpcResult {
+    check_auth(&state, &headers)?;
+    let service = state.service.clone();
+    let uptime = state.started.elapsed().as_secs();
+    let repos = blocking(move || {
+        let store = service.store();
+        let mut out = Vec::new();
+        for (key, head) in store.repos()? {
+            let records = store.record_count(&key)?;
+            out.push(json!({
+                "did": key.did,
+                "space": key.space,
+                "commit": head.commit.to_string(),
+                "rev": head.rev.as_str(),
+                "records": records,
+            }));
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(axum::Json(json!({
+        "did": state.service.did(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptimeSecs": uptime,
+        "lexicons": state.service.registry().len(),
+        "repos": repos,
+    }))
+    .into_response())
+}

@@ -1,0 +1,156 @@
+//! Store benchmarks: one durable single-record commit (4 blocks of 150 to 450 bytes, one index
+//! op, the new head, then a flush) on sled and in memory; and the same through the real path,
+//! `guild_repo::Repo::apply` over `Staged` then `RepoStore::commit`, into a 1 000-record repo.
+//!
+//! Run: `cargo bench -p guild-store -- --warm-up-time 1 --measurement-time 5`.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+/// The allocator the `guild` binary uses, so that these figures are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use guild_core::Keypair;
+use guild_core::cids::cid_for_raw;
+use guild_core::syntax::{Nsid, RecordKey, Tid};
+use guild_repo::{Repo, Write};
+use guild_store::{
+    Bytes, Cid, IndexOp, MemoryStore, RepoHead, RepoKey, RepoStore, SledStore, Staged,
+};
+
+const T0: u64 = 1_700_000_000_000_000;
+
+/// The blocks, index op and head of the `n`th commit: a ~200-byte record, two MST nodes
+/// (~450 and ~300 bytes) and a ~150-byte commit, as a one-record commit into a small repo has.
+fn one_commit(n: u64) -> (RepoHead, Vec<(Cid, Bytes)>, IndexOp) {
+    let make = |tag: &str, len: usize| {
+        let mut bytes = format!("{tag} {n} ").into_bytes();
+        bytes.resize(len, b'x');
+        let bytes = Bytes::from(bytes);
+        (cid_for_raw(&bytes), bytes)
+    };
+    let blocks = vec![
+        make("record", 200),
+        make("leaf", 450),
+        make("root", 300),
+        make("commit", 150),
+    ];
+    let rev = Tid::from_parts(T0 + n, 1);
+    let op = IndexOp::Put {
+        collection: "coop.guild.data.text".into(),
+        rkey: rev.to_string(),
+        cid: blocks[0].0,
+    };
+    let head = RepoHead {
+        commit: blocks[3].0,
+        rev,
+        data: blocks[2].0,
+    };
+    (head, blocks, op)
+}
+
+/// Commits one record per iteration on top of the previous iteration's head.
+fn bench_commits<S: RepoStore>(c: &mut Criterion, name: &str, store: &S) {
+    let repo = RepoKey::public("did:key:bench");
+    let last: RefCell<Option<Cid>> = RefCell::new(None);
+    let mut n = 0u64;
+    c.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                one_commit(n)
+            },
+            |(head, blocks, op)| {
+                let expected = *last.borrow();
+                store
+                    .commit(&repo, expected.as_ref(), &head, &blocks, &[op])
+                    .unwrap();
+                *last.borrow_mut() = Some(head.commit);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn raw_commit(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path()).unwrap();
+    bench_commits(c, "sled_durable_commit_1_record", &sled);
+    bench_commits(c, "memory_commit_1_record", &MemoryStore::new());
+}
+
+/// The node's write path: `Repo::apply` (encode, MST update, sign) over a `Staged` view,
+/// then `RepoStore::commit`, into a repo of 1 000 records.
+fn bench_repo_path<S: RepoStore>(c: &mut Criterion, name: &str, store: &S) {
+    let key = Keypair::from_secret_bytes(&[3; 32]);
+    let repo_key = RepoKey::public(key.did());
+    let collection = Nsid::parse("coop.guild.data.text").unwrap();
+    let record = |i: u64| {
+        guild_core::data::from_json(&serde_json::json!({
+            "$type": "coop.guild.data.text",
+            "title": format!("work {i}"),
+            "body": "lorem ipsum ".repeat(12),
+            "createdAt": "2026-01-01T00:00:00.000Z",
+        }))
+        .unwrap()
+    };
+    let write = |i: u64| Write::Create {
+        collection: collection.clone(),
+        rkey: RecordKey::parse(Tid::from_parts(T0 + i, 2).as_str()).unwrap(),
+        record: record(i),
+    };
+    let mut repo = Repo::empty(Staged::new(store), key.did());
+    let first = repo
+        .apply(&key, Tid::from_parts(T0, 1), (0..1000).map(write).collect())
+        .unwrap();
+    store
+        .commit(
+            &repo_key,
+            None,
+            &(&first.head).into(),
+            &first.blocks,
+            &IndexOp::from_record_ops(&first.ops).unwrap(),
+        )
+        .unwrap();
+    repo.store().clear();
+    let mut n = 1000u64;
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            n += 1;
+            let expected = repo.head().map(|h| h.commit);
+            let result = repo
+                .apply(&key, Tid::from_parts(T0 + n, 1), vec![write(n)])
+                .unwrap();
+            store
+                .commit(
+                    &repo_key,
+                    expected.as_ref(),
+                    &(&result.head).into(),
+                    &result.blocks,
+                    &IndexOp::from_record_ops(&result.ops).unwrap(),
+                )
+                .unwrap();
+            repo.store().clear();
+        })
+    });
+}
+
+fn repo_path(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path()).unwrap();
+    bench_repo_path(c, "sled_repo_apply_and_commit_1_record", &sled);
+    bench_repo_path(
+        c,
+        "memory_repo_apply_and_commit_1_record",
+        &MemoryStore::new(),
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = raw_commit, repo_path
+}
+criterion_main!(benches);

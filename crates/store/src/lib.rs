@@ -1,0 +1,357 @@
+//! # guild-store
+//!
+//! Everything a node keeps on disk, behind small traits: blocks by CID ([`BlockSource`],
+//! [`BlockStore`]); repositories by (DID, space), each with its head commit, revision and MST
+//! root, and a record index (collection/rkey → record CID) for listing without walking the
+//! tree ([`RepoStore`]); the TID clock's last value; and named ordered key-value trees for
+//! later domains such as governance ops, feed logs and bundles ([`KvStore`]).
+//!
+//! Two implementations of every trait, with the same semantics and the same test suite:
+//! [`SledStore`] (sled 0.34, durable) and [`MemoryStore`] (for tests and tools). This is the
+//! only crate that knows sled.
+//!
+//! It must not hold protocol logic: it never decides whether a write is allowed, never parses
+//! or checks records, commits or signatures. It stores what `guild-repo` and the governance
+//! layer produced, atomically, and says so when stored data is missing or corrupt.
+//!
+//! ## Guarantees
+//!
+//! - [`RepoStore::commit`] is one atomic compare-and-swap on the repo's head: the index ops
+//!   and the new head are applied together only if the head is still the expected one, and
+//!   nothing is applied otherwise. It returns only once the commit is durable.
+//! - [`KvStore::kv_apply`] applies all its ops to one tree atomically and durably.
+//! - Every method takes `&self`; both stores are `Send + Sync` and cheap to clone (a handle).
+//!
+//! ## Sled layout
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `blocks` | CID bytes (binary CID) | the block |
+//! | `heads` | repo key (below) | head record (below) |
+//! | `index` | repo key ‖ collection component ‖ rkey | record CID bytes |
+//! | `meta` | `schema_version` | u32, big-endian (currently [`SCHEMA_VERSION`]) |
+//! | `meta` | `last_tid` | the TID clock's last value, 13 ASCII characters |
+//! | `kv:<name>` | caller's key | caller's value |
+//!
+//! *Components.* A string component is its bytes with every `0x00` written as `0x00 0xFF`,
+//! followed by the terminator `0x00 0x01`. The terminator sorts before any byte that can
+//! continue a component, so the encoding keeps byte order, no component is a prefix of
+//! another's encoding (DID `did:a` and DID `did:ab` have disjoint prefixes), and it is
+//! unambiguous whatever bytes a string holds.
+//!
+//! *Repo key* = component(DID) ‖ component(space). An index key is the repo key, then
+//! component(collection), then the rkey's raw bytes (last, so it needs no terminator). So one
+//! prefix scan lists a repo's index and another a collection in rkey order; the collections of
+//! a repo are found by skipping from one collection to the next.
+//!
+//! *Head record*: `0x01` (format) ‖ record count (u64 big-endian) ‖ rev length (u8) ‖ rev ‖
+//! commit CID length (u8) ‖ commit CID ‖ root CID length (u8) ‖ root CID. The record count is
+//! kept in the head so that [`RepoStore::record_count`] is one read.
+//!
+//! *A commit* writes its blocks first in one batch (blocks are content-addressed: an orphan
+//! block left by a crash or a lost compare-and-swap is harmless), then runs one sled
+//! transaction over `heads` and `index` that checks the expected head and applies the index
+//! ops and the new head, then flushes the database before returning.
+//!
+//! *On open* the store creates the trees, writes or checks the schema version, and checks that
+//! every head's commit block and MST root block exist ([`OpenError`] names the repo and the
+//! missing block).
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod encoding;
+mod memory;
+mod sled_store;
+mod staged;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use cid::Cid;
+pub use guild_core::syntax::Tid;
+pub use guild_repo::{BlockSource, BlockStore, Bytes, StoreError};
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+pub use staged::Staged;
+
+/// The version of the on-disk layout described in the crate docs. [`SledStore::open`] refuses
+/// a database written with another.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which repo: a member's DID and a space (`"public"` or a collective id string).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoKey {
+    /// The owner's DID.
+    pub did: String,
+    /// [`RepoKey::PUBLIC`] or a collective id.
+    pub space: String,
+}
+
+impl RepoKey {
+    /// The space name of a member's public repo.
+    pub const PUBLIC: &'static str = "public";
+
+    /// The member's public repo.
+    pub fn public(did: impl Into<String>) -> Self {
+        RepoKey {
+            did: did.into(),
+            space: Self::PUBLIC.to_owned(),
+        }
+    }
+
+    /// The member's repo in a space (a collective id, or `"public"`).
+    pub fn space(did: impl Into<String>, space: impl Into<String>) -> Self {
+        RepoKey {
+            did: did.into(),
+            space: space.into(),
+        }
+    }
+}
+
+impl fmt::Display for RepoKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (space {})", self.did, self.space)
+    }
+}
+
+/// The head of a stored repo: its latest commit, that commit's revision and MST root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoHead {
+    /// The commit block's CID.
+    pub commit: Cid,
+    /// The commit's revision.
+    pub rev: Tid,
+    /// The MST root's CID.
+    pub data: Cid,
+}
+
+impl From<guild_repo::Head> for RepoHead {
+    fn from(h: guild_repo::Head) -> Self {
+        RepoHead {
+            commit: h.commit,
+            rev: h.rev,
+            data: h.data,
+        }
+    }
+}
+
+impl From<&guild_repo::Head> for RepoHead {
+    fn from(h: &guild_repo::Head) -> Self {
+        h.clone().into()
+    }
+}
+
+/// One change to a repo's record index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexOp {
+    /// Set `collection/rkey` to `cid` (create or replace).
+    Put {
+        /// The record's collection (an NSID).
+        collection: String,
+        /// The record key.
+        rkey: String,
+        /// The record's CID.
+        cid: Cid,
+    },
+    /// Remove `collection/rkey` (nothing happens if it is absent).
+    Delete {
+        /// The record's collection.
+        collection: String,
+        /// The record key.
+        rkey: String,
+    },
+}
+
+impl IndexOp {
+    /// The index op for one record change of a [`guild_repo::CommitResult`]: a delete for
+    /// [`guild_repo::Action::Delete`], a put of the new CID otherwise.
+    pub fn from_record_op(op: &guild_repo::RecordOp) -> Result<IndexOp, StoreError> {
+        let (collection, rkey) = op.path.split_once('/').ok_or_else(|| {
+            StoreError(format!(
+                "record op path {:?} is not <collection>/<rkey>",
+                op.path
+            ))
+        })?;
+        let (collection, rkey) = (collection.to_owned(), rkey.to_owned());
+        match (op.action, op.cid) {
+            (guild_repo::Action::Delete, _) => Ok(IndexOp::Delete { collection, rkey }),
+            (_, Some(cid)) => Ok(IndexOp::Put {
+                collection,
+                rkey,
+                cid,
+            }),
+            (_, None) => Err(StoreError(format!(
+                "record op {:?} for {} has no CID",
+                op.action, op.path
+            ))),
+        }
+    }
+
+    /// The index ops for all record changes of a commit, in order.
+    pub fn from_record_ops(ops: &[guild_repo::RecordOp]) -> Result<Vec<IndexOp>, StoreError> {
+        ops.iter().map(IndexOp::from_record_op).collect()
+    }
+}
+
+/// Why [`RepoStore::commit`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The repo's head is not the one the commit was built on (another commit won the race,
+    /// or the repo already exists, or does not exist yet). Nothing was applied.
+    #[error("repo head changed: expected {}, found {}", show_head(.expected), show_head(.actual))]
+    Conflict {
+        /// The head commit the caller expected (`None`: no repo).
+        expected: Option<Cid>,
+        /// The head commit found (`None`: no repo).
+        actual: Option<Cid>,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn show_head(cid: &Option<Cid>) -> String {
+    match cid {
+        Some(c) => format!("commit {c}"),
+        None => "no repo".to_owned(),
+    }
+}
+
+/// Why [`SledStore::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Sled could not open the database or one of its trees.
+    #[error("cannot open the store at {}: {source}", .path.display())]
+    Sled {
+        /// The database directory.
+        path: PathBuf,
+        /// The backend's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The database was written with another layout version.
+    #[error(
+        "the store at {} has schema version {found}; this build reads version {expected}",
+        .path.display()
+    )]
+    SchemaVersion {
+        /// The database directory.
+        path: PathBuf,
+        /// The version found, or a description of the unreadable stored value.
+        found: String,
+        /// The version this build reads.
+        expected: u32,
+    },
+    /// A repo's head names a block the store does not have.
+    #[error(
+        "the store at {} is missing the {what} block {cid} of repo {repo}",
+        .path.display()
+    )]
+    MissingBlock {
+        /// The database directory.
+        path: PathBuf,
+        /// The repo whose head names the block.
+        repo: RepoKey,
+        /// Which block: `"commit"` or `"MST root"`.
+        what: &'static str,
+        /// The missing block's CID.
+        cid: Cid,
+    },
+    /// Stored data could not be decoded (a corrupt head record, for instance).
+    #[error("the store at {} is corrupt: {source}", .path.display())]
+    Corrupt {
+        /// The database directory.
+        path: PathBuf,
+        /// What could not be decoded, and where.
+        source: StoreError,
+    },
+}
+
+/// Everything the node persists about repositories.
+pub trait RepoStore: BlockSource + Send + Sync {
+    /// The repo's head, if the repo exists.
+    fn head(&self, repo: &RepoKey) -> Result<Option<RepoHead>, StoreError>;
+
+    /// Every repo with its head, in key order (DID, then space).
+    fn repos(&self) -> Result<Vec<(RepoKey, RepoHead)>, StoreError>;
+
+    /// One commit, atomically and durably: store `blocks`, apply `index` ops (in order), and
+    /// set the head to `new_head`, only if the current head's commit CID equals `expected`
+    /// (`None`: the repo must not exist yet). Returns only once the write is durable (flushed
+    /// to disk for sled). On [`CommitError::Conflict`] the head and index are unchanged
+    /// (some of `blocks` may have been stored, which is harmless).
+    fn commit(
+        &self,
+        repo: &RepoKey,
+        expected: Option<&Cid>,
+        new_head: &RepoHead,
+        blocks: &[(Cid, Bytes)],
+        index: &[IndexOp],
+    ) -> Result<(), CommitError>;
+
+    /// The CID of the record `collection/rkey` in the repo's index.
+    fn index_get(
+        &self,
+        repo: &RepoKey,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<Cid>, StoreError>;
+
+    /// Records of one collection in rkey order (`reverse`: descending), strictly after
+    /// (`reverse`: before) `cursor` (an rkey) if given, at most `limit`.
+    fn index_list(
+        &self,
+        repo: &RepoKey,
+        collection: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, Cid)>, StoreError>;
+
+    /// The collections that have at least one record, in order.
+    fn collections(&self, repo: &RepoKey) -> Result<Vec<String>, StoreError>;
+
+    /// Number of records in the repo's index (0 for an unknown repo).
+    fn record_count(&self, repo: &RepoKey) -> Result<u64, StoreError>;
+
+    /// The TID clock's last issued value (persisted so TIDs stay monotonic across restarts).
+    fn last_tid(&self) -> Result<Option<Tid>, StoreError>;
+
+    /// Records the TID clock's last issued value; a value at or before the stored one is
+    /// ignored, so the stored value never goes backwards.
+    ///
+    /// Durability: the value is durable once this returns, or, for [`SledStore`], no later
+    /// than the next [`RepoStore::commit`] or [`KvStore::kv_apply`] returns (each flushes
+    /// every earlier write). So a TID recorded here before it is used in a commit is never
+    /// issued again after a crash, at no extra flush.
+    fn set_last_tid(&self, tid: &Tid) -> Result<(), StoreError>;
+}
+
+/// One write to a key-value tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvOp {
+    /// Set a key.
+    Put(Vec<u8>, Bytes),
+    /// Remove a key (nothing happens if it is absent).
+    Delete(Vec<u8>),
+}
+
+/// Room for later domains (governance ops, feed logs, bundles): named ordered key-value trees.
+/// A tree springs into being at its first write; reading an unknown tree finds nothing.
+pub trait KvStore: Send + Sync {
+    /// The value at `key` in `tree`.
+    fn kv_get(&self, tree: &str, key: &[u8]) -> Result<Option<Bytes>, StoreError>;
+
+    /// Several puts/deletes in one tree, in order, atomically and durably.
+    fn kv_apply(&self, tree: &str, ops: &[KvOp]) -> Result<(), StoreError>;
+
+    /// Entries with keys starting with `prefix`, in key order, strictly after `after`, at most
+    /// `limit`.
+    fn kv_scan(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError>;
+}

@@ -1,0 +1,495 @@
+//! The sled implementation (layout in the crate docs).
+
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use cid::Cid;
+use guild_core::syntax::Tid;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use crate::encoding::{
+    collection_end, collection_prefix, decode_cid, decode_head, decode_index_suffix,
+    decode_repo_key, decode_rkey, encode_head, hex, index_key, repo_key,
+};
+use crate::{
+    BlockSource, BlockStore, Bytes, CommitError, IndexOp, KvOp, KvStore, OpenError, RepoHead,
+    RepoKey, RepoStore, SCHEMA_VERSION, StoreError,
+};
+
+const BLOCKS: &str = "blocks";
+const HEADS: &str = "heads";
+const INDEX: &str = "index";
+const META: &str = "meta";
+const KV_PREFIX: &str = "kv:";
+const SCHEMA_KEY: &[u8] = b"schema_version";
+const LAST_TID_KEY: &[u8] = b"last_tid";
+
+/// The durable store: one sled database. Cloning gives another handle to the same database.
+#[derive(Clone)]
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    blocks: sled::Tree,
+    heads: sled::Tree,
+    index: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Renders a sled error as a [`StoreError`] saying what was being done.
+fn sled_err(what: impl fmt::Display) -> impl FnOnce(sled::Error) -> StoreError {
+    move |e| StoreError(format!("sled: {what}: {e}"))
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in the directory `path`: creates the trees, writes or
+    /// checks the schema version, and checks that every repo head's commit block and MST root
+    /// block are present.
+    pub fn open(path: &Path) -> Result<SledStore, OpenError> {
+        let sled_error = |source: sled::Error| OpenError::Sled {
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        let db = sled::Config::new().path(path).open().map_err(sled_error)?;
+        let tree = |name: &str| db.open_tree(name).map_err(sled_error);
+        let store = SledStore {
+            path: path.to_owned(),
+            blocks: tree(BLOCKS)?,
+            heads: tree(HEADS)?,
+            index: tree(INDEX)?,
+            meta: tree(META)?,
+            db,
+        };
+        store.check_schema()?;
+        store.check_heads()?;
+        Ok(store)
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes every buffered write to disk (fsync). Commits and KV writes already do this.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(sled_err("flush"))?;
+        Ok(())
+    }
+
+    fn check_schema(&self) -> Result<(), OpenError> {
+        let path = || self.path.clone();
+        let stored = self.meta.get(SCHEMA_KEY).map_err(|e| OpenError::Sled {
+            path: path(),
+            source: Box::new(e),
+        })?;
+        match stored {
+            None => {
+                self.meta
+                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                    .and_then(|_| self.db.flush())
+                    .map_err(|e| OpenError::Sled {
+                        path: path(),
+                        source: Box::new(e),
+                    })?;
+                Ok(())
+            }
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes);
+                match found {
+                    Ok(SCHEMA_VERSION) => Ok(()),
+                    Ok(other) => Err(OpenError::SchemaVersion {
+                        path: path(),
+                        found: other.to_string(),
+                        expected: SCHEMA_VERSION,
+                    }),
+                    Err(_) => Err(OpenError::SchemaVersion {
+                        path: path(),
+                        found: format!("unreadable value {}", hex(&v)),
+                        expected: SCHEMA_VERSION,
+                    }),
+                }
+            }
+        }
+    }
+
+    fn check_heads(&self) -> Result<(), OpenError> {
+        let corrupt = |source: StoreError| OpenError::Corrupt {
+            path: self.path.clone(),
+            source,
+        };
+        for (repo, head) in self.repos().map_err(corrupt)? {
+            for (what, cid) in [("commit", head.commit), ("MST root", head.data)] {
+                if !self.has_block(&cid).map_err(corrupt)? {
+                    return Err(OpenError::MissingBlock {
+                        path: self.path.clone(),
+                        repo,
+                        what,
+                        cid,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn kv_tree(&self, tree: &str) -> Result<sled::Tree, StoreError> {
+        let name = format!("{KV_PREFIX}{tree}");
+        self.db
+            .open_tree(name.as_bytes())
+            .map_err(sled_err(format_args!("open tree {name:?}")))
+    }
+
+    /// The kv tree, or `None` if it was never written (reads do not create trees).
+    fn existing_kv_tree(&self, tree: &str) -> Result<Option<sled::Tree>, StoreError> {
+        let name = format!("{KV_PREFIX}{tree}");
+        if self.db.tree_names().iter().any(|n| n == name.as_bytes()) {
+            self.kv_tree(tree).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn put_blocks_batch(&self, blocks: &[(Cid, Bytes)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (cid, bytes) in blocks {
+            batch.insert(cid.to_bytes(), bytes.as_ref());
+        }
+        self.blocks
+            .apply_batch(batch)
+            .map_err(sled_err("write blocks"))
+    }
+}
+
+/// Why the commit transaction aborted.
+enum Abort {
+    Conflict {
+        expected: Option<Cid>,
+        actual: Option<Cid>,
+    },
+    Decode(StoreError),
+}
+
+impl RepoStore for SledStore {
+    fn head(&self, repo: &RepoKey) -> Result<Option<RepoHead>, StoreError> {
+        let Some(v) = self
+            .heads
+            .get(repo_key(repo))
+            .map_err(sled_err(format_args!("read head of {repo}")))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(decode_head(repo, &v)?.0))
+    }
+
+    fn repos(&self) -> Result<Vec<(RepoKey, RepoHead)>, StoreError> {
+        self.heads
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(sled_err("list heads"))?;
+                let repo = decode_repo_key(&k)?;
+                let (head, _) = decode_head(&repo, &v)?;
+                Ok((repo, head))
+            })
+            .collect()
+    }
+
+    fn commit(
+        &self,
+        repo: &RepoKey,
+        expected: Option<&Cid>,
+        new_head: &RepoHead,
+        blocks: &[(Cid, Bytes)],
+        index: &[IndexOp],
+    ) -> Result<(), CommitError> {
+        // Blocks are content-addressed: writing them before the head moves is safe, and an
+        // orphan left by a crash or a lost race is harmless.
+        self.put_blocks_batch(blocks)?;
+        let head_key = repo_key(repo);
+        let keys: Vec<Vec<u8>> = index
+            .iter()
+            .map(|op| match op {
+                IndexOp::Put {
+                    collection, rkey, ..
+                }
+                | IndexOp::Delete { collection, rkey } => index_key(repo, collection, rkey),
+            })
+            .collect();
+        let result = (&self.heads, &self.index).transaction(|(heads, idx)| {
+            let current = match heads.get(&head_key)? {
+                Some(v) => Some(
+                    decode_head(repo, &v)
+                        .map_err(|e| ConflictableTransactionError::Abort(Abort::Decode(e)))?,
+                ),
+                None => None,
+            };
+            let actual = current.as_ref().map(|(h, _)| h.commit);
+            if actual.as_ref() != expected {
+                return Err(ConflictableTransactionError::Abort(Abort::Conflict {
+                    expected: expected.copied(),
+                    actual,
+                }));
+            }
+            let mut count = current.map_or(0, |(_, n)| n);
+            for (op, key) in index.iter().zip(&keys) {
+                match op {
+                    IndexOp::Put { cid, .. } => {
+                        if idx.insert(key.as_slice(), cid.to_bytes())?.is_none() {
+                            count += 1;
+                        }
+                    }
+                    IndexOp::Delete { .. } => {
+                        if idx.remove(key.as_slice())?.is_some() {
+                            count = count.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            let record = encode_head(new_head, count)
+                .map_err(|e| ConflictableTransactionError::Abort(Abort::Decode(e)))?;
+            heads.insert(head_key.as_slice(), record)?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Abort(Abort::Conflict { expected, actual })) => {
+                return Err(CommitError::Conflict { expected, actual });
+            }
+            Err(TransactionError::Abort(Abort::Decode(e))) => return Err(e.into()),
+            Err(TransactionError::Storage(e)) => {
+                return Err(sled_err(format_args!("commit to {repo}"))(e).into());
+            }
+        }
+        self.db
+            .flush()
+            .map_err(sled_err(format_args!("flush commit to {repo}")))?;
+        Ok(())
+    }
+
+    fn index_get(
+        &self,
+        repo: &RepoKey,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<Cid>, StoreError> {
+        let what = || format!("index of {repo}: {collection}/{rkey}");
+        let Some(v) = self
+            .index
+            .get(index_key(repo, collection, rkey))
+            .map_err(|e| sled_err(what())(e))?
+        else {
+            return Ok(None);
+        };
+        decode_cid(&v, what).map(Some)
+    }
+
+    fn index_list(
+        &self,
+        repo: &RepoKey,
+        collection: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, Cid)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let prefix = collection_prefix(repo, collection);
+        let end = collection_end(&prefix);
+        let at_cursor = |c: &str| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(c.as_bytes());
+            k
+        };
+        let range: (Bound<Vec<u8>>, Bound<Vec<u8>>) = match (cursor, reverse) {
+            (None, _) => (Bound::Included(prefix.clone()), Bound::Excluded(end)),
+            (Some(c), false) => (Bound::Excluded(at_cursor(c)), Bound::Excluded(end)),
+            (Some(c), true) => (
+                Bound::Included(prefix.clone()),
+                Bound::Excluded(at_cursor(c)),
+            ),
+        };
+        let iter = self.index.range(range);
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
+        iter.take(limit)
+            .map(|kv| {
+                let (k, v) =
+                    kv.map_err(|e| sled_err(format!("index of {repo}: list {collection}"))(e))?;
+                let rkey = decode_rkey(repo, &k[prefix.len()..])?;
+                let cid = decode_cid(&v, || format!("index of {repo}: {collection}/{rkey}"))?;
+                Ok((rkey, cid))
+            })
+            .collect()
+    }
+
+    fn collections(&self, repo: &RepoKey) -> Result<Vec<String>, StoreError> {
+        let prefix = repo_key(repo);
+        let mut out = Vec::new();
+        let mut from = prefix.clone();
+        // One seek per collection: after finding one, jump past all of its keys.
+        while let Some(kv) = self.index.range(from.clone()..).next() {
+            let (k, _) = kv.map_err(sled_err(format_args!("collections of {repo}")))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let (collection, _) = decode_index_suffix(&k[prefix.len()..])?;
+            from = collection_end(&collection_prefix(repo, &collection));
+            out.push(collection);
+        }
+        Ok(out)
+    }
+
+    fn record_count(&self, repo: &RepoKey) -> Result<u64, StoreError> {
+        let Some(v) = self
+            .heads
+            .get(repo_key(repo))
+            .map_err(sled_err(format_args!("read head of {repo}")))?
+        else {
+            return Ok(0);
+        };
+        Ok(decode_head(repo, &v)?.1)
+    }
+
+    fn last_tid(&self) -> Result<Option<Tid>, StoreError> {
+        let Some(v) = self
+            .meta
+            .get(LAST_TID_KEY)
+            .map_err(sled_err("read the last TID"))?
+        else {
+            return Ok(None);
+        };
+        decode_tid(&v).map(Some)
+    }
+
+    fn set_last_tid(&self, tid: &Tid) -> Result<(), StoreError> {
+        loop {
+            let old = self
+                .meta
+                .get(LAST_TID_KEY)
+                .map_err(sled_err("read the last TID"))?;
+            if let Some(old) = &old
+                && decode_tid(old)? >= *tid
+            {
+                return Ok(());
+            }
+            let swapped = self
+                .meta
+                .compare_and_swap(LAST_TID_KEY, old, Some(tid.as_str().as_bytes()))
+                .map_err(sled_err("write the last TID"))?;
+            if swapped.is_ok() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn decode_tid(bytes: &[u8]) -> Result<Tid, StoreError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| Tid::parse(s).ok())
+        .ok_or_else(|| {
+            StoreError(format!(
+                "meta/last_tid is corrupt: {} is not a TID",
+                hex(bytes)
+            ))
+        })
+}
+
+impl BlockSource for SledStore {
+    fn get_block(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
+            .blocks
+            .get(cid.to_bytes())
+            .map_err(sled_err(format_args!("read block {cid}")))?
+            .map(Bytes::from_owner))
+    }
+
+    fn has_block(&self, cid: &Cid) -> Result<bool, StoreError> {
+        self.blocks
+            .contains_key(cid.to_bytes())
+            .map_err(sled_err(format_args!("read block {cid}")))
+    }
+}
+
+/// Stores the blocks in one batch and flushes: atomic and durable.
+impl BlockStore for SledStore {
+    fn put_blocks(&mut self, blocks: Vec<(Cid, Bytes)>) -> Result<(), StoreError> {
+        (&*self).put_blocks(blocks)
+    }
+}
+
+/// Stores the blocks in one batch and flushes: atomic and durable. Lets a
+/// [`guild_repo::Repo`] work over a shared `&SledStore`.
+impl BlockStore for &SledStore {
+    fn put_blocks(&mut self, blocks: Vec<(Cid, Bytes)>) -> Result<(), StoreError> {
+        self.put_blocks_batch(&blocks)?;
+        self.flush()
+    }
+}
+
+impl KvStore for SledStore {
+    fn kv_get(&self, tree: &str, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        let Some(t) = self.existing_kv_tree(tree)? else {
+            return Ok(None);
+        };
+        Ok(t.get(key)
+            .map_err(sled_err(format_args!("kv:{tree}: read {}", hex(key))))?
+            .map(Bytes::from_owner))
+    }
+
+    fn kv_apply(&self, tree: &str, ops: &[KvOp]) -> Result<(), StoreError> {
+        let t = self.kv_tree(tree)?;
+        let mut batch = sled::Batch::default();
+        for op in ops {
+            match op {
+                KvOp::Put(k, v) => batch.insert(k.as_slice(), v.as_ref()),
+                KvOp::Delete(k) => batch.remove(k.as_slice()),
+            }
+        }
+        t.apply_batch(batch)
+            .map_err(sled_err(format_args!("kv:{tree}: write")))?;
+        self.db
+            .flush()
+            .map_err(sled_err(format_args!("kv:{tree}: flush")))?;
+        Ok(())
+    }
+
+    fn kv_scan(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError> {
+        let Some(t) = self.existing_kv_tree(tree)? else {
+            return Ok(Vec::new());
+        };
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
+            _ => Bound::Included(prefix.to_vec()),
+        };
+        let mut out = Vec::new();
+        for kv in t.range((start, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv.map_err(sled_err(format_args!("kv:{tree}: scan")))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), Bytes::from_owner(v)));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,582 @@
+//! Commands that talk to the running node over its XRPC API: `record`, `import`, `export`,
+//! `status`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use guild_api::{Client, ClientError};
+use guild_core::syntax::{Datetime, TidClock};
+use serde_json::{Value, json};
+
+use crate::config::files;
+use crate::files::write_atomic;
+
+/// Where the node is and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// The space: `public` (the member's public repo) or a collective id.
+    #[arg(long, default_value = "public", global = true)]
+    pub space: String,
+}
+
+/// A client for the node whose data directory is `data_dir`.
+fn connect(data_dir: &Path) -> Result<(Client, String)> {
+    let addr_path = data_dir.join(files::ADDR);
+    let url = match std::fs::read_to_string(&addr_path) {
+        Ok(s) => s.trim().to_string(),
+        Err(_) => bail!(
+            "the node is not running: {} is missing (start it with `guild node --data-dir {}`)",
+            addr_path.display(),
+            data_dir.display()
+        ),
+    };
+    let token = crate::node_cmd::read_token(data_dir)?;
+    let client = Client::new(url, Some(token))?;
+    let status = client
+        .query("coop.guild.node.getStatus", &[])
+        .map_err(explain)?;
+    let did = status["did"]
+        .as_str()
+        .context("the node did not say its DID")?
+        .to_string();
+    Ok((client, did))
+}
+
+/// Turns a client error into one a person can act on.
+fn explain(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Unreachable { url, .. } => anyhow::anyhow!(
+            "cannot reach the node at {url}: is `guild node` running? (a stale node.addr is left behind if the node was killed)"
+        ),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// The method family for a space: AT's for the public repo, Guild's for a collective.
+fn nsid(space: &str, method: &str) -> String {
+    if space == "public" {
+        format!("com.atproto.{method}")
+    } else {
+        format!("coop.guild.{method}")
+    }
+}
+
+fn with_space(mut body: Value, space: &str) -> Value {
+    if space != "public" {
+        body["space"] = Value::String(space.to_string());
+    }
+    body
+}
+
+/// `guild record …`
+#[derive(Debug, Subcommand)]
+pub enum RecordCmd {
+    /// Add a record (JSON data model; its `$type` must be the collection).
+    Add {
+        /// The collection (an NSID).
+        #[arg(long)]
+        collection: String,
+        /// The record key (a TID is chosen if absent).
+        #[arg(long)]
+        rkey: Option<String>,
+        /// The record as JSON text.
+        #[arg(long, conflicts_with = "file")]
+        json: Option<String>,
+        /// A file holding the record as JSON (`-` for standard input).
+        file: Option<PathBuf>,
+        /// Lexicon validation: true requires a lexicon, false skips it (default: validate known types).
+        #[arg(long)]
+        validate: Option<bool>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print a record as JSON.
+    Get {
+        /// `<collection>/<rkey>`, or an `at://` URI.
+        path: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the records of a collection.
+    List {
+        /// The collection (an NSID).
+        #[arg(long)]
+        collection: String,
+        /// At most this many (1–100 per page; pages are followed up to this count).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Start after this rkey.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Newest first.
+        #[arg(long)]
+        reverse: bool,
+        /// Print JSON lines (`{"uri", "cid", "value"}`) instead of `uri cid`.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a record.
+    Delete {
+        /// `<collection>/<rkey>`, or an `at://` URI.
+        path: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn split_path(path: &str) -> Result<(String, String)> {
+    let p = path
+        .strip_prefix("at://")
+        .map_or(path, |rest| rest.split_once('/').map_or(rest, |(_, p)| p));
+    let (c, k) = p
+        .split_once('/')
+        .with_context(|| format!("{path:?} is not <collection>/<rkey> or an at:// URI"))?;
+    Ok((c.to_string(), k.to_string()))
+}
+
+/// Runs `guild record …`.
+pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
+    let (client, did) = connect(data_dir)?;
+    match cmd {
+        RecordCmd::Add {
+            collection,
+            rkey,
+            json,
+            file,
+            validate,
+            target,
+        } => {
+            let text = match (json, file) {
+                (Some(t), _) => t,
+                (None, Some(f)) if f.as_os_str() == "-" => {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                    s
+                }
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read {}", f.display()))?,
+                (None, None) => bail!("give the record as a FILE argument, `-`, or --json TEXT"),
+            };
+            let record: Value =
+                serde_json::from_str(&text).context("the record is not valid JSON")?;
+            let mut body = json!({"repo": did, "collection": collection, "record": record});
+            if let Some(k) = rkey {
+                body["rkey"] = Value::String(k);
+            }
+            if let Some(v) = validate {
+                body["validate"] = Value::Bool(v);
+            }
+            let out = client
+                .procedure(
+                    &nsid(&target.space, "repo.createRecord"),
+                    &with_space(body, &target.space),
+                )
+                .map_err(explain)?;
+            println!(
+                "{} {}",
+                out["uri"].as_str().unwrap_or_default(),
+                out["cid"].as_str().unwrap_or_default()
+            );
+        }
+        RecordCmd::Get { path, target } => {
+            let (c, k) = split_path(&path)?;
+            let mut params = vec![("repo", did.as_str()), ("collection", &c), ("rkey", &k)];
+            if target.space != "public" {
+                params.push(("space", &target.space));
+            }
+            let out = client
+                .query(&nsid(&target.space, "repo.getRecord"), &params)
+                .map_err(explain)?;
+            println!("{}", serde_json::to_string_pretty(&out["value"])?);
+        }
+        RecordCmd::List {
+            collection,
+            limit,
+            cursor,
+            reverse,
+            json,
+            target,
+        } => {
+            let mut cursor = cursor;
+            let mut left = limit;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            while left > 0 {
+                let page = left.min(100).to_string();
+                let mut params = vec![
+                    ("repo", did.as_str()),
+                    ("collection", collection.as_str()),
+                    ("limit", page.as_str()),
+                ];
+                if reverse {
+                    params.push(("reverse", "true"));
+                }
+                if let Some(c) = &cursor {
+                    params.push(("cursor", c));
+                }
+                if target.space != "public" {
+                    params.push(("space", &target.space));
+                }
+                let resp = client
+                    .query(&nsid(&target.space, "repo.listRecords"), &params)
+                    .map_err(explain)?;
+                let records = resp["records"].as_array().cloned().unwrap_or_default();
+                for r in &records {
+                    if json {
+                        writeln!(out, "{r}")?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{} {}",
+                            r["uri"].as_str().unwrap_or_default(),
+                            r["cid"].as_str().unwrap_or_default()
+                        )?;
+                    }
+                }
+                left = left.saturating_sub(records.len());
+                match resp["cursor"].as_str() {
+                    Some(c) if !records.is_empty() => cursor = Some(c.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        RecordCmd::Delete { path, target } => {
+            let (c, k) = split_path(&path)?;
+            let body = json!({"repo": did, "collection": c, "rkey": k});
+            client
+                .procedure(
+                    &nsid(&target.space, "repo.deleteRecord"),
+                    &with_space(body, &target.space),
+                )
+                .map_err(explain)?;
+            println!("deleted at://{did}/{c}/{k}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `guild status`
+pub fn status(data_dir: &Path, json_out: bool) -> Result<ExitCode> {
+    let (client, _) = connect(data_dir)?;
+    let s = client
+        .query("coop.guild.node.getStatus", &[])
+        .map_err(explain)?;
+    if json_out {
+        println!("{s}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("did:      {}", s["did"].as_str().unwrap_or_default());
+    println!("version:  {}", s["version"].as_str().unwrap_or_default());
+    println!("uptime:   {} s", s["uptimeSecs"]);
+    println!("lexicons: {}", s["lexicons"]);
+    let repos = s["repos"].as_array().cloned().unwrap_or_default();
+    if repos.is_empty() {
+        println!("repos:    none yet");
+    }
+    for r in repos {
+        println!(
+            "repo:     {} — {} records, rev {}, commit {}",
+            r["space"].as_str().unwrap_or_default(),
+            r["records"],
+            r["rev"].as_str().unwrap_or_default(),
+            r["commit"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `guild export`
+pub fn export(data_dir: &Path, out: &Path, space: &str, since: Option<&str>) -> Result<ExitCode> {
+    let (client, did) = connect(data_dir)?;
+    let mut params = vec![("did", did.as_str())];
+    if space != "public" {
+        params.push(("space", space));
+    }
+    if let Some(s) = since {
+        params.push(("since", s));
+    }
+    let car = client
+        .query_bytes(&nsid(space, "sync.getRepo"), &params)
+        .map_err(explain)?;
+    write_atomic(out, false, |w| {
+        w.write_all(&car)?;
+        Ok(())
+    })?;
+    println!("wrote {} bytes to {}", car.len(), out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One item to import.
+struct Item {
+    /// A stable identity for resuming: SHA-256 of the source and its content.
+    id: String,
+    collection: String,
+    rkey: Option<String>,
+    record: Value,
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        all.extend_from_slice(p);
+    }
+    guild_core::cids::sha256(&all)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads the items of a JSONL file (lines like `guild repo build` takes) or a directory of
+/// text and Markdown files (one `coop.guild.data.text` record each).
+fn read_items(path: &Path) -> Result<Vec<Item>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut items = Vec::new();
+    if meta.is_dir() {
+        let mut files = Vec::new();
+        collect_text_files(path, &mut files)?;
+        files.sort();
+        for f in files {
+            let body = std::fs::read_to_string(&f)
+                .with_context(|| format!("{} is not UTF-8 text", f.display()))?;
+            if body.trim().is_empty() {
+                continue;
+            }
+            let rel = f
+                .strip_prefix(path)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .into_owned();
+            let title = body
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim_start_matches('#').trim())
+                .filter(|t| !t.is_empty())
+                .unwrap_or(&rel)
+                .chars()
+                .take(300)
+                .collect::<String>();
+            let created = std::fs::metadata(&f)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_micros() as i64);
+            items.push(Item {
+                id: sha256_hex(&[rel.as_bytes(), body.as_bytes()]),
+                collection: "coop.guild.data.text".into(),
+                rkey: None,
+                record: json!({
+                    "$type": "coop.guild.data.text",
+                    "title": title,
+                    "body": body,
+                    "createdAt": Datetime::from_unix_micros(created).as_str(),
+                }),
+            });
+        }
+        return Ok(items);
+    }
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{} line {}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let where_ = || format!("{} line {}", path.display(), i + 1);
+        let v: Value =
+            serde_json::from_str(&line).with_context(|| format!("{}: not valid JSON", where_()))?;
+        let collection = v["collection"]
+            .as_str()
+            .with_context(|| format!("{}: missing \"collection\"", where_()))?
+            .to_string();
+        let rkey = match &v["rkey"] {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            _ => bail!("{}: \"rkey\" must be a string", where_()),
+        };
+        let record = v
+            .get("record")
+            .cloned()
+            .with_context(|| format!("{}: missing \"record\"", where_()))?;
+        items.push(Item {
+            id: sha256_hex(&[line.as_bytes()]),
+            collection,
+            rkey,
+            record,
+        });
+    }
+    Ok(items)
+}
+
+fn collect_text_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry?;
+        let p = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            collect_text_files(&p, out)?;
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("txt" | "md" | "markdown")
+        ) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// `guild import PATH`: batches into large commits; a journal in the data directory makes a
+/// re-run skip what an earlier run imported (even one that was interrupted).
+pub fn import(data_dir: &Path, path: &Path, space: &str, batch: usize) -> Result<ExitCode> {
+    let (client, did) = connect(data_dir)?;
+    let items = read_items(path)?;
+    let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let journal_dir = data_dir.join(files::IMPORTS);
+    std::fs::create_dir_all(&journal_dir)?;
+    let journal_path = journal_dir.join(format!(
+        "{}.log",
+        &sha256_hex(&[space.as_bytes(), source.to_string_lossy().as_bytes()])[..32]
+    ));
+    // The journal: one line per item, "<id> <collection> <rkey>", written before each batch.
+    let mut planned: HashMap<String, (String, String)> = HashMap::new();
+    if let Ok(f) = std::fs::File::open(&journal_path) {
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line?;
+            let mut parts = line.splitn(3, ' ');
+            if let (Some(id), Some(c), Some(k)) = (parts.next(), parts.next(), parts.next()) {
+                planned.insert(id.to_string(), (c.to_string(), k.to_string()));
+            }
+        }
+    }
+    // What the repo already holds, for the collections the journal mentions.
+    let mut existing: HashSet<(String, String)> = HashSet::new();
+    let collections: HashSet<&String> = planned.values().map(|(c, _)| c).collect();
+    for c in collections {
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = vec![
+                ("repo", did.as_str()),
+                ("collection", c.as_str()),
+                ("limit", "100"),
+            ];
+            if let Some(cur) = &cursor {
+                params.push(("cursor", cur));
+            }
+            if space != "public" {
+                params.push(("space", space));
+            }
+            let resp = match client.query(&nsid(space, "repo.listRecords"), &params) {
+                Ok(r) => r,
+                Err(ClientError::Xrpc { error, .. }) if error == "RepoNotFound" => break,
+                Err(e) => return Err(explain(e)),
+            };
+            let recs = resp["records"].as_array().cloned().unwrap_or_default();
+            for r in &recs {
+                if let Some(uri) = r["uri"].as_str()
+                    && let Some(k) = uri.rsplit('/').next()
+                {
+                    existing.insert((c.clone(), k.to_string()));
+                }
+            }
+            match resp["cursor"].as_str() {
+                Some(cur) if !recs.is_empty() => cursor = Some(cur.to_string()),
+                _ => break,
+            }
+        }
+    }
+    let mut clock = TidClock::new(0x155);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    };
+    let mut todo = Vec::new();
+    let mut skipped = 0usize;
+    for item in items {
+        if let Some((c, k)) = planned.get(&item.id) {
+            if existing.contains(&(c.clone(), k.clone())) {
+                skipped += 1;
+                continue;
+            }
+            let (c, k) = (c.clone(), k.clone());
+            todo.push((item, c, k));
+            continue;
+        }
+        let k = match &item.rkey {
+            Some(k) => k.clone(),
+            None => clock.next(now()).as_str().to_string(),
+        };
+        let c = item.collection.clone();
+        todo.push((item, c, k));
+    }
+    let bar = indicatif::ProgressBar::new(todo.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut journal = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&journal_path)
+        .with_context(|| format!("cannot write {}", journal_path.display()))?;
+    let mut done = 0usize;
+    // Batches are bounded by count and by bytes, under the node's request limit.
+    let max_bytes = 3_000_000usize;
+    let mut i = 0;
+    while i < todo.len() {
+        let mut j = i;
+        let mut bytes = 0usize;
+        while j < todo.len() && j - i < batch {
+            let size = todo[j].0.record.to_string().len() + 200;
+            if j > i && bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            j += 1;
+        }
+        let chunk = &todo[i..j];
+        let mut lines = String::new();
+        for (item, c, k) in chunk {
+            lines.push_str(&format!("{} {c} {k}\n", item.id));
+        }
+        journal.write_all(lines.as_bytes())?;
+        journal.sync_data()?;
+        let writes: Vec<Value> = chunk
+            .iter()
+            .map(|(item, c, k)| {
+                json!({
+                    "$type": "com.atproto.repo.applyWrites#create",
+                    "collection": c,
+                    "rkey": k,
+                    "value": item.record,
+                })
+            })
+            .collect();
+        let body = with_space(json!({"repo": did, "writes": writes}), space);
+        client
+            .procedure(&nsid(space, "repo.applyWrites"), &body)
+            .map_err(explain)
+            .with_context(|| format!("importing items {}–{} of {}", i + 1, j, todo.len()))?;
+        done += chunk.len();
+        bar.set_position(done as u64);
+        i = j;
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "imported {done} records from {} ({skipped} already imported)",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,182 @@
+//! The node's data directory and `config.toml`.
+//!
+//! Precedence, lowest to highest: built-in defaults, `<data-dir>/config.toml`, `GUILD_*`
+//! environment variables, command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// The file names inside a data directory.
+pub mod files {
+    /// The member's identity key (mode 0600).
+    pub const KEY: &str = "identity.key";
+    /// The configuration.
+    pub const CONFIG: &str = "config.toml";
+    /// The local admin token (mode 0600), sent by the CLI as a bearer token.
+    pub const TOKEN: &str = "admin-token";
+    /// The sled database.
+    pub const STORE: &str = "store";
+    /// Written by a running node: the base URL it serves on.
+    pub const ADDR: &str = "node.addr";
+    /// Import journals of `guild import`, for resuming.
+    pub const IMPORTS: &str = "imports";
+}
+
+/// The default data directory: `$GUILD_DATA_DIR`, else `~/.guild`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("GUILD_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".guild"),
+        None => PathBuf::from(".guild"),
+    }
+}
+
+/// `config.toml`. Every field is optional.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[derive(Default)]
+pub struct Config {
+    /// The HTTP API.
+    pub http: HttpConfig,
+    /// Extension lexicons.
+    pub lexicons: LexiconConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Where to serve the XRPC API (loopback only; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// `[lexicons]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LexiconConfig {
+    /// Directories of extension lexicons (relative paths are inside the data dir).
+    pub dirs: Vec<PathBuf>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `guild=debug` (`GUILD_LOG` overrides it).
+    pub filter: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2583)),
+            max_body_bytes: 5_000_000,
+        }
+    }
+}
+
+impl Default for LexiconConfig {
+    fn default() -> Self {
+        LexiconConfig {
+            dirs: vec![PathBuf::from("lexicons")],
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+        }
+    }
+}
+
+/// The text `guild init` writes: every field with its default, commented.
+pub const TEMPLATE: &str = r#"# Guild node configuration. Every field is optional; the values shown are the defaults.
+# Environment variables override this file (GUILD_HTTP_LISTEN, GUILD_MAX_BODY_BYTES,
+# GUILD_LOG), and command-line flags override both.
+
+[http]
+# Where the node serves its XRPC API. Loopback only: the local admin API is never exposed.
+# Port 0 picks a free port; the node writes its address to <data-dir>/node.addr either way.
+listen = "127.0.0.1:2583"
+# Largest request body accepted, in bytes.
+max_body_bytes = 5000000
+
+[lexicons]
+# Directories of extension lexicons (*.json), loaded at start. Relative paths are inside the
+# data directory. A missing directory is skipped; an invalid lexicon is refused with a warning.
+dirs = ["lexicons"]
+
+[log]
+# A tracing filter: error, warn, info, debug, trace, or per module (guild_api=debug).
+filter = "info"
+"#;
+
+impl Config {
+    /// Loads `<data_dir>/config.toml` (defaults if absent), then applies `GUILD_*` variables.
+    pub fn load(data_dir: &Path) -> Result<Config> {
+        let path = data_dir.join(files::CONFIG);
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("invalid configuration in {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        if let Ok(v) = std::env::var("GUILD_HTTP_LISTEN") {
+            config.http.listen = v
+                .parse()
+                .with_context(|| format!("GUILD_HTTP_LISTEN={v:?} is not an address"))?;
+        }
+        if let Ok(v) = std::env::var("GUILD_MAX_BODY_BYTES") {
+            config.http.max_body_bytes = v
+                .parse()
+                .with_context(|| format!("GUILD_MAX_BODY_BYTES={v:?} is not a number"))?;
+        }
+        if let Ok(v) = std::env::var("GUILD_LOG") {
+            config.log.filter = v;
+        }
+        Ok(config)
+    }
+
+    /// Checks what the types cannot.
+    pub fn check(&self) -> Result<()> {
+        if !self.http.listen.ip().is_loopback() {
+            bail!(
+                "http.listen is {}: the node's admin API is served on loopback only (127.0.0.1 or ::1)",
+                self.http.listen
+            );
+        }
+        if self.http.max_body_bytes < 1024 {
+            bail!("http.max_body_bytes must be at least 1024");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_is_the_defaults() {
+        let parsed: Config = toml::from_str(TEMPLATE).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_fields_and_public_addresses_are_refused() {
+        assert!(toml::from_str::<Config>("[http]\nlisten_on = \"x\"").is_err());
+        let c: Config = toml::from_str("[http]\nlisten = \"0.0.0.0:1\"").unwrap();
+        assert!(c.check().is_err());
+    }
+}

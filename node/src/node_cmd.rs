@@ -1,0 +1,221 @@
+//! `guild init` and `guild node`: the member's data directory and the daemon.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use guild_api::{ApiState, RepoService, router};
+use guild_core::Keypair;
+use guild_lexicon::Registry;
+use guild_store::SledStore;
+use tracing::Instrument as _;
+
+use crate::config::{Config, TEMPLATE, files};
+use crate::files::{read_key_file, write_atomic};
+
+/// Creates a data directory: identity key (0600), admin token (0600), config, store.
+pub fn init(data_dir: &Path) -> Result<ExitCode> {
+    let key_path = data_dir.join(files::KEY);
+    if key_path.exists() {
+        bail!(
+            "{} already has an identity ({}); refusing to overwrite it",
+            data_dir.display(),
+            key_path.display()
+        );
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set permissions on {}", data_dir.display()))?;
+    }
+    let key = Keypair::generate().context("cannot generate a key")?;
+    write_atomic(&key_path, true, |w| {
+        w.write_all(key.to_key_file().as_bytes())?;
+        Ok(())
+    })?;
+    let token_path = data_dir.join(files::TOKEN);
+    let token = new_token()?;
+    write_atomic(&token_path, false, |w| {
+        writeln!(w, "{token}")?;
+        Ok(())
+    })?;
+    let config_path = data_dir.join(files::CONFIG);
+    if !config_path.exists() {
+        write_atomic(&config_path, true, |w| {
+            w.write_all(TEMPLATE.as_bytes())?;
+            Ok(())
+        })?;
+    }
+    // Create the store now, so that `guild node` finds everything in place.
+    SledStore::open(&data_dir.join(files::STORE))
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot create the store in {}", data_dir.display()))?;
+    println!("{}", key.did());
+    eprintln!(
+        "initialised {} (identity, admin token, config.toml, store); start the node with: guild node --data-dir {}",
+        data_dir.display(),
+        data_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 32 random bytes as hex.
+fn new_token() -> Result<String> {
+    let key = Keypair::generate().context("cannot read the random source")?;
+    Ok(key
+        .secret_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Reads the admin token.
+pub fn read_token(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join(files::TOKEN);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read the admin token {} (run `guild init --data-dir {}` first)",
+            path.display(),
+            data_dir.display()
+        )
+    })?;
+    let token = text.trim().to_string();
+    if token.len() < 32 {
+        bail!("the admin token in {} is too short", path.display());
+    }
+    Ok(token)
+}
+
+/// Options of `guild node` that override the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFlags {
+    /// `--listen`
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--lexicons`
+    pub lexicons: Vec<PathBuf>,
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
+    let started = Instant::now();
+    let mut config = Config::load(data_dir)?;
+    if let Some(l) = flags.listen {
+        config.http.listen = l;
+    }
+    config.check()?;
+    crate::init_logging(&config.log.filter);
+    let key = read_key_file(&data_dir.join(files::KEY)).with_context(|| {
+        format!(
+            "no identity in {} (run `guild init --data-dir {}` first)",
+            data_dir.display(),
+            data_dir.display()
+        )
+    })?;
+    let token = read_token(data_dir)?;
+    let store = SledStore::open(&data_dir.join(files::STORE))
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let mut dirs: Vec<PathBuf> = config
+        .lexicons
+        .dirs
+        .iter()
+        .map(|d| {
+            if d.is_relative() {
+                data_dir.join(d)
+            } else {
+                d.clone()
+            }
+        })
+        .filter(|d| d.exists())
+        .collect();
+    dirs.extend(flags.lexicons);
+    let (registry, problems) = Registry::load_dirs(&dirs);
+    for p in &problems {
+        tracing::warn!("lexicon refused: {p}");
+    }
+    let did = key.did();
+    let short = did
+        .trim_start_matches("did:key:z6Mk")
+        .chars()
+        .take(8)
+        .collect::<String>();
+    let service = Arc::new(
+        RepoService::new(Arc::new(store), key, Arc::new(registry))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let state = Arc::new(ApiState {
+        service: service.clone(),
+        admin_token: token,
+        max_body_bytes: config.http.max_body_bytes,
+        started,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let addr_path = data_dir.join(files::ADDR);
+    let result: Result<()> = runtime.block_on(
+        async {
+            let listener = tokio::net::TcpListener::bind(config.http.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+            let bound = listener.local_addr()?;
+            let url = format!("http://{bound}");
+            write_atomic(&addr_path, false, |w| {
+                writeln!(w, "{url}")?;
+                Ok(())
+            })?;
+            tracing::info!(
+                %url,
+                did = %did,
+                lexicons = service.registry().len(),
+                ready_ms = started.elapsed().as_millis() as u64,
+                "serving"
+            );
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("the HTTP server failed")?;
+            Ok(())
+        }
+        .instrument(tracing::info_span!("node", id = %short)),
+    );
+    // Every acknowledged write was flushed before its answer; this only tidies up.
+    let _ = std::fs::remove_file(&addr_path);
+    if let Err(e) = service.save_clock() {
+        tracing::warn!("could not save the TID clock: {e}");
+    }
+    tracing::info!("stopped");
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
