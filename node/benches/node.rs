@@ -49,10 +49,10 @@ fn start(dir: &Path) -> (Node, Duration) {
         .expect("start guild node");
     let addr = dir.join("node.addr");
     let url = loop {
-        if let Ok(s) = std::fs::read_to_string(&addr) {
-            if s.ends_with('\n') {
-                break s.trim().to_string();
-            }
+        if let Ok(s) = std::fs::read_to_string(&addr)
+            && s.ends_with('\n')
+        {
+            break s.trim().to_string();
         }
         assert!(t0.elapsed() < Duration::from_secs(20), "node did not start");
         std::thread::sleep(Duration::from_micros(200));
@@ -89,7 +89,11 @@ fn main() {
         .arg(&data)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let did = String::from_utf8(out.stdout).unwrap().trim().to_string();
 
     // Start to serving, median of 5 starts.
@@ -172,7 +176,11 @@ fn main() {
         .output()
         .unwrap();
     let took = t.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!(
         "guild import of {count} small records: {:.1} s, {:.0} records/s (node RSS after: {:.0} MB)",
         took.as_secs_f64(),

@@ -9,10 +9,8 @@ use guild_core::Keypair;
 use guild_core::data::{Ipld, from_json};
 use guild_core::syntax::{Nsid, RecordKey, Tid, TidClock};
 use guild_lexicon::Registry;
-use guild_repo::{
-    Action, BlockSource, BlockStore, Bytes, MemoryBlockStore, Repo, RepoError, StoreError, Write,
-};
-use guild_store::{CommitError, IndexOp, KvOp, KvStore, RepoHead, RepoKey, RepoStore};
+use guild_repo::{Action, BlockStore, Bytes, Repo, RepoError, StoreError, Write};
+use guild_store::{CommitError, IndexOp, KvOp, KvStore, RepoHead, RepoKey, RepoStore, Staged};
 
 /// The space of a member's public repository.
 pub const PUBLIC: &str = "public";
@@ -127,27 +125,6 @@ pub struct WriteOutcome {
 
 /// A listed record: its rkey, CID and value.
 pub type ListedRecord = (String, Cid, Ipld);
-
-/// A store read through, with new blocks kept aside until the commit is persisted.
-struct Staged<'a, S> {
-    base: &'a S,
-    new: MemoryBlockStore,
-}
-
-impl<S: BlockSource> BlockSource for Staged<'_, S> {
-    fn get_block(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
-        match self.new.get_block(cid)? {
-            Some(b) => Ok(Some(b)),
-            None => self.base.get_block(cid),
-        }
-    }
-}
-
-impl<S: BlockSource> BlockStore for Staged<'_, S> {
-    fn put_blocks(&mut self, blocks: Vec<(Cid, Bytes)>) -> Result<(), StoreError> {
-        self.new.put_blocks(blocks)
-    }
-}
 
 /// Every store the service needs.
 pub trait NodeStore: RepoStore + KvStore + BlockStore + 'static {}
@@ -305,10 +282,7 @@ impl<S: NodeStore> RepoService<S> {
                     .map_or("nothing".to_string(), |h| h.commit.to_string())
             )));
         }
-        let staged = Staged {
-            base: &*self.store,
-            new: MemoryBlockStore::new(),
-        };
+        let staged = Staged::new(&*self.store);
         let mut r = match &head {
             Some(h) => Repo::open(staged, h.commit)?,
             None => Repo::empty(staged, self.did.clone()),
@@ -432,8 +406,9 @@ impl<S: NodeStore> RepoService<S> {
             rev: result.head.rev.clone(),
             data: result.head.data,
         };
-        // The revision log first: an entry for a commit that never became head is harmless.
-        self.store.kv_apply(
+        // The revision log first (made durable by the commit's own flush): an entry for a
+        // commit that never became head is harmless.
+        self.store.kv_stage(
             REVS_TREE,
             &[KvOp::Put(
                 rev_key(repo, rev.as_str()),
@@ -581,13 +556,8 @@ impl<S: NodeStore> RepoService<S> {
     /// since that revision (the commit, changed MST nodes and new records).
     pub fn repo_car(&self, repo: &RepoKey, since: Option<&str>) -> Result<Vec<u8>, ServiceError> {
         let head = self.head(repo)?;
-        let r = Repo::open(
-            Staged {
-                base: &*self.store,
-                new: MemoryBlockStore::new(),
-            },
-            head.commit,
-        )?;
+        // Read-only: nothing is staged.
+        let r = Repo::open(Staged::new(&*self.store), head.commit)?;
         let mut out = Vec::new();
         let mut car = guild_repo::CarWriter::new(&mut out, &[head.commit])
             .map_err(|e| ServiceError::Internal(e.to_string()))?;

@@ -185,7 +185,14 @@ pub fn read_car_with(input: Bytes, limits: CarLimits) -> Result<Car, CarError> {
             offset: p,
             reason: e.to_string(),
         })?;
-        let data = &section[cursor.position() as usize..];
+        let cid_len = cursor.position() as usize;
+        if cid.to_bytes() != section[..cid_len] {
+            return Err(CarError::Cid {
+                offset: p,
+                reason: "not the canonical encoding of the CID".into(),
+            });
+        }
+        let data = &section[cid_len..];
         if data.len() > limits.max_block_bytes {
             return Err(CarError::Limit {
                 offset: start,

@@ -48,10 +48,13 @@
 //! commit CID length (u8) ‖ commit CID ‖ root CID length (u8) ‖ root CID. The record count is
 //! kept in the head so that [`RepoStore::record_count`] is one read.
 //!
-//! *A commit* writes its blocks first in one batch (blocks are content-addressed: an orphan
-//! block left by a crash or a lost compare-and-swap is harmless), then runs one sled
-//! transaction over `heads` and `index` that checks the expected head and applies the index
-//! ops and the new head, then flushes the database before returning.
+//! *A commit* is one sled transaction over `heads`, `index` and `blocks` that checks the
+//! expected head (compare-and-swap), then applies the index ops, the new head and the blocks;
+//! then the database is flushed before `commit` returns. The blocks are in the transaction,
+//! rather than in a batch of their own before it, only for speed: every sled batch or
+//! transaction costs two log-buffer writes and syncs, so a separate batch would double a
+//! commit's I/O (measured: ~1.1 ms → ~0.5 ms per single-record commit). Blocks are
+//! content-addressed, so a block already present is simply written again.
 //!
 //! *On open* the store creates the trees, writes or checks the schema version, and checks that
 //! every head's commit block and MST root block exist ([`OpenError`] names the repo and the
@@ -278,8 +281,9 @@ pub trait RepoStore: BlockSource + Send + Sync {
     /// One commit, atomically and durably: store `blocks`, apply `index` ops (in order), and
     /// set the head to `new_head`, only if the current head's commit CID equals `expected`
     /// (`None`: the repo must not exist yet). Returns only once the write is durable (flushed
-    /// to disk for sled). On [`CommitError::Conflict`] the head and index are unchanged
-    /// (some of `blocks` may have been stored, which is harmless).
+    /// to disk for sled). On [`CommitError::Conflict`] nothing is written. (Callers may rely
+    /// on no more than an unchanged head and index: a block stored without a head pointing to
+    /// it is harmless, since blocks are content-addressed.)
     fn commit(
         &self,
         repo: &RepoKey,
@@ -344,6 +348,11 @@ pub trait KvStore: Send + Sync {
 
     /// Several puts/deletes in one tree, in order, atomically and durably.
     fn kv_apply(&self, tree: &str, ops: &[KvOp]) -> Result<(), StoreError>;
+
+    /// Like [`KvStore::kv_apply`], atomically, but without waiting for the disk: the ops become
+    /// durable when the next durable write ([`RepoStore::commit`], `kv_apply`) returns, since
+    /// writes reach the disk in order. For bookkeeping that rides along with a commit.
+    fn kv_stage(&self, tree: &str, ops: &[KvOp]) -> Result<(), StoreError>;
 
     /// Entries with keys starting with `prefix`, in key order, strictly after `after`, at most
     /// `limit`.

@@ -207,6 +207,10 @@ impl KvStore for MemoryStore {
         Ok(self.read().kv.get(tree).and_then(|t| t.get(key)).cloned())
     }
 
+    fn kv_stage(&self, tree: &str, ops: &[KvOp]) -> Result<(), StoreError> {
+        self.kv_apply(tree, ops)
+    }
+
     fn kv_apply(&self, tree: &str, ops: &[KvOp]) -> Result<(), StoreError> {
         let mut inner = self.write();
         let t = inner.kv.entry(tree.to_owned()).or_default();

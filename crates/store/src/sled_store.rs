@@ -58,7 +58,14 @@ impl SledStore {
             path: path.to_owned(),
             source: Box::new(source),
         };
-        let db = sled::Config::new().path(path).open().map_err(sled_error)?;
+        let db = sled::Config::new()
+            .path(path)
+            // A personal node: a 64 MiB page cache (sled defaults to 1 GiB). Commits flush
+            // explicitly; the background flush only covers bookkeeping writes.
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(sled_error)?;
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
         let store = SledStore {
             path: path.to_owned(),
@@ -472,6 +479,19 @@ impl KvStore for SledStore {
             .flush()
             .map_err(sled_err(format_args!("kv:{tree}: flush")))?;
         Ok(())
+    }
+
+    fn kv_stage(&self, tree: &str, ops: &[KvOp]) -> Result<(), StoreError> {
+        let t = self.kv_tree(tree)?;
+        let mut batch = sled::Batch::default();
+        for op in ops {
+            match op {
+                KvOp::Put(k, v) => batch.insert(k.as_slice(), v.as_ref()),
+                KvOp::Delete(k) => batch.remove(k.as_slice()),
+            }
+        }
+        t.apply_batch(batch)
+            .map_err(sled_err(format_args!("kv:{tree}: write")))
     }
 
     fn kv_scan(

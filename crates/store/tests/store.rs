@@ -53,6 +53,7 @@ both!(
     kv_ops_and_scans,
     concurrent_commits_one_winner_per_head,
     repo_commits_round_trip,
+    large_commits,
 );
 
 const T0: u64 = 1_700_000_000_000_000;
@@ -471,6 +472,39 @@ where
         assert_eq!(k1, k2);
         assert_eq!(h1 == h2, *k1 != repos[0], "{k1}");
     }
+}
+
+fn large_commits<S: TestStore>(store: &S)
+where
+    for<'a> &'a S: BlockStore,
+{
+    // An import-sized commit: thousands of blocks and index ops at once.
+    let repo = RepoKey::public("did:key:importer");
+    let (head, mut blocks) = fake_commit(&repo, 0);
+    let ops: Vec<IndexOp> = (0..3000)
+        .map(|i| put(&format!("app.c{}", i % 3), &format!("{i:05}")))
+        .collect();
+    blocks.extend((0..3000).map(|i| block(&format!("record {i}"))));
+    store.commit(&repo, None, &head, &blocks, &ops).unwrap();
+    assert_eq!(store.record_count(&repo).unwrap(), 3000);
+    assert_eq!(
+        store.collections(&repo).unwrap(),
+        vec!["app.c0", "app.c1", "app.c2"]
+    );
+    let c1 = store
+        .index_list(&repo, "app.c1", None, 5000, false)
+        .unwrap();
+    assert_eq!(c1.len(), 1000);
+    assert!(c1.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(c1[0].0, "00001");
+    assert!(store.has_block(&block("record 2999").0).unwrap());
+    // Delete them all again in one commit.
+    let deletes: Vec<IndexOp> = (0..3000)
+        .map(|i| del(&format!("app.c{}", i % 3), &format!("{i:05}")))
+        .collect();
+    advance(store, &repo, &deletes);
+    assert_eq!(store.record_count(&repo).unwrap(), 0);
+    assert!(store.collections(&repo).unwrap().is_empty());
 }
 
 fn tid_clock_only_moves_forward<S: TestStore>(store: &S)

@@ -86,7 +86,12 @@ pub fn fails(o: &Output, what: &str) -> String {
         stdout(o)
     );
     assert!(!err.contains("panicked"), "{what}: panicked: {err}");
-    assert_eq!(o.status.code(), Some(1), "{what}: exit {:?}: {err}", o.status);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{what}: exit {:?}: {err}",
+        o.status
+    );
     assert!(
         err.lines().any(|l| l.starts_with("error: ")),
         "{what}: no `error:` line: {err}"
@@ -200,8 +205,15 @@ impl Node {
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("guild node exited with {status} before serving:\n{}", node.log_text());
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "guild node exited with {status} before serving:\n{}",
+                    node.log_text()
+                );
             }
             if let Ok(text) = std::fs::read_to_string(&addr_path)
                 && text.ends_with('\n')
@@ -352,7 +364,8 @@ impl Drop for Node {
 pub fn json_response(resp: reqwest::blocking::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().unwrap_or_default();
-    let v = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(format!("<not JSON> {text}")));
+    let v =
+        serde_json::from_str(&text).unwrap_or_else(|_| Value::String(format!("<not JSON> {text}")));
     (status, v)
 }
 
@@ -370,8 +383,15 @@ pub fn assert_xrpc_error(got: &(u16, Value), status: u16, error: &str) {
         message.is_some_and(|m| !m.is_empty()),
         "error body has no message: {v}"
     );
-    let keys: Vec<&String> = v.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-    assert_eq!(keys.len(), 2, "error body must be exactly {{error, message}}: {v}");
+    let keys: Vec<&String> = v
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys.len(),
+        2,
+        "error body must be exactly {{error, message}}: {v}"
+    );
 }
 
 /// A valid `coop.guild.data.text` record.

@@ -123,7 +123,11 @@ impl<'a> Reader<'a> {
         };
         let mut cursor = std::io::Cursor::new(cid_bytes);
         let cid = Cid::read_bytes(&mut cursor).map_err(|_| "invalid CID")?;
-        if cursor.position() as usize != cid_bytes.len() || cid.hash().size() == 0 {
+        // Exactly one CID, with a digest, in its one encoding (varints can be padded).
+        if cursor.position() as usize != cid_bytes.len()
+            || cid.hash().size() == 0
+            || cid.to_bytes() != cid_bytes
+        {
             return Err("invalid CID");
         }
         Ok(cid)
