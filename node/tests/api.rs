@@ -1569,6 +1569,38 @@ fn swap_mismatches_are_invalid_swaps() {
 }
 
 #[test]
+fn apply_writes_update_needs_an_existing_record() {
+    // AT's applyWrites#update replaces a record that exists (the MST update fails otherwise);
+    // creating is #create's job, and putRecord's.
+    let data = DataDir::init();
+    let node = data.start();
+    let did = node.did.clone();
+    create(&node, NOTE, Some("exists"), note("x"));
+    let head = latest(&node);
+    let r = node.post(
+        "com.atproto.repo.applyWrites",
+        &json!({"repo": did, "writes": [
+            {"$type": "com.atproto.repo.applyWrites#update", "collection": NOTE, "rkey": "missing", "value": note("y")},
+        ]}),
+    );
+    assert_eq!(r.0, 400, "update of a missing record: {}", r.1);
+    assert!(
+        r.1["error"] == "InvalidRequest" || r.1["error"] == "RecordNotFound",
+        "{}",
+        r.1
+    );
+    assert_eq!(latest(&node), head);
+    assert_xrpc_error(
+        &node.get(
+            "com.atproto.repo.getRecord",
+            &[("repo", &did), ("collection", NOTE), ("rkey", "missing")],
+        ),
+        400,
+        "RecordNotFound",
+    );
+}
+
+#[test]
 fn another_repo_is_not_found() {
     let data = DataDir::init();
     let node = data.start();

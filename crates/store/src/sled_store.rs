@@ -58,14 +58,24 @@ impl SledStore {
             path: path.to_owned(),
             source: Box::new(source),
         };
-        let db = sled::Config::new()
+        // A personal node: a 64 MiB page cache (sled defaults to 1 GiB).
+        let config = sled::Config::new()
             .path(path)
-            // A personal node: a 64 MiB page cache (sled defaults to 1 GiB). Commits flush
-            // explicitly; the background flush only covers bookkeeping writes.
-            .cache_capacity(64 * 1024 * 1024)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(sled_error)?;
+            .cache_capacity(64 * 1024 * 1024);
+        // A store dropped a moment ago (in this process) may still hold the file lock while
+        // sled's background threads wind down: retry a lock failure for up to two seconds.
+        let started = std::time::Instant::now();
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("lock")
+                        && started.elapsed() < std::time::Duration::from_secs(2) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(sled_error)?,
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
         let store = SledStore {
             path: path.to_owned(),
@@ -184,6 +194,9 @@ enum Abort {
     Decode(StoreError),
 }
 
+/// Above this many blocks, a commit writes its blocks in a batch before the transaction.
+const LARGE_COMMIT_BLOCKS: usize = 64;
+
 impl RepoStore for SledStore {
     fn head(&self, repo: &RepoKey) -> Result<Option<RepoHead>, StoreError> {
         let Some(v) = self
@@ -234,6 +247,21 @@ impl RepoStore for SledStore {
                 | IndexOp::Delete { collection, rkey } => index_key(repo, collection, rkey),
             })
             .collect();
+        // A large commit (an import batch) writes its blocks in one batch first: sled's
+        // transactions apply writes one by one, and blocks are content-addressed, so an
+        // orphan left by a crash or a lost compare-and-swap is harmless.
+        let block_kvs = if block_kvs.len() > LARGE_COMMIT_BLOCKS {
+            let mut batch = sled::Batch::default();
+            for (k, v) in block_kvs {
+                batch.insert(k, v);
+            }
+            self.blocks
+                .apply_batch(batch)
+                .map_err(|e| sled_err(format_args!("commit to {repo}: blocks"))(e))?;
+            Vec::new()
+        } else {
+            block_kvs
+        };
         let trees = (&self.heads, &self.index, &self.blocks);
         let result = trees.transaction(|(heads, idx, blks)| {
             let current = match heads.get(&head_key)? {
