@@ -792,12 +792,12 @@ fn collective_space_writes_and_reads() {
     let (summary, records) = car_records(&car);
     assert_eq!(summary.commit.to_string(), lc["cid"].as_str().unwrap());
     assert_eq!(
-        records.keys().cloned().collect::<Vec<_>>(),
-        vec![
+        records.keys().cloned().collect::<BTreeSet<_>>(),
+        BTreeSet::from([
             format!("{DECL}/self"),
             format!("{TEXT}/{}", want[0]),
             format!("{TEXT}/{}", want[1])
-        ]
+        ])
     );
     let proof = node.get_bytes(
         "coop.guild.sync.getRecord",
@@ -2051,6 +2051,11 @@ fn cli_record_commands() {
     ok(&data.guild(&[&["record", "delete", &path_of(&uri)][..], &sp].concat()));
     let out = ok(&data.guild(&["status"]));
     assert!(out.contains(&format!("{SPACE} — 1 records")), "{out}");
+    // Export of the space, verified.
+    let car = data.file("space.car");
+    ok(&data.guild(&[&["export", "--out", car.to_str().unwrap()][..], &sp].concat()));
+    let out = ok(&guild_plain(&["repo", "verify", car.to_str().unwrap()]));
+    assert!(out.contains("(1 records)"), "{out}");
 }
 
 #[test]
@@ -2230,8 +2235,8 @@ fn client_commands_fail_cleanly_without_a_node() {
     // And a node stopped cleanly (SIGTERM) removes its address: the command says so.
     let node = data.start();
     let pid = node.pid();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
         .status()
         .unwrap();
     assert!(status.success());
@@ -2246,4 +2251,60 @@ fn client_commands_fail_cleanly_without_a_node() {
     let err = fails(&data.guild(&["status"]), "status after SIGTERM");
     assert!(err.contains("not running"), "{err}");
     drop(node);
+}
+
+#[test]
+fn node_refuses_to_start_wrongly() {
+    let data = DataDir::init();
+    // init refuses to overwrite an identity.
+    let err = fails(&data.guild(&["init"]), "second init");
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    // A public address is refused: the admin API is loopback only.
+    let err = fails(
+        &data.guild(&["node", "--listen", "0.0.0.0:0"]),
+        "public listen",
+    );
+    assert!(err.contains("loopback"), "{err}");
+    // No identity: says to run init.
+    let empty = data.file("empty");
+    let err = fails(
+        &guild(&empty, &["node", "--listen", "127.0.0.1:0"]),
+        "no identity",
+    );
+    assert!(err.contains("guild init"), "{err}");
+
+    // A second node on a data directory that a running node holds: a clean error, and the
+    // running node keeps its address file and keeps serving.
+    let node = data.start();
+    let addr = std::fs::read_to_string(data.dir.join("node.addr")).unwrap();
+    let mut second = command()
+        .args(["node", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second node on the same data directory is still running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "second node: {status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("error: "), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(data.dir.join("node.addr")).unwrap(),
+        addr
+    );
+    create(&node, NOTE, Some("still-serving"), note("x"));
 }

@@ -356,7 +356,7 @@ fn acknowledged_writes_survive_sigkill() {
         let delay = if rng.range(0, 5) == 0 {
             rng.range(0, 30)
         } else {
-            rng.range(30, 600)
+            rng.range(30, 1200)
         };
         std::thread::sleep(Duration::from_millis(delay));
         assert!(

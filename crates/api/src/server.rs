@@ -166,11 +166,24 @@ pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
         .route("/xrpc/coop.guild.node.getStatus", get(node_status::<S>))
         .route("/xrpc/_health", get(health))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
 async fn health() -> Response {
     axum::Json(json!({"version": env!("CARGO_PKG_VERSION")})).into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    XrpcError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!(
+            "{} does not take {method}: queries are GET, procedures are POST",
+            uri.path().trim_start_matches("/xrpc/")
+        ),
+    )
+    .into_response()
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
@@ -473,11 +486,10 @@ async fn apply_writes<S: NodeStore>(
                         rkey: str_field(w, "rkey")?.map(str::to_string),
                         record: record_field(w, "value")?,
                     },
-                    "#update" => WriteOp::Put {
+                    "#update" => WriteOp::Update {
                         collection,
                         rkey: req_str(w, "rkey")?.to_string(),
                         record: record_field(w, "value")?,
-                        swap_record: None,
                     },
                     "#delete" => WriteOp::Delete {
                         collection,
@@ -550,8 +562,7 @@ async fn get_record<S: NodeStore>(
     RawQuery(raw): RawQuery,
 ) -> XrpcResult {
     let (p, key) = read_scope(&state, &headers, &uri, raw, "repo").await?;
-    let collection = p.req("collection")?.to_string();
-    let rkey = p.req("rkey")?.to_string();
+    let (collection, rkey) = record_path(&p)?;
     let cid = p.opt("cid").map(|c| parse_cid(c, "cid")).transpose()?;
     let service = state.service.clone();
     let uri = format!("at://{}/{collection}/{rkey}", service.did());
@@ -634,6 +645,17 @@ async fn describe_repo<S: NodeStore>(
     .into_response())
 }
 
+/// The `collection` and `rkey` parameters, checked.
+fn record_path(p: &Params) -> Result<(String, String), XrpcError> {
+    let collection = p.req("collection")?;
+    guild_core::syntax::Nsid::parse(collection)
+        .map_err(|e| XrpcError::invalid(format!("collection: {e}")))?;
+    let rkey = p.req("rkey")?;
+    guild_core::syntax::RecordKey::parse(rkey)
+        .map_err(|e| XrpcError::invalid(format!("rkey: {e}")))?;
+    Ok((collection.to_string(), rkey.to_string()))
+}
+
 fn car_response(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/vnd.ipld.car")], bytes).into_response()
 }
@@ -673,8 +695,7 @@ async fn get_record_proof<S: NodeStore>(
     RawQuery(raw): RawQuery,
 ) -> XrpcResult {
     let (p, key) = read_scope(&state, &headers, &uri, raw, "did").await?;
-    let collection = p.req("collection")?.to_string();
-    let rkey = p.req("rkey")?.to_string();
+    let (collection, rkey) = record_path(&p)?;
     let service = state.service.clone();
     let car = blocking(move || service.record_proof(&key, &collection, &rkey)).await?;
     Ok(car_response(car))

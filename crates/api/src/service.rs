@@ -79,7 +79,16 @@ pub enum WriteOp {
         /// The record.
         record: serde_json::Value,
     },
-    /// Create or replace (AT's `putRecord`, `applyWrites#update`).
+    /// Replace a record that must exist (AT's `applyWrites#update`).
+    Update {
+        /// Its collection.
+        collection: String,
+        /// Its key.
+        rkey: String,
+        /// The new record.
+        record: serde_json::Value,
+    },
+    /// Create or replace (AT's `putRecord`).
     Put {
         /// Its collection.
         collection: String,
@@ -290,13 +299,30 @@ impl<S: NodeStore> RepoService<S> {
         let mut repo_writes = Vec::with_capacity(writes.len());
         let mut statuses = Vec::with_capacity(writes.len());
         let mut declares_space = false;
+        enum Mode {
+            Create,
+            Update,
+            Put,
+        }
         for w in writes {
-            let (collection, rkey, record, swap_record, delete, create) = match w {
+            let (collection, rkey, record, swap_record, delete, mode) = match w {
                 WriteOp::Create {
                     collection,
                     rkey,
                     record,
-                } => (collection, rkey, Some(record), None, false, true),
+                } => (collection, rkey, Some(record), None, false, Mode::Create),
+                WriteOp::Update {
+                    collection,
+                    rkey,
+                    record,
+                } => (
+                    collection,
+                    Some(rkey),
+                    Some(record),
+                    None,
+                    false,
+                    Mode::Update,
+                ),
                 WriteOp::Put {
                     collection,
                     rkey,
@@ -308,7 +334,7 @@ impl<S: NodeStore> RepoService<S> {
                     Some(record),
                     swap_record,
                     false,
-                    false,
+                    Mode::Put,
                 ),
                 WriteOp::Delete {
                     collection,
@@ -320,7 +346,7 @@ impl<S: NodeStore> RepoService<S> {
                     None,
                     swap_record.map(Some),
                     true,
-                    false,
+                    Mode::Put,
                 ),
             };
             let nsid = Nsid::parse(&collection)
@@ -362,18 +388,22 @@ impl<S: NodeStore> RepoService<S> {
                 }
             }
             statuses.push((path, Some(status)));
-            repo_writes.push(if create {
-                Write::Create {
+            repo_writes.push(match mode {
+                Mode::Create => Write::Create {
                     collection: nsid,
                     rkey,
                     record: value,
-                }
-            } else {
-                Write::Put {
+                },
+                Mode::Update => Write::Update {
                     collection: nsid,
                     rkey,
                     record: value,
-                }
+                },
+                Mode::Put => Write::Put {
+                    collection: nsid,
+                    rkey,
+                    record: value,
+                },
             });
         }
         if head.is_none() && repo.space != PUBLIC && !declares_space {
