@@ -108,6 +108,7 @@ impl BlockSource for MemoryBlockStore {
 
 impl BlockStore for MemoryBlockStore {
     fn put_blocks(&mut self, blocks: Vec<(Cid, Bytes)>) -> Result<(), StoreError> {
+        self.blocks.reserve(blocks.len());
         self.blocks.extend(blocks);
         Ok(())
     }

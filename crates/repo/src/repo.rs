@@ -302,16 +302,17 @@ impl<S: BlockStore> Repo<S> {
         let mut blocks = Vec::with_capacity(records.len() + records.len() / 2);
         let data = mst.root_cid(&mut blocks);
         let (commit, commit_bytes) = sign_commit(key, data, &rev);
-        let ops = records
-            .iter()
-            .map(|r| RecordOp {
-                path: r.path.clone(),
+        let mut ops = Vec::with_capacity(records.len());
+        blocks.reserve(records.len() + 1);
+        for r in records {
+            blocks.push((r.cid, r.bytes));
+            ops.push(RecordOp {
+                path: r.path,
                 action: Action::Create,
                 cid: Some(r.cid),
                 prev: None,
-            })
-            .collect();
-        blocks.extend(records.into_iter().map(|r| (r.cid, r.bytes)));
+            });
+        }
         blocks.push((commit, commit_bytes));
         store.put_blocks(blocks.clone())?;
         let head = Head { commit, rev, data };
