@@ -109,20 +109,23 @@ fn single_commit(c: &mut Criterion) {
                 let rkey = RecordKey::from(Tid::from_parts(1_900_000_000_000_000 + i, 3));
                 (repo, rkey, Tid::from_parts(1_900_000_000_000_000 + i, 1))
             },
+            // The repo is returned, so that dropping its (cloned) store is not timed.
             |(mut repo, rkey, rev)| {
-                repo.apply(
-                    &key,
-                    rev,
-                    vec![Write::Create {
-                        collection: collection.clone(),
-                        rkey,
-                        record: guild_core::data::from_json(&serde_json::json!({
-                            "$type": "coop.guild.data.text", "title": "new", "body": "x"
-                        }))
-                        .unwrap(),
-                    }],
-                )
-                .unwrap()
+                let result = repo
+                    .apply(
+                        &key,
+                        rev,
+                        vec![Write::Create {
+                            collection: collection.clone(),
+                            rkey,
+                            record: guild_core::data::from_json(&serde_json::json!({
+                                "$type": "coop.guild.data.text", "title": "new", "body": "x"
+                            }))
+                            .unwrap(),
+                        }],
+                    )
+                    .unwrap();
+                (repo, result)
             },
             BatchSize::LargeInput,
         )
