@@ -5,15 +5,23 @@
 //! as a subscription message. Nothing may panic, whatever the document or the value.
 #![no_main]
 
+use std::sync::OnceLock;
+
 use guild_lexicon::{LexiconDoc, Registry};
 use libfuzzer_sys::fuzz_target;
+
+/// Guild's built-in set, parsed once.
+fn builtin() -> Registry {
+    static BUILTIN: OnceLock<Registry> = OnceLock::new();
+    BUILTIN.get_or_init(Registry::builtin).clone()
+}
 
 fuzz_target!(|input: &[u8]| {
     let (doc_bytes, value_bytes) = match input.iter().position(|&b| b == 0) {
         Some(i) => (&input[..i], &input[i + 1..]),
         None => (input, &[][..]),
     };
-    let mut registry = Registry::builtin();
+    let mut registry = builtin();
     let mut nsid = None;
     if let Ok(text) = std::str::from_utf8(doc_bytes) {
         if let Ok(doc) = LexiconDoc::parse(text) {

@@ -1,0 +1,35 @@
+//! # guild-gov
+//!
+//! A collective's governance (protocol.md §4), as a pure state machine.
+//!
+//! It owns
+//! - the governance ops ([`op`]): signed DAG-CBOR maps `{$type, collective, author, prev,
+//!   createdAt, …, sig}` checked against their lexicons, identified by the CID of their bytes;
+//! - the op log ([`log`]): a grow-only causal DAG, a bounded buffer of ops waiting for their
+//!   parents, heads, ops since a set of heads, and a deterministic topological order (parents
+//!   first, ties broken by CID bytes);
+//! - the collective's state ([`state`]) folded from any causal cut, each op authorised against
+//!   the state of its own causal past.
+//!
+//! Concurrency rules (the same set of ops gives the same state, whatever the delivery order):
+//! - a removal wins over anything the removed member did concurrently with it (ops by the
+//!   removed member that are neither in the removal's past nor in its future are ignored);
+//! - a revocation wins over a concurrent grant of the same (member, template) consent;
+//! - an invite admits one member: of concurrent joins with one invite, the first in the
+//!   topological order is admitted and the others are ignored.
+//!
+//! It must not do I/O: no runtime, no disk, no socket, no clock reads (time is an argument)
+//! and no randomness (secrets and keys are made by callers).
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod log;
+pub mod op;
+pub mod state;
+
+pub use log::{Inserted, Log};
+pub use op::{MAX_OP_BYTES, Op, OpError, OpKind, SignedOp};
+pub use state::{Charter, Consent, Departure, Invite, Member, Reason, Role, State};
+
+#[cfg(test)]
+mod tests;

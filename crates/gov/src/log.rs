@@ -1,0 +1,378 @@
+//! The op log: a grow-only causal DAG of authorised ops, a bounded buffer of ops waiting for
+//! their parents, and the state folded from any causal cut.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+
+use guild_core::Cid;
+
+use crate::op::{OpKind, SignedOp};
+use crate::state::{Reason, State};
+
+/// How many ops wait for missing parents, by default.
+pub const DEFAULT_PENDING_LIMIT: usize = 4096;
+
+/// How long an op waits for missing parents, by default, in microseconds (one hour).
+pub const DEFAULT_PENDING_TTL_MICROS: i64 = 3_600_000_000;
+
+/// What [`Log::insert`] did with an op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// Authorised against its causal past and added.
+    Applied,
+    /// Some parents are unknown; the op waits in the pending buffer.
+    Pending {
+        /// The unknown parents.
+        missing: Vec<Cid>,
+    },
+    /// Not authorised, or not valid; not added and not to be relayed.
+    Rejected(Reason),
+    /// Already in the log.
+    Duplicate,
+}
+
+#[derive(Debug, Clone)]
+struct Waiting {
+    op: SignedOp,
+    arrived_micros: i64,
+}
+
+/// A collective's op log.
+#[derive(Debug, Clone)]
+pub struct Log {
+    collective: Cid,
+    ops: HashMap<Cid, SignedOp>,
+    children: HashMap<Cid, Vec<Cid>>,
+    heads: BTreeSet<Cid>,
+    pending: BTreeMap<u64, Waiting>,
+    pending_index: HashMap<Cid, u64>,
+    next_seq: u64,
+    pending_limit: usize,
+    pending_ttl_micros: i64,
+}
+
+impl Log {
+    /// An empty log of the collective whose genesis charter has id `collective`.
+    pub fn new(collective: Cid) -> Log {
+        Log {
+            collective,
+            ops: HashMap::new(),
+            children: HashMap::new(),
+            heads: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            pending_index: HashMap::new(),
+            next_seq: 0,
+            pending_limit: DEFAULT_PENDING_LIMIT,
+            pending_ttl_micros: DEFAULT_PENDING_TTL_MICROS,
+        }
+    }
+
+    /// Sets the pending buffer's bounds: at most `limit` ops, each waiting at most
+    /// `ttl_micros`; past either, the oldest are evicted first.
+    pub fn with_pending_bounds(mut self, limit: usize, ttl_micros: i64) -> Log {
+        self.pending_limit = limit;
+        self.pending_ttl_micros = ttl_micros;
+        self
+    }
+
+    /// The collective's id.
+    pub fn collective(&self) -> &Cid {
+        &self.collective
+    }
+
+    /// How many ops the log holds (pending ops excluded).
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True if the log holds no op.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// How many ops wait for parents.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// An op of the log by id.
+    pub fn get(&self, id: &Cid) -> Option<&SignedOp> {
+        self.ops.get(id)
+    }
+
+    /// Decodes untrusted bytes and inserts the op; bytes that do not decode are rejected.
+    pub fn insert_bytes(&mut self, bytes: &[u8], now_micros: i64) -> Inserted {
+        match SignedOp::decode(bytes) {
+            Ok(op) => self.insert(op, now_micros),
+            Err(e) => Inserted::Rejected(Reason::Invalid(e)),
+        }
+    }
+
+    /// Inserts an op received or created at `now_micros`. An op whose parents are all known
+    /// is authorised against the state of its causal past and added, and any pending op it
+    /// completes follows; an op with unknown parents waits.
+    pub fn insert(&mut self, op: SignedOp, now_micros: i64) -> Inserted {
+        self.expire(now_micros);
+        if self.ops.contains_key(op.id()) {
+            return Inserted::Duplicate;
+        }
+        let right_collective = match op.kind() {
+            OpKind::Charter => *op.id() == self.collective,
+            _ => op.collective() == Some(&self.collective),
+        };
+        if !right_collective {
+            return Inserted::Rejected(Reason::WrongCollective);
+        }
+        let missing: Vec<Cid> = op
+            .prev()
+            .iter()
+            .filter(|p| !self.ops.contains_key(p))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            if !self.pending_index.contains_key(op.id()) {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.pending_index.insert(*op.id(), seq);
+                self.pending.insert(
+                    seq,
+                    Waiting {
+                        op,
+                        arrived_micros: now_micros,
+                    },
+                );
+                while self.pending.len() > self.pending_limit {
+                    self.evict_oldest();
+                }
+            }
+            return Inserted::Pending { missing };
+        }
+        match self.accept(op) {
+            Ok(()) => {
+                self.release();
+                Inserted::Applied
+            }
+            Err(reason) => Inserted::Rejected(reason),
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some((_, w)) = self.pending.pop_first() {
+            self.pending_index.remove(w.op.id());
+        }
+    }
+
+    fn expire(&mut self, now_micros: i64) {
+        while let Some((_, w)) = self.pending.first_key_value() {
+            if now_micros.saturating_sub(w.arrived_micros) > self.pending_ttl_micros {
+                self.evict_oldest();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Authorises an op whose parents are all present, and adds it.
+    fn accept(&mut self, op: SignedOp) -> Result<(), Reason> {
+        let state = self.state_at(op.prev());
+        state.authorize(&op)?;
+        let id = *op.id();
+        for p in op.prev() {
+            self.heads.remove(p);
+            self.children.entry(*p).or_default().push(id);
+        }
+        self.heads.insert(id);
+        self.ops.insert(id, op);
+        Ok(())
+    }
+
+    /// Moves every pending op whose parents have all arrived into the log (or drops it, if
+    /// rejected), until none is left to move.
+    fn release(&mut self) {
+        loop {
+            let ready: Vec<u64> = self
+                .pending
+                .iter()
+                .filter(|(_, w)| w.op.prev().iter().all(|p| self.ops.contains_key(p)))
+                .map(|(seq, _)| *seq)
+                .collect();
+            if ready.is_empty() {
+                return;
+            }
+            for seq in ready {
+                if let Some(w) = self.pending.remove(&seq) {
+                    self.pending_index.remove(w.op.id());
+                    if !self.ops.contains_key(w.op.id()) {
+                        // A rejected pending op is dropped, as it would have been on arrival.
+                        let _ = self.accept(w.op);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The heads of the DAG, in CID order.
+    pub fn heads(&self) -> Vec<Cid> {
+        self.heads.iter().copied().collect()
+    }
+
+    /// The known ops in the causal past of `heads`, the heads included (unknown heads are
+    /// ignored).
+    pub fn ancestors(&self, heads: &[Cid]) -> HashSet<Cid> {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<Cid> = heads
+            .iter()
+            .filter(|h| self.ops.contains_key(h))
+            .copied()
+            .collect();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            if let Some(op) = self.ops.get(&id) {
+                stack.extend(op.prev().iter().filter(|p| !seen.contains(p)).copied());
+            }
+        }
+        seen
+    }
+
+    /// True if `a` is a strict ancestor of `b`.
+    pub fn is_ancestor(&self, a: &Cid, b: &Cid) -> bool {
+        if a == b {
+            return false;
+        }
+        let Some(op) = self.ops.get(b) else {
+            return false;
+        };
+        self.ancestors(op.prev()).contains(a)
+    }
+
+    /// The ops not in the causal past of `heads`, parents first.
+    pub fn ops_since(&self, heads: &[Cid]) -> Vec<&SignedOp> {
+        let known = self.ancestors(heads);
+        let rest: HashSet<Cid> = self
+            .ops
+            .keys()
+            .filter(|id| !known.contains(id))
+            .copied()
+            .collect();
+        self.topo_order(&rest)
+            .iter()
+            .filter_map(|id| self.ops.get(id))
+            .collect()
+    }
+
+    /// Every op, parents first, ties broken by CID bytes.
+    pub fn ops_in_order(&self) -> Vec<&SignedOp> {
+        let all: HashSet<Cid> = self.ops.keys().copied().collect();
+        self.topo_order(&all)
+            .iter()
+            .filter_map(|id| self.ops.get(id))
+            .collect()
+    }
+
+    /// Deterministic topological order of a set of known ops: parents first, ties broken
+    /// by the CIDs' bytes. Parents outside the set are ignored.
+    pub fn topo_order(&self, set: &HashSet<Cid>) -> Vec<Cid> {
+        let mut indegree: HashMap<Cid, usize> = HashMap::with_capacity(set.len());
+        let mut ready = BinaryHeap::new();
+        for id in set {
+            let n = self
+                .ops
+                .get(id)
+                .map_or(0, |op| op.prev().iter().filter(|p| set.contains(p)).count());
+            if n == 0 {
+                ready.push(Reverse((id.to_bytes(), *id)));
+            } else {
+                indegree.insert(*id, n);
+            }
+        }
+        let mut order = Vec::with_capacity(set.len());
+        while let Some(Reverse((_, id))) = ready.pop() {
+            order.push(id);
+            for child in self.children.get(&id).into_iter().flatten() {
+                if let Some(n) = indegree.get_mut(child) {
+                    *n -= 1;
+                    if *n == 0 {
+                        indegree.remove(child);
+                        ready.push(Reverse((child.to_bytes(), *child)));
+                    }
+                }
+            }
+        }
+        order
+    }
+
+    /// The state of the whole log.
+    pub fn state(&self) -> State {
+        let all: HashSet<Cid> = self.ops.keys().copied().collect();
+        self.fold(&all)
+    }
+
+    /// The state at a causal cut: folded from the ops in the causal past of `heads` only.
+    pub fn state_at(&self, heads: &[Cid]) -> State {
+        self.fold(&self.ancestors(heads))
+    }
+
+    /// Folds an ancestor-closed set of ops in topological order. Each op applies only if it
+    /// is authorised against the running state and was not written by a member whom an
+    /// applied removal removed concurrently with it. A removal found after such an op was
+    /// applied suppresses it and the fold restarts; the suppressed set only grows, so this
+    /// ends, and its result depends on the set alone.
+    fn fold(&self, set: &HashSet<Cid>) -> State {
+        let order = self.topo_order(set);
+        let mut suppressed: HashSet<Cid> = HashSet::new();
+        let is_ancestor = |a: &Cid, b: &Cid| self.is_ancestor(a, b);
+        'restart: loop {
+            let mut state = State::new(self.collective);
+            let mut applied: HashSet<Cid> = HashSet::new();
+            for id in &order {
+                if suppressed.contains(id) {
+                    continue;
+                }
+                let Some(op) = self.ops.get(id) else { continue };
+                if state.authorize(op).is_err() {
+                    continue;
+                }
+                state.apply(op, &is_ancestor);
+                applied.insert(*id);
+                if op.kind() != OpKind::Remove {
+                    continue;
+                }
+                let removed = op.str_field("member").unwrap_or_default();
+                let past = self.ancestors(op.prev());
+                let future = self.descendants(id, set);
+                let mut restart = false;
+                for other in &order {
+                    let Some(o) = self.ops.get(other) else { continue };
+                    if o.author() == removed
+                        && other != id
+                        && !past.contains(other)
+                        && !future.contains(other)
+                        && suppressed.insert(*other)
+                        && applied.contains(other)
+                    {
+                        restart = true;
+                    }
+                }
+                if restart {
+                    continue 'restart;
+                }
+            }
+            return state;
+        }
+    }
+
+    /// The strict descendants of `id` within `set`.
+    fn descendants(&self, id: &Cid, set: &HashSet<Cid>) -> HashSet<Cid> {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<Cid> = self.children.get(id).cloned().unwrap_or_default();
+        while let Some(c) = stack.pop() {
+            if !set.contains(&c) || !seen.insert(c) {
+                continue;
+            }
+            stack.extend(self.children.get(&c).into_iter().flatten().copied());
+        }
+        seen
+    }
+}

@@ -1,0 +1,375 @@
+//! Governance ops: signed DAG-CBOR maps `{$type, collective, author, prev, createdAt, …, sig}`
+//! (protocol.md §4), their signing and their strict decoding.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use guild_core::keys::{self, KeyError};
+use guild_core::syntax::Datetime;
+use guild_core::{Cid, Ipld, Keypair, PublicKey, cids, data};
+use guild_lexicon::{Registry, ValidationError};
+
+/// The largest signed op accepted, in encoded bytes.
+pub const MAX_OP_BYTES: usize = 64 * 1024;
+
+/// The most parents an op may name (the lexicon's `coop.guild.defs#heads` bound).
+pub const MAX_PREV: usize = 256;
+
+/// The op kinds this crate knows so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpKind {
+    /// `coop.guild.collective.charter`: the genesis op.
+    Charter,
+    /// `coop.guild.member.invite`: a steward invites with a one-time secret's hash.
+    Invite,
+    /// `coop.guild.member.join`: a candidate reveals the secret or asks for approval.
+    Join,
+    /// `coop.guild.member.admit`: a steward admits a candidate who asked to join.
+    Admit,
+    /// `coop.guild.member.remove`: a steward removes a member.
+    Remove,
+    /// `coop.guild.member.leave`: a member leaves.
+    Leave,
+    /// `coop.guild.consent.grant`: a member consents to some templates.
+    ConsentGrant,
+    /// `coop.guild.consent.revoke`: a member withdraws consent for some templates.
+    ConsentRevoke,
+}
+
+impl OpKind {
+    /// Every kind.
+    pub const ALL: [OpKind; 8] = [
+        OpKind::Charter,
+        OpKind::Invite,
+        OpKind::Join,
+        OpKind::Admit,
+        OpKind::Remove,
+        OpKind::Leave,
+        OpKind::ConsentGrant,
+        OpKind::ConsentRevoke,
+    ];
+
+    /// The kind's NSID (its `$type`).
+    pub fn nsid(self) -> &'static str {
+        match self {
+            OpKind::Charter => "coop.guild.collective.charter",
+            OpKind::Invite => "coop.guild.member.invite",
+            OpKind::Join => "coop.guild.member.join",
+            OpKind::Admit => "coop.guild.member.admit",
+            OpKind::Remove => "coop.guild.member.remove",
+            OpKind::Leave => "coop.guild.member.leave",
+            OpKind::ConsentGrant => "coop.guild.consent.grant",
+            OpKind::ConsentRevoke => "coop.guild.consent.revoke",
+        }
+    }
+
+    /// The kind named by an NSID, if this crate knows it.
+    pub fn from_nsid(nsid: &str) -> Option<OpKind> {
+        OpKind::ALL.into_iter().find(|k| k.nsid() == nsid)
+    }
+}
+
+/// Why bytes or fields are not a valid signed op.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// The op is larger than [`MAX_OP_BYTES`].
+    #[error("op is {0} bytes; the limit is {MAX_OP_BYTES}")]
+    TooLarge(usize),
+    /// The bytes are not strict, canonical DAG-CBOR.
+    #[error("op is not strict DAG-CBOR: {0}")]
+    Cbor(#[from] data::DecodeError),
+    /// The value could not be encoded (signing).
+    #[error("op cannot be encoded: {0}")]
+    Encode(#[from] data::EncodeError),
+    /// The op is not a map.
+    #[error("op is not a map")]
+    NotAMap,
+    /// `$type` is missing or names a kind this crate does not know.
+    #[error("unknown op type {0:?}")]
+    UnknownKind(String),
+    /// The op breaks its lexicon.
+    #[error("op breaks its lexicon: {0}")]
+    Lexicon(#[from] ValidationError),
+    /// A field the envelope needs is missing or mistyped (after lexicon validation, this is a
+    /// rule the lexicon cannot express).
+    #[error("bad field {field}: {reason}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The author is not a usable `did:key`.
+    #[error("author is not an ed25519 did:key: {0}")]
+    Author(KeyError),
+    /// The signature does not verify over the received bytes.
+    #[error("bad signature: {0}")]
+    Signature(KeyError),
+    /// `prev` names the same parent twice.
+    #[error("prev names {0} twice")]
+    DuplicatePrev(Cid),
+    /// `prev` names the op itself.
+    #[error("op names itself in prev")]
+    SelfReference,
+    /// The genesis charter must have an empty `prev` and no `collective`; every other op must
+    /// have a non-empty `prev`.
+    #[error("{0}")]
+    Genesis(&'static str),
+    /// A field passed to [`Op::sign`] is one the envelope sets itself.
+    #[error("field {0:?} is set by the envelope, not by the caller")]
+    ReservedField(String),
+}
+
+/// The op registry, parsed once.
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::builtin)
+}
+
+/// Builds and signs ops.
+#[derive(Debug, Clone, Copy)]
+pub struct Op;
+
+/// The envelope's own fields, which callers of [`Op::sign`] may not set.
+const RESERVED: [&str; 6] = ["$type", "collective", "author", "prev", "createdAt", "sig"];
+
+impl Op {
+    /// Signs an op of `kind` with the body `fields`, in `collective` (`None` for the genesis
+    /// charter), by `key`, after the heads `prev`, written at `created_at`. The result is
+    /// decoded again with [`SignedOp::decode`], so an op that this returns is one every node
+    /// accepts structurally.
+    pub fn sign(
+        kind: OpKind,
+        collective: Option<&Cid>,
+        fields: BTreeMap<String, Ipld>,
+        key: &Keypair,
+        prev: &[Cid],
+        created_at: &Datetime,
+    ) -> Result<SignedOp, OpError> {
+        let mut map = BTreeMap::new();
+        for (name, value) in fields {
+            if RESERVED.contains(&name.as_str()) {
+                return Err(OpError::ReservedField(name));
+            }
+            map.insert(name, value);
+        }
+        map.insert("$type".into(), Ipld::String(kind.nsid().into()));
+        if let Some(c) = collective {
+            map.insert("collective".into(), Ipld::String(c.to_string()));
+        }
+        map.insert("author".into(), Ipld::String(key.did()));
+        map.insert(
+            "prev".into(),
+            Ipld::List(prev.iter().map(|c| Ipld::Link(*c)).collect()),
+        );
+        map.insert(
+            "createdAt".into(),
+            Ipld::String(created_at.as_str().to_owned()),
+        );
+        let unsigned = data::encode(&Ipld::Map(map.clone()))?;
+        let sig = key.sign_object(&unsigned);
+        map.insert("sig".into(), Ipld::Bytes(sig.to_vec()));
+        let bytes = data::encode(&Ipld::Map(map))?;
+        SignedOp::decode(&bytes)
+    }
+}
+
+/// A decoded, structurally valid, signature-checked op. Whether it is *authorised* depends on
+/// the log it enters (see [`crate::Log`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedOp {
+    id: Cid,
+    bytes: Vec<u8>,
+    kind: OpKind,
+    collective: Option<Cid>,
+    author: String,
+    prev: Vec<Cid>,
+    created_at: Datetime,
+    body: BTreeMap<String, Ipld>,
+}
+
+impl SignedOp {
+    /// Decodes and checks untrusted bytes: size, strict DAG-CBOR, the kind's lexicon, a
+    /// `did:key` author whose signature verifies over the exact bytes, and a `prev` without
+    /// duplicates or the op itself.
+    pub fn decode(bytes: &[u8]) -> Result<SignedOp, OpError> {
+        if bytes.len() > MAX_OP_BYTES {
+            return Err(OpError::TooLarge(bytes.len()));
+        }
+        let value = data::decode(bytes)?;
+        let Ipld::Map(body) = value else {
+            return Err(OpError::NotAMap);
+        };
+        let kind = match body.get("$type") {
+            Some(Ipld::String(t)) => {
+                OpKind::from_nsid(t).ok_or_else(|| OpError::UnknownKind(t.clone()))?
+            }
+            _ => return Err(OpError::UnknownKind(String::new())),
+        };
+        let body_ipld = Ipld::Map(body);
+        registry().validate_record(&body_ipld)?;
+        let Ipld::Map(body) = body_ipld else {
+            return Err(OpError::NotAMap);
+        };
+
+        let author = match body.get("author") {
+            Some(Ipld::String(a)) => a.clone(),
+            _ => return Err(field("author", "missing")),
+        };
+        let key = PublicKey::from_did(&author).map_err(OpError::Author)?;
+        let (unsigned, sig) = keys::split_signed(bytes).map_err(OpError::Signature)?;
+        key.verify_object(&unsigned, &sig)
+            .map_err(OpError::Signature)?;
+
+        let id = cids::cid_for_cbor(bytes);
+        let prev = match body.get("prev") {
+            Some(Ipld::List(items)) => check_prev(&id, items)?,
+            _ => return Err(field("prev", "missing")),
+        };
+        if prev.len() > MAX_PREV {
+            return Err(field("prev", "too many parents"));
+        }
+        let created_at = match body.get("createdAt") {
+            Some(Ipld::String(s)) => {
+                Datetime::parse(s).map_err(|_| field("createdAt", "not a datetime"))?
+            }
+            _ => return Err(field("createdAt", "missing")),
+        };
+        let collective = match body.get("collective") {
+            None => None,
+            Some(Ipld::String(s)) => Some(
+                guild_core::syntax::parse_cid_str(s)
+                    .map_err(|_| field("collective", "not a CID"))?,
+            ),
+            Some(_) => return Err(field("collective", "must be a string")),
+        };
+        match (kind, collective.is_some(), prev.is_empty()) {
+            (OpKind::Charter, false, true) => {}
+            (OpKind::Charter, true, _) => {
+                return Err(OpError::Genesis("the genesis charter names no collective"));
+            }
+            (OpKind::Charter, _, false) => {
+                return Err(OpError::Genesis("the genesis charter has no parents"));
+            }
+            (_, false, _) => return Err(field("collective", "missing")),
+            (_, true, true) => {
+                return Err(OpError::Genesis("only the genesis charter has no parents"));
+            }
+            (_, true, false) => {}
+        }
+        Ok(SignedOp {
+            id,
+            bytes: bytes.to_vec(),
+            kind,
+            collective,
+            author,
+            prev,
+            created_at,
+            body,
+        })
+    }
+
+    /// The op id: the CID of the signed bytes.
+    pub fn id(&self) -> &Cid {
+        &self.id
+    }
+
+    /// The signed bytes, exactly as received.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The op's kind.
+    pub fn kind(&self) -> OpKind {
+        self.kind
+    }
+
+    /// The collective named (`None` only for the genesis charter).
+    pub fn collective(&self) -> Option<&Cid> {
+        self.collective.as_ref()
+    }
+
+    /// The author's DID (a `did:key`).
+    pub fn author(&self) -> &str {
+        &self.author
+    }
+
+    /// The op's parents.
+    pub fn prev(&self) -> &[Cid] {
+        &self.prev
+    }
+
+    /// When the author says they wrote it.
+    pub fn created_at(&self) -> &Datetime {
+        &self.created_at
+    }
+
+    /// The whole decoded map, envelope included.
+    pub fn body(&self) -> &BTreeMap<String, Ipld> {
+        &self.body
+    }
+
+    /// A string field of the body.
+    pub fn str_field(&self, name: &str) -> Option<&str> {
+        match self.body.get(name) {
+            Some(Ipld::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A byte-string field of the body.
+    pub fn bytes_field(&self, name: &str) -> Option<&[u8]> {
+        match self.body.get(name) {
+            Some(Ipld::Bytes(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// A field holding an op reference (a CID string).
+    pub fn op_ref(&self, name: &str) -> Option<Cid> {
+        self.str_field(name)
+            .and_then(|s| guild_core::syntax::parse_cid_str(s).ok())
+    }
+
+    /// A datetime field of the body.
+    pub fn datetime_field(&self, name: &str) -> Option<Datetime> {
+        self.str_field(name).and_then(|s| Datetime::parse(s).ok())
+    }
+
+    /// A field holding a list of strings (the consent ops' `templates`).
+    pub fn str_list(&self, name: &str) -> Vec<String> {
+        match self.body.get(name) {
+            Some(Ipld::List(items)) => items
+                .iter()
+                .filter_map(|i| match i {
+                    Ipld::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Checks an op's `prev` list: links only, no duplicates, not the op itself.
+pub(crate) fn check_prev(id: &Cid, items: &[Ipld]) -> Result<Vec<Cid>, OpError> {
+    let mut seen = BTreeSet::new();
+    let mut prev = Vec::with_capacity(items.len());
+    for item in items {
+        let Ipld::Link(c) = item else {
+            return Err(field("prev", "must hold links"));
+        };
+        if c == id {
+            return Err(OpError::SelfReference);
+        }
+        if !seen.insert(*c) {
+            return Err(OpError::DuplicatePrev(*c));
+        }
+        prev.push(*c);
+    }
+    Ok(prev)
+}
+
+fn field(field: &'static str, reason: &'static str) -> OpError {
+    OpError::Field { field, reason }
+}
