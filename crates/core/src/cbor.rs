@@ -221,16 +221,27 @@ pub fn check(buf: &[u8]) -> Result<(), CborError> {
     }
 }
 
-/// Whether `bytes` are exactly one valid CID (no trailing bytes, a non-empty digest) whose own
-/// encoding is those bytes.
+/// Whether `bytes` are exactly one valid CID (no trailing bytes, a non-empty digest) in its
+/// canonical encoding.
 fn is_exact_cid(bytes: &[u8]) -> bool {
     let mut cursor = std::io::Cursor::new(bytes);
     match cid::Cid::read_bytes(&mut cursor) {
         Ok(cid) => {
             cursor.position() as usize == bytes.len()
                 && cid.hash().size() > 0
-                && cid.to_bytes() == bytes
+                && cid_encoding_is(&cid, bytes)
         }
+        Err(_) => false,
+    }
+}
+
+/// Whether `bytes` are the canonical encoding of `cid` (the varint reader accepts padded and
+/// overflowing varints, so a parsed CID can come from other bytes). No heap allocation.
+pub fn cid_encoding_is(cid: &cid::Cid, bytes: &[u8]) -> bool {
+    let mut buf = [0u8; 160];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    match cid.write_bytes(&mut cursor) {
+        Ok(n) => buf.get(..n) == Some(bytes),
         Err(_) => false,
     }
 }

@@ -314,53 +314,48 @@ impl Log {
         self.fold(&self.ancestors(heads))
     }
 
-    /// Folds an ancestor-closed set of ops in topological order. Each op applies only if it
-    /// is authorised against the running state and was not written by a member whom an
-    /// applied removal removed concurrently with it. A removal found after such an op was
-    /// applied suppresses it and the fold restarts; the suppressed set only grows, so this
-    /// ends, and its result depends on the set alone.
+    /// Folds an ancestor-closed set of ops in topological order.
+    ///
+    /// First, the removals are visited in that order: each removal not itself suppressed
+    /// suppresses every op of the removed member that is neither in its causal past nor in
+    /// its future (removal wins over concurrent ops; of two concurrent removals of each
+    /// other's authors, the first in the order wins). Then each op that is not suppressed
+    /// applies if it is authorised against the running state (so, of concurrent joins with
+    /// one invite, the first admits and the others are ignored). The result depends on the
+    /// set alone.
     fn fold(&self, set: &HashSet<Cid>) -> State {
         let order = self.topo_order(set);
         let mut suppressed: HashSet<Cid> = HashSet::new();
-        let is_ancestor = |a: &Cid, b: &Cid| self.is_ancestor(a, b);
-        'restart: loop {
-            let mut state = State::new(self.collective);
-            let mut applied: HashSet<Cid> = HashSet::new();
-            for id in &order {
-                if suppressed.contains(id) {
-                    continue;
-                }
-                let Some(op) = self.ops.get(id) else { continue };
-                if state.authorize(op).is_err() {
-                    continue;
-                }
-                state.apply(op, &is_ancestor);
-                applied.insert(*id);
-                if op.kind() != OpKind::Remove {
-                    continue;
-                }
-                let removed = op.str_field("member").unwrap_or_default();
-                let past = self.ancestors(op.prev());
-                let future = self.descendants(id, set);
-                let mut restart = false;
-                for other in &order {
-                    let Some(o) = self.ops.get(other) else { continue };
-                    if o.author() == removed
-                        && other != id
-                        && !past.contains(other)
-                        && !future.contains(other)
-                        && suppressed.insert(*other)
-                        && applied.contains(other)
-                    {
-                        restart = true;
-                    }
-                }
-                if restart {
-                    continue 'restart;
+        for id in &order {
+            let Some(op) = self.ops.get(id) else { continue };
+            if op.kind() != OpKind::Remove || suppressed.contains(id) {
+                continue;
+            }
+            let removed = op.str_field("member").unwrap_or_default();
+            let past = self.ancestors(op.prev());
+            let future = self.descendants(id, set);
+            for other in &order {
+                if other != id
+                    && !past.contains(other)
+                    && !future.contains(other)
+                    && self.ops.get(other).is_some_and(|o| o.author() == removed)
+                {
+                    suppressed.insert(*other);
                 }
             }
-            return state;
         }
+        let is_ancestor = |a: &Cid, b: &Cid| self.is_ancestor(a, b);
+        let mut state = State::new(self.collective);
+        for id in &order {
+            if suppressed.contains(id) {
+                continue;
+            }
+            let Some(op) = self.ops.get(id) else { continue };
+            if state.authorize(op).is_ok() {
+                state.apply(op, &is_ancestor);
+            }
+        }
+        state
     }
 
     /// The strict descendants of `id` within `set`.

@@ -1,0 +1,801 @@
+use std::collections::BTreeMap;
+
+use guild_core::syntax::Datetime;
+use guild_core::{Cid, Ipld, Keypair, cids, data};
+use proptest::prelude::*;
+
+use crate::log::Inserted;
+use crate::op::{OpError, OpKind, SignedOp};
+use crate::{Log, MAX_OP_BYTES, Op, Reason, Role};
+
+const TEMPLATE: &str = "research-open";
+
+fn key(n: u8) -> Keypair {
+    Keypair::from_secret_bytes(&[n; 32])
+}
+
+fn t(secs: i64) -> Datetime {
+    Datetime::from_unix_micros(1_700_000_000_000_000 + secs * 1_000_000)
+}
+
+fn s(x: &str) -> Ipld {
+    Ipld::String(x.into())
+}
+
+fn int(i: i64) -> Ipld {
+    Ipld::Integer(i.into())
+}
+
+fn obj(pairs: &[(&str, Ipld)]) -> Ipld {
+    Ipld::Map(fields(pairs))
+}
+
+fn fields(pairs: &[(&str, Ipld)]) -> BTreeMap<String, Ipld> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn licence_template(id: &str) -> Ipld {
+    obj(&[
+        ("id", s(id)),
+        ("title", s("Research, open")),
+        ("version", int(1)),
+        ("uses", Ipld::List(vec![s("train")])),
+        ("userClasses", Ipld::List(vec![s("research")])),
+        (
+            "flowDown",
+            obj(&[
+                ("syntheticData", Ipld::Bool(false)),
+                ("downstreamModels", Ipld::Bool(false)),
+            ]),
+        ),
+        ("attribution", obj(&[("required", Ipld::Bool(false))])),
+        (
+            "compensation",
+            obj(&[("$type", s("coop.guild.licence.template#noFee"))]),
+        ),
+        ("noticeDays", int(30)),
+        ("onTermination", s("delete-records")),
+        ("reporting", obj(&[("required", Ipld::Bool(false))])),
+    ])
+}
+
+fn charter_fields(policy: &str, approval: &str) -> BTreeMap<String, Ipld> {
+    fields(&[
+        ("name", s("Test collective")),
+        (
+            "admission",
+            obj(&[
+                ("policy", s(policy)),
+                ("approval", s(approval)),
+                ("inviteTtlDays", int(7)),
+            ]),
+        ),
+        (
+            "stewardship",
+            obj(&[
+                ("seats", int(3)),
+                ("termDays", int(365)),
+                ("electionMethod", s("approval")),
+            ]),
+        ),
+        (
+            "quorum",
+            obj(&[
+                ("amendment", int(5000)),
+                ("turnout", int(3000)),
+                ("countersignatures", int(1)),
+            ]),
+        ),
+        (
+            "acceptedLexicons",
+            Ipld::List(vec![s("coop.guild.data.text")]),
+        ),
+        (
+            "licenceTemplates",
+            Ipld::List(vec![licence_template(TEMPLATE)]),
+        ),
+        (
+            "payoutPolicy",
+            obj(&[("period", s("monthly")), ("method", s("equal"))]),
+        ),
+    ])
+}
+
+fn genesis_with(founder: &Keypair, policy: &str, approval: &str) -> SignedOp {
+    Op::sign(
+        OpKind::Charter,
+        None,
+        charter_fields(policy, approval),
+        founder,
+        &[],
+        &t(0),
+    )
+    .unwrap()
+}
+
+/// A collective founded by `key(1)`, admitting by invite or by request with steward approval.
+struct Fx {
+    founder: Keypair,
+    genesis: SignedOp,
+    log: Log,
+}
+
+impl Fx {
+    fn new() -> Fx {
+        Fx::with_policy("invite-or-request", "steward")
+    }
+
+    fn with_policy(policy: &str, approval: &str) -> Fx {
+        let founder = key(1);
+        let genesis = genesis_with(&founder, policy, approval);
+        let mut log = Log::new(*genesis.id());
+        assert_eq!(log.insert(genesis.clone(), 0), Inserted::Applied);
+        Fx {
+            founder,
+            genesis,
+            log,
+        }
+    }
+
+    fn id(&self) -> Cid {
+        *self.genesis.id()
+    }
+
+    fn op(
+        &self,
+        kind: OpKind,
+        f: BTreeMap<String, Ipld>,
+        by: &Keypair,
+        prev: &[Cid],
+        secs: i64,
+    ) -> SignedOp {
+        Op::sign(kind, Some(&self.id()), f, by, prev, &t(secs)).unwrap()
+    }
+
+    fn insert(&mut self, op: &SignedOp) -> Inserted {
+        self.log.insert(op.clone(), 0)
+    }
+
+    fn apply(&mut self, op: &SignedOp) {
+        assert_eq!(self.insert(op), Inserted::Applied, "{:?}", op.kind());
+    }
+
+    /// Invites and joins `who` after `prev`; returns the join op.
+    fn invite_and_join(&mut self, who: &Keypair, prev: &[Cid], n: u8) -> SignedOp {
+        let inv = self.op(
+            OpKind::Invite,
+            invite_fields(n),
+            &self.founder.clone(),
+            prev,
+            1,
+        );
+        self.apply(&inv);
+        let join = self.op(OpKind::Join, join_fields(inv.id(), n), who, &[*inv.id()], 2);
+        self.apply(&join);
+        join
+    }
+}
+
+fn secret(n: u8) -> Vec<u8> {
+    vec![n; 32]
+}
+
+fn invite_fields(n: u8) -> BTreeMap<String, Ipld> {
+    fields(&[("secretHash", Ipld::Bytes(cids::sha256(&secret(n)).to_vec()))])
+}
+
+fn join_fields(invite: &Cid, n: u8) -> BTreeMap<String, Ipld> {
+    fields(&[
+        ("invite", s(&invite.to_string())),
+        ("secret", Ipld::Bytes(secret(n))),
+    ])
+}
+
+fn grant_fields() -> BTreeMap<String, Ipld> {
+    fields(&[
+        ("templates", Ipld::List(vec![s(TEMPLATE)])),
+        (
+            "scope",
+            obj(&[("$type", s("coop.guild.consent.grant#repo"))]),
+        ),
+        ("effectiveFrom", s(t(0).as_str())),
+    ])
+}
+
+fn revoke_fields() -> BTreeMap<String, Ipld> {
+    fields(&[
+        ("templates", Ipld::List(vec![s(TEMPLATE)])),
+        ("effectiveFrom", s(t(0).as_str())),
+    ])
+}
+
+fn member_fields(who: &Keypair) -> BTreeMap<String, Ipld> {
+    fields(&[("member", s(&who.did()))])
+}
+
+/// Re-signs an op's map with `signer` while keeping its `author`.
+fn resign(op: &SignedOp, signer: &Keypair) -> Vec<u8> {
+    let mut map = op.body().clone();
+    map.remove("sig");
+    let unsigned = data::encode(&Ipld::Map(map.clone())).unwrap();
+    map.insert(
+        "sig".into(),
+        Ipld::Bytes(signer.sign_object(&unsigned).to_vec()),
+    );
+    data::encode(&Ipld::Map(map)).unwrap()
+}
+
+#[test]
+fn signed_op_round_trips() {
+    let fx = Fx::new();
+    let again = SignedOp::decode(fx.genesis.bytes()).unwrap();
+    assert_eq!(again, fx.genesis);
+    assert_eq!(*again.id(), cids::cid_for_cbor(fx.genesis.bytes()));
+    assert_eq!(again.collective(), None);
+    let st = fx.log.state();
+    assert_eq!(st.role(&fx.founder.did()), Some(Role::Steward));
+    assert_eq!(st.charter.as_ref().unwrap().name, "Test collective");
+}
+
+#[test]
+fn forged_signature_is_rejected() {
+    let fx = Fx::new();
+    let inv = fx.op(OpKind::Invite, invite_fields(1), &fx.founder, &[fx.id()], 1);
+    let forged = resign(&inv, &key(9));
+    assert!(matches!(
+        SignedOp::decode(&forged),
+        Err(OpError::Signature(_))
+    ));
+    let mut log = fx.log.clone();
+    assert!(matches!(
+        log.insert_bytes(&forged, 0),
+        Inserted::Rejected(Reason::Invalid(OpError::Signature(_)))
+    ));
+    // A flipped byte inside the signed content also fails (or breaks the encoding).
+    let mut bytes = inv.bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    assert!(SignedOp::decode(&bytes).is_err());
+}
+
+#[test]
+fn wrong_collective_is_rejected() {
+    let mut fx = Fx::new();
+    let other = genesis_with(&key(2), "invite-only", "steward");
+    assert_eq!(
+        fx.insert(&other),
+        Inserted::Rejected(Reason::WrongCollective)
+    );
+    let inv = Op::sign(
+        OpKind::Invite,
+        Some(other.id()),
+        invite_fields(1),
+        &fx.founder,
+        &[fx.id()],
+        &t(1),
+    )
+    .unwrap();
+    assert_eq!(fx.insert(&inv), Inserted::Rejected(Reason::WrongCollective));
+}
+
+#[test]
+fn unknown_author_is_rejected() {
+    let mut fx = Fx::new();
+    let stranger = key(7);
+    let inv = fx.op(OpKind::Invite, invite_fields(1), &stranger, &[fx.id()], 1);
+    assert_eq!(
+        fx.insert(&inv),
+        Inserted::Rejected(Reason::UnknownAuthor(stranger.did()))
+    );
+    let grant = fx.op(
+        OpKind::ConsentGrant,
+        grant_fields(),
+        &stranger,
+        &[fx.id()],
+        1,
+    );
+    assert_eq!(
+        fx.insert(&grant),
+        Inserted::Rejected(Reason::UnknownAuthor(stranger.did()))
+    );
+}
+
+#[test]
+fn only_a_steward_admits() {
+    let mut fx = Fx::new();
+    let m = key(2);
+    let c = key(3);
+    let join_m = fx.invite_and_join(&m, &[fx.id()], 1);
+    let request = fx.op(OpKind::Join, BTreeMap::new(), &c, &[*join_m.id()], 3);
+    fx.apply(&request);
+    assert!(fx.log.state().candidates.contains_key(request.id()));
+    let mut admit_fields = member_fields(&c);
+    admit_fields.insert("join".into(), s(&request.id().to_string()));
+    let by_member = fx.op(OpKind::Admit, admit_fields.clone(), &m, &[*request.id()], 4);
+    assert_eq!(
+        fx.insert(&by_member),
+        Inserted::Rejected(Reason::NotSteward(m.did()))
+    );
+    let by_steward = fx.op(
+        OpKind::Admit,
+        admit_fields,
+        &fx.founder.clone(),
+        &[*request.id()],
+        4,
+    );
+    fx.apply(&by_steward);
+    let st = fx.log.state();
+    assert_eq!(st.role(&c.did()), Some(Role::Member));
+    assert!(st.candidates.is_empty());
+}
+
+#[test]
+fn requests_need_the_charter_to_allow_them() {
+    let mut fx = Fx::with_policy("invite-only", "steward");
+    let request = fx.op(OpKind::Join, BTreeMap::new(), &key(3), &[fx.id()], 3);
+    assert_eq!(
+        fx.insert(&request),
+        Inserted::Rejected(Reason::RequestsNotAllowed)
+    );
+}
+
+#[test]
+fn admission_by_vote_is_not_a_steward_decision() {
+    let mut fx = Fx::with_policy("invite-or-request", "vote");
+    let c = key(3);
+    let request = fx.op(OpKind::Join, BTreeMap::new(), &c, &[fx.id()], 3);
+    fx.apply(&request);
+    let mut f = member_fields(&c);
+    f.insert("join".into(), s(&request.id().to_string()));
+    let admit = fx.op(OpKind::Admit, f, &fx.founder.clone(), &[*request.id()], 4);
+    assert_eq!(fx.insert(&admit), Inserted::Rejected(Reason::VoteRequired));
+}
+
+#[test]
+fn one_invite_admits_one_member() {
+    let mut fx = Fx::new();
+    let inv = fx.op(
+        OpKind::Invite,
+        invite_fields(1),
+        &fx.founder.clone(),
+        &[fx.id()],
+        1,
+    );
+    fx.apply(&inv);
+    let a = fx.op(
+        OpKind::Join,
+        join_fields(inv.id(), 1),
+        &key(2),
+        &[*inv.id()],
+        2,
+    );
+    let b_after = fx.op(
+        OpKind::Join,
+        join_fields(inv.id(), 1),
+        &key(3),
+        &[*a.id()],
+        3,
+    );
+    let b_concurrent = fx.op(
+        OpKind::Join,
+        join_fields(inv.id(), 1),
+        &key(3),
+        &[*inv.id()],
+        3,
+    );
+    let mut concurrent = fx.log.clone();
+    fx.apply(&a);
+    assert_eq!(fx.insert(&b_after), Inserted::Rejected(Reason::InviteUsed));
+    // Concurrent joins with one invite: both are authorised by their own past, but only the
+    // first in the topological order admits, whatever the delivery order.
+    let mut other = concurrent.clone();
+    assert_eq!(concurrent.insert(a.clone(), 0), Inserted::Applied);
+    assert_eq!(
+        concurrent.insert(b_concurrent.clone(), 0),
+        Inserted::Applied
+    );
+    assert_eq!(other.insert(b_concurrent, 0), Inserted::Applied);
+    assert_eq!(other.insert(a, 0), Inserted::Applied);
+    let st = concurrent.state();
+    assert_eq!(st, other.state());
+    assert_eq!(st.members.len(), 2);
+    assert!(st.invites.is_empty());
+}
+
+#[test]
+fn expired_invite_is_rejected() {
+    let mut fx = Fx::new();
+    let mut f = invite_fields(1);
+    f.insert("expiresAt".into(), s(t(100).as_str()));
+    let inv = fx.op(OpKind::Invite, f, &fx.founder.clone(), &[fx.id()], 1);
+    fx.apply(&inv);
+    let late = fx.op(
+        OpKind::Join,
+        join_fields(inv.id(), 1),
+        &key(2),
+        &[*inv.id()],
+        200,
+    );
+    assert_eq!(fx.insert(&late), Inserted::Rejected(Reason::InviteExpired));
+    // Without expiresAt, the charter's inviteTtlDays (7) applies.
+    let inv2 = fx.op(
+        OpKind::Invite,
+        invite_fields(2),
+        &fx.founder.clone(),
+        &[*inv.id()],
+        1,
+    );
+    fx.apply(&inv2);
+    let eight_days = 8 * 86_400;
+    let late2 = fx.op(
+        OpKind::Join,
+        join_fields(inv2.id(), 2),
+        &key(2),
+        &[*inv2.id()],
+        eight_days,
+    );
+    assert_eq!(fx.insert(&late2), Inserted::Rejected(Reason::InviteExpired));
+    let wrong_secret = fx.op(
+        OpKind::Join,
+        join_fields(inv2.id(), 3),
+        &key(2),
+        &[*inv2.id()],
+        5,
+    );
+    assert_eq!(
+        fx.insert(&wrong_secret),
+        Inserted::Rejected(Reason::SecretMismatch)
+    );
+    let ok = fx.op(
+        OpKind::Join,
+        join_fields(inv2.id(), 2),
+        &key(2),
+        &[*inv2.id()],
+        5,
+    );
+    fx.apply(&ok);
+}
+
+#[test]
+fn removal_wins_over_concurrent_ops_of_the_removed() {
+    let mut fx = Fx::new();
+    let m = key(2);
+    let join = fx.invite_and_join(&m, &[fx.id()], 1);
+    let base = fx.log.clone();
+    let remove = fx.op(
+        OpKind::Remove,
+        member_fields(&m),
+        &fx.founder.clone(),
+        &[*join.id()],
+        5,
+    );
+    let grant = fx.op(OpKind::ConsentGrant, grant_fields(), &m, &[*join.id()], 5);
+    let leave = fx.op(OpKind::Leave, BTreeMap::new(), &m, &[*grant.id()], 6);
+    let mut states = Vec::new();
+    for order in [
+        vec![&remove, &grant, &leave],
+        vec![&grant, &remove, &leave],
+        vec![&grant, &leave, &remove],
+    ] {
+        let mut log = base.clone();
+        for op in order {
+            assert_eq!(log.insert(op.clone(), 0), Inserted::Applied);
+        }
+        states.push(log.state());
+    }
+    assert!(states.windows(2).all(|w| w[0] == w[1]));
+    let st = &states[0];
+    assert!(!st.members.contains_key(&m.did()));
+    assert_eq!(
+        st.departed.get(&m.did()),
+        Some(&crate::Departure::Removed(*remove.id()))
+    );
+    assert!(st.consents.is_empty(), "the concurrent grant is ignored");
+    // An op by the removed member after the removal is unauthorised.
+    let mut log = base.clone();
+    log.insert(remove.clone(), 0);
+    let after = fx.op(OpKind::ConsentGrant, grant_fields(), &m, &[*remove.id()], 7);
+    assert_eq!(
+        log.insert(after, 0),
+        Inserted::Rejected(Reason::UnknownAuthor(m.did()))
+    );
+    // The state at the cut before the removal still has the member.
+    let log_full = {
+        let mut l = base.clone();
+        for op in [&remove, &grant] {
+            l.insert(op.clone(), 0);
+        }
+        l
+    };
+    let cut = log_full.state_at(&[*grant.id()]);
+    assert!(cut.members.contains_key(&m.did()));
+    assert!(cut.effective_consent(&m.did(), TEMPLATE).is_some());
+}
+
+#[test]
+fn revocation_wins_over_a_concurrent_grant() {
+    let mut fx = Fx::new();
+    let m = key(2);
+    let join = fx.invite_and_join(&m, &[fx.id()], 1);
+    let g1 = fx.op(OpKind::ConsentGrant, grant_fields(), &m, &[*join.id()], 3);
+    fx.apply(&g1);
+    let revoke = fx.op(OpKind::ConsentRevoke, revoke_fields(), &m, &[*g1.id()], 4);
+    let g2 = fx.op(OpKind::ConsentGrant, grant_fields(), &m, &[*g1.id()], 5);
+    let mut a = fx.log.clone();
+    let mut b = fx.log.clone();
+    a.insert(revoke.clone(), 0);
+    a.insert(g2.clone(), 0);
+    b.insert(g2.clone(), 0);
+    b.insert(revoke.clone(), 0);
+    assert_eq!(a.state(), b.state());
+    let st = a.state();
+    assert!(st.effective_consent(&m.did(), TEMPLATE).is_none());
+    // A grant after the revocation (it saw it) wins, and the rev keeps rising.
+    let g3 = fx.op(
+        OpKind::ConsentGrant,
+        grant_fields(),
+        &m,
+        &[*revoke.id(), *g2.id()],
+        6,
+    );
+    assert_eq!(a.insert(g3, 0), Inserted::Applied);
+    let c = a.state();
+    let consent = c.effective_consent(&m.did(), TEMPLATE).unwrap();
+    assert!(consent.rev >= 3);
+    // Unknown templates are refused.
+    let mut f = grant_fields();
+    f.insert("templates".into(), Ipld::List(vec![s("eval-public")]));
+    let bad = fx.op(OpKind::ConsentGrant, f, &m, &[*g1.id()], 5);
+    assert_eq!(
+        fx.insert(&bad),
+        Inserted::Rejected(Reason::UnknownTemplate("eval-public".into()))
+    );
+}
+
+#[test]
+fn prev_rules() {
+    let id = cids::cid_for_cbor(b"\xa0");
+    let other = cids::cid_for_cbor(b"\x80");
+    assert_eq!(
+        crate::op::check_prev(&id, &[Ipld::Link(other), Ipld::Link(id)]),
+        Err(OpError::SelfReference)
+    );
+    assert_eq!(
+        crate::op::check_prev(&id, &[Ipld::Link(other), Ipld::Link(other)]),
+        Err(OpError::DuplicatePrev(other))
+    );
+    let fx = Fx::new();
+    assert_eq!(
+        Op::sign(
+            OpKind::Invite,
+            Some(&fx.id()),
+            invite_fields(1),
+            &fx.founder,
+            &[fx.id(), fx.id()],
+            &t(1)
+        ),
+        Err(OpError::DuplicatePrev(fx.id()))
+    );
+    assert!(matches!(
+        Op::sign(
+            OpKind::Invite,
+            Some(&fx.id()),
+            invite_fields(1),
+            &fx.founder,
+            &[],
+            &t(1)
+        ),
+        Err(OpError::Genesis(_))
+    ));
+}
+
+#[test]
+fn oversize_and_malformed_ops_are_rejected() {
+    assert_eq!(
+        SignedOp::decode(&vec![0; MAX_OP_BYTES + 1]),
+        Err(OpError::TooLarge(MAX_OP_BYTES + 1))
+    );
+    let fx = Fx::new();
+    let mut f = invite_fields(1);
+    f.insert("padding".into(), Ipld::Bytes(vec![0; MAX_OP_BYTES]));
+    assert!(matches!(
+        Op::sign(
+            OpKind::Invite,
+            Some(&fx.id()),
+            f,
+            &fx.founder,
+            &[fx.id()],
+            &t(1)
+        ),
+        Err(OpError::TooLarge(_))
+    ));
+    let short = fields(&[("secretHash", Ipld::Bytes(vec![1; 10]))]);
+    assert!(matches!(
+        Op::sign(
+            OpKind::Invite,
+            Some(&fx.id()),
+            short,
+            &fx.founder,
+            &[fx.id()],
+            &t(1)
+        ),
+        Err(OpError::Lexicon(_))
+    ));
+    let mut log = fx.log.clone();
+    assert!(matches!(
+        log.insert_bytes(b"\xa0", 0),
+        Inserted::Rejected(Reason::Invalid(_))
+    ));
+    assert!(matches!(
+        Op::sign(
+            OpKind::Invite,
+            Some(&fx.id()),
+            fields(&[("author", s("x"))]),
+            &fx.founder,
+            &[fx.id()],
+            &t(1)
+        ),
+        Err(OpError::ReservedField(_))
+    ));
+}
+
+#[test]
+fn pending_ops_wait_for_parents_and_are_bounded() {
+    let fx = Fx::new();
+    let inv = fx.op(OpKind::Invite, invite_fields(1), &fx.founder, &[fx.id()], 1);
+    let join = fx.op(
+        OpKind::Join,
+        join_fields(inv.id(), 1),
+        &key(2),
+        &[*inv.id()],
+        2,
+    );
+    let mut log = Log::new(fx.id());
+    assert_eq!(
+        log.insert(join.clone(), 0),
+        Inserted::Pending {
+            missing: vec![*inv.id()]
+        }
+    );
+    assert_eq!(
+        log.insert(inv.clone(), 0),
+        Inserted::Pending {
+            missing: vec![fx.id()]
+        }
+    );
+    assert_eq!(log.insert(fx.genesis.clone(), 0), Inserted::Applied);
+    assert_eq!(log.len(), 3);
+    assert_eq!(log.pending_len(), 0);
+    assert_eq!(log.heads(), vec![*join.id()]);
+    assert_eq!(log.insert(join.clone(), 0), Inserted::Duplicate);
+    assert_eq!(log.state(), {
+        let mut l = fx.log.clone();
+        l.insert(inv.clone(), 0);
+        l.insert(join.clone(), 0);
+        l.state()
+    });
+    let since: Vec<Cid> = log.ops_since(&[fx.id()]).iter().map(|o| *o.id()).collect();
+    assert_eq!(since, vec![*inv.id(), *join.id()]);
+
+    let mut small = Log::new(fx.id()).with_pending_bounds(1, 10);
+    small.insert(join.clone(), 0);
+    small.insert(inv.clone(), 1);
+    assert_eq!(small.pending_len(), 1, "the oldest is evicted");
+    small.insert(fx.genesis.clone(), 100);
+    assert_eq!(small.len(), 1, "the waiting op expired");
+}
+
+/// Builds a random history: four keys acting on their own replicas, syncing now and then,
+/// so that branches are concurrent. Returns the genesis id and every op created.
+fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>) {
+    let keys: Vec<Keypair> = (1..=4).map(key).collect();
+    let genesis = genesis_with(&keys[0], "invite-or-request", "steward");
+    let cid = *genesis.id();
+    let mut replicas: Vec<Log> = (0..4).map(|_| Log::new(cid)).collect();
+    for r in &mut replicas {
+        r.insert(genesis.clone(), 0);
+    }
+    let mut offers: Vec<Vec<(Cid, u8)>> = vec![Vec::new(); 4];
+    let mut all = vec![genesis];
+    for (step, &(actor, action, target)) in actions.iter().enumerate() {
+        let (a, tg) = (actor as usize % 4, target as usize % 4);
+        let secs = step as i64;
+        if action % 8 == 0 {
+            let ops: Vec<SignedOp> = replicas[tg].ops_in_order().into_iter().cloned().collect();
+            for op in ops {
+                replicas[a].insert(op, 0);
+            }
+            continue;
+        }
+        let st = replicas[a].state();
+        let me = keys[a].did();
+        let role = st.role(&me);
+        let heads = replicas[a].heads();
+        let mk = |kind, f| Op::sign(kind, Some(&cid), f, &keys[a], &heads, &t(secs)).unwrap();
+        let op = match (action % 8, role) {
+            (1, Some(Role::Steward)) => {
+                let n = step as u8;
+                let op = mk(OpKind::Invite, invite_fields(n));
+                offers[tg].push((*op.id(), n));
+                op
+            }
+            (2, None) => match offers[a].iter().find(|(i, _)| replicas[a].get(i).is_some()) {
+                Some(&(inv, n)) => mk(OpKind::Join, join_fields(&inv, n)),
+                None => mk(OpKind::Join, BTreeMap::new()),
+            },
+            (3, Some(Role::Steward)) => match st.candidates.iter().next() {
+                Some((join, who)) if !st.members.contains_key(who) => {
+                    let mut f = fields(&[("member", s(who))]);
+                    f.insert("join".into(), s(&join.to_string()));
+                    mk(OpKind::Admit, f)
+                }
+                _ => continue,
+            },
+            (4, Some(Role::Steward)) if tg != a && st.members.contains_key(&keys[tg].did()) => {
+                mk(OpKind::Remove, member_fields(&keys[tg]))
+            }
+            (5, Some(Role::Member)) => mk(OpKind::Leave, BTreeMap::new()),
+            (6, Some(_)) => mk(OpKind::ConsentGrant, grant_fields()),
+            (7, Some(_)) => mk(OpKind::ConsentRevoke, revoke_fields()),
+            _ => continue,
+        };
+        assert_eq!(replicas[a].insert(op.clone(), 0), Inserted::Applied);
+        all.push(op);
+    }
+    (cid, all)
+}
+
+/// A deterministic shuffle (xorshift), with some ops repeated.
+fn delivery(ops: &[SignedOp], seed: u64) -> Vec<SignedOp> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out: Vec<SignedOp> = ops.to_vec();
+    for _ in 0..ops.len() / 3 + 1 {
+        let i = (next() % ops.len() as u64) as usize;
+        out.push(ops[i].clone());
+    }
+    for i in (1..out.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        out.swap(i, j);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn replicas_converge(
+        actions in proptest::collection::vec((0u8..4, 0u8..8, 0u8..4), 1..40),
+        seeds in proptest::collection::vec(any::<u64>(), 3),
+    ) {
+        let (cid, ops) = history(&actions);
+        let mut reference = Log::new(cid);
+        for op in &ops {
+            prop_assert_eq!(reference.insert(op.clone(), 0), Inserted::Applied);
+        }
+        let state = reference.state();
+        for seed in seeds {
+            let mut log = Log::new(cid);
+            for op in delivery(&ops, seed) {
+                let r = log.insert_bytes(op.bytes(), 0);
+                prop_assert!(!matches!(r, Inserted::Rejected(_)), "{:?}", r);
+            }
+            prop_assert_eq!(log.pending_len(), 0);
+            prop_assert_eq!(log.len(), ops.len());
+            prop_assert_eq!(log.heads(), reference.heads());
+            prop_assert_eq!(&log.state(), &state);
+            for op in &ops {
+                prop_assert_eq!(log.state_at(op.prev()), reference.state_at(op.prev()));
+            }
+        }
+    }
+}

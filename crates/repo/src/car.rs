@@ -186,7 +186,7 @@ pub fn read_car_with(input: Bytes, limits: CarLimits) -> Result<Car, CarError> {
             reason: e.to_string(),
         })?;
         let cid_len = cursor.position() as usize;
-        if cid.to_bytes() != section[..cid_len] {
+        if !guild_core::cbor::cid_encoding_is(&cid, &section[..cid_len]) {
             return Err(CarError::Cid {
                 offset: p,
                 reason: "not the canonical encoding of the CID".into(),

@@ -126,7 +126,7 @@ impl<'a> Reader<'a> {
         // Exactly one CID, with a digest, in its one encoding (varints can be padded).
         if cursor.position() as usize != cid_bytes.len()
             || cid.hash().size() == 0
-            || cid.to_bytes() != cid_bytes
+            || !guild_core::cbor::cid_encoding_is(&cid, cid_bytes)
         {
             return Err("invalid CID");
         }
