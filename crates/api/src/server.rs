@@ -107,62 +107,24 @@ impl<S> std::fmt::Debug for ApiState<S> {
 
 /// The router for every XRPC endpoint.
 pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
-    Router::new()
-        // The member's public repo, AT Protocol's own endpoints.
-        .route("/xrpc/com.atproto.repo.getRecord", get(get_record::<S>))
-        .route("/xrpc/com.atproto.repo.listRecords", get(list_records::<S>))
-        .route(
-            "/xrpc/com.atproto.repo.describeRepo",
-            get(describe_repo::<S>),
-        )
-        .route(
-            "/xrpc/com.atproto.repo.createRecord",
-            post(create_record::<S>),
-        )
-        .route("/xrpc/com.atproto.repo.putRecord", post(put_record::<S>))
-        .route(
-            "/xrpc/com.atproto.repo.deleteRecord",
-            post(delete_record::<S>),
-        )
-        .route(
-            "/xrpc/com.atproto.repo.applyWrites",
-            post(apply_writes::<S>),
-        )
-        .route("/xrpc/com.atproto.sync.getRepo", get(get_repo::<S>))
-        .route(
-            "/xrpc/com.atproto.sync.getLatestCommit",
-            get(get_latest_commit::<S>),
-        )
-        .route(
-            "/xrpc/com.atproto.sync.getRecord",
-            get(get_record_proof::<S>),
-        )
-        // The same operations on collective spaces (always authenticated), and the node.
-        .route("/xrpc/coop.guild.repo.getRecord", get(get_record::<S>))
-        .route("/xrpc/coop.guild.repo.listRecords", get(list_records::<S>))
-        .route(
-            "/xrpc/coop.guild.repo.describeRepo",
-            get(describe_repo::<S>),
-        )
-        .route(
-            "/xrpc/coop.guild.repo.createRecord",
-            post(create_record::<S>),
-        )
-        .route("/xrpc/coop.guild.repo.putRecord", post(put_record::<S>))
-        .route(
-            "/xrpc/coop.guild.repo.deleteRecord",
-            post(delete_record::<S>),
-        )
-        .route("/xrpc/coop.guild.repo.applyWrites", post(apply_writes::<S>))
-        .route("/xrpc/coop.guild.sync.getRepo", get(get_repo::<S>))
-        .route(
-            "/xrpc/coop.guild.sync.getLatestCommit",
-            get(get_latest_commit::<S>),
-        )
-        .route(
-            "/xrpc/coop.guild.sync.getRecord",
-            get(get_record_proof::<S>),
-        )
+    let mut router = Router::new();
+    // The same methods twice: AT's own names act on the member's public repo, Guild's on a
+    // collective space (always authenticated; see `is_guild`).
+    for family in ["com.atproto", "coop.guild"] {
+        let at = |method: &str| format!("/xrpc/{family}.{method}");
+        router = router
+            .route(&at("repo.getRecord"), get(get_record::<S>))
+            .route(&at("repo.listRecords"), get(list_records::<S>))
+            .route(&at("repo.describeRepo"), get(describe_repo::<S>))
+            .route(&at("repo.createRecord"), post(create_record::<S>))
+            .route(&at("repo.putRecord"), post(put_record::<S>))
+            .route(&at("repo.deleteRecord"), post(delete_record::<S>))
+            .route(&at("repo.applyWrites"), post(apply_writes::<S>))
+            .route(&at("sync.getRepo"), get(get_repo::<S>))
+            .route(&at("sync.getLatestCommit"), get(get_latest_commit::<S>))
+            .route(&at("sync.getRecord"), get(get_record_proof::<S>));
+    }
+    router
         .route("/xrpc/coop.guild.node.getStatus", get(node_status::<S>))
         .route("/xrpc/_health", get(health))
         .fallback(not_found)
