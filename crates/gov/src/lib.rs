@@ -18,6 +18,17 @@
 //! - an invite admits one member: of concurrent joins with one invite, the first in the
 //!   topological order is admitted and the others are ignored.
 //!
+//! An op enters the log only if it is authorised against the state of its own causal past
+//! (otherwise [`Inserted::Rejected`]); that check depends on the op's ancestors alone, so
+//! every node accepts the same ops. Folding the whole set may still ignore an accepted op
+//! (the concurrency rules above); ignoring is decided by the set alone, so every node with
+//! the same ops has the same [`State`].
+//!
+//! Not yet here (later work on the same issue): charter amendments, elections (open, ballot,
+//! seal) and votes, role changes, agreements, bundles, payout statements, the sans-IO
+//! driver and the simulator. The fold is recomputed from the causal past for every op that
+//! does not extend all the current heads; only ops that do are applied incrementally.
+//!
 //! It must not do I/O: no runtime, no disk, no socket, no clock reads (time is an argument)
 //! and no randomness (secrets and keys are made by callers).
 #![deny(missing_docs)]

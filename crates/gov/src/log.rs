@@ -2,18 +2,22 @@
 //! their parents, and the state folded from any causal cut.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use guild_core::Cid;
 
 use crate::op::{OpKind, SignedOp};
 use crate::state::{Reason, State};
 
-/// How many ops wait for missing parents, by default.
-pub const DEFAULT_PENDING_LIMIT: usize = 4096;
+/// How many ops wait for missing parents, by default (at most 64 MiB of ops).
+pub const DEFAULT_PENDING_LIMIT: usize = 1024;
 
 /// How long an op waits for missing parents, by default, in microseconds (one hour).
 pub const DEFAULT_PENDING_TTL_MICROS: i64 = 3_600_000_000;
+
+/// How many rejected op ids the log remembers, so that a re-sent bad op is refused without
+/// folding its past again. A rejection is final: it depends on the op's causal past only.
+pub const REJECTED_MEMORY: usize = 4096;
 
 /// What [`Log::insert`] did with an op.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +53,12 @@ pub struct Log {
     next_seq: u64,
     pending_limit: usize,
     pending_ttl_micros: i64,
+    released: Vec<Cid>,
+    rejected: HashMap<Cid, Reason>,
+    rejected_order: VecDeque<Cid>,
+    /// The state of the whole log, when known without a fold (kept while ops arrive in a
+    /// line: each op's `prev` is all the current heads).
+    tip: Option<State>,
 }
 
 impl Log {
@@ -64,6 +74,10 @@ impl Log {
             next_seq: 0,
             pending_limit: DEFAULT_PENDING_LIMIT,
             pending_ttl_micros: DEFAULT_PENDING_TTL_MICROS,
+            released: Vec::new(),
+            rejected: HashMap::new(),
+            rejected_order: VecDeque::new(),
+            tip: None,
         }
     }
 
@@ -116,6 +130,9 @@ impl Log {
         if self.ops.contains_key(op.id()) {
             return Inserted::Duplicate;
         }
+        if let Some(reason) = self.rejected.get(op.id()) {
+            return Inserted::Rejected(reason.clone());
+        }
         let right_collective = match op.kind() {
             OpKind::Charter => *op.id() == self.collective,
             _ => op.collective() == Some(&self.collective),
@@ -156,6 +173,17 @@ impl Log {
         }
     }
 
+    fn remember_rejection(&mut self, id: Cid, reason: &Reason) {
+        if self.rejected.insert(id, reason.clone()).is_none() {
+            self.rejected_order.push_back(id);
+        }
+        while self.rejected_order.len() > REJECTED_MEMORY {
+            if let Some(old) = self.rejected_order.pop_front() {
+                self.rejected.remove(&old);
+            }
+        }
+    }
+
     fn evict_oldest(&mut self) {
         if let Some((_, w)) = self.pending.pop_first() {
             self.pending_index.remove(w.op.id());
@@ -173,9 +201,40 @@ impl Log {
     }
 
     /// Authorises an op whose parents are all present, and adds it.
+    ///
+    /// When the op's parents are exactly the current heads, every op of the log is in its
+    /// causal past and none is concurrent with it, so the state of its past is the state of
+    /// the whole log and folding the log with it is applying it last: the cached state is
+    /// used and advanced. Otherwise the state of its past is folded, and the cache dropped.
     fn accept(&mut self, op: SignedOp) -> Result<(), Reason> {
-        let state = self.state_at(op.prev());
-        state.authorize(&op)?;
+        let id = *op.id();
+        let result = self.accept_inner(op);
+        if let Err(reason) = &result {
+            self.remember_rejection(id, reason);
+        }
+        result
+    }
+
+    fn accept_inner(&mut self, op: SignedOp) -> Result<(), Reason> {
+        let linear = !self.ops.is_empty()
+            && op.prev().len() == self.heads.len()
+            && op.prev().iter().all(|p| self.heads.contains(p));
+        if linear {
+            let mut state = match self.tip.take() {
+                Some(state) => state,
+                None => self.state(),
+            };
+            let checked = state.authorize(&op);
+            if checked.is_ok() {
+                state.apply(&op, &|_, _| true);
+            }
+            self.tip = Some(state);
+            checked?;
+        } else {
+            let state = self.state_at(op.prev());
+            state.authorize(&op)?;
+            self.tip = None;
+        }
         let id = *op.id();
         for p in op.prev() {
             self.heads.remove(p);
@@ -202,13 +261,42 @@ impl Log {
             for seq in ready {
                 if let Some(w) = self.pending.remove(&seq) {
                     self.pending_index.remove(w.op.id());
-                    if !self.ops.contains_key(w.op.id()) {
-                        // A rejected pending op is dropped, as it would have been on arrival.
-                        let _ = self.accept(w.op);
+                    let id = *w.op.id();
+                    // A rejected pending op is dropped, as it would have been on arrival.
+                    if !self.ops.contains_key(&id) && self.accept(w.op).is_ok() {
+                        self.released.push(id);
                     }
                 }
             }
         }
+    }
+
+    /// The ids of the pending ops that entered the log since the last call, in the order
+    /// they entered (for relaying them).
+    pub fn drain_released(&mut self) -> Vec<Cid> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Every op's signed bytes, parents first: what a store keeps. [`Log::load`] reads it
+    /// back.
+    pub fn export(&self) -> Vec<&[u8]> {
+        self.ops_in_order()
+            .into_iter()
+            .map(SignedOp::bytes)
+            .collect()
+    }
+
+    /// Rebuilds a log from stored op bytes (any order). Every op is checked again; ops that
+    /// do not decode, are not authorised or stay without parents are left out.
+    pub fn load<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
+        let mut log = Log::new(collective);
+        for bytes in ops {
+            log.insert_bytes(bytes, 0);
+        }
+        log.pending.clear();
+        log.pending_index.clear();
+        log.released.clear();
+        log
     }
 
     /// The heads of the DAG, in CID order.
@@ -305,6 +393,9 @@ impl Log {
 
     /// The state of the whole log.
     pub fn state(&self) -> State {
+        if let Some(tip) = &self.tip {
+            return tip.clone();
+        }
         let all: HashSet<Cid> = self.ops.keys().copied().collect();
         self.fold(&all)
     }
@@ -322,7 +413,8 @@ impl Log {
     /// other's authors, the first in the order wins). Then each op that is not suppressed
     /// applies if it is authorised against the running state (so, of concurrent joins with
     /// one invite, the first admits and the others are ignored). The result depends on the
-    /// set alone.
+    /// set alone. A removal suppresses even if a later removal in the order suppresses it in
+    /// turn: when removals conflict, more is ignored rather than less.
     fn fold(&self, set: &HashSet<Cid>) -> State {
         let order = self.topo_order(set);
         let mut suppressed: HashSet<Cid> = HashSet::new();

@@ -689,8 +689,9 @@ fn pending_ops_wait_for_parents_and_are_bounded() {
 }
 
 /// Builds a random history: four keys acting on their own replicas, syncing now and then,
-/// so that branches are concurrent. Returns the genesis id and every op created.
-fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>) {
+/// so that branches are concurrent. Returns the genesis id, every valid op created, and some
+/// unauthorised ones (invites by non-stewards, forged signatures).
+fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
     let keys: Vec<Keypair> = (1..=4).map(key).collect();
     let genesis = genesis_with(&keys[0], "invite-or-request", "steward");
     let cid = *genesis.id();
@@ -700,8 +701,9 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>) {
     }
     let mut offers: Vec<Vec<(Cid, u8)>> = vec![Vec::new(); 4];
     let mut all = vec![genesis];
+    let mut bad: Vec<Vec<u8>> = Vec::new();
     for (step, &(actor, action, target)) in actions.iter().enumerate() {
-        let (a, tg) = (actor as usize % 4, target as usize % 4);
+        let (a, mut tg) = (actor as usize % 4, target as usize % 4);
         let secs = step as i64;
         if action % 8 == 0 {
             let ops: Vec<SignedOp> = replicas[tg].ops_in_order().into_iter().cloned().collect();
@@ -717,14 +719,33 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>) {
         let mk = |kind, f| Op::sign(kind, Some(&cid), f, &keys[a], &heads, &t(secs)).unwrap();
         let op = match (action % 8, role) {
             (1, Some(Role::Steward)) => {
+                // Invite someone who is not a member, if there is anyone.
+                if let Some(i) =
+                    (1..4).find(|&i| !st.members.contains_key(&keys[(tg + i) % 4].did()))
+                {
+                    tg = (tg + i) % 4;
+                }
                 let n = step as u8;
                 let op = mk(OpKind::Invite, invite_fields(n));
                 offers[tg].push((*op.id(), n));
                 op
             }
-            (2, None) => match offers[a].iter().find(|(i, _)| replicas[a].get(i).is_some()) {
+            (1, _) => {
+                let op = mk(OpKind::Invite, invite_fields(0));
+                assert!(matches!(
+                    replicas[a].insert(op.clone(), 0),
+                    Inserted::Rejected(_)
+                ));
+                bad.push(op.bytes().to_vec());
+                if let Some(r) = replicas[a].heads().first().and_then(|h| replicas[a].get(h)) {
+                    bad.push(resign(r, &key(99)));
+                }
+                continue;
+            }
+            (2, None) => match offers[a].iter().find(|(i, _)| st.invites.contains_key(i)) {
                 Some(&(inv, n)) => mk(OpKind::Join, join_fields(&inv, n)),
-                None => mk(OpKind::Join, BTreeMap::new()),
+                None if tg == 0 => mk(OpKind::Join, BTreeMap::new()),
+                None => continue,
             },
             (3, Some(Role::Steward)) => match st.candidates.iter().next() {
                 Some((join, who)) if !st.members.contains_key(who) => {
@@ -743,9 +764,39 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>) {
             _ => continue,
         };
         assert_eq!(replicas[a].insert(op.clone(), 0), Inserted::Applied);
+        // An invite is handed to the invitee, and a join request to the founder, with the
+        // history behind it.
+        let to = match op.kind() {
+            OpKind::Invite => Some(tg),
+            OpKind::Join if op.op_ref("invite").is_none() => Some(0),
+            _ => None,
+        };
+        if let Some(to) = to {
+            let ops: Vec<SignedOp> = replicas[a].ops_in_order().into_iter().cloned().collect();
+            for op in ops {
+                replicas[to].insert(op, 0);
+            }
+        }
+        // Half the invitees join at once.
+        let join_now = op.kind() == OpKind::Invite && step % 2 == 0;
+        let inv = *op.id();
         all.push(op);
+        if join_now && !replicas[tg].state().members.contains_key(&keys[tg].did()) {
+            let heads = replicas[tg].heads();
+            let join = Op::sign(
+                OpKind::Join,
+                Some(&cid),
+                join_fields(&inv, step as u8),
+                &keys[tg],
+                &heads,
+                &t(secs),
+            )
+            .unwrap();
+            assert_eq!(replicas[tg].insert(join.clone(), 0), Inserted::Applied);
+            all.push(join);
+        }
     }
-    (cid, all)
+    (cid, all, bad)
 }
 
 /// A deterministic shuffle (xorshift), with some ops repeated.
@@ -770,32 +821,209 @@ fn delivery(ops: &[SignedOp], seed: u64) -> Vec<SignedOp> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
     fn replicas_converge(
-        actions in proptest::collection::vec((0u8..4, 0u8..8, 0u8..4), 1..40),
+        actions in proptest::collection::vec((0u8..4, 0u8..8, 0u8..4), 1..60),
         seeds in proptest::collection::vec(any::<u64>(), 3),
     ) {
-        let (cid, ops) = history(&actions);
+        let (cid, ops, bad) = history(&actions);
         let mut reference = Log::new(cid);
         for op in &ops {
             prop_assert_eq!(reference.insert(op.clone(), 0), Inserted::Applied);
         }
         let state = reference.state();
-        for seed in seeds {
+        prop_assert_eq!(&reference.state_at(&reference.heads()), &state);
+        for (n, seed) in seeds.into_iter().enumerate() {
             let mut log = Log::new(cid);
-            for op in delivery(&ops, seed) {
-                let r = log.insert_bytes(op.bytes(), 0);
+            let mut rejected = 0;
+            for (i, op) in delivery(&ops, seed).into_iter().enumerate() {
+                // The first replica decodes every op (signature checks are slow in debug
+                // builds); the others take them decoded.
+                let r = if n == 0 {
+                    log.insert_bytes(op.bytes(), 0)
+                } else {
+                    log.insert(op, 0)
+                };
                 prop_assert!(!matches!(r, Inserted::Rejected(_)), "{:?}", r);
+                // Interleave the bad ops; each is rejected wherever it arrives (once its
+                // parents are there; before that it waits).
+                if let Some(b) = bad.get(i)
+                    && let Inserted::Rejected(_) = log.insert_bytes(b, 0)
+                {
+                    rejected += 1;
+                }
             }
+            for b in &bad {
+                let r = log.insert_bytes(b, 0);
+                prop_assert!(matches!(r, Inserted::Rejected(_)), "{:?}", r);
+            }
+            prop_assert!(rejected <= bad.len());
             prop_assert_eq!(log.pending_len(), 0);
             prop_assert_eq!(log.len(), ops.len());
             prop_assert_eq!(log.heads(), reference.heads());
             prop_assert_eq!(&log.state(), &state);
-            for op in &ops {
+            prop_assert_eq!(&log.state_at(&log.heads()), &state);
+            for op in ops.iter().step_by(3) {
                 prop_assert_eq!(log.state_at(op.prev()), reference.state_at(op.prev()));
             }
         }
     }
+}
+
+#[test]
+fn export_load_and_released() {
+    let mut fx = Fx::new();
+    let m = key(2);
+    let join = fx.invite_and_join(&m, &[fx.id()], 1);
+    let grant = fx.op(OpKind::ConsentGrant, grant_fields(), &m, &[*join.id()], 3);
+    fx.apply(&grant);
+    let bytes: Vec<Vec<u8>> = fx.log.export().iter().map(|b| b.to_vec()).collect();
+    assert_eq!(bytes.len(), 4);
+    let loaded = Log::load(fx.id(), bytes.iter().rev().map(Vec::as_slice));
+    assert_eq!(loaded.heads(), fx.log.heads());
+    assert_eq!(loaded.state(), fx.log.state());
+
+    let mut log = Log::new(fx.id());
+    log.insert_bytes(&bytes[2], 0);
+    log.insert_bytes(&bytes[1], 0);
+    assert!(log.drain_released().is_empty());
+    log.insert_bytes(&bytes[0], 0);
+    assert_eq!(log.drain_released().len(), 2);
+    assert!(log.drain_released().is_empty());
+}
+
+/// A collective with one invite, made once for the byte-level property tests.
+fn fixed() -> &'static (Log, SignedOp) {
+    static FIXED: std::sync::OnceLock<(Log, SignedOp)> = std::sync::OnceLock::new();
+    FIXED.get_or_init(|| {
+        let fx = Fx::new();
+        let inv = fx.op(OpKind::Invite, invite_fields(1), &fx.founder, &[fx.id()], 1);
+        (fx.log, inv)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut log = fixed().0.clone();
+        let r = log.insert_bytes(&bytes, 0);
+        prop_assert!(matches!(r, Inserted::Rejected(_)));
+    }
+
+    #[test]
+    fn corrupted_ops_never_panic(pos in any::<usize>(), bit in 0u8..8) {
+        let (log, inv) = fixed();
+        let mut bytes = inv.bytes().to_vec();
+        let i = pos % bytes.len();
+        bytes[i] ^= 1 << bit;
+        let mut log = log.clone();
+        let r = log.insert_bytes(&bytes, 0);
+        prop_assert!(matches!(r, Inserted::Rejected(_) | Inserted::Pending { .. }), "{:?}", r);
+    }
+}
+
+#[test]
+fn other_rejections() {
+    let mut fx = Fx::new();
+    let m = key(2);
+    let join = fx.invite_and_join(&m, &[fx.id()], 1);
+    let founder = fx.founder.clone();
+    // Removing someone who is not a member.
+    let remove = fx.op(
+        OpKind::Remove,
+        member_fields(&key(5)),
+        &founder,
+        &[*join.id()],
+        3,
+    );
+    assert_eq!(
+        fx.insert(&remove),
+        Inserted::Rejected(Reason::NotMember(key(5).did()))
+    );
+    // A member cannot remove.
+    let by_member = fx.op(
+        OpKind::Remove,
+        member_fields(&founder),
+        &m,
+        &[*join.id()],
+        3,
+    );
+    assert_eq!(
+        fx.insert(&by_member),
+        Inserted::Rejected(Reason::NotSteward(m.did()))
+    );
+    // A member joining again.
+    let inv = fx.op(OpKind::Invite, invite_fields(9), &founder, &[*join.id()], 3);
+    fx.apply(&inv);
+    let again = fx.op(OpKind::Join, join_fields(inv.id(), 9), &m, &[*inv.id()], 4);
+    assert_eq!(
+        fx.insert(&again),
+        Inserted::Rejected(Reason::AlreadyMember(m.did()))
+    );
+    // An invite that is not in the join's past.
+    let unknown = fx.op(
+        OpKind::Join,
+        join_fields(join.id(), 9),
+        &key(6),
+        &[*inv.id()],
+        4,
+    );
+    assert_eq!(
+        fx.insert(&unknown),
+        Inserted::Rejected(Reason::UnknownInvite)
+    );
+    // An invite for someone else.
+    let mut f = invite_fields(8);
+    f.insert("invitee".into(), s(&key(7).did()));
+    let named = fx.op(OpKind::Invite, f, &founder, &[*inv.id()], 4);
+    fx.apply(&named);
+    let wrong = fx.op(
+        OpKind::Join,
+        join_fields(named.id(), 8),
+        &key(6),
+        &[*named.id()],
+        5,
+    );
+    assert_eq!(fx.insert(&wrong), Inserted::Rejected(Reason::NotInvitee));
+    let right = fx.op(
+        OpKind::Join,
+        join_fields(named.id(), 8),
+        &key(7),
+        &[*named.id()],
+        5,
+    );
+    fx.apply(&right);
+    // Admitting without a pending request.
+    let mut f = member_fields(&key(6));
+    f.insert("join".into(), s(&right.id().to_string()));
+    let admit = fx.op(OpKind::Admit, f, &founder, &[*right.id()], 6);
+    assert_eq!(fx.insert(&admit), Inserted::Rejected(Reason::NoSuchRequest));
+    // A member leaves; then they are no longer an author.
+    let leave = fx.op(OpKind::Leave, BTreeMap::new(), &m, &[*right.id()], 6);
+    fx.apply(&leave);
+    let grant = fx.op(OpKind::ConsentGrant, grant_fields(), &m, &[*leave.id()], 7);
+    assert_eq!(
+        fx.insert(&grant),
+        Inserted::Rejected(Reason::UnknownAuthor(m.did()))
+    );
+    let st = fx.log.state();
+    assert_eq!(
+        st.departed.get(&m.did()),
+        Some(&crate::Departure::Left(*leave.id()))
+    );
+    assert_eq!(st.stewards().collect::<Vec<_>>(), vec![founder.did()]);
+}
+
+#[test]
+fn rejections_are_remembered() {
+    let mut fx = Fx::new();
+    let inv = fx.op(OpKind::Invite, invite_fields(1), &key(7), &[fx.id()], 1);
+    let reason = Reason::UnknownAuthor(key(7).did());
+    assert_eq!(fx.insert(&inv), Inserted::Rejected(reason.clone()));
+    assert_eq!(fx.insert(&inv), Inserted::Rejected(reason));
+    assert_eq!(fx.log.len(), 1);
 }
