@@ -13,7 +13,7 @@ use guild_core::syntax::{Datetime, TidClock};
 use serde_json::{Value, json};
 
 use crate::config::files;
-use crate::files::write_atomic;
+use crate::files::write_public;
 
 /// Where the node is and how to reach it.
 #[derive(Debug, Clone, Args)]
@@ -304,7 +304,7 @@ pub fn export(data_dir: &Path, out: &Path, space: &str, since: Option<&str>) -> 
     let car = client
         .query_bytes(&nsid(space, "sync.getRepo"), &params)
         .map_err(explain)?;
-    write_atomic(out, false, |w| {
+    write_public(out, |w| {
         w.write_all(&car)?;
         Ok(())
     })?;

@@ -6,12 +6,31 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use guild_core::Keypair;
 
+/// [`write_atomic`] for a file that is not secret (a CAR, an export): readable by others
+/// (mode 0644), as `cp` would make it.
+pub fn write_public(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> Result<()>,
+) -> Result<()> {
+    write_atomic_mode(path, false, Some(0o644), fill)
+}
+
 /// Writes `path` atomically: a temporary file in the same directory, flushed and synced, then
 /// renamed over the target. On any error the target is untouched and the temporary is removed.
-/// With `no_clobber`, an existing target is an error.
+/// With `no_clobber`, an existing target is an error. The file is created with mode 0600 (keys,
+/// tokens); see [`write_public`] for files meant to be shared.
 pub fn write_atomic(
     path: &Path,
     no_clobber: bool,
+    fill: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> Result<()>,
+) -> Result<()> {
+    write_atomic_mode(path, no_clobber, None, fill)
+}
+
+fn write_atomic_mode(
+    path: &Path,
+    no_clobber: bool,
+    mode: Option<u32>,
     fill: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> Result<()>,
 ) -> Result<()> {
     let dir = match path.parent() {
@@ -30,6 +49,15 @@ pub fn write_atomic(
         w.flush()
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set permissions on {}", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("cannot sync {}", path.display()))?;

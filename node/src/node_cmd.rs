@@ -14,7 +14,7 @@ use guild_store::SledStore;
 use tracing::Instrument as _;
 
 use crate::config::{Config, TEMPLATE, files};
-use crate::files::{read_key_file, write_atomic};
+use crate::files::{read_key_file, write_atomic, write_public};
 
 /// Creates a data directory: identity key (0600), admin token (0600), config, store.
 pub fn init(data_dir: &Path) -> Result<ExitCode> {
@@ -169,7 +169,7 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
                 .with_context(|| format!("cannot listen on {}", config.http.listen))?;
             let bound = listener.local_addr()?;
             let url = format!("http://{bound}");
-            write_atomic(&addr_path, false, |w| {
+            write_public(&addr_path, |w| {
                 writeln!(w, "{url}")?;
                 Ok(())
             })?;

@@ -18,7 +18,7 @@ use guild_repo::{
 
 use guild_lexicon::Registry;
 
-use crate::files::{read_input, read_key_file, write_atomic};
+use crate::files::{read_input, read_key_file, write_public};
 
 /// `guild repo …`
 #[derive(Debug, Subcommand)]
@@ -140,7 +140,7 @@ pub fn run(cmd: RepoCmd) -> Result<ExitCode> {
                 );
             };
             let blocks = prove(&car.blocks, *root, &path)?;
-            write_atomic(&out, false, |w| {
+            write_public(&out, |w| {
                 let mut car = CarWriter::new(w, &[*root])?;
                 for (cid, data) in &blocks {
                     car.write_block(cid, data)?;
@@ -323,7 +323,7 @@ fn build(
     let t2 = Instant::now();
     let head = result.head.clone();
     // The commit first, then the tree and the records, as the AT reference writes them.
-    write_atomic(&out, false, |w| {
+    write_public(&out, |w| {
         let mut car = CarWriter::new(w, &[head.commit])?;
         for (cid, data) in result.blocks.iter().rev() {
             car.write_block(cid, data)?;
