@@ -347,6 +347,18 @@ async fn write<S: NodeStore>(
     Ok((v, outcome))
 }
 
+/// The answer of `createRecord` and `putRecord`: the one record's URI and CID, and the commit.
+fn record_written(o: &WriteOutcome) -> Response {
+    let r = o.results.first();
+    axum::Json(json!({
+        "uri": r.map(|r| r.uri.clone()),
+        "cid": r.and_then(|r| r.cid).map(|c| c.to_string()),
+        "commit": commit_meta(o),
+        "validationStatus": validation_status(o, 0),
+    }))
+    .into_response()
+}
+
 fn validation_status(o: &WriteOutcome, i: usize) -> Value {
     o.results
         .get(i)
@@ -368,14 +380,7 @@ async fn create_record<S: NodeStore>(
         }])
     })
     .await?;
-    let r = o.results.first();
-    Ok(axum::Json(json!({
-        "uri": r.map(|r| r.uri.clone()),
-        "cid": r.and_then(|r| r.cid).map(|c| c.to_string()),
-        "commit": commit_meta(&o),
-        "validationStatus": validation_status(&o, 0),
-    }))
-    .into_response())
+    Ok(record_written(&o))
 }
 
 async fn put_record<S: NodeStore>(
@@ -399,14 +404,7 @@ async fn put_record<S: NodeStore>(
         }])
     })
     .await?;
-    let r = o.results.first();
-    Ok(axum::Json(json!({
-        "uri": r.map(|r| r.uri.clone()),
-        "cid": r.and_then(|r| r.cid).map(|c| c.to_string()),
-        "commit": commit_meta(&o),
-        "validationStatus": validation_status(&o, 0),
-    }))
-    .into_response())
+    Ok(record_written(&o))
 }
 
 async fn delete_record<S: NodeStore>(

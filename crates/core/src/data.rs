@@ -281,16 +281,7 @@ fn check_type_field(map: &BTreeMap<String, Ipld>, path: &Path<'_>) -> Result<(),
 pub fn encode_record(value: &Ipld) -> Result<(Cid, Vec<u8>), EncodeError> {
     check_record_shape(value)?;
     let (cid, bytes) = encode_with_cid(value)?;
-    if bytes.len() > MAX_RECORD_BYTES {
-        return Err(DataModelError {
-            path: "/".into(),
-            reason: format!(
-                "record is {} bytes; the limit is {MAX_RECORD_BYTES}",
-                bytes.len()
-            ),
-        }
-        .into());
-    }
+    check_record_size(bytes.len())?;
     Ok((cid, bytes))
 }
 
@@ -327,48 +318,70 @@ pub fn check_record_bytes(bytes: &[u8]) -> Result<(), RecordDecodeError> {
         return Err(RecordDecodeError::TooLarge(bytes.len()));
     }
     cbor::check(bytes).map_err(DecodeError::from)?;
-    let shape = |reason: &str| DataModelError {
-        path: "/".into(),
-        reason: reason.into(),
+    let entries = cbor::map_entries(bytes).ok_or_else(not_an_object)?;
+    // check() guarantees that a `$type` value is a non-empty text string.
+    let t = match entries.iter().find(|(k, _)| *k == "$type") {
+        None => Field::Absent,
+        Some((_, v)) => match cbor::head(v, 0) {
+            Some((3, len, p)) => v
+                .get(p..p + len as usize)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map_or(Field::Wrong, Field::Is),
+            _ => Field::Wrong,
+        },
     };
-    let entries = cbor::map_entries(bytes).ok_or_else(|| shape("a record must be an object"))?;
-    let Some((_, t)) = entries.iter().find(|(k, _)| *k == "$type") else {
-        return Err(shape("a record must have a $type").into());
-    };
-    // check() guarantees a non-empty text string here.
-    let (_, len, p) = cbor::head(t, 0).ok_or_else(|| shape("bad $type"))?;
-    let t = std::str::from_utf8(&t[p..p + len as usize]).map_err(|_| shape("bad $type"))?;
-    crate::syntax::Nsid::parse(t).map_err(|e| DataModelError {
-        path: "/$type".into(),
-        reason: format!("record $type must be an NSID: {e}"),
-    })?;
+    check_record_type(t)?;
     Ok(())
 }
 
 fn check_record_shape(value: &Ipld) -> Result<(), DataModelError> {
     let Ipld::Map(map) = value else {
-        return Err(DataModelError {
-            path: "/".into(),
-            reason: "a record must be an object".into(),
-        });
+        return Err(not_an_object());
     };
-    match map.get("$type") {
-        Some(Ipld::String(t)) => {
-            crate::syntax::Nsid::parse(t).map_err(|e| DataModelError {
+    check_record_type(match map.get("$type") {
+        None => Field::Absent,
+        Some(Ipld::String(t)) => Field::Is(t.as_str()),
+        Some(_) => Field::Wrong,
+    })
+}
+
+fn not_an_object() -> DataModelError {
+    DataModelError {
+        path: "/".into(),
+        reason: "a record must be an object".into(),
+    }
+}
+
+/// The record rule on `$type`, whatever the record's representation: present, a string, an
+/// NSID.
+fn check_record_type(t: Field<&str>) -> Result<(), DataModelError> {
+    match t {
+        Field::Is(t) => crate::syntax::Nsid::parse(t)
+            .map(|_| ())
+            .map_err(|e| DataModelError {
                 path: "/$type".into(),
                 reason: format!("record $type must be an NSID: {e}"),
-            })?;
-            Ok(())
-        }
-        Some(_) => Err(DataModelError {
+            }),
+        Field::Wrong => Err(DataModelError {
             path: "/$type".into(),
             reason: "$type must be a string".into(),
         }),
-        None => Err(DataModelError {
+        Field::Absent => Err(DataModelError {
             path: "/".into(),
             reason: "a record must have a $type".into(),
         }),
     }
+}
+
+/// The record size rule.
+fn check_record_size(len: usize) -> Result<(), DataModelError> {
+    if len > MAX_RECORD_BYTES {
+        return Err(DataModelError {
+            path: "/".into(),
+            reason: format!("record is {len} bytes; the limit is {MAX_RECORD_BYTES}"),
+        });
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,46 +456,14 @@ pub fn json_to_cbor(json: &serde_json::Value) -> Result<Vec<u8>, DataModelError>
 /// Encodes a record given in JSON form: checks the record rules and the size limit and returns
 /// its CID and canonical bytes. Same result as [`from_json`] followed by [`encode_record`].
 pub fn encode_record_json(json: &serde_json::Value) -> Result<(Cid, Vec<u8>), EncodeError> {
-    let Some(obj) = json.as_object() else {
-        return Err(DataModelError {
-            path: "/".into(),
-            reason: "a record must be an object".into(),
-        }
-        .into());
-    };
-    match obj.get("$type") {
-        Some(serde_json::Value::String(t)) => {
-            crate::syntax::Nsid::parse(t).map_err(|e| DataModelError {
-                path: "/$type".into(),
-                reason: format!("record $type must be an NSID: {e}"),
-            })?;
-        }
-        Some(_) => {
-            return Err(DataModelError {
-                path: "/$type".into(),
-                reason: "$type must be a string".into(),
-            }
-            .into());
-        }
-        None => {
-            return Err(DataModelError {
-                path: "/".into(),
-                reason: "a record must have a $type".into(),
-            }
-            .into());
-        }
-    }
+    let obj = json.as_object().ok_or_else(not_an_object)?;
+    check_record_type(match obj.get("$type") {
+        None => Field::Absent,
+        Some(serde_json::Value::String(t)) => Field::Is(t.as_str()),
+        Some(_) => Field::Wrong,
+    })?;
     let bytes = json_to_cbor(json)?;
-    if bytes.len() > MAX_RECORD_BYTES {
-        return Err(DataModelError {
-            path: "/".into(),
-            reason: format!(
-                "record is {} bytes; the limit is {MAX_RECORD_BYTES}",
-                bytes.len()
-            ),
-        }
-        .into());
-    }
+    check_record_size(bytes.len())?;
     Ok((cids::cid_for_cbor(&bytes), bytes))
 }
 
