@@ -1,13 +1,34 @@
 //! The op log: a grow-only causal DAG of authorised ops, a bounded buffer of ops waiting for
 //! their parents, and the state folded from any causal cut.
+//!
+//! # The order and the fold
+//! The log keeps every op in one deterministic topological order: Kahn's algorithm taking, of
+//! the ops whose parents are all placed, the one with the smallest CID bytes. The state of a
+//! set of ops is the *fold* of that order: each op that is not suppressed (below) is applied
+//! if [`State::authorize`] accepts it against the running state. The state at a causal cut
+//! is the fold of the cut's ancestors; their order is the restriction of the whole order
+//! (the ops outside a down-closed set never make one inside it ready), so it is the same
+//! on every node and at every later time.
+//!
+//! A new op has no children yet, so inserting it moves no other op: it lands at the first
+//! place after its last parent where the op already there has a larger CID. Only the fold
+//! from that place on changes, so the log keeps checkpoints of the running state (cheap: the
+//! state's maps are persistent) and refolds from the last one before the change. An op
+//! that extends every head lands at the end and costs one authorise + apply.
+//!
+//! # Removal wins
+//! A direct removal (a steward's remove op) *suppresses* every op of the removed member that
+//! is neither in its causal past nor in its causal future: those ops are kept in the log
+//! (they were authorised against their own past, and they are relayed), but the fold skips
+//! them. Every removal suppresses, even one that is itself suppressed by a removal of its
+//! author: when removals conflict, more is ignored rather than less.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use guild_core::Cid;
 
 use crate::op::{OpKind, SignedOp};
-use crate::state::{Reason, State};
+use crate::state::{Causal, Meta, Reason, State};
 
 /// How many ops wait for missing parents, by default (at most 64 MiB of ops).
 pub const DEFAULT_PENDING_LIMIT: usize = 1024;
@@ -18,6 +39,13 @@ pub const DEFAULT_PENDING_TTL_MICROS: i64 = 3_600_000_000;
 /// How many rejected op ids the log remembers, so that a re-sent bad op is refused without
 /// folding its past again. A rejection is final: it depends on the op's causal past only.
 pub const REJECTED_MEMORY: usize = 4096;
+
+/// A checkpoint of the running state every this many positions of the order.
+const CHECKPOINT_EVERY: usize = 64;
+
+/// How many checkpoints are kept (the most recent): an op concurrent with more than about
+/// `CHECKPOINT_EVERY * CHECKPOINTS_KEPT` ops refolds the log from the start.
+const CHECKPOINTS_KEPT: usize = 64;
 
 /// What [`Log::insert`] did with an op.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,24 +69,63 @@ struct Waiting {
     arrived_micros: i64,
 }
 
+#[derive(Debug, Clone)]
+struct Entry {
+    op: SignedOp,
+    /// The CID's bytes: the order's tie-break key.
+    key: Vec<u8>,
+    meta: Meta,
+}
+
+/// The running state after the first `at` ops of the order.
+#[derive(Debug, Clone)]
+struct Checkpoint {
+    at: usize,
+    state: State,
+    /// The maximal ops of that prefix.
+    heads: Vec<Cid>,
+}
+
 /// A collective's op log.
 #[derive(Debug, Clone)]
 pub struct Log {
     collective: Cid,
-    ops: HashMap<Cid, SignedOp>,
+    ops: HashMap<Cid, Entry>,
     children: HashMap<Cid, Vec<Cid>>,
     heads: BTreeSet<Cid>,
+    /// Every op in the deterministic topological order.
+    order: Vec<Cid>,
+    /// Each op's index in `order`.
+    pos: HashMap<Cid, usize>,
+    /// Ops by author (for the removal rule).
+    by_author: HashMap<String, Vec<Cid>>,
+    /// Direct removals by the removed member's DID.
+    removals: HashMap<String, Vec<Cid>>,
+    /// Suppressed ops, each with the removals that suppress it.
+    suppressed: HashMap<Cid, Vec<Cid>>,
+    checkpoints: VecDeque<Checkpoint>,
+    /// The running state after the whole order.
+    tip: State,
     pending: BTreeMap<u64, Waiting>,
     pending_index: HashMap<Cid, u64>,
+    /// Pending ops by a parent they miss.
+    waiting_on: HashMap<Cid, Vec<u64>>,
     next_seq: u64,
     pending_limit: usize,
     pending_ttl_micros: i64,
     released: Vec<Cid>,
     rejected: HashMap<Cid, Reason>,
     rejected_order: VecDeque<Cid>,
-    /// The state of the whole log, when known without a fold (kept while ops arrive in a
-    /// line: each op's `prev` is all the current heads).
-    tip: Option<State>,
+}
+
+impl Causal for Log {
+    fn is_ancestor(&self, a: &Cid, b: &Cid) -> bool {
+        Log::is_ancestor(self, a, b)
+    }
+
+    fn meta(&self, id: &Cid) -> Option<&Meta> {
+        self.ops.get(id).map(|e| &e.meta)
+    }
 }
 
 impl Log {
@@ -69,15 +136,22 @@ impl Log {
             ops: HashMap::new(),
             children: HashMap::new(),
             heads: BTreeSet::new(),
+            order: Vec::new(),
+            pos: HashMap::new(),
+            by_author: HashMap::new(),
+            removals: HashMap::new(),
+            suppressed: HashMap::new(),
+            checkpoints: VecDeque::new(),
+            tip: State::new(collective),
             pending: BTreeMap::new(),
             pending_index: HashMap::new(),
+            waiting_on: HashMap::new(),
             next_seq: 0,
             pending_limit: DEFAULT_PENDING_LIMIT,
             pending_ttl_micros: DEFAULT_PENDING_TTL_MICROS,
             released: Vec::new(),
             rejected: HashMap::new(),
             rejected_order: VecDeque::new(),
-            tip: None,
         }
     }
 
@@ -109,9 +183,26 @@ impl Log {
         self.pending.len()
     }
 
+    /// The parents the pending ops wait for (what to ask peers for), in CID order.
+    pub fn missing(&self) -> Vec<Cid> {
+        let mut m: Vec<Cid> = self.waiting_on.keys().copied().collect();
+        m.sort_unstable_by_key(|c| c.to_bytes());
+        m
+    }
+
+    /// True if the op is in the log.
+    pub fn contains(&self, id: &Cid) -> bool {
+        self.ops.contains_key(id)
+    }
+
     /// An op of the log by id.
     pub fn get(&self, id: &Cid) -> Option<&SignedOp> {
-        self.ops.get(id)
+        self.ops.get(id).map(|e| &e.op)
+    }
+
+    /// True if the fold skips the op because a removal of its author is concurrent with it.
+    pub fn is_suppressed(&self, id: &Cid) -> bool {
+        self.suppressed.contains_key(id)
     }
 
     /// Decodes untrusted bytes and inserts the op; bytes that do not decode are rejected.
@@ -151,6 +242,9 @@ impl Log {
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 self.pending_index.insert(*op.id(), seq);
+                for m in &missing {
+                    self.waiting_on.entry(*m).or_default().push(seq);
+                }
                 self.pending.insert(
                     seq,
                     Waiting {
@@ -164,9 +258,10 @@ impl Log {
             }
             return Inserted::Pending { missing };
         }
+        let id = *op.id();
         match self.accept(op) {
             Ok(()) => {
-                self.release();
+                self.release(id);
                 Inserted::Applied
             }
             Err(reason) => Inserted::Rejected(reason),
@@ -184,9 +279,21 @@ impl Log {
         }
     }
 
+    fn unindex_pending(&mut self, w: &Waiting, seq: u64) {
+        self.pending_index.remove(w.op.id());
+        for p in w.op.prev() {
+            if let Some(list) = self.waiting_on.get_mut(p) {
+                list.retain(|s| *s != seq);
+                if list.is_empty() {
+                    self.waiting_on.remove(p);
+                }
+            }
+        }
+    }
+
     fn evict_oldest(&mut self) {
-        if let Some((_, w)) = self.pending.pop_first() {
-            self.pending_index.remove(w.op.id());
+        if let Some((seq, w)) = self.pending.pop_first() {
+            self.unindex_pending(&w, seq);
         }
     }
 
@@ -200,71 +307,171 @@ impl Log {
         }
     }
 
-    /// Authorises an op whose parents are all present, and adds it.
-    ///
-    /// When the op's parents are exactly the current heads, every op of the log is in its
-    /// causal past and none is concurrent with it, so the state of its past is the state of
-    /// the whole log and folding the log with it is applying it last: the cached state is
-    /// used and advanced. Otherwise the state of its past is folded, and the cache dropped.
+    /// Authorises an op whose parents are all present against the state of its causal past,
+    /// and adds it.
     fn accept(&mut self, op: SignedOp) -> Result<(), Reason> {
         let id = *op.id();
-        let result = self.accept_inner(op);
-        if let Err(reason) = &result {
-            self.remember_rejection(id, reason);
+        let past = self.state_at(op.prev());
+        match past.check_past(&op, self) {
+            Ok(meta) => {
+                self.add(op, meta);
+                Ok(())
+            }
+            Err(reason) => {
+                self.remember_rejection(id, &reason);
+                Err(reason)
+            }
         }
-        result
     }
 
-    fn accept_inner(&mut self, op: SignedOp) -> Result<(), Reason> {
-        let linear = !self.ops.is_empty()
-            && op.prev().len() == self.heads.len()
-            && op.prev().iter().all(|p| self.heads.contains(p));
-        if linear {
-            let mut state = match self.tip.take() {
-                Some(state) => state,
-                None => self.state(),
-            };
-            let checked = state.authorize(&op);
-            if checked.is_ok() {
-                state.apply(&op, &|_, _| true);
-            }
-            self.tip = Some(state);
-            checked?;
-        } else {
-            let state = self.state_at(op.prev());
-            state.authorize(&op)?;
-            self.tip = None;
-        }
+    /// Adds an authorised op: places it in the order, applies the removal rule, and refolds
+    /// from the first place that changed.
+    fn add(&mut self, op: SignedOp, meta: Meta) {
         let id = *op.id();
+        let key = id.to_bytes();
+        let n = self.order.len();
+        let after = op
+            .prev()
+            .iter()
+            .filter_map(|p| self.pos.get(p))
+            .max()
+            .map_or(0, |p| p + 1);
+        let k = (after..n)
+            .find(|&t| {
+                self.ops
+                    .get(&self.order[t])
+                    .is_some_and(|e| e.key.as_slice() > key.as_slice())
+            })
+            .unwrap_or(n);
+        self.order.insert(k, id);
+        for t in k..self.order.len() {
+            self.pos.insert(self.order[t], t);
+        }
         for p in op.prev() {
             self.heads.remove(p);
             self.children.entry(*p).or_default().push(id);
         }
         self.heads.insert(id);
-        self.ops.insert(id, op);
-        Ok(())
+        let author = op.author().to_owned();
+        let target = (op.kind() == OpKind::Remove && meta.direct_removal)
+            .then(|| op.str_field("member").unwrap_or_default().to_owned());
+        self.by_author.entry(author.clone()).or_default().push(id);
+        self.ops.insert(id, Entry { op, key, meta });
+
+        // The removal rule: ops newly suppressed move the refold's start back.
+        let mut dirty = k;
+        if let Some(target) = target {
+            let theirs = self.by_author.get(&target).cloned().unwrap_or_default();
+            if !theirs.is_empty() {
+                let past = self.ancestors(&[id]);
+                for y in theirs {
+                    if y != id && !past.contains(&y) {
+                        self.suppressed.entry(y).or_default().push(id);
+                        dirty = dirty.min(self.pos.get(&y).copied().unwrap_or(0));
+                    }
+                }
+            }
+            self.removals.entry(target).or_default().push(id);
+        }
+        if let Some(removals) = self.removals.get(&author).cloned() {
+            let concurrent: Vec<Cid> = removals
+                .into_iter()
+                .filter(|r| *r != id && !self.is_ancestor(r, &id))
+                .collect();
+            if !concurrent.is_empty() {
+                self.suppressed.entry(id).or_default().extend(concurrent);
+            }
+        }
+        self.refold_from(dirty);
     }
 
-    /// Moves every pending op whose parents have all arrived into the log (or drops it, if
-    /// rejected), until none is left to move.
-    fn release(&mut self) {
-        loop {
-            let ready: Vec<u64> = self
-                .pending
-                .iter()
-                .filter(|(_, w)| w.op.prev().iter().all(|p| self.ops.contains_key(p)))
-                .map(|(seq, _)| *seq)
-                .collect();
-            if ready.is_empty() {
-                return;
+    /// Recomputes the running state (checkpoints and tip) from position `from` on.
+    fn refold_from(&mut self, from: usize) {
+        let n = self.order.len();
+        while self.checkpoints.back().is_some_and(|c| c.at > from) {
+            self.checkpoints.pop_back();
+        }
+        // Start from the tip when only the newest position changed (the usual case), else
+        // from the last checkpoint at or before `from`, else from nothing.
+        let (mut state, start, mut heads) = if from + 1 == n {
+            (self.tip.clone(), from, None)
+        } else if let Some(c) = self.checkpoints.back() {
+            (c.state.clone(), c.at, Some(c.heads.iter().copied().collect()))
+        } else {
+            (State::new(self.collective), 0, Some(BTreeSet::new()))
+        };
+        let mut new_checkpoints = Vec::new();
+        for t in start..n {
+            let id = self.order[t];
+            if let Some(h) = heads.as_mut() {
+                self.advance_heads(h, &id);
             }
-            for seq in ready {
+            self.fold_one(&mut state, &id);
+            let at = t + 1;
+            if at % CHECKPOINT_EVERY == 0 {
+                // Without tracked heads this is the tip path, where `at` is the whole log.
+                let h = match heads.as_ref() {
+                    Some(h) => h.iter().copied().collect(),
+                    None => self.heads.iter().copied().collect(),
+                };
+                new_checkpoints.push(Checkpoint {
+                    at,
+                    state: state.clone(),
+                    heads: h,
+                });
+            }
+        }
+        self.checkpoints.extend(new_checkpoints);
+        while self.checkpoints.len() > CHECKPOINTS_KEPT {
+            self.checkpoints.pop_front();
+        }
+        self.tip = state;
+    }
+
+    fn advance_heads(&self, heads: &mut BTreeSet<Cid>, id: &Cid) {
+        if let Some(e) = self.ops.get(id) {
+            for p in e.op.prev() {
+                heads.remove(p);
+            }
+        }
+        heads.insert(*id);
+    }
+
+    /// Applies one op of the order to a running state, unless it is suppressed or not
+    /// authorised against that state.
+    fn fold_one(&self, state: &mut State, id: &Cid) {
+        if self.suppressed.contains_key(id) {
+            return;
+        }
+        let Some(e) = self.ops.get(id) else { return };
+        if state.authorize(&e.op, self).is_ok() {
+            state.apply(&e.op, self);
+        }
+    }
+
+    /// Moves every pending op that `arrived` completes into the log (or drops it, if
+    /// rejected), and so on for the ops those complete.
+    fn release(&mut self, arrived: Cid) {
+        let mut queue = vec![arrived];
+        while let Some(parent) = queue.pop() {
+            let Some(seqs) = self.waiting_on.remove(&parent) else {
+                continue;
+            };
+            for seq in seqs {
+                let ready = self
+                    .pending
+                    .get(&seq)
+                    .is_some_and(|w| w.op.prev().iter().all(|p| self.ops.contains_key(p)));
+                if !ready {
+                    continue;
+                }
                 if let Some(w) = self.pending.remove(&seq) {
-                    self.pending_index.remove(w.op.id());
+                    self.unindex_pending(&w, seq);
                     let id = *w.op.id();
                     // A rejected pending op is dropped, as it would have been on arrival.
                     if !self.ops.contains_key(&id) && self.accept(w.op).is_ok() {
                         self.released.push(id);
+                        queue.push(id);
                     }
                 }
             }
@@ -277,25 +484,47 @@ impl Log {
         std::mem::take(&mut self.released)
     }
 
-    /// Every op's signed bytes, parents first: what a store keeps. [`Log::load`] reads it
-    /// back.
+    /// Every op's signed bytes, in the log's order (parents first): what a store keeps.
+    /// [`Log::load`] reads it back.
     pub fn export(&self) -> Vec<&[u8]> {
-        self.ops_in_order()
-            .into_iter()
-            .map(SignedOp::bytes)
+        self.order
+            .iter()
+            .filter_map(|id| self.ops.get(id))
+            .map(|e| e.op.bytes())
             .collect()
     }
 
-    /// Rebuilds a log from stored op bytes (any order). Every op is checked again; ops that
-    /// do not decode, are not authorised or stay without parents are left out.
+    /// Rebuilds a log from stored op bytes (any order). Every op is checked again, signature
+    /// included; ops that do not decode, are not authorised or stay without parents are
+    /// left out.
     pub fn load<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
-        let mut log = Log::new(collective);
+        Log::load_with(collective, ops, SignedOp::decode)
+    }
+
+    /// Like [`Log::load`], for bytes this node verified when they arrived (its own store):
+    /// lexicons and signatures are not checked again (see [`SignedOp::decode_trusted`]);
+    /// authorisation and the fold are.
+    pub fn load_trusted<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
+        Log::load_with(collective, ops, SignedOp::decode_trusted)
+    }
+
+    fn load_with<'a>(
+        collective: Cid,
+        ops: impl IntoIterator<Item = &'a [u8]>,
+        decode: fn(&[u8]) -> Result<SignedOp, crate::op::OpError>,
+    ) -> Log {
+        let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
         for bytes in ops {
-            log.insert_bytes(bytes, 0);
+            if let Ok(op) = decode(bytes) {
+                log.insert(op, 0);
+            }
         }
         log.pending.clear();
         log.pending_index.clear();
+        log.waiting_on.clear();
         log.released.clear();
+        log.pending_limit = DEFAULT_PENDING_LIMIT;
+        log.pending_ttl_micros = DEFAULT_PENDING_TTL_MICROS;
         log
     }
 
@@ -307,159 +536,194 @@ impl Log {
     /// The known ops in the causal past of `heads`, the heads included (unknown heads are
     /// ignored).
     pub fn ancestors(&self, heads: &[Cid]) -> HashSet<Cid> {
+        self.ancestors_from(heads, 0)
+    }
+
+    /// The ancestors of `heads` (included) at positions `lo` or later. Exact: a path from a
+    /// head down to an op at position `lo` or later only passes through such positions.
+    fn ancestors_from(&self, heads: &[Cid], lo: usize) -> HashSet<Cid> {
         let mut seen = HashSet::new();
         let mut stack: Vec<Cid> = heads
             .iter()
-            .filter(|h| self.ops.contains_key(h))
+            .filter(|h| self.pos.get(h).is_some_and(|p| *p >= lo))
             .copied()
             .collect();
         while let Some(id) = stack.pop() {
             if !seen.insert(id) {
                 continue;
             }
-            if let Some(op) = self.ops.get(&id) {
-                stack.extend(op.prev().iter().filter(|p| !seen.contains(p)).copied());
+            if let Some(e) = self.ops.get(&id) {
+                stack.extend(
+                    e.op.prev()
+                        .iter()
+                        .filter(|p| !seen.contains(p) && self.pos.get(p).is_some_and(|q| *q >= lo))
+                        .copied(),
+                );
             }
         }
         seen
     }
 
-    /// True if `a` is a strict ancestor of `b`.
+    /// True if `a` is a strict ancestor of `b`. Only the ops between the two in the order are
+    /// visited.
     pub fn is_ancestor(&self, a: &Cid, b: &Cid) -> bool {
         if a == b {
             return false;
         }
-        let Some(op) = self.ops.get(b) else {
+        let (Some(&pa), Some(&pb)) = (self.pos.get(a), self.pos.get(b)) else {
             return false;
         };
-        self.ancestors(op.prev()).contains(a)
+        if pa > pb {
+            return false;
+        }
+        let Some(e) = self.ops.get(b) else {
+            return false;
+        };
+        let mut seen = HashSet::new();
+        let mut stack: Vec<Cid> = e.op.prev().to_vec();
+        while let Some(id) = stack.pop() {
+            if id == *a {
+                return true;
+            }
+            if !seen.insert(id) {
+                continue;
+            }
+            if let Some(e) = self.ops.get(&id) {
+                stack.extend(
+                    e.op.prev()
+                        .iter()
+                        .filter(|p| self.pos.get(p).is_some_and(|q| *q >= pa))
+                        .copied(),
+                );
+            }
+        }
+        false
     }
 
     /// The ops not in the causal past of `heads`, parents first.
     pub fn ops_since(&self, heads: &[Cid]) -> Vec<&SignedOp> {
         let known = self.ancestors(heads);
-        let rest: HashSet<Cid> = self
-            .ops
-            .keys()
-            .filter(|id| !known.contains(id))
-            .copied()
-            .collect();
-        self.topo_order(&rest)
+        self.order
             .iter()
+            .filter(|id| !known.contains(id))
             .filter_map(|id| self.ops.get(id))
+            .map(|e| &e.op)
             .collect()
     }
 
     /// Every op, parents first, ties broken by CID bytes.
     pub fn ops_in_order(&self) -> Vec<&SignedOp> {
-        let all: HashSet<Cid> = self.ops.keys().copied().collect();
-        self.topo_order(&all)
+        self.order
             .iter()
             .filter_map(|id| self.ops.get(id))
+            .map(|e| &e.op)
             .collect()
     }
 
-    /// Deterministic topological order of a set of known ops: parents first, ties broken
-    /// by the CIDs' bytes. Parents outside the set are ignored.
+    /// Deterministic topological order of a set of known ops: the log's order restricted to
+    /// the set (parents first, ties broken by the CIDs' bytes). Unknown ids are left out.
     pub fn topo_order(&self, set: &HashSet<Cid>) -> Vec<Cid> {
-        let mut indegree: HashMap<Cid, usize> = HashMap::with_capacity(set.len());
-        let mut ready = BinaryHeap::new();
-        for id in set {
-            let n = self
-                .ops
-                .get(id)
-                .map_or(0, |op| op.prev().iter().filter(|p| set.contains(p)).count());
-            if n == 0 {
-                ready.push(Reverse((id.to_bytes(), *id)));
-            } else {
-                indegree.insert(*id, n);
-            }
-        }
-        let mut order = Vec::with_capacity(set.len());
-        while let Some(Reverse((_, id))) = ready.pop() {
-            order.push(id);
-            for child in self.children.get(&id).into_iter().flatten() {
-                if let Some(n) = indegree.get_mut(child) {
-                    *n -= 1;
-                    if *n == 0 {
-                        indegree.remove(child);
-                        ready.push(Reverse((child.to_bytes(), *child)));
-                    }
-                }
-            }
-        }
-        order
+        let mut ids: Vec<(usize, Cid)> = set
+            .iter()
+            .filter_map(|id| self.pos.get(id).map(|p| (*p, *id)))
+            .collect();
+        ids.sort_unstable_by_key(|(p, _)| *p);
+        ids.into_iter().map(|(_, id)| id).collect()
     }
 
     /// The state of the whole log.
     pub fn state(&self) -> State {
-        if let Some(tip) = &self.tip {
-            return tip.clone();
-        }
-        let all: HashSet<Cid> = self.ops.keys().copied().collect();
-        self.fold(&all)
+        self.tip.clone()
     }
 
-    /// The state at a causal cut: folded from the ops in the causal past of `heads` only.
+    /// A reference to the state of the whole log.
+    pub fn state_ref(&self) -> &State {
+        &self.tip
+    }
+
+    /// The state at a causal cut: the fold of the ops in the causal past of `heads` only
+    /// (unknown heads are ignored).
     pub fn state_at(&self, heads: &[Cid]) -> State {
-        self.fold(&self.ancestors(heads))
-    }
-
-    /// Folds an ancestor-closed set of ops in topological order.
-    ///
-    /// First, the removals are visited in that order: each removal not itself suppressed
-    /// suppresses every op of the removed member that is neither in its causal past nor in
-    /// its future (removal wins over concurrent ops; of two concurrent removals of each
-    /// other's authors, the first in the order wins). Then each op that is not suppressed
-    /// applies if it is authorised against the running state (so, of concurrent joins with
-    /// one invite, the first admits and the others are ignored). The result depends on the
-    /// set alone. A removal suppresses even if a later removal in the order suppresses it in
-    /// turn: when removals conflict, more is ignored rather than less.
-    fn fold(&self, set: &HashSet<Cid>) -> State {
-        let order = self.topo_order(set);
-        let mut suppressed: HashSet<Cid> = HashSet::new();
-        for id in &order {
-            let Some(op) = self.ops.get(id) else { continue };
-            if op.kind() != OpKind::Remove || suppressed.contains(id) {
-                continue;
-            }
-            let removed = op.str_field("member").unwrap_or_default();
-            let past = self.ancestors(op.prev());
-            let future = self.descendants(id, set);
-            for other in &order {
-                if other != id
-                    && !past.contains(other)
-                    && !future.contains(other)
-                    && self.ops.get(other).is_some_and(|o| o.author() == removed)
-                {
-                    suppressed.insert(*other);
-                }
+        let known: BTreeSet<Cid> = heads
+            .iter()
+            .filter(|h| self.ops.contains_key(h))
+            .copied()
+            .collect();
+        if known.is_empty() {
+            return State::new(self.collective);
+        }
+        if known == self.heads {
+            return self.tip.clone();
+        }
+        let known: Vec<Cid> = known.into_iter().collect();
+        for c in self.checkpoints.iter().rev() {
+            if let Some(state) = self.state_from_checkpoint(c, &known) {
+                return state;
             }
         }
-        let is_ancestor = |a: &Cid, b: &Cid| self.is_ancestor(a, b);
-        let mut state = State::new(self.collective);
-        for id in &order {
-            if suppressed.contains(id) {
+        self.fold_set(&self.ancestors(&known))
+    }
+
+    /// The state at the cut `heads` by refolding from checkpoint `c`, if `c`'s prefix lies
+    /// wholly in the cut and no op of the prefix is suppressed by a removal outside it.
+    fn state_from_checkpoint(&self, c: &Checkpoint, heads: &[Cid]) -> Option<State> {
+        let lo = c
+            .heads
+            .iter()
+            .filter_map(|h| self.pos.get(h))
+            .min()
+            .copied()
+            .unwrap_or(0);
+        let cut = self.ancestors_from(heads, lo);
+        if !c.heads.iter().all(|h| cut.contains(h)) {
+            return None;
+        }
+        // Is `id` in the cut? Positions before the checkpoint are (the prefix lies in it).
+        let in_cut = |id: &Cid| {
+            self.pos
+                .get(id)
+                .is_some_and(|p| *p < c.at || cut.contains(id))
+        };
+        for (x, by) in &self.suppressed {
+            if self.pos.get(x).is_some_and(|p| *p < c.at) && !by.iter().any(&in_cut) {
+                return None;
+            }
+        }
+        let mut state = c.state.clone();
+        for id in &self.order[c.at..] {
+            if !cut.contains(id) {
                 continue;
             }
-            let Some(op) = self.ops.get(id) else { continue };
-            if state.authorize(op).is_ok() {
-                state.apply(op, &is_ancestor);
+            if let Some(by) = self.suppressed.get(id)
+                && by.iter().any(&in_cut)
+            {
+                continue;
+            }
+            if let Some(e) = self.ops.get(id)
+                && state.authorize(&e.op, self).is_ok()
+            {
+                state.apply(&e.op, self);
+            }
+        }
+        Some(state)
+    }
+
+    /// Folds an ancestor-closed set of ops from nothing: the reference definition of the
+    /// state of a cut.
+    pub(crate) fn fold_set(&self, set: &HashSet<Cid>) -> State {
+        let mut state = State::new(self.collective);
+        for id in self.topo_order(set) {
+            if let Some(by) = self.suppressed.get(&id)
+                && by.iter().any(|r| set.contains(r))
+            {
+                continue;
+            }
+            if let Some(e) = self.ops.get(&id)
+                && state.authorize(&e.op, self).is_ok()
+            {
+                state.apply(&e.op, self);
             }
         }
         state
-    }
-
-    /// The strict descendants of `id` within `set`.
-    fn descendants(&self, id: &Cid, set: &HashSet<Cid>) -> HashSet<Cid> {
-        let mut seen = HashSet::new();
-        let mut stack: Vec<Cid> = self.children.get(id).cloned().unwrap_or_default();
-        while let Some(c) = stack.pop() {
-            if !set.contains(&c) || !seen.insert(c) {
-                continue;
-            }
-            stack.extend(self.children.get(&c).into_iter().flatten().copied());
-        }
-        seen
     }
 }
