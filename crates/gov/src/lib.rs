@@ -40,7 +40,13 @@ pub mod state;
 
 pub use log::{Inserted, Log};
 pub use op::{MAX_OP_BYTES, Op, OpError, OpKind, SignedOp};
-pub use state::{Charter, Consent, Departure, Invite, Member, Reason, Role, State};
+pub use state::{
+    Agreement, AgreementStatus, Bundle, Causal, Certified, Charter, Consent, Departure, Election,
+    ElectionKind, Invite, Member, Meta, Outcome, PayoutRef, Proposal, ProposalStatus, Reason, Role,
+    State, Tally, VoterBallots, electorate_cid,
+};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rules;

@@ -396,7 +396,11 @@ impl Log {
         let (mut state, start, mut heads) = if from + 1 == n {
             (self.tip.clone(), from, None)
         } else if let Some(c) = self.checkpoints.back() {
-            (c.state.clone(), c.at, Some(c.heads.iter().copied().collect()))
+            (
+                c.state.clone(),
+                c.at,
+                Some(c.heads.iter().copied().collect()),
+            )
         } else {
             (State::new(self.collective), 0, Some(BTreeSet::new()))
         };

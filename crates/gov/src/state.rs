@@ -852,7 +852,9 @@ impl State {
                 let heads: BTreeSet<Cid> = cut_heads(op).into_iter().collect();
                 let prev: BTreeSet<Cid> = op.prev().iter().copied().collect();
                 if heads != prev {
-                    return Err(Reason::BadCut("the cut's heads must be the proposal's prev"));
+                    return Err(Reason::BadCut(
+                        "the cut's heads must be the proposal's prev",
+                    ));
                 }
                 let contributors = self.consenting(&a.template);
                 for did in replica_dids(op) {
@@ -1101,8 +1103,7 @@ impl State {
                         Some(Ipld::String(m)) => m.as_str(),
                         _ => "",
                     };
-                    if !self.members.contains_key(member) && !self.departed.contains_key(member)
-                    {
+                    if !self.members.contains_key(member) && !self.departed.contains_key(member) {
                         return Err(Reason::BadPayout("a line pays a stranger"));
                     }
                     if let Some(Ipld::Integer(a)) = line.get("amount") {
@@ -1435,7 +1436,9 @@ impl State {
                     let Some(b) = self.bundles.get(&bid) else {
                         continue;
                     };
-                    if b.voided.is_some() || b.template != t || !b.contributors.contains_key(&author)
+                    if b.voided.is_some()
+                        || b.template != t
+                        || !b.contributors.contains_key(&author)
                     {
                         continue;
                     }
@@ -1692,7 +1695,12 @@ fn money(v: Option<&Ipld>) -> (i64, String) {
 fn parse_charter(body: &BTreeMap<String, Ipld>, amendments: Vec<Cid>) -> Charter {
     let fields: BTreeMap<String, Ipld> = body
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "$type" | "author" | "prev" | "createdAt" | "sig"))
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "$type" | "author" | "prev" | "createdAt" | "sig"
+            )
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let sub = |name: &str| match fields.get(name) {

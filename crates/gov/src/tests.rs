@@ -8,36 +8,36 @@ use crate::log::Inserted;
 use crate::op::{OpError, OpKind, SignedOp};
 use crate::{Log, MAX_OP_BYTES, Op, Reason, Role};
 
-const TEMPLATE: &str = "research-open";
+pub(crate) const TEMPLATE: &str = "research-open";
 
-fn key(n: u8) -> Keypair {
+pub(crate) fn key(n: u8) -> Keypair {
     Keypair::from_secret_bytes(&[n; 32])
 }
 
-fn t(secs: i64) -> Datetime {
+pub(crate) fn t(secs: i64) -> Datetime {
     Datetime::from_unix_micros(1_700_000_000_000_000 + secs * 1_000_000)
 }
 
-fn s(x: &str) -> Ipld {
+pub(crate) fn s(x: &str) -> Ipld {
     Ipld::String(x.into())
 }
 
-fn int(i: i64) -> Ipld {
+pub(crate) fn int(i: i64) -> Ipld {
     Ipld::Integer(i.into())
 }
 
-fn obj(pairs: &[(&str, Ipld)]) -> Ipld {
+pub(crate) fn obj(pairs: &[(&str, Ipld)]) -> Ipld {
     Ipld::Map(fields(pairs))
 }
 
-fn fields(pairs: &[(&str, Ipld)]) -> BTreeMap<String, Ipld> {
+pub(crate) fn fields(pairs: &[(&str, Ipld)]) -> BTreeMap<String, Ipld> {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect()
 }
 
-fn licence_template(id: &str) -> Ipld {
+pub(crate) fn licence_template(id: &str) -> Ipld {
     obj(&[
         ("id", s(id)),
         ("title", s("Research, open")),
@@ -62,7 +62,7 @@ fn licence_template(id: &str) -> Ipld {
     ])
 }
 
-fn charter_fields(policy: &str, approval: &str) -> BTreeMap<String, Ipld> {
+pub(crate) fn charter_fields(policy: &str, approval: &str) -> BTreeMap<String, Ipld> {
     fields(&[
         ("name", s("Test collective")),
         (
@@ -104,7 +104,7 @@ fn charter_fields(policy: &str, approval: &str) -> BTreeMap<String, Ipld> {
     ])
 }
 
-fn genesis_with(founder: &Keypair, policy: &str, approval: &str) -> SignedOp {
+pub(crate) fn genesis_with(founder: &Keypair, policy: &str, approval: &str) -> SignedOp {
     Op::sign(
         OpKind::Charter,
         None,
@@ -117,7 +117,7 @@ fn genesis_with(founder: &Keypair, policy: &str, approval: &str) -> SignedOp {
 }
 
 /// A collective founded by `key(1)`, admitting by invite or by request with steward approval.
-struct Fx {
+pub(crate) struct Fx {
     founder: Keypair,
     genesis: SignedOp,
     log: Log,
@@ -179,22 +179,22 @@ impl Fx {
     }
 }
 
-fn secret(n: u8) -> Vec<u8> {
+pub(crate) fn secret(n: u8) -> Vec<u8> {
     vec![n; 32]
 }
 
-fn invite_fields(n: u8) -> BTreeMap<String, Ipld> {
+pub(crate) fn invite_fields(n: u8) -> BTreeMap<String, Ipld> {
     fields(&[("secretHash", Ipld::Bytes(cids::sha256(&secret(n)).to_vec()))])
 }
 
-fn join_fields(invite: &Cid, n: u8) -> BTreeMap<String, Ipld> {
+pub(crate) fn join_fields(invite: &Cid, n: u8) -> BTreeMap<String, Ipld> {
     fields(&[
         ("invite", s(&invite.to_string())),
         ("secret", Ipld::Bytes(secret(n))),
     ])
 }
 
-fn grant_fields(rev: i64) -> BTreeMap<String, Ipld> {
+pub(crate) fn grant_fields(rev: i64) -> BTreeMap<String, Ipld> {
     fields(&[
         ("rev", int(rev)),
         ("templates", Ipld::List(vec![s(TEMPLATE)])),
@@ -206,7 +206,7 @@ fn grant_fields(rev: i64) -> BTreeMap<String, Ipld> {
     ])
 }
 
-fn revoke_fields(rev: i64) -> BTreeMap<String, Ipld> {
+pub(crate) fn revoke_fields(rev: i64) -> BTreeMap<String, Ipld> {
     fields(&[
         ("rev", int(rev)),
         ("templates", Ipld::List(vec![s(TEMPLATE)])),
@@ -214,12 +214,12 @@ fn revoke_fields(rev: i64) -> BTreeMap<String, Ipld> {
     ])
 }
 
-fn member_fields(who: &Keypair) -> BTreeMap<String, Ipld> {
+pub(crate) fn member_fields(who: &Keypair) -> BTreeMap<String, Ipld> {
     fields(&[("member", s(&who.did()))])
 }
 
 /// Re-signs an op's map with `signer` while keeping its `author`.
-fn resign(op: &SignedOp, signer: &Keypair) -> Vec<u8> {
+pub(crate) fn resign(op: &SignedOp, signer: &Keypair) -> Vec<u8> {
     let mut map = op.body().clone();
     map.remove("sig");
     let unsigned = data::encode(&Ipld::Map(map.clone())).unwrap();
@@ -499,7 +499,13 @@ fn removal_wins_over_concurrent_ops_of_the_removed() {
     // An op by the removed member after the removal is unauthorised.
     let mut log = base.clone();
     log.insert(remove.clone(), 0);
-    let after = fx.op(OpKind::ConsentGrant, grant_fields(1), &m, &[*remove.id()], 7);
+    let after = fx.op(
+        OpKind::ConsentGrant,
+        grant_fields(1),
+        &m,
+        &[*remove.id()],
+        7,
+    );
     assert_eq!(
         log.insert(after, 0),
         Inserted::Rejected(Reason::UnknownAuthor(m.did()))
