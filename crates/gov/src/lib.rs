@@ -8,26 +8,12 @@
 //! - the op log ([`log`]): a grow-only causal DAG, a bounded buffer of ops waiting for their
 //!   parents, heads, ops since a set of heads, and a deterministic topological order (parents
 //!   first, ties broken by CID bytes);
-//! - the collective's state ([`state`]) folded from any causal cut, each op authorised against
-//!   the state of its own causal past.
+//! - the collective's state ([`state`]) folded from any causal cut: members and roles, invites,
+//!   consent registers, proposals and elections, agreements, bundles, payout references; each
+//!   op authorised against the state of its own causal past.
 //!
-//! Concurrency rules (the same set of ops gives the same state, whatever the delivery order):
-//! - a removal wins over anything the removed member did concurrently with it (ops by the
-//!   removed member that are neither in the removal's past nor in its future are ignored);
-//! - a revocation wins over a concurrent grant of the same (member, template) consent;
-//! - an invite admits one member: of concurrent joins with one invite, the first in the
-//!   topological order is admitted and the others are ignored.
-//!
-//! An op enters the log only if it is authorised against the state of its own causal past
-//! (otherwise [`Inserted::Rejected`]); that check depends on the op's ancestors alone, so
-//! every node accepts the same ops. Folding the whole set may still ignore an accepted op
-//! (the concurrency rules above); ignoring is decided by the set alone, so every node with
-//! the same ops has the same [`State`].
-//!
-//! Not yet here (later work on the same issue): charter amendments, elections (open, ballot,
-//! seal) and votes, role changes, agreements, bundles, payout statements, the sans-IO
-//! driver and the simulator. The fold is recomputed from the causal past for every op that
-//! does not extend all the current heads; only ops that do are applied incrementally.
+//! The conflict rules, the order, and their costs are written down as invariants in
+//! `ARCHITECTURE.md` (section `crates/gov`); [`log`] explains the fold and its checkpoints.
 //!
 //! It must not do I/O: no runtime, no disk, no socket, no clock reads (time is an argument)
 //! and no randomness (secrets and keys are made by callers).

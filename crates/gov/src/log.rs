@@ -104,6 +104,8 @@ pub struct Log {
     /// Suppressed ops, each with the removals that suppress it.
     suppressed: HashMap<Cid, Vec<Cid>>,
     checkpoints: VecDeque<Checkpoint>,
+    checkpoint_every: usize,
+    checkpoints_kept: usize,
     /// The running state after the whole order.
     tip: State,
     pending: BTreeMap<u64, Waiting>,
@@ -142,6 +144,8 @@ impl Log {
             removals: HashMap::new(),
             suppressed: HashMap::new(),
             checkpoints: VecDeque::new(),
+            checkpoint_every: CHECKPOINT_EVERY,
+            checkpoints_kept: CHECKPOINTS_KEPT,
             tip: State::new(collective),
             pending: BTreeMap::new(),
             pending_index: HashMap::new(),
@@ -160,6 +164,15 @@ impl Log {
     pub fn with_pending_bounds(mut self, limit: usize, ttl_micros: i64) -> Log {
         self.pending_limit = limit;
         self.pending_ttl_micros = ttl_micros;
+        self
+    }
+
+    /// Sets how often the running state is checkpointed (every `every` positions) and how
+    /// many checkpoints are kept. More checkpoints make ops concurrent with older ops cheaper
+    /// to fold, at the cost of memory. Takes effect for checkpoints made from now on.
+    pub fn with_checkpoints(mut self, every: usize, kept: usize) -> Log {
+        self.checkpoint_every = every.max(1);
+        self.checkpoints_kept = kept;
         self
     }
 
@@ -412,7 +425,7 @@ impl Log {
             }
             self.fold_one(&mut state, &id);
             let at = t + 1;
-            if at % CHECKPOINT_EVERY == 0 {
+            if at % self.checkpoint_every == 0 {
                 // Without tracked heads this is the tip path, where `at` is the whole log.
                 let h = match heads.as_ref() {
                     Some(h) => h.iter().copied().collect(),
@@ -426,7 +439,7 @@ impl Log {
             }
         }
         self.checkpoints.extend(new_checkpoints);
-        while self.checkpoints.len() > CHECKPOINTS_KEPT {
+        while self.checkpoints.len() > self.checkpoints_kept {
             self.checkpoints.pop_front();
         }
         self.tip = state;
