@@ -23,6 +23,7 @@
 pub mod log;
 pub mod op;
 pub mod state;
+pub mod store;
 
 pub use log::{Inserted, Log};
 pub use op::{MAX_OP_BYTES, Op, OpError, OpKind, SignedOp};
@@ -31,6 +32,7 @@ pub use state::{
     ElectionKind, Invite, Member, Meta, Outcome, PayoutRef, Proposal, ProposalStatus, Reason, Role,
     State, Tally, VoterBallots, electorate_cid,
 };
+pub use store::OpStore;
 
 #[cfg(test)]
 mod tests;

@@ -118,6 +118,8 @@ pub struct Log {
     released: Vec<Cid>,
     rejected: HashMap<Cid, Reason>,
     rejected_order: VecDeque<Cid>,
+    /// Ops accepted since the last save, in the order accepted.
+    unsaved: Vec<Cid>,
 }
 
 impl Causal for Log {
@@ -156,6 +158,7 @@ impl Log {
             released: Vec::new(),
             rejected: HashMap::new(),
             rejected_order: VecDeque::new(),
+            unsaved: Vec::new(),
         }
     }
 
@@ -369,6 +372,7 @@ impl Log {
         let target = (op.kind() == OpKind::Remove && meta.direct_removal)
             .then(|| op.str_field("member").unwrap_or_default().to_owned());
         self.by_author.entry(author.clone()).or_default().push(id);
+        self.unsaved.push(id);
         self.ops.insert(id, Entry { op, key, meta });
 
         // The removal rule: ops newly suppressed move the refold's start back.
@@ -540,9 +544,20 @@ impl Log {
         log.pending_index.clear();
         log.waiting_on.clear();
         log.released.clear();
+        log.unsaved.clear();
         log.pending_limit = DEFAULT_PENDING_LIMIT;
         log.pending_ttl_micros = DEFAULT_PENDING_TTL_MICROS;
         log
+    }
+
+    /// The ops accepted since the last [`Log::save`] (or load), in the order accepted.
+    pub fn unsaved(&self) -> &[Cid] {
+        &self.unsaved
+    }
+
+    /// Forgets the first `n` unsaved ops (they are stored).
+    pub(crate) fn mark_saved(&mut self, n: usize) {
+        self.unsaved.drain(..n.min(self.unsaved.len()));
     }
 
     /// The heads of the DAG, in CID order.
