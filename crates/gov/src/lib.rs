@@ -21,6 +21,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod log;
+pub mod make;
 pub mod op;
 pub mod state;
 pub mod store;
