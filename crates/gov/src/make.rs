@@ -542,7 +542,7 @@ mod tests {
         let mut log = Log::new(id);
         assert_eq!(log.insert(genesis, 0), Inserted::Applied);
         assert_eq!(log.state().charter.unwrap().templates.len(), 5);
-        let mut add = |log: &mut Log, kind, f, by: &Keypair, s| {
+        let add = |log: &mut Log, kind, f, by: &Keypair, s| {
             let op = Op::sign(kind, Some(&id), f, by, &log.heads(), &at(s)).unwrap();
             assert_eq!(log.insert(op.clone(), 0), Inserted::Applied, "{kind:?}");
             op
