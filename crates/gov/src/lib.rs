@@ -34,10 +34,13 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod driver;
 pub mod log;
 pub mod op;
+pub mod sim;
 pub mod state;
 
+pub use driver::{Action, Driver, DriverConfig, Event, Message, MessageError, VerifyCache};
 pub use log::{Inserted, Log};
 pub use op::{MAX_OP_BYTES, Op, OpError, OpKind, SignedOp};
 pub use state::{Charter, Consent, Departure, Invite, Member, Reason, Role, State};
