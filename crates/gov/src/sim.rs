@@ -191,7 +191,7 @@ enum Script {
     },
     Submit {
         node: NodeId,
-        op: SignedOp,
+        op: Box<SignedOp>,
     },
     Partition(BTreeSet<NodeId>),
     Heal,
@@ -457,7 +457,13 @@ impl Sim {
 
     /// Node `node` is handed an op signed elsewhere at virtual time `at`.
     pub fn schedule_submit(&mut self, at: i64, node: NodeId, op: SignedOp) {
-        self.script(at, Script::Submit { node, op });
+        self.script(
+            at,
+            Script::Submit {
+                node,
+                op: Box::new(op),
+            },
+        );
     }
 
     /// At `at`, cuts every link between `group` and the other nodes.
@@ -501,25 +507,29 @@ impl Sim {
     /// Runs until every scheduled write has run and all nodes have the same heads, or until
     /// `deadline`. Returns the time of convergence, or `None` at the deadline.
     pub fn run_until_converged(&mut self, deadline: i64) -> Option<i64> {
+        let all: Vec<NodeId> = (0..self.len()).collect();
+        self.run_until_converged_among(deadline, &all)
+    }
+
+    /// [`Sim::run_until_converged`] for some of the nodes only (the others may lag: offline,
+    /// say).
+    pub fn run_until_converged_among(&mut self, deadline: i64, nodes: &[NodeId]) -> Option<i64> {
         loop {
-            if self.scripted == 0 && self.heads_equal() {
+            if self.scripted == 0 && self.heads_equal_among(nodes) {
                 return Some(self.now);
             }
-            match self.queue.keys().next() {
-                Some(&(at, _)) if at <= deadline => {
-                    self.changed = false;
-                    while !self.changed {
-                        match self.queue.keys().next() {
-                            Some(&(at, _)) if at <= deadline => {
-                                self.step();
-                            }
-                            _ => break,
-                        }
+            // Heads change only when an op is applied, and writes only when a script event
+            // runs: run until one of those happens, then check again.
+            self.changed = false;
+            while !self.changed {
+                match self.queue.keys().next() {
+                    Some(&(at, _)) if at <= deadline => {
+                        self.step();
                     }
-                }
-                _ => {
-                    self.now = self.now.max(deadline);
-                    return None;
+                    _ => {
+                        self.now = self.now.max(deadline);
+                        return None;
+                    }
                 }
             }
         }
@@ -527,10 +537,17 @@ impl Sim {
 
     /// Whether every node has the same non-empty heads.
     pub fn heads_equal(&self) -> bool {
-        match self.heads.split_first() {
-            Some((first, rest)) => !first.is_empty() && rest.iter().all(|h| h == first),
-            None => true,
-        }
+        let all: Vec<NodeId> = (0..self.len()).collect();
+        self.heads_equal_among(&all)
+    }
+
+    /// Whether the given nodes have the same non-empty heads.
+    pub fn heads_equal_among(&self, nodes: &[NodeId]) -> bool {
+        let Some((first, rest)) = nodes.split_first() else {
+            return true;
+        };
+        let first = &self.heads[*first];
+        !first.is_empty() && rest.iter().all(|&i| self.heads[i] == *first)
     }
 
     /// Whether every node folds the same state (a full fold per node).
@@ -566,6 +583,7 @@ impl Sim {
             }
             Scheduled::Script(script) => {
                 self.scripted -= 1;
+                self.changed = true;
                 self.run_script(script);
             }
         }
@@ -580,7 +598,7 @@ impl Sim {
                 self.record(node, result);
             }
             Script::Submit { node, op } => {
-                let result = self.write(node, Event::Submit(op));
+                let result = self.write(node, Event::Submit(*op));
                 self.record(node, result);
             }
             Script::Partition(group) => {
