@@ -535,14 +535,14 @@ struct Peer {
 }
 
 /// What became of one received op.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Received {
     /// Applied, or waiting for parents.
     New,
     /// Already in the log.
     Known,
-    /// Rejected.
-    Bad,
+    /// Rejected, for this reason.
+    Bad(Reason),
 }
 
 /// A collective's protocol state machine on one node. `P` is the network layer's peer id.
@@ -638,44 +638,87 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
                 }
             }
             Event::Message { from, msg } => self.on_message(from, msg, now, out),
-            Event::Create { kind, fields, key } => self.create(kind, fields, &key, now, out),
+            Event::Create { kind, fields, key } => {
+                let _ = self.write(kind, fields, &key, now, out);
+            }
             Event::Submit(op) => {
-                if let Some(cache) = &self.cache {
-                    cache.remember(&op);
-                }
-                if self.log.get(op.id()).is_none() {
-                    self.insert(None, op, now, true, out);
-                }
+                let _ = self.submit_op(op, now, out);
             }
             Event::Tick => self.on_tick(now, out),
         }
         self.schedule(out);
     }
 
-    fn create(
+    /// [`Event::Create`], returning the new op's id (the caller may want it: an API answering
+    /// its client), or why the op could not be signed or was refused by the log.
+    pub fn create(
+        &mut self,
+        kind: OpKind,
+        fields: BTreeMap<String, Ipld>,
+        key: &Keypair,
+        now_micros: i64,
+        out: &mut Vec<Action<P>>,
+    ) -> Result<Cid, Reason> {
+        let result = self.write(kind, fields, key, now_micros, out);
+        self.schedule(out);
+        result
+    }
+
+    /// [`Event::Submit`], returning the op's id if the log applied it, holds it already, or
+    /// keeps it waiting for its parents (which it then asks of a peer); or why it refused it.
+    pub fn submit(
+        &mut self,
+        op: SignedOp,
+        now_micros: i64,
+        out: &mut Vec<Action<P>>,
+    ) -> Result<Cid, Reason> {
+        let result = self.submit_op(op, now_micros, out);
+        self.schedule(out);
+        result
+    }
+
+    fn write(
         &mut self,
         kind: OpKind,
         fields: BTreeMap<String, Ipld>,
         key: &Keypair,
         now: i64,
         out: &mut Vec<Action<P>>,
-    ) {
+    ) -> Result<Cid, Reason> {
         let mut heads = self.log.heads();
         heads.truncate(MAX_PREV);
         let collective = *self.log.collective();
         let created_at = Datetime::from_unix_micros(now);
         match Op::sign(kind, Some(&collective), fields, key, &heads, &created_at) {
-            Ok(op) => {
-                if let Some(cache) = &self.cache {
-                    cache.remember(&op);
-                }
-                self.insert(None, op, now, true, out);
+            Ok(op) => self.submit_op(op, now, out),
+            Err(e) => {
+                let reason = Reason::Invalid(e);
+                out.push(Action::Rejected {
+                    from: None,
+                    id: None,
+                    reason: reason.clone(),
+                });
+                Err(reason)
             }
-            Err(e) => out.push(Action::Rejected {
-                from: None,
-                id: None,
-                reason: Reason::Invalid(e),
-            }),
+        }
+    }
+
+    fn submit_op(
+        &mut self,
+        op: SignedOp,
+        now: i64,
+        out: &mut Vec<Action<P>>,
+    ) -> Result<Cid, Reason> {
+        let id = *op.id();
+        if let Some(cache) = &self.cache {
+            cache.remember(&op);
+        }
+        if self.log.get(&id).is_some() {
+            return Ok(id);
+        }
+        match self.insert(None, op, now, true, out) {
+            Received::Bad(reason) => Err(reason),
+            Received::New | Received::Known => Ok(id),
         }
     }
 
@@ -705,8 +748,8 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             return (id, Received::Known);
         }
         if let Some(reason) = self.rejected.get(&id).cloned() {
-            self.reject(from, id, reason, out);
-            return (id, Received::Bad);
+            self.reject(from, id, reason.clone(), out);
+            return (id, Received::Bad(reason));
         }
         let decoded = match self.held.get(&id) {
             Some(held) => Ok(held.op.clone()),
@@ -718,8 +761,9 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         match decoded {
             Ok(op) => (id, self.insert(from, op, now, relay, out)),
             Err(e) => {
-                self.reject(from, id, Reason::Invalid(e), out);
-                (id, Received::Bad)
+                let reason = Reason::Invalid(e);
+                self.reject(from, id, reason.clone(), out);
+                (id, Received::Bad(reason))
             }
         }
     }
@@ -759,8 +803,8 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
                 Received::New
             }
             Inserted::Rejected(reason) => {
-                self.reject(from, id, reason, out);
-                Received::Bad
+                self.reject(from, id, reason.clone(), out);
+                Received::Bad(reason)
             }
             Inserted::Duplicate => {
                 self.wants.remove(&id);
@@ -911,7 +955,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         for bytes in ops.iter().take(MAX_OPS_PER_MESSAGE) {
             let (id, got) = self.receive_op(Some(&from), bytes, now, relay, out);
             match got {
-                Received::Bad => bad = true,
+                Received::Bad(_) => bad = true,
                 Received::New | Received::Known => received.push(id),
             }
         }

@@ -24,13 +24,26 @@
 //! (the concurrency rules above); ignoring is decided by the set alone, so every node with
 //! the same ops has the same [`State`].
 //!
+//! On the network side (protocol.md §5), without doing any I/O itself:
+//! - the [`driver`]: one [`Driver`] per node per collective turns events (a peer connected, a
+//!   message arrived, the member writes an op, a timer fired, each with the current time) into
+//!   actions (publish an op the log applied, send a message to one peer, penalise a peer that
+//!   sent a bad op, wake me at some time). Gossip carries ops; missing parents are wanted from
+//!   the sender and asked again elsewhere after a timeout; anti-entropy exchanges log
+//!   summaries ([`Message::Heads`]) on connect and every 30 to 60 s with a random peer, and
+//!   answers them with bounded chunks of the ops the peer lacks;
+//! - the [`sim`]ulator: many drivers in seeded virtual time, with per-link latency, jitter,
+//!   loss, duplication, partitions that heal, nodes offline and misbehaving peers, for exact
+//!   tests of convergence (`tests/sim.rs`).
+//!
 //! Not yet here (later work on the same issue): charter amendments, elections (open, ballot,
-//! seal) and votes, role changes, agreements, bundles, payout statements, the sans-IO
-//! driver and the simulator. The fold is recomputed from the causal past for every op that
-//! does not extend all the current heads; only ops that do are applied incrementally.
+//! seal) and votes, role changes, agreements, bundles, payout statements. The fold is
+//! recomputed from the causal past for every op that does not extend all the current heads;
+//! only ops that do are applied incrementally.
 //!
 //! It must not do I/O: no runtime, no disk, no socket, no clock reads (time is an argument)
-//! and no randomness (secrets and keys are made by callers).
+//! and no ambient randomness (secrets and keys are made by callers; the driver's and the
+//! simulator's PRNGs are seeded by their callers).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

@@ -428,7 +428,7 @@ impl Sim {
         &self.written
     }
 
-    /// Node `i` writes an op now; returns its id, or why its own log refused it.
+    /// Node `node` writes an op now; returns its id, or why its own log refused it.
     pub fn create(
         &mut self,
         node: NodeId,
@@ -436,12 +436,21 @@ impl Sim {
         fields: BTreeMap<String, Ipld>,
     ) -> Result<Cid, Reason> {
         let key = self.nodes[node].key.clone();
-        self.write(node, Event::Create { kind, fields, key })
+        let mut out = Vec::new();
+        let result = self.nodes[node]
+            .driver
+            .create(kind, fields, &key, self.now, &mut out);
+        self.apply(node, out);
+        result
     }
 
-    /// Node `i` is handed an op signed elsewhere, now.
+    /// Node `node` is handed an op signed elsewhere, now; returns its id (applied, or waiting
+    /// for its parents), or why its log refused it.
     pub fn submit(&mut self, node: NodeId, op: SignedOp) -> Result<Cid, Reason> {
-        self.write(node, Event::Submit(op))
+        let mut out = Vec::new();
+        let result = self.nodes[node].driver.submit(op, self.now, &mut out);
+        self.apply(node, out);
+        result
     }
 
     /// Node `node` writes an op at virtual time `at` (see [`Sim::written`]).
@@ -593,12 +602,11 @@ impl Sim {
     fn run_script(&mut self, script: Script) {
         match script {
             Script::Create { node, kind, fields } => {
-                let key = self.nodes[node].key.clone();
-                let result = self.write(node, Event::Create { kind, fields, key });
+                let result = self.create(node, kind, fields);
                 self.record(node, result);
             }
             Script::Submit { node, op } => {
-                let result = self.write(node, Event::Submit(*op));
+                let result = self.submit(node, *op);
                 self.record(node, result);
             }
             Script::Partition(group) => {
@@ -669,32 +677,6 @@ impl Sim {
             node,
             result,
         });
-    }
-
-    /// Hands a local write to a node and reports what became of it: the op's id if the log
-    /// applied it (or, for a submitted op, holds it or waits for its parents), or why not.
-    fn write(&mut self, node: NodeId, event: Event<NodeId>) -> Result<Cid, Reason> {
-        let submitted = match &event {
-            Event::Submit(op) => Some(*op.id()),
-            _ => None,
-        };
-        let actions = self.nodes[node].driver.handle(event, self.now);
-        let outcome = actions.iter().find_map(|a| match a {
-            Action::Applied(id) if submitted.is_none_or(|s| s == *id) => Some(Ok(*id)),
-            Action::Rejected {
-                from: None,
-                id,
-                reason,
-            } if submitted.is_none() || *id == submitted => Some(Err(reason.clone())),
-            _ => None,
-        });
-        self.apply(node, actions);
-        match (outcome, submitted) {
-            (Some(outcome), _) => outcome,
-            (None, Some(id)) => Ok(id),
-            // A signed op is always applied or rejected.
-            (None, None) => Err(Reason::NoCharter),
-        }
     }
 
     fn connect(&mut self, a: NodeId, b: NodeId) {
