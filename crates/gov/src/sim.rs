@@ -9,7 +9,8 @@
 //! already received, as gossipsub's does, unless [`SimConfig::seen_cache`] is off).
 //! [`Action::Send`] messages go through [`Message::encode`] and [`Message::decode`].
 //! Partitions cut links (both ends see [`Event::PeerDisconnected`], and messages in flight on
-//! a cut link are dropped) until they heal (both ends see [`Event::PeerConnected`]); a node
+//! a cut link are dropped) until they heal (both ends see [`Event::PeerConnected`]), or, with
+//! [`SimConfig::partitions_disconnect`] off, silently drop what crosses them; a node
 //! can go offline, and gossip can be turned off for a node (it then learns only through
 //! anti-entropy).
 //!
@@ -67,6 +68,12 @@ pub struct SimConfig {
     /// Whether each node drops gossip copies of an op it already received (gossipsub's seen
     /// cache).
     pub seen_cache: bool,
+    /// Whether a partition closes the connections it cuts (both ends see
+    /// [`Event::PeerDisconnected`], then [`Event::PeerConnected`] when it heals), or silently
+    /// drops what crosses it while the drivers believe their peers connected (then only
+    /// periodic anti-entropy and wants repair it). Silent partitions assume no node goes
+    /// offline meanwhile.
+    pub partitions_disconnect: bool,
     /// The drivers' settings (each node's seed is derived from [`SimConfig::seed`]).
     pub driver: DriverConfig,
 }
@@ -82,6 +89,7 @@ impl Default for SimConfig {
             duplication: 0.0,
             mesh: Mesh::Ring { chords: 2 },
             seen_cache: true,
+            partitions_disconnect: true,
             driver: DriverConfig::default(),
         }
     }
@@ -619,7 +627,7 @@ impl Sim {
                 for (a, b) in crossing {
                     let was = self.connected(a, b);
                     self.cut.insert((a, b));
-                    if was {
+                    if was && self.config.partitions_disconnect {
                         self.disconnect(a, b);
                     }
                 }
@@ -627,7 +635,7 @@ impl Sim {
             Script::Heal => {
                 let cut = std::mem::take(&mut self.cut);
                 for (a, b) in cut {
-                    if self.connected(a, b) {
+                    if self.connected(a, b) && self.config.partitions_disconnect {
                         self.connect(a, b);
                     }
                 }
