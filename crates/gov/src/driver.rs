@@ -61,6 +61,9 @@ pub const DEFAULT_VERIFY_CACHE: usize = 4096;
 /// How many heads the summary samples ancestors from.
 const SAMPLED_HEADS: usize = 4;
 
+/// How far back along first parents the summary samples (its last sample is at depth 8192).
+const MAX_SAMPLE_DEPTH: u64 = 1 << 13;
+
 /// Room left in a message for everything but the ops' bytes.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
 
@@ -1028,7 +1031,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         let mut seen: HashSet<Cid> = out.iter().copied().collect();
         for head in heads.iter().take(SAMPLED_HEADS) {
             let (mut cur, mut depth, mut mark) = (*head, 0u64, 1u64);
-            while out.len() < max {
+            while out.len() < max && depth < MAX_SAMPLE_DEPTH {
                 let Some(parent) = self.log.get(&cur).and_then(|op| op.prev().first()) else {
                     break;
                 };
