@@ -247,6 +247,7 @@ pub struct Sim {
     rejections: Vec<Rejection>,
     written: Vec<Written>,
     scripted: usize,
+    in_flight: usize,
     heads: Vec<Vec<Cid>>,
     changed: bool,
 }
@@ -337,6 +338,7 @@ impl Sim {
             rejections: Vec::new(),
             written: Vec::new(),
             scripted: 0,
+            in_flight: 0,
             changed: false,
         };
         let all: Vec<(NodeId, NodeId)> = sim.links.keys().copied().collect();
@@ -552,6 +554,31 @@ impl Sim {
         }
     }
 
+    /// Runs until no message is in flight and every scheduled event of the script has run
+    /// (only timers are left), or until `deadline`. Returns the time it went quiet, or `None`
+    /// at the deadline.
+    pub fn run_until_quiet(&mut self, deadline: i64) -> Option<i64> {
+        loop {
+            if self.in_flight == 0 && self.scripted == 0 {
+                return Some(self.now);
+            }
+            match self.queue.keys().next() {
+                Some(&(at, _)) if at <= deadline => {
+                    self.step();
+                }
+                _ => {
+                    self.now = self.now.max(deadline);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// How many messages are in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
     /// Whether every node has the same non-empty heads.
     pub fn heads_equal(&self) -> bool {
         let all: Vec<NodeId> = (0..self.len()).collect();
@@ -579,6 +606,9 @@ impl Sim {
     }
 
     fn push(&mut self, at: i64, event: Scheduled) {
+        if let Scheduled::Deliver { .. } = event {
+            self.in_flight += 1;
+        }
         let at = at.max(self.now);
         self.queue.insert((at, self.seq), event);
         self.seq += 1;
@@ -591,7 +621,10 @@ impl Sim {
         };
         self.now = self.now.max(at);
         match event {
-            Scheduled::Deliver { from, to, payload } => self.deliver(from, to, payload),
+            Scheduled::Deliver { from, to, payload } => {
+                self.in_flight -= 1;
+                self.deliver(from, to, payload);
+            }
             Scheduled::Tick(node) => {
                 if self.nodes[node].wake == Some(at) {
                     self.nodes[node].wake = None;

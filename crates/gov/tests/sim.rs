@@ -705,7 +705,9 @@ fn malicious_node_is_penalised_and_its_ops_go_nowhere() {
         sim.inject(t, bad, v, Message::Op(foreign.bytes().to_vec()));
         sim.inject(t, bad, v, Message::Ops(vec![grant.bytes().to_vec()]));
     }
-    sim.run_until(t + 10 * SEC);
+    let quiet = sim.run_until_quiet(t + 10 * SEC).expect("goes quiet");
+    assert!(quiet > t);
+    assert_eq!(sim.in_flight(), 0);
 
     // 6. A valid join request that only the malicious node holds (its gossip is off), and an
     // invite by it on top: the invite waits for its parent, which the victims ask of the
