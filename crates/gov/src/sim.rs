@@ -791,6 +791,8 @@ impl Sim {
                                     bytes: bytes.clone(),
                                 },
                             );
+                        } else {
+                            self.stats.dropped += 1;
                         }
                     }
                 }
