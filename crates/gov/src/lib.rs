@@ -15,17 +15,33 @@
 //! The conflict rules, the order, and their costs are written down as invariants in
 //! `ARCHITECTURE.md` (section `crates/gov`); [`log`] explains the fold and its checkpoints.
 //!
+//! On the network side (protocol.md §5), without doing any I/O itself:
+//! - the [`driver`]: one [`Driver`] per node per collective turns events (a peer connected, a
+//!   message arrived, the member writes an op, a timer fired, each with the current time) into
+//!   actions (publish an op the log applied, send a message to one peer, penalise a peer that
+//!   sent a bad op, wake me at some time). Gossip carries ops; missing parents are wanted from
+//!   the sender and asked again elsewhere after a timeout; anti-entropy exchanges log
+//!   summaries ([`Message::Heads`]) on connect and every 30 to 60 s with a random peer, and
+//!   answers them with bounded chunks of the ops the peer lacks;
+//! - the [`sim`]ulator: many drivers in seeded virtual time, with per-link latency, jitter,
+//!   loss, duplication, partitions that heal, nodes offline and misbehaving peers, for exact
+//!   tests of convergence (`tests/sim.rs`).
+//!
 //! It must not do I/O: no runtime, no disk, no socket, no clock reads (time is an argument)
-//! and no randomness (secrets and keys are made by callers).
+//! and no ambient randomness (secrets and keys are made by callers; the driver's and the
+//! simulator's PRNGs are seeded by their callers).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod driver;
 pub mod log;
 pub mod make;
 pub mod op;
+pub mod sim;
 pub mod state;
 pub mod store;
 
+pub use driver::{Action, Driver, DriverConfig, Event, Message, MessageError, VerifyCache};
 pub use log::{Inserted, Log};
 pub use op::{MAX_OP_BYTES, Op, OpError, OpKind, SignedOp};
 pub use state::{

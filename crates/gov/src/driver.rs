@@ -1,0 +1,1181 @@
+//! The sans-IO protocol driver: one per node per collective (protocol.md §5).
+//!
+//! A [`Driver`] owns a collective's [`Log`] and turns [`Event`]s (a peer connected or left, a
+//! message arrived, the local member writes an op, a timer fired) into [`Action`]s (publish an
+//! op on the collective's gossip topic, send a message to one peer, penalise a peer, wake me
+//! at some time). It reads no clock (time is an argument), draws no ambient randomness (its
+//! PRNG is seeded from [`DriverConfig::seed`]), and does no I/O: the network layer moves bytes
+//! and timers, and maps its own peer ids to the type parameter `P`.
+//!
+//! The rules:
+//! - gossip carries op bytes ([`Message::Op`]); an op is published or relayed
+//!   ([`Action::Publish`]) only after the log applied it, so an invalid or unauthorised op is
+//!   never forwarded (gossipsub's manual validation);
+//! - an op whose parents are unknown waits in the log, and its missing parents are asked of
+//!   the peer that sent it ([`Message::Want`]); an unanswered want is asked again of another
+//!   peer after [`DriverConfig::request_timeout_micros`], a few times at most;
+//! - an op the log rejects (bad bytes, bad signature, not authorised by its causal past)
+//!   penalises the peer that sent it: an honest peer sends only ops its own log applied, and
+//!   every node decides an op the same way;
+//! - anti-entropy: on connect, and every [`DriverConfig::sync_interval_micros`] (plus a seeded
+//!   jitter) with one random peer, the driver sends a summary of its log ([`Message::Heads`]:
+//!   its heads, then ancestors sampled at exponentially growing depths); the peer answers
+//!   with the first chunk of the ops outside the past of the summary's ids that it knows
+//!   ([`Message::Ops`], parents first, bounded in count and bytes; an empty chunk ends the
+//!   exchange), and asks back with its own summary if the summary named ops it lacks. Each
+//!   non-empty chunk is answered with the same summary plus the newest ops of the chunk, so a
+//!   node that missed a thousand ops catches up in a few round trips without gossip.
+//!
+//! Every queue is bounded: outstanding wants ([`DriverConfig::max_wants`]), ops tracked while
+//! they wait ([`DriverConfig::max_held`]), ops and bytes per reply, ids per message, remembered
+//! rejections ([`REJECTED_MEMORY`]), sync rounds per exchange.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use guild_core::syntax::Datetime;
+use guild_core::{Cid, Ipld, Keypair, cbor, cids, data};
+
+use crate::log::{DEFAULT_PENDING_LIMIT, DEFAULT_PENDING_TTL_MICROS, Inserted, Log};
+use crate::op::{MAX_OP_BYTES, MAX_PREV, Op, OpError, OpKind, SignedOp};
+use crate::state::Reason;
+
+/// The largest encoded [`Message`] accepted, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// The most op ids a [`Message::Heads`] or [`Message::Want`] may carry.
+pub const MAX_CIDS_PER_MESSAGE: usize = 1024;
+
+/// The most ops a [`Message::Ops`] may carry.
+pub const MAX_OPS_PER_MESSAGE: usize = 1024;
+
+/// How many rejected op ids a driver remembers, so that a re-sent bad op is refused (and its
+/// sender penalised again) without decoding it again.
+pub const REJECTED_MEMORY: usize = 4096;
+
+/// How many ops a [`VerifyCache`] holds by default.
+pub const DEFAULT_VERIFY_CACHE: usize = 4096;
+
+/// How many heads the summary samples ancestors from.
+const SAMPLED_HEADS: usize = 4;
+
+/// How far back along first parents the summary samples (its last sample is at depth 8192).
+const MAX_SAMPLE_DEPTH: u64 = 1 << 13;
+
+/// Room left in a message for everything but the ops' bytes.
+const MESSAGE_OVERHEAD: usize = 64 * 1024;
+
+/// A message between two nodes of a collective.
+///
+/// On the wire it is a DAG-CBOR map with one key naming the kind: `{"op": bytes}`,
+/// `{"heads": [link…]}`, `{"want": [link…]}` or `{"ops": [bytes…]}`. Gossip carries the op's
+/// bytes alone (the network layer wraps them in [`Message::Op`]); the other kinds go over
+/// request-response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// One op's signed bytes (gossip).
+    Op(Vec<u8>),
+    /// The sender's log summary: it holds every listed op and its causal past. Its heads come
+    /// first, then sampled ancestors (anti-entropy).
+    Heads(Vec<Cid>),
+    /// Ops the sender asks for by id.
+    Want(Vec<Cid>),
+    /// Ops' signed bytes, parents first (the answer to [`Message::Heads`] or
+    /// [`Message::Want`]; empty when there is nothing to send for a summary).
+    Ops(Vec<Vec<u8>>),
+}
+
+/// Why bytes are not a [`Message`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// The message is larger than [`MAX_MESSAGE_BYTES`].
+    #[error("message is {0} bytes; the limit is {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
+    /// The bytes are not strict DAG-CBOR.
+    #[error("message is not strict DAG-CBOR: {0}")]
+    Cbor(#[from] data::DecodeError),
+    /// The value is not a map with exactly one key.
+    #[error("message is not a map with one key")]
+    NotAMessage,
+    /// The key names no message kind.
+    #[error("unknown message kind {0:?}")]
+    UnknownKind(String),
+    /// The value under the key has the wrong type.
+    #[error("{field} must be {expected}")]
+    Field {
+        /// The message kind's key.
+        field: &'static str,
+        /// What it must hold.
+        expected: &'static str,
+    },
+    /// A list is longer than its limit, or an op larger than [`MAX_OP_BYTES`].
+    #[error("{field} holds {count}; the limit is {limit}")]
+    TooMany {
+        /// The message kind's key.
+        field: &'static str,
+        /// How many items (or bytes, for one op).
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl Message {
+    /// The message's canonical DAG-CBOR encoding. Encoding cannot fail; a message built past
+    /// the limits ([`MAX_CIDS_PER_MESSAGE`], [`MAX_OPS_PER_MESSAGE`], [`MAX_OP_BYTES`],
+    /// [`MAX_MESSAGE_BYTES`]) is refused by [`Message::decode`], and the driver never builds one.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        cbor::write_head(&mut out, 5, 1);
+        let key = self.key();
+        cbor::write_head(&mut out, 3, key.len() as u64);
+        out.extend_from_slice(key.as_bytes());
+        match self {
+            Message::Op(bytes) => {
+                cbor::write_head(&mut out, 2, bytes.len() as u64);
+                out.extend_from_slice(bytes);
+            }
+            Message::Heads(cids) | Message::Want(cids) => {
+                cbor::write_head(&mut out, 4, cids.len() as u64);
+                for cid in cids {
+                    cbor::write_link(&mut out, cid);
+                }
+            }
+            Message::Ops(ops) => {
+                cbor::write_head(&mut out, 4, ops.len() as u64);
+                for bytes in ops {
+                    cbor::write_head(&mut out, 2, bytes.len() as u64);
+                    out.extend_from_slice(bytes);
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes untrusted bytes: size first, then strict DAG-CBOR, then the shape and limits of
+    /// the kind. Never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Message, MessageError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge(bytes.len()));
+        }
+        let Ipld::Map(map) = data::decode(bytes)? else {
+            return Err(MessageError::NotAMessage);
+        };
+        if map.len() != 1 {
+            return Err(MessageError::NotAMessage);
+        }
+        let Some((key, value)) = map.into_iter().next() else {
+            return Err(MessageError::NotAMessage);
+        };
+        match key.as_str() {
+            "op" => match value {
+                Ipld::Bytes(b) => {
+                    check_op_size("op", &b)?;
+                    Ok(Message::Op(b))
+                }
+                _ => Err(MessageError::Field {
+                    field: "op",
+                    expected: "bytes",
+                }),
+            },
+            "heads" => links("heads", value).map(Message::Heads),
+            "want" => links("want", value).map(Message::Want),
+            "ops" => {
+                let Ipld::List(items) = value else {
+                    return Err(MessageError::Field {
+                        field: "ops",
+                        expected: "a list of bytes",
+                    });
+                };
+                limit("ops", items.len(), MAX_OPS_PER_MESSAGE)?;
+                let mut ops = Vec::with_capacity(items.len());
+                for item in items {
+                    let Ipld::Bytes(b) = item else {
+                        return Err(MessageError::Field {
+                            field: "ops",
+                            expected: "a list of bytes",
+                        });
+                    };
+                    check_op_size("ops", &b)?;
+                    ops.push(b);
+                }
+                Ok(Message::Ops(ops))
+            }
+            _ => Err(MessageError::UnknownKind(key)),
+        }
+    }
+
+    /// The kind's key on the wire.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Message::Op(_) => "op",
+            Message::Heads(_) => "heads",
+            Message::Want(_) => "want",
+            Message::Ops(_) => "ops",
+        }
+    }
+}
+
+fn limit(field: &'static str, count: usize, limit: usize) -> Result<(), MessageError> {
+    if count > limit {
+        return Err(MessageError::TooMany {
+            field,
+            count,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn check_op_size(field: &'static str, bytes: &[u8]) -> Result<(), MessageError> {
+    limit(field, bytes.len(), MAX_OP_BYTES)
+}
+
+fn links(field: &'static str, value: Ipld) -> Result<Vec<Cid>, MessageError> {
+    let Ipld::List(items) = value else {
+        return Err(MessageError::Field {
+            field,
+            expected: "a list of links",
+        });
+    };
+    limit(field, items.len(), MAX_CIDS_PER_MESSAGE)?;
+    items
+        .into_iter()
+        .map(|item| match item {
+            Ipld::Link(c) => Ok(c),
+            _ => Err(MessageError::Field {
+                field,
+                expected: "a list of links",
+            }),
+        })
+        .collect()
+}
+
+/// A small seeded PRNG (SplitMix64): deterministic, for choosing sync peers and jitter here
+/// and for the simulator. Not for secrets.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        unit < p
+    }
+}
+
+/// A shared, bounded memo of op decoding (signature checks are the expensive part), keyed by
+/// the CID of the bytes: decoding is a function of the bytes alone, so one node may share one
+/// cache between its drivers, and the simulator shares one between all its nodes. Cloning
+/// shares the cache.
+#[derive(Clone)]
+pub struct VerifyCache {
+    inner: Arc<Mutex<CacheInner>>,
+}
+
+struct CacheInner {
+    capacity: usize,
+    map: HashMap<Cid, Result<SignedOp, OpError>>,
+    order: VecDeque<Cid>,
+}
+
+impl fmt::Debug for VerifyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("VerifyCache")
+            .field("len", &inner.map.len())
+            .field("capacity", &inner.capacity)
+            .finish()
+    }
+}
+
+impl Default for VerifyCache {
+    fn default() -> VerifyCache {
+        VerifyCache::new(DEFAULT_VERIFY_CACHE)
+    }
+}
+
+impl VerifyCache {
+    /// An empty cache holding at most `capacity` results (the oldest go first).
+    pub fn new(capacity: usize) -> VerifyCache {
+        VerifyCache {
+            inner: Arc::new(Mutex::new(CacheInner {
+                capacity: capacity.max(1),
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Decodes and checks op bytes ([`SignedOp::decode`]), or returns the remembered result.
+    pub fn verify(&self, bytes: &[u8]) -> Result<SignedOp, OpError> {
+        self.verify_with_id(&cids::cid_for_cbor(bytes), bytes)
+    }
+
+    /// [`VerifyCache::verify`] with the bytes' CID already computed by the caller.
+    fn verify_with_id(&self, id: &Cid, bytes: &[u8]) -> Result<SignedOp, OpError> {
+        if let Some(r) = self.lock().map.get(id) {
+            return r.clone();
+        }
+        let result = SignedOp::decode(bytes);
+        self.store(*id, result.clone());
+        result
+    }
+
+    /// Remembers an op decoded elsewhere (one this node signed, say).
+    pub fn remember(&self, op: &SignedOp) {
+        self.store(*op.id(), Ok(op.clone()));
+    }
+
+    fn store(&self, id: Cid, result: Result<SignedOp, OpError>) {
+        let mut inner = self.lock();
+        if inner.map.insert(id, result).is_none() {
+            inner.order.push_back(id);
+        }
+        while inner.order.len() > inner.capacity {
+            if let Some(old) = inner.order.pop_front() {
+                inner.map.remove(&old);
+            }
+        }
+    }
+
+    /// How many results the cache holds.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// True if the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The driver's settings. The defaults suit a real network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverConfig {
+    /// Seeds the driver's PRNG (which peer to sync with, timer jitter).
+    pub seed: u64,
+    /// The shortest time between two anti-entropy rounds (default 30 s).
+    pub sync_interval_micros: i64,
+    /// The most added to [`DriverConfig::sync_interval_micros`] at random (default 30 s: a
+    /// round every 30 to 60 s).
+    pub sync_jitter_micros: i64,
+    /// How long a want or a sync exchange waits for an answer (default 5 s).
+    pub request_timeout_micros: i64,
+    /// How many peers a missing op is asked of before the driver gives up on it and leaves it
+    /// to anti-entropy (default 4).
+    pub want_tries: u32,
+    /// The most op ids wanted at once (default 1024).
+    pub max_wants: usize,
+    /// The most ops whose missing parents are tracked, to penalise their sender if they are
+    /// rejected once the parents arrive (default: the log's pending limit).
+    pub max_held: usize,
+    /// How long such an op is tracked (default: the log's pending TTL).
+    pub held_ttl_micros: i64,
+    /// The most ops per [`Message::Ops`] sent (default 256; at most [`MAX_OPS_PER_MESSAGE`]).
+    pub max_ops_per_reply: usize,
+    /// The most op bytes per [`Message::Ops`] sent (default 512 KiB; at least one op is
+    /// always sent, and a message stays within [`MAX_MESSAGE_BYTES`]).
+    pub max_reply_bytes: usize,
+    /// The most ids in a summary sent at the start of a sync (default 128).
+    pub max_summary: usize,
+    /// The most chunks one sync exchange asks for (default 64).
+    pub max_sync_rounds: u32,
+    /// Whether ops learnt through anti-entropy are also published (default true: after a
+    /// partition heals, gossip spreads what one link brought across).
+    pub relay_synced: bool,
+}
+
+impl Default for DriverConfig {
+    fn default() -> DriverConfig {
+        DriverConfig {
+            seed: 0,
+            sync_interval_micros: 30_000_000,
+            sync_jitter_micros: 30_000_000,
+            request_timeout_micros: 5_000_000,
+            want_tries: 4,
+            max_wants: 1024,
+            max_held: DEFAULT_PENDING_LIMIT,
+            held_ttl_micros: DEFAULT_PENDING_TTL_MICROS,
+            max_ops_per_reply: 256,
+            max_reply_bytes: 512 * 1024,
+            max_summary: 128,
+            max_sync_rounds: 64,
+            relay_synced: true,
+        }
+    }
+}
+
+/// What happens to a driver.
+#[derive(Debug, Clone)]
+pub enum Event<P> {
+    /// A connection to a peer of the collective opened.
+    PeerConnected(P),
+    /// The connection to a peer closed.
+    PeerDisconnected(P),
+    /// A message arrived from a peer (gossip arrives as [`Message::Op`]).
+    Message {
+        /// The peer it came from (for gossip: the peer that forwarded it).
+        from: P,
+        /// The message.
+        msg: Message,
+    },
+    /// The local member writes an op: the driver signs it with `prev` = its current heads
+    /// (at most [`MAX_PREV`] of them) and `createdAt` = now, inserts it and publishes it.
+    Create {
+        /// The op's kind.
+        kind: OpKind,
+        /// The op's own fields (not the envelope's).
+        fields: BTreeMap<String, Ipld>,
+        /// The member's key.
+        key: Keypair,
+    },
+    /// An op signed elsewhere (by the member's client): inserted and published like a created
+    /// one.
+    Submit(SignedOp),
+    /// A timer fired (see [`Action::Wake`]); calling it at other times is harmless.
+    Tick,
+}
+
+/// What the driver asks the network layer to do, or reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action<P> {
+    /// Publish (or forward) these op bytes on the collective's gossip topic. Only ops the log
+    /// applied are published.
+    Publish(Vec<u8>),
+    /// Send a message to one peer (request-response).
+    Send {
+        /// The peer.
+        to: P,
+        /// The message.
+        msg: Message,
+    },
+    /// An op entered the log.
+    Applied(Cid),
+    /// An op was refused: it never enters the log and is never relayed.
+    Rejected {
+        /// The peer that sent it (`None` for a local op).
+        from: Option<P>,
+        /// The op's id (the CID of its bytes); `None` when a local op could not be signed.
+        id: Option<Cid>,
+        /// Why.
+        reason: Reason,
+    },
+    /// A peer sent an invalid, forged or unauthorised op.
+    Penalise {
+        /// The peer.
+        peer: P,
+        /// What was wrong with the op.
+        reason: Reason,
+    },
+    /// Call [`Event::Tick`] at (or soon after) this time; replaces any earlier wake.
+    Wake {
+        /// When, in microseconds.
+        at_micros: i64,
+    },
+}
+
+/// An op wanted by id.
+#[derive(Debug, Clone)]
+struct Wanted<P> {
+    /// The peer last asked (`None` when none was connected).
+    asked: Option<P>,
+    /// When it was last asked.
+    at: i64,
+    /// How many times it was asked.
+    tries: u32,
+}
+
+/// An op waiting in the log for its parents, kept to learn its fate.
+#[derive(Debug, Clone)]
+struct Held<P> {
+    op: SignedOp,
+    from: Option<P>,
+    at: i64,
+}
+
+/// A sync exchange this driver started with a peer.
+#[derive(Debug, Clone)]
+struct Session {
+    /// The summary sent first.
+    base: Vec<Cid>,
+    /// The newest ops of each chunk received since (the peer skips their past).
+    extras: VecDeque<Cid>,
+    /// When the last summary was sent.
+    at: i64,
+    /// How many chunks were asked for after the first.
+    rounds: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Peer {
+    session: Option<Session>,
+}
+
+/// What became of one received op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Received {
+    /// Applied, or waiting for parents.
+    New,
+    /// Already in the log.
+    Known,
+    /// Rejected, for this reason.
+    Bad(Reason),
+}
+
+/// A collective's protocol state machine on one node. `P` is the network layer's peer id.
+#[derive(Debug)]
+pub struct Driver<P> {
+    log: Log,
+    config: DriverConfig,
+    rng: SplitMix64,
+    cache: Option<VerifyCache>,
+    peers: BTreeMap<P, Peer>,
+    wants: BTreeMap<Cid, Wanted<P>>,
+    held: BTreeMap<Cid, Held<P>>,
+    rejected: HashMap<Cid, Reason>,
+    rejected_order: VecDeque<Cid>,
+    next_sync: Option<i64>,
+    wake: Option<i64>,
+}
+
+impl<P: Clone + Ord + fmt::Debug> Driver<P> {
+    /// A driver over a log (empty, or loaded from a store).
+    pub fn new(log: Log, config: DriverConfig) -> Driver<P> {
+        Driver {
+            log,
+            rng: SplitMix64::new(config.seed),
+            config,
+            cache: None,
+            peers: BTreeMap::new(),
+            wants: BTreeMap::new(),
+            held: BTreeMap::new(),
+            rejected: HashMap::new(),
+            rejected_order: VecDeque::new(),
+            next_sync: None,
+            wake: None,
+        }
+    }
+
+    /// Decodes received ops through a shared [`VerifyCache`].
+    pub fn with_cache(mut self, cache: VerifyCache) -> Driver<P> {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The log, to save it ([`Log::save`]): inserting ops here bypasses the driver (nothing
+    /// is published or wanted).
+    pub fn log_mut(&mut self) -> &mut Log {
+        &mut self.log
+    }
+
+    /// The log, taking the driver apart (to store it, say).
+    pub fn into_log(self) -> Log {
+        self.log
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DriverConfig {
+        &self.config
+    }
+
+    /// The connected peers.
+    pub fn peers(&self) -> impl Iterator<Item = &P> {
+        self.peers.keys()
+    }
+
+    /// The ids wanted from peers and not yet received.
+    pub fn wanted(&self) -> impl Iterator<Item = &Cid> {
+        self.wants.keys()
+    }
+
+    /// Handles one event at `now_micros` and returns what to do.
+    pub fn handle(&mut self, event: Event<P>, now_micros: i64) -> Vec<Action<P>> {
+        let mut out = Vec::new();
+        self.handle_into(event, now_micros, &mut out);
+        out
+    }
+
+    /// [`Driver::handle`], pushing the actions onto `out`.
+    pub fn handle_into(&mut self, event: Event<P>, now: i64, out: &mut Vec<Action<P>>) {
+        match event {
+            Event::PeerConnected(peer) => {
+                self.peers.insert(peer.clone(), Peer::default());
+                if self.next_sync.is_none() {
+                    self.next_sync = Some(self.next_sync_time(now));
+                }
+                self.start_sync(&peer, now, out);
+            }
+            Event::PeerDisconnected(peer) => {
+                self.peers.remove(&peer);
+                // What was asked of it is asked again of another peer at the next tick.
+                let due = now.saturating_sub(self.config.request_timeout_micros);
+                for want in self.wants.values_mut() {
+                    if want.asked.as_ref() == Some(&peer) {
+                        want.at = due;
+                    }
+                }
+            }
+            Event::Message { from, msg } => self.on_message(from, msg, now, out),
+            Event::Create { kind, fields, key } => {
+                let _ = self.write(kind, fields, &key, now, out);
+            }
+            Event::Submit(op) => {
+                let _ = self.submit_op(op, now, out);
+            }
+            Event::Tick => self.on_tick(now, out),
+        }
+        self.schedule(out);
+    }
+
+    /// [`Event::Create`], returning the new op's id (the caller may want it: an API answering
+    /// its client), or why the op could not be signed or was refused by the log.
+    pub fn create(
+        &mut self,
+        kind: OpKind,
+        fields: BTreeMap<String, Ipld>,
+        key: &Keypair,
+        now_micros: i64,
+        out: &mut Vec<Action<P>>,
+    ) -> Result<Cid, Reason> {
+        let result = self.write(kind, fields, key, now_micros, out);
+        self.schedule(out);
+        result
+    }
+
+    /// [`Event::Submit`], returning the op's id if the log applied it, holds it already, or
+    /// keeps it waiting for its parents (which it then asks of a peer); or why it refused it.
+    pub fn submit(
+        &mut self,
+        op: SignedOp,
+        now_micros: i64,
+        out: &mut Vec<Action<P>>,
+    ) -> Result<Cid, Reason> {
+        let result = self.submit_op(op, now_micros, out);
+        self.schedule(out);
+        result
+    }
+
+    fn write(
+        &mut self,
+        kind: OpKind,
+        fields: BTreeMap<String, Ipld>,
+        key: &Keypair,
+        now: i64,
+        out: &mut Vec<Action<P>>,
+    ) -> Result<Cid, Reason> {
+        let mut heads = self.log.heads();
+        heads.truncate(MAX_PREV);
+        let collective = *self.log.collective();
+        let created_at = Datetime::from_unix_micros(now);
+        match Op::sign(kind, Some(&collective), fields, key, &heads, &created_at) {
+            Ok(op) => self.submit_op(op, now, out),
+            Err(e) => {
+                let reason = Reason::Invalid(e);
+                out.push(Action::Rejected {
+                    from: None,
+                    id: None,
+                    reason: reason.clone(),
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    fn submit_op(
+        &mut self,
+        op: SignedOp,
+        now: i64,
+        out: &mut Vec<Action<P>>,
+    ) -> Result<Cid, Reason> {
+        let id = *op.id();
+        if let Some(cache) = &self.cache {
+            cache.remember(&op);
+        }
+        if self.log.get(&id).is_some() {
+            return Ok(id);
+        }
+        match self.insert(None, op, now, true, out) {
+            Received::Bad(reason) => Err(reason),
+            Received::New | Received::Known => Ok(id),
+        }
+    }
+
+    fn on_message(&mut self, from: P, msg: Message, now: i64, out: &mut Vec<Action<P>>) {
+        match msg {
+            Message::Op(bytes) => {
+                self.receive_op(Some(&from), &bytes, now, true, out);
+            }
+            Message::Heads(summary) => self.on_heads(from, summary, now, out),
+            Message::Want(ids) => self.on_want(from, ids, out),
+            Message::Ops(ops) => self.on_ops(from, ops, now, out),
+        }
+    }
+
+    /// Decodes (or recognises) one received op and inserts it.
+    fn receive_op(
+        &mut self,
+        from: Option<&P>,
+        bytes: &[u8],
+        now: i64,
+        relay: bool,
+        out: &mut Vec<Action<P>>,
+    ) -> (Cid, Received) {
+        let id = cids::cid_for_cbor(bytes);
+        if self.log.get(&id).is_some() {
+            self.wants.remove(&id);
+            return (id, Received::Known);
+        }
+        if let Some(reason) = self.rejected.get(&id).cloned() {
+            self.reject(from, id, reason.clone(), out);
+            return (id, Received::Bad(reason));
+        }
+        let decoded = match self.held.get(&id) {
+            Some(held) => Ok(held.op.clone()),
+            None => match &self.cache {
+                Some(cache) => cache.verify_with_id(&id, bytes),
+                None => SignedOp::decode(bytes),
+            },
+        };
+        match decoded {
+            Ok(op) => (id, self.insert(from, op, now, relay, out)),
+            Err(e) => {
+                let reason = Reason::Invalid(e);
+                self.reject(from, id, reason.clone(), out);
+                (id, Received::Bad(reason))
+            }
+        }
+    }
+
+    /// Inserts a decoded op and reports what the log did.
+    fn insert(
+        &mut self,
+        from: Option<&P>,
+        op: SignedOp,
+        now: i64,
+        relay: bool,
+        out: &mut Vec<Action<P>>,
+    ) -> Received {
+        let id = *op.id();
+        let waits = !self.held.contains_key(&id)
+            && self.held.len() < self.config.max_held
+            && op.prev().iter().any(|p| self.log.get(p).is_none());
+        let kept = waits.then(|| op.clone());
+        match self.log.insert(op, now) {
+            Inserted::Applied => {
+                self.applied(id, relay, out);
+                self.settle(now, out);
+                Received::New
+            }
+            Inserted::Pending { missing } => {
+                if let Some(op) = kept {
+                    self.held.insert(
+                        id,
+                        Held {
+                            op,
+                            from: from.cloned(),
+                            at: now,
+                        },
+                    );
+                }
+                self.want(from, missing, now, out);
+                Received::New
+            }
+            Inserted::Rejected(reason) => {
+                self.reject(from, id, reason.clone(), out);
+                Received::Bad(reason)
+            }
+            Inserted::Duplicate => {
+                self.wants.remove(&id);
+                Received::Known
+            }
+        }
+    }
+
+    fn applied(&mut self, id: Cid, relay: bool, out: &mut Vec<Action<P>>) {
+        self.wants.remove(&id);
+        self.held.remove(&id);
+        out.push(Action::Applied(id));
+        if relay && let Some(op) = self.log.get(&id) {
+            out.push(Action::Publish(op.bytes().to_vec()));
+        }
+    }
+
+    /// Reports the ops the last insert released from the pending buffer, and the fate of the
+    /// held ops whose parents have all arrived: the log drops a released op it rejects
+    /// without saying so, so the driver inserts its copy again to learn the reason (the log
+    /// remembers it) and penalise the sender.
+    fn settle(&mut self, now: i64, out: &mut Vec<Action<P>>) {
+        loop {
+            for id in self.log.drain_released() {
+                self.applied(id, true, out);
+            }
+            let ready: Vec<Cid> = self
+                .held
+                .iter()
+                .filter(|(_, h)| h.op.prev().iter().all(|p| self.log.get(p).is_some()))
+                .map(|(id, _)| *id)
+                .collect();
+            if ready.is_empty() {
+                return;
+            }
+            for id in ready {
+                let Some(held) = self.held.remove(&id) else {
+                    continue;
+                };
+                if self.log.get(&id).is_some() {
+                    continue;
+                }
+                match self.log.insert(held.op, now) {
+                    Inserted::Applied => self.applied(id, true, out),
+                    Inserted::Rejected(reason) => self.reject(held.from.as_ref(), id, reason, out),
+                    Inserted::Pending { .. } | Inserted::Duplicate => {}
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, from: Option<&P>, id: Cid, reason: Reason, out: &mut Vec<Action<P>>) {
+        self.wants.remove(&id);
+        if self.rejected.insert(id, reason.clone()).is_none() {
+            self.rejected_order.push_back(id);
+        }
+        while self.rejected_order.len() > REJECTED_MEMORY {
+            if let Some(old) = self.rejected_order.pop_front() {
+                self.rejected.remove(&old);
+            }
+        }
+        if let Some(peer) = from {
+            out.push(Action::Penalise {
+                peer: peer.clone(),
+                reason: reason.clone(),
+            });
+        }
+        out.push(Action::Rejected {
+            from: from.cloned(),
+            id: Some(id),
+            reason,
+        });
+    }
+
+    /// Asks for missing parents not already wanted: of the peer that sent the child, or of a
+    /// random peer for a local op.
+    fn want(&mut self, from: Option<&P>, missing: Vec<Cid>, now: i64, out: &mut Vec<Action<P>>) {
+        let asked = match from {
+            Some(p) => Some(p.clone()),
+            None => self.random_peer(),
+        };
+        let mut ask = Vec::new();
+        for id in missing {
+            if self.wants.len() >= self.config.max_wants {
+                break;
+            }
+            if self.wants.contains_key(&id) || self.log.get(&id).is_some() {
+                continue;
+            }
+            self.wants.insert(
+                id,
+                Wanted {
+                    asked: asked.clone(),
+                    at: now,
+                    tries: 1,
+                },
+            );
+            ask.push(id);
+        }
+        if let Some(to) = asked {
+            for chunk in ask.chunks(MAX_CIDS_PER_MESSAGE) {
+                out.push(Action::Send {
+                    to: to.clone(),
+                    msg: Message::Want(chunk.to_vec()),
+                });
+            }
+        }
+    }
+
+    fn on_want(&mut self, from: P, ids: Vec<Cid>, out: &mut Vec<Action<P>>) {
+        let set: HashSet<Cid> = ids
+            .into_iter()
+            .take(MAX_CIDS_PER_MESSAGE)
+            .filter(|id| self.log.get(id).is_some())
+            .collect();
+        if set.is_empty() {
+            return;
+        }
+        let order = self.log.topo_order(&set);
+        let ops = self.chunk(order.iter().filter_map(|id| self.log.get(id)));
+        out.push(Action::Send {
+            to: from,
+            msg: Message::Ops(ops),
+        });
+    }
+
+    fn on_heads(&mut self, from: P, summary: Vec<Cid>, now: i64, out: &mut Vec<Action<P>>) {
+        let (known, unknown): (Vec<Cid>, Vec<Cid>) = summary
+            .into_iter()
+            .take(MAX_CIDS_PER_MESSAGE)
+            .partition(|id| self.log.get(id).is_some());
+        let since = self.log.ops_since(&known);
+        let ops = self.chunk(since.into_iter());
+        out.push(Action::Send {
+            to: from.clone(),
+            msg: Message::Ops(ops),
+        });
+        // The peer has ops this node lacks: ask back, unless an exchange is already running.
+        if !unknown.is_empty() && self.peers.contains_key(&from) && !self.session_open(&from, now) {
+            self.start_sync(&from, now, out);
+        }
+    }
+
+    fn on_ops(&mut self, from: P, ops: Vec<Vec<u8>>, now: i64, out: &mut Vec<Action<P>>) {
+        let relay = self.config.relay_synced;
+        let mut bad = false;
+        let mut received = Vec::new();
+        for bytes in ops.iter().take(MAX_OPS_PER_MESSAGE) {
+            let (id, got) = self.receive_op(Some(&from), bytes, now, relay, out);
+            match got {
+                Received::Bad(_) => bad = true,
+                Received::New | Received::Known => received.push(id),
+            }
+        }
+        let max_rounds = self.config.max_sync_rounds;
+        let Some(peer) = self.peers.get_mut(&from) else {
+            return;
+        };
+        let Some(session) = peer.session.as_mut() else {
+            return;
+        };
+        if ops.is_empty() || bad || session.rounds >= max_rounds {
+            peer.session = None;
+            return;
+        }
+        // Ask for the next chunk: the same summary, plus the newest ops of this one (those no
+        // other op of the chunk names as a parent), whose past the peer then skips.
+        let parents: HashSet<Cid> = received
+            .iter()
+            .filter_map(|id| self.log.get(id))
+            .flat_map(|op| op.prev().iter().copied())
+            .collect();
+        for id in received {
+            if !parents.contains(&id) && self.log.get(&id).is_some() {
+                session.extras.push_back(id);
+            }
+        }
+        while session.base.len() + session.extras.len() > MAX_CIDS_PER_MESSAGE {
+            session.extras.pop_front();
+        }
+        session.rounds += 1;
+        session.at = now;
+        let mut summary = session.base.clone();
+        summary.extend(session.extras.iter().copied());
+        out.push(Action::Send {
+            to: from,
+            msg: Message::Heads(summary),
+        });
+    }
+
+    fn session_open(&self, peer: &P, now: i64) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(|p| p.session.as_ref())
+            .is_some_and(|s| now.saturating_sub(s.at) < self.config.request_timeout_micros)
+    }
+
+    /// Starts a sync exchange: sends this node's summary.
+    fn start_sync(&mut self, peer: &P, now: i64, out: &mut Vec<Action<P>>) {
+        let base = self.summary();
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.session = Some(Session {
+                base: base.clone(),
+                extras: VecDeque::new(),
+                at: now,
+                rounds: 0,
+            });
+        }
+        out.push(Action::Send {
+            to: peer.clone(),
+            msg: Message::Heads(base),
+        });
+    }
+
+    /// The log's summary: the heads, then ancestors of the first few heads along their first
+    /// parents, at depths 1, 2, 4, 8…, at most [`DriverConfig::max_summary`] ids in all.
+    fn summary(&self) -> Vec<Cid> {
+        let max = self.config.max_summary.clamp(1, MAX_CIDS_PER_MESSAGE);
+        let heads = self.log.heads();
+        let mut out: Vec<Cid> = heads.iter().take(max).copied().collect();
+        let mut seen: HashSet<Cid> = out.iter().copied().collect();
+        for head in heads.iter().take(SAMPLED_HEADS) {
+            let (mut cur, mut depth, mut mark) = (*head, 0u64, 1u64);
+            while out.len() < max && depth < MAX_SAMPLE_DEPTH {
+                let Some(parent) = self.log.get(&cur).and_then(|op| op.prev().first()) else {
+                    break;
+                };
+                cur = *parent;
+                depth += 1;
+                if depth == mark {
+                    mark = mark.saturating_mul(2);
+                    if seen.insert(cur) {
+                        out.push(cur);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The first ops of `ops` that fit one reply.
+    fn chunk<'a>(&self, ops: impl Iterator<Item = &'a SignedOp>) -> Vec<Vec<u8>> {
+        let max_ops = self.config.max_ops_per_reply.clamp(1, MAX_OPS_PER_MESSAGE);
+        let max_bytes = self
+            .config
+            .max_reply_bytes
+            .min(MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD);
+        let mut total = 0usize;
+        let mut chunk = Vec::new();
+        for op in ops {
+            let len = op.bytes().len();
+            if chunk.len() >= max_ops || (!chunk.is_empty() && total + len > max_bytes) {
+                break;
+            }
+            total += len;
+            chunk.push(op.bytes().to_vec());
+        }
+        chunk
+    }
+
+    fn on_tick(&mut self, now: i64, out: &mut Vec<Action<P>>) {
+        if self.wake.is_some_and(|at| at <= now) {
+            self.wake = None;
+        }
+        if self.next_sync.is_some_and(|at| at <= now) {
+            match self.random_peer() {
+                Some(peer) => {
+                    self.start_sync(&peer, now, out);
+                    self.next_sync = Some(self.next_sync_time(now));
+                }
+                None => self.next_sync = None,
+            }
+        }
+        self.retry_wants(now, out);
+        let ttl = self.config.held_ttl_micros;
+        self.held.retain(|_, h| now.saturating_sub(h.at) <= ttl);
+    }
+
+    /// Asks again, of the next peer, for every want unanswered past the timeout; gives up on
+    /// those asked [`DriverConfig::want_tries`] times.
+    fn retry_wants(&mut self, now: i64, out: &mut Vec<Action<P>>) {
+        let timeout = self.config.request_timeout_micros;
+        let due: Vec<Cid> = self
+            .wants
+            .iter()
+            .filter(|(_, w)| now.saturating_sub(w.at) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut asks: BTreeMap<P, Vec<Cid>> = BTreeMap::new();
+        for id in due {
+            let Some(want) = self.wants.get(&id) else {
+                continue;
+            };
+            if want.tries >= self.config.want_tries || self.log.get(&id).is_some() {
+                self.wants.remove(&id);
+                continue;
+            }
+            let next = self.next_peer(want.asked.as_ref());
+            if let Some(want) = self.wants.get_mut(&id) {
+                want.tries += 1;
+                want.at = now;
+                want.asked = next.clone();
+            }
+            if let Some(peer) = next {
+                asks.entry(peer).or_default().push(id);
+            }
+        }
+        for (to, ids) in asks {
+            for chunk in ids.chunks(MAX_CIDS_PER_MESSAGE) {
+                out.push(Action::Send {
+                    to: to.clone(),
+                    msg: Message::Want(chunk.to_vec()),
+                });
+            }
+        }
+    }
+
+    /// The connected peer after `after` in id order (wrapping), or the first one.
+    fn next_peer(&self, after: Option<&P>) -> Option<P> {
+        let next = after.and_then(|after| {
+            self.peers
+                .range((Bound::Excluded(after), Bound::Unbounded))
+                .next()
+        });
+        next.or_else(|| self.peers.iter().next())
+            .map(|(p, _)| p.clone())
+    }
+
+    fn random_peer(&mut self) -> Option<P> {
+        let n = self.peers.len() as u64;
+        if n == 0 {
+            return None;
+        }
+        let i = self.rng.below(n) as usize;
+        self.peers.keys().nth(i).cloned()
+    }
+
+    fn next_sync_time(&mut self, now: i64) -> i64 {
+        let jitter = self.config.sync_jitter_micros.max(0) as u64;
+        let extra = self.rng.below(jitter.saturating_add(1)) as i64;
+        now.saturating_add(self.config.sync_interval_micros.max(1))
+            .saturating_add(extra)
+    }
+
+    /// Emits [`Action::Wake`] when the next deadline changed.
+    fn schedule(&mut self, out: &mut Vec<Action<P>>) {
+        let timeout = self.config.request_timeout_micros;
+        let sync = self.next_sync.filter(|_| !self.peers.is_empty());
+        let wants = self
+            .wants
+            .values()
+            .map(|w| w.at.saturating_add(timeout))
+            .min();
+        let next = match (sync, wants) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = next
+            && self.wake != Some(at)
+        {
+            self.wake = Some(at);
+            out.push(Action::Wake { at_micros: at });
+        }
+    }
+}
