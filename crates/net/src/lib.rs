@@ -23,12 +23,14 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod collective;
 pub mod config;
 mod error;
 mod handle;
 mod identity;
 mod swarm;
 
+pub use collective::{Engine, EngineConfig, EngineError, FieldsFn, Status};
 pub use config::{ConfigError, NetConfig, ScoreConfig, TransportKind};
 pub use error::{
     DialError, NetError, PublishError, RequestError, RespondError, Stopped, SubscribeError,

@@ -1,0 +1,1039 @@
+//! The collectives engine: runs one governance [`Driver`] per collective over the swarm.
+//!
+//! It maps the drivers' actions to the network (gossip publish and validation verdicts,
+//! requests on `/guild/sync/1`) and the network's events to the drivers, persists every
+//! accepted op through an [`OpStore`], and enforces the access rule of protocol.md §5: a node
+//! answers a collective's sync requests only from peers whose DID is a current member of that
+//! collective *in its own state*, and disconnects a peer that subscribes to the topic of a
+//! collective it is not a member of (so gossip never reaches it). A candidate holding an
+//! invite may fetch the log once and submit its own join op; nothing else.
+//!
+//! Whether an op is valid, and who is a member, is decided by `guild-gov`; this module only
+//! asks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use guild_core::syntax::Datetime;
+use guild_core::{Cid, Ipld, Keypair, data};
+use guild_gov::driver::{Action, Driver, DriverConfig, Event, Message};
+use guild_gov::make::{self, CharterParams, InviteCode};
+use guild_gov::{Inserted, Log, Op, OpKind, OpStore, Reason, SignedOp, State};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::handle::{MsgId, NetEvent, NetHandle, Validation};
+use crate::identity::did_from_peer_id;
+
+/// The gossip topic of a collective.
+pub fn topic(collective: &Cid) -> String {
+    format!("guild/collective/{collective}")
+}
+
+fn collective_of(topic: &str) -> Option<Cid> {
+    topic
+        .strip_prefix("guild/collective/")
+        .and_then(|c| guild_core::syntax::parse_cid_str(c).ok())
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Why an engine call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// This node holds no such collective.
+    #[error("unknown collective {0}")]
+    UnknownCollective(Cid),
+    /// This node's member is not (or no longer) a member of the collective.
+    #[error("you are not a member of this collective")]
+    NotMember,
+    /// The collective's rules refused the op.
+    #[error("refused: {0}")]
+    Refused(Reason),
+    /// The op's fields could not be built or signed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The invite is expired, used, or not one the peers know.
+    #[error("invite refused by the collective: {0}")]
+    Invite(String),
+    /// No member's node could be reached.
+    #[error("no peers reachable: {0}")]
+    NoPeers(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// The engine stopped.
+    #[error("the node's network engine stopped")]
+    Stopped,
+}
+
+/// The engine's settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The drivers' settings (anti-entropy interval, bounds).
+    pub driver: DriverConfig,
+    /// How often timers and peer bookkeeping run.
+    pub tick: Duration,
+    /// How many sync requests may be in flight at once (more are dropped; anti-entropy
+    /// repairs).
+    pub max_requests_in_flight: usize,
+    /// How long a join waits for a connection to the invite's peers.
+    pub join_timeout: Duration,
+    /// Addresses to put in invites (default: the swarm's listen addresses).
+    pub advertise: Vec<Multiaddr>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            driver: DriverConfig::default(),
+            tick: Duration::from_millis(250),
+            max_requests_in_flight: 256,
+            join_timeout: Duration::from_secs(20),
+            advertise: Vec::new(),
+        }
+    }
+}
+
+/// A collective as this node sees it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The collective's id.
+    pub collective: Cid,
+    /// Its state (members, stewards, consents, elections…).
+    pub state: State,
+    /// The log's heads.
+    pub heads: Vec<Cid>,
+    /// Ops in the log.
+    pub ops: usize,
+    /// Ops waiting for parents.
+    pub pending: usize,
+    /// Ops asked of peers and not yet received.
+    pub wanted: usize,
+    /// Connected peers that are members, by DID.
+    pub peers: Vec<String>,
+}
+
+/// Builds an op's fields from the current state and this member's DID.
+pub type FieldsFn =
+    Box<dyn FnOnce(&State, &str) -> Result<BTreeMap<String, Ipld>, EngineError> + Send>;
+
+enum Cmd {
+    Create(CharterParams, oneshot::Sender<Result<Cid, EngineError>>),
+    Invite {
+        collective: Cid,
+        invitee: Option<String>,
+        expires_at: Option<Datetime>,
+        reply: oneshot::Sender<Result<InviteCode, EngineError>>,
+    },
+    Write {
+        collective: Cid,
+        kind: OpKind,
+        fields: FieldsFn,
+        reply: oneshot::Sender<Result<Cid, EngineError>>,
+    },
+    /// The join task fetched the log: adopt it and write the join op.
+    Adopt {
+        code: InviteCode,
+        ops: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<Vec<u8>, EngineError>>,
+    },
+    /// The join op was accepted by the member it was submitted to: start gossiping.
+    Joined(Cid),
+    Status(Cid, oneshot::Sender<Result<Status, EngineError>>),
+    List(oneshot::Sender<Vec<Cid>>),
+}
+
+/// The wire format of a sync request body (DAG-CBOR map).
+enum Req {
+    /// A driver message between members.
+    Sync(Vec<u8>),
+    /// A candidate fetching the log with an invite's secret.
+    Fetch { invite: Cid, secret: Vec<u8> },
+    /// A candidate submitting its join op.
+    Submit(Vec<u8>),
+}
+
+impl Req {
+    fn encode(&self) -> Vec<u8> {
+        let m: BTreeMap<String, Ipld> = match self {
+            Req::Sync(m) => [("sync".into(), Ipld::Bytes(m.clone()))].into(),
+            Req::Fetch { invite, secret } => [
+                ("fetch".into(), Ipld::Link(*invite)),
+                ("secret".into(), Ipld::Bytes(secret.clone())),
+            ]
+            .into(),
+            Req::Submit(op) => [("submit".into(), Ipld::Bytes(op.clone()))].into(),
+        };
+        data::encode(&Ipld::Map(m)).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Req> {
+        let Ok(Ipld::Map(m)) = data::decode(bytes) else {
+            return None;
+        };
+        match (
+            m.get("sync"),
+            m.get("fetch"),
+            m.get("secret"),
+            m.get("submit"),
+        ) {
+            (Some(Ipld::Bytes(b)), None, None, None) => Some(Req::Sync(b.clone())),
+            (None, Some(Ipld::Link(c)), Some(Ipld::Bytes(s)), None) => Some(Req::Fetch {
+                invite: *c,
+                secret: s.clone(),
+            }),
+            (None, None, None, Some(Ipld::Bytes(b))) => Some(Req::Submit(b.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// A response body: `{ok: true, ops?: [bytes]}` or `{ok: false, error: string}`.
+fn response(result: Result<Vec<Vec<u8>>, String>) -> Vec<u8> {
+    let m: BTreeMap<String, Ipld> = match result {
+        Ok(ops) => [
+            ("ok".into(), Ipld::Bool(true)),
+            (
+                "ops".into(),
+                Ipld::List(ops.into_iter().map(Ipld::Bytes).collect()),
+            ),
+        ]
+        .into(),
+        Err(e) => [
+            ("ok".into(), Ipld::Bool(false)),
+            ("error".into(), Ipld::String(e)),
+        ]
+        .into(),
+    };
+    data::encode(&Ipld::Map(m)).unwrap_or_default()
+}
+
+fn read_response(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let Ok(Ipld::Map(m)) = data::decode(bytes) else {
+        return Err("malformed response".into());
+    };
+    match (m.get("ok"), m.get("error"), m.get("ops")) {
+        (Some(Ipld::Bool(true)), _, Some(Ipld::List(ops))) => Ok(ops
+            .iter()
+            .filter_map(|o| match o {
+                Ipld::Bytes(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect()),
+        (Some(Ipld::Bool(false)), Some(Ipld::String(e)), _) => Err(e.clone()),
+        _ => Err("malformed response".into()),
+    }
+}
+
+/// The refusal a non-member gets.
+pub const NOT_A_MEMBER: &str = "not-a-member";
+
+/// A handle on the engine task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<Cmd>,
+    net: NetHandle,
+    join_timeout: Duration,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cmd")
+    }
+}
+
+struct Collective {
+    driver: Driver<PeerId>,
+    /// Gossip messages awaiting our verdict: id → the peer that forwarded it.
+    unvalidated: HashMap<MsgId, PeerId>,
+    subscribed: bool,
+}
+
+struct Task<S> {
+    key: Keypair,
+    me: String,
+    net: NetHandle,
+    store: Arc<S>,
+    config: EngineConfig,
+    collectives: BTreeMap<Cid, Collective>,
+    connected: HashMap<PeerId, Option<String>>,
+    requests: Arc<Semaphore>,
+    dirty: BTreeSet<Cid>,
+    /// Collectives whose join op is written but not yet accepted by a member: no gossip yet
+    /// (members who have not seen the join would take the subscription for a stranger's).
+    joining: BTreeSet<Cid>,
+}
+
+impl Engine {
+    /// Starts the engine over a running swarm: loads every collective stored, subscribes to
+    /// the topics of those this member belongs to, and serves the swarm's events.
+    pub async fn spawn<S>(
+        key: Keypair,
+        net: NetHandle,
+        events: mpsc::Receiver<NetEvent>,
+        store: Arc<S>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError>
+    where
+        S: OpStore + Send + Sync + 'static,
+    {
+        let mut collectives = BTreeMap::new();
+        let ids = store
+            .collectives()
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        for (i, id) in ids.into_iter().enumerate() {
+            let log = Log::open(id, &*store).map_err(|e| EngineError::Store(e.to_string()))?;
+            let mut dc = config.driver.clone();
+            dc.seed = dc.seed.wrapping_add(i as u64);
+            collectives.insert(
+                id,
+                Collective {
+                    driver: Driver::new(log, dc),
+                    unvalidated: HashMap::new(),
+                    subscribed: false,
+                },
+            );
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let me = key.did();
+        let join_timeout = config.join_timeout;
+        let mut task = Task {
+            key,
+            me,
+            net: net.clone(),
+            store,
+            requests: Arc::new(Semaphore::new(config.max_requests_in_flight)),
+            config,
+            collectives,
+            connected: HashMap::new(),
+            dirty: BTreeSet::new(),
+            joining: BTreeSet::new(),
+        };
+        task.subscribe_all().await;
+        tokio::spawn(task.run(rx, events));
+        Ok(Engine {
+            tx,
+            net,
+            join_timeout,
+        })
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Cmd,
+    ) -> Result<T, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Founds a collective with this node's member as founder and first steward.
+    pub async fn create(&self, params: CharterParams) -> Result<Cid, EngineError> {
+        self.call(|r| Cmd::Create(params, r)).await?
+    }
+
+    /// Writes an invite (the caller must be a steward) and returns the code to hand over.
+    pub async fn invite(
+        &self,
+        collective: Cid,
+        invitee: Option<String>,
+        expires_at: Option<Datetime>,
+    ) -> Result<InviteCode, EngineError> {
+        self.call(|reply| Cmd::Invite {
+            collective,
+            invitee,
+            expires_at,
+            reply,
+        })
+        .await?
+    }
+
+    /// Writes an op of `kind` whose fields `fields` builds from the current state.
+    pub async fn write(
+        &self,
+        collective: Cid,
+        kind: OpKind,
+        fields: FieldsFn,
+    ) -> Result<Cid, EngineError> {
+        self.call(|reply| Cmd::Write {
+            collective,
+            kind,
+            fields,
+            reply,
+        })
+        .await?
+    }
+
+    /// The collective as this node sees it.
+    pub async fn status(&self, collective: Cid) -> Result<Status, EngineError> {
+        self.call(|r| Cmd::Status(collective, r)).await?
+    }
+
+    /// The collectives this node holds.
+    pub async fn collectives(&self) -> Result<Vec<Cid>, EngineError> {
+        self.call(Cmd::List).await
+    }
+
+    /// Joins a collective with an invite: dials the invite's peers, fetches the log from the
+    /// first that answers, writes the join op, and submits it to that peer. Returns the
+    /// collective's id.
+    pub async fn join(&self, code: InviteCode) -> Result<Cid, EngineError> {
+        let mut peers: Vec<(PeerId, Multiaddr)> = Vec::new();
+        for p in &code.peers {
+            let Ok(addr) = p.parse::<Multiaddr>() else {
+                continue;
+            };
+            let peer = addr.iter().find_map(|proto| match proto {
+                libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                _ => None,
+            });
+            if let Some(peer) = peer {
+                peers.push((peer, addr));
+            }
+        }
+        if peers.is_empty() {
+            return Err(EngineError::NoPeers(
+                "the invite names no member's address".into(),
+            ));
+        }
+        let deadline = Instant::now() + self.join_timeout;
+        let mut last = String::from("no answer");
+        loop {
+            for (peer, addr) in &peers {
+                let _ = self.net.dial(addr.clone()).await;
+                let req = Req::Fetch {
+                    invite: code.invite,
+                    secret: code.secret.clone(),
+                };
+                let t = topic(&code.collective);
+                match self.net.request(*peer, &t, req.encode()).await {
+                    Ok(body) => match read_response(&body) {
+                        Ok(ops) => {
+                            let join = self
+                                .call(|reply| Cmd::Adopt {
+                                    code: code.clone(),
+                                    ops,
+                                    reply,
+                                })
+                                .await??;
+                            let answer = self
+                                .net
+                                .request(*peer, &t, Req::Submit(join).encode())
+                                .await
+                                .map_err(|e| EngineError::NoPeers(e.to_string()))?;
+                            read_response(&answer).map_err(EngineError::Invite)?;
+                            self.tx
+                                .send(Cmd::Joined(code.collective))
+                                .await
+                                .map_err(|_| EngineError::Stopped)?;
+                            return Ok(code.collective);
+                        }
+                        Err(e) => return Err(EngineError::Invite(e)),
+                    },
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::NoPeers(last));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl<S: OpStore + Send + Sync + 'static> Task<S> {
+    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, mut events: mpsc::Receiver<NetEvent>) {
+        let span = tracing::info_span!("engine", did = %short(&self.me));
+        let _guard = span.enter();
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(cmd) => self.on_cmd(cmd).await,
+                    None => break,
+                },
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_event(ev).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick().await,
+            }
+        }
+        self.save_all();
+        info!("engine stopped");
+    }
+
+    fn save_all(&mut self) {
+        for id in std::mem::take(&mut self.dirty) {
+            self.save(&id);
+        }
+    }
+
+    fn save(&mut self, id: &Cid) -> bool {
+        let Some(c) = self.collectives.get_mut(id) else {
+            return true;
+        };
+        match c.driver.log_mut().save(&*self.store) {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(collective = %id, error = %e, "could not store ops; will retry");
+                self.dirty.insert(*id);
+                false
+            }
+        }
+    }
+
+    fn is_member(&self, collective: &Cid, did: &str) -> bool {
+        self.collectives
+            .get(collective)
+            .is_some_and(|c| c.driver.log().state_ref().members.contains_key(did))
+    }
+
+    async fn subscribe_all(&mut self) {
+        let ids: Vec<Cid> = self.collectives.keys().copied().collect();
+        for id in ids {
+            self.sync_subscription(&id).await;
+        }
+    }
+
+    /// Subscribed to the topic exactly while this member is a member.
+    async fn sync_subscription(&mut self, id: &Cid) {
+        let member = self.is_member(id, &self.me.clone()) && !self.joining.contains(id);
+        let Some(c) = self.collectives.get_mut(id) else {
+            return;
+        };
+        if member && !c.subscribed {
+            if self.net.subscribe(&topic(id)).await.is_ok() {
+                c.subscribed = true;
+            }
+        } else if !member && c.subscribed {
+            let _ = self.net.unsubscribe(&topic(id)).await;
+            c.subscribed = false;
+        }
+    }
+
+    async fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Create(params, reply) => {
+                let _ = reply.send(self.create(params).await);
+            }
+            Cmd::Invite {
+                collective,
+                invitee,
+                expires_at,
+                reply,
+            } => {
+                let _ = reply.send(self.invite(collective, invitee, expires_at).await);
+            }
+            Cmd::Write {
+                collective,
+                kind,
+                fields,
+                reply,
+            } => {
+                let result = match self.collectives.get(&collective) {
+                    None => Err(EngineError::UnknownCollective(collective)),
+                    Some(c) => fields(c.driver.log().state_ref(), &self.me),
+                };
+                let result = match result {
+                    Ok(f) => self.write(collective, kind, f).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Cmd::Adopt { code, ops, reply } => {
+                let _ = reply.send(self.adopt(code, ops).await);
+            }
+            Cmd::Joined(id) => {
+                self.joining.remove(&id);
+                self.sync_subscription(&id).await;
+                self.reconcile_peers().await;
+            }
+            Cmd::Status(id, reply) => {
+                let _ = reply.send(self.status(&id));
+            }
+            Cmd::List(reply) => {
+                let _ = reply.send(self.collectives.keys().copied().collect());
+            }
+        }
+    }
+
+    fn status(&self, id: &Cid) -> Result<Status, EngineError> {
+        let c = self
+            .collectives
+            .get(id)
+            .ok_or(EngineError::UnknownCollective(*id))?;
+        let log = c.driver.log();
+        let state = log.state();
+        let peers = self
+            .connected
+            .values()
+            .flatten()
+            .filter(|d| state.members.contains_key(*d))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Ok(Status {
+            collective: *id,
+            heads: log.heads(),
+            ops: log.len(),
+            pending: log.pending_len(),
+            wanted: c.driver.wanted().count(),
+            peers,
+            state,
+        })
+    }
+
+    async fn create(&mut self, params: CharterParams) -> Result<Cid, EngineError> {
+        let at = Datetime::from_unix_micros(now_micros());
+        let genesis = Op::sign(OpKind::Charter, None, params.fields(), &self.key, &[], &at)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let id = *genesis.id();
+        let mut log = Log::new(id);
+        match log.insert(genesis, now_micros()) {
+            Inserted::Applied => {}
+            Inserted::Rejected(r) => return Err(EngineError::Refused(r)),
+            other => return Err(EngineError::Invalid(format!("{other:?}"))),
+        }
+        log.save(&*self.store)
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        let mut dc = self.config.driver.clone();
+        dc.seed = dc.seed.wrapping_add(self.collectives.len() as u64);
+        self.collectives.insert(
+            id,
+            Collective {
+                driver: Driver::new(log, dc),
+                unvalidated: HashMap::new(),
+                subscribed: false,
+            },
+        );
+        self.sync_subscription(&id).await;
+        info!(collective = %id, "founded a collective");
+        Ok(id)
+    }
+
+    async fn invite(
+        &mut self,
+        collective: Cid,
+        invitee: Option<String>,
+        expires_at: Option<Datetime>,
+    ) -> Result<InviteCode, EngineError> {
+        let mut secret = vec![0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let f = make::invite(&secret, invitee.as_deref(), expires_at.as_ref());
+        let op = self.write(collective, OpKind::Invite, f).await?;
+        let mut addrs = self.config.advertise.clone();
+        if addrs.is_empty() {
+            addrs = self.net.listen_addrs().await.unwrap_or_default();
+        }
+        let me = self.net.peer_id();
+        let peers = addrs
+            .into_iter()
+            .filter(|a| !is_unspecified(a))
+            .map(|a| {
+                let has_p2p = a
+                    .iter()
+                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)));
+                if has_p2p {
+                    a.to_string()
+                } else {
+                    a.with(libp2p::multiaddr::Protocol::P2p(me)).to_string()
+                }
+            })
+            .collect();
+        Ok(InviteCode {
+            collective,
+            invite: op,
+            secret,
+            peers,
+        })
+    }
+
+    /// Signs and inserts a local op, stores it, and sends what the driver asks.
+    async fn write(
+        &mut self,
+        collective: Cid,
+        kind: OpKind,
+        fields: BTreeMap<String, Ipld>,
+    ) -> Result<Cid, EngineError> {
+        let me = self.me.clone();
+        if kind != OpKind::Join && !self.is_member(&collective, &me) {
+            if !self.collectives.contains_key(&collective) {
+                return Err(EngineError::UnknownCollective(collective));
+            }
+            return Err(EngineError::NotMember);
+        }
+        let Some(c) = self.collectives.get_mut(&collective) else {
+            return Err(EngineError::UnknownCollective(collective));
+        };
+        let mut out = Vec::new();
+        let result = c
+            .driver
+            .create(kind, fields, &self.key, now_micros(), &mut out);
+        self.perform(collective, out).await;
+        let id = result.map_err(EngineError::Refused)?;
+        if !self.save(&collective) {
+            return Err(EngineError::Store("the op was not stored".into()));
+        }
+        self.dirty.remove(&collective);
+        self.sync_subscription(&collective).await;
+        Ok(id)
+    }
+
+    /// Adopts a log fetched with an invite and writes this member's join op.
+    async fn adopt(&mut self, code: InviteCode, ops: Vec<Vec<u8>>) -> Result<Vec<u8>, EngineError> {
+        let id = code.collective;
+        if !self.collectives.contains_key(&id) {
+            let mut log = Log::new(id).with_pending_bounds(usize::MAX, i64::MAX);
+            let now = now_micros();
+            for bytes in &ops {
+                log.insert_bytes(bytes, now);
+            }
+            if log.is_empty() {
+                return Err(EngineError::Invite("the peer sent no valid ops".into()));
+            }
+            let mut dc = self.config.driver.clone();
+            dc.seed = dc.seed.wrapping_add(self.collectives.len() as u64);
+            self.collectives.insert(
+                id,
+                Collective {
+                    driver: Driver::new(log, dc),
+                    unvalidated: HashMap::new(),
+                    subscribed: false,
+                },
+            );
+        }
+        if self.is_member(&id, &self.me.clone()) {
+            return Err(EngineError::Invalid("you are already a member".into()));
+        }
+        self.joining.insert(id);
+        let f = make::join(Some((&code.invite, &code.secret)));
+        let join = self.write(id, OpKind::Join, f).await?;
+        let bytes = self
+            .collectives
+            .get(&id)
+            .and_then(|c| c.driver.log().get(&join))
+            .map(|op| op.bytes().to_vec())
+            .ok_or(EngineError::Stopped)?;
+        self.reconcile_peers().await;
+        Ok(bytes)
+    }
+
+    async fn on_tick(&mut self) {
+        let now = now_micros();
+        let ids: Vec<Cid> = self.collectives.keys().copied().collect();
+        for id in ids {
+            if let Some(c) = self.collectives.get_mut(&id) {
+                let out = c.driver.handle(Event::Tick, now);
+                self.perform(id, out).await;
+            }
+        }
+        self.reconcile_peers().await;
+        self.save_all();
+    }
+
+    /// Tells each driver which connected peers are its collective's members.
+    async fn reconcile_peers(&mut self) {
+        let now = now_micros();
+        let ids: Vec<Cid> = self.collectives.keys().copied().collect();
+        for id in ids {
+            self.sync_subscription(&id).await;
+            let Some(c) = self.collectives.get_mut(&id) else {
+                continue;
+            };
+            let state = c.driver.log().state_ref();
+            let me_member = state.members.contains_key(&self.me) && !self.joining.contains(&id);
+            let want: BTreeSet<PeerId> = if me_member {
+                self.connected
+                    .iter()
+                    .filter(|(_, d)| d.as_ref().is_some_and(|d| state.members.contains_key(d)))
+                    .map(|(p, _)| *p)
+                    .collect()
+            } else {
+                BTreeSet::new()
+            };
+            let have: BTreeSet<PeerId> = c.driver.peers().copied().collect();
+            let mut out = Vec::new();
+            for p in have.difference(&want) {
+                c.driver
+                    .handle_into(Event::PeerDisconnected(*p), now, &mut out);
+            }
+            for p in want.difference(&have) {
+                c.driver
+                    .handle_into(Event::PeerConnected(*p), now, &mut out);
+            }
+            self.perform(id, out).await;
+        }
+    }
+
+    async fn on_event(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::PeerConnected { peer, did } => {
+                let did = did.or_else(|| did_from_peer_id(&peer));
+                self.connected.insert(peer, did);
+                self.reconcile_peers().await;
+            }
+            NetEvent::PeerDisconnected { peer } => {
+                self.connected.remove(&peer);
+                self.reconcile_peers().await;
+            }
+            NetEvent::Subscribed { peer, topic } => {
+                let Some(id) = collective_of(&topic) else {
+                    return;
+                };
+                let did = did_from_peer_id(&peer).unwrap_or_default();
+                if self.collectives.contains_key(&id) && !self.is_member(&id, &did) {
+                    // Gossip must not reach a non-member: cut the connection. A new member
+                    // whose join this node has not seen yet reconnects after syncing.
+                    warn!(peer = %peer, collective = %id, "a non-member subscribed; disconnecting");
+                    let _ = self.net.disconnect(peer).await;
+                }
+            }
+            NetEvent::Gossip {
+                msg_id,
+                source,
+                topic,
+                data,
+                ..
+            } => self.on_gossip(msg_id, source, &topic, data).await,
+            NetEvent::Request {
+                peer,
+                did,
+                topic,
+                body,
+                token,
+            } => {
+                let did = did.or_else(|| did_from_peer_id(&peer)).unwrap_or_default();
+                let answer = self.on_request(peer, &did, &topic, &body).await;
+                let _ = self.net.respond(token, response(answer)).await;
+            }
+            NetEvent::Banned { peer, score } => {
+                warn!(peer = %peer, score, "peer banned for invalid messages");
+            }
+            NetEvent::Listening(_) | NetEvent::Unsubscribed { .. } | NetEvent::Penalised { .. } => {
+            }
+        }
+    }
+
+    async fn on_gossip(&mut self, msg_id: MsgId, source: PeerId, topic: &str, data: Vec<u8>) {
+        let Some(id) = collective_of(topic) else {
+            let _ = self
+                .net
+                .report_validation(msg_id, source, Validation::Ignore)
+                .await;
+            return;
+        };
+        let did = did_from_peer_id(&source).unwrap_or_default();
+        if !self.is_member(&id, &did) || !self.is_member(&id, &self.me.clone()) {
+            let _ = self
+                .net
+                .report_validation(msg_id, source, Validation::Ignore)
+                .await;
+            return;
+        }
+        let Some(c) = self.collectives.get_mut(&id) else {
+            return;
+        };
+        c.unvalidated.insert(msg_id.clone(), source);
+        let out = c.driver.handle(
+            Event::Message {
+                from: source,
+                msg: Message::Op(data),
+            },
+            now_micros(),
+        );
+        self.perform(id, out).await;
+        // Not applied (waiting for parents, or known): not forwarded by us.
+        if let Some(c) = self.collectives.get_mut(&id)
+            && let Some(src) = c.unvalidated.remove(&msg_id)
+        {
+            let _ = self
+                .net
+                .report_validation(msg_id, src, Validation::Ignore)
+                .await;
+        }
+        self.dirty.insert(id);
+    }
+
+    async fn on_request(
+        &mut self,
+        peer: PeerId,
+        did: &str,
+        topic: &str,
+        body: &[u8],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let Some(id) = collective_of(topic) else {
+            return Err("unknown topic".into());
+        };
+        let Some(c) = self.collectives.get(&id) else {
+            return Err(NOT_A_MEMBER.into());
+        };
+        let Some(req) = Req::decode(body) else {
+            return Err("malformed request".into());
+        };
+        match req {
+            Req::Sync(msg) => {
+                if !self.is_member(&id, did) || !self.is_member(&id, &self.me.clone()) {
+                    debug!(peer = %peer, "refused a non-member's sync request");
+                    return Err(NOT_A_MEMBER.into());
+                }
+                let msg = Message::decode(&msg).map_err(|e| e.to_string())?;
+                let now = now_micros();
+                let Some(c) = self.collectives.get_mut(&id) else {
+                    return Err(NOT_A_MEMBER.into());
+                };
+                if !c.driver.peers().any(|p| *p == peer) {
+                    let out = c.driver.handle(Event::PeerConnected(peer), now);
+                    self.perform(id, out).await;
+                }
+                let Some(c) = self.collectives.get_mut(&id) else {
+                    return Err(NOT_A_MEMBER.into());
+                };
+                let out = c.driver.handle(Event::Message { from: peer, msg }, now);
+                self.perform(id, out).await;
+                self.dirty.insert(id);
+                Ok(Vec::new())
+            }
+            Req::Fetch { invite, secret } => {
+                let state = c.driver.log().state_ref();
+                let valid = state.invites.get(&invite).is_some_and(|i| {
+                    guild_core::cids::sha256(&secret).as_slice() == i.secret_hash.as_slice()
+                        && i.invitee.as_deref().is_none_or(|d| d == did)
+                });
+                if !valid {
+                    return Err(if state.used_invites.contains(&invite) {
+                        "this invite has already been used".into()
+                    } else {
+                        "unknown or expired invite".into()
+                    });
+                }
+                Ok(c.driver
+                    .log()
+                    .export()
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect())
+            }
+            Req::Submit(bytes) => {
+                let op = SignedOp::decode(&bytes).map_err(|e| e.to_string())?;
+                if op.kind() != OpKind::Join || op.author() != did {
+                    return Err("only a candidate's own join may be submitted".into());
+                }
+                let now = now_micros();
+                let Some(c) = self.collectives.get_mut(&id) else {
+                    return Err(NOT_A_MEMBER.into());
+                };
+                let mut out = Vec::new();
+                let result = c.driver.submit(op, now, &mut out);
+                self.perform(id, out).await;
+                self.save(&id);
+                self.reconcile_peers().await;
+                result.map(|_| Vec::new()).map_err(|r| r.to_string())
+            }
+        }
+    }
+
+    /// Carries out a driver's actions.
+    async fn perform(&mut self, id: Cid, actions: Vec<Action<PeerId>>) {
+        let t = topic(&id);
+        for action in actions {
+            match action {
+                Action::Publish(bytes) => {
+                    let msg_id = MsgId::of(&bytes);
+                    let forwarded = self
+                        .collectives
+                        .get_mut(&id)
+                        .and_then(|c| c.unvalidated.remove(&msg_id));
+                    match forwarded {
+                        Some(src) => {
+                            let _ = self
+                                .net
+                                .report_validation(msg_id, src, Validation::Accept)
+                                .await;
+                        }
+                        None => {
+                            let net = self.net.clone();
+                            let t = t.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = net.publish(&t, bytes).await {
+                                    debug!(error = %e, "publish failed; anti-entropy will carry it");
+                                }
+                            });
+                        }
+                    }
+                }
+                Action::Send { to, msg } => {
+                    let Ok(permit) = Arc::clone(&self.requests).try_acquire_owned() else {
+                        debug!("too many sync requests in flight; dropping one");
+                        continue;
+                    };
+                    let net = self.net.clone();
+                    let t = t.clone();
+                    let body = Req::Sync(msg.encode()).encode();
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        match net.request(to, &t, body).await {
+                            Ok(answer) => {
+                                if let Err(e) = read_response(&answer) {
+                                    debug!(peer = %to, error = %e, "sync request refused");
+                                }
+                            }
+                            Err(e) => debug!(peer = %to, error = %e, "sync request failed"),
+                        }
+                    });
+                }
+                Action::Applied(_) => {
+                    self.dirty.insert(id);
+                }
+                Action::Rejected {
+                    from,
+                    id: op,
+                    reason,
+                } => {
+                    if let (Some(src), Some(op)) = (from, op) {
+                        let msg_id = MsgId(op.to_bytes());
+                        let pending = self
+                            .collectives
+                            .get_mut(&id)
+                            .and_then(|c| c.unvalidated.remove(&msg_id));
+                        if pending.is_some() {
+                            let _ = self
+                                .net
+                                .report_validation(msg_id, src, Validation::Reject)
+                                .await;
+                        }
+                        debug!(peer = %src, reason = %reason, "rejected an op");
+                    }
+                }
+                Action::Penalise { peer, reason } => {
+                    warn!(peer = %peer, reason = %reason, "peer sent an invalid op");
+                }
+                Action::Wake { .. } => {}
+            }
+        }
+    }
+}
+
+fn is_unspecified(a: &Multiaddr) -> bool {
+    a.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+fn short(did: &str) -> &str {
+    did.get(did.len().saturating_sub(8)..).unwrap_or(did)
+}

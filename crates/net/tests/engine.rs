@@ -1,0 +1,262 @@
+//! Several real nodes in one process (libp2p memory transport), each with its collectives
+//! engine and its own store: a collective is founded, members join with invites, ops spread,
+//! a non-member gets nothing, a removed member is cut off, and a node that was away catches up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use guild_core::Keypair;
+use guild_gov::make::{self, CharterParams};
+use guild_gov::{DriverConfig, OpKind, OpStore};
+use guild_net::collective::topic;
+use guild_net::{Engine, EngineConfig, EngineError, Multiaddr, Net, NetConfig, NetHandle};
+use guild_store::MemoryStore;
+
+struct Member {
+    key: Keypair,
+    net: NetHandle,
+    engine: Engine,
+    store: Arc<MemoryStore>,
+}
+
+fn engine_config() -> EngineConfig {
+    EngineConfig {
+        driver: DriverConfig {
+            sync_interval_micros: 1_000_000,
+            sync_jitter_micros: 500_000,
+            request_timeout_micros: 1_000_000,
+            ..DriverConfig::default()
+        },
+        tick: Duration::from_millis(50),
+        join_timeout: Duration::from_secs(10),
+        ..EngineConfig::default()
+    }
+}
+
+async fn member_with(n: u8, store: Arc<MemoryStore>) -> Member {
+    let key = Keypair::from_secret_bytes(&[n; 32]);
+    let (net, events) = Net::spawn(&key, NetConfig::memory()).unwrap();
+    let engine = Engine::spawn(
+        key.clone(),
+        net.clone(),
+        events,
+        store.clone(),
+        engine_config(),
+    )
+    .await
+    .unwrap();
+    Member {
+        key,
+        net,
+        engine,
+        store,
+    }
+}
+
+async fn member(n: u8) -> Member {
+    member_with(n, Arc::new(MemoryStore::new())).await
+}
+
+/// Polls `check` every 50 ms for up to 20 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn members_of(m: &Member, c: &guild_core::Cid) -> Vec<String> {
+    match m.engine.status(*c).await {
+        Ok(s) => s.state.members.keys().cloned().collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn addr(m: &Member) -> Multiaddr {
+    let a = m.net.listen_addrs().await.unwrap();
+    a[0].clone()
+        .with(guild_net::multiaddr::Protocol::P2p(m.net.peer_id()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn found_invite_join_and_spread() {
+    let a = member(1).await;
+    let b = member(2).await;
+    let c = member(3).await;
+    let id = a.engine.create(CharterParams::new("Poets")).await.unwrap();
+
+    let code = a.engine.invite(id, None, None).await.unwrap();
+    assert!(
+        !code.peers.is_empty(),
+        "the invite carries the founder's address"
+    );
+    assert_eq!(b.engine.join(code.clone()).await.unwrap(), id);
+    // The same invite admits one member only.
+    let err = c.engine.join(code).await.unwrap_err();
+    assert!(matches!(err, EngineError::Invite(_)), "{err:?}");
+    let code = a.engine.invite(id, None, None).await.unwrap();
+    c.engine.join(code).await.unwrap();
+
+    let all = {
+        let mut v = vec![a.key.did(), b.key.did(), c.key.did()];
+        v.sort();
+        v
+    };
+    for m in [&a, &b, &c] {
+        eventually("three members everywhere", || async {
+            members_of(m, &id).await == all
+        })
+        .await;
+    }
+
+    // B consents; the grant reaches A and C.
+    let templates = vec!["research-open".to_owned()];
+    b.engine
+        .write(
+            id,
+            OpKind::ConsentGrant,
+            Box::new(move |st, me| {
+                let at = guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000);
+                Ok(make::consent(st, me, &templates, &[], &at))
+            }),
+        )
+        .await
+        .unwrap();
+    for m in [&a, &c] {
+        eventually("the grant spreads", || async {
+            m.engine.status(id).await.is_ok_and(|s| {
+                s.state
+                    .effective_consent(&b.key.did(), "research-open")
+                    .is_some()
+            })
+        })
+        .await;
+    }
+    // Same heads and state everywhere, and the ops are stored.
+    eventually("identical states", || async {
+        let sa = a.engine.status(id).await.unwrap();
+        let sb = b.engine.status(id).await.unwrap();
+        let sc = c.engine.status(id).await.unwrap();
+        sa.heads == sb.heads && sb.heads == sc.heads && sa.state == sc.state
+    })
+    .await;
+    let stored = a.store.stored_ops(&id).unwrap();
+    assert_eq!(stored.len(), a.engine.status(id).await.unwrap().ops);
+
+    // A member who is not a steward cannot invite.
+    let err = b.engine.invite(id, None, None).await.unwrap_err();
+    assert!(matches!(err, EngineError::Refused(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_member_gets_nothing_and_a_removed_member_is_cut_off() {
+    let a = member(11).await;
+    let b = member(12).await;
+    let stranger = member(13).await;
+    let id = a.engine.create(CharterParams::new("Closed")).await.unwrap();
+    let code = a.engine.invite(id, None, None).await.unwrap();
+    b.engine.join(code).await.unwrap();
+    eventually("b is a member at a", || async {
+        members_of(&a, &id).await.len() == 2
+    })
+    .await;
+
+    // A stranger dials in and asks for the log: refused, nothing returned.
+    stranger.net.dial(addr(&a).await).await.unwrap();
+    let sync = guild_gov::Message::Heads(vec![id]).encode();
+    let body = {
+        use guild_core::{Ipld, data};
+        data::encode(&Ipld::Map([("sync".to_owned(), Ipld::Bytes(sync))].into())).unwrap()
+    };
+    let answer = stranger
+        .net
+        .request(a.net.peer_id(), &topic(&id), body.clone())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer).to_string();
+    assert!(text.contains("not-a-member"), "{text}");
+    // Fetching with a made-up invite is refused too.
+    let fake = make::InviteCode {
+        collective: id,
+        invite: id,
+        secret: vec![1; 32],
+        peers: vec![addr(&a).await.to_string()],
+    };
+    let err = stranger.engine.join(fake).await.unwrap_err();
+    assert!(matches!(err, EngineError::Invite(_)), "{err:?}");
+    assert!(stranger.engine.collectives().await.unwrap().is_empty());
+
+    // A removes B: B's requests are refused from then on.
+    let b_did = b.key.did();
+    a.engine
+        .write(
+            id,
+            OpKind::Remove,
+            Box::new(move |_, _| {
+                Ok([("member".to_owned(), guild_core::Ipld::String(b_did))].into())
+            }),
+        )
+        .await
+        .unwrap();
+    let answer = b
+        .net
+        .request(a.net.peer_id(), &topic(&id), body)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&answer).contains("not-a-member"));
+    // B learns of its removal (by gossip or sync before the cut) or not at all; either way it
+    // can no longer write anything A accepts.
+    let members = members_of(&a, &id).await;
+    assert_eq!(members, vec![a.key.did()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_was_away_catches_up_and_a_restart_keeps_the_log() {
+    let a = member(21).await;
+    let b = member(22).await;
+    let id = a.engine.create(CharterParams::new("Away")).await.unwrap();
+    let code = a.engine.invite(id, None, None).await.unwrap();
+    b.engine.join(code).await.unwrap();
+    eventually("joined", || async { members_of(&a, &id).await.len() == 2 }).await;
+
+    // B goes away (its node shuts down); A writes 200 ops meanwhile.
+    let b_store = b.store.clone();
+    b.net.shutdown().await.unwrap();
+    drop(b);
+    for i in 0..200u32 {
+        a.engine
+            .write(
+                id,
+                OpKind::Invite,
+                Box::new(move |_, _| Ok(make::invite(&[i as u8; 32], None, None))),
+            )
+            .await
+            .unwrap();
+    }
+    let a_status = a.engine.status(id).await.unwrap();
+    assert_eq!(a_status.ops, 3 + 200);
+
+    // B comes back with the same store and key: it reloads its log and catches up by
+    // anti-entropy once it reconnects.
+    let b = member_with(22, b_store).await;
+    assert_eq!(b.engine.status(id).await.unwrap().ops, 3);
+    b.net.dial(addr(&a).await).await.unwrap();
+    eventually("b catches up", || async {
+        b.engine
+            .status(id)
+            .await
+            .is_ok_and(|s| s.heads == a_status.heads)
+    })
+    .await;
+    assert_eq!(
+        b.engine.status(id).await.unwrap().state,
+        a.engine.status(id).await.unwrap().state
+    );
+}
