@@ -24,7 +24,7 @@ pub struct Target {
 }
 
 /// A client for the node whose data directory is `data_dir`.
-fn connect(data_dir: &Path) -> Result<(Client, String)> {
+pub(crate) fn connect(data_dir: &Path) -> Result<(Client, String)> {
     let addr_path = data_dir.join(files::ADDR);
     let url = match std::fs::read_to_string(&addr_path) {
         Ok(s) => s.trim().to_string(),
@@ -47,7 +47,7 @@ fn connect(data_dir: &Path) -> Result<(Client, String)> {
 }
 
 /// Turns a client error into one a person can act on.
-fn explain(e: ClientError) -> anyhow::Error {
+pub(crate) fn explain(e: ClientError) -> anyhow::Error {
     match e {
         ClientError::Unreachable { url, .. } => anyhow::anyhow!(
             "cannot reach the node at {url}: is `guild node` running? (a stale node.addr is left behind if the node was killed)"

@@ -47,6 +47,8 @@ pub struct Config {
     pub lexicons: LexiconConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Peer-to-peer networking (libp2p).
+    pub net: guild_net::NetConfig,
 }
 
 /// `[http]`
@@ -95,7 +97,7 @@ impl Default for LexiconConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            filter: "info".into(),
+            filter: "info,libp2p_gossipsub=error".into(),
         }
     }
 }
@@ -119,7 +121,22 @@ dirs = ["lexicons"]
 
 [log]
 # A tracing filter: error, warn, info, debug, trace, or per module (guild_api=debug).
-filter = "info"
+# gossipsub warns about every re-publish of an op it already has, which is normal here.
+filter = "info,libp2p_gossipsub=error"
+
+[net]
+# Where the node listens for other members' nodes (libp2p multiaddresses; port 0 picks a free
+# port). GUILD_P2P_LISTEN (comma-separated) overrides it.
+listen = ["/ip4/0.0.0.0/tcp/0"]
+# Members' nodes to dial at start and while disconnected (each ending in /p2p/<peer id>).
+# Invites carry the inviter's addresses, so joining needs none.
+bootstrap = []
+# Find other members' nodes on the local network (GUILD_MDNS=0 turns it off).
+mdns = true
+# Close idle connections after this many seconds (at least 60).
+idle_timeout_secs = 60
+# Penalise many peers behind one IP address (turn off when every node runs on one machine).
+ip_colocation_penalty = true
 "#;
 
 impl Config {
@@ -145,6 +162,20 @@ impl Config {
         if let Ok(v) = std::env::var("GUILD_LOG") {
             config.log.filter = v;
         }
+        if let Ok(v) = std::env::var("GUILD_P2P_LISTEN") {
+            config.net.listen = v
+                .split(',')
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| {
+                    a.trim()
+                        .parse()
+                        .with_context(|| format!("GUILD_P2P_LISTEN: {a:?} is not a multiaddress"))
+                })
+                .collect::<Result<_>>()?;
+        }
+        if let Ok(v) = std::env::var("GUILD_MDNS") {
+            config.net.mdns = !matches!(v.as_str(), "0" | "false" | "off" | "no");
+        }
         Ok(config)
     }
 
@@ -159,6 +190,9 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             bail!("http.max_body_bytes must be at least 1024");
         }
+        self.net
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[net]: {e}"))?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! `record`, `import`, `export` and `status` talk to a running daemon over its XRPC API.
 
 mod client_cmd;
+mod collective_cmd;
 mod config;
 mod files;
 mod key_cmd;
@@ -80,6 +81,21 @@ enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Collectives: create, invite, join, status, list, leave.
+    #[command(subcommand)]
+    Collective(collective_cmd::CollectiveCmd),
+    /// Your consent to a collective's licence templates: grant, revoke.
+    #[command(subcommand)]
+    Consent(collective_cmd::ConsentCmd),
+    /// Steward elections: open, vote, close, results.
+    #[command(subcommand)]
+    Election(collective_cmd::ElectionCmd),
+    /// The node's peer-to-peer identity, listen addresses and connected peers.
+    Peers {
+        /// Print the node's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
     /// Identity keys: generate one, or show the DID of one.
     #[command(subcommand)]
     Key(key_cmd::KeyCmd),
@@ -126,6 +142,10 @@ fn main() -> ExitCode {
         Command::Export { out, space, since } => {
             client_cmd::export(&data_dir, &out, &space, since.as_deref())
         }
+        Command::Collective(cmd) => collective_cmd::collective(&data_dir, cmd),
+        Command::Consent(cmd) => collective_cmd::consent(&data_dir, cmd),
+        Command::Election(cmd) => collective_cmd::election(&data_dir, cmd),
+        Command::Peers { json } => collective_cmd::peers(&data_dir, json),
         Command::Key(cmd) => key_cmd::run(cmd),
         Command::Repo(cmd) => repo_cmd::run(cmd),
         Command::Lexicon(cmd) => lexicon_cmd::run(cmd),

@@ -145,16 +145,12 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
         .chars()
         .take(8)
         .collect::<String>();
+    let net_key = key.clone();
+    let gov_store = Arc::new(store.clone());
     let service = Arc::new(
         RepoService::new(Arc::new(store), key, Arc::new(registry))
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let state = Arc::new(ApiState {
-        service: service.clone(),
-        admin_token: token,
-        max_body_bytes: config.http.max_body_bytes,
-        started,
-    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
@@ -164,6 +160,30 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
     let addr_path = data_dir.join(files::ADDR);
     let result: Result<()> = runtime.block_on(
         async {
+            // Networking first: the collectives engine serves the collective endpoints.
+            let (net, events) = guild_net::Net::spawn(&net_key, config.net.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("cannot start peer-to-peer networking")?;
+            let engine = guild_net::Engine::spawn(
+                net_key,
+                net.clone(),
+                events,
+                gov_store,
+                guild_net::EngineConfig::default(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("cannot load the collectives")?;
+            let state = Arc::new(ApiState {
+                service: service.clone(),
+                admin_token: token,
+                max_body_bytes: config.http.max_body_bytes,
+                started,
+                collectives: Some(guild_api::Collectives {
+                    engine: engine.clone(),
+                    net: net.clone(),
+                }),
+            });
             let listener = tokio::net::TcpListener::bind(config.http.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.http.listen))?;
@@ -180,10 +200,22 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
                 ready_ms = started.elapsed().as_millis() as u64,
                 "serving"
             );
-            axum::serve(listener, router(state))
+            let p2p = net.listen_addrs().await.unwrap_or_default();
+            tracing::info!(
+                peer = %net.peer_id(),
+                listen = ?p2p.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "peer-to-peer"
+            );
+            let served = axum::serve(listener, router(state))
                 .with_graceful_shutdown(shutdown_signal())
                 .await
-                .context("the HTTP server failed")?;
+                .context("the HTTP server failed");
+            // Store what arrived since the last tick, then leave the swarm.
+            if let Err(e) = engine.flush().await {
+                tracing::warn!("could not store the last ops: {e}");
+            }
+            let _ = net.shutdown().await;
+            served?;
             Ok(())
         }
         .instrument(tracing::info_span!("node", id = %short)),

@@ -31,7 +31,7 @@ pub struct XrpcError {
 }
 
 impl XrpcError {
-    fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
         XrpcError {
             status,
             error,
@@ -39,7 +39,7 @@ impl XrpcError {
         }
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
     }
 }
@@ -95,6 +95,8 @@ pub struct ApiState<S> {
     pub max_body_bytes: usize,
     /// When the node started.
     pub started: Instant,
+    /// The collectives engine and swarm, when the node runs networking.
+    pub collectives: Option<crate::collective::Collectives>,
 }
 
 impl<S> std::fmt::Debug for ApiState<S> {
@@ -103,6 +105,13 @@ impl<S> std::fmt::Debug for ApiState<S> {
             .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
     }
+}
+
+/// A query string's parameters, in order.
+pub(crate) fn query_params(raw: Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// The router for every XRPC endpoint.
@@ -124,7 +133,21 @@ pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
             .route(&at("sync.getLatestCommit"), get(get_latest_commit::<S>))
             .route(&at("sync.getRecord"), get(get_record_proof::<S>));
     }
+    use crate::collective as c;
+    let g = |m: &str| format!("/xrpc/coop.guild.collective.{m}");
     router
+        .route(&g("create"), post(c::create::<S>))
+        .route(&g("createInvite"), post(c::create_invite::<S>))
+        .route(&g("join"), post(c::join::<S>))
+        .route(&g("leave"), post(c::leave::<S>))
+        .route(&g("grantConsent"), post(c::grant_consent::<S>))
+        .route(&g("revokeConsent"), post(c::revoke_consent::<S>))
+        .route(&g("openElection"), post(c::open_election::<S>))
+        .route(&g("vote"), post(c::vote::<S>))
+        .route(&g("closeElection"), post(c::close_election::<S>))
+        .route(&g("getStatus"), get(c::get_status::<S>))
+        .route(&g("listCollectives"), get(c::list::<S>))
+        .route("/xrpc/coop.guild.node.getPeers", get(c::peers::<S>))
         .route("/xrpc/coop.guild.node.getStatus", get(node_status::<S>))
         .route("/xrpc/_health", get(health))
         .fallback(not_found)
@@ -166,7 +189,7 @@ fn is_guild(uri: &axum::http::Uri) -> bool {
     uri.path().starts_with("/xrpc/coop.guild.")
 }
 
-fn check_auth<S>(state: &ApiState<S>, headers: &HeaderMap) -> Result<(), XrpcError> {
+pub(crate) fn check_auth<S>(state: &ApiState<S>, headers: &HeaderMap) -> Result<(), XrpcError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -147,6 +147,7 @@ enum Cmd {
     /// The join op was accepted by the member it was submitted to: start gossiping.
     Joined(Cid),
     Status(Cid, oneshot::Sender<Result<Status, EngineError>>),
+    Flush(oneshot::Sender<()>),
     List(oneshot::Sender<Vec<Cid>>),
 }
 
@@ -379,6 +380,12 @@ impl Engine {
         self.call(|r| Cmd::Status(collective, r)).await?
     }
 
+    /// Stores every op received and not yet stored (they are stored every tick anyway; call
+    /// this before the process exits).
+    pub async fn flush(&self) -> Result<(), EngineError> {
+        self.call(Cmd::Flush).await
+    }
+
     /// The collectives this node holds.
     pub async fn collectives(&self) -> Result<Vec<Cid>, EngineError> {
         self.call(Cmd::List).await
@@ -562,6 +569,10 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             }
             Cmd::Status(id, reply) => {
                 let _ = reply.send(self.status(&id));
+            }
+            Cmd::Flush(reply) => {
+                self.save_all();
+                let _ = reply.send(());
             }
             Cmd::List(reply) => {
                 let _ = reply.send(self.collectives.keys().copied().collect());
@@ -794,7 +805,18 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                     return;
                 };
                 let did = did_from_peer_id(&peer).unwrap_or_default();
-                if self.collectives.contains_key(&id) && !self.is_member(&id, &did) {
+                if self.is_member(&id, &did) {
+                    // A member (re)subscribed: what was published before its subscription
+                    // arrived did not reach it, so sync with it now rather than in 30–60 s.
+                    if let Some(c) = self.collectives.get_mut(&id)
+                        && c.driver.peers().any(|p| *p == peer)
+                    {
+                        let out = c.driver.handle(Event::PeerConnected(peer), now_micros());
+                        self.perform(id, out).await;
+                    }
+                    return;
+                }
+                if self.collectives.contains_key(&id) {
                     // Gossip must not reach a non-member: cut the connection. A new member
                     // whose join this node has not seen yet reconnects after syncing.
                     warn!(peer = %peer, collective = %id, "a non-member subscribed; disconnecting");

@@ -188,6 +188,10 @@ impl Node {
         cmd.args(["node", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data.dir)
             .env("GUILD_LOG", "info")
+            // Tests on one machine: loopback only, no LAN discovery (each test decides whom
+            // its nodes meet).
+            .env("GUILD_MDNS", "0")
+            .env("GUILD_P2P_LISTEN", "/ip4/127.0.0.1/tcp/0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
