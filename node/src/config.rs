@@ -49,6 +49,27 @@ pub struct Config {
     pub log: LogConfig,
     /// Peer-to-peer networking (libp2p).
     pub net: guild_net::NetConfig,
+    /// Anti-entropy between members' nodes.
+    pub sync: SyncConfig,
+}
+
+/// `[sync]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Seconds between two anti-entropy rounds with a random member's node (at least 1).
+    pub interval_secs: u64,
+    /// Up to this many seconds more, at random, so that nodes do not sync in lockstep.
+    pub jitter_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            interval_secs: 30,
+            jitter_secs: 30,
+        }
+    }
 }
 
 /// `[http]`
@@ -137,6 +158,13 @@ mdns = true
 idle_timeout_secs = 60
 # Penalise many peers behind one IP address (turn off when every node runs on one machine).
 ip_colocation_penalty = true
+
+[sync]
+# Anti-entropy: every interval_secs (plus up to jitter_secs at random) the node compares its
+# governance log with a random member's node and fetches what it lacks, so that nothing gossip
+# missed stays missing. GUILD_SYNC_INTERVAL_SECS overrides both (jitter = interval).
+interval_secs = 30
+jitter_secs = 30
 "#;
 
 impl Config {
@@ -173,6 +201,13 @@ impl Config {
                 })
                 .collect::<Result<_>>()?;
         }
+        if let Ok(v) = std::env::var("GUILD_SYNC_INTERVAL_SECS") {
+            let secs: u64 = v
+                .parse()
+                .with_context(|| format!("GUILD_SYNC_INTERVAL_SECS={v:?} is not a number"))?;
+            config.sync.interval_secs = secs;
+            config.sync.jitter_secs = secs;
+        }
         if let Ok(v) = std::env::var("GUILD_MDNS") {
             config.net.mdns = !matches!(v.as_str(), "0" | "false" | "off" | "no");
         }
@@ -189,6 +224,9 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 {
             bail!("http.max_body_bytes must be at least 1024");
+        }
+        if self.sync.interval_secs == 0 {
+            bail!("sync.interval_secs must be at least 1");
         }
         self.net
             .validate()

@@ -169,7 +169,23 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
                 net.clone(),
                 events,
                 gov_store,
-                guild_net::EngineConfig::default(),
+                guild_net::EngineConfig {
+                    driver: guild_gov::DriverConfig {
+                        // Seeded by the peer id's last bytes (its key), so nodes differ.
+                        seed: {
+                            let b = net.peer_id().to_bytes();
+                            u64::from_le_bytes(
+                                b[b.len().saturating_sub(8)..].try_into().unwrap_or([0; 8]),
+                            )
+                        },
+                        sync_interval_micros: (config.sync.interval_secs as i64)
+                            .saturating_mul(1_000_000),
+                        sync_jitter_micros: (config.sync.jitter_secs as i64)
+                            .saturating_mul(1_000_000),
+                        ..guild_gov::DriverConfig::default()
+                    },
+                    ..guild_net::EngineConfig::default()
+                },
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))

@@ -87,6 +87,9 @@ pub struct EngineConfig {
     pub join_timeout: Duration,
     /// Addresses to put in invites (default: the swarm's listen addresses).
     pub advertise: Vec<Multiaddr>,
+    /// How often to redial members this node was connected to and lost (their addresses are
+    /// remembered while the node runs).
+    pub redial: Duration,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +100,7 @@ impl Default for EngineConfig {
             max_requests_in_flight: 256,
             join_timeout: Duration::from_secs(20),
             advertise: Vec::new(),
+            redial: Duration::from_secs(10),
         }
     }
 }
@@ -267,6 +271,9 @@ struct Task<S> {
     connected: HashMap<PeerId, Option<String>>,
     requests: Arc<Semaphore>,
     dirty: BTreeSet<Cid>,
+    /// Where members' nodes were reached (learnt while connected), for redialling.
+    known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    last_redial: Instant,
     /// Collectives whose join op is written but not yet accepted by a member: no gossip yet
     /// (members who have not seen the join would take the subscription for a stranger's).
     joining: BTreeSet<Cid>,
@@ -316,6 +323,8 @@ impl Engine {
             connected: HashMap::new(),
             dirty: BTreeSet::new(),
             joining: BTreeSet::new(),
+            known_addrs: HashMap::new(),
+            last_redial: Instant::now(),
         };
         task.subscribe_all().await;
         tokio::spawn(task.run(rx, events));
@@ -753,6 +762,48 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         }
         self.reconcile_peers().await;
         self.save_all();
+        if self.last_redial.elapsed() >= self.config.redial {
+            self.last_redial = Instant::now();
+            self.redial().await;
+        }
+    }
+
+    /// Remembers where connected members are, and dials the members known but not connected
+    /// (after a partition or a restart of theirs), so that anti-entropy can run again.
+    async fn redial(&mut self) {
+        let Ok(peers) = self.net.peers().await else {
+            return;
+        };
+        for p in &peers {
+            if !p.addrs.is_empty() {
+                self.known_addrs.insert(p.peer, p.addrs.clone());
+            }
+        }
+        let is_member_anywhere = |did: &str| {
+            self.collectives
+                .values()
+                .any(|c| c.driver.log().state_ref().members.contains_key(did))
+        };
+        let lost: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .known_addrs
+            .iter()
+            .filter(|(peer, _)| !self.connected.contains_key(peer))
+            .filter(|(peer, _)| did_from_peer_id(peer).is_some_and(|d| is_member_anywhere(&d)))
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
+        for (peer, addrs) in lost {
+            for a in addrs {
+                let a = if a.iter().any(|x| matches!(x, libp2p::multiaddr::Protocol::P2p(_))) {
+                    a
+                } else {
+                    a.with(libp2p::multiaddr::Protocol::P2p(peer))
+                };
+                if self.net.dial(a).await.is_ok() {
+                    debug!(peer = %peer, "redialling a member");
+                    break;
+                }
+            }
+        }
     }
 
     /// Tells each driver which connected peers are its collective's members.
