@@ -1,0 +1,474 @@
+//! Multi-node figures for a collective over real in-process swarms (libp2p memory transport),
+//! each node with its own collectives engine and store (protocol.md §5; goals.md "gossip
+//! convergence"):
+//!
+//! - `spread`: N members (default 1 000); each link gets an injected one-way latency (default
+//!   50 ms: every event a node receives is delayed that long before its engine sees it); a
+//!   member writes an op; the time until every node has validated and applied it, over several
+//!   ops (p50 / p99 / max), and the process RSS.
+//! - `heal`: a 30 % partition (links cut, redial off) with ops on both sides; the time from
+//!   re-linking until all N nodes have identical heads and state.
+//! - `catchup`: a node offline while 10 000 ops are written; the time from its reconnection
+//!   until it holds them all (anti-entropy only).
+//!
+//! Run: `cargo bench -p guild-net --bench collective -- [spread|heal|catchup|all] [--nodes N]
+//! [--latency-ms L] [--ops K] [--missed M]`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guild_core::syntax::Datetime;
+use guild_core::{Cid, Keypair};
+use guild_gov::make::{self, CharterParams};
+use guild_gov::{DriverConfig, Log, Op, OpKind, OpStore};
+use guild_net::{Engine, EngineConfig, Multiaddr, Net, NetConfig, NetEvent, NetHandle};
+use guild_store::MemoryStore;
+use tokio::sync::mpsc;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Args {
+    what: String,
+    nodes: usize,
+    latency_ms: u64,
+    ops: usize,
+    missed: usize,
+    degree: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        what: "all".into(),
+        nodes: 1000,
+        latency_ms: 50,
+        ops: 10,
+        missed: 10_000,
+        degree: 8,
+    };
+    let mut it = std::env::args().skip(1).filter(|s| s != "--bench");
+    while let Some(x) = it.next() {
+        let mut num = |name: &str| -> usize {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a number"))
+        };
+        match x.as_str() {
+            "--nodes" => a.nodes = num("--nodes"),
+            "--latency-ms" => a.latency_ms = num("--latency-ms") as u64,
+            "--ops" => a.ops = num("--ops"),
+            "--missed" => a.missed = num("--missed"),
+            "--degree" => a.degree = num("--degree"),
+            "spread" | "heal" | "catchup" | "all" => a.what = x,
+            _ => {}
+        }
+    }
+    a
+}
+
+fn rss_mb() -> f64 {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn key(i: usize) -> Keypair {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&(i as u64 + 7).to_le_bytes());
+    Keypair::from_secret_bytes(&seed)
+}
+
+/// A collective of `n` members built offline (charter, then an invite and a join per member),
+/// as the signed op bytes every node's store starts with.
+fn collective(keys: &[Keypair]) -> (Cid, Vec<Vec<u8>>) {
+    let at = |s: i64| Datetime::from_unix_micros(1_800_000_000_000_000 + s * 1_000);
+    let mut params = CharterParams::new("Bench");
+    params.admission_policy = "invite-only".into();
+    let genesis = Op::sign(
+        OpKind::Charter,
+        None,
+        params.fields(),
+        &keys[0],
+        &[],
+        &at(0),
+    )
+    .unwrap();
+    let id = *genesis.id();
+    let mut log = Log::new(id);
+    log.insert(genesis, 0);
+    for (i, k) in keys.iter().enumerate().skip(1) {
+        let secret = [(i % 251) as u8 + 1; 32];
+        let mut s = secret.to_vec();
+        s.extend_from_slice(&(i as u64).to_le_bytes());
+        let inv = Op::sign(
+            OpKind::Invite,
+            Some(&id),
+            make::invite(&s, None, None),
+            &keys[0],
+            &log.heads(),
+            &at(2 * i as i64),
+        )
+        .unwrap();
+        let inv_id = *inv.id();
+        log.insert(inv, 0);
+        let join = Op::sign(
+            OpKind::Join,
+            Some(&id),
+            make::join(Some((&inv_id, &s))),
+            k,
+            &log.heads(),
+            &at(2 * i as i64 + 1),
+        )
+        .unwrap();
+        log.insert(join, 0);
+    }
+    assert_eq!(log.state_ref().members.len(), keys.len());
+    (id, log.export().into_iter().map(<[u8]>::to_vec).collect())
+}
+
+struct Node {
+    net: NetHandle,
+    engine: Engine,
+    addr: Multiaddr,
+}
+
+/// Forwards the swarm's events to the engine, each `latency` later (a one-way link delay).
+fn delayed(mut rx: mpsc::Receiver<NetEvent>, latency: Duration) -> mpsc::Receiver<NetEvent> {
+    let (tx, out) = mpsc::channel(4096);
+    tokio::spawn(async move {
+        let (dtx, mut drx) = mpsc::channel::<(Instant, NetEvent)>(4096);
+        tokio::spawn(async move {
+            while let Some((at, ev)) = drx.recv().await {
+                tokio::time::sleep_until(at.into()).await;
+                if tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some(ev) = rx.recv().await {
+            if dtx.send((Instant::now() + latency, ev)).await.is_err() {
+                break;
+            }
+        }
+    });
+    out
+}
+
+async fn spawn_node(key: &Keypair, id: Cid, ops: &[Vec<u8>], latency: Duration) -> Node {
+    let store = Arc::new(MemoryStore::new());
+    let refs: Vec<(Cid, &[u8])> = ops
+        .iter()
+        .map(|b| (guild_core::cids::cid_for_cbor(b), b.as_slice()))
+        .collect();
+    store.append_ops(&id, &refs).unwrap();
+    let config = NetConfig {
+        heartbeat_ms: 700,
+        ..NetConfig::memory()
+    };
+    let (net, events) = Net::spawn(key, config).unwrap();
+    let events = if latency.is_zero() {
+        events
+    } else {
+        delayed(events, latency)
+    };
+    let engine = Engine::spawn(
+        key.clone(),
+        net.clone(),
+        events,
+        store,
+        EngineConfig {
+            driver: DriverConfig {
+                sync_interval_micros: 2_000_000,
+                sync_jitter_micros: 2_000_000,
+                ..DriverConfig::default()
+            },
+            tick: Duration::from_millis(200),
+            redial: Duration::from_secs(3600),
+            ..EngineConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let a = net.listen_addrs().await.unwrap();
+    let addr = a[0]
+        .clone()
+        .with(guild_net::multiaddr::Protocol::P2p(net.peer_id()));
+    Node { net, engine, addr }
+}
+
+/// A random graph: node i dials `degree / 2` nodes chosen by a seeded PRNG, plus node i + 1
+/// (a ring, so the graph is connected); every node has about `degree` links.
+async fn link(nodes: &[Node], degree: usize) {
+    let n = nodes.len();
+    let mut rng = guild_gov::driver::SplitMix64::new(0x5eed);
+    for i in 0..n {
+        let _ = nodes[i].net.dial(nodes[(i + 1) % n].addr.clone()).await;
+        for _ in 1..degree / 2 {
+            let j = rng.below(n as u64) as usize;
+            if j != i {
+                let _ = nodes[i].net.dial(nodes[j].addr.clone()).await;
+            }
+        }
+    }
+}
+
+/// Waits until every node holds `op` (in its heads or below them); returns when each did.
+async fn spread_times(nodes: &[Node], id: &Cid, op: &Cid, start: Instant) -> Vec<Duration> {
+    let mut done: Vec<Option<Duration>> = vec![None; nodes.len()];
+    let deadline = start
+        + Duration::from_secs(if std::env::var("BENCH_DEBUG").is_ok() {
+            10
+        } else {
+            60
+        });
+    while done.iter().any(Option::is_none) && Instant::now() < deadline {
+        for (i, n) in nodes.iter().enumerate() {
+            if done[i].is_none() && holds(n, id, op).await {
+                done[i] = Some(start.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if std::env::var("BENCH_DEBUG").is_ok() {
+        for (i, n) in nodes.iter().enumerate() {
+            let s = n.engine.status(*id).await.unwrap();
+            let peers = n.net.peers().await.unwrap().len();
+            let mesh = n
+                .net
+                .mesh_peers(&guild_net::collective::topic(id))
+                .await
+                .unwrap()
+                .len();
+            eprintln!(
+                "node {i}: done {:?} ops {} peers {peers} member-peers {} mesh {mesh} pending {} wanted {}",
+                done[i],
+                s.ops,
+                s.peers.len(),
+                s.pending,
+                s.wanted
+            );
+        }
+    }
+    done.into_iter()
+        .map(|d| d.unwrap_or(Duration::from_secs(3600)))
+        .collect()
+}
+
+async fn holds(node: &Node, id: &Cid, op: &Cid) -> bool {
+    match node.engine.status(*id).await {
+        Ok(s) => {
+            s.heads.contains(op)
+                || s.state.consents.values().any(|c| c.op == *op)
+                || s.state.invites.contains_key(op)
+        }
+        Err(_) => false,
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn spread(a: &Args) {
+    let n = a.nodes;
+    let latency = Duration::from_millis(a.latency_ms);
+    let t0 = Instant::now();
+    let keys: Vec<Keypair> = (0..n).map(key).collect();
+    let (id, ops) = collective(&keys);
+    let built = t0.elapsed();
+    let mut nodes = Vec::with_capacity(n);
+    for k in &keys {
+        nodes.push(spawn_node(k, id, &ops, latency).await);
+    }
+    link(&nodes, a.degree).await;
+    // Let meshes form.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "spread: {n} nodes, degree ~{}, {} ms per link; collective of {} ops built in {:.1?}; started in {:.1?}; RSS {:.0} MB",
+        a.degree,
+        a.latency_ms,
+        ops.len(),
+        built,
+        t0.elapsed(),
+        rss_mb()
+    );
+    let mut all = Vec::new();
+    let mut per_op_p99 = Vec::new();
+    for r in 0..a.ops {
+        let writer = &nodes[(r * 7919 + 13) % n];
+        let templates = vec!["research-open".to_owned()];
+        let start = Instant::now();
+        let op = writer
+            .engine
+            .write(
+                id,
+                OpKind::ConsentGrant,
+                Box::new(move |st, me| {
+                    let at = Datetime::from_unix_micros(1_900_000_000_000_000);
+                    Ok(make::consent(st, me, &templates, &[], &at))
+                }),
+            )
+            .await
+            .unwrap();
+        let mut times = spread_times(&nodes, &id, &op, start).await;
+        times.sort();
+        per_op_p99.push(pct(&times, 0.99));
+        println!(
+            "  op {r}: p50 {:?}  p99 {:?}  max {:?}",
+            pct(&times, 0.5),
+            pct(&times, 0.99),
+            times.last().copied().unwrap_or_default()
+        );
+        all.extend(times);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    all.sort();
+    println!(
+        "spread: over {} ops x {n} nodes: p50 {:?}  p99 {:?}  max {:?}; RSS {:.0} MB",
+        a.ops,
+        pct(&all, 0.5),
+        pct(&all, 0.99),
+        all.last().copied().unwrap_or_default(),
+        rss_mb()
+    );
+    for nd in &nodes {
+        let _ = nd.net.shutdown().await;
+    }
+}
+
+async fn same_everywhere(nodes: &[Node], id: &Cid) -> bool {
+    let Ok(first) = nodes[0].engine.status(*id).await else {
+        return false;
+    };
+    for n in &nodes[1..] {
+        match n.engine.status(*id).await {
+            Ok(s) if s.heads == first.heads && s.state == first.state => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+async fn heal(a: &Args) {
+    let n = a.nodes;
+    let keys: Vec<Keypair> = (0..n).map(key).collect();
+    let (id, ops) = collective(&keys);
+    let latency = Duration::from_millis(a.latency_ms);
+    let mut nodes = Vec::with_capacity(n);
+    for k in &keys {
+        nodes.push(spawn_node(k, id, &ops, latency).await);
+    }
+    let cut = n * 3 / 10;
+    // Two groups, each linked within itself; no link across.
+    let (left, right) = nodes.split_at(cut);
+    link(left, a.degree).await;
+    link(right, a.degree).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Ops on both sides.
+    for (side, group) in [(0usize, left), (1, right)] {
+        for r in 0..5 {
+            let w = &group[(r * 31 + side) % group.len()];
+            let templates = vec!["research-open".to_owned()];
+            w.engine
+                .write(
+                    id,
+                    OpKind::ConsentGrant,
+                    Box::new(move |st, me| {
+                        let at = Datetime::from_unix_micros(1_900_000_000_000_000);
+                        Ok(make::consent(st, me, &templates, &[], &at))
+                    }),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let start = Instant::now();
+    for i in 0..cut.min(right.len()) {
+        if i % 3 == 0 {
+            let _ = left[i].net.dial(right[i].addr.clone()).await;
+        }
+    }
+    let deadline = start + Duration::from_secs(120);
+    while !same_everywhere(&nodes, &id).await {
+        assert!(Instant::now() < deadline, "no convergence within 120 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "heal: {n} nodes, {cut} cut off, 10 ops across the sides, {} ms per link: identical everywhere {:?} after re-linking; RSS {:.0} MB",
+        a.latency_ms,
+        start.elapsed(),
+        rss_mb()
+    );
+    for nd in &nodes {
+        let _ = nd.net.shutdown().await;
+    }
+}
+
+async fn catchup(a: &Args) {
+    let keys: Vec<Keypair> = (0..3).map(key).collect();
+    let (id, ops) = collective(&keys);
+    let nodes = [
+        spawn_node(&keys[0], id, &ops, Duration::ZERO).await,
+        spawn_node(&keys[1], id, &ops, Duration::ZERO).await,
+    ];
+    // The founder writes `missed` ops while member 1 is offline (not linked).
+    let t = Instant::now();
+    for i in 0..a.missed {
+        let s = (i as u64).to_le_bytes().repeat(4);
+        nodes[0]
+            .engine
+            .write(
+                id,
+                OpKind::Invite,
+                Box::new(move |_, _| Ok(make::invite(&s, None, None))),
+            )
+            .await
+            .unwrap();
+    }
+    let wrote = t.elapsed();
+    let target = nodes[0].engine.status(id).await.unwrap().heads;
+    let start = Instant::now();
+    nodes[1].net.dial(nodes[0].addr.clone()).await.unwrap();
+    let deadline = start + Duration::from_secs(120);
+    loop {
+        let s = nodes[1].engine.status(id).await.unwrap();
+        if s.heads == target {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no catch-up within 120 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "catchup: {} ops written in {wrote:.1?} while a node was away; it held them all {:?} after reconnecting",
+        a.missed,
+        start.elapsed()
+    );
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if a.what == "catchup" || a.what == "all" {
+            catchup(&a).await;
+        }
+        if a.what == "spread" || a.what == "all" {
+            spread(&a).await;
+        }
+        if a.what == "heal" || a.what == "all" {
+            heal(&a).await;
+        }
+    });
+}
