@@ -96,7 +96,8 @@ pub enum RecordCmd {
     },
     /// Print a record as JSON.
     Get {
-        /// `<collection>/<rkey>`, or an `at://` URI.
+        /// `<collection>/<rkey>`, or an `at://` URI (another member's, in a collective space,
+        /// reads this node's replica of their repo: stewards' nodes keep one).
         path: String,
         #[command(flatten)]
         target: Target,
@@ -118,6 +119,9 @@ pub enum RecordCmd {
         /// Print JSON lines (`{"uri", "cid", "value"}`) instead of `uri cid`.
         #[arg(long)]
         json: bool,
+        /// Another member's repo (in a collective space: this node's replica of it).
+        #[arg(long)]
+        did: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -130,14 +134,20 @@ pub enum RecordCmd {
     },
 }
 
-fn split_path(path: &str) -> Result<(String, String)> {
-    let p = path
-        .strip_prefix("at://")
-        .map_or(path, |rest| rest.split_once('/').map_or(rest, |(_, p)| p));
+/// `<collection>/<rkey>` or `at://<did>/<collection>/<rkey>`: the DID (if any), the
+/// collection and the rkey.
+fn split_path(path: &str) -> Result<(Option<String>, String, String)> {
+    let (did, p) = match path.strip_prefix("at://") {
+        Some(rest) => match rest.split_once('/') {
+            Some((d, p)) => (Some(d.to_string()), p),
+            None => (None, rest),
+        },
+        None => (None, path),
+    };
     let (c, k) = p
         .split_once('/')
         .with_context(|| format!("{path:?} is not <collection>/<rkey> or an at:// URI"))?;
-    Ok((c.to_string(), k.to_string()))
+    Ok((did, c.to_string(), k.to_string()))
 }
 
 /// Runs `guild record …`.
@@ -185,8 +195,9 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
             );
         }
         RecordCmd::Get { path, target } => {
-            let (c, k) = split_path(&path)?;
-            let mut params = vec![("repo", did.as_str()), ("collection", &c), ("rkey", &k)];
+            let (repo, c, k) = split_path(&path)?;
+            let repo = repo.unwrap_or(did);
+            let mut params = vec![("repo", repo.as_str()), ("collection", &c), ("rkey", &k)];
             if target.space != "public" {
                 params.push(("space", &target.space));
             }
@@ -201,8 +212,10 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
             cursor,
             reverse,
             json,
+            did: repo,
             target,
         } => {
+            let repo = repo.unwrap_or(did);
             let mut cursor = cursor;
             let mut left = limit;
             let stdout = std::io::stdout();
@@ -210,7 +223,7 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
             while left > 0 {
                 let page = left.min(100).to_string();
                 let mut params = vec![
-                    ("repo", did.as_str()),
+                    ("repo", repo.as_str()),
                     ("collection", collection.as_str()),
                     ("limit", page.as_str()),
                 ];
@@ -247,7 +260,10 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
             }
         }
         RecordCmd::Delete { path, target } => {
-            let (c, k) = split_path(&path)?;
+            let (repo, c, k) = split_path(&path)?;
+            // Another member's URI goes to the node as such (it refuses: only the owner
+            // writes a repo), never to this member's record with the same path.
+            let did = repo.unwrap_or(did);
             let body = json!({"repo": did, "collection": c, "rkey": k});
             client
                 .procedure(
@@ -292,8 +308,15 @@ pub fn status(data_dir: &Path, json_out: bool) -> Result<ExitCode> {
 }
 
 /// `guild export`
-pub fn export(data_dir: &Path, out: &Path, space: &str, since: Option<&str>) -> Result<ExitCode> {
+pub fn export(
+    data_dir: &Path,
+    out: &Path,
+    space: &str,
+    since: Option<&str>,
+    repo: Option<&str>,
+) -> Result<ExitCode> {
     let (client, did) = connect(data_dir)?;
+    let did = repo.map_or(did, str::to_owned);
     let mut params = vec![("did", did.as_str())];
     if space != "public" {
         params.push(("space", space));

@@ -162,7 +162,9 @@ ip_colocation_penalty = true
 [sync]
 # Anti-entropy: every interval_secs (plus up to jitter_secs at random) the node compares its
 # governance log with a random member's node and fetches what it lacks, so that nothing gossip
-# missed stays missing. GUILD_SYNC_INTERVAL_SECS overrides both (jitter = interval).
+# missed stays missing. A steward's node also asks one member's node per round (interval +
+# jitter) which repo heads it holds, and pulls what its replicas lack. GUILD_SYNC_INTERVAL_SECS
+# overrides both (jitter = interval).
 interval_secs = 30
 jitter_secs = 30
 "#;

@@ -80,6 +80,9 @@ enum Command {
         /// Only what changed since this revision.
         #[arg(long)]
         since: Option<String>,
+        /// Another member's repo (in a collective space: this node's replica of it).
+        #[arg(long)]
+        did: Option<String>,
     },
     /// Collectives: create, invite, join, status, list, leave.
     #[command(subcommand)]
@@ -139,9 +142,12 @@ fn main() -> ExitCode {
         Command::Import { path, batch, space } => {
             client_cmd::import(&data_dir, &path, &space, batch.clamp(1, 10_000))
         }
-        Command::Export { out, space, since } => {
-            client_cmd::export(&data_dir, &out, &space, since.as_deref())
-        }
+        Command::Export {
+            out,
+            space,
+            since,
+            did,
+        } => client_cmd::export(&data_dir, &out, &space, since.as_deref(), did.as_deref()),
         Command::Collective(cmd) => collective_cmd::collective(&data_dir, cmd),
         Command::Consent(cmd) => collective_cmd::consent(&data_dir, cmd),
         Command::Election(cmd) => collective_cmd::election(&data_dir, cmd),

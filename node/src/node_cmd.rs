@@ -164,11 +164,12 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
             let (net, events) = guild_net::Net::spawn(&net_key, config.net.clone())
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("cannot start peer-to-peer networking")?;
-            let engine = guild_net::Engine::spawn(
+            let engine = guild_net::Engine::spawn_with_repos(
                 net_key,
                 net.clone(),
                 events,
                 gov_store,
+                Some(service.clone() as Arc<dyn guild_net::Repos>),
                 guild_net::EngineConfig {
                     driver: guild_gov::DriverConfig {
                         // Seeded by the peer id's last bytes (its key), so nodes differ.
@@ -184,12 +185,27 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
                             .saturating_mul(1_000_000),
                         ..guild_gov::DriverConfig::default()
                     },
+                    // A steward asks a member's node for its repo heads once per round.
+                    repo_sync_interval: std::time::Duration::from_secs(
+                        config
+                            .sync
+                            .interval_secs
+                            .saturating_add(config.sync.jitter_secs),
+                    ),
                     ..guild_net::EngineConfig::default()
                 },
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("cannot load the collectives")?;
+            // Each commit to a collective space is announced to the collective, so that its
+            // stewards pull it into their replicas.
+            let announcer = engine.clone();
+            service.on_commit(move |collective, head| {
+                if !announcer.announce(*collective, head.rev.to_string(), head.commit) {
+                    tracing::debug!("head not announced now; stewards catch up by heads sync");
+                }
+            });
             let state = Arc::new(ApiState {
                 service: service.clone(),
                 admin_token: token,

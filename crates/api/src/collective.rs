@@ -214,7 +214,9 @@ pub(crate) async fn create<S: crate::service::NodeStore>(
         }
         params.templates = chosen;
     }
+    let name = params.name.clone();
     let id = c.engine.create(params).await.map_err(explain)?;
+    declare_space(&state, id, Some(name)).await;
     ok(json!({"collective": id.to_string()}))
 }
 
@@ -262,7 +264,33 @@ pub(crate) async fn join<S: crate::service::NodeStore>(
     let code = InviteCode::decode(text)
         .map_err(|e| err(StatusCode::BAD_REQUEST, "InvalidInvite", e.to_string()))?;
     let id = c.engine.join(code).await.map_err(explain)?;
+    let name = c
+        .engine
+        .status(id)
+        .await
+        .ok()
+        .and_then(|s| s.state.charter.as_ref().map(|ch| ch.name.clone()));
+    declare_space(&state, id, name).await;
     ok(json!({"collective": id.to_string()}))
+}
+
+/// Opens the member's repo in the collective's space with its declaration, so that records
+/// can be added to it at once (and stewards replicate it). The member is in the collective
+/// whatever happens here, so a failure is logged, not returned: the first `record add
+/// --space` then says what is missing.
+async fn declare_space<S: crate::service::NodeStore>(
+    state: &ApiState<S>,
+    id: Cid,
+    name: Option<String>,
+) {
+    let service = state.service.clone();
+    let done =
+        tokio::task::spawn_blocking(move || service.declare_space(&id, name.as_deref())).await;
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(collective = %id, error = %e, "space declaration not written"),
+        Err(e) => tracing::warn!(collective = %id, error = %e, "space declaration not written"),
+    }
 }
 
 /// Writes an op whose fields are built from the state.

@@ -20,4 +20,6 @@ pub mod service;
 pub use client::{Client, ClientError};
 pub use collective::Collectives;
 pub use server::{ApiState, XrpcError, router};
-pub use service::{NodeStore, RepoService, ServiceError, WriteOp, WriteOutcome, WriteResult};
+pub use service::{
+    NodeStore, ReplicaError, RepoService, ServiceError, WriteOp, WriteOutcome, WriteResult,
+};

@@ -534,7 +534,7 @@ async fn read_scope<S: NodeStore>(
     let params = Params::parse(raw);
     let repo = params.req(repo_param)?.to_string();
     let space = space_of(guild, params.opt("space"))?;
-    let key = state.service.repo_key(&repo, &space)?;
+    let key = state.service.read_key(&repo, &space)?;
     Ok((params, key))
 }
 
@@ -548,7 +548,7 @@ async fn get_record<S: NodeStore>(
     let (collection, rkey) = record_path(&p)?;
     let cid = p.opt("cid").map(|c| parse_cid(c, "cid")).transpose()?;
     let service = state.service.clone();
-    let uri = format!("at://{}/{collection}/{rkey}", service.did());
+    let uri = format!("at://{}/{collection}/{rkey}", key.did);
     let (cid, value) =
         blocking(move || service.get_record(&key, &collection, &rkey, cid.as_ref())).await?;
     Ok(axum::Json(json!({
@@ -583,7 +583,7 @@ async fn list_records<S: NodeStore>(
     let reverse = p.bool("reverse")?.unwrap_or(false);
     let cursor = p.opt("cursor").map(str::to_string);
     let service = state.service.clone();
-    let did = service.did().to_string();
+    let did = key.did.clone();
     let c2 = collection.clone();
     let (rows, next) =
         blocking(move || service.list_records(&key, &c2, cursor.as_deref(), limit, reverse))
@@ -613,7 +613,7 @@ async fn describe_repo<S: NodeStore>(
 ) -> XrpcResult {
     let (_, key) = read_scope(&state, &headers, &uri, raw, "repo").await?;
     let service = state.service.clone();
-    let did = service.did().to_string();
+    let did = key.did.clone();
     let collections = blocking(move || service.collections(&key)).await?;
     Ok(axum::Json(json!({
         "handle": "handle.invalid",

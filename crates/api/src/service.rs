@@ -2,14 +2,19 @@
 //! the rules (guild-repo applies writes and signs commits, guild-lexicon validates records,
 //! guild-store persists atomically) and holds none of those rules itself.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cid::Cid;
 use guild_core::Keypair;
 use guild_core::data::{Ipld, from_json};
 use guild_core::syntax::{Nsid, RecordKey, Tid, TidClock};
 use guild_lexicon::Registry;
-use guild_repo::{Action, BlockStore, Bytes, Repo, RepoError, StoreError, Write};
+use guild_net::RepoSyncError;
+use guild_repo::{
+    Action, BlockSource, BlockStore, Bytes, CarError, MemoryBlockStore, Repo, RepoError,
+    StoreError, VerifyError, Write,
+};
 use guild_store::{CommitError, IndexOp, KvOp, KvStore, RepoHead, RepoKey, RepoStore, Staged};
 
 /// The space of a member's public repository.
@@ -135,6 +140,87 @@ pub struct WriteOutcome {
 /// A listed record: its rkey, CID and value.
 pub type ListedRecord = (String, Cid, Ipld);
 
+/// Why a replica was refused ([`RepoService::import_replica`]). Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// The repo is this node's own member's: only its owner writes it.
+    #[error("this is the node's own repo; only its owner writes it")]
+    Own,
+    /// Replicas are kept for collective spaces only.
+    #[error("replicas are kept for collective spaces only, not {0:?}")]
+    NotASpace(String),
+    /// The CAR cannot be read (truncated, a block that does not match its CID, …).
+    #[error("bad CAR: {0}")]
+    Car(#[from] CarError),
+    /// The repo does not verify (signature, MST, missing blocks: a diff that does not chain
+    /// onto the replica held).
+    #[error("the repo does not verify: {0}")]
+    Verify(#[from] VerifyError),
+    /// The commit is signed by someone other than the repo's owner.
+    #[error("the commit is by {found}, not by {expected}")]
+    WrongDid {
+        /// The repo's owner.
+        expected: String,
+        /// The commit's DID.
+        found: String,
+    },
+    /// The commit is not newer than the replica held.
+    #[error("revision {got} is not newer than the replica's {held}")]
+    NotNewer {
+        /// The replica's revision.
+        held: String,
+        /// The CAR's.
+        got: String,
+    },
+    /// The revision's timestamp is too far ahead of this node's clock.
+    #[error("revision {0} is dated in the future")]
+    FutureRev(String),
+    /// A record has no lexicon, or breaks it.
+    #[error("invalid record at {path}: {message}")]
+    InvalidRecord {
+        /// The record's path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The repo does not declare this collective.
+    #[error("{0}")]
+    Declaration(String),
+    /// The replica changed during the import (another import won).
+    #[error("the replica changed during the import")]
+    Conflict,
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for ReplicaError {
+    fn from(e: StoreError) -> Self {
+        ReplicaError::Store(e.to_string())
+    }
+}
+
+/// How far ahead of this node's clock a replica's revision may be dated.
+const MAX_REV_AHEAD_MICROS: u64 = 10 * 60 * 1_000_000;
+
+/// Blocks of a received CAR over the store's: what a diff's tree is read from.
+struct Overlay<'a, S: ?Sized> {
+    car: &'a MemoryBlockStore,
+    store: &'a S,
+}
+
+impl<S: BlockSource + ?Sized> BlockSource for Overlay<'_, S> {
+    fn get_block(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        match self.car.get_block(cid)? {
+            Some(b) => Ok(Some(b)),
+            None => self.store.get_block(cid),
+        }
+    }
+}
+
+/// Called after each commit to one of the member's collective spaces, with the collective.
+pub type CommitHook = Box<dyn Fn(&Cid, &RepoHead) + Send + Sync>;
+
 /// Every store the service needs.
 pub trait NodeStore: RepoStore + KvStore + BlockStore + 'static {}
 impl<T: RepoStore + KvStore + BlockStore + 'static> NodeStore for T {}
@@ -148,6 +234,7 @@ pub struct RepoService<S> {
     clock: Mutex<TidClock>,
     /// Writes are serialised: one commit at a time per node.
     write_lock: Mutex<()>,
+    on_commit: OnceLock<CommitHook>,
 }
 
 impl<S> std::fmt::Debug for RepoService<S> {
@@ -188,7 +275,8 @@ impl<S: NodeStore> RepoService<S> {
             u16::from_le_bytes([pk[0], pk[1]]) & 0x3ff
         };
         let mut last = store.last_tid()?;
-        for (_, head) in store.repos()? {
+        // Only the member's own repos: a replica's revisions come from its owner's clock.
+        for (_, head) in store.repos()?.into_iter().filter(|(k, _)| k.did == did) {
             if last.as_ref().is_none_or(|l| head.rev > *l) {
                 last = Some(head.rev);
             }
@@ -200,7 +288,15 @@ impl<S: NodeStore> RepoService<S> {
             registry,
             clock: Mutex::new(TidClock::resume(clock_id, last.as_ref())),
             write_lock: Mutex::new(()),
+            on_commit: OnceLock::new(),
         })
+    }
+
+    /// Installs the function called after each commit to one of the member's collective
+    /// spaces (the node announces the new head to the collective with it). Once only: returns
+    /// false if one is installed already.
+    pub fn on_commit(&self, hook: impl Fn(&Cid, &RepoHead) + Send + Sync + 'static) -> bool {
+        self.on_commit.set(Box::new(hook)).is_ok()
     }
 
     /// The member's DID.
@@ -236,8 +332,16 @@ impl<S: NodeStore> RepoService<S> {
     }
 
     /// The repo key for `space` of this node's member, checking the repo parameter.
+    /// (Writes go through it: a replica this node keeps of another member's repo is refused
+    /// by name, since only its owner writes it.)
     pub fn repo_key(&self, repo: &str, space: &str) -> Result<RepoKey, ServiceError> {
         if repo != self.did {
+            let replica = RepoKey::space(repo.to_string(), space.to_string());
+            if space != PUBLIC && self.store.head(&replica)?.is_some() {
+                return Err(ServiceError::InvalidRequest(format!(
+                    "this node writes only its member's repos; {repo} is held as a replica"
+                )));
+            }
             return Err(ServiceError::RepoNotFound(repo.chars().take(200).collect()));
         }
         if space != PUBLIC && guild_core::syntax::parse_cid_str(space).is_err() {
@@ -247,6 +351,19 @@ impl<S: NodeStore> RepoService<S> {
             )));
         }
         Ok(RepoKey::space(self.did.clone(), space.to_string()))
+    }
+
+    /// The repo key for a read of `repo` in `space`: the member's own repos, and in a
+    /// collective space the replicas this node keeps of other members' repos (a steward's node
+    /// does). A repo this node does not hold is `RepoNotFound` when it is read.
+    pub fn read_key(&self, repo: &str, space: &str) -> Result<RepoKey, ServiceError> {
+        if repo == self.did || space == PUBLIC {
+            return self.repo_key(repo, space);
+        }
+        guild_core::syntax::Did::parse(repo)
+            .map_err(|_| ServiceError::RepoNotFound(repo.chars().take(200).collect()))?;
+        let key = self.repo_key(&self.did, space)?;
+        Ok(RepoKey::space(repo.to_string(), key.space))
     }
 
     /// The head of a repo, or `RepoNotFound`.
@@ -266,6 +383,13 @@ impl<S: NodeStore> RepoService<S> {
         validate: Option<bool>,
         swap_commit: Option<&Cid>,
     ) -> Result<WriteOutcome, ServiceError> {
+        if repo.did != self.did {
+            // A replica: only its owner writes it, by a commit this node verifies.
+            return Err(ServiceError::InvalidRequest(format!(
+                "this node writes only its member's repos; {} is held as a replica",
+                repo.did
+            )));
+        }
         if writes.is_empty() {
             return Err(ServiceError::InvalidRequest("no writes".into()));
         }
@@ -460,6 +584,12 @@ impl<S: NodeStore> RepoService<S> {
                 CommitError::Store(s) => ServiceError::Internal(s.to_string()),
             })?;
         tracing::debug!(repo = %repo.space, rev = %rev, writes = statuses.len(), "committed");
+        if repo.space != PUBLIC
+            && let Some(hook) = self.on_commit.get()
+            && let Ok(collective) = guild_core::syntax::parse_cid_str(&repo.space)
+        {
+            hook(&collective, &new_head);
+        }
         let results = statuses
             .into_iter()
             .zip(&result.ops)
@@ -585,6 +715,15 @@ impl<S: NodeStore> RepoService<S> {
     /// The whole repository as a CAR (commit first), or, with `since`, the blocks that are new
     /// since that revision (the commit, changed MST nodes and new records).
     pub fn repo_car(&self, repo: &RepoKey, since: Option<&str>) -> Result<Vec<u8>, ServiceError> {
+        Ok(self.repo_car_at(repo, since)?.1)
+    }
+
+    /// Like [`RepoService::repo_car`], with the head the CAR was cut at.
+    pub fn repo_car_at(
+        &self,
+        repo: &RepoKey,
+        since: Option<&str>,
+    ) -> Result<(RepoHead, Vec<u8>), ServiceError> {
         let head = self.head(repo)?;
         // Read-only: nothing is staged.
         let r = Repo::open(Staged::new(&*self.store), head.commit)?;
@@ -641,7 +780,228 @@ impl<S: NodeStore> RepoService<S> {
             }
         }
         car.finish().map_err(io)?;
-        Ok(out)
+        Ok((head, out))
+    }
+
+    /// Whether this node has seen revision `rev` of the repo (as a commit of its own, or as a
+    /// replica's head), so that `repo_car(since = rev)` can answer.
+    pub fn knows_rev(&self, repo: &RepoKey, rev: &str) -> Result<bool, ServiceError> {
+        Ok(self.store.kv_get(REVS_TREE, &rev_key(repo, rev))?.is_some())
+    }
+
+    /// Writes the member's space declaration for a collective (`coop.guild.space.declaration/
+    /// self`, the first record every collective repo must have) unless the repo exists.
+    /// The node calls it when its member founds or joins a collective, so that `record add
+    /// --space` works at once and stewards can replicate the repo.
+    pub fn declare_space(
+        &self,
+        collective: &Cid,
+        name: Option<&str>,
+    ) -> Result<Option<WriteOutcome>, ServiceError> {
+        let key = RepoKey::space(self.did.clone(), collective.to_string());
+        if self.store.head(&key)?.is_some() {
+            return Ok(None);
+        }
+        let now = i64::try_from(now_micros()).unwrap_or(i64::MAX);
+        let mut record = serde_json::json!({
+            "$type": SPACE_DECLARATION,
+            "collective": collective.to_string(),
+            "createdAt": guild_core::syntax::Datetime::from_unix_micros(now).as_str(),
+        });
+        if let Some(n) = name {
+            record["name"] = serde_json::Value::String(n.chars().take(100).collect());
+        }
+        let write = WriteOp::Put {
+            collection: SPACE_DECLARATION.to_string(),
+            rkey: "self".to_string(),
+            record,
+            swap_record: Some(None),
+        };
+        match self.apply_writes(&key, vec![write], Some(true), None) {
+            Ok(o) => Ok(Some(o)),
+            // Written meanwhile by another call.
+            Err(ServiceError::InvalidSwap(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Verifies a CAR of another member's repo in a collective space and stores it as this
+    /// node's replica: the whole repo, or a diff on top of the replica held (blocks the diff
+    /// leaves out are read from the store, so a diff that does not chain onto the replica
+    /// fails with a missing block). Checks the commit's signature by the repo's owner, the
+    /// whole MST of the new head, every record block, every new or changed record against its
+    /// lexicon (collective repos take only known types), the space declaration naming this
+    /// collective, and that the revision is newer than the replica's and not dated in the
+    /// future. Stores only the blocks of the verified tree, its index changes and the new
+    /// head, in one atomic commit; writes nothing on any error.
+    ///
+    /// Cost: the whole tree is walked (every record block read and checked), not only the
+    /// diff, so an import costs O(records in the repo).
+    pub fn import_replica(&self, repo: &RepoKey, car: &[u8]) -> Result<RepoHead, ReplicaError> {
+        if repo.did == self.did {
+            return Err(ReplicaError::Own);
+        }
+        if repo.space == PUBLIC || guild_core::syntax::parse_cid_str(&repo.space).is_err() {
+            return Err(ReplicaError::NotASpace(
+                repo.space.chars().take(100).collect(),
+            ));
+        }
+        let car = guild_repo::read_car(car)?;
+        let [commit] = car.roots[..] else {
+            return Err(VerifyError::Roots(car.roots.len()).into());
+        };
+        let held = self.store.head(repo)?;
+        if let Some(h) = &held
+            && h.commit == commit
+        {
+            return Ok(h.clone());
+        }
+        let overlay = Overlay {
+            car: &car.blocks,
+            store: &*self.store,
+        };
+        let mut blocks: Vec<(Cid, Bytes)> = Vec::new();
+        let mut seen = HashSet::new();
+        let summary = guild_repo::verify_repo_with(&overlay, commit, &mut |cid, bytes| {
+            if car.blocks.get(cid).is_some() && seen.insert(*cid) {
+                blocks.push((*cid, bytes.clone()));
+            }
+        })?;
+        if summary.did != repo.did {
+            return Err(ReplicaError::WrongDid {
+                expected: repo.did.clone(),
+                found: summary.did,
+            });
+        }
+        if summary.rev.timestamp_micros() > now_micros().saturating_add(MAX_REV_AHEAD_MICROS) {
+            return Err(ReplicaError::FutureRev(summary.rev.to_string()));
+        }
+        if let Some(h) = &held
+            && summary.rev <= h.rev
+        {
+            return Err(ReplicaError::NotNewer {
+                held: h.rev.to_string(),
+                got: summary.rev.to_string(),
+            });
+        }
+        // The record changes since the replica held (every record for a first import).
+        let changes: Vec<(String, Option<Cid>)> = match &held {
+            None => summary
+                .records
+                .iter()
+                .map(|(p, c)| (p.clone(), Some(*c)))
+                .collect(),
+            Some(h) => {
+                let (ops, _) = guild_repo::mst::diff(&overlay, h.data, summary.data)
+                    .map_err(|e| ReplicaError::Verify(e.into()))?;
+                ops.into_iter()
+                    .map(|op| match op {
+                        guild_repo::mst::DiffOp::Add { key, cid }
+                        | guild_repo::mst::DiffOp::Update { key, cid, .. } => {
+                            (String::from_utf8_lossy(&key).into_owned(), Some(cid))
+                        }
+                        guild_repo::mst::DiffOp::Delete { key, .. } => {
+                            (String::from_utf8_lossy(&key).into_owned(), None)
+                        }
+                    })
+                    .collect()
+            }
+        };
+        let read = |path: &str, cid: &Cid| -> Result<Ipld, ReplicaError> {
+            let bytes = overlay
+                .get_block(cid)?
+                .ok_or_else(|| ReplicaError::Store(format!("record {path} vanished")))?;
+            guild_core::data::decode(&bytes).map_err(|e| ReplicaError::InvalidRecord {
+                path: path.to_string(),
+                message: e.to_string(),
+            })
+        };
+        let mut index = Vec::with_capacity(changes.len());
+        for (path, cid) in changes {
+            let Some((collection, rkey)) = path.split_once('/') else {
+                return Err(ReplicaError::InvalidRecord {
+                    path,
+                    message: "not <collection>/<rkey>".into(),
+                });
+            };
+            let Some(cid) = cid else {
+                index.push(IndexOp::Delete {
+                    collection: collection.to_string(),
+                    rkey: rkey.to_string(),
+                });
+                continue;
+            };
+            let value = read(&path, &cid)?;
+            self.check_replica_record(&path, collection, rkey, &value)?;
+            index.push(IndexOp::Put {
+                collection: collection.to_string(),
+                rkey: rkey.to_string(),
+                cid,
+            });
+        }
+        let declaration = format!("{SPACE_DECLARATION}/self");
+        let Some((_, decl)) = summary.records.iter().find(|(p, _)| *p == declaration) else {
+            return Err(ReplicaError::Declaration(format!(
+                "the repo has no {declaration} (every collective repo begins with one)"
+            )));
+        };
+        check_declaration(&read(&declaration, decl)?, &repo.space)
+            .map_err(|e| ReplicaError::Declaration(e.to_string()))?;
+        let new_head = RepoHead {
+            commit,
+            rev: summary.rev.clone(),
+            data: summary.data,
+        };
+        self.store.kv_stage(
+            REVS_TREE,
+            &[KvOp::Put(
+                rev_key(repo, summary.rev.as_str()),
+                Bytes::from(commit.to_bytes()),
+            )],
+        )?;
+        self.store
+            .commit(
+                repo,
+                held.as_ref().map(|h| &h.commit),
+                &new_head,
+                &blocks,
+                &index,
+            )
+            .map_err(|e| match e {
+                CommitError::Conflict { .. } => ReplicaError::Conflict,
+                CommitError::Store(s) => ReplicaError::Store(s.to_string()),
+            })?;
+        tracing::debug!(did = %repo.did, space = %repo.space, rev = %new_head.rev, blocks = blocks.len(), "replica updated");
+        Ok(new_head)
+    }
+
+    /// A replica's record: `$type` matching its collection, a lexicon for it, valid.
+    fn check_replica_record(
+        &self,
+        path: &str,
+        collection: &str,
+        rkey: &str,
+        value: &Ipld,
+    ) -> Result<(), ReplicaError> {
+        let invalid = |message: String| ReplicaError::InvalidRecord {
+            path: path.to_string(),
+            message,
+        };
+        match value {
+            Ipld::Map(m) if m.get("$type") == Some(&Ipld::String(collection.to_string())) => {}
+            _ => return Err(invalid("$type does not match the collection".into())),
+        }
+        if !self.registry.is_record_type(collection) {
+            return Err(invalid(format!(
+                "no lexicon for {collection}; collective repos accept only known record types"
+            )));
+        }
+        self.registry
+            .validate_record_key(collection, rkey)
+            .map_err(|e| invalid(e.to_string()))?;
+        self.registry
+            .validate_record(value)
+            .map_err(|e| invalid(e.to_string()))
     }
 
     /// An inclusion proof of one record, as a CAR.
@@ -677,4 +1037,79 @@ fn check_declaration(value: &Ipld, space: &str) -> Result<(), ServiceError> {
 
 fn poisoned() -> ServiceError {
     ServiceError::Internal("a lock was poisoned by an earlier panic".into())
+}
+
+fn sync_key(did: &str, collective: &Cid) -> RepoKey {
+    RepoKey::space(did.to_string(), collective.to_string())
+}
+
+fn sync_head(did: &str, h: RepoHead) -> guild_net::RepoHead {
+    guild_net::RepoHead {
+        did: did.to_string(),
+        rev: h.rev.into_string(),
+        commit: h.commit,
+    }
+}
+
+/// What the collectives engine replicates through: the member's own collective repos are
+/// served, other members' are verified and kept as replicas.
+impl<S: NodeStore> guild_net::Repos for RepoService<S> {
+    fn heads(&self, collective: &Cid) -> Result<Vec<guild_net::RepoHead>, RepoSyncError> {
+        let space = collective.to_string();
+        Ok(self
+            .store
+            .repos()
+            .map_err(|e| RepoSyncError::Store(e.to_string()))?
+            .into_iter()
+            .filter(|(k, _)| k.space == space)
+            .map(|(k, h)| sync_head(&k.did, h))
+            .collect())
+    }
+
+    fn head(
+        &self,
+        did: &str,
+        collective: &Cid,
+    ) -> Result<Option<guild_net::RepoHead>, RepoSyncError> {
+        Ok(self
+            .store
+            .head(&sync_key(did, collective))
+            .map_err(|e| RepoSyncError::Store(e.to_string()))?
+            .map(|h| sync_head(did, h)))
+    }
+
+    fn export_since(
+        &self,
+        did: &str,
+        collective: &Cid,
+        since: Option<&str>,
+    ) -> Result<(guild_net::RepoHead, Vec<u8>), RepoSyncError> {
+        let key = sync_key(did, collective);
+        if let Some(s) = since
+            && !self
+                .knows_rev(&key, s)
+                .map_err(|e| RepoSyncError::Store(e.to_string()))?
+        {
+            return Err(RepoSyncError::UnknownRev);
+        }
+        match self.repo_car_at(&key, since) {
+            Ok((head, car)) => Ok((sync_head(did, head), car)),
+            Err(ServiceError::RepoNotFound(_)) => Err(RepoSyncError::NotFound),
+            Err(ServiceError::InvalidRequest(_)) => Err(RepoSyncError::UnknownRev),
+            Err(e) => Err(RepoSyncError::Store(e.to_string())),
+        }
+    }
+
+    fn import_replica(
+        &self,
+        did: &str,
+        collective: &Cid,
+        car: &[u8],
+    ) -> Result<guild_net::RepoHead, RepoSyncError> {
+        match RepoService::import_replica(self, &sync_key(did, collective), car) {
+            Ok(h) => Ok(sync_head(did, h)),
+            Err(ReplicaError::Store(e)) => Err(RepoSyncError::Store(e)),
+            Err(e) => Err(RepoSyncError::Refused(e.to_string())),
+        }
+    }
 }

@@ -8,6 +8,13 @@
 //! collective it is not a member of (so gossip never reaches it). A candidate holding an
 //! invite may fetch the log once and submit its own join op; nothing else.
 //!
+//! It also replicates members' repos in the collective's space (the [`crate::replica`]
+//! module has the wire formats): it announces this member's new heads on the topic, and on a
+//! steward's node it pulls every member's repo into a verified replica through the node's
+//! [`Repos`], on each announcement and, to catch up, from each member peer on connect and
+//! from one member peer every `repo_sync_interval`. Repo requests get the same access rule as
+//! sync requests.
+//!
 //! Whether an op is valid, and who is a member, is decided by `guild-gov`; this module only
 //! asks.
 
@@ -19,13 +26,15 @@ use guild_core::syntax::Datetime;
 use guild_core::{Cid, Ipld, Keypair, data};
 use guild_gov::driver::{Action, Driver, DriverConfig, Event, Message};
 use guild_gov::make::{self, CharterParams, InviteCode};
-use guild_gov::{Inserted, Log, Op, OpKind, OpStore, Reason, SignedOp, State};
+use guild_gov::{Inserted, Log, Op, OpKind, OpStore, Reason, Role, SignedOp, State};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::handle::{MsgId, NetEvent, NetHandle, Validation};
 use crate::identity::did_from_peer_id;
+use crate::replica::{self, Exports, PullLimits, RepoReq};
+use crate::repos::{RepoHead, Repos};
 
 /// The gossip topic of a collective.
 pub fn topic(collective: &Cid) -> String {
@@ -90,6 +99,17 @@ pub struct EngineConfig {
     /// How often to redial members this node was connected to and lost (their addresses are
     /// remembered while the node runs).
     pub redial: Duration,
+    /// How often a steward asks one member peer per collective for the heads of the repos it
+    /// holds (it also asks each member peer when it connects).
+    pub repo_sync_interval: Duration,
+    /// Largest page of a repo CAR in one response (protocol.md §2: at most 2 MB per sync
+    /// message).
+    pub repo_page_bytes: usize,
+    /// Largest repo CAR a steward downloads for one pull.
+    pub max_replica_bytes: u64,
+    /// How many pulls run at once (more wait their turn; one at a time per member's repo),
+    /// and how many repo requests are served at once (more are refused as `busy`).
+    pub max_pulls_in_flight: usize,
 }
 
 impl Default for EngineConfig {
@@ -101,6 +121,10 @@ impl Default for EngineConfig {
             join_timeout: Duration::from_secs(20),
             advertise: Vec::new(),
             redial: Duration::from_secs(10),
+            repo_sync_interval: Duration::from_secs(60),
+            repo_page_bytes: 2_000_000,
+            max_replica_bytes: 512 * 1024 * 1024,
+            max_pulls_in_flight: 4,
         }
     }
 }
@@ -153,6 +177,29 @@ enum Cmd {
     Status(Cid, oneshot::Sender<Result<Status, EngineError>>),
     Flush(oneshot::Sender<()>),
     List(oneshot::Sender<Vec<Cid>>),
+    /// This member committed to its repo in a collective's space.
+    Announce(Cid, RepoHead),
+}
+
+/// What the engine's own tasks report back.
+enum Internal {
+    /// A pull of `did`'s repo ended; `held` is the replica's revision now, if any.
+    Pulled {
+        collective: Cid,
+        did: String,
+        held: Option<String>,
+    },
+    /// A peer told which repos it holds.
+    Heads {
+        collective: Cid,
+        peer: PeerId,
+        heads: Vec<RepoHead>,
+    },
+}
+
+/// A pull in flight; a newer head announced meanwhile is pulled after it.
+struct Pull {
+    again: Option<(Option<String>, Vec<PeerId>)>,
 }
 
 /// The wire format of a sync request body (DAG-CBOR map).
@@ -277,16 +324,47 @@ struct Task<S> {
     /// Collectives whose join op is written but not yet accepted by a member: no gossip yet
     /// (members who have not seen the join would take the subscription for a stranger's).
     joining: BTreeSet<Cid>,
+    /// The node's repos, when it replicates.
+    repos: Option<Arc<dyn Repos>>,
+    /// Pulls in flight, by (collective, member).
+    pulls: HashMap<(Cid, String), Pull>,
+    /// The revision of each replica held, as last seen (saves a store read per announcement).
+    held: HashMap<(Cid, String), String>,
+    pull_permits: Arc<Semaphore>,
+    serve_permits: Arc<Semaphore>,
+    exports: Arc<Exports>,
+    internal: mpsc::Sender<Internal>,
+    last_repo_sync: Instant,
+    repo_sync_turn: usize,
 }
 
 impl Engine {
     /// Starts the engine over a running swarm: loads every collective stored, subscribes to
-    /// the topics of those this member belongs to, and serves the swarm's events.
+    /// the topics of those this member belongs to, and serves the swarm's events. It keeps no
+    /// replicas and serves no repos (see [`Engine::spawn_with_repos`]).
     pub async fn spawn<S>(
         key: Keypair,
         net: NetHandle,
         events: mpsc::Receiver<NetEvent>,
         store: Arc<S>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError>
+    where
+        S: OpStore + Send + Sync + 'static,
+    {
+        Self::spawn_with_repos(key, net, events, store, None, config).await
+    }
+
+    /// Like [`Engine::spawn`], with the node's repos: the engine then serves its member's
+    /// collective repos (and the replicas it holds) to members, announces heads passed to
+    /// [`Engine::announce`], and, where its member is a steward, keeps verified replicas of
+    /// every member's repo in the collective's space.
+    pub async fn spawn_with_repos<S>(
+        key: Keypair,
+        net: NetHandle,
+        events: mpsc::Receiver<NetEvent>,
+        store: Arc<S>,
+        repos: Option<Arc<dyn Repos>>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError>
     where
@@ -310,8 +388,10 @@ impl Engine {
             );
         }
         let (tx, rx) = mpsc::channel(64);
+        let (internal, internal_rx) = mpsc::channel(64);
         let me = key.did();
         let join_timeout = config.join_timeout;
+        let config_pulls = config.max_pulls_in_flight.max(1);
         let mut task = Task {
             key,
             me,
@@ -325,9 +405,18 @@ impl Engine {
             joining: BTreeSet::new(),
             known_addrs: HashMap::new(),
             last_redial: Instant::now(),
+            repos,
+            pulls: HashMap::new(),
+            held: HashMap::new(),
+            pull_permits: Arc::new(Semaphore::new(config_pulls)),
+            serve_permits: Arc::new(Semaphore::new(config_pulls)),
+            exports: Arc::new(Exports::default()),
+            internal,
+            last_repo_sync: Instant::now(),
+            repo_sync_turn: 0,
         };
         task.subscribe_all().await;
-        tokio::spawn(task.run(rx, events));
+        tokio::spawn(task.run(rx, events, internal_rx));
         Ok(Engine {
             tx,
             net,
@@ -400,6 +489,16 @@ impl Engine {
         self.call(Cmd::List).await
     }
 
+    /// Announces a new head of this member's repo in a collective's space to the collective
+    /// (call it after each commit). Never waits: returns false if the engine is busy or
+    /// stopped, in which case stewards learn of the head at their next heads sync.
+    pub fn announce(&self, collective: Cid, rev: String, commit: Cid) -> bool {
+        let did = self.net.did().unwrap_or_default();
+        self.tx
+            .try_send(Cmd::Announce(collective, RepoHead { did, rev, commit }))
+            .is_ok()
+    }
+
     /// Joins a collective with an invite: dials the invite's peers, fetches the log from the
     /// first that answers, writes the join op, and submits it to that peer. Returns the
     /// collective's id.
@@ -468,7 +567,12 @@ impl Engine {
 }
 
 impl<S: OpStore + Send + Sync + 'static> Task<S> {
-    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, mut events: mpsc::Receiver<NetEvent>) {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        mut events: mpsc::Receiver<NetEvent>,
+        mut internal: mpsc::Receiver<Internal>,
+    ) {
         let span = tracing::info_span!("engine", did = %short(&self.me));
         let _guard = span.enter();
         let mut tick = tokio::time::interval(self.config.tick);
@@ -483,6 +587,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                     Some(ev) => self.on_event(ev).await,
                     None => break,
                 },
+                Some(msg) = internal.recv() => self.on_internal(msg),
                 _ = tick.tick() => self.on_tick().await,
             }
         }
@@ -586,6 +691,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             Cmd::List(reply) => {
                 let _ = reply.send(self.collectives.keys().copied().collect());
             }
+            Cmd::Announce(id, head) => self.announce(id, head),
         }
     }
 
@@ -766,6 +872,10 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             self.last_redial = Instant::now();
             self.redial().await;
         }
+        if self.last_repo_sync.elapsed() >= self.config.repo_sync_interval {
+            self.last_repo_sync = Instant::now();
+            self.repo_sync();
+        }
     }
 
     /// Remembers where connected members are, and dials the members known but not connected
@@ -793,7 +903,10 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             .collect();
         for (peer, addrs) in lost {
             for a in addrs {
-                let a = if a.iter().any(|x| matches!(x, libp2p::multiaddr::Protocol::P2p(_))) {
+                let a = if a
+                    .iter()
+                    .any(|x| matches!(x, libp2p::multiaddr::Protocol::P2p(_)))
+                {
                     a
                 } else {
                     a.with(libp2p::multiaddr::Protocol::P2p(peer))
@@ -832,11 +945,17 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 c.driver
                     .handle_into(Event::PeerDisconnected(*p), now, &mut out);
             }
-            for p in want.difference(&have) {
+            let new: Vec<PeerId> = want.difference(&have).copied().collect();
+            for p in &new {
                 c.driver
                     .handle_into(Event::PeerConnected(*p), now, &mut out);
             }
             self.perform(id, out).await;
+            if self.replicates(&id) {
+                for p in new {
+                    self.ask_heads(id, p);
+                }
+            }
         }
     }
 
@@ -877,10 +996,17 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             NetEvent::Gossip {
                 msg_id,
                 source,
+                author,
                 topic,
                 data,
-                ..
-            } => self.on_gossip(msg_id, source, &topic, data).await,
+            } => {
+                if let Some(announcement) = replica::decode_announcement(&data) {
+                    let verdict = self.on_announcement(source, author, &topic, announcement);
+                    let _ = self.net.report_validation(msg_id, source, verdict).await;
+                } else {
+                    self.on_gossip(msg_id, source, &topic, data).await;
+                }
+            }
             NetEvent::Request {
                 peer,
                 did,
@@ -889,6 +1015,10 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 token,
             } => {
                 let did = did.or_else(|| did_from_peer_id(&peer)).unwrap_or_default();
+                if let Some(req) = RepoReq::decode(&body) {
+                    self.on_repo_request(peer, &did, &topic, req, token).await;
+                    return;
+                }
                 let answer = self.on_request(peer, &did, &topic, &body).await;
                 let _ = self.net.respond(token, response(answer)).await;
             }
@@ -898,6 +1028,252 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             NetEvent::Listening(_) | NetEvent::Unsubscribed { .. } | NetEvent::Penalised { .. } => {
             }
         }
+    }
+
+    /// Whether this node keeps replicas of the collective's members' repos: it has repos to
+    /// keep them in and its member is a steward there.
+    fn replicates(&self, id: &Cid) -> bool {
+        self.repos.is_some()
+            && !self.joining.contains(id)
+            && self
+                .collectives
+                .get(id)
+                .is_some_and(|c| c.driver.log().state_ref().role(&self.me) == Some(Role::Steward))
+    }
+
+    /// Publishes a new head of this member's repo in a collective's space.
+    fn announce(&mut self, id: Cid, head: RepoHead) {
+        if head.did != self.me
+            || !self.is_member(&id, &self.me.clone())
+            || self.joining.contains(&id)
+        {
+            return;
+        }
+        let net = self.net.clone();
+        let t = topic(&id);
+        let bytes = replica::encode_announcement(&head);
+        debug!(collective = %id, rev = %head.rev, "announcing a repo head");
+        tokio::spawn(async move {
+            if let Err(e) = net.publish(&t, bytes).await {
+                debug!(error = %e, "announcement not published; stewards catch up by heads sync");
+            }
+        });
+    }
+
+    /// The verdict on a repo-head announcement, and a pull if this node replicates. Only a
+    /// member's own node may announce its head (the gossip author is the repo's owner).
+    fn on_announcement(
+        &mut self,
+        source: PeerId,
+        author: Option<PeerId>,
+        topic: &str,
+        announcement: Option<RepoHead>,
+    ) -> Validation {
+        let Some(id) = collective_of(topic) else {
+            return Validation::Ignore;
+        };
+        let Some(head) = announcement else {
+            return Validation::Reject;
+        };
+        let Some(author) = author else {
+            return Validation::Reject;
+        };
+        if did_from_peer_id(&author).as_deref() != Some(head.did.as_str()) {
+            debug!(peer = %source, "an announcement of someone else's repo");
+            return Validation::Reject;
+        }
+        let forwarder = did_from_peer_id(&source).unwrap_or_default();
+        if !self.is_member(&id, &head.did)
+            || !self.is_member(&id, &forwarder)
+            || !self.is_member(&id, &self.me.clone())
+        {
+            return Validation::Ignore;
+        }
+        if head.did != self.me && self.replicates(&id) {
+            let peers = if author == source {
+                vec![author]
+            } else {
+                vec![author, source]
+            };
+            self.want_pull(id, head.did, Some(head.rev), peers);
+        }
+        Validation::Accept
+    }
+
+    /// Starts a pull of `did`'s repo up to `rev`, unless the replica is there already or a
+    /// pull of that repo is running (then it runs again after).
+    fn want_pull(&mut self, id: Cid, did: String, rev: Option<String>, peers: Vec<PeerId>) {
+        let key = (id, did);
+        if let (Some(held), Some(rev)) = (self.held.get(&key), &rev)
+            && held >= rev
+        {
+            return;
+        }
+        if let Some(p) = self.pulls.get_mut(&key) {
+            p.again = Some((rev, peers));
+            return;
+        }
+        let Some(repos) = self.repos.clone() else {
+            return;
+        };
+        let (id, did) = key.clone();
+        self.pulls.insert(key, Pull { again: None });
+        let net = self.net.clone();
+        let internal = self.internal.clone();
+        let permits = Arc::clone(&self.pull_permits);
+        let limits = PullLimits {
+            max_bytes: self.config.max_replica_bytes,
+        };
+        tokio::spawn(async move {
+            let held = match permits.acquire_owned().await {
+                Ok(_permit) => {
+                    match replica::pull(repos, net, id, did.clone(), rev, peers, limits).await {
+                        Ok(head) => head.map(|h| h.rev),
+                        Err(e) => {
+                            debug!(collective = %id, did = %did, error = %e, "pull failed");
+                            None
+                        }
+                    }
+                }
+                Err(_) => None,
+            };
+            let _ = internal
+                .send(Internal::Pulled {
+                    collective: id,
+                    did,
+                    held,
+                })
+                .await;
+        });
+    }
+
+    /// Asks a member peer which repos it holds in the collective's space.
+    fn ask_heads(&self, id: Cid, peer: PeerId) {
+        let Ok(permit) = Arc::clone(&self.requests).try_acquire_owned() else {
+            return;
+        };
+        let net = self.net.clone();
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let answer = net
+                .request(peer, &topic(&id), RepoReq::Heads.encode())
+                .await;
+            match answer
+                .map_err(|e| e.to_string())
+                .and_then(|a| replica::read_heads(&a))
+            {
+                Ok(heads) => {
+                    let _ = internal
+                        .send(Internal::Heads {
+                            collective: id,
+                            peer,
+                            heads,
+                        })
+                        .await;
+                }
+                Err(e) => debug!(peer = %peer, error = %e, "heads request failed"),
+            }
+        });
+    }
+
+    /// Every `repo_sync_interval`: each collective this node replicates asks one member peer
+    /// (in turn) for its heads.
+    fn repo_sync(&mut self) {
+        self.repo_sync_turn = self.repo_sync_turn.wrapping_add(1);
+        let ids: Vec<Cid> = self.collectives.keys().copied().collect();
+        for id in ids {
+            if !self.replicates(&id) {
+                continue;
+            }
+            let peers: Vec<PeerId> = self
+                .collectives
+                .get(&id)
+                .map(|c| c.driver.peers().copied().collect())
+                .unwrap_or_default();
+            if let Some(p) = peers.get(self.repo_sync_turn % peers.len().max(1)) {
+                self.ask_heads(id, *p);
+            }
+        }
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Pulled {
+                collective,
+                did,
+                held,
+            } => {
+                let key = (collective, did);
+                if let Some(rev) = held {
+                    self.held.insert(key.clone(), rev);
+                }
+                if let Some(Pull {
+                    again: Some((rev, peers)),
+                }) = self.pulls.remove(&key)
+                {
+                    self.want_pull(key.0, key.1, rev, peers);
+                }
+            }
+            Internal::Heads {
+                collective,
+                peer,
+                heads,
+            } => {
+                if !self.replicates(&collective) {
+                    return;
+                }
+                for h in heads {
+                    if h.did != self.me && self.is_member(&collective, &h.did) {
+                        self.want_pull(collective, h.did, Some(h.rev), vec![peer]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serves a heads or repo request: to current members only (as this node's state has
+    /// them), and only while this node's member is one.
+    async fn on_repo_request(
+        &mut self,
+        peer: PeerId,
+        did: &str,
+        topic: &str,
+        req: RepoReq,
+        token: crate::handle::ResponseToken,
+    ) {
+        let id = collective_of(topic);
+        let allowed =
+            id.is_some_and(|id| self.is_member(&id, did) && self.is_member(&id, &self.me.clone()));
+        let Some(id) = id.filter(|_| allowed) else {
+            debug!(peer = %peer, "refused a non-member's repo request");
+            let _ = self
+                .net
+                .respond(token, replica::refusal(NOT_A_MEMBER))
+                .await;
+            return;
+        };
+        let Ok(permit) = Arc::clone(&self.serve_permits).try_acquire_owned() else {
+            let _ = self
+                .net
+                .respond(token, replica::refusal(replica::BUSY))
+                .await;
+            return;
+        };
+        let net = self.net.clone();
+        let repos = self.repos.clone();
+        let exports = Arc::clone(&self.exports);
+        let page = self.config.repo_page_bytes;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let body = match req {
+                RepoReq::Heads => replica::serve_heads(repos, id).await,
+                RepoReq::Repo { did, since, offset } => {
+                    replica::serve_repo(repos, exports, id, did, since, offset, page).await
+                }
+            };
+            let _ = net.respond(token, body).await;
+        });
     }
 
     async fn on_gossip(&mut self, msg_id: MsgId, source: PeerId, topic: &str, data: Vec<u8>) {

@@ -11,7 +11,9 @@
 //!   id is its op id, and re-publishing a known message is a success), manual validation
 //!   (nothing is forwarded before the caller accepts it), peer scoring, and the ban of peers
 //!   whose score falls below a threshold;
-//! - request-response on `/guild/sync/1` with opaque byte bodies.
+//! - request-response on `/guild/sync/1` with opaque byte bodies;
+//! - the collectives engine ([`collective`]), which runs the governance drivers over the swarm
+//!   and replicates members' collective repos through the node's [`Repos`] ([`replica`]).
 //!
 //! It runs the swarm in a tokio task ([`Net::spawn`]) driven through a [`NetHandle`] and
 //! reporting [`NetEvent`]s, over bounded channels.
@@ -28,6 +30,8 @@ pub mod config;
 mod error;
 mod handle;
 mod identity;
+pub mod replica;
+pub mod repos;
 mod swarm;
 
 pub use collective::{Engine, EngineConfig, EngineError, FieldsFn, Status};
@@ -37,6 +41,7 @@ pub use error::{
 };
 pub use handle::{MsgId, NetEvent, NetHandle, PeerInfo, ResponseToken, Validation};
 pub use identity::{DidError, did_from_peer_id, peer_id_from_did, short_id};
+pub use repos::{RepoHead, RepoSyncError, Repos};
 pub use swarm::{Net, SYNC_PROTOCOL};
 
 /// libp2p's address and peer id types, so that callers need not depend on libp2p.

@@ -29,4 +29,4 @@ pub use repo::{
     Action, CommitResult, Head, PreparedRecord, RecordOp, Repo, RepoError, Write, parse_path,
     prepare_record,
 };
-pub use verify::{RepoSummary, VerifyError, verify_car, verify_repo};
+pub use verify::{RepoSummary, VerifyError, verify_car, verify_repo, verify_repo_with};

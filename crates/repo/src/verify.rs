@@ -108,13 +108,28 @@ pub fn verify_car(car: &Car) -> Result<RepoSummary, VerifyError> {
 
 /// Verifies the repository whose commit is `commit`, reading blocks from `src`.
 pub fn verify_repo(src: &dyn BlockSource, commit: Cid) -> Result<RepoSummary, VerifyError> {
-    let get = |cid: &Cid, what: &str| -> Result<Bytes, VerifyError> {
-        src.get_block(cid)
-            .map_err(MstError::from)?
-            .ok_or_else(|| VerifyError::Missing {
-                cid: *cid,
-                what: what.to_string(),
-            })
+    verify_repo_with(src, commit, &mut |_, _| {})
+}
+
+/// Verifies like [`verify_repo`] and calls `visit` on every block the repository is made of
+/// (the commit, each MST node, each record; a record shared by several keys once per key), as
+/// it is read. A replica import uses it to store exactly the blocks of the verified tree and
+/// nothing else a CAR carried.
+pub fn verify_repo_with(
+    src: &dyn BlockSource,
+    commit: Cid,
+    visit: &mut dyn FnMut(&Cid, &Bytes),
+) -> Result<RepoSummary, VerifyError> {
+    let mut get = |cid: &Cid, what: &str| -> Result<Bytes, VerifyError> {
+        let bytes =
+            src.get_block(cid)
+                .map_err(MstError::from)?
+                .ok_or_else(|| VerifyError::Missing {
+                    cid: *cid,
+                    what: what.to_string(),
+                })?;
+        visit(cid, &bytes);
+        Ok(bytes)
     };
     let c = verify_commit(&commit, &get(&commit, "the commit")?)?;
     let mut records = Vec::new();
