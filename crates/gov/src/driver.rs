@@ -924,7 +924,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     }
 
     fn on_want(&mut self, from: P, ids: Vec<Cid>, out: &mut Vec<Action<P>>) {
-        let set: HashSet<Cid> = ids
+        let set: crate::log::CidSet = ids
             .into_iter()
             .take(MAX_CIDS_PER_MESSAGE)
             .filter(|id| self.log.get(id).is_some())

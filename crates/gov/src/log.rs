@@ -23,12 +23,17 @@
 //! them. Every removal suppresses, even one that is itself suppressed by a removal of its
 //! author: when removals conflict, more is ignored rather than less.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 use guild_core::Cid;
 
 use crate::op::{OpKind, SignedOp};
 use crate::state::{Causal, Meta, Reason, State};
+
+/// A set of op ids (a fast, non-cryptographic hash: the ids are already hashes).
+pub type CidSet = FxHashSet<Cid>;
 
 /// How many ops wait for missing parents, by default (at most 64 MiB of ops).
 pub const DEFAULT_PENDING_LIMIT: usize = 1024;
@@ -137,26 +142,26 @@ impl Log {
     pub fn new(collective: Cid) -> Log {
         Log {
             collective,
-            ops: HashMap::new(),
-            children: HashMap::new(),
+            ops: HashMap::default(),
+            children: HashMap::default(),
             heads: BTreeSet::new(),
             order: Vec::new(),
-            pos: HashMap::new(),
-            by_author: HashMap::new(),
-            removals: HashMap::new(),
-            suppressed: HashMap::new(),
+            pos: HashMap::default(),
+            by_author: HashMap::default(),
+            removals: HashMap::default(),
+            suppressed: HashMap::default(),
             checkpoints: VecDeque::new(),
             checkpoint_every: CHECKPOINT_EVERY,
             checkpoints_kept: CHECKPOINTS_KEPT,
             tip: State::new(collective),
             pending: BTreeMap::new(),
-            pending_index: HashMap::new(),
-            waiting_on: HashMap::new(),
+            pending_index: HashMap::default(),
+            waiting_on: HashMap::default(),
             next_seq: 0,
             pending_limit: DEFAULT_PENDING_LIMIT,
             pending_ttl_micros: DEFAULT_PENDING_TTL_MICROS,
             released: Vec::new(),
-            rejected: HashMap::new(),
+            rejected: HashMap::default(),
             rejected_order: VecDeque::new(),
             unsaved: Vec::new(),
         }
@@ -567,14 +572,14 @@ impl Log {
 
     /// The known ops in the causal past of `heads`, the heads included (unknown heads are
     /// ignored).
-    pub fn ancestors(&self, heads: &[Cid]) -> HashSet<Cid> {
+    pub fn ancestors(&self, heads: &[Cid]) -> CidSet {
         self.ancestors_from(heads, 0)
     }
 
     /// The ancestors of `heads` (included) at positions `lo` or later. Exact: a path from a
     /// head down to an op at position `lo` or later only passes through such positions.
-    fn ancestors_from(&self, heads: &[Cid], lo: usize) -> HashSet<Cid> {
-        let mut seen = HashSet::new();
+    fn ancestors_from(&self, heads: &[Cid], lo: usize) -> CidSet {
+        let mut seen = FxHashSet::default();
         let mut stack: Vec<Cid> = heads
             .iter()
             .filter(|h| self.pos.get(h).is_some_and(|p| *p >= lo))
@@ -611,7 +616,7 @@ impl Log {
         let Some(e) = self.ops.get(b) else {
             return false;
         };
-        let mut seen = HashSet::new();
+        let mut seen = FxHashSet::default();
         let mut stack: Vec<Cid> = e.op.prev().to_vec();
         while let Some(id) = stack.pop() {
             if id == *a {
@@ -654,7 +659,7 @@ impl Log {
 
     /// Deterministic topological order of a set of known ops: the log's order restricted to
     /// the set (parents first, ties broken by the CIDs' bytes). Unknown ids are left out.
-    pub fn topo_order(&self, set: &HashSet<Cid>) -> Vec<Cid> {
+    pub fn topo_order(&self, set: &CidSet) -> Vec<Cid> {
         let mut ids: Vec<(usize, Cid)> = set
             .iter()
             .filter_map(|id| self.pos.get(id).map(|p| (*p, *id)))
@@ -742,7 +747,7 @@ impl Log {
 
     /// Folds an ancestor-closed set of ops from nothing: the reference definition of the
     /// state of a cut.
-    pub(crate) fn fold_set(&self, set: &HashSet<Cid>) -> State {
+    pub(crate) fn fold_set(&self, set: &CidSet) -> State {
         let mut state = State::new(self.collective);
         for id in self.topo_order(set) {
             if let Some(by) = self.suppressed.get(&id)

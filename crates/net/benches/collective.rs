@@ -59,7 +59,7 @@ fn args() -> Args {
             "--ops" => a.ops = num("--ops"),
             "--missed" => a.missed = num("--missed"),
             "--degree" => a.degree = num("--degree"),
-            "spread" | "heal" | "catchup" | "all" => a.what = x,
+            "spread" | "heal" | "catchup" | "all" | "memory" => a.what = x,
             _ => {}
         }
     }
@@ -453,6 +453,36 @@ async fn catchup(a: &Args) {
     );
 }
 
+/// Where a node's memory goes: `ops` logs of an N-member collective, then N swarms alone.
+async fn memory(a: &Args) {
+    let keys: Vec<Keypair> = (0..a.nodes).map(key).collect();
+    let (id, ops) = collective(&keys);
+    let base = rss_mb();
+    let logs: Vec<Log> = (0..a.ops)
+        .map(|_| Log::load_trusted(id, ops.iter().map(Vec::as_slice)))
+        .collect();
+    let per_log = (rss_mb() - base) / a.ops as f64;
+    println!(
+        "memory: a log of {} ops ({} members): {per_log:.2} MB ({:.0} bytes per op); op bytes {} in all",
+        ops.len(),
+        a.nodes,
+        per_log * 1024.0 * 1024.0 / ops.len() as f64,
+        ops.iter().map(Vec::len).sum::<usize>()
+    );
+    drop(logs);
+    let base = rss_mb();
+    let mut nets = Vec::new();
+    for k in keys.iter().take(a.ops) {
+        let (net, events) = Net::spawn(k, NetConfig::memory()).unwrap();
+        nets.push((net, events));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!(
+        "memory: a bare swarm: {:.2} MB",
+        (rss_mb() - base) / a.ops as f64
+    );
+}
+
 fn main() {
     let a = args();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -461,6 +491,9 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
+        if a.what == "memory" {
+            memory(&a).await;
+        }
         if a.what == "catchup" || a.what == "all" {
             catchup(&a).await;
         }
