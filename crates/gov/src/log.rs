@@ -333,7 +333,11 @@ impl Log {
     fn accept(&mut self, op: SignedOp) -> Result<(), Reason> {
         let id = *op.id();
         let past = self.state_at(op.prev());
-        match past.check_past(&op, self) {
+        let checked = past.check_past(&op, self);
+        // Drop the past (often a clone of the tip) before applying, so that the tip's maps
+        // are not shared and are updated in place rather than copied.
+        drop(past);
+        match checked {
             Ok(meta) => {
                 self.add(op, meta);
                 Ok(())
@@ -416,7 +420,8 @@ impl Log {
         // Start from the tip when only the newest position changed (the usual case), else
         // from the last checkpoint at or before `from`, else from nothing.
         let (mut state, start, mut heads) = if from + 1 == n {
-            (self.tip.clone(), from, None)
+            let empty = State::new(self.collective);
+            (std::mem::replace(&mut self.tip, empty), from, None)
         } else if let Some(c) = self.checkpoints.back() {
             (
                 c.state.clone(),

@@ -116,7 +116,7 @@ pub struct Consent {
     /// The winning write's revision.
     pub rev: u64,
     /// The scope of the winning write (`None` for a revoke without scope: everything).
-    pub scope: Option<Ipld>,
+    pub scope: Option<Arc<Ipld>>,
     /// The winning write's `effectiveFrom`.
     pub effective_from: Option<Datetime>,
     /// The op that wrote the register.
@@ -235,13 +235,13 @@ pub struct Election {
     /// Seats to fill (seat elections).
     pub seats: u32,
     /// The candidates (seat elections).
-    pub candidates: BTreeSet<String>,
+    pub candidates: Arc<BTreeSet<String>>,
     /// The proposal voted on (amendment, admission, removal).
     pub proposal: Option<Cid>,
     /// The frozen electorate: the members in the open op's causal past.
     pub electorate: Arc<BTreeSet<String>>,
     /// The tellers.
-    pub tellers: BTreeSet<String>,
+    pub tellers: Arc<BTreeSet<String>>,
     /// The earliest close time, by the tellers' clocks.
     pub closes_after: Datetime,
     /// Ballots by voter.
@@ -251,7 +251,7 @@ pub struct Election {
     /// Tellers who sealed twice with different contents: their seals count for nothing.
     pub equivocating_tellers: OrdSet<String>,
     /// The certified result, once a majority of tellers sealed the same ballots and result.
-    pub certified: Option<Certified>,
+    pub certified: Option<Arc<Certified>>,
 }
 
 impl Election {
@@ -283,7 +283,7 @@ impl Election {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         match self.kind {
             ElectionKind::Stewards => {
-                for c in &self.candidates {
+                for c in self.candidates.iter() {
                     counts.insert(c.clone(), 0);
                 }
             }
@@ -374,7 +374,7 @@ pub struct Proposal {
     /// The removal's target, or the candidate.
     pub member: Option<String>,
     /// An amendment's changes.
-    pub changes: Option<BTreeMap<String, Ipld>>,
+    pub changes: Option<Arc<BTreeMap<String, Ipld>>>,
     /// Its status.
     pub status: ProposalStatus,
 }
@@ -398,7 +398,7 @@ pub struct Agreement {
     /// The template id.
     pub template: String,
     /// The terms offered.
-    pub terms: Ipld,
+    pub terms: Arc<Ipld>,
     /// When the offer lapses (by the accept's `createdAt`).
     pub expires_at: Option<Datetime>,
     /// The steward who offered it.
@@ -421,7 +421,7 @@ pub struct Bundle {
     /// The causal cut it is assembled against (the proposal's `prev`).
     pub heads: Vec<Cid>,
     /// The replica heads named (`coop.guild.bundle.defs#replicaHead` list).
-    pub replicas: Ipld,
+    pub replicas: Arc<Ipld>,
     /// The members whose consent covered the template at the cut, with the op that wrote it.
     pub contributors: Arc<BTreeMap<String, Cid>>,
     /// Each steward's approval: (approval op, manifest CID).
@@ -1190,7 +1190,7 @@ impl State {
                         kind: ElectionKind::Amendment,
                         by: author,
                         member: None,
-                        changes: op.map_field("changes").cloned(),
+                        changes: op.map_field("changes").cloned().map(Arc::new),
                         status: ProposalStatus::Open,
                     },
                 );
@@ -1283,10 +1283,10 @@ impl State {
                     Election {
                         kind,
                         seats: op.int_field("seats").unwrap_or(0).clamp(0, 100) as u32,
-                        candidates: op.str_list("candidates").into_iter().collect(),
+                        candidates: Arc::new(op.str_list("candidates").into_iter().collect()),
                         proposal: op.op_ref("proposal"),
                         electorate,
-                        tellers: op.str_list("tellers").into_iter().collect(),
+                        tellers: Arc::new(op.str_list("tellers").into_iter().collect()),
                         closes_after: op
                             .datetime_field("closesAfter")
                             .unwrap_or_else(|| op.created_at().clone()),
@@ -1323,7 +1323,7 @@ impl State {
                     Agreement {
                         builder: op.str_field("builder").unwrap_or_default().to_owned(),
                         template: op.str_field("template").unwrap_or_default().to_owned(),
-                        terms: op.body().get("terms").cloned().unwrap_or(Ipld::Null),
+                        terms: Arc::new(op.body().get("terms").cloned().unwrap_or(Ipld::Null)),
                         expires_at: op.datetime_field("expiresAt"),
                         offered_by: author,
                         countersigned: BTreeSet::new(),
@@ -1364,10 +1364,11 @@ impl State {
                     template,
                     kind: op.str_field("kind").unwrap_or_default().to_owned(),
                     heads: op.prev().to_vec(),
-                    replicas: cut
-                        .and_then(|c| c.get("replicas"))
-                        .cloned()
-                        .unwrap_or(Ipld::List(Vec::new())),
+                    replicas: Arc::new(
+                        cut.and_then(|c| c.get("replicas"))
+                            .cloned()
+                            .unwrap_or(Ipld::List(Vec::new())),
+                    ),
                     contributors,
                     approvals: BTreeMap::new(),
                     equivocating: BTreeSet::new(),
@@ -1418,7 +1419,7 @@ impl State {
                     Consent {
                         granted,
                         rev,
-                        scope: op.body().get("scope").cloned(),
+                        scope: op.body().get("scope").cloned().map(Arc::new),
                         effective_from: op.datetime_field("effectiveFrom"),
                         op: id,
                     },
@@ -1487,11 +1488,11 @@ impl State {
         }
         let Some(charter) = charter else { return };
         let tally = e.tally(&eid, &ballots, &charter);
-        e.certified = Some(Certified {
+        e.certified = Some(Arc::new(Certified {
             ballots: (*ballots).clone(),
             tally: tally.clone(),
             seals: agreeing,
-        });
+        }));
         let (kind, proposal) = (e.kind, e.proposal);
         self.enact(eid, *op.id(), kind, proposal, &tally);
     }
@@ -1544,7 +1545,7 @@ impl State {
             ElectionKind::Amendment => {
                 if let (Some(changes), Some(charter)) = (&p.changes, &self.charter) {
                     let mut fields = charter.fields.clone();
-                    for (k, v) in changes {
+                    for (k, v) in changes.iter() {
                         if k != "$type" {
                             fields.insert(k.clone(), v.clone());
                         }

@@ -344,7 +344,10 @@ fn equivocating_ballots_void_each_other() {
     c.ok(OpKind::Seal, f, &key(1));
     let st = c.log.state();
     let cert = st.elections[e.id()].certified.clone().unwrap();
-    assert_eq!(cert.ballots.into_iter().collect::<Vec<_>>(), vec![*f1.id()]);
+    assert_eq!(
+        cert.ballots.iter().copied().collect::<Vec<_>>(),
+        vec![*f1.id()]
+    );
 }
 
 #[test]
