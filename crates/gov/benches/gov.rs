@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use guild_core::syntax::Datetime;
 use guild_core::{Cid, Ipld, Keypair, cids, data};
 use guild_gov::{Inserted, Log, OpKind, SignedOp};
@@ -58,7 +58,7 @@ const ELECTION_STEPS: i64 = 6000;
 const REMOVAL_EVERY: usize = 50_000;
 /// Per mille of the steps that are a group of 2–3 concurrent ops.
 const CONCURRENT_PER_MILLE: u64 = 120;
-/// Ops inserted per copy of the base log in the `apply` benches.
+/// Ops written after the base log for the `apply` benches (their timed ops).
 const TAIL: usize = 10_000;
 
 fn t(secs: i64) -> Datetime {
@@ -868,71 +868,156 @@ fn history(n: usize) -> &'static Gen {
     })
 }
 
-/// Total time of `log.insert` over the ops marked `true` (the others are inserted untimed),
-/// `iters` of them, on copies of `base`: when the ops run out, a fresh copy is taken. The
-/// copies, the ops' clones and the drops are not timed.
-fn timed_inserts(base: &Log, ops: &[(SignedOp, bool)], iters: u64) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut done = 0u64;
-    while done < iters {
-        let mut log = base.clone();
-        for (op, timed) in ops {
-            if done == iters {
-                break;
-            }
-            let op = op.clone();
-            if *timed {
-                let t0 = Instant::now();
-                let r = log.insert(op, 0);
-                total += t0.elapsed();
-                assert_eq!(r, Inserted::Applied);
-                done += 1;
-            } else {
-                assert_eq!(log.insert(op, 0), Inserted::Applied);
-            }
-        }
-        drop(black_box(log));
-    }
-    total
+/// Timed ops per iteration of the `apply` benches.
+const BATCH: usize = 500;
+
+/// A tail of ops cut into batches of [`BATCH`] timed ops each (ops marked `false` are
+/// inserted untimed: the ops a timed one is concurrent with).
+struct Batches {
+    ops: Vec<(SignedOp, bool)>,
+    /// Each batch's range in `ops`.
+    bounds: Vec<(usize, usize)>,
 }
 
-/// Per-op time of `Log::insert` of an already-decoded op into a log of 10 k and 100 k ops.
+impl Batches {
+    fn new(ops: Vec<(SignedOp, bool)>) -> Batches {
+        let mut bounds = Vec::new();
+        let (mut lo, mut timed) = (0, 0);
+        for (i, (_, t)) in ops.iter().enumerate() {
+            timed += usize::from(*t);
+            if timed == BATCH {
+                bounds.push((lo, i + 1));
+                (lo, timed) = (i + 1, 0);
+            }
+        }
+        Batches { ops, bounds }
+    }
+}
+
+/// A copy of the base log and the next batch to insert into it.
+struct Cursor<'a> {
+    base: &'a Log,
+    log: Option<Log>,
+    next: usize,
+}
+
+impl Cursor<'_> {
+    /// Inserts the next `iters` batches, cycling through the tail (a fresh copy of the base
+    /// log each time it runs out, made and dropped outside the timing), and returns the time
+    /// `Log::insert` took over their timed ops.
+    fn run(&mut self, b: &Batches, iters: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            if self.next == b.bounds.len() {
+                drop(black_box(self.log.take()));
+                self.next = 0;
+            }
+            let log = self.log.get_or_insert_with(|| self.base.clone());
+            let (lo, hi) = b.bounds[self.next];
+            for (op, timed) in &b.ops[lo..hi] {
+                let op = op.clone();
+                if *timed {
+                    let t0 = Instant::now();
+                    let r = log.insert(op, 0);
+                    total += t0.elapsed();
+                    assert_eq!(r, Inserted::Applied);
+                } else {
+                    assert_eq!(log.insert(op, 0), Inserted::Applied);
+                }
+            }
+            self.next += 1;
+        }
+        total
+    }
+}
+
+/// One untimed-by-criterion pass over the tail on a copy of `base`, timing each timed op:
+/// the mean and the largest cost by kind (printed; the slow kinds are rare but costly).
+fn cost_by_kind(what: &str, base: &Log, b: &Batches) {
+    let mut log = base.clone();
+    let mut by_kind: BTreeMap<&'static str, (usize, Duration, Duration)> = BTreeMap::new();
+    for (op, timed) in &b.ops {
+        let kind = op.kind().nsid().trim_start_matches("coop.guild.");
+        let t0 = Instant::now();
+        let r = log.insert(op.clone(), 0);
+        let took = t0.elapsed();
+        assert_eq!(r, Inserted::Applied);
+        if *timed {
+            let e = by_kind.entry(kind).or_default();
+            e.0 += 1;
+            e.1 += took;
+            e.2 = e.2.max(took);
+        }
+    }
+    let (n, sum) = by_kind
+        .values()
+        .fold((0, Duration::ZERO), |(n, s), e| (n + e.0, s + e.1));
+    let parts: Vec<String> = by_kind
+        .iter()
+        .map(|(k, (c, sum, max))| {
+            format!(
+                "{k} {c}: mean {:.1} µs, max {:.1} µs",
+                sum.as_secs_f64() * 1e6 / *c as f64,
+                max.as_secs_f64() * 1e6
+            )
+        })
+        .collect();
+    eprintln!(
+        "{what}: {n} timed ops, mean {:.1} µs; by kind: {}",
+        sum.as_secs_f64() * 1e6 / n.max(1) as f64,
+        parts.join("; ")
+    );
+}
+
+/// `Log::insert` of an already-decoded op into a log of 10 k and 100 k ops. Each iteration
+/// inserts the next [`BATCH`] timed ops of a tail written after the base log (criterion's
+/// time is per batch; the throughput line is per op).
 fn apply(c: &mut Criterion) {
     if large_replay_only() {
         return;
     }
     let mut g = c.benchmark_group("apply");
-    g.sample_size(20).measurement_time(Duration::from_secs(10));
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Elements(BATCH as u64));
     for n in [10_000usize, 100_000] {
         let gen_base = history(n);
         let base = gen_base.log.clone();
         let label = format!("{}k", n / 1000);
         // Ops extending all the heads: the same mix, without concurrent groups.
-        let extending = gen_base.clone().extending_tail(TAIL);
-        g.bench_function(format!("extending/{label}"), |b| {
-            b.iter_custom(|iters| timed_inserts(&base, &extending, iters))
-        });
+        let extending = Batches::new(gen_base.clone().extending_tail(TAIL));
         // A consent op concurrent with the last three ops (refolds from a checkpoint).
-        let concurrent = gen_base.clone().concurrent_tail(TAIL / 4);
-        g.bench_function(format!("concurrent_with_3/{label}"), |b| {
-            b.iter_custom(|iters| timed_inserts(&base, &concurrent, iters))
-        });
+        let concurrent = Batches::new(gen_base.clone().concurrent_tail(TAIL / 4));
         // The history's own mix, concurrent groups and merges included.
         let mut gen_mix = gen_base.clone();
         gen_mix.recorded = Some(Vec::new());
         while gen_mix.recorded.as_ref().map_or(0, Vec::len) < TAIL {
             gen_mix.step();
         }
-        let mixed: Vec<(SignedOp, bool)> = gen_mix
-            .recorded
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|op| (op, true))
-            .collect();
-        g.bench_function(format!("history_mix/{label}"), |b| {
-            b.iter_custom(|iters| timed_inserts(&base, &mixed, iters))
-        });
+        let mixed = Batches::new(
+            gen_mix
+                .recorded
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|op| (op, true))
+                .collect(),
+        );
+        for (name, tail) in [
+            ("extending", &extending),
+            ("concurrent_with_3", &concurrent),
+            ("history_mix", &mixed),
+        ] {
+            let name = format!("{name}/{label}");
+            cost_by_kind(&name, &base, tail);
+            let mut cursor = Cursor {
+                base: &base,
+                log: None,
+                next: 0,
+            };
+            g.bench_function(name, |b| b.iter_custom(|iters| cursor.run(tail, iters)));
+        }
     }
     g.finish();
 }

@@ -5,7 +5,7 @@
 //! The `gov_op` target and this test share their fixed collective and their checks
 //! (`tests/fuzz_fixture/mod.rs`). To rewrite the seed inputs (the fixture's valid ops) into
 //! `tests/regressions/gov_op/` and `fuzz/corpus/gov_op/`:
-//! `GUILD_WRITE_FUZZ_SEEDS=1 cargo test -p guild-gov --test fuzz_regressions seeds`; without
+//! `GUILD_WRITE_FUZZ_SEEDS=1 cargo test -p guild-gov --test fuzz_regressions seed_files`; without
 //! the variable the same test checks that the stored seeds are the fixture's.
 
 use std::path::PathBuf;
