@@ -118,6 +118,12 @@ fn parse_cid(s: &str, what: &str) -> Result<Cid, XrpcError> {
     guild_core::syntax::parse_cid_str(s).map_err(|e| XrpcError::invalid(format!("{what}: {e}")))
 }
 
+/// A required CID field of the body.
+fn required_cid(body: &Value, name: &str) -> Result<Cid, XrpcError> {
+    let s = body_str(body, name).ok_or_else(|| XrpcError::invalid(format!("{name} is missing")))?;
+    parse_cid(s, name)
+}
+
 /// The collective named, or the only one this node holds.
 async fn which(c: &Collectives, named: Option<&str>) -> Result<Cid, XrpcError> {
     if let Some(s) = named {
@@ -423,10 +429,7 @@ pub(crate) async fn vote<S: crate::service::NodeStore>(
     let body = json_body(&state, &headers, body).await?;
     let c = net(&state)?;
     let id = which(c, body_str(&body, "collective")).await?;
-    let election = parse_cid(
-        body_str(&body, "election").ok_or_else(|| XrpcError::invalid("election is missing"))?,
-        "election",
-    )?;
+    let election = required_cid(&body, "election")?;
     let approvals = body_strings(&body, "approvals")?;
     write(
         c,
@@ -446,10 +449,7 @@ pub(crate) async fn close_election<S: crate::service::NodeStore>(
     let body = json_body(&state, &headers, body).await?;
     let c = net(&state)?;
     let id = which(c, body_str(&body, "collective")).await?;
-    let election = parse_cid(
-        body_str(&body, "election").ok_or_else(|| XrpcError::invalid("election is missing"))?,
-        "election",
-    )?;
+    let election = required_cid(&body, "election")?;
     write(
         c,
         id,
