@@ -18,19 +18,20 @@
 //!   penalises the peer that sent it: an honest peer sends only ops its own log applied, and
 //!   every node decides an op the same way;
 //! - anti-entropy: on connect, and every [`DriverConfig::sync_interval_micros`] (plus a seeded
-//!   jitter) with one random peer, the driver sends a summary of its log ([`Message::Heads`]:
-//!   its heads, then ancestors sampled at exponentially growing depths); the peer answers
-//!   with the first chunk of the ops outside the past of the summary's ids that it knows
-//!   ([`Message::Ops`], parents first, bounded in count and bytes; an empty chunk ends the
-//!   exchange), and asks back with its own summary if the summary named ops it lacks. Each
-//!   non-empty chunk is answered with the same summary plus the newest ops of the chunk, so a
-//!   node that missed a thousand ops catches up in a few round trips without gossip.
+//!   jitter) with one random peer, the driver reconciles the set of its op ids with the
+//!   peer's by Negentropy ([`crate::reconcile`]): it sends a query
+//!   ([`Message::Reconcile`]), the peer answers each query statelessly
+//!   ([`Message::ReconcileReply`]), and each answer tells the initiator which ops the peer
+//!   lacks (sent to it at once, parents first, as [`Message::Ops`]) and which it lacks
+//!   itself (asked for with [`Message::Want`], answered with [`Message::Ops`]), until the
+//!   ranges' fingerprints agree. A node that missed ten thousand ops catches up in a few
+//!   round trips without gossip.
 //!
 //! Every queue is bounded: outstanding wants ([`DriverConfig::max_wants`]), ops tracked while
-//! they wait ([`DriverConfig::max_held`]), ops and bytes per reply, ids per message, remembered
-//! rejections ([`REJECTED_MEMORY`]), sync rounds per exchange.
+//! they wait ([`DriverConfig::max_held`]), ops and bytes per message, ids per message,
+//! remembered rejections ([`REJECTED_MEMORY`]), rounds and ops per sync exchange.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -40,12 +41,13 @@ use guild_core::{Cid, Ipld, Keypair, cbor, cids, data};
 
 use crate::log::{DEFAULT_PENDING_LIMIT, DEFAULT_PENDING_TTL_MICROS, Inserted, Log};
 use crate::op::{MAX_OP_BYTES, MAX_PREV, Op, OpError, OpKind, SignedOp};
+use crate::reconcile::{self, OpSet};
 use crate::state::Reason;
 
 /// The largest encoded [`Message`] accepted, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
-/// The most op ids a [`Message::Heads`] or [`Message::Want`] may carry.
+/// The most op ids a [`Message::Want`] may carry.
 pub const MAX_CIDS_PER_MESSAGE: usize = 1024;
 
 /// The most ops a [`Message::Ops`] may carry.
@@ -58,32 +60,28 @@ pub const REJECTED_MEMORY: usize = 4096;
 /// How many ops a [`VerifyCache`] holds by default.
 pub const DEFAULT_VERIFY_CACHE: usize = 4096;
 
-/// How many heads the summary samples ancestors from.
-const SAMPLED_HEADS: usize = 4;
-
-/// How far back along first parents the summary samples (its last sample is at depth 8192).
-const MAX_SAMPLE_DEPTH: u64 = 1 << 13;
-
 /// Room left in a message for everything but the ops' bytes.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
 
 /// A message between two nodes of a collective.
 ///
 /// On the wire it is a DAG-CBOR map with one key naming the kind: `{"op": bytes}`,
-/// `{"heads": [link…]}`, `{"want": [link…]}` or `{"ops": [bytes…]}`. Gossip carries the op's
+/// `{"reconcile": bytes}`, `{"reconcileReply": bytes}`, `{"want": [link…]}` or
+/// `{"ops": [bytes…]}`. Gossip carries the op's
 /// bytes alone (the network layer wraps them in [`Message::Op`]); the other kinds go over
 /// request-response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// One op's signed bytes (gossip).
     Op(Vec<u8>),
-    /// The sender's log summary: it holds every listed op and its causal past. Its heads come
-    /// first, then sampled ancestors (anti-entropy).
-    Heads(Vec<Cid>),
+    /// A Negentropy query over the sender's op ids (anti-entropy; the sender initiated).
+    Reconcile(Vec<u8>),
+    /// The answer to a [`Message::Reconcile`].
+    ReconcileReply(Vec<u8>),
     /// Ops the sender asks for by id.
     Want(Vec<Cid>),
-    /// Ops' signed bytes, parents first (the answer to [`Message::Heads`] or
-    /// [`Message::Want`]; empty when there is nothing to send for a summary).
+    /// Ops' signed bytes, parents first (the answer to a [`Message::Want`], or the ops a
+    /// reconciliation found the receiver lacks).
     Ops(Vec<Vec<u8>>),
 }
 
@@ -137,7 +135,11 @@ impl Message {
                 cbor::write_head(&mut out, 2, bytes.len() as u64);
                 out.extend_from_slice(bytes);
             }
-            Message::Heads(cids) | Message::Want(cids) => {
+            Message::Reconcile(bytes) | Message::ReconcileReply(bytes) => {
+                cbor::write_head(&mut out, 2, bytes.len() as u64);
+                out.extend_from_slice(bytes);
+            }
+            Message::Want(cids) => {
                 cbor::write_head(&mut out, 4, cids.len() as u64);
                 for cid in cids {
                     cbor::write_link(&mut out, cid);
@@ -180,7 +182,8 @@ impl Message {
                     expected: "bytes",
                 }),
             },
-            "heads" => links("heads", value).map(Message::Heads),
+            "reconcile" => frame("reconcile", value).map(Message::Reconcile),
+            "reconcileReply" => frame("reconcileReply", value).map(Message::ReconcileReply),
             "want" => links("want", value).map(Message::Want),
             "ops" => {
                 let Ipld::List(items) = value else {
@@ -211,7 +214,8 @@ impl Message {
     pub fn key(&self) -> &'static str {
         match self {
             Message::Op(_) => "op",
-            Message::Heads(_) => "heads",
+            Message::Reconcile(_) => "reconcile",
+            Message::ReconcileReply(_) => "reconcileReply",
             Message::Want(_) => "want",
             Message::Ops(_) => "ops",
         }
@@ -227,6 +231,16 @@ fn limit(field: &'static str, count: usize, limit: usize) -> Result<(), MessageE
         });
     }
     Ok(())
+}
+
+fn frame(field: &'static str, value: Ipld) -> Result<Vec<u8>, MessageError> {
+    match value {
+        Ipld::Bytes(b) => Ok(b),
+        _ => Err(MessageError::Field {
+            field,
+            expected: "bytes",
+        }),
+    }
 }
 
 fn check_op_size(field: &'static str, bytes: &[u8]) -> Result<(), MessageError> {
@@ -397,15 +411,17 @@ pub struct DriverConfig {
     pub max_held: usize,
     /// How long such an op is tracked (default: the log's pending TTL).
     pub held_ttl_micros: i64,
-    /// The most ops per [`Message::Ops`] sent (default 256; at most [`MAX_OPS_PER_MESSAGE`]).
+    /// The most ops per [`Message::Ops`] sent (default 256; at most [`MAX_OPS_PER_MESSAGE`];
+    /// longer answers take several messages).
     pub max_ops_per_reply: usize,
     /// The most op bytes per [`Message::Ops`] sent (default 512 KiB; at least one op is
     /// always sent, and a message stays within [`MAX_MESSAGE_BYTES`]).
     pub max_reply_bytes: usize,
-    /// The most ids in a summary sent at the start of a sync (default 128).
-    pub max_summary: usize,
-    /// The most chunks one sync exchange asks for (default 64).
+    /// The most queries one sync exchange sends (default 64).
     pub max_sync_rounds: u32,
+    /// The most ops one sync exchange sends to the peer, or asks of it (default 65 536; the
+    /// rest waits for the next exchange).
+    pub max_sync_ops: usize,
     /// Whether ops learnt through anti-entropy are also published (default true: after a
     /// partition heals, gossip spreads what one link brought across).
     pub relay_synced: bool,
@@ -424,8 +440,8 @@ impl Default for DriverConfig {
             held_ttl_micros: DEFAULT_PENDING_TTL_MICROS,
             max_ops_per_reply: 256,
             max_reply_bytes: 512 * 1024,
-            max_summary: 128,
             max_sync_rounds: 64,
+            max_sync_ops: 1 << 16,
             relay_synced: true,
         }
     }
@@ -522,14 +538,15 @@ struct Held<P> {
 /// A sync exchange this driver started with a peer.
 #[derive(Debug, Clone)]
 struct Session {
-    /// The summary sent first.
-    base: Vec<Cid>,
-    /// The newest ops of each chunk received since (the peer skips their past).
-    extras: VecDeque<Cid>,
-    /// When the last summary was sent.
+    /// The op ids as they were when the exchange started (every query of an exchange is over
+    /// the same set).
+    set: Arc<OpSet>,
+    /// When the last query was sent.
     at: i64,
-    /// How many chunks were asked for after the first.
+    /// How many queries were sent.
     rounds: u32,
+    /// How many ops were sent to the peer or asked of it.
+    ops: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -552,6 +569,9 @@ enum Received {
 #[derive(Debug)]
 pub struct Driver<P> {
     log: Log,
+    /// The log's op ids for reconciliation (rebuilt when ops entered the log around the
+    /// driver).
+    set: Arc<OpSet>,
     config: DriverConfig,
     rng: SplitMix64,
     cache: Option<VerifyCache>,
@@ -568,6 +588,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     /// A driver over a log (empty, or loaded from a store).
     pub fn new(log: Log, config: DriverConfig) -> Driver<P> {
         Driver {
+            set: Arc::new(OpSet::from_ops(log.ops_in_order())),
             log,
             rng: SplitMix64::new(config.seed),
             config,
@@ -736,7 +757,8 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             Message::Op(bytes) => {
                 self.receive_op(Some(&from), &bytes, now, true, out);
             }
-            Message::Heads(summary) => self.on_heads(from, summary, now, out),
+            Message::Reconcile(query) => self.on_reconcile(from, &query, out),
+            Message::ReconcileReply(reply) => self.on_reconcile_reply(from, &reply, now, out),
             Message::Want(ids) => self.on_want(from, ids, out),
             Message::Ops(ops) => self.on_ops(from, ops, now, out),
         }
@@ -826,9 +848,20 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         self.wants.remove(&id);
         self.held.remove(&id);
         out.push(Action::Applied(id));
-        if relay && let Some(op) = self.log.get(&id) {
-            out.push(Action::Publish(op.bytes().to_vec()));
+        if let Some(op) = self.log.get(&id) {
+            Arc::make_mut(&mut self.set).insert(op);
+            if relay {
+                out.push(Action::Publish(op.bytes().to_vec()));
+            }
         }
+    }
+
+    /// The log's op ids, current (rebuilt if ops entered the log through [`Driver::log_mut`]).
+    fn op_set(&mut self) -> Arc<OpSet> {
+        if self.set.len() != self.log.len() {
+            self.set = Arc::new(OpSet::from_ops(self.log.ops_in_order()));
+        }
+        Arc::clone(&self.set)
     }
 
     /// Reports the ops the last insert released from the pending buffer, and the fate of the
@@ -933,125 +966,127 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             return;
         }
         let order = self.log.topo_order(&set);
-        let ops = self.chunk(order.iter().filter_map(|id| self.log.get(id)));
-        out.push(Action::Send {
-            to: from,
-            msg: Message::Ops(ops),
-        });
+        self.send_ops(&from, &order, out);
     }
 
-    fn on_heads(&mut self, from: P, summary: Vec<Cid>, now: i64, out: &mut Vec<Action<P>>) {
-        let (known, unknown): (Vec<Cid>, Vec<Cid>) = summary
+    /// Sends these known ops (in this order) in as many [`Message::Ops`] as they need.
+    fn send_ops(&self, to: &P, order: &[Cid], out: &mut Vec<Action<P>>) {
+        let mut rest = order;
+        while !rest.is_empty() {
+            let ops = self.chunk(rest.iter().filter_map(|id| self.log.get(id)));
+            if ops.is_empty() {
+                return;
+            }
+            rest = rest.get(ops.len()..).unwrap_or_default();
+            out.push(Action::Send {
+                to: to.clone(),
+                msg: Message::Ops(ops),
+            });
+        }
+    }
+
+    /// Answers a peer's reconciliation query (statelessly, over the current set). A malformed
+    /// query is dropped: only the network layer's peers (members) can send one, and an
+    /// answer reveals nothing but op ids.
+    fn on_reconcile(&mut self, from: P, query: &[u8], out: &mut Vec<Action<P>>) {
+        let set = self.op_set();
+        if let Ok(reply) = reconcile::answer(&set, query) {
+            out.push(Action::Send {
+                to: from,
+                msg: Message::ReconcileReply(reply),
+            });
+        }
+    }
+
+    /// Reads the answer to this driver's query: sends the peer the ops it lacks, asks it for
+    /// those this node lacks, and sends the next query if the ranges do not agree yet.
+    fn on_reconcile_reply(&mut self, from: P, reply: &[u8], now: i64, out: &mut Vec<Action<P>>) {
+        let Some(mut session) = self.peers.get_mut(&from).and_then(|p| p.session.take()) else {
+            return;
+        };
+        let Ok(step) = reconcile::step(&session.set, reply) else {
+            return;
+        };
+        let budget = self.config.max_sync_ops.saturating_sub(session.ops);
+        // What the peer lacks, parents first.
+        let have: crate::log::CidSet = step.have.into_iter().take(budget).collect();
+        let order = self.log.topo_order(&have);
+        session.ops += order.len();
+        self.send_ops(&from, &order, out);
+        // What this node lacks: ask the peer for it (tracked as wants while there is room).
+        let budget = self.config.max_sync_ops.saturating_sub(session.ops);
+        let need: Vec<Cid> = step
+            .need
             .into_iter()
-            .take(MAX_CIDS_PER_MESSAGE)
-            .partition(|id| self.log.get(id).is_some());
-        let since = self.log.ops_since(&known);
-        let ops = self.chunk(since.into_iter());
-        out.push(Action::Send {
-            to: from.clone(),
-            msg: Message::Ops(ops),
-        });
-        // The peer has ops this node lacks: ask back, unless an exchange is already running.
-        if !unknown.is_empty() && self.peers.contains_key(&from) && !self.session_open(&from, now) {
-            self.start_sync(&from, now, out);
+            .filter(|id| self.log.get(id).is_none())
+            .take(budget)
+            .collect();
+        session.ops += need.len();
+        self.fetch(&from, need, now, out);
+        if let Some(query) = step.next
+            && session.rounds < self.config.max_sync_rounds
+            && session.ops < self.config.max_sync_ops
+        {
+            session.rounds += 1;
+            session.at = now;
+            if let Some(p) = self.peers.get_mut(&from) {
+                p.session = Some(session);
+            }
+            out.push(Action::Send {
+                to: from,
+                msg: Message::Reconcile(query),
+            });
+        }
+    }
+
+    /// Asks a peer for ops a reconciliation found missing: all of them, in messages of at
+    /// most [`MAX_CIDS_PER_MESSAGE`] ids; those that fit under [`DriverConfig::max_wants`] are
+    /// tracked (asked again elsewhere if unanswered), the others are left to the next
+    /// exchange if this peer does not answer.
+    fn fetch(&mut self, from: &P, ids: Vec<Cid>, now: i64, out: &mut Vec<Action<P>>) {
+        for id in &ids {
+            if self.wants.len() >= self.config.max_wants {
+                break;
+            }
+            self.wants.entry(*id).or_insert_with(|| Wanted {
+                asked: Some(from.clone()),
+                at: now,
+                tries: 1,
+            });
+        }
+        for chunk in ids.chunks(MAX_CIDS_PER_MESSAGE) {
+            out.push(Action::Send {
+                to: from.clone(),
+                msg: Message::Want(chunk.to_vec()),
+            });
         }
     }
 
     fn on_ops(&mut self, from: P, ops: Vec<Vec<u8>>, now: i64, out: &mut Vec<Action<P>>) {
         let relay = self.config.relay_synced;
-        let mut bad = false;
-        let mut received = Vec::new();
         for bytes in ops.iter().take(MAX_OPS_PER_MESSAGE) {
-            let (id, got) = self.receive_op(Some(&from), bytes, now, relay, out);
-            match got {
-                Received::Bad(_) => bad = true,
-                Received::New | Received::Known => received.push(id),
-            }
+            self.receive_op(Some(&from), bytes, now, relay, out);
         }
-        let max_rounds = self.config.max_sync_rounds;
-        let Some(peer) = self.peers.get_mut(&from) else {
-            return;
-        };
-        let Some(session) = peer.session.as_mut() else {
-            return;
-        };
-        if ops.is_empty() || bad || session.rounds >= max_rounds {
-            peer.session = None;
-            return;
-        }
-        // Ask for the next chunk: the same summary, plus the newest ops of this one (those no
-        // other op of the chunk names as a parent), whose past the peer then skips.
-        let parents: HashSet<Cid> = received
-            .iter()
-            .filter_map(|id| self.log.get(id))
-            .flat_map(|op| op.prev().iter().copied())
-            .collect();
-        for id in received {
-            if !parents.contains(&id) && self.log.get(&id).is_some() {
-                session.extras.push_back(id);
-            }
-        }
-        while session.base.len() + session.extras.len() > MAX_CIDS_PER_MESSAGE {
-            session.extras.pop_front();
-        }
-        session.rounds += 1;
-        session.at = now;
-        let mut summary = session.base.clone();
-        summary.extend(session.extras.iter().copied());
-        out.push(Action::Send {
-            to: from,
-            msg: Message::Heads(summary),
-        });
     }
 
-    fn session_open(&self, peer: &P, now: i64) -> bool {
-        self.peers
-            .get(peer)
-            .and_then(|p| p.session.as_ref())
-            .is_some_and(|s| now.saturating_sub(s.at) < self.config.request_timeout_micros)
-    }
-
-    /// Starts a sync exchange: sends this node's summary.
+    /// Starts a sync exchange: sends the first reconciliation query.
     fn start_sync(&mut self, peer: &P, now: i64, out: &mut Vec<Action<P>>) {
-        let base = self.summary();
+        let set = self.op_set();
+        let Ok(query) = reconcile::initiate(&set) else {
+            return;
+        };
         if let Some(p) = self.peers.get_mut(peer) {
             p.session = Some(Session {
-                base: base.clone(),
-                extras: VecDeque::new(),
+                set,
                 at: now,
-                rounds: 0,
+                rounds: 1,
+                ops: 0,
             });
         }
         out.push(Action::Send {
             to: peer.clone(),
-            msg: Message::Heads(base),
+            msg: Message::Reconcile(query),
         });
-    }
-
-    /// The log's summary: the heads, then ancestors of the first few heads along their first
-    /// parents, at depths 1, 2, 4, 8…, at most [`DriverConfig::max_summary`] ids in all.
-    fn summary(&self) -> Vec<Cid> {
-        let max = self.config.max_summary.clamp(1, MAX_CIDS_PER_MESSAGE);
-        let heads = self.log.heads();
-        let mut out: Vec<Cid> = heads.iter().take(max).copied().collect();
-        let mut seen: HashSet<Cid> = out.iter().copied().collect();
-        for head in heads.iter().take(SAMPLED_HEADS) {
-            let (mut cur, mut depth, mut mark) = (*head, 0u64, 1u64);
-            while out.len() < max && depth < MAX_SAMPLE_DEPTH {
-                let Some(parent) = self.log.get(&cur).and_then(|op| op.prev().first()) else {
-                    break;
-                };
-                cur = *parent;
-                depth += 1;
-                if depth == mark {
-                    mark = mark.saturating_mul(2);
-                    if seen.insert(cur) {
-                        out.push(cur);
-                    }
-                }
-            }
-        }
-        out
     }
 
     /// The first ops of `ops` that fit one reply.

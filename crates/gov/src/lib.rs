@@ -20,9 +20,10 @@
 //!   message arrived, the member writes an op, a timer fired, each with the current time) into
 //!   actions (publish an op the log applied, send a message to one peer, penalise a peer that
 //!   sent a bad op, wake me at some time). Gossip carries ops; missing parents are wanted from
-//!   the sender and asked again elsewhere after a timeout; anti-entropy exchanges log
-//!   summaries ([`Message::Heads`]) on connect and every 30 to 60 s with a random peer, and
-//!   answers them with bounded chunks of the ops the peer lacks;
+//!   the sender and asked again elsewhere after a timeout; anti-entropy reconciles the sets
+//!   of op ids with Negentropy ([`reconcile`], [`Message::Reconcile`]) on connect and every
+//!   30 to 60 s with a random peer, then sends the peer what it lacks and asks for what this
+//!   node lacks, in bounded chunks;
 //! - the [`sim`]ulator: many drivers in seeded virtual time, with per-link latency, jitter,
 //!   loss, duplication, partitions that heal, nodes offline and misbehaving peers, for exact
 //!   tests of convergence (`tests/sim.rs`).
@@ -37,6 +38,7 @@ pub mod driver;
 pub mod log;
 pub mod make;
 pub mod op;
+pub mod reconcile;
 pub mod sim;
 pub mod state;
 pub mod store;

@@ -154,8 +154,10 @@ pub struct SimStats {
     /// Messages that did not decode (the simulator only sends encoded messages, so a
     /// non-zero count is a codec bug).
     pub malformed: u64,
-    /// [`Message::Heads`] sent.
-    pub heads: u64,
+    /// [`Message::Reconcile`] sent.
+    pub reconciles: u64,
+    /// [`Message::ReconcileReply`] sent.
+    pub reconcile_replies: u64,
     /// [`Message::Want`] sent.
     pub wants: u64,
     /// [`Message::Ops`] sent.
@@ -798,7 +800,8 @@ impl Sim {
                 }
                 Action::Send { to, msg } => {
                     match &msg {
-                        Message::Heads(_) => self.stats.heads += 1,
+                        Message::Reconcile(_) => self.stats.reconciles += 1,
+                        Message::ReconcileReply(_) => self.stats.reconcile_replies += 1,
                         Message::Want(_) => self.stats.wants += 1,
                         Message::Ops(_) => self.stats.ops += 1,
                         Message::Op(_) => {}

@@ -815,10 +815,10 @@ fn driver_wants_missing_parents_and_asks_again_elsewhere() {
     let now = 1_700_000_000 * SEC;
     for p in [1u32, 2] {
         let actions = d.handle(Event::PeerConnected(p), now);
-        assert!(actions.contains(&Action::Send {
-            to: p,
-            msg: Message::Heads(vec![])
-        }));
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Send { to, msg: Message::Reconcile(_) } if *to == p
+        )));
     }
     let invite = Op::sign(
         OpKind::Invite,
@@ -910,11 +910,38 @@ fn driver_wants_missing_parents_and_asks_again_elsewhere() {
             Action::Rejected { from: Some(2), .. }
         ));
     }
-    // A peer's summary naming only the charter is answered with the invite.
+    // Reconciling with a peer that holds only the charter: the peer's answer tells this
+    // driver what the peer lacks, and the driver sends it the invite.
+    let mut peer_log = Log::new(collective);
+    peer_log.insert(charter.clone(), now);
+    let mut peer: Driver<u32> = Driver::new(peer_log, DriverConfig::default());
+    let actions = d.handle(Event::PeerConnected(1), now + 5 * SEC);
+    let Some(Action::Send { msg: query, .. }) = actions.into_iter().find(|a| {
+        matches!(
+            a,
+            Action::Send {
+                msg: Message::Reconcile(_),
+                ..
+            }
+        )
+    }) else {
+        panic!("no query on connect");
+    };
+    let replies = peer.handle(
+        Event::Message {
+            from: 0,
+            msg: query,
+        },
+        now + 5 * SEC,
+    );
+    let Some(Action::Send { msg: reply, .. }) = replies.into_iter().next() else {
+        panic!("no reply");
+    };
+    assert!(matches!(reply, Message::ReconcileReply(_)));
     let actions = d.handle(
         Event::Message {
             from: 1,
-            msg: Message::Heads(vec![collective]),
+            msg: reply,
         },
         now + 5 * SEC,
     );
@@ -929,8 +956,8 @@ fn driver_wants_missing_parents_and_asks_again_elsewhere() {
 
 #[test]
 fn anti_entropy_replies_are_chunked() {
-    // One driver with 40 ops answers a peer that has only the charter in chunks of at most
-    // `max_ops_per_reply`, each following the last.
+    // A driver with nothing reconciles with one holding 41 ops: it learns the 41 ids, wants
+    // them, and the server answers in chunks of at most `max_ops_per_reply`, parents first.
     let keys = keys(1);
     let charter = genesis(&keys[0], "Chunks", 0);
     let collective = *charter.id();
@@ -979,8 +1006,14 @@ fn anti_entropy_replies_are_chunked() {
     };
     let mut server: Driver<u8> = Driver::new(log, config.clone()).with_cache(cache.clone());
     let mut client: Driver<u8> = Driver::new(Log::new(collective), config).with_cache(cache);
-    client.handle(Event::PeerConnected(1), 0);
-    let mut to_server = vec![Message::Heads(vec![])];
+    let mut to_server: Vec<Message> = client
+        .handle(Event::PeerConnected(1), 0)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send { msg, .. } => Some(msg),
+            _ => None,
+        })
+        .collect();
     let mut chunks = Vec::new();
     while let Some(msg) = to_server.pop() {
         let replies = server.handle(Event::Message { from: 0, msg }, 0);
@@ -999,7 +1032,7 @@ fn anti_entropy_replies_are_chunked() {
             }
         }
     }
-    assert_eq!(chunks, vec![16, 16, 9, 0]);
+    assert_eq!(chunks, vec![16, 16, 9]);
     assert_eq!(client.log().heads(), server.log().heads());
     assert_eq!(client.log().len(), 41);
 }
@@ -1015,7 +1048,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
     let bytes = || proptest::collection::vec(any::<u8>(), 0..300);
     prop_oneof![
         bytes().prop_map(Message::Op),
-        proptest::collection::vec(arb_cid(), 0..20).prop_map(Message::Heads),
+        bytes().prop_map(Message::Reconcile),
+        bytes().prop_map(Message::ReconcileReply),
         proptest::collection::vec(arb_cid(), 0..20).prop_map(Message::Want),
         proptest::collection::vec(bytes(), 0..8).prop_map(Message::Ops),
     ]
@@ -1058,10 +1092,10 @@ fn message_limits() {
         Message::decode(&vec![0; MAX_MESSAGE_BYTES + 1]),
         Err(MessageError::TooLarge(MAX_MESSAGE_BYTES + 1))
     );
-    let many = Message::Heads(vec![cids::cid_for_cbor(b"x"); MAX_CIDS_PER_MESSAGE + 1]).encode();
+    let many = Message::Want(vec![cids::cid_for_cbor(b"x"); MAX_CIDS_PER_MESSAGE + 1]).encode();
     assert!(matches!(
         Message::decode(&many),
-        Err(MessageError::TooMany { field: "heads", .. })
+        Err(MessageError::TooMany { field: "want", .. })
     ));
     let two_keys = data::encode(&obj(&[
         ("op", Ipld::Bytes(vec![])),
@@ -1074,10 +1108,18 @@ fn message_limits() {
         Message::decode(&unknown),
         Err(MessageError::UnknownKind("nope".into()))
     );
-    let wrong = data::encode(&obj(&[("heads", Ipld::List(vec![int(1)]))])).unwrap();
+    let wrong = data::encode(&obj(&[("want", Ipld::List(vec![int(1)]))])).unwrap();
     assert!(matches!(
         Message::decode(&wrong),
-        Err(MessageError::Field { field: "heads", .. })
+        Err(MessageError::Field { field: "want", .. })
+    ));
+    let wrong = data::encode(&obj(&[("reconcile", Ipld::List(vec![]))])).unwrap();
+    assert!(matches!(
+        Message::decode(&wrong),
+        Err(MessageError::Field {
+            field: "reconcile",
+            ..
+        })
     ));
     // A seeded PRNG is deterministic.
     let mut a = SplitMix64::new(42);

@@ -147,6 +147,8 @@ async fn found_invite_join_and_spread() {
         sa.heads == sb.heads && sb.heads == sc.heads && sa.state == sc.state
     })
     .await;
+    // Ops are stored every tick; flush what the last tick has not stored yet.
+    a.engine.flush().await.unwrap();
     let stored = a.store.stored_ops(&id).unwrap();
     assert_eq!(stored.len(), a.engine.status(id).await.unwrap().ops);
 
@@ -170,7 +172,7 @@ async fn a_non_member_gets_nothing_and_a_removed_member_is_cut_off() {
 
     // A stranger dials in and asks for the log: refused, nothing returned.
     stranger.net.dial(addr(&a).await).await.unwrap();
-    let sync = guild_gov::Message::Heads(vec![id]).encode();
+    let sync = guild_gov::Message::Want(vec![id]).encode();
     let body = {
         use guild_core::{Ipld, data};
         data::encode(&Ipld::Map([("sync".to_owned(), Ipld::Bytes(sync))].into())).unwrap()
