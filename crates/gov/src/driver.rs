@@ -361,6 +361,14 @@ impl VerifyCache {
         result
     }
 
+    /// The op with this id, if the cache holds it verified.
+    pub fn get(&self, id: &Cid) -> Option<SignedOp> {
+        match self.lock().map.get(id) {
+            Some(Ok(op)) => Some(op.clone()),
+            _ => None,
+        }
+    }
+
     /// Remembers an op decoded elsewhere (one this node signed, say).
     pub fn remember(&self, op: &SignedOp) {
         self.store(*op.id(), Ok(op.clone()));
@@ -469,7 +477,7 @@ pub enum Event<P> {
         /// The op's own fields (not the envelope's).
         fields: BTreeMap<String, Ipld>,
         /// The member's key.
-        key: Keypair,
+        key: Box<Keypair>,
     },
     /// An op signed elsewhere (by the member's client): inserted and published like a created
     /// one.

@@ -529,20 +529,36 @@ impl Log {
     /// included; ops that do not decode, are not authorised or stay without parents are
     /// left out.
     pub fn load<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
-        Log::load_with(collective, ops, SignedOp::decode)
+        Log::load_with(collective, ops, &mut SignedOp::decode)
     }
 
     /// Like [`Log::load`], for bytes this node verified when they arrived (its own store):
     /// lexicons and signatures are not checked again (see [`SignedOp::decode_trusted`]);
     /// authorisation and the fold are.
     pub fn load_trusted<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
-        Log::load_with(collective, ops, SignedOp::decode_trusted)
+        Log::load_with(collective, ops, &mut SignedOp::decode_trusted)
+    }
+
+    /// [`Log::load_trusted`], taking the ops `cache` holds (verified) from it instead of
+    /// decoding them again: the log then shares them with the cache's other users (the
+    /// node's drivers; in one process, every node given the same cache).
+    pub fn load_trusted_cached<'a>(
+        collective: Cid,
+        ops: impl IntoIterator<Item = &'a [u8]>,
+        cache: &crate::driver::VerifyCache,
+    ) -> Log {
+        Log::load_with(collective, ops, &mut |bytes: &[u8]| match cache
+            .get(&guild_core::cids::cid_for_cbor(bytes))
+        {
+            Some(op) => Ok(op),
+            None => SignedOp::decode_trusted(bytes),
+        })
     }
 
     fn load_with<'a>(
         collective: Cid,
         ops: impl IntoIterator<Item = &'a [u8]>,
-        decode: fn(&[u8]) -> Result<SignedOp, crate::op::OpError>,
+        decode: &mut dyn FnMut(&[u8]) -> Result<SignedOp, crate::op::OpError>,
     ) -> Log {
         let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
         for bytes in ops {

@@ -2,7 +2,7 @@
 //! (protocol.md §4), their signing and their strict decoding.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use guild_core::keys::{self, KeyError};
 use guild_core::syntax::Datetime;
@@ -218,8 +218,14 @@ impl Op {
 
 /// A decoded, structurally valid, signature-checked op. Whether it is *authorised* depends on
 /// the log it enters (see [`crate::Log`]).
+///
+/// Cheap to clone: the decoded op is shared (a node's caches, its log and, in one process,
+/// several nodes hold the same op once).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SignedOp {
+pub struct SignedOp(Arc<OpInner>);
+
+#[derive(Debug, PartialEq)]
+struct OpInner {
     id: Cid,
     bytes: Vec<u8>,
     kind: OpKind,
@@ -310,7 +316,7 @@ impl SignedOp {
             }
             (_, true, false) => {}
         }
-        Ok(SignedOp {
+        Ok(SignedOp(Arc::new(OpInner {
             id,
             bytes: bytes.to_vec(),
             kind,
@@ -319,7 +325,7 @@ impl SignedOp {
             prev,
             created_at,
             body,
-        })
+        })))
     }
 
     /// Decodes bytes this node verified before (from its own store): strict DAG-CBOR and the
@@ -332,47 +338,47 @@ impl SignedOp {
 
     /// The op id: the CID of the signed bytes.
     pub fn id(&self) -> &Cid {
-        &self.id
+        &self.0.id
     }
 
     /// The signed bytes, exactly as received.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.0.bytes
     }
 
     /// The op's kind.
     pub fn kind(&self) -> OpKind {
-        self.kind
+        self.0.kind
     }
 
     /// The collective named (`None` only for the genesis charter).
     pub fn collective(&self) -> Option<&Cid> {
-        self.collective.as_ref()
+        self.0.collective.as_ref()
     }
 
     /// The author's DID (a `did:key`).
     pub fn author(&self) -> &str {
-        &self.author
+        &self.0.author
     }
 
     /// The op's parents.
     pub fn prev(&self) -> &[Cid] {
-        &self.prev
+        &self.0.prev
     }
 
     /// When the author says they wrote it.
     pub fn created_at(&self) -> &Datetime {
-        &self.created_at
+        &self.0.created_at
     }
 
     /// The whole decoded map, envelope included.
     pub fn body(&self) -> &BTreeMap<String, Ipld> {
-        &self.body
+        &self.0.body
     }
 
     /// A string field of the body.
     pub fn str_field(&self, name: &str) -> Option<&str> {
-        match self.body.get(name) {
+        match self.0.body.get(name) {
             Some(Ipld::String(s)) => Some(s),
             _ => None,
         }
@@ -380,7 +386,7 @@ impl SignedOp {
 
     /// A byte-string field of the body.
     pub fn bytes_field(&self, name: &str) -> Option<&[u8]> {
-        match self.body.get(name) {
+        match self.0.body.get(name) {
             Some(Ipld::Bytes(b)) => Some(b),
             _ => None,
         }
@@ -399,7 +405,7 @@ impl SignedOp {
 
     /// An integer field of the body.
     pub fn int_field(&self, name: &str) -> Option<i64> {
-        match self.body.get(name) {
+        match self.0.body.get(name) {
             Some(Ipld::Integer(i)) => i64::try_from(*i).ok(),
             _ => None,
         }
@@ -407,7 +413,7 @@ impl SignedOp {
 
     /// A map field of the body.
     pub fn map_field(&self, name: &str) -> Option<&BTreeMap<String, Ipld>> {
-        match self.body.get(name) {
+        match self.0.body.get(name) {
             Some(Ipld::Map(m)) => Some(m),
             _ => None,
         }
@@ -424,7 +430,7 @@ impl SignedOp {
 
     /// A field holding a list of strings (the consent ops' `templates`).
     pub fn str_list(&self, name: &str) -> Vec<String> {
-        match self.body.get(name) {
+        match self.0.body.get(name) {
             Some(Ipld::List(items)) => items
                 .iter()
                 .filter_map(|i| match i {

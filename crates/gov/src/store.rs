@@ -45,4 +45,18 @@ impl Log {
         let ops = store.stored_ops(&collective)?;
         Ok(Log::load_trusted(collective, ops.iter().map(Vec::as_slice)))
     }
+
+    /// [`Log::open`] through a [`crate::driver::VerifyCache`] ([`Log::load_trusted_cached`]).
+    pub fn open_cached<S: OpStore + ?Sized>(
+        collective: Cid,
+        store: &S,
+        cache: &crate::driver::VerifyCache,
+    ) -> Result<Log, S::Error> {
+        let ops = store.stored_ops(&collective)?;
+        Ok(Log::load_trusted_cached(
+            collective,
+            ops.iter().map(Vec::as_slice),
+            cache,
+        ))
+    }
 }

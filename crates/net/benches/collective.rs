@@ -4,8 +4,10 @@
 //!
 //! - `spread`: N members (default 1 000); each link gets an injected one-way latency (default
 //!   50 ms: every event a node receives is delayed that long before its engine sees it); a
-//!   member writes an op; the time until every node has validated and applied it, over several
-//!   ops (p50 / p99 / max), and the process RSS.
+//!   member writes an op; the time until every node has validated and applied it (as each
+//!   engine reports it, `Engine::applied`), over several ops (p50 / p99 / max), and the
+//!   process RSS. The nodes share one memo of verified ops (`EngineConfig::verify_cache`), so
+//!   an op's decoded form is held once in the process.
 //! - `heal`: a 30 % partition (links cut, redial off) with ops on both sides; the time from
 //!   re-linking until all N nodes have identical heads and state.
 //! - `catchup`: a node offline while 10 000 ops are written; the time from its reconnection
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use guild_core::syntax::Datetime;
 use guild_core::{Cid, Keypair};
 use guild_gov::make::{self, CharterParams};
-use guild_gov::{DriverConfig, Log, Op, OpKind, OpStore};
+use guild_gov::{DriverConfig, Log, Op, OpKind, OpStore, VerifyCache};
 use guild_net::{Engine, EngineConfig, Multiaddr, Net, NetConfig, NetEvent, NetHandle};
 use guild_store::MemoryStore;
 use tokio::sync::mpsc;
@@ -157,7 +159,24 @@ fn delayed(mut rx: mpsc::Receiver<NetEvent>, latency: Duration) -> mpsc::Receive
     out
 }
 
-async fn spawn_node(key: &Keypair, id: Cid, ops: &[Vec<u8>], latency: Duration) -> Node {
+/// One memo of verified ops for every node of the process: each op is verified once and its
+/// decoded form is shared by every node's log (the op bytes each node stores, its indexes and
+/// its state are its own).
+fn shared_cache(ops: &[Vec<u8>]) -> VerifyCache {
+    let cache = VerifyCache::new(ops.len() * 2 + 20_000);
+    for b in ops {
+        cache.verify(b).unwrap();
+    }
+    cache
+}
+
+async fn spawn_node(
+    key: &Keypair,
+    id: Cid,
+    ops: &[Vec<u8>],
+    latency: Duration,
+    cache: &VerifyCache,
+) -> Node {
     let store = Arc::new(MemoryStore::new());
     let refs: Vec<(Cid, &[u8])> = ops
         .iter()
@@ -187,6 +206,7 @@ async fn spawn_node(key: &Keypair, id: Cid, ops: &[Vec<u8>], latency: Duration) 
             },
             tick: Duration::from_millis(200),
             redial: Duration::from_secs(3600),
+            verify_cache: Some(cache.clone()),
             ..EngineConfig::default()
         },
     )
@@ -215,57 +235,55 @@ async fn link(nodes: &[Node], degree: usize) {
     }
 }
 
-/// Waits until every node holds `op` (in its heads or below them); returns when each did.
-async fn spread_times(nodes: &[Node], id: &Cid, op: &Cid, start: Instant) -> Vec<Duration> {
-    let mut done: Vec<Option<Duration>> = vec![None; nodes.len()];
-    let deadline = start
-        + Duration::from_secs(if std::env::var("BENCH_DEBUG").is_ok() {
-            10
-        } else {
-            60
-        });
-    while done.iter().any(Option::is_none) && Instant::now() < deadline {
-        for (i, n) in nodes.iter().enumerate() {
-            if done[i].is_none() && holds(n, id, op).await {
-                done[i] = Some(start.elapsed());
+/// Starts watching every node's applied ops: each notice comes with the node's index and the
+/// instant the node's engine applied the op.
+fn watch(nodes: &[Node]) -> mpsc::UnboundedReceiver<(usize, guild_net::AppliedOp)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for (i, n) in nodes.iter().enumerate() {
+        let mut applied = n.engine.applied();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match applied.recv().await {
+                    Ok(a) => {
+                        if tx.send((i, a)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
+                        eprintln!("node {i}: watcher lagged by {k} notices");
+                    }
+                    Err(_) => return,
+                }
             }
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        });
     }
-    if std::env::var("BENCH_DEBUG").is_ok() {
-        for (i, n) in nodes.iter().enumerate() {
-            let s = n.engine.status(*id).await.unwrap();
-            let peers = n.net.peers().await.unwrap().len();
-            let mesh = n
-                .net
-                .mesh_peers(&guild_net::collective::topic(id))
-                .await
-                .unwrap()
-                .len();
-            eprintln!(
-                "node {i}: done {:?} ops {} peers {peers} member-peers {} mesh {mesh} pending {} wanted {}",
-                done[i],
-                s.ops,
-                s.peers.len(),
-                s.pending,
-                s.wanted
-            );
+    rx
+}
+
+/// Waits until every node applied `op`; returns when each did (from `start`), as its engine
+/// timed it. A node that never did counts as an hour.
+async fn spread_times(
+    nodes: &[Node],
+    rx: &mut mpsc::UnboundedReceiver<(usize, guild_net::AppliedOp)>,
+    op: &Cid,
+    start: Instant,
+) -> Vec<Duration> {
+    let mut done: Vec<Option<Duration>> = vec![None; nodes.len()];
+    let mut left = nodes.len();
+    let deadline = start + Duration::from_secs(60);
+    while left > 0 {
+        let Ok(Some((i, a))) = tokio::time::timeout_at(deadline.into(), rx.recv()).await else {
+            break;
+        };
+        if a.op == *op && done[i].is_none() {
+            done[i] = Some(a.at.saturating_duration_since(start));
+            left -= 1;
         }
     }
     done.into_iter()
         .map(|d| d.unwrap_or(Duration::from_secs(3600)))
         .collect()
-}
-
-async fn holds(node: &Node, id: &Cid, op: &Cid) -> bool {
-    match node.engine.status(*id).await {
-        Ok(s) => {
-            s.heads.contains(op)
-                || s.state.consents.values().any(|c| c.op == *op)
-                || s.state.invites.contains_key(op)
-        }
-        Err(_) => false,
-    }
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -283,9 +301,10 @@ async fn spread(a: &Args) {
     let keys: Vec<Keypair> = (0..n).map(key).collect();
     let (id, ops) = collective(&keys);
     let built = t0.elapsed();
+    let cache = shared_cache(&ops);
     let mut nodes = Vec::with_capacity(n);
     for k in &keys {
-        nodes.push(spawn_node(k, id, &ops, latency).await);
+        nodes.push(spawn_node(k, id, &ops, latency, &cache).await);
     }
     link(&nodes, a.degree).await;
     // Let meshes form.
@@ -299,11 +318,13 @@ async fn spread(a: &Args) {
         t0.elapsed(),
         rss_mb()
     );
+    let mut rx = watch(&nodes);
     let mut all = Vec::new();
     let mut per_op_p99 = Vec::new();
     for r in 0..a.ops {
         let writer = &nodes[(r * 7919 + 13) % n];
         let templates = vec!["research-open".to_owned()];
+        while rx.try_recv().is_ok() {}
         let start = Instant::now();
         let op = writer
             .engine
@@ -317,7 +338,7 @@ async fn spread(a: &Args) {
             )
             .await
             .unwrap();
-        let mut times = spread_times(&nodes, &id, &op, start).await;
+        let mut times = spread_times(&nodes, &mut rx, &op, start).await;
         times.sort();
         per_op_p99.push(pct(&times, 0.99));
         println!(
@@ -361,9 +382,10 @@ async fn heal(a: &Args) {
     let keys: Vec<Keypair> = (0..n).map(key).collect();
     let (id, ops) = collective(&keys);
     let latency = Duration::from_millis(a.latency_ms);
+    let cache = shared_cache(&ops);
     let mut nodes = Vec::with_capacity(n);
     for k in &keys {
-        nodes.push(spawn_node(k, id, &ops, latency).await);
+        nodes.push(spawn_node(k, id, &ops, latency, &cache).await);
     }
     let cut = n * 3 / 10;
     // Two groups, each linked within itself; no link across.
@@ -415,9 +437,10 @@ async fn heal(a: &Args) {
 async fn catchup(a: &Args) {
     let keys: Vec<Keypair> = (0..3).map(key).collect();
     let (id, ops) = collective(&keys);
+    // Separate caches: the node catching up verifies every op it receives.
     let nodes = [
-        spawn_node(&keys[0], id, &ops, Duration::ZERO).await,
-        spawn_node(&keys[1], id, &ops, Duration::ZERO).await,
+        spawn_node(&keys[0], id, &ops, Duration::ZERO, &VerifyCache::default()).await,
+        spawn_node(&keys[1], id, &ops, Duration::ZERO, &VerifyCache::default()).await,
     ];
     // The founder writes `missed` ops while member 1 is offline (not linked).
     let t = Instant::now();
@@ -469,7 +492,46 @@ async fn memory(a: &Args) {
         per_log * 1024.0 * 1024.0 / ops.len() as f64,
         ops.iter().map(Vec::len).sum::<usize>()
     );
-    drop(logs);
+    // Where it goes: the decoded ops alone; a log without checkpoints.
+    let base = rss_mb();
+    let decoded: Vec<Vec<guild_gov::SignedOp>> = (0..a.ops)
+        .map(|_| {
+            ops.iter()
+                .map(|b| guild_gov::SignedOp::decode_trusted(b).unwrap())
+                .collect()
+        })
+        .collect();
+    let per = (rss_mb() - base) / a.ops as f64;
+    println!(
+        "memory:   of which decoded ops alone: {per:.2} MB ({:.0} bytes per op)",
+        per * 1024.0 * 1024.0 / ops.len() as f64
+    );
+    let base = rss_mb();
+    let bare_logs: Vec<Log> = (0..a.ops)
+        .map(|_| {
+            let mut log = Log::new(id).with_checkpoints(usize::MAX, 0);
+            for b in &ops {
+                log.insert(guild_gov::SignedOp::decode_trusted(b).unwrap(), 0);
+            }
+            log
+        })
+        .collect();
+    let per = (rss_mb() - base) / a.ops as f64;
+    println!(
+        "memory:   a log without checkpoints: {per:.2} MB ({:.0} bytes per op)",
+        per * 1024.0 * 1024.0 / ops.len() as f64
+    );
+    let cache = shared_cache(&ops);
+    let base = rss_mb();
+    let shared: Vec<Log> = (0..a.ops)
+        .map(|_| Log::load_trusted_cached(id, ops.iter().map(Vec::as_slice), &cache))
+        .collect();
+    let per = (rss_mb() - base) / a.ops as f64;
+    println!(
+        "memory: a log sharing its decoded ops with the other nodes of the process: {per:.2} MB ({:.0} bytes per op)",
+        per * 1024.0 * 1024.0 / ops.len() as f64
+    );
+    drop((logs, bare_logs, decoded, shared));
     let base = rss_mb();
     let mut nets = Vec::new();
     for k in keys.iter().take(a.ops) {

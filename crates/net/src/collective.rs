@@ -24,11 +24,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use guild_core::syntax::Datetime;
 use guild_core::{Cid, Ipld, Keypair, data};
-use guild_gov::driver::{Action, Driver, DriverConfig, Event, Message};
+use guild_gov::driver::{Action, Driver, DriverConfig, Event, Message, VerifyCache};
 use guild_gov::make::{self, CharterParams, InviteCode};
 use guild_gov::{Inserted, Log, Op, OpKind, OpStore, Reason, Role, SignedOp, State};
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::handle::{MsgId, NetEvent, NetHandle, Validation};
@@ -110,6 +110,10 @@ pub struct EngineConfig {
     /// How many pulls run at once (more wait their turn; one at a time per member's repo),
     /// and how many repo requests are served at once (more are refused as `busy`).
     pub max_pulls_in_flight: usize,
+    /// The memo of verified ops the engine's drivers and logs share (default: a new one of
+    /// [`guild_gov::driver::DEFAULT_VERIFY_CACHE`] ops). Several engines in one process (a
+    /// devnet, a benchmark) may share one, and then hold each op they all know once.
+    pub verify_cache: Option<VerifyCache>,
 }
 
 impl Default for EngineConfig {
@@ -125,6 +129,7 @@ impl Default for EngineConfig {
             repo_page_bytes: 2_000_000,
             max_replica_bytes: 512 * 1024 * 1024,
             max_pulls_in_flight: 4,
+            verify_cache: None,
         }
     }
 }
@@ -293,7 +298,23 @@ pub struct Engine {
     tx: mpsc::Sender<Cmd>,
     net: NetHandle,
     join_timeout: Duration,
+    applied: broadcast::Sender<AppliedOp>,
 }
+
+/// An op that entered one of the engine's logs (see [`Engine::applied`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedOp {
+    /// The collective.
+    pub collective: Cid,
+    /// The op's id.
+    pub op: Cid,
+    /// When the engine applied it.
+    pub at: Instant,
+}
+
+/// How many applied-op notices a slow [`Engine::applied`] receiver may fall behind by before
+/// it misses some (it is told how many: `RecvError::Lagged`).
+pub const APPLIED_BACKLOG: usize = 4096;
 
 impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -317,6 +338,8 @@ struct Task<S> {
     collectives: BTreeMap<Cid, Collective>,
     connected: HashMap<PeerId, Option<String>>,
     requests: Arc<Semaphore>,
+    cache: VerifyCache,
+    applied: broadcast::Sender<AppliedOp>,
     dirty: BTreeSet<Cid>,
     /// Where members' nodes were reached (learnt while connected), for redialling.
     known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
@@ -370,18 +393,20 @@ impl Engine {
     where
         S: OpStore + Send + Sync + 'static,
     {
+        let cache = config.verify_cache.clone().unwrap_or_default();
         let mut collectives = BTreeMap::new();
         let ids = store
             .collectives()
             .map_err(|e| EngineError::Store(e.to_string()))?;
         for (i, id) in ids.into_iter().enumerate() {
-            let log = Log::open(id, &*store).map_err(|e| EngineError::Store(e.to_string()))?;
+            let log = Log::open_cached(id, &*store, &cache)
+                .map_err(|e| EngineError::Store(e.to_string()))?;
             let mut dc = config.driver.clone();
             dc.seed = dc.seed.wrapping_add(i as u64);
             collectives.insert(
                 id,
                 Collective {
-                    driver: Driver::new(log, dc),
+                    driver: Driver::new(log, dc).with_cache(cache.clone()),
                     unvalidated: HashMap::new(),
                     subscribed: false,
                 },
@@ -389,6 +414,7 @@ impl Engine {
         }
         let (tx, rx) = mpsc::channel(64);
         let (internal, internal_rx) = mpsc::channel(64);
+        let (applied, _) = broadcast::channel(APPLIED_BACKLOG);
         let me = key.did();
         let join_timeout = config.join_timeout;
         let config_pulls = config.max_pulls_in_flight.max(1);
@@ -398,6 +424,8 @@ impl Engine {
             net: net.clone(),
             store,
             requests: Arc::new(Semaphore::new(config.max_requests_in_flight)),
+            cache,
+            applied: applied.clone(),
             config,
             collectives,
             connected: HashMap::new(),
@@ -421,7 +449,15 @@ impl Engine {
             tx,
             net,
             join_timeout,
+            applied,
         })
+    }
+
+    /// Notices of the ops entering this node's logs from now on (local writes, gossip,
+    /// anti-entropy), for watchers: a UI, a test, a benchmark timing an op's spread. A receiver
+    /// that falls more than [`APPLIED_BACKLOG`] notices behind loses the oldest.
+    pub fn applied(&self) -> broadcast::Receiver<AppliedOp> {
+        self.applied.subscribe()
     }
 
     async fn call<T>(
@@ -740,7 +776,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         self.collectives.insert(
             id,
             Collective {
-                driver: Driver::new(log, dc),
+                driver: Driver::new(log, dc).with_cache(self.cache.clone()),
                 unvalidated: HashMap::new(),
                 subscribed: false,
             },
@@ -835,7 +871,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             self.collectives.insert(
                 id,
                 Collective {
-                    driver: Driver::new(log, dc),
+                    driver: Driver::new(log, dc).with_cache(self.cache.clone()),
                     unvalidated: HashMap::new(),
                     subscribed: false,
                 },
@@ -1443,8 +1479,14 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                         }
                     });
                 }
-                Action::Applied(_) => {
+                Action::Applied(op) => {
                     self.dirty.insert(id);
+                    // No receiver is fine: nobody is watching.
+                    let _ = self.applied.send(AppliedOp {
+                        collective: id,
+                        op,
+                        at: Instant::now(),
+                    });
                 }
                 Action::Rejected {
                     from,

@@ -34,7 +34,7 @@ pub mod replica;
 pub mod repos;
 mod swarm;
 
-pub use collective::{Engine, EngineConfig, EngineError, FieldsFn, Status};
+pub use collective::{AppliedOp, Engine, EngineConfig, EngineError, FieldsFn, Status};
 pub use config::{ConfigError, NetConfig, ScoreConfig, TransportKind};
 pub use error::{
     DialError, NetError, PublishError, RequestError, RespondError, Stopped, SubscribeError,
