@@ -498,6 +498,11 @@ pub fn peers(data_dir: &Path, json_out: bool) -> Result<ExitCode> {
     for a in out["listen"].as_array().into_iter().flatten() {
         println!("listen:  {}", a.as_str().unwrap_or_default());
     }
+    println!(
+        "traffic: {} bytes in, {} bytes out",
+        out["bytesIn"].as_u64().unwrap_or_default(),
+        out["bytesOut"].as_u64().unwrap_or_default()
+    );
     let peers = out["peers"].as_array().cloned().unwrap_or_default();
     println!("peers:   {} connected", peers.len());
     for p in peers {

@@ -599,7 +599,8 @@ pub(crate) async fn list<S: crate::service::NodeStore>(
     ok(json!({"collectives": out}))
 }
 
-/// `coop.guild.node.getPeers`: `{peers: [{peer, did, addrs, score}]}`.
+/// `coop.guild.node.getPeers`: `{peer, listen, peers: [{peer, did, addrs, score}], bytesIn,
+/// bytesOut}` (bytes the swarm moved since the node started).
 pub(crate) async fn peers<S: crate::service::NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
     headers: HeaderMap,
@@ -634,9 +635,12 @@ pub(crate) async fn peers<S: crate::service::NodeStore>(
             })
         })
         .collect();
+    let traffic = c.net.traffic();
     ok(json!({
         "peer": c.net.peer_id().to_string(),
         "listen": listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "peers": peers,
+        "bytesIn": traffic.bytes_in,
+        "bytesOut": traffic.bytes_out,
     }))
 }

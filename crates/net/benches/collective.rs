@@ -286,6 +286,11 @@ async fn spread_times(
         .collect()
 }
 
+/// Bytes sent by all nodes' swarms so far.
+fn sent(nodes: &[Node]) -> u64 {
+    nodes.iter().map(|n| n.net.traffic().bytes_out).sum()
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -321,10 +326,17 @@ async fn spread(a: &Args) {
     let mut rx = watch(&nodes);
     let mut all = Vec::new();
     let mut per_op_p99 = Vec::new();
+    // The background: heartbeats, gossip control, anti-entropy, pings, with no op written.
+    let (b0, t0) = (sent(&nodes), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rate = (sent(&nodes) - b0) as f64 / t0.elapsed().as_secs_f64() / n as f64;
+    println!("  background traffic: {idle_rate:.0} bytes sent per node per second");
+    let mut op_bytes = Vec::new();
     for r in 0..a.ops {
         let writer = &nodes[(r * 7919 + 13) % n];
         let templates = vec!["research-open".to_owned()];
         while rx.try_recv().is_ok() {}
+        let before = sent(&nodes);
         let start = Instant::now();
         let op = writer
             .engine
@@ -339,10 +351,14 @@ async fn spread(a: &Args) {
             .await
             .unwrap();
         let mut times = spread_times(&nodes, &mut rx, &op, start).await;
+        let window = start.elapsed().as_secs_f64();
+        let total = (sent(&nodes) - before) as f64 / n as f64;
+        let per_op = total - idle_rate * window;
+        op_bytes.push(per_op);
         times.sort();
         per_op_p99.push(pct(&times, 0.99));
         println!(
-            "  op {r}: p50 {:?}  p99 {:?}  max {:?}",
+            "  op {r}: p50 {:?}  p99 {:?}  max {:?}; sent per node {total:.0} bytes in {window:.2} s, {per_op:.0} above the background",
             pct(&times, 0.5),
             pct(&times, 0.99),
             times.last().copied().unwrap_or_default()
@@ -351,6 +367,10 @@ async fn spread(a: &Args) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     all.sort();
+    println!(
+        "spread: bytes sent per op per node (above the background): mean {:.0}",
+        op_bytes.iter().sum::<f64>() / op_bytes.len().max(1) as f64
+    );
     println!(
         "spread: over {} ops x {n} nodes: p50 {:?}  p99 {:?}  max {:?}; RSS {:.0} MB",
         a.ops,

@@ -1,5 +1,7 @@
 //! [`NetHandle`], [`NetEvent`] and the values they carry.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
@@ -173,6 +175,19 @@ impl NetEvent {
 pub struct NetHandle {
     pub(crate) tx: mpsc::Sender<Command>,
     pub(crate) peer_id: PeerId,
+    /// The swarm's byte counters (libp2p's bandwidth metrics).
+    pub(crate) traffic: Arc<Mutex<libp2p::metrics::Registry>>,
+}
+
+/// Bytes this node's swarm moved since it started: every substream's payload (gossip with its
+/// control messages, requests and responses, identify, ping), after noise and yamux framing
+/// are taken off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
 }
 
 impl NetHandle {
@@ -270,6 +285,32 @@ impl NetHandle {
     pub async fn respond(&self, token: ResponseToken, body: Vec<u8>) -> Result<(), RespondError> {
         self.call(|reply| Command::Respond { token, body, reply })
             .await?
+    }
+
+    /// The bytes this node's swarm has sent and received so far.
+    pub fn traffic(&self) -> Traffic {
+        let registry = self.traffic.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+            return Traffic::default();
+        }
+        drop(registry);
+        let mut t = Traffic::default();
+        // Lines like `libp2p_bandwidth_bytes_total{protocols="/memory/…",direction="Outbound"} 123`.
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("libp2p_bandwidth_bytes_total{"))
+        {
+            let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+                continue;
+            };
+            if line.contains("direction=\"Outbound\"") {
+                t.bytes_out += value as u64;
+            } else if line.contains("direction=\"Inbound\"") {
+                t.bytes_in += value as u64;
+            }
+        }
+        t
     }
 
     /// The connected peers.

@@ -39,7 +39,7 @@ pub use config::{ConfigError, NetConfig, ScoreConfig, TransportKind};
 pub use error::{
     DialError, NetError, PublishError, RequestError, RespondError, Stopped, SubscribeError,
 };
-pub use handle::{MsgId, NetEvent, NetHandle, PeerInfo, ResponseToken, Validation};
+pub use handle::{MsgId, NetEvent, NetHandle, PeerInfo, ResponseToken, Traffic, Validation};
 pub use identity::{DidError, did_from_peer_id, peer_id_from_did, short_id};
 pub use repos::{RepoHead, RepoSyncError, Repos};
 pub use swarm::{Net, SYNC_PROTOCOL};

@@ -137,6 +137,8 @@ impl Net {
         let peer_id = keypair.public().to_peer_id();
         let behaviour = behaviour(&keypair, &config)?;
         let idle = config.idle_timeout();
+        // Counts every byte of every substream (gossip, requests, identify, ping), in and out.
+        let mut registry = libp2p::metrics::Registry::default();
         let mut swarm = match config.transport {
             TransportKind::Tcp => {
                 let swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -147,6 +149,7 @@ impl Net {
                         yamux::Config::default,
                     )
                     .map_err(NetError::Noise)?
+                    .with_bandwidth_metrics(&mut registry)
                     .with_behaviour(|_| behaviour);
                 infallible(swarm)
                     .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
@@ -162,7 +165,9 @@ impl Net {
                             .authenticate(noise)
                             .multiplex(yamux::Config::default())
                     });
-                let swarm = infallible(swarm).with_behaviour(|_| behaviour);
+                let swarm = infallible(swarm)
+                    .with_bandwidth_metrics(&mut registry)
+                    .with_behaviour(|_| behaviour);
                 infallible(swarm)
                     .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
                     .build()
@@ -202,6 +207,7 @@ impl Net {
             NetHandle {
                 tx: cmd_tx,
                 peer_id,
+                traffic: std::sync::Arc::new(std::sync::Mutex::new(registry)),
             },
             event_rx,
         ))

@@ -293,6 +293,11 @@ async fn request_response_round_trip() {
         .unwrap()
         .unwrap();
     assert_eq!(answer, vec![0xff; 100_000]);
+    // The byte counters saw the 100 kB answer leave A and reach B.
+    let (ta, tb) = (a.handle.traffic(), b.handle.traffic());
+    assert!(ta.bytes_out >= 100_000, "{ta:?}");
+    assert!(tb.bytes_in >= 100_000, "{tb:?}");
+    assert!(tb.bytes_out < 100_000 && tb.bytes_out > 0, "{tb:?}");
 
     // Refused by dropping the token.
     let requester = b.handle.clone();
