@@ -6,10 +6,9 @@
 
 use std::alloc::System;
 
-use guild_core::syntax::Datetime;
 use guild_core::{Cid, Keypair};
-use guild_gov::make::{self, CharterParams};
-use guild_gov::{Log, Op, OpKind, SignedOp};
+use guild_gov::make;
+use guild_gov::{Log, SignedOp};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
 #[global_allocator]
@@ -29,47 +28,7 @@ fn key(i: usize) -> Keypair {
 
 fn collective(n: usize) -> (Cid, Vec<Vec<u8>>) {
     let keys: Vec<Keypair> = (0..n).map(key).collect();
-    let at = |s: i64| Datetime::from_unix_micros(1_800_000_000_000_000 + s * 1_000);
-    let mut params = CharterParams::new("Memory");
-    params.admission_policy = "invite-only".into();
-    let genesis = Op::sign(
-        OpKind::Charter,
-        None,
-        params.fields(),
-        &keys[0],
-        &[],
-        &at(0),
-    )
-    .expect("sign");
-    let id = *genesis.id();
-    let mut log = Log::new(id);
-    log.insert(genesis, 0);
-    for (i, k) in keys.iter().enumerate().skip(1) {
-        let mut s = vec![(i % 251) as u8 + 1; 32];
-        s.extend_from_slice(&(i as u64).to_le_bytes());
-        let inv = Op::sign(
-            OpKind::Invite,
-            Some(&id),
-            make::invite(&s, None, None),
-            &keys[0],
-            &log.heads(),
-            &at(2 * i as i64),
-        )
-        .expect("sign");
-        let inv_id = *inv.id();
-        log.insert(inv, 0);
-        let join = Op::sign(
-            OpKind::Join,
-            Some(&id),
-            make::join(Some((&inv_id, &s))),
-            k,
-            &log.heads(),
-            &at(2 * i as i64 + 1),
-        )
-        .expect("sign");
-        log.insert(join, 0);
-    }
-    (id, log.export().into_iter().map(<[u8]>::to_vec).collect())
+    make::invited_collective("Memory", &keys, 1_800_000_000_000_000).expect("a valid collective")
 }
 
 fn report(what: &str, bytes: isize, ops: usize) {

@@ -35,8 +35,12 @@ use crate::state::{Causal, Meta, Reason, State};
 /// A set of op ids (a fast, non-cryptographic hash: the ids are already hashes).
 pub type CidSet = FxHashSet<Cid>;
 
-/// How many ops wait for missing parents, by default (at most 64 MiB of ops).
-pub const DEFAULT_PENDING_LIMIT: usize = 1024;
+/// How many ops wait for missing parents, by default (a catch-up receives thousands of ops
+/// in chunks that may arrive out of order).
+pub const DEFAULT_PENDING_LIMIT: usize = 16_384;
+
+/// How many bytes of ops wait for missing parents, at most, whatever their count.
+pub const MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// How long an op waits for missing parents, by default, in microseconds (one hour).
 pub const DEFAULT_PENDING_TTL_MICROS: i64 = 3_600_000_000;
@@ -48,9 +52,19 @@ pub const REJECTED_MEMORY: usize = 4096;
 /// A checkpoint of the running state every this many positions of the order.
 const CHECKPOINT_EVERY: usize = 64;
 
-/// How many checkpoints are kept (the most recent): an op concurrent with more than about
-/// `CHECKPOINT_EVERY * CHECKPOINTS_KEPT` ops refolds the log from the start.
+/// How many checkpoints are kept: the most recent [`DENSE_CHECKPOINTS`] at every
+/// `CHECKPOINT_EVERY` positions, older ones only at every `CHECKPOINT_EVERY * SPARSE_EVERY`
+/// positions (each checkpoint is a state that shares structure with the tip, but a state
+/// with large maps diverges from it in most of their leaves within 64 ops). An op concurrent
+/// with more than about `CHECKPOINT_EVERY * SPARSE_EVERY * CHECKPOINTS_KEPT` ops refolds the
+/// log from the start.
 const CHECKPOINTS_KEPT: usize = 64;
+
+/// How many of the most recent checkpoints are kept at every `CHECKPOINT_EVERY` positions.
+const DENSE_CHECKPOINTS: usize = 8;
+
+/// Older checkpoints are kept at every `CHECKPOINT_EVERY * SPARSE_EVERY` positions.
+const SPARSE_EVERY: usize = 8;
 
 /// What [`Log::insert`] did with an op.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +92,9 @@ struct Waiting {
 struct Entry {
     op: SignedOp,
     /// The CID's bytes: the order's tie-break key.
-    key: Vec<u8>,
+    key: Box<[u8]>,
+    /// Its index in the order.
+    pos: usize,
     meta: Meta,
 }
 
@@ -96,12 +112,9 @@ struct Checkpoint {
 pub struct Log {
     collective: Cid,
     ops: HashMap<Cid, Entry>,
-    children: HashMap<Cid, Vec<Cid>>,
     heads: BTreeSet<Cid>,
     /// Every op in the deterministic topological order.
     order: Vec<Cid>,
-    /// Each op's index in `order`.
-    pos: HashMap<Cid, usize>,
     /// Ops by author (for the removal rule).
     by_author: HashMap<String, Vec<Cid>>,
     /// Direct removals by the removed member's DID.
@@ -119,6 +132,8 @@ pub struct Log {
     waiting_on: HashMap<Cid, Vec<u64>>,
     next_seq: u64,
     pending_limit: usize,
+    /// The signed bytes of the pending ops, in all.
+    pending_bytes: usize,
     pending_ttl_micros: i64,
     released: Vec<Cid>,
     rejected: HashMap<Cid, Reason>,
@@ -143,10 +158,8 @@ impl Log {
         Log {
             collective,
             ops: HashMap::default(),
-            children: HashMap::default(),
             heads: BTreeSet::new(),
             order: Vec::new(),
-            pos: HashMap::default(),
             by_author: HashMap::default(),
             removals: HashMap::default(),
             suppressed: HashMap::default(),
@@ -159,6 +172,7 @@ impl Log {
             waiting_on: HashMap::default(),
             next_seq: 0,
             pending_limit: DEFAULT_PENDING_LIMIT,
+            pending_bytes: 0,
             pending_ttl_micros: DEFAULT_PENDING_TTL_MICROS,
             released: Vec::new(),
             rejected: HashMap::default(),
@@ -209,6 +223,11 @@ impl Log {
         let mut m: Vec<Cid> = self.waiting_on.keys().copied().collect();
         m.sort_unstable_by_key(|c| c.to_bytes());
         m
+    }
+
+    /// The op's index in the log's order.
+    fn pos_of(&self, id: &Cid) -> Option<usize> {
+        self.ops.get(id).map(|e| e.pos)
     }
 
     /// True if the op is in the log.
@@ -266,6 +285,7 @@ impl Log {
                 for m in &missing {
                     self.waiting_on.entry(*m).or_default().push(seq);
                 }
+                self.pending_bytes += op.bytes().len();
                 self.pending.insert(
                     seq,
                     Waiting {
@@ -273,7 +293,10 @@ impl Log {
                         arrived_micros: now_micros,
                     },
                 );
-                while self.pending.len() > self.pending_limit {
+                while !self.pending.is_empty()
+                    && (self.pending.len() > self.pending_limit
+                        || self.pending_bytes > MAX_PENDING_BYTES)
+                {
                     self.evict_oldest();
                 }
             }
@@ -301,6 +324,7 @@ impl Log {
     }
 
     fn unindex_pending(&mut self, w: &Waiting, seq: u64) {
+        self.pending_bytes = self.pending_bytes.saturating_sub(w.op.bytes().len());
         self.pending_index.remove(w.op.id());
         for p in w.op.prev() {
             if let Some(list) = self.waiting_on.get_mut(p) {
@@ -353,36 +377,46 @@ impl Log {
     /// from the first place that changed.
     fn add(&mut self, op: SignedOp, meta: Meta) {
         let id = *op.id();
-        let key = id.to_bytes();
+        let key: Box<[u8]> = id.to_bytes().into_boxed_slice();
         let n = self.order.len();
         let after = op
             .prev()
             .iter()
-            .filter_map(|p| self.pos.get(p))
+            .filter_map(|p| self.pos_of(p))
             .max()
             .map_or(0, |p| p + 1);
         let k = (after..n)
-            .find(|&t| {
-                self.ops
-                    .get(&self.order[t])
-                    .is_some_and(|e| e.key.as_slice() > key.as_slice())
-            })
+            .find(|&t| self.ops.get(&self.order[t]).is_some_and(|e| *e.key > *key))
             .unwrap_or(n);
         self.order.insert(k, id);
-        for t in k..self.order.len() {
-            self.pos.insert(self.order[t], t);
+        for t in k + 1..self.order.len() {
+            if let Some(e) = self.ops.get_mut(&self.order[t]) {
+                e.pos = t;
+            }
         }
         for p in op.prev() {
             self.heads.remove(p);
-            self.children.entry(*p).or_default().push(id);
         }
         self.heads.insert(id);
         let author = op.author().to_owned();
         let target = (op.kind() == OpKind::Remove && meta.direct_removal)
             .then(|| op.str_field("member").unwrap_or_default().to_owned());
-        self.by_author.entry(author.clone()).or_default().push(id);
+        let mine = self.by_author.entry(author.clone()).or_default();
+        // Most authors write a few ops: grow short lists one at a time (long ones double).
+        if mine.len() < 8 {
+            mine.reserve_exact(1);
+        }
+        mine.push(id);
         self.unsaved.push(id);
-        self.ops.insert(id, Entry { op, key, meta });
+        self.ops.insert(
+            id,
+            Entry {
+                op,
+                key,
+                pos: k,
+                meta,
+            },
+        );
 
         // The removal rule: ops newly suppressed move the refold's start back.
         let mut dirty = k;
@@ -393,7 +427,7 @@ impl Log {
                 for y in theirs {
                     if y != id && !past.contains(&y) {
                         self.suppressed.entry(y).or_default().push(id);
-                        dirty = dirty.min(self.pos.get(&y).copied().unwrap_or(0));
+                        dirty = dirty.min(self.pos_of(&y).unwrap_or(0));
                     }
                 }
             }
@@ -453,10 +487,24 @@ impl Log {
             }
         }
         self.checkpoints.extend(new_checkpoints);
+        self.thin_checkpoints();
+        self.tip = state;
+    }
+
+    /// Keeps the most recent checkpoints dense and older ones sparse, at most
+    /// `checkpoints_kept` in all.
+    fn thin_checkpoints(&mut self) {
+        let dense_from = self.checkpoints.len().saturating_sub(DENSE_CHECKPOINTS);
+        let sparse = self.checkpoint_every.saturating_mul(SPARSE_EVERY).max(1);
+        let mut i = 0;
+        self.checkpoints.retain(|c| {
+            let keep = i >= dense_from || c.at % sparse == 0;
+            i += 1;
+            keep
+        });
         while self.checkpoints.len() > self.checkpoints_kept {
             self.checkpoints.pop_front();
         }
-        self.tip = state;
     }
 
     fn advance_heads(&self, heads: &mut BTreeSet<Cid>, id: &Cid) {
@@ -570,7 +618,8 @@ impl Log {
         log.pending_index.clear();
         log.waiting_on.clear();
         log.released.clear();
-        log.unsaved.clear();
+        log.unsaved = Vec::new();
+        log.pending_bytes = 0;
         log.pending_limit = DEFAULT_PENDING_LIMIT;
         log.pending_ttl_micros = DEFAULT_PENDING_TTL_MICROS;
         log
@@ -584,6 +633,9 @@ impl Log {
     /// Forgets the first `n` unsaved ops (they are stored).
     pub(crate) fn mark_saved(&mut self, n: usize) {
         self.unsaved.drain(..n.min(self.unsaved.len()));
+        if self.unsaved.is_empty() {
+            self.unsaved = Vec::new();
+        }
     }
 
     /// The heads of the DAG, in CID order.
@@ -603,7 +655,7 @@ impl Log {
         let mut seen = FxHashSet::default();
         let mut stack: Vec<Cid> = heads
             .iter()
-            .filter(|h| self.pos.get(h).is_some_and(|p| *p >= lo))
+            .filter(|h| self.pos_of(h).is_some_and(|p| p >= lo))
             .copied()
             .collect();
         while let Some(id) = stack.pop() {
@@ -614,7 +666,7 @@ impl Log {
                 stack.extend(
                     e.op.prev()
                         .iter()
-                        .filter(|p| !seen.contains(p) && self.pos.get(p).is_some_and(|q| *q >= lo))
+                        .filter(|p| !seen.contains(p) && self.pos_of(p).is_some_and(|q| q >= lo))
                         .copied(),
                 );
             }
@@ -628,7 +680,7 @@ impl Log {
         if a == b {
             return false;
         }
-        let (Some(&pa), Some(&pb)) = (self.pos.get(a), self.pos.get(b)) else {
+        let (Some(pa), Some(pb)) = (self.pos_of(a), self.pos_of(b)) else {
             return false;
         };
         if pa > pb {
@@ -650,7 +702,7 @@ impl Log {
                 stack.extend(
                     e.op.prev()
                         .iter()
-                        .filter(|p| self.pos.get(p).is_some_and(|q| *q >= pa))
+                        .filter(|p| self.pos_of(p).is_some_and(|q| q >= pa))
                         .copied(),
                 );
             }
@@ -683,7 +735,7 @@ impl Log {
     pub fn topo_order(&self, set: &CidSet) -> Vec<Cid> {
         let mut ids: Vec<(usize, Cid)> = set
             .iter()
-            .filter_map(|id| self.pos.get(id).map(|p| (*p, *id)))
+            .filter_map(|id| self.pos_of(id).map(|p| (p, *id)))
             .collect();
         ids.sort_unstable_by_key(|(p, _)| *p);
         ids.into_iter().map(|(_, id)| id).collect()
@@ -728,9 +780,8 @@ impl Log {
         let lo = c
             .heads
             .iter()
-            .filter_map(|h| self.pos.get(h))
+            .filter_map(|h| self.pos_of(h))
             .min()
-            .copied()
             .unwrap_or(0);
         let cut = self.ancestors_from(heads, lo);
         if !c.heads.iter().all(|h| cut.contains(h)) {
@@ -738,12 +789,11 @@ impl Log {
         }
         // Is `id` in the cut? Positions before the checkpoint are (the prefix lies in it).
         let in_cut = |id: &Cid| {
-            self.pos
-                .get(id)
-                .is_some_and(|p| *p < c.at || cut.contains(id))
+            self.pos_of(id)
+                .is_some_and(|p| p < c.at || cut.contains(id))
         };
         for (x, by) in &self.suppressed {
-            if self.pos.get(x).is_some_and(|p| *p < c.at) && !by.iter().any(&in_cut) {
+            if self.pos_of(x).is_some_and(|p| p < c.at) && !by.iter().any(&in_cut) {
                 return None;
             }
         }

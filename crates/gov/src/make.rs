@@ -293,6 +293,60 @@ pub fn join(invite: Option<(&Cid, &[u8])>) -> BTreeMap<String, Ipld> {
     }
 }
 
+/// A whole collective built offline: the first key founds it (an `invite-only` charter named
+/// `name`), then for every other key the founder writes an invite and the key joins with it,
+/// one op per millisecond from `start_micros`. Returns the collective's id and every op's
+/// signed bytes, parents first: what a devnet, a test or a benchmark seeds its nodes' stores
+/// with. Fails on an empty key list, or if an op is refused (which would be a bug here).
+pub fn invited_collective(
+    name: &str,
+    keys: &[guild_core::Keypair],
+    start_micros: i64,
+) -> Result<(Cid, Vec<Vec<u8>>), crate::state::Reason> {
+    use crate::log::{Inserted, Log};
+    use crate::op::{Op, OpKind};
+    use crate::state::Reason;
+    let Some(founder) = keys.first() else {
+        return Err(Reason::NoCharter);
+    };
+    let at = |i: i64| Datetime::from_unix_micros(start_micros.saturating_add(i * 1_000));
+    let mut params = CharterParams::new(name);
+    params.admission_policy = "invite-only".into();
+    let genesis = Op::sign(OpKind::Charter, None, params.fields(), founder, &[], &at(0))?;
+    let id = *genesis.id();
+    let mut log = Log::new(id);
+    let add = |log: &mut Log, op| match log.insert(op, 0) {
+        Inserted::Applied | Inserted::Duplicate => Ok(()),
+        Inserted::Rejected(r) => Err(r),
+        Inserted::Pending { .. } => Err(Reason::NoCharter),
+    };
+    add(&mut log, genesis)?;
+    for (i, key) in keys.iter().enumerate().skip(1) {
+        let mut secret = cids::sha256(&id.to_bytes()).to_vec();
+        secret.extend_from_slice(&(i as u64).to_le_bytes());
+        let invite = Op::sign(
+            OpKind::Invite,
+            Some(&id),
+            invite(&secret, None, None),
+            founder,
+            &log.heads(),
+            &at(2 * i as i64),
+        )?;
+        let invite_id = *invite.id();
+        add(&mut log, invite)?;
+        let join = Op::sign(
+            OpKind::Join,
+            Some(&id),
+            join(Some((&invite_id, &secret))),
+            key,
+            &log.heads(),
+            &at(2 * i as i64 + 1),
+        )?;
+        add(&mut log, join)?;
+    }
+    Ok((id, log.export().into_iter().map(<[u8]>::to_vec).collect()))
+}
+
 /// A consent grant's or revoke's fields for `templates`, at the register revision that
 /// follows the member's highest in `state`, with a scope of some collections (or the whole
 /// repo when `collections` is empty), effective from `from`.

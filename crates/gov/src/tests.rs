@@ -1260,3 +1260,23 @@ fn history_generator_covers_the_rules() {
         assert!(counts.get(k).copied().unwrap_or(0) > 0, "{k}: {counts:?}");
     }
 }
+
+#[test]
+fn invited_collective_builds_a_valid_log() {
+    let keys: Vec<Keypair> = (1..=5).map(key).collect();
+    let (id, ops) = crate::make::invited_collective("Five", &keys, 1_800_000_000_000_000).unwrap();
+    assert_eq!(
+        ops.len(),
+        9,
+        "a charter, then an invite and a join per member"
+    );
+    // Every op verifies from the bytes, and the log folds to five members.
+    let log = Log::load(id, ops.iter().map(Vec::as_slice));
+    assert_eq!(log.len(), 9);
+    let st = log.state();
+    assert_eq!(st.members.len(), 5);
+    for k in &keys {
+        assert!(st.members.contains_key(&k.did()));
+    }
+    assert!(crate::make::invited_collective("None", &[], 0).is_err());
+}

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use guild_core::syntax::Datetime;
 use guild_core::{Cid, Keypair};
-use guild_gov::make::{self, CharterParams};
-use guild_gov::{DriverConfig, Log, Op, OpKind, OpStore, VerifyCache};
+use guild_gov::make;
+use guild_gov::{DriverConfig, Log, OpKind, OpStore, VerifyCache};
 use guild_net::{Engine, EngineConfig, Multiaddr, Net, NetConfig, NetEvent, NetHandle};
 use guild_store::MemoryStore;
 use tokio::sync::mpsc;
@@ -86,49 +86,7 @@ fn key(i: usize) -> Keypair {
 /// A collective of `n` members built offline (charter, then an invite and a join per member),
 /// as the signed op bytes every node's store starts with.
 fn collective(keys: &[Keypair]) -> (Cid, Vec<Vec<u8>>) {
-    let at = |s: i64| Datetime::from_unix_micros(1_800_000_000_000_000 + s * 1_000);
-    let mut params = CharterParams::new("Bench");
-    params.admission_policy = "invite-only".into();
-    let genesis = Op::sign(
-        OpKind::Charter,
-        None,
-        params.fields(),
-        &keys[0],
-        &[],
-        &at(0),
-    )
-    .unwrap();
-    let id = *genesis.id();
-    let mut log = Log::new(id);
-    log.insert(genesis, 0);
-    for (i, k) in keys.iter().enumerate().skip(1) {
-        let secret = [(i % 251) as u8 + 1; 32];
-        let mut s = secret.to_vec();
-        s.extend_from_slice(&(i as u64).to_le_bytes());
-        let inv = Op::sign(
-            OpKind::Invite,
-            Some(&id),
-            make::invite(&s, None, None),
-            &keys[0],
-            &log.heads(),
-            &at(2 * i as i64),
-        )
-        .unwrap();
-        let inv_id = *inv.id();
-        log.insert(inv, 0);
-        let join = Op::sign(
-            OpKind::Join,
-            Some(&id),
-            make::join(Some((&inv_id, &s))),
-            k,
-            &log.heads(),
-            &at(2 * i as i64 + 1),
-        )
-        .unwrap();
-        log.insert(join, 0);
-    }
-    assert_eq!(log.state_ref().members.len(), keys.len());
-    (id, log.export().into_iter().map(<[u8]>::to_vec).collect())
+    make::invited_collective("Bench", keys, 1_800_000_000_000_000).unwrap()
 }
 
 struct Node {
