@@ -106,4 +106,20 @@ fn main() {
         count,
     );
     drop(loaded);
+    let decoded: Vec<SignedOp> = ops
+        .iter()
+        .map(|b| SignedOp::decode_trusted(b).expect("decode"))
+        .collect();
+    let cache = guild_gov::VerifyCache::new(count);
+    for op in &decoded {
+        cache.remember(op);
+    }
+    let base = live();
+    let shared = Log::load_trusted_cached(id, ops.iter().map(Vec::as_slice), &cache);
+    report(
+        "Log::load_trusted_cached (ops shared with a cache)",
+        live() - base,
+        count,
+    );
+    drop(shared);
 }

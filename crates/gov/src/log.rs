@@ -91,8 +91,6 @@ struct Waiting {
 #[derive(Debug, Clone)]
 struct Entry {
     op: SignedOp,
-    /// The CID's bytes: the order's tie-break key.
-    key: Box<[u8]>,
     /// Its index in the order.
     pos: usize,
     meta: Meta,
@@ -377,7 +375,6 @@ impl Log {
     /// from the first place that changed.
     fn add(&mut self, op: SignedOp, meta: Meta) {
         let id = *op.id();
-        let key: Box<[u8]> = id.to_bytes().into_boxed_slice();
         let n = self.order.len();
         let after = op
             .prev()
@@ -386,7 +383,7 @@ impl Log {
             .max()
             .map_or(0, |p| p + 1);
         let k = (after..n)
-            .find(|&t| self.ops.get(&self.order[t]).is_some_and(|e| *e.key > *key))
+            .find(|&t| cid_order(&self.order[t], &id).is_gt())
             .unwrap_or(n);
         self.order.insert(k, id);
         for t in k + 1..self.order.len() {
@@ -408,15 +405,7 @@ impl Log {
         }
         mine.push(id);
         self.unsaved.push(id);
-        self.ops.insert(
-            id,
-            Entry {
-                op,
-                key,
-                pos: k,
-                meta,
-            },
-        );
+        self.ops.insert(id, Entry { op, pos: k, meta });
 
         // The removal rule: ops newly suppressed move the refold's start back.
         let mut dirty = k;
@@ -620,6 +609,12 @@ impl Log {
         log.released.clear();
         log.unsaved = Vec::new();
         log.pending_bytes = 0;
+        // A loaded log grows slowly from here: give back what growing it left over.
+        log.order.shrink_to_fit();
+        log.ops.shrink_to_fit();
+        for ops in log.by_author.values_mut() {
+            ops.shrink_to_fit();
+        }
         log.pending_limit = DEFAULT_PENDING_LIMIT;
         log.pending_ttl_micros = DEFAULT_PENDING_TTL_MICROS;
         log
@@ -833,5 +828,39 @@ impl Log {
             }
         }
         state
+    }
+}
+
+/// The order of two CIDs' bytes (the fold's tie-break), without encoding them: CIDs with the
+/// same version, codec and hash function (every op id: CIDv1, `dag-cbor`, SHA-256) have the
+/// same prefix, so their digests decide.
+fn cid_order(a: &Cid, b: &Cid) -> std::cmp::Ordering {
+    if a.version() == b.version()
+        && a.codec() == b.codec()
+        && a.hash().code() == b.hash().code()
+        && a.hash().size() == b.hash().size()
+    {
+        a.hash().digest().cmp(b.hash().digest())
+    } else {
+        a.to_bytes().cmp(&b.to_bytes())
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::cid_order;
+    use guild_core::cids;
+
+    #[test]
+    fn cid_order_is_byte_order() {
+        let mut ids: Vec<_> = (0u32..300)
+            .map(|i| cids::cid_for_cbor(&i.to_be_bytes()))
+            .collect();
+        ids.extend((0u32..20).map(|i| cids::cid_for_raw(&i.to_le_bytes())));
+        for a in &ids {
+            for b in ids.iter().step_by(7) {
+                assert_eq!(cid_order(a, b), a.to_bytes().cmp(&b.to_bytes()));
+            }
+        }
     }
 }

@@ -13,8 +13,11 @@
 //! - `catchup`: a node offline while 10 000 ops are written; the time from its reconnection
 //!   until it holds them all (anti-entropy only).
 //!
-//! Run: `cargo bench -p guild-net --bench collective -- [spread|heal|catchup|all] [--nodes N]
-//! [--latency-ms L] [--ops K] [--missed M]`.
+//! - `memory`: one node's governance log of an N-member collective, several ways (`--ops`
+//!   copies, RSS); `swarms`: N swarms bare, then linked (`--degree` connections each).
+//!
+//! Run: `cargo bench -p guild-net --bench collective -- [spread|heal|catchup|memory|swarms|all]
+//! [--nodes N] [--latency-ms L] [--ops K] [--missed M] [--degree D]`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,7 +64,7 @@ fn args() -> Args {
             "--ops" => a.ops = num("--ops"),
             "--missed" => a.missed = num("--missed"),
             "--degree" => a.degree = num("--degree"),
-            "spread" | "heal" | "catchup" | "all" | "memory" => a.what = x,
+            "spread" | "heal" | "catchup" | "all" | "memory" | "swarms" => a.what = x,
             _ => {}
         }
     }
@@ -510,16 +513,62 @@ async fn memory(a: &Args) {
         per * 1024.0 * 1024.0 / ops.len() as f64
     );
     drop((logs, bare_logs, decoded, shared));
+}
+
+/// What swarms cost, alone and linked (run apart from `memory`, whose freed logs the
+/// allocator would reuse): `--nodes` swarms.
+async fn swarms(a: &Args) {
+    let keys: Vec<Keypair> = (0..a.nodes).map(key).collect();
     let base = rss_mb();
     let mut nets = Vec::new();
-    for k in keys.iter().take(a.ops) {
+    for k in &keys {
         let (net, events) = Net::spawn(k, NetConfig::memory()).unwrap();
         nets.push((net, events));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!(
-        "memory: a bare swarm: {:.2} MB",
-        (rss_mb() - base) / a.ops as f64
+        "swarms: a bare swarm: {:.2} MB",
+        (rss_mb() - base) / a.nodes as f64
+    );
+    // The same swarms linked (each dials ~degree/2 others plus its ring neighbour), events
+    // drained: what connections cost.
+    let base = rss_mb();
+    let mut addrs = Vec::new();
+    for (net, _) in &nets {
+        let a = net.listen_addrs().await.unwrap();
+        addrs.push(
+            a[0].clone()
+                .with(guild_net::multiaddr::Protocol::P2p(net.peer_id())),
+        );
+    }
+    let mut handles = Vec::new();
+    for (net, mut events) in nets {
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        handles.push(net);
+    }
+    let n = handles.len();
+    let mut rng = guild_gov::driver::SplitMix64::new(0x5eed);
+    for i in 0..n {
+        let _ = handles[i].dial(addrs[(i + 1) % n].clone()).await;
+        for _ in 1..a.degree / 2 {
+            let j = rng.below(n as u64) as usize;
+            if j != i {
+                let _ = handles[i].dial(addrs[j].clone()).await;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let links: usize = {
+        let mut t = 0;
+        for h in &handles {
+            t += h.peers().await.map(|p| p.len()).unwrap_or(0);
+        }
+        t
+    };
+    println!(
+        "swarms: linked ({:.1} connections each): {:.2} MB more per swarm",
+        links as f64 / n as f64,
+        (rss_mb() - base) / n as f64
     );
 }
 
@@ -533,6 +582,9 @@ fn main() {
     rt.block_on(async {
         if a.what == "memory" {
             memory(&a).await;
+        }
+        if a.what == "swarms" {
+            swarms(&a).await;
         }
         if a.what == "catchup" || a.what == "all" {
             catchup(&a).await;
