@@ -12,6 +12,7 @@
 //!   (nothing is forwarded before the caller accepts it), peer scoring, and the ban of peers
 //!   whose score falls below a threshold;
 //! - request-response on `/guild/sync/1` with opaque byte bodies;
+//! - byte counters on every substream ([`NetHandle::traffic`], [`Traffic`]);
 //! - the collectives engine ([`collective`]), which runs the governance drivers over the swarm
 //!   and replicates members' collective repos through the node's [`Repos`] ([`replica`]).
 //!
