@@ -17,7 +17,8 @@
 //!   copies, RSS); `swarms`: N swarms bare, then linked (`--degree` connections each).
 //!
 //! Run: `cargo bench -p guild-net --bench collective -- [spread|heal|catchup|memory|swarms|all]
-//! [--nodes N] [--latency-ms L] [--ops K] [--missed M] [--degree D]`.
+//! [--nodes N] [--latency-ms L] [--ops K] [--missed M] [--degree D] [--settle-secs S]`
+//! (`--settle-secs`: how long `spread` lets the meshes form before the first op, default 5).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,7 @@ struct Args {
     ops: usize,
     missed: usize,
     degree: usize,
+    settle_secs: u64,
 }
 
 fn args() -> Args {
@@ -50,6 +52,7 @@ fn args() -> Args {
         ops: 10,
         missed: 10_000,
         degree: 8,
+        settle_secs: 5,
     };
     let mut it = std::env::args().skip(1).filter(|s| s != "--bench");
     while let Some(x) = it.next() {
@@ -64,6 +67,7 @@ fn args() -> Args {
             "--ops" => a.ops = num("--ops"),
             "--missed" => a.missed = num("--missed"),
             "--degree" => a.degree = num("--degree"),
+            "--settle-secs" => a.settle_secs = num("--settle-secs") as u64,
             "spread" | "heal" | "catchup" | "all" | "memory" | "swarms" => a.what = x,
             _ => {}
         }
@@ -274,7 +278,7 @@ async fn spread(a: &Args) {
     }
     link(&nodes, a.degree).await;
     // Let meshes form.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(a.settle_secs)).await;
     println!(
         "spread: {n} nodes, degree ~{}, {} ms per link; collective of {} ops built in {:.1?}; started in {:.1?}; RSS {:.0} MB",
         a.degree,
