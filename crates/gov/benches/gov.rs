@@ -110,45 +110,13 @@ fn licence_template(id: &str) -> Ipld {
 }
 
 fn charter_fields() -> BTreeMap<String, Ipld> {
-    fields(&[
-        ("name", s("Bench collective")),
-        (
-            "admission",
-            obj(&[
-                ("policy", s("invite-or-request")),
-                ("approval", s("steward")),
-                ("inviteTtlDays", int(7)),
-            ]),
-        ),
-        (
-            "stewardship",
-            obj(&[
-                ("seats", int(3)),
-                ("termDays", int(365)),
-                ("electionMethod", s("approval")),
-            ]),
-        ),
-        (
-            "quorum",
-            obj(&[
-                ("amendment", int(5000)),
-                ("turnout", int(3000)),
-                ("countersignatures", int(1)),
-            ]),
-        ),
-        (
-            "acceptedLexicons",
-            Ipld::List(vec![s("coop.guild.data.text")]),
-        ),
-        (
-            "licenceTemplates",
-            Ipld::List(vec![licence_template(TEMPLATE)]),
-        ),
-        (
-            "payoutPolicy",
-            obj(&[("period", s("monthly")), ("method", s("equal"))]),
-        ),
-    ])
+    let mut p = guild_gov::make::CharterParams::new("Bench collective");
+    p.admission_policy = "invite-or-request".into();
+    p.invite_ttl_days = 7;
+    p.amendment_bp = 5000;
+    p.accepted_lexicons = vec!["coop.guild.data.text".into()];
+    p.templates = vec![licence_template(TEMPLATE)];
+    p.fields()
 }
 
 /// One person's key (one per member, made once).

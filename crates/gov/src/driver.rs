@@ -549,8 +549,6 @@ struct Session {
     /// The op ids as they were when the exchange started (every query of an exchange is over
     /// the same set).
     set: Arc<OpSet>,
-    /// When the last query was sent.
-    at: i64,
     /// How many queries were sent.
     rounds: u32,
     /// How many ops were sent to the peer or asked of it.
@@ -663,7 +661,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
                 if self.next_sync.is_none() {
                     self.next_sync = Some(self.next_sync_time(now));
                 }
-                self.start_sync(&peer, now, out);
+                self.start_sync(&peer, out);
             }
             Event::PeerDisconnected(peer) => {
                 self.peers.remove(&peer);
@@ -1036,7 +1034,6 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             && session.ops < self.config.max_sync_ops
         {
             session.rounds += 1;
-            session.at = now;
             if let Some(p) = self.peers.get_mut(&from) {
                 p.session = Some(session);
             }
@@ -1078,7 +1075,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     }
 
     /// Starts a sync exchange: sends the first reconciliation query.
-    fn start_sync(&mut self, peer: &P, now: i64, out: &mut Vec<Action<P>>) {
+    fn start_sync(&mut self, peer: &P, out: &mut Vec<Action<P>>) {
         let set = self.op_set();
         let Ok(query) = reconcile::initiate(&set) else {
             return;
@@ -1086,7 +1083,6 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         if let Some(p) = self.peers.get_mut(peer) {
             p.session = Some(Session {
                 set,
-                at: now,
                 rounds: 1,
                 ops: 0,
             });
@@ -1124,7 +1120,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         if self.next_sync.is_some_and(|at| at <= now) {
             match self.random_peer() {
                 Some(peer) => {
-                    self.start_sync(&peer, now, out);
+                    self.start_sync(&peer, out);
                     self.next_sync = Some(self.next_sync_time(now));
                 }
                 None => self.next_sync = None,

@@ -80,19 +80,21 @@ impl OpSet {
 
     /// The set of these ops.
     pub fn from_ops<'a>(ops: impl IntoIterator<Item = &'a SignedOp>) -> OpSet {
-        let mut items: Vec<Item> = ops.into_iter().map(item_of).collect();
-        items.sort_unstable();
-        items.dedup();
-        OpSet { items }
+        OpSet::sorted(ops.into_iter().map(item_of).collect())
     }
 
     /// A set of raw items: (timestamp in µs, 32-byte id) pairs, in any order (for tests,
     /// fuzzing and benchmarks; a node builds its set from ops).
     pub fn from_items(items: impl IntoIterator<Item = (u64, [u8; 32])>) -> OpSet {
-        let mut items: Vec<Item> = items
-            .into_iter()
-            .map(|(t, id)| Item::with_timestamp_and_id(t, Id::from_byte_array(id)))
-            .collect();
+        OpSet::sorted(
+            items
+                .into_iter()
+                .map(|(t, id)| Item::with_timestamp_and_id(t, Id::from_byte_array(id)))
+                .collect(),
+        )
+    }
+
+    fn sorted(mut items: Vec<Item>) -> OpSet {
         items.sort_unstable();
         items.dedup();
         OpSet { items }
@@ -206,13 +208,7 @@ mod tests {
     use super::*;
 
     fn set_of(items: &[(u64, u8)]) -> OpSet {
-        let mut items: Vec<Item> = items
-            .iter()
-            .map(|(t, b)| Item::with_timestamp_and_id(*t, Id::from_byte_array([*b; 32])))
-            .collect();
-        items.sort_unstable();
-        items.dedup();
-        OpSet { items }
+        OpSet::from_items(items.iter().map(|(t, b)| (*t, [*b; 32])))
     }
 
     /// Runs a whole exchange; returns (have, need) as the initiator learnt them.

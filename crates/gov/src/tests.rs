@@ -63,45 +63,14 @@ pub(crate) fn licence_template(id: &str) -> Ipld {
 }
 
 pub(crate) fn charter_fields(policy: &str, approval: &str) -> BTreeMap<String, Ipld> {
-    fields(&[
-        ("name", s("Test collective")),
-        (
-            "admission",
-            obj(&[
-                ("policy", s(policy)),
-                ("approval", s(approval)),
-                ("inviteTtlDays", int(7)),
-            ]),
-        ),
-        (
-            "stewardship",
-            obj(&[
-                ("seats", int(3)),
-                ("termDays", int(365)),
-                ("electionMethod", s("approval")),
-            ]),
-        ),
-        (
-            "quorum",
-            obj(&[
-                ("amendment", int(5000)),
-                ("turnout", int(3000)),
-                ("countersignatures", int(1)),
-            ]),
-        ),
-        (
-            "acceptedLexicons",
-            Ipld::List(vec![s("coop.guild.data.text")]),
-        ),
-        (
-            "licenceTemplates",
-            Ipld::List(vec![licence_template(TEMPLATE)]),
-        ),
-        (
-            "payoutPolicy",
-            obj(&[("period", s("monthly")), ("method", s("equal"))]),
-        ),
-    ])
+    let mut p = crate::make::CharterParams::new("Test collective");
+    p.admission_policy = policy.into();
+    p.admission_approval = approval.into();
+    p.invite_ttl_days = 7;
+    p.amendment_bp = 5000;
+    p.accepted_lexicons = vec!["coop.guild.data.text".into()];
+    p.templates = vec![licence_template(TEMPLATE)];
+    p.fields()
 }
 
 pub(crate) fn genesis_with(founder: &Keypair, policy: &str, approval: &str) -> SignedOp {

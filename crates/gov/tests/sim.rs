@@ -76,42 +76,13 @@ fn charter_fields(name: &str) -> BTreeMap<String, Ipld> {
         ("onTermination", s("delete-records")),
         ("reporting", obj(&[("required", Ipld::Bool(false))])),
     ]);
-    fields(&[
-        ("name", s(name)),
-        (
-            "admission",
-            obj(&[
-                ("policy", s("invite-or-request")),
-                ("approval", s("steward")),
-                ("inviteTtlDays", int(7)),
-            ]),
-        ),
-        (
-            "stewardship",
-            obj(&[
-                ("seats", int(3)),
-                ("termDays", int(365)),
-                ("electionMethod", s("approval")),
-            ]),
-        ),
-        (
-            "quorum",
-            obj(&[
-                ("amendment", int(5000)),
-                ("turnout", int(3000)),
-                ("countersignatures", int(1)),
-            ]),
-        ),
-        (
-            "acceptedLexicons",
-            Ipld::List(vec![s("coop.guild.data.text")]),
-        ),
-        ("licenceTemplates", Ipld::List(vec![template])),
-        (
-            "payoutPolicy",
-            obj(&[("period", s("monthly")), ("method", s("equal"))]),
-        ),
-    ])
+    let mut p = guild_gov::make::CharterParams::new(name);
+    p.admission_policy = "invite-or-request".into();
+    p.invite_ttl_days = 7;
+    p.amendment_bp = 5000;
+    p.accepted_lexicons = vec!["coop.guild.data.text".into()];
+    p.templates = vec![template];
+    p.fields()
 }
 
 fn genesis(founder: &Keypair, name: &str, at: i64) -> SignedOp {
