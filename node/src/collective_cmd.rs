@@ -64,6 +64,20 @@ pub enum CollectiveCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Ask another member's node which repo heads it holds in the collective's space (its own
+    /// repo and, on a steward's node, the replicas): a check that your works reached the
+    /// stewards. Nodes answer members only.
+    Heads {
+        /// The other member's DID.
+        #[arg(long, value_name = "DID")]
+        from: String,
+        /// The collective (default: the only one this node holds).
+        #[arg(long)]
+        collective: Option<String>,
+        /// Print the node's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
     /// Leave a collective.
     Leave {
         /// The collective (default: the only one this node holds).
@@ -250,6 +264,36 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
                         } else {
                             ", you are not a member"
                         }
+                    );
+                }
+            }
+        }
+        CollectiveCmd::Heads {
+            from,
+            collective,
+            json,
+        } => {
+            let (client, _) = connect(data_dir)?;
+            let mut params = vec![("peer", from.as_str())];
+            if let Some(c) = &collective {
+                params.push(("collective", c.as_str()));
+            }
+            let out = client
+                .query("coop.guild.collective.getRemoteHeads", &params)
+                .map_err(explain)?;
+            if json {
+                println!("{out}");
+            } else {
+                let heads = out["heads"].as_array().cloned().unwrap_or_default();
+                if heads.is_empty() {
+                    println!("{from} holds no repos in this collective's space");
+                }
+                for h in heads {
+                    println!(
+                        "{}  rev {}  commit {}",
+                        h["did"].as_str().unwrap_or_default(),
+                        h["rev"].as_str().unwrap_or_default(),
+                        h["commit"].as_str().unwrap_or_default()
                     );
                 }
             }

@@ -21,6 +21,8 @@ pub mod files {
     pub const STORE: &str = "store";
     /// Written by a running node: the base URL it serves on.
     pub const ADDR: &str = "node.addr";
+    /// Where members' nodes were last reached (kept by the running node), dialled at start.
+    pub const PEERS: &str = "peers.txt";
     /// Import journals of `guild import`, for resuming.
     pub const IMPORTS: &str = "imports";
 }
@@ -123,8 +125,47 @@ impl Default for LogConfig {
     }
 }
 
-/// The text `guild init` writes: every field with its default, commented.
-pub const TEMPLATE: &str = r#"# Guild node configuration. Every field is optional; the values shown are the defaults.
+/// What `guild init` chooses for a new data directory's `config.toml`.
+#[derive(Debug, Clone)]
+pub struct InitChoices {
+    /// The peer-to-peer listen address (a fixed port, so that other members' nodes find this
+    /// one again after a restart).
+    pub p2p_listen: String,
+    /// Whether mDNS discovery is on.
+    pub mdns: bool,
+    /// Whether peers sharing an IP address are penalised (off when every node runs on one
+    /// machine).
+    pub ip_colocation_penalty: bool,
+}
+
+impl Default for InitChoices {
+    fn default() -> Self {
+        InitChoices {
+            p2p_listen: "/ip4/0.0.0.0/tcp/0".into(),
+            mdns: true,
+            ip_colocation_penalty: true,
+        }
+    }
+}
+
+/// The text `guild init` writes: every field commented; the values are the defaults except
+/// where `choices` differ from [`InitChoices::default`].
+pub fn template(choices: &InitChoices) -> String {
+    TEMPLATE
+        .replace(
+            "listen = [\"/ip4/0.0.0.0/tcp/0\"]",
+            &format!("listen = [{:?}]", choices.p2p_listen),
+        )
+        .replace("mdns = true", &format!("mdns = {}", choices.mdns))
+        .replace(
+            "ip_colocation_penalty = true",
+            &format!("ip_colocation_penalty = {}", choices.ip_colocation_penalty),
+        )
+}
+
+/// The template with every value at its default.
+const TEMPLATE: &str = r#"# Guild node configuration. Every field is optional; the values shown are the defaults, except
+# where `guild init` chose otherwise (the peer-to-peer port, and what its flags set).
 # Environment variables override this file (GUILD_HTTP_LISTEN, GUILD_MAX_BODY_BYTES,
 # GUILD_LOG), and command-line flags override both.
 
@@ -146,8 +187,10 @@ dirs = ["lexicons"]
 filter = "info,libp2p_gossipsub=error"
 
 [net]
-# Where the node listens for other members' nodes (libp2p multiaddresses; port 0 picks a free
-# port). GUILD_P2P_LISTEN (comma-separated) overrides it.
+# Where the node listens for other members' nodes (libp2p multiaddresses). `guild init` picks a
+# free port once and writes it here, so that members who know this node's address find it again
+# after a restart; port 0 would pick a new one at every start. GUILD_P2P_LISTEN
+# (comma-separated) overrides it.
 listen = ["/ip4/0.0.0.0/tcp/0"]
 # Members' nodes to dial at start and while disconnected (each ending in /p2p/<peer id>).
 # Invites carry the inviter's addresses, so joining needs none.
@@ -245,6 +288,24 @@ mod tests {
     fn the_template_is_the_defaults() {
         let parsed: Config = toml::from_str(TEMPLATE).unwrap();
         assert_eq!(parsed, Config::default());
+        let same: Config = toml::from_str(&template(&InitChoices::default())).unwrap();
+        assert_eq!(same, Config::default());
+    }
+
+    #[test]
+    fn init_choices_are_written() {
+        let text = template(&InitChoices {
+            p2p_listen: "/ip4/127.0.0.1/tcp/4711".into(),
+            mdns: false,
+            ip_colocation_penalty: false,
+        });
+        let c: Config = toml::from_str(&text).unwrap();
+        assert_eq!(
+            c.net.listen,
+            vec!["/ip4/127.0.0.1/tcp/4711".parse().unwrap()]
+        );
+        assert!(!c.net.mdns && !c.net.ip_colocation_penalty);
+        assert_eq!(c.http, HttpConfig::default());
     }
 
     #[test]

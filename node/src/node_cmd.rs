@@ -13,11 +13,13 @@ use guild_lexicon::Registry;
 use guild_store::SledStore;
 use tracing::Instrument as _;
 
-use crate::config::{Config, TEMPLATE, files};
+use crate::config::{Config, InitChoices, files, template};
 use crate::files::{read_key_file, write_atomic, write_public};
 
-/// Creates a data directory: identity key (0600), admin token (0600), config, store.
-pub fn init(data_dir: &Path) -> Result<ExitCode> {
+/// Creates a data directory: identity key (0600), admin token (0600), config, store. A
+/// peer-to-peer listen address on TCP port 0 gets a free port now, written to the config, so
+/// that the node listens on the same port at every start.
+pub fn init(data_dir: &Path, choices: InitChoices) -> Result<ExitCode> {
     let key_path = data_dir.join(files::KEY);
     if key_path.exists() {
         bail!(
@@ -47,8 +49,12 @@ pub fn init(data_dir: &Path) -> Result<ExitCode> {
     })?;
     let config_path = data_dir.join(files::CONFIG);
     if !config_path.exists() {
+        let choices = InitChoices {
+            p2p_listen: fix_p2p_port(&choices.p2p_listen)?,
+            ..choices
+        };
         write_atomic(&config_path, true, |w| {
-            w.write_all(TEMPLATE.as_bytes())?;
+            w.write_all(template(&choices).as_bytes())?;
             Ok(())
         })?;
     }
@@ -63,6 +69,32 @@ pub fn init(data_dir: &Path) -> Result<ExitCode> {
         data_dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `/ip4/<ip>/tcp/0` (or ip6) with port 0 replaced by a port free now; other addresses as
+/// given (checked to be multiaddresses).
+fn fix_p2p_port(addr: &str) -> Result<String> {
+    use guild_net::multiaddr::Protocol;
+    let parsed: guild_net::Multiaddr = addr
+        .parse()
+        .with_context(|| format!("--p2p-listen {addr:?} is not a multiaddress"))?;
+    let parts: Vec<Protocol<'_>> = parsed.iter().collect();
+    let ip: std::net::IpAddr = match parts.first() {
+        Some(Protocol::Ip4(ip)) => (*ip).into(),
+        Some(Protocol::Ip6(ip)) => (*ip).into(),
+        _ => return Ok(addr.to_string()),
+    };
+    if parts.len() != 2 || !matches!(parts[1], Protocol::Tcp(0)) {
+        return Ok(addr.to_string());
+    }
+    let port = std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .with_context(|| format!("cannot find a free TCP port on {ip}"))?
+        .port();
+    let fixed = guild_net::Multiaddr::empty()
+        .with(parts[0].clone())
+        .with(Protocol::Tcp(port));
+    Ok(fixed.to_string())
 }
 
 /// 32 random bytes as hex.
@@ -192,6 +224,7 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
                             .interval_secs
                             .saturating_add(config.sync.jitter_secs),
                     ),
+                    address_book: Some(data_dir.join(files::PEERS)),
                     ..guild_net::EngineConfig::default()
                 },
             )

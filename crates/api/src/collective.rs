@@ -61,6 +61,11 @@ fn explain(e: EngineError) -> XrpcError {
                 "no member's node could be reached ({m}); check the address in the invite and that their node is running"
             ),
         ),
+        EngineError::PeerRefused(m) => err(
+            StatusCode::FORBIDDEN,
+            "PeerRefused",
+            format!("the peer's node refused the request: {m}"),
+        ),
         EngineError::Store(m) => err(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", m),
         EngineError::Stopped => err(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -576,6 +581,38 @@ fn status_json(s: &guild_net::Status, me: &str) -> Value {
             "wanted": s.wanted,
         },
     })
+}
+
+/// `coop.guild.collective.getRemoteHeads?peer=DID[&collective=ID]`: `{peer, heads: [{did, rev,
+/// commit}]}`, the repo heads another member's node holds in the collective's space, asked of
+/// that node over the network. A node that is no longer a member is refused (`PeerRefused`).
+pub(crate) async fn get_remote_heads<S: crate::service::NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> XrpcResult {
+    check_auth(&state, &headers)?;
+    let c = net(&state)?;
+    let p = query_params(raw);
+    let get = |name: &str| p.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let peer = get("peer").ok_or_else(|| XrpcError::invalid("peer: required"))?;
+    guild_core::syntax::Did::parse(peer).map_err(|e| XrpcError::invalid(format!("peer: {e}")))?;
+    let id = which(c, get("collective")).await?;
+    let heads = tokio::time::timeout(Duration::from_secs(30), c.engine.remote_heads(id, peer))
+        .await
+        .map_err(|_| {
+            err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NoPeers",
+                "the peer's node did not answer",
+            )
+        })?
+        .map_err(explain)?;
+    let heads: Vec<Value> = heads
+        .iter()
+        .map(|h| json!({"did": h.did, "rev": h.rev, "commit": h.commit.to_string()}))
+        .collect();
+    ok(json!({"peer": peer, "collective": id.to_string(), "heads": heads}))
 }
 
 /// `coop.guild.collective.listCollectives`: `{collectives: [{collective, name, member}]}`.

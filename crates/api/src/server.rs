@@ -147,6 +147,7 @@ pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
         .route(&g("closeElection"), post(c::close_election::<S>))
         .route(&g("getStatus"), get(c::get_status::<S>))
         .route(&g("listCollectives"), get(c::list::<S>))
+        .route(&g("getRemoteHeads"), get(c::get_remote_heads::<S>))
         .route("/xrpc/coop.guild.node.getPeers", get(c::peers::<S>))
         .route("/xrpc/coop.guild.node.getStatus", get(node_status::<S>))
         .route("/xrpc/_health", get(health))

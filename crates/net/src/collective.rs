@@ -74,6 +74,9 @@ pub enum EngineError {
     /// No member's node could be reached.
     #[error("no peers reachable: {0}")]
     NoPeers(String),
+    /// A peer's node answered with a refusal (`not-a-member`, say).
+    #[error("the peer refused: {0}")]
+    PeerRefused(String),
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
@@ -99,6 +102,10 @@ pub struct EngineConfig {
     /// How often to redial members this node was connected to and lost (their addresses are
     /// remembered while the node runs).
     pub redial: Duration,
+    /// A file where the addresses of members' nodes are kept across restarts (one multiaddress
+    /// ending in `/p2p/<peer id>` per line, rewritten atomically when they change), so that a
+    /// restarted node dials the members it knew at once. `None`: remembered while running only.
+    pub address_book: Option<std::path::PathBuf>,
     /// How often a steward asks one member peer per collective for the heads of the repos it
     /// holds (it also asks each member peer when it connects).
     pub repo_sync_interval: Duration,
@@ -125,6 +132,7 @@ impl Default for EngineConfig {
             join_timeout: Duration::from_secs(20),
             advertise: Vec::new(),
             redial: Duration::from_secs(10),
+            address_book: None,
             repo_sync_interval: Duration::from_secs(60),
             repo_page_bytes: 2_000_000,
             max_replica_bytes: 512 * 1024 * 1024,
@@ -194,6 +202,8 @@ enum Internal {
         did: String,
         held: Option<String>,
     },
+    /// A member's node told where the other members' nodes it is connected to listen.
+    Addrs(Vec<(PeerId, Multiaddr)>),
     /// A peer told which repos it holds.
     Heads {
         collective: Cid,
@@ -215,6 +225,9 @@ enum Req {
     Fetch { invite: Cid, secret: Vec<u8> },
     /// A candidate submitting its join op.
     Submit(Vec<u8>),
+    /// A member asking for the addresses of the other members' nodes this node is connected
+    /// to (so that members on different networks form a mesh, not a star around the inviter).
+    Addrs,
 }
 
 impl Req {
@@ -227,6 +240,7 @@ impl Req {
             ]
             .into(),
             Req::Submit(op) => [("submit".into(), Ipld::Bytes(op.clone()))].into(),
+            Req::Addrs => [("addrs".into(), Ipld::Bool(true))].into(),
         };
         data::encode(&Ipld::Map(m)).unwrap_or_default()
     }
@@ -235,6 +249,9 @@ impl Req {
         let Ok(Ipld::Map(m)) = data::decode(bytes) else {
             return None;
         };
+        if m.len() == 1 && m.get("addrs") == Some(&Ipld::Bool(true)) {
+            return Some(Req::Addrs);
+        }
         match (
             m.get("sync"),
             m.get("fetch"),
@@ -359,6 +376,13 @@ struct Task<S> {
     internal: mpsc::Sender<Internal>,
     last_repo_sync: Instant,
     repo_sync_turn: usize,
+    /// Collectives this node replicated at the last peer reconciliation: when its member
+    /// becomes a steward (an election certified), it asks every member peer for heads at once
+    /// instead of at the next `repo_sync_interval`.
+    replicating: BTreeSet<Cid>,
+    /// Peers cut off for subscribing before this node saw their join, with where they listen:
+    /// dialled back as soon as their join arrives here.
+    cut_off: HashMap<PeerId, (Vec<Multiaddr>, Instant)>,
 }
 
 impl Engine {
@@ -417,6 +441,10 @@ impl Engine {
         let (applied, _) = broadcast::channel(APPLIED_BACKLOG);
         let me = key.did();
         let join_timeout = config.join_timeout;
+        let known_addrs = load_address_book(config.address_book.as_deref());
+        let first_redial = Instant::now()
+            .checked_sub(config.redial)
+            .unwrap_or_else(Instant::now);
         let config_pulls = config.max_pulls_in_flight.max(1);
         let mut task = Task {
             key,
@@ -431,8 +459,9 @@ impl Engine {
             connected: HashMap::new(),
             dirty: BTreeSet::new(),
             joining: BTreeSet::new(),
-            known_addrs: HashMap::new(),
-            last_redial: Instant::now(),
+            known_addrs,
+            // The first tick redials the members known from before a restart.
+            last_redial: first_redial,
             repos,
             pulls: HashMap::new(),
             held: HashMap::new(),
@@ -442,6 +471,8 @@ impl Engine {
             internal,
             last_repo_sync: Instant::now(),
             repo_sync_turn: 0,
+            replicating: BTreeSet::new(),
+            cut_off: HashMap::new(),
         };
         task.subscribe_all().await;
         tokio::spawn(task.run(rx, events, internal_rx));
@@ -533,6 +564,24 @@ impl Engine {
         self.tx
             .try_send(Cmd::Announce(collective, RepoHead { did, rev, commit }))
             .is_ok()
+    }
+
+    /// Asks the node of `peer` (a DID) which repo heads it holds in the collective's space (its
+    /// member's own repo and the replicas it keeps). The peer answers members only: a node whose
+    /// member left or was removed gets [`EngineError::PeerRefused`] with `not-a-member`.
+    pub async fn remote_heads(
+        &self,
+        collective: Cid,
+        peer: &str,
+    ) -> Result<Vec<RepoHead>, EngineError> {
+        let peer_id = crate::identity::peer_id_from_did(peer)
+            .map_err(|e| EngineError::Invalid(format!("{peer}: {e}")))?;
+        let answer = self
+            .net
+            .request(peer_id, &topic(&collective), RepoReq::Heads.encode())
+            .await
+            .map_err(|e| EngineError::NoPeers(e.to_string()))?;
+        replica::read_heads(&answer).map_err(EngineError::PeerRefused)
     }
 
     /// Joins a collective with an invite: dials the invite's peers, fetches the log from the
@@ -904,6 +953,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         }
         self.reconcile_peers().await;
         self.save_all();
+        self.dial_back();
         if self.last_redial.elapsed() >= self.config.redial {
             self.last_redial = Instant::now();
             self.redial().await;
@@ -920,10 +970,22 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         let Ok(peers) = self.net.peers().await else {
             return;
         };
+        let mut changed = false;
         for p in &peers {
-            if !p.addrs.is_empty() {
-                self.known_addrs.insert(p.peer, p.addrs.clone());
+            let addrs: Vec<Multiaddr> = p
+                .addrs
+                .iter()
+                .filter(|a| !is_unspecified(a))
+                .take(8)
+                .cloned()
+                .collect();
+            if !addrs.is_empty() && self.known_addrs.get(&p.peer) != Some(&addrs) {
+                self.known_addrs.insert(p.peer, addrs);
+                changed = true;
             }
+        }
+        if changed {
+            self.save_addrs();
         }
         let is_member_anywhere = |did: &str| {
             self.collectives
@@ -987,10 +1049,24 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                     .handle_into(Event::PeerConnected(*p), now, &mut out);
             }
             self.perform(id, out).await;
+            for p in &new {
+                self.ask_addrs(id, *p);
+            }
             if self.replicates(&id) {
-                for p in new {
+                let ask: Vec<PeerId> = if self.replicating.insert(id) {
+                    // Newly a steward here: every member peer, not only the new ones.
+                    self.collectives
+                        .get(&id)
+                        .map(|c| c.driver.peers().copied().collect())
+                        .unwrap_or_default()
+                } else {
+                    new
+                };
+                for p in ask {
                     self.ask_heads(id, p);
                 }
+            } else {
+                self.replicating.remove(&id);
             }
         }
     }
@@ -1023,10 +1099,31 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                     return;
                 }
                 if self.collectives.contains_key(&id) {
-                    // Gossip must not reach a non-member: cut the connection. A new member
-                    // whose join this node has not seen yet reconnects after syncing.
-                    warn!(peer = %peer, collective = %id, "a non-member subscribed; disconnecting");
+                    // Gossip must not reach a non-member: cut the connection. It may be a new
+                    // member whose join has not reached this node yet: sync with the members
+                    // now, and dial it back once its join is here.
+                    info!(peer = %peer, collective = %id, "a non-member subscribed; disconnecting until its join arrives");
+                    let addrs = self
+                        .net
+                        .peers()
+                        .await
+                        .ok()
+                        .and_then(|ps| ps.into_iter().find(|p| p.peer == peer))
+                        .map(|p| p.addrs)
+                        .unwrap_or_default();
                     let _ = self.net.disconnect(peer).await;
+                    if self.cut_off.len() < 1024 {
+                        self.cut_off.insert(peer, (addrs, Instant::now()));
+                    }
+                    if let Some(c) = self.collectives.get_mut(&id) {
+                        let members: Vec<PeerId> = c.driver.peers().copied().collect();
+                        let mut out = Vec::new();
+                        for p in members {
+                            c.driver
+                                .handle_into(Event::PeerConnected(p), now_micros(), &mut out);
+                        }
+                        self.perform(id, out).await;
+                    }
                 }
             }
             NetEvent::Gossip {
@@ -1213,6 +1310,87 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         });
     }
 
+    /// Dials the peers cut off for subscribing early whose join has arrived since; forgets
+    /// those still strangers after a minute.
+    fn dial_back(&mut self) {
+        if self.cut_off.is_empty() {
+            return;
+        }
+        let now_members: Vec<PeerId> = self
+            .cut_off
+            .keys()
+            .filter(|p| {
+                did_from_peer_id(p).is_some_and(|d| {
+                    self.collectives
+                        .values()
+                        .any(|c| c.driver.log().state_ref().members.contains_key(&d))
+                })
+            })
+            .copied()
+            .collect();
+        for peer in now_members {
+            if let Some((addrs, _)) = self.cut_off.remove(&peer) {
+                debug!(peer = %peer, "its join arrived; dialling it back");
+                for a in addrs.into_iter().filter(|a| !is_unspecified(a)) {
+                    let net = self.net.clone();
+                    let a = with_p2p(a, peer);
+                    tokio::spawn(async move {
+                        let _ = net.dial(a).await;
+                    });
+                }
+            }
+        }
+        self.cut_off
+            .retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
+    }
+
+    /// Rewrites the address book (when the engine has one).
+    fn save_addrs(&self) {
+        let Some(path) = &self.config.address_book else {
+            return;
+        };
+        let mut text = String::new();
+        for (peer, addrs) in &self.known_addrs {
+            for a in addrs {
+                text.push_str(&with_p2p(a.clone(), *peer).to_string());
+                text.push('\n');
+            }
+        }
+        let tmp = path.with_extension("tmp");
+        let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = result {
+            warn!(path = %path.display(), error = %e, "could not save the address book");
+        }
+    }
+
+    /// Asks a member peer where the other members' nodes it knows listen.
+    fn ask_addrs(&self, id: Cid, peer: PeerId) {
+        let Ok(permit) = Arc::clone(&self.requests).try_acquire_owned() else {
+            return;
+        };
+        let net = self.net.clone();
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let answer = net.request(peer, &topic(&id), Req::Addrs.encode()).await;
+            match answer
+                .map_err(|e| e.to_string())
+                .and_then(|a| read_response(&a))
+            {
+                Ok(items) => {
+                    let addrs = items
+                        .into_iter()
+                        .filter_map(|b| Multiaddr::try_from(b).ok())
+                        .filter_map(|a| p2p_of(&a).map(|p| (p, a)))
+                        .take(256)
+                        .collect();
+                    let _ = internal.send(Internal::Addrs(addrs)).await;
+                }
+                Err(e) => debug!(peer = %peer, error = %e, "addresses request failed"),
+            }
+        });
+    }
+
     /// Every `repo_sync_interval`: each collective this node replicates asks one member peer
     /// (in turn) for its heads.
     fn repo_sync(&mut self) {
@@ -1235,6 +1413,29 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
 
     fn on_internal(&mut self, msg: Internal) {
         match msg {
+            Internal::Addrs(addrs) => {
+                let me = self.net.peer_id();
+                let mut changed = false;
+                for (peer, addr) in addrs {
+                    if peer == me {
+                        continue;
+                    }
+                    let known = self.known_addrs.entry(peer).or_default();
+                    if !known.contains(&addr) && known.len() < 8 {
+                        known.push(addr.clone());
+                        changed = true;
+                    }
+                    if !self.connected.contains_key(&peer) {
+                        let net = self.net.clone();
+                        tokio::spawn(async move {
+                            let _ = net.dial(addr).await;
+                        });
+                    }
+                }
+                if changed {
+                    self.save_addrs();
+                }
+            }
             Internal::Pulled {
                 collective,
                 did,
@@ -1411,6 +1612,28 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                     .map(<[u8]>::to_vec)
                     .collect())
             }
+            Req::Addrs => {
+                if !self.is_member(&id, did) || !self.is_member(&id, &self.me.clone()) {
+                    return Err(NOT_A_MEMBER.into());
+                }
+                let peers = self.net.peers().await.map_err(|e| e.to_string())?;
+                let state = c.driver.log().state_ref();
+                let mut out = Vec::new();
+                for p in peers {
+                    if p.peer == peer
+                        || !p
+                            .did
+                            .as_ref()
+                            .is_some_and(|d| state.members.contains_key(d))
+                    {
+                        continue;
+                    }
+                    for a in p.addrs.iter().filter(|a| !is_unspecified(a)).take(4) {
+                        out.push(with_p2p(a.clone(), p.peer).to_vec());
+                    }
+                }
+                Ok(out)
+            }
             Req::Submit(bytes) => {
                 let op = SignedOp::decode(&bytes).map_err(|e| e.to_string())?;
                 if op.kind() != OpKind::Join || op.author() != did {
@@ -1433,8 +1656,13 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
     /// Carries out a driver's actions.
     async fn perform(&mut self, id: Cid, actions: Vec<Action<PeerId>>) {
         let t = topic(&id);
+        let joining = self.joining.contains(&id);
         for action in actions {
             match action {
+                // A candidate's join goes to a member by request only: gossiped before any
+                // member knows it, each member would ignore it and mark its id as seen, and
+                // then could not publish it on when it accepts the join.
+                Action::Publish(_) if joining => {}
                 Action::Publish(bytes) => {
                     let msg_id = MsgId::of(&bytes);
                     let forwarded = self
@@ -1451,9 +1679,21 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                         None => {
                             let net = self.net.clone();
                             let t = t.clone();
+                            let peers: Vec<PeerId> = self
+                                .collectives
+                                .get(&id)
+                                .map(|c| c.driver.peers().copied().collect())
+                                .unwrap_or_default();
                             tokio::spawn(async move {
-                                if let Err(e) = net.publish(&t, bytes).await {
-                                    debug!(error = %e, "publish failed; anti-entropy will carry it");
+                                if let Err(e) = net.publish(&t, bytes.clone()).await {
+                                    // Not gossiped (no subscribed peer yet, or gossipsub saw
+                                    // the id already): hand it to each member peer directly.
+                                    debug!(error = %e, "publish failed; sending the op to member peers");
+                                    let body =
+                                        Req::Sync(Message::Ops(vec![bytes]).encode()).encode();
+                                    for p in peers {
+                                        let _ = net.request(p, &t, body.clone()).await;
+                                    }
                                 }
                             });
                         }
@@ -1515,6 +1755,55 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             }
         }
     }
+}
+
+/// The address book's entries; an unreadable file or line is skipped with a warning (the
+/// addresses are relearnt from invites and members).
+fn load_address_book(path: Option<&std::path::Path>) -> HashMap<PeerId, Vec<Multiaddr>> {
+    let mut out: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+    let Some(path) = path else {
+        return out;
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot read the address book");
+            return out;
+        }
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match line.trim().parse::<Multiaddr>() {
+            Ok(a) => match p2p_of(&a) {
+                Some(p) => {
+                    let v = out.entry(p).or_default();
+                    if v.len() < 8 && !v.contains(&a) {
+                        v.push(a);
+                    }
+                }
+                None => warn!(line, "address book: no /p2p/ peer id; skipped"),
+            },
+            Err(e) => warn!(line, error = %e, "address book: not a multiaddress; skipped"),
+        }
+    }
+    out
+}
+
+/// The address with `/p2p/<peer>` at its end (added if absent).
+fn with_p2p(a: Multiaddr, peer: PeerId) -> Multiaddr {
+    if p2p_of(&a).is_some() {
+        a
+    } else {
+        a.with(libp2p::multiaddr::Protocol::P2p(peer))
+    }
+}
+
+/// The peer id an address ends with.
+fn p2p_of(a: &Multiaddr) -> Option<PeerId> {
+    a.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
 }
 
 fn is_unspecified(a: &Multiaddr) -> bool {
