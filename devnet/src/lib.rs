@@ -313,23 +313,26 @@ impl Devnet {
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// Runs `guild <args> --data-dir <node i>` and returns its standard output, trimmed.
-    pub fn guild(&self, i: usize, args: &[&str]) -> Result<String> {
+    /// Runs `guild <args> --data-dir <node i>` to completion.
+    fn run(&self, i: usize, args: &[&str]) -> Result<std::process::Output> {
         self.check_stop()?;
-        let node = &self.nodes[i];
-        let out = self
-            .exe
+        self.exe
             .command()
             .args(args)
             .arg("--data-dir")
-            .arg(&node.dir)
+            .arg(&self.nodes[i].dir)
             .stdin(Stdio::null())
             .output()
-            .with_context(|| format!("cannot run guild {}", args.join(" ")))?;
+            .with_context(|| format!("cannot run guild {}", args.join(" ")))
+    }
+
+    /// Runs `guild <args> --data-dir <node i>` and returns its standard output, trimmed.
+    pub fn guild(&self, i: usize, args: &[&str]) -> Result<String> {
+        let out = self.run(i, args)?;
         if !out.status.success() {
             bail!(
                 "{}: `guild {}` failed: {}",
-                node.name,
+                self.nodes[i].name,
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
@@ -339,21 +342,11 @@ impl Devnet {
 
     /// Like [`Devnet::guild`], for a command that must fail: returns its error output.
     pub fn guild_fails(&self, i: usize, args: &[&str]) -> Result<String> {
-        self.check_stop()?;
-        let node = &self.nodes[i];
-        let out = self
-            .exe
-            .command()
-            .args(args)
-            .arg("--data-dir")
-            .arg(&node.dir)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run guild {}", args.join(" ")))?;
+        let out = self.run(i, args)?;
         if out.status.success() {
             bail!(
                 "{}: `guild {}` succeeded where it must fail: {}",
-                node.name,
+                self.nodes[i].name,
                 args.join(" "),
                 String::from_utf8_lossy(&out.stdout).trim()
             );
@@ -771,6 +764,7 @@ pub fn demo(opts: DemoOptions) -> Result<DemoReport> {
         }
     }
     let all_topics = topics(&shares.concat());
+    let c = d.converge(&all)?;
     steps.done(
         t.elapsed(),
         &format!(
@@ -778,7 +772,7 @@ pub fn demo(opts: DemoOptions) -> Result<DemoReport> {
             all_topics.len(),
             all_topics.keys().cloned().collect::<Vec<_>>().join(", ")
         ),
-        None,
+        Some(c),
     );
 
     // Consents differ.
@@ -998,6 +992,12 @@ fn summary(d: &Devnet, id: &str, steps: &Steps, rss: &[(String, Option<u64>)], k
         );
     }
     let r = d.root().display();
+    // The command a person runs `guild` with here: this very binary (nothing is installed).
+    let mut g = d.exe.program.display().to_string();
+    for p in &d.exe.prefix {
+        g.push(' ');
+        g.push_str(&p.to_string_lossy());
+    }
     println!(
         "Data directories: {r}/node-N (identity.key, config.toml, store/); logs: {r}/node-N/node.log"
     );
