@@ -1002,21 +1002,22 @@ fn summary(d: &Devnet, id: &str, steps: &Steps, rss: &[(String, Option<u64>)], k
         "Data directories: {r}/node-N (identity.key, config.toml, store/); logs: {r}/node-N/node.log"
     );
     if keep {
-        println!("The nodes keep running; try:");
-        println!("  guild collective status --data-dir {r}/node-1");
+        println!("The nodes keep running; try (`{g}` is the `guild` CLI):");
+        println!("  {g} collective status --data-dir {r}/node-1");
         println!(
-            "  guild record list --data-dir {r}/node-2 --space {id} --did {} --collection coop.guild.data.text",
+            "  {g} record list --data-dir {r}/node-2 --space {id} --did {} --collection coop.guild.data.text",
             d.nodes[0].did
         );
-        println!("  guild peers --data-dir {r}/node-1");
+        println!("  {g} peers --data-dir {r}/node-1");
         println!("  cargo run --release -p guild-devnet -- down");
     } else {
         println!(
-            "The nodes are stopped. Next: `cargo run --release -p guild-devnet -- up` keeps a devnet running;"
+            "The nodes are stopped. `cargo run --release -p guild-devnet -- up` keeps a devnet running;"
         );
-        println!(
-            "then `guild collective status --data-dir {r}/node-1`, `guild peers --data-dir {r}/node-1`."
-        );
+        println!("then try (`{g}` is the `guild` CLI):");
+        println!("  {g} collective status --data-dir {r}/node-1");
+        println!("  {g} peers --data-dir {r}/node-1");
+        println!("  cargo run --release -p guild-devnet -- down");
     }
 }
 
