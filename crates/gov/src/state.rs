@@ -677,6 +677,42 @@ impl State {
         }
     }
 
+    /// Whether a candidate `did` holding `secret` for the invite `invite` may fetch the
+    /// collective's log from this node now (`now_micros`: the answering node's clock, not the
+    /// candidate's): the invite is one of the state's open invites, the secret is its secret, the
+    /// candidate is its invitee when it names one, and it has not expired. The network layer
+    /// asks this; it holds no copy of the rule. (The join op itself is judged by
+    /// [`State::check_past`]'s join rule.)
+    pub fn may_fetch_with_invite(
+        &self,
+        invite: &Cid,
+        secret: &[u8],
+        did: &str,
+        now_micros: i64,
+    ) -> Result<(), Reason> {
+        let Some(open) = self.invites.get(invite) else {
+            return Err(if self.used_invites.contains(invite) {
+                Reason::InviteUsed
+            } else {
+                Reason::UnknownInvite
+            });
+        };
+        if cids::sha256(secret).as_slice() != open.secret_hash.as_slice() {
+            return Err(Reason::SecretMismatch);
+        }
+        if open.invitee.as_deref().is_some_and(|i| i != did) {
+            return Err(Reason::NotInvitee);
+        }
+        if open
+            .expires_at
+            .as_ref()
+            .is_some_and(|e| now_micros >= e.to_unix_micros())
+        {
+            return Err(Reason::InviteExpired);
+        }
+        Ok(())
+    }
+
     /// The member's role, if they are a member.
     pub fn role(&self, did: &str) -> Option<Role> {
         self.members.get(did).map(|m| m.role)

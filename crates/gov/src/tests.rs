@@ -377,6 +377,48 @@ fn one_invite_admits_one_member() {
 }
 
 #[test]
+fn an_invite_opens_the_log_only_while_it_is_open_by_the_answering_nodes_clock() {
+    let mut fx = Fx::new();
+    let mut f = invite_fields(1);
+    f.insert("expiresAt".into(), s(t(100).as_str()));
+    let inv = fx.op(OpKind::Invite, f, &fx.founder.clone(), &[fx.id()], 1);
+    fx.apply(&inv);
+    let st = fx.log.state();
+    let me = key(2).did();
+    let now = |secs: i64| t(secs).to_unix_micros();
+    assert_eq!(
+        st.may_fetch_with_invite(inv.id(), &secret(1), &me, now(99)),
+        Ok(())
+    );
+    assert_eq!(
+        st.may_fetch_with_invite(inv.id(), &secret(1), &me, now(100)),
+        Err(Reason::InviteExpired)
+    );
+    assert_eq!(
+        st.may_fetch_with_invite(inv.id(), &secret(2), &me, now(50)),
+        Err(Reason::SecretMismatch)
+    );
+    assert_eq!(
+        st.may_fetch_with_invite(&fx.id(), &secret(1), &me, now(50)),
+        Err(Reason::UnknownInvite)
+    );
+    let join = fx.op(
+        OpKind::Join,
+        join_fields(inv.id(), 1),
+        &key(2),
+        &[*inv.id()],
+        50,
+    );
+    fx.apply(&join);
+    assert_eq!(
+        fx.log
+            .state()
+            .may_fetch_with_invite(inv.id(), &secret(1), &key(3).did(), now(60)),
+        Err(Reason::InviteUsed)
+    );
+}
+
+#[test]
 fn expired_invite_is_rejected() {
     let mut fx = Fx::new();
     let mut f = invite_fields(1);

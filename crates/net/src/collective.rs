@@ -1593,16 +1593,16 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 Ok(Vec::new())
             }
             Req::Fetch { invite, secret } => {
+                // guild-gov decides, by this node's clock (not the candidate's).
                 let state = c.driver.log().state_ref();
-                let valid = state.invites.get(&invite).is_some_and(|i| {
-                    guild_core::cids::sha256(&secret).as_slice() == i.secret_hash.as_slice()
-                        && i.invitee.as_deref().is_none_or(|d| d == did)
-                });
-                if !valid {
-                    return Err(if state.used_invites.contains(&invite) {
-                        "this invite has already been used".into()
-                    } else {
-                        "unknown or expired invite".into()
+                if let Err(reason) =
+                    state.may_fetch_with_invite(&invite, &secret, did, now_micros())
+                {
+                    debug!(peer = %peer, %reason, "refused an invite fetch");
+                    return Err(match reason {
+                        Reason::InviteUsed => "this invite has already been used".into(),
+                        Reason::InviteExpired => "this invite has expired".into(),
+                        _ => "unknown or expired invite".into(),
                     });
                 }
                 Ok(c.driver

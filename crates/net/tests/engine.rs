@@ -195,6 +195,23 @@ async fn a_non_member_gets_nothing_and_a_removed_member_is_cut_off() {
     assert!(matches!(err, EngineError::Invite(_)), "{err:?}");
     assert!(stranger.engine.collectives().await.unwrap().is_empty());
 
+    // An expired invite's secret does not download the log either (judged by A's clock): the
+    // candidate is refused at the fetch and holds no collective afterwards.
+    let past = guild_core::syntax::Datetime::from_unix_micros(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64
+            - 60_000_000,
+    );
+    let expired = a.engine.invite(id, None, Some(past)).await.unwrap();
+    let err = stranger.engine.join(expired).await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Invite(m) if m.contains("expired")),
+        "{err:?}"
+    );
+    assert!(stranger.engine.collectives().await.unwrap().is_empty());
+
     // A removes B: B's requests are refused from then on.
     let b_did = b.key.did();
     a.engine
