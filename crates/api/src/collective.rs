@@ -17,7 +17,7 @@ use guild_gov::{
 use guild_net::{Engine, EngineError, NetHandle};
 use serde_json::{Value, json};
 
-use crate::server::{ApiState, XrpcError, check_auth, query_params};
+use crate::server::{ApiState, Params, XrpcError, check_auth, query_params};
 
 type XrpcResult = Result<axum::response::Response, XrpcError>;
 
@@ -593,11 +593,10 @@ pub(crate) async fn get_remote_heads<S: crate::service::NodeStore>(
 ) -> XrpcResult {
     check_auth(&state, &headers)?;
     let c = net(&state)?;
-    let p = query_params(raw);
-    let get = |name: &str| p.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let peer = get("peer").ok_or_else(|| XrpcError::invalid("peer: required"))?;
+    let p = Params::parse(raw);
+    let peer = p.req("peer")?;
     guild_core::syntax::Did::parse(peer).map_err(|e| XrpcError::invalid(format!("peer: {e}")))?;
-    let id = which(c, get("collective")).await?;
+    let id = which(c, p.opt("collective")).await?;
     let heads = tokio::time::timeout(Duration::from_secs(30), c.engine.remote_heads(id, peer))
         .await
         .map_err(|_| {

@@ -215,10 +215,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Query parameters, parsed once; repeated keys keep the last value.
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn parse(raw: Option<String>) -> Self {
+    pub(crate) fn parse(raw: Option<String>) -> Self {
         Params(
             form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
                 .into_owned()
@@ -226,7 +226,7 @@ impl Params {
         )
     }
 
-    fn opt(&self, name: &str) -> Option<&str> {
+    pub(crate) fn opt(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -234,7 +234,7 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    fn req(&self, name: &str) -> Result<&str, XrpcError> {
+    pub(crate) fn req(&self, name: &str) -> Result<&str, XrpcError> {
         self.opt(name)
             .ok_or_else(|| XrpcError::invalid(format!("missing parameter {name}")))
     }
