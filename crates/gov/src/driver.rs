@@ -42,7 +42,7 @@ use guild_core::{Cid, Ipld, Keypair, cbor, cids, data};
 use crate::log::{DEFAULT_PENDING_LIMIT, DEFAULT_PENDING_TTL_MICROS, Inserted, Log};
 use crate::op::{MAX_OP_BYTES, MAX_PREV, Op, OpError, OpKind, SignedOp};
 use crate::reconcile::{self, OpSet};
-use crate::state::Reason;
+use crate::state::{MAX_CLOCK_SKEW_MICROS, Reason};
 
 /// The largest encoded [`Message`] accepted, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -517,6 +517,18 @@ pub enum Action<P> {
         /// What was wrong with the op.
         reason: Reason,
     },
+    /// A peer sent an op dated more than [`MAX_CLOCK_SKEW_MICROS`] ahead of this node's
+    /// clock: it is neither applied nor relayed now, nor held against the peer; the driver
+    /// keeps it and inserts it at `until_micros` (a [`Action::Wake`] follows), or anti-entropy
+    /// brings it again.
+    Deferred {
+        /// The peer that sent it.
+        from: Option<P>,
+        /// The op's id.
+        id: Cid,
+        /// When this node's clock will have caught up with the op's date.
+        until_micros: i64,
+    },
     /// Call [`Event::Tick`] at (or soon after) this time; replaces any earlier wake.
     Wake {
         /// When, in microseconds.
@@ -584,6 +596,8 @@ pub struct Driver<P> {
     peers: BTreeMap<P, Peer>,
     wants: BTreeMap<Cid, Wanted<P>>,
     held: BTreeMap<Cid, Held<P>>,
+    /// Ops dated ahead of this node's clock, by the time they may enter the log.
+    early: BTreeMap<(i64, Cid), Held<P>>,
     rejected: HashMap<Cid, Reason>,
     rejected_order: VecDeque<Cid>,
     next_sync: Option<i64>,
@@ -602,6 +616,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             peers: BTreeMap::new(),
             wants: BTreeMap::new(),
             held: BTreeMap::new(),
+            early: BTreeMap::new(),
             rejected: HashMap::new(),
             rejected_order: VecDeque::new(),
             next_sync: None,
@@ -724,7 +739,15 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         let mut heads = self.log.heads();
         heads.truncate(MAX_PREV);
         let collective = *self.log.collective();
-        let created_at = Datetime::from_unix_micros(now);
+        // Dated now, or with the latest parent if a peer's clock runs ahead of this one's
+        // (an op may not be dated before its parents).
+        let latest_parent = heads
+            .iter()
+            .filter_map(|h| self.log.get(h))
+            .map(|op| op.created_at().to_unix_micros())
+            .max()
+            .unwrap_or(i64::MIN);
+        let created_at = Datetime::from_unix_micros(now.max(latest_parent));
         match Op::sign(kind, Some(&collective), fields, key, &heads, &created_at) {
             Ok(op) => self.submit_op(op, now, out),
             Err(e) => {
@@ -815,6 +838,30 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         out: &mut Vec<Action<P>>,
     ) -> Received {
         let id = *op.id();
+        // The author's clock may not run ahead of this node's by more than the tolerance: such
+        // an op waits here until it does not (an author's own op is dated by its own clock).
+        let until = op
+            .created_at()
+            .to_unix_micros()
+            .saturating_sub(MAX_CLOCK_SKEW_MICROS);
+        if from.is_some() && until > now {
+            if self.early.len() < self.config.max_held {
+                self.early.insert(
+                    (until, id),
+                    Held {
+                        op,
+                        from: from.cloned(),
+                        at: now,
+                    },
+                );
+            }
+            out.push(Action::Deferred {
+                from: from.cloned(),
+                id,
+                until_micros: until,
+            });
+            return Received::New;
+        }
         let waits = !self.held.contains_key(&id)
             && self.held.len() < self.config.max_held
             && op.prev().iter().any(|p| self.log.get(p).is_none());
@@ -1127,8 +1174,22 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             }
         }
         self.retry_wants(now, out);
+        self.release_early(now, out);
         let ttl = self.config.held_ttl_micros;
         self.held.retain(|_, h| now.saturating_sub(h.at) <= ttl);
+    }
+
+    /// Inserts the deferred ops whose date this node's clock has caught up with.
+    fn release_early(&mut self, now: i64, out: &mut Vec<Action<P>>) {
+        while let Some(entry) = self.early.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let held = entry.remove();
+            if self.log.get(held.op.id()).is_none() {
+                self.insert(held.from.as_ref(), held.op, now, true, out);
+            }
+        }
     }
 
     /// Asks again, of the next peer, for every want unanswered past the timeout; gives up on
@@ -1206,10 +1267,8 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             .values()
             .map(|w| w.at.saturating_add(timeout))
             .min();
-        let next = match (sync, wants) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let early = self.early.keys().next().map(|(at, _)| *at);
+        let next = [sync, wants, early].into_iter().flatten().min();
         if let Some(at) = next
             && self.wake != Some(at)
         {

@@ -48,8 +48,8 @@ pub use log::{Inserted, Log};
 pub use op::{MAX_OP_BYTES, Op, OpError, OpKind, SignedOp};
 pub use state::{
     Agreement, AgreementStatus, Bundle, Causal, Certified, Charter, Consent, Departure, Election,
-    ElectionKind, Invite, Member, Meta, Outcome, PayoutRef, Proposal, ProposalStatus, Reason, Role,
-    State, Tally, VoterBallots, electorate_cid,
+    ElectionKind, Invite, MAX_CLOCK_SKEW_MICROS, Member, Meta, Outcome, PayoutRef, Proposal,
+    ProposalStatus, Reason, Role, State, Tally, VoterBallots, electorate_cid,
 };
 pub use store::OpStore;
 

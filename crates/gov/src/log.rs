@@ -354,6 +354,22 @@ impl Log {
     /// and adds it.
     fn accept(&mut self, op: SignedOp) -> Result<(), Reason> {
         let id = *op.id();
+        // Time runs forward along the DAG: an op is not dated before any of its parents (so a
+        // date can be moved back no further than what the author had seen).
+        let created = op.created_at().to_unix_micros();
+        for p in op.prev() {
+            if let Some(parent) = self.ops.get(p)
+                && parent.op.created_at().to_unix_micros() > created
+            {
+                let reason = Reason::BeforeItsPast {
+                    created_at: op.created_at().as_str().to_owned(),
+                    parent: *p,
+                    parent_at: parent.op.created_at().as_str().to_owned(),
+                };
+                self.remember_rejection(id, &reason);
+                return Err(reason);
+            }
+        }
         let past = self.state_at(op.prev());
         let checked = past.check_past(&op, self);
         // Drop the past (often a clone of the tip) before applying, so that the tip's maps

@@ -639,7 +639,7 @@ mod tests {
             Some(1),
             &[member.did()],
             None,
-            &at(5),
+            &at(8),
         );
         let e = add(&mut log, OpKind::ElectionOpen, f, &founder, 5);
         let st = log.state();

@@ -162,6 +162,8 @@ pub struct SimStats {
     pub wants: u64,
     /// [`Message::Ops`] sent.
     pub ops: u64,
+    /// Ops a driver deferred because they were dated ahead of its clock.
+    pub deferred: u64,
 }
 
 /// Counters for one node.
@@ -826,6 +828,7 @@ impl Sim {
                     peer,
                     reason,
                 }),
+                Action::Deferred { .. } => self.stats.deferred += 1,
                 Action::Wake { at_micros } => {
                     let at = at_micros.max(self.now);
                     self.nodes[node].wake = Some(at);

@@ -26,6 +26,12 @@ const DAY_MICROS: i64 = 86_400_000_000;
 /// Basis points in one whole.
 const WHOLE_BP: u64 = 10_000;
 
+/// How far apart two honest nodes' clocks may be: 5 minutes. An op dated further ahead of a
+/// receiving node's clock waits there until it is not (the driver's rule); a join submitted
+/// by a candidate must be dated within this of the admitting member's clock
+/// ([`State::may_accept_join`]).
+pub const MAX_CLOCK_SKEW_MICROS: i64 = 5 * 60 * 1_000_000;
+
 /// A member's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -605,6 +611,33 @@ pub enum Reason {
     /// A seal written before the election's close time.
     #[error("sealed before the close time")]
     TooEarly,
+    /// A ballot dated at or after the election's close time.
+    #[error("the election closed at {closes_after}; a ballot dated {created_at} is late")]
+    BallotAfterClose {
+        /// The election's close time.
+        closes_after: String,
+        /// The ballot's `createdAt`.
+        created_at: String,
+    },
+    /// An op dated earlier than one of its parents: time runs forward along the causal DAG.
+    #[error("op is dated {created_at}, before its parent {parent} ({parent_at})")]
+    BeforeItsPast {
+        /// The op's `createdAt`.
+        created_at: String,
+        /// The parent dated later.
+        parent: Cid,
+        /// That parent's `createdAt`.
+        parent_at: String,
+    },
+    /// A join submitted to this node dated further from its clock than
+    /// [`MAX_CLOCK_SKEW_MICROS`] (a candidate backdating a join to beat an invite's expiry).
+    #[error("join is dated {created_at}, more than 5 minutes from this node's clock ({now})")]
+    JoinMisdated {
+        /// The join's `createdAt`.
+        created_at: String,
+        /// This node's clock.
+        now: String,
+    },
     /// A teller sealing again.
     #[error("{0} has already sealed")]
     AlreadySealed(String),
@@ -707,6 +740,33 @@ impl State {
             .expires_at
             .as_ref()
             .is_some_and(|e| now_micros >= e.to_unix_micros())
+        {
+            return Err(Reason::InviteExpired);
+        }
+        Ok(())
+    }
+
+    /// Whether this node, a member's, may accept a join op that a candidate submits to it
+    /// now (`now_micros`: this node's clock). The join must be dated within
+    /// [`MAX_CLOCK_SKEW_MICROS`] of this node's clock, and its invite, if it names one, must
+    /// not have expired by this node's clock. The log's own rule judges the join by its
+    /// `createdAt` (every node must reach the same verdict whenever the op reaches it); this
+    /// gate, at the one place a candidate's join enters the collective, keeps a candidate
+    /// from dating its join back to before the invite's expiry. The network layer asks this.
+    pub fn may_accept_join(&self, op: &SignedOp, now_micros: i64) -> Result<(), Reason> {
+        let created = op.created_at().to_unix_micros();
+        if created.abs_diff(now_micros) > MAX_CLOCK_SKEW_MICROS.unsigned_abs() {
+            return Err(Reason::JoinMisdated {
+                created_at: op.created_at().as_str().to_owned(),
+                now: Datetime::from_unix_micros(now_micros).as_str().to_owned(),
+            });
+        }
+        if let Some(invite) = op.op_ref("invite")
+            && let Some(open) = self.invites.get(&invite)
+            && open
+                .expires_at
+                .as_ref()
+                .is_some_and(|e| now_micros >= e.to_unix_micros())
         {
             return Err(Reason::InviteExpired);
         }
@@ -867,14 +927,20 @@ impl State {
             }
             OpKind::Seal => {
                 let (id, e) = self.election(op)?;
-                if e.seals.contains_key(author) || e.equivocating_tellers.contains(author) {
+                let counted = e.counted();
+                // A teller seals again only when its seal is outdated: ballots cast before the
+                // close reached it after it sealed.
+                let outdated = e
+                    .seals
+                    .get(author)
+                    .is_none_or(|(_, ballots, _)| **ballots != counted);
+                if !outdated || e.equivocating_tellers.contains(author) {
                     return Err(Reason::AlreadySealed(author.to_owned()));
                 }
                 let listed: BTreeSet<Cid> = op.op_ref_list("ballots").into_iter().collect();
                 if listed.len() != op.str_list("ballots").len() {
                     return Err(Reason::SealMismatch("ballots are not distinct op ids"));
                 }
-                let counted = e.counted();
                 if listed != counted {
                     return Err(Reason::SealMismatch("not the ballots of its causal past"));
                 }
@@ -1041,6 +1107,12 @@ impl State {
                 }
                 if !e.electorate.contains(author) {
                     return Err(Reason::NotInElectorate(author.to_owned()));
+                }
+                if op.created_at().to_unix_micros() >= e.closes_after.to_unix_micros() {
+                    return Err(Reason::BallotAfterClose {
+                        closes_after: e.closes_after.as_str().to_owned(),
+                        created_at: op.created_at().as_str().to_owned(),
+                    });
                 }
                 let approvals = op.str_list("approvals");
                 let mut seen = BTreeSet::new();
@@ -1352,7 +1424,7 @@ impl State {
                     }
                 }
             }
-            OpKind::Seal => self.apply_seal(op),
+            OpKind::Seal => self.apply_seal(op, causal),
             OpKind::AgreementOffer => {
                 self.agreements.insert(
                     id,
@@ -1490,7 +1562,7 @@ impl State {
         }
     }
 
-    fn apply_seal(&mut self, op: &SignedOp) {
+    fn apply_seal(&mut self, op: &SignedOp, causal: &dyn Causal) {
         let Some(eid) = op.op_ref("election") else {
             return;
         };
@@ -1504,12 +1576,18 @@ impl State {
         if e.equivocating_tellers.contains(&author) {
             return;
         }
-        if let Some((_, b, r)) = e.seals.get(&author) {
-            if *b != ballots || *r != result {
-                e.seals.remove(&author);
-                e.equivocating_tellers.insert(author);
+        if let Some((earlier, b, r)) = e.seals.get(&author) {
+            // A teller's later seal, written after its earlier one, replaces it (the earlier
+            // one was outdated by ballots that reached the teller after it sealed); two
+            // different seals written concurrently are an equivocation.
+            let replaces = causal.is_ancestor(earlier, op.id());
+            if !replaces {
+                if *b != ballots || *r != result {
+                    e.seals.remove(&author);
+                    e.equivocating_tellers.insert(author);
+                }
+                return;
             }
-            return;
         }
         e.seals
             .insert(author, (*op.id(), Arc::clone(&ballots), result.clone()));

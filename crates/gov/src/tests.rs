@@ -788,18 +788,18 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
                     ("seats", int(1 + (tg as i64 % 2))),
                     ("candidates", Ipld::List(candidates)),
                     ("electorate", s(&st.electorate_cid().to_string())),
-                    ("closesAfter", s(t(secs).as_str())),
+                    ("closesAfter", s(t(secs + 6).as_str())),
                 ]);
                 let tellers = st.tellers().into_iter().map(|d| s(&d)).collect();
                 f.insert("tellers".into(), Ipld::List(tellers));
                 mk(OpKind::ElectionOpen, f)
             }
             (9, Some(_)) => {
-                let open = st
-                    .elections
-                    .iter()
-                    .rev()
-                    .find(|(_, e)| e.certified.is_none() && e.electorate.contains(&me));
+                let open = st.elections.iter().rev().find(|(_, e)| {
+                    e.certified.is_none()
+                        && e.electorate.contains(&me)
+                        && t(secs).to_unix_micros() < e.closes_after.to_unix_micros()
+                });
                 let Some((eid, e)) = open else { continue };
                 let rev = e.ballots.get(&me).map_or(0, |v| v.rev + 1);
                 let choice: Vec<Ipld> = e
@@ -822,7 +822,8 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
                 let open = st.elections.iter().find(|(_, e)| {
                     e.certified.is_none()
                         && e.tellers.contains(&me)
-                        && !e.seals.contains_key(&me)
+                        && t(secs).to_unix_micros() >= e.closes_after.to_unix_micros()
+                        && e.seals.get(&me).is_none_or(|(_, b, _)| **b != e.counted())
                         && !e.equivocating_tellers.contains(&me)
                 });
                 let Some((eid, e)) = open else { continue };

@@ -86,7 +86,7 @@ impl Col {
                 "tellers",
                 Ipld::List(st.tellers().iter().map(|d| s(d)).collect()),
             ),
-            ("closesAfter", s(t(self.secs + 10).as_str())),
+            ("closesAfter", s(t(self.secs + 1000).as_str())),
         ]);
         for (k, v) in extra {
             f.insert((*k).to_owned(), v.clone());
@@ -124,7 +124,7 @@ impl Col {
 
     /// Moves the clock past every close time.
     fn later(&mut self) {
-        self.secs += 100;
+        self.secs += 2000;
     }
 }
 
@@ -396,9 +396,8 @@ fn seals_are_checked() {
     );
 }
 
-#[test]
-fn a_minority_of_seals_certifies_nothing_and_incumbents_stay() {
-    // Three stewards (1, 2, 3) after a first election told by the founder.
+/// Three stewards (1, 2, 3) after a first election told by the founder.
+fn three_stewards() -> (Col, Keypair, Keypair) {
     let mut c = Col::new();
     let (m2, m3) = (c.join(2), c.join(3));
     let first = c.open(
@@ -416,6 +415,12 @@ fn a_minority_of_seals_certifies_nothing_and_incumbents_stay() {
     let f = c.seal_fields(&first);
     c.ok(OpKind::Seal, f, &key(1));
     assert_eq!(c.log.state().stewards().count(), 3);
+    (c, m2, m3)
+}
+
+#[test]
+fn a_minority_of_seals_certifies_nothing_and_incumbents_stay() {
+    let (mut c, m2, m3) = three_stewards();
 
     // Now elect one seat; tellers are the three stewards.
     let second = c.open(
@@ -1008,7 +1013,8 @@ fn consent_is_a_register_ordered_by_rev() {
     c.log.insert(g, 0);
     assert_eq!(a.state(), c.log.state());
     assert!(a.state().effective_consent(&m2.did(), TEMPLATE).is_none());
-    // A later grant (rev 4) wins.
+    // A later grant (rev 4) wins (written after the concurrent pair, so dated after them).
+    c.secs = c.secs.max(70);
     c.ok(OpKind::ConsentGrant, grant_fields(4), &m2);
     assert_eq!(
         c.log
@@ -1018,4 +1024,330 @@ fn consent_is_a_register_ordered_by_rev() {
             .rev,
         4
     );
+}
+
+/// Two stewards (1, 2) as the tellers of the collective's next election.
+fn two_stewards() -> (Col, Keypair, Keypair) {
+    let mut c = Col::new();
+    let (m2, m3) = (c.join(2), c.join(3));
+    let first = c.open(
+        "stewards",
+        &[("seats", int(2)), ("candidates", dids(&[&key(1), &m2]))],
+        &key(1),
+    );
+    let both = [key(1).did(), m2.did()];
+    let refs: Vec<&str> = both.iter().map(String::as_str).collect();
+    c.ballot(&first, &key(1), 1, &refs);
+    c.later();
+    let f = c.seal_fields(&first);
+    c.ok(OpKind::Seal, f, &key(1));
+    assert_eq!(c.log.state().stewards().count(), 2);
+    (c, m2, m3)
+}
+
+/// Signs an op on chosen parents at a chosen time (seconds of the test clock).
+fn sign_on(
+    c: &Col,
+    kind: OpKind,
+    f: BTreeMap<String, Ipld>,
+    by: &Keypair,
+    prev: &[Cid],
+    secs: i64,
+) -> SignedOp {
+    Op::sign(kind, Some(&c.id), f, by, prev, &t(secs)).unwrap()
+}
+
+#[test]
+fn an_op_is_not_dated_before_its_parents() {
+    let mut c = Col::new();
+    let m2 = c.join(2);
+    let heads = c.log.heads();
+    let early = sign_on(
+        &c,
+        OpKind::ConsentGrant,
+        grant_fields(1),
+        &m2,
+        &heads,
+        c.secs - 1,
+    );
+    assert!(matches!(
+        c.log.insert(early, 0),
+        Inserted::Rejected(Reason::BeforeItsPast { .. })
+    ));
+    // The same second as its latest parent is fine.
+    let same = sign_on(
+        &c,
+        OpKind::ConsentGrant,
+        grant_fields(1),
+        &m2,
+        &heads,
+        c.secs,
+    );
+    assert_eq!(c.log.insert(same, 0), Inserted::Applied);
+}
+
+#[test]
+fn a_ballot_dated_at_or_after_the_close_is_late() {
+    let mut c = Col::new();
+    let m2 = c.join(2);
+    let e = c.open(
+        "stewards",
+        &[("seats", int(1)), ("candidates", dids(&[&m2]))],
+        &key(1),
+    );
+    c.later();
+    let d2 = m2.did();
+    assert!(matches!(
+        c.err(OpKind::Ballot, ballot_fields(&e, 1, &[&d2]), &m2),
+        Reason::BallotAfterClose { .. }
+    ));
+}
+
+/// The sequence from issue 12: two tellers; one seals after the close time; a member's
+/// ballot, cast before the close but not yet seen by that teller, arrives; the other teller
+/// seals with it. The first teller's seal is outdated, it seals again, and the result is
+/// certified with every ballot cast before the close. A ballot written after a seal was seen
+/// is late, and refused.
+#[test]
+fn a_ballot_the_first_teller_missed_does_not_deadlock_the_election() {
+    let (mut c, m2, m3) = two_stewards();
+    let e = c.open(
+        "stewards",
+        &[("seats", int(1)), ("candidates", dids(&[&m2, &m3]))],
+        &key(1),
+    );
+    assert_eq!(c.log.state().elections[e.id()].tellers.len(), 2);
+    let (d2, d3) = (m2.did(), m3.did());
+    c.ballot(&e, &key(1), 1, &[&d2]);
+    let before_close = c.log.heads();
+    let close = c.log.state().elections[e.id()]
+        .closes_after
+        .to_unix_micros();
+    let close_secs = (close - t(0).to_unix_micros()) / 1_000_000;
+    // m3 votes one second before the close, on what it had seen.
+    let late_seen = sign_on(
+        &c,
+        OpKind::Ballot,
+        ballot_fields(&e, 1, &[&d3]),
+        &m3,
+        &before_close,
+        close_secs - 1,
+    );
+    // Teller 1 seals after the close without m3's ballot.
+    c.later();
+    let f1 = c.seal_fields(&e);
+    let seal1 = c.ok(OpKind::Seal, f1, &key(1));
+    assert!(c.log.state().elections[e.id()].certified.is_none());
+    // m3's ballot arrives: cast before the close, so it counts.
+    assert_eq!(c.log.insert(late_seen.clone(), 0), Inserted::Applied);
+    // A ballot written after seeing a seal is dated after the close: late.
+    assert!(matches!(
+        c.err(OpKind::Ballot, ballot_fields(&e, 1, &[&d2]), &m2),
+        Reason::BallotAfterClose { .. }
+    ));
+    // Teller 2 seals with both ballots; the seals differ, nothing is certified yet.
+    let f2 = c.seal_fields(&e);
+    c.ok(OpKind::Seal, f2.clone(), &m2);
+    let st = c.log.state();
+    assert!(st.elections[e.id()].certified.is_none());
+    assert_eq!(st.elections[e.id()].counted().len(), 2);
+    // Teller 1's seal is outdated: it may seal again, and the result is certified.
+    let again = c.seal_fields(&e);
+    assert_eq!(again, f2);
+    let seal1b = c.ok(OpKind::Seal, again, &key(1));
+    let st = c.log.state();
+    let cert = st.elections[e.id()].certified.clone().expect("certified");
+    assert_eq!(cert.ballots.len(), 2);
+    assert!(cert.seals.contains(seal1b.id()) && !cert.seals.contains(seal1.id()));
+    assert!(
+        !st.elections[e.id()]
+            .equivocating_tellers
+            .contains(&key(1).did())
+    );
+    // A teller whose seal is current may not seal again.
+    let (mut c2, m2b, _) = two_stewards();
+    let e2 = c2.open(
+        "stewards",
+        &[("seats", int(1)), ("candidates", dids(&[&m2b]))],
+        &key(1),
+    );
+    c2.later();
+    let f = c2.seal_fields(&e2);
+    c2.ok(OpKind::Seal, f.clone(), &key(1));
+    assert_eq!(
+        c2.err(OpKind::Seal, f, &key(1)),
+        Reason::AlreadySealed(key(1).did())
+    );
+}
+
+/// Two seals by one teller written concurrently (neither in the other's past) with
+/// different contents are an equivocation: both count for nothing.
+#[test]
+fn concurrent_different_seals_by_one_teller_equivocate() {
+    let (mut c, m2, m3) = two_stewards();
+    let e = c.open(
+        "stewards",
+        &[("seats", int(1)), ("candidates", dids(&[&m2, &m3]))],
+        &key(1),
+    );
+    let d2 = m2.did();
+    let b1 = c.ballot(&e, &key(1), 1, &[&d2]);
+    let at_b1 = c.log.heads();
+    let b2 = c.ballot(&e, &m3, 1, &[&d2]);
+    c.later();
+    let secs = c.secs;
+    let st = c.log.state();
+    let el = &st.elections[e.id()];
+    let charter = st.charter.clone().unwrap();
+    let seal_of = |ballots: &[&SignedOp], heads: &[Cid]| {
+        let set: std::collections::BTreeSet<Cid> = ballots.iter().map(|b| *b.id()).collect();
+        let tally = el.tally(e.id(), &set, &charter);
+        let f = fields(&[
+            ("election", s(&e.id().to_string())),
+            (
+                "ballots",
+                Ipld::List(set.iter().map(|c| s(&c.to_string())).collect()),
+            ),
+            ("result", tally.to_ipld()),
+        ]);
+        sign_on(&c, OpKind::Seal, f, &key(1), heads, secs)
+    };
+    let one = seal_of(&[&b1], &at_b1);
+    let two = seal_of(&[&b1, &b2], &c.log.heads());
+    assert_eq!(c.log.insert(one, 0), Inserted::Applied);
+    assert_eq!(c.log.insert(two, 0), Inserted::Applied);
+    let st = c.log.state();
+    assert!(
+        st.elections[e.id()]
+            .equivocating_tellers
+            .contains(&key(1).did())
+    );
+    assert!(st.elections[e.id()].certified.is_none());
+}
+
+/// A teller whose clock runs an hour fast seals nine minutes before the close, without the
+/// ballots the others receive before it. With a majority of tellers needed, its seal alone
+/// certifies nothing; the honest tellers seal every ballot cast before the close, and that is
+/// the result. (Its early seal does not even enter the others' logs until their clocks are
+/// within 5 minutes of its date: see the driver's test of the clock tolerance.)
+#[test]
+fn a_teller_with_a_fast_clock_cannot_certify_without_the_others_ballots() {
+    let (mut c, m2, m3) = three_stewards();
+    let m4 = c.join(4);
+
+    let e = c.open(
+        "stewards",
+        &[("seats", int(1)), ("candidates", dids(&[&m2, &m3]))],
+        &key(1),
+    );
+    let close = c.log.state().elections[e.id()]
+        .closes_after
+        .to_unix_micros();
+    let close_secs = (close - t(0).to_unix_micros()) / 1_000_000;
+    let (d2, d3) = (m2.did(), m3.did());
+    c.ballot(&e, &m4, 1, &[&d2]);
+    // Teller 1, its clock an hour fast, seals at real time close - 9 min (dated close + 51 min).
+    let early = c.seal_fields(&e);
+    let fast_seal = sign_on(
+        &c,
+        OpKind::Seal,
+        early,
+        &key(1),
+        &c.log.heads(),
+        close_secs + 51 * 60,
+    );
+    let before = c.log.heads();
+    assert_eq!(c.log.insert(fast_seal.clone(), 0), Inserted::Applied);
+    assert!(c.log.state().elections[e.id()].certified.is_none());
+    // Two more ballots cast before the close, not seen by teller 1.
+    let b3 = sign_on(
+        &c,
+        OpKind::Ballot,
+        ballot_fields(&e, 1, &[&d3]),
+        &m3,
+        &before,
+        close_secs - 300,
+    );
+    let b2 = sign_on(
+        &c,
+        OpKind::Ballot,
+        ballot_fields(&e, 1, &[&d3]),
+        &m2,
+        &[*b3.id()],
+        close_secs - 60,
+    );
+    assert_eq!(c.log.insert(b3, 0), Inserted::Applied);
+    assert_eq!(c.log.insert(b2.clone(), 0), Inserted::Applied);
+    // The honest tellers seal after the close with all three ballots: a majority. (Their
+    // nodes have not taken the fast seal in yet: it is dated 51 minutes ahead of them.)
+    let honest = c.seal_fields(&e);
+    let on = [*b2.id()];
+    let s2 = sign_on(&c, OpKind::Seal, honest.clone(), &m2, &on, close_secs + 1);
+    assert_eq!(c.log.insert(s2, 0), Inserted::Applied);
+    assert!(c.log.state().elections[e.id()].certified.is_none());
+    let s3 = sign_on(&c, OpKind::Seal, honest, &m3, &on, close_secs + 2);
+    assert_eq!(c.log.insert(s3, 0), Inserted::Applied);
+    let st = c.log.state();
+    let cert = st.elections[e.id()].certified.clone().expect("certified");
+    assert_eq!(cert.ballots.len(), 3);
+    assert!(!cert.seals.contains(fast_seal.id()));
+    assert_eq!(st.stewards().collect::<Vec<_>>(), vec![d3.as_str()]);
+}
+
+#[test]
+fn a_submitted_join_is_judged_by_the_admitting_nodes_clock() {
+    use crate::state::MAX_CLOCK_SKEW_MICROS;
+    let mut c = Col::new();
+    let mut f = invite_fields(2);
+    f.insert("expiresAt".into(), s(t(1000).as_str()));
+    let inv = c.ok(OpKind::Invite, f, &key(1));
+    let heads = c.log.heads();
+    let st = c.log.state();
+    let now = t(2000).to_unix_micros();
+    // Backdated to before the expiry: the log alone would take it; the admitting node not.
+    let backdated = sign_on(
+        &c,
+        OpKind::Join,
+        join_fields(inv.id(), 2),
+        &key(2),
+        &heads,
+        900,
+    );
+    assert!(matches!(
+        st.may_accept_join(&backdated, now),
+        Err(Reason::JoinMisdated { .. })
+    ));
+    assert!(matches!(
+        st.may_accept_join(
+            &backdated,
+            now - 1_100 * 1_000_000 + MAX_CLOCK_SKEW_MICROS + 1
+        ),
+        Err(Reason::JoinMisdated { .. })
+    ));
+    // Dated honestly, after the expiry: expired by the node's clock (and by the log's rule).
+    let honest = sign_on(
+        &c,
+        OpKind::Join,
+        join_fields(inv.id(), 2),
+        &key(2),
+        &heads,
+        2000,
+    );
+    assert_eq!(st.may_accept_join(&honest, now), Err(Reason::InviteExpired));
+    assert_eq!(
+        c.log.clone().insert(honest, 0),
+        Inserted::Rejected(Reason::InviteExpired)
+    );
+    // Before the expiry, dated within the tolerance of the node's clock: accepted.
+    let timely = sign_on(
+        &c,
+        OpKind::Join,
+        join_fields(inv.id(), 2),
+        &key(2),
+        &heads,
+        900,
+    );
+    let node_now = t(900).to_unix_micros() - MAX_CLOCK_SKEW_MICROS;
+    assert_eq!(st.may_accept_join(&timely, node_now), Ok(()));
+    assert_eq!(c.log.insert(timely, 0), Inserted::Applied);
 }

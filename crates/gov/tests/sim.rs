@@ -1097,3 +1097,67 @@ fn message_limits() {
     let mut b = SplitMix64::new(42);
     assert_eq!(a.next_u64(), b.next_u64());
 }
+
+/// An op from a peer dated more than the clock tolerance (5 minutes) ahead of this node's
+/// clock is neither applied, relayed nor held against the peer: it waits, with a wake-up at
+/// the time this node's clock is within the tolerance of its date, and enters the log then.
+/// One dated within the tolerance enters at once.
+#[test]
+fn driver_defers_an_op_dated_ahead_of_its_clock() {
+    let keys = keys(2);
+    let charter = genesis(&keys[0], "Clocks", 0);
+    let collective = *charter.id();
+    let mut log = Log::new(collective);
+    assert_eq!(log.insert(charter, 0), guild_gov::Inserted::Applied);
+    let mut d: Driver<u32> = Driver::new(log, DriverConfig::default());
+    let now = 1_700_000_000 * SEC;
+    d.handle(Event::PeerConnected(1), now);
+    let sign = |secs_ahead: i64, n: usize| {
+        Op::sign(
+            OpKind::Invite,
+            Some(&collective),
+            invite_fields(n),
+            &keys[0],
+            &[collective],
+            &Datetime::from_unix_micros(now + secs_ahead * SEC),
+        )
+        .unwrap()
+    };
+    let tolerance = guild_gov::MAX_CLOCK_SKEW_MICROS;
+    // An hour ahead: deferred until an hour minus the tolerance from now.
+    let ahead = sign(3600, 1);
+    let until = now + 3600 * SEC - tolerance;
+    let actions = d.handle(
+        Event::Message {
+            from: 1,
+            msg: Message::Op(ahead.bytes().to_vec()),
+        },
+        now,
+    );
+    assert!(actions.contains(&Action::Deferred {
+        from: Some(1),
+        id: *ahead.id(),
+        until_micros: until
+    }));
+    assert!(!actions.iter().any(|a| matches!(
+        a,
+        Action::Applied(_) | Action::Publish(_) | Action::Penalise { .. } | Action::Rejected { .. }
+    )));
+    assert!(d.log().get(ahead.id()).is_none());
+    // Four minutes ahead: within the tolerance, applied at once.
+    let near = sign(240, 2);
+    let actions = d.handle(
+        Event::Message {
+            from: 1,
+            msg: Message::Op(near.bytes().to_vec()),
+        },
+        now,
+    );
+    assert!(actions.contains(&Action::Applied(*near.id())));
+    // A tick before the time: still waiting; at the time: applied and relayed.
+    let actions = d.handle(Event::Tick, until - SEC);
+    assert!(!actions.contains(&Action::Applied(*ahead.id())));
+    let actions = d.handle(Event::Tick, until);
+    assert!(actions.contains(&Action::Applied(*ahead.id())));
+    assert!(actions.contains(&Action::Publish(ahead.bytes().to_vec())));
+}

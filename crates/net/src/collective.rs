@@ -1643,6 +1643,12 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 let Some(c) = self.collectives.get_mut(&id) else {
                     return Err(NOT_A_MEMBER.into());
                 };
+                // guild-gov decides, by this node's clock: a join dated far from it, or with
+                // an invite expired by it, does not enter the collective here.
+                if let Err(reason) = c.driver.log().state_ref().may_accept_join(&op, now) {
+                    debug!(peer = %peer, %reason, "refused a submitted join");
+                    return Err(reason.to_string());
+                }
                 let mut out = Vec::new();
                 let result = c.driver.submit(op, now, &mut out);
                 self.perform(id, out).await;
@@ -1734,25 +1740,39 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                     reason,
                 } => {
                     if let (Some(src), Some(op)) = (from, op) {
-                        let msg_id = MsgId(op.to_bytes());
-                        let pending = self
-                            .collectives
-                            .get_mut(&id)
-                            .and_then(|c| c.unvalidated.remove(&msg_id));
-                        if pending.is_some() {
-                            let _ = self
-                                .net
-                                .report_validation(msg_id, src, Validation::Reject)
-                                .await;
-                        }
+                        self.settle_gossip(id, op, src, Validation::Reject).await;
                         debug!(peer = %src, reason = %reason, "rejected an op");
                     }
                 }
                 Action::Penalise { peer, reason } => {
                     warn!(peer = %peer, reason = %reason, "peer sent an invalid op");
                 }
+                Action::Deferred {
+                    from,
+                    id: op,
+                    until_micros,
+                } => {
+                    // Dated ahead of this node's clock: not forwarded now, not held against
+                    // the sender (its clock, or this one, is off); inserted when it is due.
+                    if let Some(src) = from {
+                        self.settle_gossip(id, op, src, Validation::Ignore).await;
+                        debug!(peer = %src, %op, until_micros, "an op dated ahead of this node's clock waits");
+                    }
+                }
                 Action::Wake { .. } => {}
             }
+        }
+    }
+
+    /// Reports the driver's verdict on a gossiped op that awaits validation, if it does.
+    async fn settle_gossip(&mut self, id: Cid, op: Cid, src: PeerId, verdict: Validation) {
+        let msg_id = MsgId(op.to_bytes());
+        let pending = self
+            .collectives
+            .get_mut(&id)
+            .and_then(|c| c.unvalidated.remove(&msg_id));
+        if pending.is_some() {
+            let _ = self.net.report_validation(msg_id, src, verdict).await;
         }
     }
 }

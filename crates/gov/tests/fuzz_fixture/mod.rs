@@ -187,7 +187,7 @@ fn build() -> Fixture {
             OpKind::Invite,
             fields(&[("secretHash", secret_hash(n))]),
             &founder,
-            1,
+            2 * i64::from(n) - 3,
         );
         b.add(
             OpKind::Join,
@@ -196,15 +196,15 @@ fn build() -> Fixture {
                 ("secret", Ipld::Bytes(vec![n; 32])),
             ]),
             who,
-            2,
+            2 * i64::from(n) - 2,
         );
     }
-    b.add(OpKind::ConsentGrant, grant(1), &m2, 3);
+    b.add(OpKind::ConsentGrant, grant(1), &m2, 5);
     let amendment = b.add(
         OpKind::Amendment,
         fields(&[("changes", obj(&[("name", s("Renamed"))]))]),
         &m3,
-        3,
+        5,
     );
     let electorate = b.log.state_ref().electorate_cid().to_string();
     let candidates: Vec<Ipld> = [&founder, &m2, &m3].iter().map(|k| s(&k.did())).collect();
@@ -217,10 +217,10 @@ fn build() -> Fixture {
             ("candidates", list(candidates)),
             ("electorate", s(&electorate)),
             ("tellers", list(vec![s(&founder.did())])),
-            ("closesAfter", s(t(10).as_str())),
+            ("closesAfter", s(t(15).as_str())),
         ]),
         &founder,
-        4,
+        6,
     );
     let el = s(&election.to_string());
     b.add(
@@ -231,19 +231,19 @@ fn build() -> Fixture {
             ("approvals", list(vec![s(&m3.did())])),
         ]),
         &m2,
-        5,
+        7,
     );
     let offer_fields = fields(&[
         ("builder", s(&builder.did())),
         ("template", s(TEMPLATE)),
         ("terms", licence_template(TEMPLATE)),
     ]);
-    let offer = b.add(OpKind::AgreementOffer, offer_fields.clone(), &founder, 6);
+    let offer = b.add(OpKind::AgreementOffer, offer_fields.clone(), &founder, 8);
     let accept = b.add(
         OpKind::AgreementAccept,
         fields(&[("offer", s(&offer.to_string()))]),
         &builder,
-        7,
+        9,
     );
     b.add(
         OpKind::AgreementCountersign,
@@ -252,7 +252,7 @@ fn build() -> Fixture {
             ("accept", s(&accept.to_string())),
         ]),
         &founder,
-        8,
+        10,
     );
 
     // The seeds, all on the final heads.
@@ -418,7 +418,11 @@ fn build() -> Fixture {
     ];
     let mut seeds: Vec<(&'static str, Vec<u8>)> = drafts
         .into_iter()
-        .map(|(name, kind, f, by)| (name, b.sign(kind, f, by, 20).bytes().to_vec()))
+        // Ballots are cast before the election's close (15 s), everything else after it.
+        .map(|(name, kind, f, by)| {
+            let secs = if kind == OpKind::Ballot { 12 } else { 20 };
+            (name, b.sign(kind, f, by, secs).bytes().to_vec())
+        })
         .collect();
     let other = Op::sign(
         OpKind::Charter,
