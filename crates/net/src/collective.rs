@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use guild_core::syntax::Datetime;
 use guild_core::{Cid, Ipld, Keypair, data};
@@ -31,6 +31,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::clock::Clock;
 use crate::handle::{MsgId, NetEvent, NetHandle, Validation};
 use crate::identity::did_from_peer_id;
 use crate::replica::{self, Exports, PullLimits, RepoReq};
@@ -45,12 +46,6 @@ fn collective_of(topic: &str) -> Option<Cid> {
     topic
         .strip_prefix("guild/collective/")
         .and_then(|c| guild_core::syntax::parse_cid_str(c).ok())
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Why an engine call failed.
@@ -121,6 +116,9 @@ pub struct EngineConfig {
     /// [`guild_gov::driver::DEFAULT_VERIFY_CACHE`] ops). Several engines in one process (a
     /// devnet, a benchmark) may share one, and then hold each op they all know once.
     pub verify_cache: Option<VerifyCache>,
+    /// Where the engine reads the time (default: the system clock). Every rule that depends on
+    /// "now" (op dates, invite expiry, deferred ops) reads this one.
+    pub clock: Clock,
 }
 
 impl Default for EngineConfig {
@@ -138,6 +136,7 @@ impl Default for EngineConfig {
             max_replica_bytes: 512 * 1024 * 1024,
             max_pulls_in_flight: 4,
             verify_cache: None,
+            clock: Clock::system(),
         }
     }
 }
@@ -185,8 +184,11 @@ enum Cmd {
         ops: Vec<Vec<u8>>,
         reply: oneshot::Sender<Result<Vec<u8>, EngineError>>,
     },
-    /// The join op was accepted by the member it was submitted to: start gossiping.
-    Joined(Cid),
+    /// The join op was accepted by the member it was submitted to: store the log, start
+    /// gossiping.
+    Joined(Cid, oneshot::Sender<()>),
+    /// The join op was refused: forget the collective fetched for it.
+    Abandon(Cid, oneshot::Sender<()>),
     Status(Cid, oneshot::Sender<Result<Status, EngineError>>),
     Flush(oneshot::Sender<()>),
     List(oneshot::Sender<Vec<Cid>>),
@@ -383,6 +385,8 @@ struct Task<S> {
     /// Peers cut off for subscribing before this node saw their join, with where they listen:
     /// dialled back as soon as their join arrives here.
     cut_off: HashMap<PeerId, (Vec<Multiaddr>, Instant)>,
+    /// When each collective's driver asked to be woken ([`Action::Wake`]).
+    wakes: BTreeMap<Cid, i64>,
 }
 
 impl Engine {
@@ -459,6 +463,7 @@ impl Engine {
             connected: HashMap::new(),
             dirty: BTreeSet::new(),
             joining: BTreeSet::new(),
+            wakes: BTreeMap::new(),
             known_addrs,
             // The first tick redials the members known from before a restart.
             last_redial: first_redial,
@@ -630,12 +635,15 @@ impl Engine {
                                 .net
                                 .request(*peer, &t, Req::Submit(join).encode())
                                 .await
-                                .map_err(|e| EngineError::NoPeers(e.to_string()))?;
-                            read_response(&answer).map_err(EngineError::Invite)?;
-                            self.tx
-                                .send(Cmd::Joined(code.collective))
-                                .await
-                                .map_err(|_| EngineError::Stopped)?;
+                                .map_err(|e| EngineError::NoPeers(e.to_string()))
+                                .and_then(|a| read_response(&a).map_err(EngineError::Invite));
+                            if let Err(e) = answer {
+                                // The member refused the join (or never answered): this node
+                                // is no member, and forgets the log it fetched for the join.
+                                self.call(|r| Cmd::Abandon(code.collective, r)).await?;
+                                return Err(e);
+                            }
+                            self.call(|r| Cmd::Joined(code.collective, r)).await?;
                             return Ok(code.collective);
                         }
                         Err(e) => return Err(EngineError::Invite(e)),
@@ -674,6 +682,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 },
                 Some(msg) = internal.recv() => self.on_internal(msg),
                 _ = tick.tick() => self.on_tick().await,
+                _ = sleep_for(self.next_wake_in()) => self.on_wake().await,
             }
         }
         self.save_all();
@@ -687,6 +696,12 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
     }
 
     fn save(&mut self, id: &Cid) -> bool {
+        // A log fetched for a join is kept in memory until a member accepts the join: a
+        // refused candidate must not find itself a member of its own copy after a restart.
+        if self.joining.contains(id) {
+            self.dirty.insert(*id);
+            return true;
+        }
         let Some(c) = self.collectives.get_mut(id) else {
             return true;
         };
@@ -698,6 +713,11 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 false
             }
         }
+    }
+
+    /// Now, by the engine's clock.
+    fn now(&self) -> i64 {
+        self.config.clock.now_micros()
     }
 
     fn is_member(&self, collective: &Cid, did: &str) -> bool {
@@ -761,8 +781,18 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             Cmd::Adopt { code, ops, reply } => {
                 let _ = reply.send(self.adopt(code, ops).await);
             }
-            Cmd::Joined(id) => {
+            Cmd::Abandon(id, reply) => {
+                if self.joining.remove(&id) {
+                    self.collectives.remove(&id);
+                    self.dirty.remove(&id);
+                    self.wakes.remove(&id);
+                }
+                let _ = reply.send(());
+            }
+            Cmd::Joined(id, reply) => {
                 self.joining.remove(&id);
+                self.save(&id);
+                let _ = reply.send(());
                 self.sync_subscription(&id).await;
                 self.reconcile_peers().await;
             }
@@ -808,12 +838,12 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
     }
 
     async fn create(&mut self, params: CharterParams) -> Result<Cid, EngineError> {
-        let at = Datetime::from_unix_micros(now_micros());
+        let at = Datetime::from_unix_micros(self.now());
         let genesis = Op::sign(OpKind::Charter, None, params.fields(), &self.key, &[], &at)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let id = *genesis.id();
         let mut log = Log::new(id);
-        match log.insert(genesis, now_micros()) {
+        match log.insert(genesis, self.now()) {
             Inserted::Applied => {}
             Inserted::Rejected(r) => return Err(EngineError::Refused(r)),
             other => return Err(EngineError::Invalid(format!("{other:?}"))),
@@ -890,9 +920,13 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             return Err(EngineError::UnknownCollective(collective));
         };
         let mut out = Vec::new();
-        let result = c
-            .driver
-            .create(kind, fields, &self.key, now_micros(), &mut out);
+        let result = c.driver.create(
+            kind,
+            fields,
+            &self.key,
+            self.config.clock.now_micros(),
+            &mut out,
+        );
         self.perform(collective, out).await;
         let id = result.map_err(EngineError::Refused)?;
         if !self.save(&collective) {
@@ -908,7 +942,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         let id = code.collective;
         if !self.collectives.contains_key(&id) {
             let mut log = Log::new(id).with_pending_bounds(usize::MAX, i64::MAX);
-            let now = now_micros();
+            let now = self.now();
             for bytes in &ops {
                 log.insert_bytes(bytes, now);
             }
@@ -942,8 +976,33 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         Ok(bytes)
     }
 
+    /// How long until the earliest wake-up a driver asked for.
+    fn next_wake_in(&self) -> Option<Duration> {
+        let at = self.wakes.values().min()?;
+        let micros = at.saturating_sub(self.now()).max(0);
+        Some(Duration::from_micros(micros.unsigned_abs()))
+    }
+
+    /// Ticks the drivers whose wake-up time has come.
+    async fn on_wake(&mut self) {
+        let now = self.now();
+        let due: Vec<Cid> = self
+            .wakes
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.wakes.remove(&id);
+            if let Some(c) = self.collectives.get_mut(&id) {
+                let out = c.driver.handle(Event::Tick, now);
+                self.perform(id, out).await;
+            }
+        }
+    }
+
     async fn on_tick(&mut self) {
-        let now = now_micros();
+        let now = self.now();
         let ids: Vec<Cid> = self.collectives.keys().copied().collect();
         for id in ids {
             if let Some(c) = self.collectives.get_mut(&id) {
@@ -1019,7 +1078,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
 
     /// Tells each driver which connected peers are its collective's members.
     async fn reconcile_peers(&mut self) {
-        let now = now_micros();
+        let now = self.now();
         let ids: Vec<Cid> = self.collectives.keys().copied().collect();
         for id in ids {
             self.sync_subscription(&id).await;
@@ -1093,7 +1152,9 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                     if let Some(c) = self.collectives.get_mut(&id)
                         && c.driver.peers().any(|p| *p == peer)
                     {
-                        let out = c.driver.handle(Event::PeerConnected(peer), now_micros());
+                        let out = c
+                            .driver
+                            .handle(Event::PeerConnected(peer), self.config.clock.now_micros());
                         self.perform(id, out).await;
                     }
                     return;
@@ -1119,8 +1180,11 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                         let members: Vec<PeerId> = c.driver.peers().copied().collect();
                         let mut out = Vec::new();
                         for p in members {
-                            c.driver
-                                .handle_into(Event::PeerConnected(p), now_micros(), &mut out);
+                            c.driver.handle_into(
+                                Event::PeerConnected(p),
+                                self.config.clock.now_micros(),
+                                &mut out,
+                            );
                         }
                         self.perform(id, out).await;
                     }
@@ -1538,7 +1602,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 from: source,
                 msg: Message::Op(data),
             },
-            now_micros(),
+            self.config.clock.now_micros(),
         );
         self.perform(id, out).await;
         // Not applied (waiting for parents, or known): not forwarded by us.
@@ -1576,7 +1640,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                     return Err(NOT_A_MEMBER.into());
                 }
                 let msg = Message::decode(&msg).map_err(|e| e.to_string())?;
-                let now = now_micros();
+                let now = self.now();
                 let Some(c) = self.collectives.get_mut(&id) else {
                     return Err(NOT_A_MEMBER.into());
                 };
@@ -1595,8 +1659,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             Req::Fetch { invite, secret } => {
                 // guild-gov decides, by this node's clock (not the candidate's).
                 let state = c.driver.log().state_ref();
-                if let Err(reason) =
-                    state.may_fetch_with_invite(&invite, &secret, did, now_micros())
+                if let Err(reason) = state.may_fetch_with_invite(&invite, &secret, did, self.now())
                 {
                     debug!(peer = %peer, %reason, "refused an invite fetch");
                     return Err(match reason {
@@ -1639,7 +1702,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 if op.kind() != OpKind::Join || op.author() != did {
                     return Err("only a candidate's own join may be submitted".into());
                 }
-                let now = now_micros();
+                let now = self.now();
                 let Some(c) = self.collectives.get_mut(&id) else {
                     return Err(NOT_A_MEMBER.into());
                 };
@@ -1759,7 +1822,9 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                         debug!(peer = %src, %op, until_micros, "an op dated ahead of this node's clock waits");
                     }
                 }
-                Action::Wake { .. } => {}
+                Action::Wake { at_micros } => {
+                    self.wakes.insert(id, at_micros);
+                }
             }
         }
     }
@@ -1774,6 +1839,14 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         if pending.is_some() {
             let _ = self.net.report_validation(msg_id, src, verdict).await;
         }
+    }
+}
+
+/// Sleeps for `d`, or for ever when there is nothing to wait for.
+async fn sleep_for(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 

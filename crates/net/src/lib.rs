@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod clock;
 pub mod collective;
 pub mod config;
 mod error;
@@ -35,6 +36,7 @@ pub mod replica;
 pub mod repos;
 mod swarm;
 
+pub use clock::Clock;
 pub use collective::{AppliedOp, Engine, EngineConfig, EngineError, FieldsFn, Status};
 pub use config::{ConfigError, NetConfig, ScoreConfig, TransportKind};
 pub use error::{

@@ -3,13 +3,14 @@
 //! a non-member gets nothing, a removed member is cut off, and a node that was away catches up.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use guild_core::Keypair;
 use guild_gov::make::{self, CharterParams};
 use guild_gov::{DriverConfig, OpKind, OpStore};
 use guild_net::collective::topic;
-use guild_net::{Engine, EngineConfig, EngineError, Multiaddr, Net, NetConfig, NetHandle};
+use guild_net::{Clock, Engine, EngineConfig, EngineError, Multiaddr, Net, NetConfig, NetHandle};
 use guild_store::MemoryStore;
 
 struct Member {
@@ -34,17 +35,15 @@ fn engine_config() -> EngineConfig {
 }
 
 async fn member_with(n: u8, store: Arc<MemoryStore>) -> Member {
+    member_on(n, store, engine_config()).await
+}
+
+async fn member_on(n: u8, store: Arc<MemoryStore>, config: EngineConfig) -> Member {
     let key = Keypair::from_secret_bytes(&[n; 32]);
     let (net, events) = Net::spawn(&key, NetConfig::memory()).unwrap();
-    let engine = Engine::spawn(
-        key.clone(),
-        net.clone(),
-        events,
-        store.clone(),
-        engine_config(),
-    )
-    .await
-    .unwrap();
+    let engine = Engine::spawn(key.clone(), net.clone(), events, store.clone(), config)
+        .await
+        .unwrap();
     Member {
         key,
         net,
@@ -278,4 +277,56 @@ async fn a_node_that_was_away_catches_up_and_a_restart_keeps_the_log() {
         b.engine.status(id).await.unwrap().state,
         a.engine.status(id).await.unwrap().state
     );
+}
+
+/// A member whose clock is off by `offset` (settable while it runs).
+async fn member_with_clock(n: u8, offset: Arc<AtomicI64>) -> Member {
+    let config = EngineConfig {
+        clock: Clock::offset(offset),
+        ..engine_config()
+    };
+    member_on(n, Arc::new(MemoryStore::new()), config).await
+}
+
+/// Joins are judged by the admitting member's clock. A candidate whose clock runs 1.5 days
+/// slow still joins (its join is dated no earlier than the invite it answers, so within the
+/// tolerance of the member's clock); one whose clock runs an hour fast is refused at the
+/// member's node, and joins with the same invite once its clock is right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_is_judged_by_the_admitting_members_clock() {
+    const HOUR: i64 = 3_600_000_000;
+    let a = member(1).await;
+    let slow = Arc::new(AtomicI64::new(-36 * HOUR));
+    let b = member_with_clock(2, Arc::clone(&slow)).await;
+    let fast = Arc::new(AtomicI64::new(HOUR));
+    let c = member_with_clock(3, Arc::clone(&fast)).await;
+    let id = a.engine.create(CharterParams::new("Clocks")).await.unwrap();
+
+    let code = a.engine.invite(id, None, None).await.unwrap();
+    assert_eq!(b.engine.join(code).await.unwrap(), id);
+
+    let code = a.engine.invite(id, None, None).await.unwrap();
+    let err = c.engine.join(code.clone()).await.unwrap_err();
+    assert!(format!("{err}").contains("more than 5 minutes"), "{err}");
+    fast.store(0, Ordering::Relaxed);
+    assert_eq!(c.engine.join(code).await.unwrap(), id);
+
+    let all = {
+        let mut v = vec![a.key.did(), b.key.did(), c.key.did()];
+        v.sort();
+        v
+    };
+    for m in [&a, &c] {
+        eventually("three members on the nodes whose clocks are right", || async {
+            members_of(m, &id).await == all
+        })
+        .await;
+    }
+    // B's clock runs 36 hours slow: every op from the others is dated ahead of it and waits
+    // there. Once its clock is right, they enter its log.
+    slow.store(0, Ordering::Relaxed);
+    eventually("three members on B once its clock is right", || async {
+        members_of(&b, &id).await == all
+    })
+    .await;
 }
