@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use guild_api::methods::node::get_status;
 use guild_api::{Client, ClientError};
 use guild_core::syntax::{Datetime, TidClock};
 use serde_json::{Value, json};
@@ -37,13 +38,9 @@ pub(crate) fn connect(data_dir: &Path) -> Result<(Client, String)> {
     let token = crate::node_cmd::read_token(data_dir)?;
     let client = Client::new(url, Some(token))?;
     let status = client
-        .query("coop.guild.node.getStatus", &[])
+        .call::<get_status::GetStatus>(&get_status::Params {})
         .map_err(explain)?;
-    let did = status["did"]
-        .as_str()
-        .context("the node did not say its DID")?
-        .to_string();
-    Ok((client, did))
+    Ok((client, status.did))
 }
 
 /// Turns a client error into one a person can act on.
@@ -281,27 +278,23 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
 pub fn status(data_dir: &Path, json_out: bool) -> Result<ExitCode> {
     let (client, _) = connect(data_dir)?;
     let s = client
-        .query("coop.guild.node.getStatus", &[])
+        .call::<get_status::GetStatus>(&get_status::Params {})
         .map_err(explain)?;
     if json_out {
-        println!("{s}");
+        println!("{}", serde_json::to_string(&s)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("did:      {}", s["did"].as_str().unwrap_or_default());
-    println!("version:  {}", s["version"].as_str().unwrap_or_default());
-    println!("uptime:   {} s", s["uptimeSecs"]);
-    println!("lexicons: {}", s["lexicons"]);
-    let repos = s["repos"].as_array().cloned().unwrap_or_default();
-    if repos.is_empty() {
+    println!("did:      {}", s.did);
+    println!("version:  {}", s.version);
+    println!("uptime:   {} s", s.uptime_secs);
+    println!("lexicons: {}", s.lexicons);
+    if s.repos.is_empty() {
         println!("repos:    none yet");
     }
-    for r in repos {
+    for r in s.repos {
         println!(
             "repo:     {} — {} records, rev {}, commit {}",
-            r["space"].as_str().unwrap_or_default(),
-            r["records"],
-            r["rev"].as_str().unwrap_or_default(),
-            r["commit"].as_str().unwrap_or_default()
+            r.space, r.records, r.rev, r.commit
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use serde_json::{Value, json};
+use guild_api::Method;
+use guild_api::methods::collective::{
+    ConsentInput, close_election, create, create_invite, get_remote_heads, get_status,
+    grant_consent, join, leave, list_collectives, open_election, revoke_consent, vote,
+};
+use guild_api::methods::node::get_peers;
+use serde::Serialize;
 
 use crate::client_cmd::{connect, explain};
 
@@ -166,29 +172,20 @@ pub enum ElectionCmd {
     },
 }
 
-fn with_collective(mut body: Value, collective: &Option<String>) -> Value {
-    if let Some(c) = collective {
-        body["collective"] = Value::String(c.clone());
-    }
-    body
+/// Calls one of Guild's methods on the running node.
+fn call<M: Method>(data_dir: &Path, input: &M::Input) -> Result<M::Output> {
+    let (client, _) = connect(data_dir)?;
+    client.call::<M>(input).map_err(explain)
 }
 
-fn status_of(data_dir: &Path, collective: &Option<String>) -> Result<Value> {
-    let (client, _) = connect(data_dir)?;
-    let mut params = Vec::new();
-    if let Some(c) = collective {
-        params.push(("collective", c.as_str()));
-    }
-    client
-        .query("coop.guild.collective.getStatus", &params)
-        .map_err(explain)
+/// Prints an answer as the node's JSON.
+fn print_json<T: Serialize>(out: &T) -> Result<()> {
+    println!("{}", serde_json::to_string(out)?);
+    Ok(())
 }
 
-fn call(data_dir: &Path, method: &str, body: Value) -> Result<Value> {
-    let (client, _) = connect(data_dir)?;
-    client
-        .procedure(&format!("coop.guild.collective.{method}"), &body)
-        .map_err(explain)
+fn status_of(data_dir: &Path, collective: Option<String>) -> Result<get_status::Output> {
+    call::<get_status::GetStatus>(data_dir, &get_status::Params { collective })
 }
 
 /// `guild collective`
@@ -201,15 +198,20 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             admission,
             templates,
         } => {
-            let mut body = json!({"name": name, "seats": seats, "admission": admission});
-            if let Some(p) = purpose {
-                body["purpose"] = Value::String(p);
-            }
-            if !templates.is_empty() {
-                body["templates"] = json!(templates);
-            }
-            let out = call(data_dir, "create", body)?;
-            println!("{}", out["collective"].as_str().unwrap_or_default());
+            let admission = match admission.as_str() {
+                "approval" => create::Admission::Approval,
+                "vote" => create::Admission::Vote,
+                _ => create::Admission::Invite,
+            };
+            let input = create::Input {
+                name,
+                purpose,
+                seats: Some(seats),
+                admission: Some(admission),
+                templates,
+            };
+            let out = call::<create::Create>(data_dir, &input)?;
+            println!("{}", out.collective);
             eprintln!("founded; invite members with: guild collective invite");
         }
         CollectiveCmd::Invite {
@@ -217,49 +219,44 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             invitee,
             expires_days,
         } => {
-            let mut body = with_collective(json!({}), &collective);
-            if let Some(i) = invitee {
-                body["invitee"] = Value::String(i);
-            }
-            if let Some(d) = expires_days {
-                body["expiresInDays"] = json!(d);
-            }
-            let out = call(data_dir, "createInvite", body)?;
-            println!("{}", out["invite"].as_str().unwrap_or_default());
+            let input = create_invite::Input {
+                collective,
+                invitee,
+                expires_in_days: expires_days,
+            };
+            let out = call::<create_invite::CreateInvite>(data_dir, &input)?;
+            println!("{}", out.invite);
             eprintln!("hand this invite to the new member; it can be used once");
         }
         CollectiveCmd::Join { invite } => {
-            let out = call(data_dir, "join", json!({"invite": invite}))?;
-            println!("{}", out["collective"].as_str().unwrap_or_default());
+            let out = call::<join::Join>(data_dir, &join::Input { invite })?;
+            println!("{}", out.collective);
             eprintln!("joined; see the collective with: guild collective status");
         }
         CollectiveCmd::Status { collective, json } => {
-            let s = status_of(data_dir, &collective)?;
+            let s = status_of(data_dir, collective)?;
             if json {
-                println!("{s}");
+                print_json(&s)?;
             } else {
                 print_status(&s);
             }
         }
         CollectiveCmd::List { json } => {
-            let (client, _) = connect(data_dir)?;
-            let out = client
-                .query("coop.guild.collective.listCollectives", &[])
-                .map_err(explain)?;
+            let out =
+                call::<list_collectives::ListCollectives>(data_dir, &list_collectives::Params {})?;
             if json {
-                println!("{out}");
+                print_json(&out)?;
             } else {
-                let list = out["collectives"].as_array().cloned().unwrap_or_default();
-                if list.is_empty() {
+                if out.collectives.is_empty() {
                     println!("no collectives yet");
                 }
-                for c in list {
+                for c in out.collectives {
                     println!(
                         "{}  {}  ({} members{})",
-                        c["collective"].as_str().unwrap_or_default(),
-                        c["name"].as_str().unwrap_or_default(),
-                        c["members"],
-                        if c["member"].as_bool() == Some(true) {
+                        c.collective,
+                        c.name.unwrap_or_default(),
+                        c.members,
+                        if c.member {
                             ""
                         } else {
                             ", you are not a member"
@@ -273,124 +270,108 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             collective,
             json,
         } => {
-            let (client, _) = connect(data_dir)?;
-            let mut params = vec![("peer", from.as_str())];
-            if let Some(c) = &collective {
-                params.push(("collective", c.as_str()));
-            }
-            let out = client
-                .query("coop.guild.collective.getRemoteHeads", &params)
-                .map_err(explain)?;
+            let params = get_remote_heads::Params {
+                peer: from.clone(),
+                collective,
+            };
+            let out = call::<get_remote_heads::GetRemoteHeads>(data_dir, &params)?;
             if json {
-                println!("{out}");
+                print_json(&out)?;
             } else {
-                let heads = out["heads"].as_array().cloned().unwrap_or_default();
-                if heads.is_empty() {
+                if out.heads.is_empty() {
                     println!("{from} holds no repos in this collective's space");
                 }
-                for h in heads {
-                    println!(
-                        "{}  rev {}  commit {}",
-                        h["did"].as_str().unwrap_or_default(),
-                        h["rev"].as_str().unwrap_or_default(),
-                        h["commit"].as_str().unwrap_or_default()
-                    );
+                for h in out.heads {
+                    println!("{}  rev {}  commit {}", h.did, h.rev, h.commit);
                 }
             }
         }
         CollectiveCmd::Leave { collective } => {
-            let out = call(data_dir, "leave", with_collective(json!({}), &collective))?;
-            println!("{}", out["op"].as_str().unwrap_or_default());
+            let out = call::<leave::Leave>(data_dir, &leave::Input { collective })?;
+            println!("{}", out.op);
             eprintln!("you have left the collective");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_status(s: &Value) {
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    println!("collective: {}", text(&s["collective"]));
-    println!("name:       {}", text(&s["name"]));
-    let role = s["role"].as_str().unwrap_or("not a member");
-    println!("you:        {} ({role})", text(&s["you"]));
-    let members = s["members"].as_array().cloned().unwrap_or_default();
-    println!("members:    {}", members.len());
-    for m in &members {
-        println!("  {}  {}", text(&m["did"]), text(&m["role"]));
+fn print_status(s: &get_status::Output) {
+    println!("collective: {}", s.collective);
+    println!("name:       {}", s.name.as_deref().unwrap_or_default());
+    let role = s.role.as_deref().unwrap_or("not a member");
+    println!("you:        {} ({role})", s.you);
+    println!("members:    {}", s.members.len());
+    for m in &s.members {
+        println!("  {}  {}", m.did, m.role);
     }
-    let stewards = s["stewards"].as_array().map_or(0, Vec::len);
-    println!("stewards:   {stewards} (quorum {})", s["quorum"]);
-    let consents: Vec<&Value> = s["consents"]
-        .as_array()
-        .map(|c| c.iter().collect())
-        .unwrap_or_default();
-    println!("consents:   {}", consents.len());
-    for c in consents {
+    println!("stewards:   {} (quorum {})", s.stewards.len(), s.quorum);
+    println!("consents:   {}", s.consents.len());
+    for c in &s.consents {
         println!(
             "  {}  {}  {} (rev {})",
-            text(&c["member"]),
-            text(&c["template"]),
-            if c["granted"].as_bool() == Some(true) {
-                "granted"
-            } else {
-                "revoked"
-            },
-            c["rev"]
+            c.member,
+            c.template,
+            if c.granted { "granted" } else { "revoked" },
+            c.rev
         );
     }
-    let elections = s["elections"].as_array().cloned().unwrap_or_default();
-    if !elections.is_empty() {
-        println!("elections:  {}", elections.len());
-        for e in &elections {
-            let state = if e["certified"].is_null() {
-                format!("open ({} voters, {} seals)", e["voters"], e["seals"])
-            } else {
-                format!("certified: {}", text(&e["certified"]["outcome"]))
+    if !s.elections.is_empty() {
+        println!("elections:  {}", s.elections.len());
+        for e in &s.elections {
+            let state = match &e.certified {
+                None => format!("open ({} voters, {} seals)", e.voters, e.seals),
+                Some(c) => format!("certified: {}", c.outcome),
             };
-            println!("  {}  {}", text(&e["id"]), state);
+            println!("  {}  {}", e.id, state);
         }
     }
-    let peers = s["peers"].as_array().cloned().unwrap_or_default();
-    println!("peers:      {} connected", peers.len());
-    for p in &peers {
-        println!("  {}", p.as_str().unwrap_or_default());
+    println!("peers:      {} connected", s.peers.len());
+    for p in &s.peers {
+        println!("  {p}");
     }
-    let sync = &s["sync"];
     println!(
         "sync:       {} ops, {} heads, {} waiting for parents, {} wanted",
-        sync["ops"],
-        sync["heads"].as_array().map_or(0, Vec::len),
-        sync["pending"],
-        sync["wanted"]
+        s.sync.ops,
+        s.sync.heads.len(),
+        s.sync.pending,
+        s.sync.wanted
     );
 }
 
 /// `guild consent`
 pub fn consent(data_dir: &Path, cmd: ConsentCmd) -> Result<ExitCode> {
-    let (method, body, done) = match cmd {
+    let (out, done) = match cmd {
         ConsentCmd::Grant {
             templates,
             collections,
             collective,
-        } => (
-            "grantConsent",
-            with_collective(
-                json!({"templates": templates, "collections": collections}),
-                &collective,
-            ),
-            "consent granted",
-        ),
+        } => {
+            let input = ConsentInput {
+                collective,
+                templates,
+                collections,
+            };
+            (
+                call::<grant_consent::GrantConsent>(data_dir, &input)?,
+                "consent granted",
+            )
+        }
         ConsentCmd::Revoke {
             templates,
             collective,
-        } => (
-            "revokeConsent",
-            with_collective(json!({"templates": templates}), &collective),
-            "consent revoked: your records enter no new bundle under these templates",
-        ),
+        } => {
+            let input = ConsentInput {
+                collective,
+                templates,
+                collections: Vec::new(),
+            };
+            (
+                call::<revoke_consent::RevokeConsent>(data_dir, &input)?,
+                "consent revoked: your records enter no new bundle under these templates",
+            )
+        }
     };
-    let out = call(data_dir, method, body)?;
-    println!("{}", out["op"].as_str().unwrap_or_default());
+    println!("{}", out.op);
     eprintln!("{done}");
     Ok(ExitCode::SUCCESS)
 }
@@ -427,15 +408,14 @@ pub fn election(data_dir: &Path, cmd: ElectionCmd) -> Result<ExitCode> {
             closes_in,
             collective,
         } => {
-            let mut body = json!({"closesInSecs": parse_duration(&closes_in)?});
-            if let Some(n) = seats {
-                body["seats"] = json!(n);
-            }
-            if !candidates.is_empty() {
-                body["candidates"] = json!(candidates);
-            }
-            let out = call(data_dir, "openElection", with_collective(body, &collective))?;
-            println!("{}", out["op"].as_str().unwrap_or_default());
+            let input = open_election::Input {
+                collective,
+                seats,
+                candidates,
+                closes_in_secs: Some(parse_duration(&closes_in)?),
+            };
+            let out = call::<open_election::OpenElection>(data_dir, &input)?;
+            println!("{}", out.op);
             eprintln!(
                 "election opened; members vote with: guild election vote --election <id> --approve <DID>"
             );
@@ -445,22 +425,25 @@ pub fn election(data_dir: &Path, cmd: ElectionCmd) -> Result<ExitCode> {
             approve,
             collective,
         } => {
-            let body = json!({"election": election, "approvals": approve});
-            let out = call(data_dir, "vote", with_collective(body, &collective))?;
-            println!("{}", out["op"].as_str().unwrap_or_default());
+            let input = vote::Input {
+                collective,
+                election,
+                approvals: approve,
+            };
+            let out = call::<vote::Vote>(data_dir, &input)?;
+            println!("{}", out.op);
             eprintln!("ballot cast");
         }
         ElectionCmd::Close {
             election,
             collective,
         } => {
-            let body = json!({"election": election});
-            let out = call(
-                data_dir,
-                "closeElection",
-                with_collective(body, &collective),
-            )?;
-            println!("{}", out["op"].as_str().unwrap_or_default());
+            let input = close_election::Input {
+                collective,
+                election,
+            };
+            let out = call::<close_election::CloseElection>(data_dir, &input)?;
+            println!("{}", out.op);
             eprintln!("sealed; the result is certified once a majority of tellers sealed the same");
         }
         ElectionCmd::Results {
@@ -468,11 +451,11 @@ pub fn election(data_dir: &Path, cmd: ElectionCmd) -> Result<ExitCode> {
             collective,
             json,
         } => {
-            let s = status_of(data_dir, &collective)?;
-            let all = s["elections"].as_array().cloned().unwrap_or_default();
-            let chosen: Vec<Value> = all
+            let s = status_of(data_dir, collective)?;
+            let chosen: Vec<get_status::Election> = s
+                .elections
                 .into_iter()
-                .filter(|e| election.as_deref().is_none_or(|id| e["id"] == id))
+                .filter(|e| election.as_deref().is_none_or(|id| e.id == id))
                 .collect();
             if let Some(id) = &election
                 && chosen.is_empty()
@@ -480,45 +463,25 @@ pub fn election(data_dir: &Path, cmd: ElectionCmd) -> Result<ExitCode> {
                 bail!("no election {id} in this collective");
             }
             if json {
-                println!("{}", Value::Array(chosen));
+                print_json(&chosen)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if chosen.is_empty() {
                 println!("no elections yet");
             }
             for e in chosen {
-                println!("election:   {}", e["id"].as_str().unwrap_or_default());
-                println!(
-                    "closes:     {}",
-                    e["closesAfter"].as_str().unwrap_or_default()
-                );
-                println!("voters:     {}, seals: {}", e["voters"], e["seals"]);
-                match e["certified"].as_object() {
+                println!("election:   {}", e.id);
+                println!("closes:     {}", e.closes_after);
+                println!("voters:     {}, seals: {}", e.voters, e.seals);
+                match e.certified {
                     None => println!("result:     not certified yet (incumbents stay)"),
                     Some(c) => {
-                        println!(
-                            "result:     {}",
-                            c.get("outcome").and_then(Value::as_str).unwrap_or_default()
-                        );
-                        for t in c
-                            .get("tally")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                        {
-                            println!(
-                                "  {}  {}",
-                                t["choice"].as_str().unwrap_or_default(),
-                                t["approvals"]
-                            );
+                        println!("result:     {}", c.outcome);
+                        for t in &c.tally {
+                            println!("  {}  {}", t.choice, t.approvals);
                         }
-                        for d in c
-                            .get("elected")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                        {
-                            println!("elected:    {}", d.as_str().unwrap_or_default());
+                        for d in &c.elected {
+                            println!("elected:    {d}");
                         }
                     }
                 }
@@ -530,34 +493,25 @@ pub fn election(data_dir: &Path, cmd: ElectionCmd) -> Result<ExitCode> {
 
 /// `guild peers`
 pub fn peers(data_dir: &Path, json_out: bool) -> Result<ExitCode> {
-    let (client, _) = connect(data_dir)?;
-    let out = client
-        .query("coop.guild.node.getPeers", &[])
-        .map_err(explain)?;
+    let out = call::<get_peers::GetPeers>(data_dir, &get_peers::Params {})?;
     if json_out {
-        println!("{out}");
+        print_json(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("peer id: {}", out["peer"].as_str().unwrap_or_default());
-    for a in out["listen"].as_array().into_iter().flatten() {
-        println!("listen:  {}", a.as_str().unwrap_or_default());
+    println!("peer id: {}", out.peer);
+    for a in &out.listen {
+        println!("listen:  {a}");
     }
     println!(
         "traffic: {} bytes in, {} bytes out",
-        out["bytesIn"].as_u64().unwrap_or_default(),
-        out["bytesOut"].as_u64().unwrap_or_default()
+        out.bytes_in, out.bytes_out
     );
-    let peers = out["peers"].as_array().cloned().unwrap_or_default();
-    println!("peers:   {} connected", peers.len());
-    for p in peers {
+    println!("peers:   {} connected", out.peers.len());
+    for p in out.peers {
         println!(
             "  {}  {}",
-            p["did"].as_str().unwrap_or("(unknown DID)"),
-            p["addrs"]
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(Value::as_str)
-                .unwrap_or_default()
+            p.did.as_deref().unwrap_or("(unknown DID)"),
+            p.addrs.first().map(String::as_str).unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)

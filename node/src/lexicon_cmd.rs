@@ -436,6 +436,24 @@ mod tests {
                 .any(|l| l.starts_with("org.example.audio.transcript ") && l.contains("record")),
             "{out}"
         );
+        // XRPC methods with their kind.
+        let kind_of = |nsid: &str| {
+            out.lines()
+                .find(|l| l.split_whitespace().next() == Some(nsid))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .map(str::to_owned)
+        };
+        for (nsid, kind) in [
+            ("coop.guild.collective.createInvite", "procedure"),
+            ("coop.guild.collective.getStatus", "query"),
+            ("coop.guild.repo.createRecord", "procedure"),
+            ("coop.guild.sync.getRepo", "query"),
+            ("coop.guild.node.getStatus", "query"),
+            ("coop.guild.feed.subscribe", "subscription"),
+            ("coop.guild.repo.defs", "defs"),
+        ] {
+            assert_eq!(kind_of(nsid).as_deref(), Some(kind), "{nsid}: {out}");
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::methods::{Kind, Method};
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -96,6 +98,26 @@ impl Client {
         resp.bytes()
             .map(|b| b.to_vec())
             .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Calls one of Guild's typed methods ([`crate::methods`]): a query sends `input` as its
+    /// query string, a procedure as its JSON body; the answer is read as the method's output.
+    pub fn call<M: Method>(&self, input: &M::Input) -> Result<M::Output, ClientError> {
+        let url = self.url(M::NSID);
+        let req = match M::KIND {
+            Kind::Query => self.http.get(url).query(input),
+            Kind::Procedure => {
+                let bytes =
+                    serde_json::to_vec(input).map_err(|e| ClientError::Decode(e.to_string()))?;
+                self.http
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(bytes)
+            }
+        };
+        let resp = self.send(req)?;
+        resp.json()
+            .map_err(|e| ClientError::Decode(format!("{}: {e}", M::NSID)))
     }
 
     /// A procedure (POST) with a JSON body, returning JSON.

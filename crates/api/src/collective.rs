@@ -1,12 +1,14 @@
 //! Guild's collective endpoints (`coop.guild.collective.*`, `coop.guild.node.getPeers`): the
 //! member's daily commands, served by the node's collectives engine (`guild-net`). Every one
-//! needs the admin token. Handlers parse and shape; the rules live in `guild-gov`.
+//! needs the admin token. The router layer (`validation.rs`) has authenticated the
+//! request and validated it against the method's lexicon; handlers read it typed
+//! ([`crate::methods`]), act, and shape a typed answer; the rules live in `guild-gov`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use cid::Cid;
 use guild_core::syntax::Datetime;
@@ -15,9 +17,16 @@ use guild_gov::{
     AgreementStatus, Departure, ElectionKind, OpKind, Reason, Role, State as GovState,
 };
 use guild_net::{Engine, EngineError, NetHandle};
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use crate::server::{ApiState, Params, XrpcError, check_auth, query_params};
+use crate::methods::collective::{
+    ConsentInput, OpWritten, close_election, create, create_invite, get_remote_heads, get_status,
+    grant_consent, join, leave, list_collectives, open_election, revoke_consent, vote,
+};
+use crate::methods::node::get_peers;
+use crate::server::{ApiState, XrpcError};
+use crate::service::NodeStore;
+use crate::validation::Xrpc;
 
 type XrpcResult = Result<axum::response::Response, XrpcError>;
 
@@ -100,33 +109,8 @@ fn net(state: &ApiState<impl Sized>) -> Result<&Collectives, XrpcError> {
     })
 }
 
-fn body_str<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
-    body.get(name).and_then(Value::as_str)
-}
-
-fn body_strings(body: &Value, name: &str) -> Result<Vec<String>, XrpcError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| XrpcError::invalid(format!("{name}: strings expected")))
-            })
-            .collect(),
-        Some(_) => Err(XrpcError::invalid(format!("{name}: a list expected"))),
-    }
-}
-
 fn parse_cid(s: &str, what: &str) -> Result<Cid, XrpcError> {
     guild_core::syntax::parse_cid_str(s).map_err(|e| XrpcError::invalid(format!("{what}: {e}")))
-}
-
-/// A required CID field of the body.
-fn required_cid(body: &Value, name: &str) -> Result<Cid, XrpcError> {
-    let s = body_str(body, name).ok_or_else(|| XrpcError::invalid(format!("{name} is missing")))?;
-    parse_cid(s, name)
 }
 
 /// The collective named, or the only one this node holds.
@@ -156,67 +140,44 @@ fn now() -> Datetime {
     Datetime::from_unix_micros(micros)
 }
 
-fn ok(v: Value) -> XrpcResult {
-    Ok(axum::Json(v).into_response())
+/// `now` plus `amount` units of `unit_micros`, saturating.
+fn from_now(amount: i64, unit_micros: i64) -> Datetime {
+    Datetime::from_unix_micros(
+        now()
+            .to_unix_micros()
+            .saturating_add(amount.saturating_mul(unit_micros)),
+    )
 }
 
-async fn json_body<S>(
-    state: &ApiState<S>,
-    headers: &HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Value, XrpcError> {
-    check_auth(state, headers)?;
-    if body.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(&body).map_err(|e| XrpcError::invalid(format!("body is not JSON: {e}")))
+fn ok<T: Serialize>(out: T) -> XrpcResult {
+    Ok(axum::Json(out).into_response())
 }
 
-/// `coop.guild.collective.create`: `{name, purpose?, seats?, admission?: invite|approval|vote,
-/// templates?: [id]}` → `{collective}`.
-pub(crate) async fn create<S: crate::service::NodeStore>(
+/// `coop.guild.collective.create`.
+pub(crate) async fn create<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Xrpc(input): Xrpc<create::Create>,
 ) -> XrpcResult {
-    let body = json_body(&state, &headers, body).await?;
     let c = net(&state)?;
-    let name = body_str(&body, "name")
-        .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| XrpcError::invalid("a collective needs a name (--name)"))?;
-    let mut params = CharterParams::new(name);
-    params.purpose = body_str(&body, "purpose").map(str::to_owned);
-    if let Some(seats) = body.get("seats") {
-        let n = seats
-            .as_i64()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| XrpcError::invalid("seats must be between 1 and 100"))?;
-        params.seats = n;
+    if input.name.trim().is_empty() {
+        return Err(XrpcError::invalid("a collective needs a name (--name)"));
     }
-    match body_str(&body, "admission").unwrap_or("invite") {
-        "invite" => {
-            params.admission_policy = "invite-only".into();
-            params.admission_approval = "steward".into();
-        }
-        "approval" => {
-            params.admission_policy = "invite-or-request".into();
-            params.admission_approval = "steward".into();
-        }
-        "vote" => {
-            params.admission_policy = "invite-or-request".into();
-            params.admission_approval = "vote".into();
-        }
-        other => {
-            return Err(XrpcError::invalid(format!(
-                "admission must be invite, approval or vote, not {other:?}"
-            )));
-        }
+    let mut params = CharterParams::new(&input.name);
+    params.purpose = input.purpose;
+    if let Some(seats) = input.seats {
+        params.seats = seats;
     }
-    let wanted = body_strings(&body, "templates")?;
-    if !wanted.is_empty() {
+    let (policy, approval) = match input.admission.unwrap_or_default() {
+        create::Admission::Invite => ("invite-only", "steward"),
+        create::Admission::Approval => ("invite-or-request", "steward"),
+        create::Admission::Vote => ("invite-or-request", "vote"),
+    };
+    params.admission_policy = policy.into();
+    params.admission_approval = approval.into();
+    if !input.templates.is_empty() {
         let all = make::standard_templates();
         let mut chosen = Vec::new();
-        for w in &wanted {
+        for w in &input.templates {
             let t = all
                 .iter()
                 .find(|t| matches!(t, guild_core::Ipld::Map(m) if m.get("id") == Some(&guild_core::Ipld::String(w.clone()))))
@@ -228,51 +189,37 @@ pub(crate) async fn create<S: crate::service::NodeStore>(
     let name = params.name.clone();
     let id = c.engine.create(params).await.map_err(explain)?;
     declare_space(&state, id, Some(name)).await;
-    ok(json!({"collective": id.to_string()}))
+    ok(create::Output {
+        collective: id.to_string(),
+    })
 }
 
-/// `coop.guild.collective.createInvite`: `{collective?, invitee?, expiresInDays?}` →
-/// `{invite, collective}`.
-pub(crate) async fn create_invite<S: crate::service::NodeStore>(
+/// `coop.guild.collective.createInvite`.
+pub(crate) async fn create_invite<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Xrpc(input): Xrpc<create_invite::CreateInvite>,
 ) -> XrpcResult {
-    let body = json_body(&state, &headers, body).await?;
     let c = net(&state)?;
-    let id = which(c, body_str(&body, "collective")).await?;
-    let invitee = body_str(&body, "invitee").map(str::to_owned);
-    if let Some(d) = &invitee {
-        guild_core::syntax::Did::parse(d)
-            .map_err(|e| XrpcError::invalid(format!("invitee: {e}")))?;
-    }
-    let expires = match body.get("expiresInDays").and_then(Value::as_i64) {
-        Some(d) if d > 0 => Some(Datetime::from_unix_micros(
-            now()
-                .to_unix_micros()
-                .saturating_add(d.saturating_mul(86_400_000_000)),
-        )),
-        Some(_) => return Err(XrpcError::invalid("expiresInDays must be positive")),
-        None => None,
-    };
+    let id = which(c, input.collective.as_deref()).await?;
+    let expires = input.expires_in_days.map(|d| from_now(d, 86_400_000_000));
     let code = c
         .engine
-        .invite(id, invitee, expires)
+        .invite(id, input.invitee, expires)
         .await
         .map_err(explain)?;
-    ok(json!({"invite": code.encode(), "collective": id.to_string()}))
+    ok(create_invite::Output {
+        invite: code.encode(),
+        collective: id.to_string(),
+    })
 }
 
-/// `coop.guild.collective.join`: `{invite}` → `{collective}`.
-pub(crate) async fn join<S: crate::service::NodeStore>(
+/// `coop.guild.collective.join`.
+pub(crate) async fn join<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Xrpc(input): Xrpc<join::Join>,
 ) -> XrpcResult {
-    let body = json_body(&state, &headers, body).await?;
     let c = net(&state)?;
-    let text = body_str(&body, "invite").ok_or_else(|| XrpcError::invalid("invite is missing"))?;
-    let code = InviteCode::decode(text)
+    let code = InviteCode::decode(&input.invite)
         .map_err(|e| err(StatusCode::BAD_REQUEST, "InvalidInvite", e.to_string()))?;
     let id = c.engine.join(code).await.map_err(explain)?;
     let name = c
@@ -282,18 +229,16 @@ pub(crate) async fn join<S: crate::service::NodeStore>(
         .ok()
         .and_then(|s| s.state.charter.as_ref().map(|ch| ch.name.clone()));
     declare_space(&state, id, name).await;
-    ok(json!({"collective": id.to_string()}))
+    ok(join::Output {
+        collective: id.to_string(),
+    })
 }
 
 /// Opens the member's repo in the collective's space with its declaration, so that records
 /// can be added to it at once (and stewards replicate it). The member is in the collective
 /// whatever happens here, so a failure is logged, not returned: the first `record add
 /// --space` then says what is missing.
-async fn declare_space<S: crate::service::NodeStore>(
-    state: &ApiState<S>,
-    id: Cid,
-    name: Option<String>,
-) {
+async fn declare_space<S: NodeStore>(state: &ApiState<S>, id: Cid, name: Option<String>) {
     let service = state.service.clone();
     let done =
         tokio::task::spawn_blocking(move || service.declare_space(&id, name.as_deref())).await;
@@ -307,18 +252,19 @@ async fn declare_space<S: crate::service::NodeStore>(
 /// Writes an op whose fields are built from the state.
 async fn write(c: &Collectives, id: Cid, kind: OpKind, fields: guild_net::FieldsFn) -> XrpcResult {
     let op = c.engine.write(id, kind, fields).await.map_err(explain)?;
-    ok(json!({"op": op.to_string(), "collective": id.to_string()}))
+    ok(OpWritten {
+        op: op.to_string(),
+        collective: id.to_string(),
+    })
 }
 
-/// `coop.guild.collective.leave`: `{collective?}` → `{op}`.
-pub(crate) async fn leave<S: crate::service::NodeStore>(
+/// `coop.guild.collective.leave`.
+pub(crate) async fn leave<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Xrpc(input): Xrpc<leave::Leave>,
 ) -> XrpcResult {
-    let body = json_body(&state, &headers, body).await?;
     let c = net(&state)?;
-    let id = which(c, body_str(&body, "collective")).await?;
+    let id = which(c, input.collective.as_deref()).await?;
     write(
         c,
         id,
@@ -328,28 +274,15 @@ pub(crate) async fn leave<S: crate::service::NodeStore>(
     .await
 }
 
-/// `coop.guild.collective.grantConsent` / `revokeConsent`: `{collective?, templates,
-/// collections?}` → `{op}`.
-async fn consent<S>(
-    state: &ApiState<S>,
-    headers: &HeaderMap,
-    body: axum::body::Bytes,
-    kind: OpKind,
-) -> XrpcResult {
-    let body = json_body(state, headers, body).await?;
+/// `coop.guild.collective.grantConsent` / `revokeConsent`.
+async fn consent<S>(state: &ApiState<S>, input: ConsentInput, kind: OpKind) -> XrpcResult {
     let c = net(state)?;
-    let id = which(c, body_str(&body, "collective")).await?;
-    let templates = body_strings(&body, "templates")?;
-    if templates.is_empty() {
-        return Err(XrpcError::invalid(
-            "name at least one licence template (--template)",
-        ));
-    }
-    let collections = body_strings(&body, "collections")?;
-    for n in &collections {
-        guild_core::syntax::Nsid::parse(n)
-            .map_err(|e| XrpcError::invalid(format!("collection {n:?}: {e}")))?;
-    }
+    let id = which(c, input.collective.as_deref()).await?;
+    let ConsentInput {
+        templates,
+        collections,
+        ..
+    } = input;
     let at = now();
     write(
         c,
@@ -360,46 +293,32 @@ async fn consent<S>(
     .await
 }
 
-pub(crate) async fn grant_consent<S: crate::service::NodeStore>(
+/// `coop.guild.collective.grantConsent`.
+pub(crate) async fn grant_consent<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Xrpc(input): Xrpc<grant_consent::GrantConsent>,
 ) -> XrpcResult {
-    consent(&state, &headers, body, OpKind::ConsentGrant).await
+    consent(&state, input, OpKind::ConsentGrant).await
 }
 
-pub(crate) async fn revoke_consent<S: crate::service::NodeStore>(
+/// `coop.guild.collective.revokeConsent`.
+pub(crate) async fn revoke_consent<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Xrpc(input): Xrpc<revoke_consent::RevokeConsent>,
 ) -> XrpcResult {
-    consent(&state, &headers, body, OpKind::ConsentRevoke).await
+    consent(&state, input, OpKind::ConsentRevoke).await
 }
 
-/// `coop.guild.collective.openElection`: `{collective?, seats, candidates, closesInSecs?}` →
-/// `{op}` (the election's id).
-pub(crate) async fn open_election<S: crate::service::NodeStore>(
+/// `coop.guild.collective.openElection`: the op is the election's id.
+pub(crate) async fn open_election<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Xrpc(input): Xrpc<open_election::OpenElection>,
 ) -> XrpcResult {
-    let body = json_body(&state, &headers, body).await?;
     let c = net(&state)?;
-    let id = which(c, body_str(&body, "collective")).await?;
-    let candidates = body_strings(&body, "candidates")?;
-    let seats = body.get("seats").and_then(Value::as_i64);
-    let secs = body
-        .get("closesInSecs")
-        .and_then(Value::as_i64)
-        .unwrap_or(24 * 3600);
-    if secs < 0 {
-        return Err(XrpcError::invalid("closesInSecs must not be negative"));
-    }
-    let closes = Datetime::from_unix_micros(
-        now()
-            .to_unix_micros()
-            .saturating_add(secs.saturating_mul(1_000_000)),
-    );
+    let id = which(c, input.collective.as_deref()).await?;
+    let seats = input.seats;
+    let candidates = input.candidates;
+    let closes = from_now(input.closes_in_secs.unwrap_or(24 * 3600), 1_000_000);
     write(
         c,
         id,
@@ -425,17 +344,15 @@ pub(crate) async fn open_election<S: crate::service::NodeStore>(
     .await
 }
 
-/// `coop.guild.collective.vote`: `{collective?, election, approvals}` → `{op}`.
-pub(crate) async fn vote<S: crate::service::NodeStore>(
+/// `coop.guild.collective.vote`.
+pub(crate) async fn vote<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Xrpc(input): Xrpc<vote::Vote>,
 ) -> XrpcResult {
-    let body = json_body(&state, &headers, body).await?;
     let c = net(&state)?;
-    let id = which(c, body_str(&body, "collective")).await?;
-    let election = required_cid(&body, "election")?;
-    let approvals = body_strings(&body, "approvals")?;
+    let id = which(c, input.collective.as_deref()).await?;
+    let election = parse_cid(&input.election, "election")?;
+    let approvals = input.approvals;
     write(
         c,
         id,
@@ -445,16 +362,14 @@ pub(crate) async fn vote<S: crate::service::NodeStore>(
     .await
 }
 
-/// `coop.guild.collective.closeElection`: `{collective?, election}` → `{op}` (a teller's seal).
-pub(crate) async fn close_election<S: crate::service::NodeStore>(
+/// `coop.guild.collective.closeElection`: the op is a teller's seal.
+pub(crate) async fn close_election<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    Xrpc(input): Xrpc<close_election::CloseElection>,
 ) -> XrpcResult {
-    let body = json_body(&state, &headers, body).await?;
     let c = net(&state)?;
-    let id = which(c, body_str(&body, "collective")).await?;
-    let election = required_cid(&body, "election")?;
+    let id = which(c, input.collective.as_deref()).await?;
+    let election = parse_cid(&input.election, "election")?;
     write(
         c,
         id,
@@ -467,24 +382,17 @@ pub(crate) async fn close_election<S: crate::service::NodeStore>(
     .await
 }
 
-/// `coop.guild.collective.getStatus?collective=`: members, stewards, consents, elections,
-/// agreements, peers and sync state.
-pub(crate) async fn get_status<S: crate::service::NodeStore>(
+/// `coop.guild.collective.getStatus`: members, stewards, consents, elections, agreements,
+/// peers and sync state.
+pub(crate) async fn get_status<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Xrpc(params): Xrpc<get_status::GetStatus>,
 ) -> XrpcResult {
-    check_auth(&state, &headers)?;
     let c = net(&state)?;
-    let p = query_params(raw);
-    let named = p
-        .iter()
-        .find(|(k, _)| k == "collective")
-        .map(|(_, v)| v.as_str());
-    let id = which(c, named).await?;
+    let id = which(c, params.collective.as_deref()).await?;
     let s = c.engine.status(id).await.map_err(explain)?;
     let me = state.service.did().to_string();
-    ok(status_json(&s, &me))
+    ok(status_output(&s, &me))
 }
 
 fn role(r: Role) -> &'static str {
@@ -494,154 +402,185 @@ fn role(r: Role) -> &'static str {
     }
 }
 
-fn status_json(s: &guild_net::Status, me: &str) -> Value {
+/// A count as the data model's integer.
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn status_output(s: &guild_net::Status, me: &str) -> get_status::Output {
+    use get_status as g;
     let st: &GovState = &s.state;
     let charter = st.charter.as_deref();
-    let members: Vec<Value> = st
+    let members = st
         .members
         .iter()
-        .map(|(d, m)| json!({"did": d, "role": role(m.role), "since": m.since.to_string()}))
+        .map(|(d, m)| g::Member {
+            did: d.clone(),
+            role: role(m.role).into(),
+            since: m.since.to_string(),
+        })
         .collect();
-    let departed: Vec<Value> = st
+    let departed = st
         .departed
         .iter()
-        .map(|(d, how)| match how {
-            Departure::Left(op) => json!({"did": d, "how": "left", "op": op.to_string()}),
-            Departure::Removed(op) => json!({"did": d, "how": "removed", "op": op.to_string()}),
+        .map(|(d, how)| {
+            let (how, op) = match how {
+                Departure::Left(op) => ("left", op),
+                Departure::Removed(op) => ("removed", op),
+            };
+            g::Departure {
+                did: d.clone(),
+                how: how.into(),
+                op: op.to_string(),
+            }
         })
         .collect();
-    let consents: Vec<Value> = st
+    let consents = st
         .consents
         .iter()
-        .map(|((d, t), c)| {
-            json!({"member": d, "template": t, "granted": c.granted, "rev": c.rev, "op": c.op.to_string()})
+        .map(|((d, t), c)| g::Consent {
+            member: d.clone(),
+            template: t.clone(),
+            granted: c.granted,
+            rev: c.rev,
+            op: c.op.to_string(),
         })
         .collect();
-    let elections: Vec<Value> = st
+    let elections = st
         .elections
         .iter()
-        .map(|(id, e)| {
-            let certified = e.certified.as_ref().map(|c| {
-                json!({
-                    "outcome": match c.tally.outcome {
-                        guild_gov::Outcome::Adopted => "adopted",
-                        guild_gov::Outcome::Rejected => "rejected",
-                        guild_gov::Outcome::NoQuorum => "no-quorum",
-                    },
-                    "elected": c.tally.elected,
-                    "tally": c.tally.counts.iter().map(|(k, n)| json!({"choice": k, "approvals": n})).collect::<Vec<_>>(),
-                    "ballots": c.ballots.len(),
-                })
-            });
-            json!({
-                "id": id.to_string(),
-                "kind": format!("{:?}", e.kind).to_lowercase(),
-                "seats": e.seats,
-                "candidates": *e.candidates,
-                "tellers": *e.tellers,
-                "closesAfter": e.closes_after.as_str(),
-                "voters": e.ballots.len(),
-                "seals": e.seals.len(),
-                "certified": certified,
-            })
+        .map(|(id, e)| g::Election {
+            id: id.to_string(),
+            kind: format!("{:?}", e.kind).to_lowercase(),
+            seats: u64::from(e.seats),
+            candidates: e.candidates.iter().cloned().collect(),
+            tellers: e.tellers.iter().cloned().collect(),
+            closes_after: e.closes_after.as_str().to_owned(),
+            voters: count(e.ballots.len()),
+            seals: count(e.seals.len()),
+            certified: e.certified.as_ref().map(|c| g::Certified {
+                outcome: match c.tally.outcome {
+                    guild_gov::Outcome::Adopted => "adopted",
+                    guild_gov::Outcome::Rejected => "rejected",
+                    guild_gov::Outcome::NoQuorum => "no-quorum",
+                }
+                .into(),
+                elected: c.tally.elected.clone(),
+                tally: c
+                    .tally
+                    .counts
+                    .iter()
+                    .map(|(k, n)| g::Count {
+                        choice: k.clone(),
+                        approvals: *n,
+                    })
+                    .collect(),
+                ballots: count(c.ballots.len()),
+            }),
         })
         .collect();
-    let agreements: Vec<Value> = st
+    let agreements = st
         .agreements
         .iter()
-        .map(|(id, a)| {
-            let status = match a.status {
+        .map(|(id, a)| g::Agreement {
+            id: id.to_string(),
+            builder: a.builder.clone(),
+            template: a.template.clone(),
+            status: match a.status {
                 AgreementStatus::Offered => "offered",
                 AgreementStatus::Accepted(_) => "accepted",
                 AgreementStatus::InForce(_) => "in-force",
-            };
-            json!({"id": id.to_string(), "builder": a.builder, "template": a.template, "status": status})
+            }
+            .into(),
         })
         .collect();
-    json!({
-        "collective": s.collective.to_string(),
-        "name": charter.map(|c| c.name.clone()),
-        "you": me,
-        "member": st.members.contains_key(me),
-        "role": st.role(me).map(role),
-        "members": members,
-        "departed": departed,
-        "stewards": st.stewards().collect::<Vec<_>>(),
-        "quorum": st.quorum(),
-        "templates": charter.map(|c| c.templates.keys().cloned().collect::<Vec<_>>()),
-        "openInvites": st.invites.len(),
-        "consents": consents,
-        "elections": elections,
-        "agreements": agreements,
-        "peers": s.peers,
-        "sync": {
-            "ops": s.ops,
-            "heads": s.heads.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "pending": s.pending,
-            "wanted": s.wanted,
+    g::Output {
+        collective: s.collective.to_string(),
+        name: charter.map(|c| c.name.clone()),
+        you: me.to_owned(),
+        member: st.members.contains_key(me),
+        role: st.role(me).map(|r| role(r).to_owned()),
+        members,
+        departed,
+        stewards: st.stewards().map(str::to_owned).collect(),
+        quorum: count(st.quorum()),
+        templates: charter.map(|c| c.templates.keys().cloned().collect()),
+        open_invites: count(st.invites.len()),
+        consents,
+        elections,
+        agreements,
+        peers: s.peers.clone(),
+        sync: g::Sync {
+            ops: count(s.ops),
+            heads: s.heads.iter().map(ToString::to_string).collect(),
+            pending: count(s.pending),
+            wanted: count(s.wanted),
         },
+    }
+}
+
+/// `coop.guild.collective.getRemoteHeads`: the repo heads another member's node holds in the
+/// collective's space, asked of that node over the network. A node that is no longer a member
+/// is refused (`PeerRefused`).
+pub(crate) async fn get_remote_heads<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    Xrpc(params): Xrpc<get_remote_heads::GetRemoteHeads>,
+) -> XrpcResult {
+    let c = net(&state)?;
+    let id = which(c, params.collective.as_deref()).await?;
+    let heads = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.engine.remote_heads(id, &params.peer),
+    )
+    .await
+    .map_err(|_| {
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NoPeers",
+            "the peer's node did not answer",
+        )
+    })?
+    .map_err(explain)?;
+    ok(get_remote_heads::Output {
+        peer: params.peer,
+        collective: id.to_string(),
+        heads: heads
+            .iter()
+            .map(|h| get_remote_heads::Head {
+                did: h.did.clone(),
+                rev: h.rev.clone(),
+                commit: h.commit.to_string(),
+            })
+            .collect(),
     })
 }
 
-/// `coop.guild.collective.getRemoteHeads?peer=DID[&collective=ID]`: `{peer, heads: [{did, rev,
-/// commit}]}`, the repo heads another member's node holds in the collective's space, asked of
-/// that node over the network. A node that is no longer a member is refused (`PeerRefused`).
-pub(crate) async fn get_remote_heads<S: crate::service::NodeStore>(
+/// `coop.guild.collective.listCollectives`.
+pub(crate) async fn list<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Xrpc(list_collectives::Params {}): Xrpc<list_collectives::ListCollectives>,
 ) -> XrpcResult {
-    check_auth(&state, &headers)?;
-    let c = net(&state)?;
-    let p = Params::parse(raw);
-    let peer = p.req("peer")?;
-    guild_core::syntax::Did::parse(peer).map_err(|e| XrpcError::invalid(format!("peer: {e}")))?;
-    let id = which(c, p.opt("collective")).await?;
-    let heads = tokio::time::timeout(Duration::from_secs(30), c.engine.remote_heads(id, peer))
-        .await
-        .map_err(|_| {
-            err(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "NoPeers",
-                "the peer's node did not answer",
-            )
-        })?
-        .map_err(explain)?;
-    let heads: Vec<Value> = heads
-        .iter()
-        .map(|h| json!({"did": h.did, "rev": h.rev, "commit": h.commit.to_string()}))
-        .collect();
-    ok(json!({"peer": peer, "collective": id.to_string(), "heads": heads}))
-}
-
-/// `coop.guild.collective.listCollectives`: `{collectives: [{collective, name, member}]}`.
-pub(crate) async fn list<S: crate::service::NodeStore>(
-    State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
-) -> XrpcResult {
-    check_auth(&state, &headers)?;
     let c = net(&state)?;
     let me = state.service.did().to_string();
-    let mut out = Vec::new();
+    let mut collectives = Vec::new();
     for id in c.engine.collectives().await.map_err(explain)? {
         let s = c.engine.status(id).await.map_err(explain)?;
-        out.push(json!({
-            "collective": id.to_string(),
-            "name": s.state.charter.as_ref().map(|c| c.name.clone()),
-            "member": s.state.members.contains_key(&me),
-            "members": s.state.members.len(),
-        }));
+        collectives.push(list_collectives::Collective {
+            collective: id.to_string(),
+            name: s.state.charter.as_ref().map(|c| c.name.clone()),
+            member: s.state.members.contains_key(&me),
+            members: count(s.state.members.len()),
+        });
     }
-    ok(json!({"collectives": out}))
+    ok(list_collectives::Output { collectives })
 }
 
-/// `coop.guild.node.getPeers`: `{peer, listen, peers: [{peer, did, addrs, score}], bytesIn,
-/// bytesOut}` (bytes the swarm moved since the node started).
-pub(crate) async fn peers<S: crate::service::NodeStore>(
+/// `coop.guild.node.getPeers`: bytes in and out are what the swarm moved since the node
+/// started; a peer's gossipsub score is a decimal string (the data model has no floats).
+pub(crate) async fn peers<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
+    Xrpc(get_peers::Params {}): Xrpc<get_peers::GetPeers>,
 ) -> XrpcResult {
-    check_auth(&state, &headers)?;
     let c = net(&state)?;
     let peers = tokio::time::timeout(Duration::from_secs(5), c.net.peers())
         .await
@@ -660,23 +599,20 @@ pub(crate) async fn peers<S: crate::service::NodeStore>(
             )
         })?;
     let listen = c.net.listen_addrs().await.unwrap_or_default();
-    let peers: Vec<Value> = peers
-        .into_iter()
-        .map(|p| {
-            json!({
-                "peer": p.peer.to_string(),
-                "did": p.did,
-                "addrs": p.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "score": p.score,
-            })
-        })
-        .collect();
     let traffic = c.net.traffic();
-    ok(json!({
-        "peer": c.net.peer_id().to_string(),
-        "listen": listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "peers": peers,
-        "bytesIn": traffic.bytes_in,
-        "bytesOut": traffic.bytes_out,
-    }))
+    ok(get_peers::Output {
+        peer: c.net.peer_id().to_string(),
+        listen: listen.iter().map(ToString::to_string).collect(),
+        peers: peers
+            .into_iter()
+            .map(|p| get_peers::Peer {
+                peer: p.peer.to_string(),
+                did: p.did,
+                addrs: p.addrs.iter().map(ToString::to_string).collect(),
+                score: p.score.map(|s| s.to_string()),
+            })
+            .collect(),
+        bytes_in: traffic.bytes_in,
+        bytes_out: traffic.bytes_out,
+    })
 }

@@ -3,7 +3,11 @@
 //! The node's XRPC API: the repository service the handlers call ([`service`]), the axum
 //! server with AT Protocol's `com.atproto.*` endpoints and Guild's `coop.guild.*` ones
 //! ([`server`]), the collective endpoints served by the node's collectives engine
-//! ([`collective`]), and a blocking client for the `guild` command line ([`client`]).
+//! ([`collective`]), the typed inputs and outputs of Guild's own methods ([`methods`]), and a
+//! blocking client for the `guild` command line ([`client`]).
+//!
+//! Every `coop.guild.*` method has a lexicon in `lexicons/coop/guild/`; the router checks each
+//! request against it (parameters, input) before the handler runs.
 //!
 //! It owns request parsing, authentication with the local admin token, error shaping and the
 //! orchestration of a write (validate with guild-lexicon, apply with guild-repo, persist with
@@ -14,11 +18,14 @@
 
 pub mod client;
 pub mod collective;
+pub mod methods;
 pub mod server;
 pub mod service;
+mod validation;
 
 pub use client::{Client, ClientError};
 pub use collective::Collectives;
+pub use methods::{Kind, Method};
 pub use server::{ApiState, XrpcError, router};
 pub use service::{
     NodeStore, ReplicaError, RepoService, ServiceError, WriteOp, WriteOutcome, WriteResult,

@@ -2,8 +2,11 @@
 //! procedures, errors as `{"error", "message"}`), the standard `com.atproto.*` endpoints on the
 //! member's public repo, and Guild's `coop.guild.*` endpoints for collective spaces and the node.
 //!
-//! Handlers parse and check their input, call the [`RepoService`] on a blocking thread, and
-//! shape the answer; they hold no repository or lexicon rule.
+//! Every `coop.guild.*` request passes the router layer of `validation.rs` first: the
+//! admin token, then its parameters and input against the method's lexicon. Handlers parse
+//! and check their input (Guild's own methods read it typed, as [`crate::methods`] declares
+//! it), call the [`RepoService`] on a blocking thread, and shape the answer; they hold no
+//! repository or lexicon rule.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,11 +16,14 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use cid::Cid;
 use serde_json::{Value, json};
 
+use crate::methods::node::get_status;
+use crate::methods::{Kind, Method};
 use crate::service::{NodeStore, PUBLIC, RepoService, ServiceError, WriteOp, WriteOutcome};
+use crate::validation::{Parsed, Xrpc};
 
 /// Largest `limit` of `listRecords`.
 pub const MAX_LIST_LIMIT: usize = 100;
@@ -108,48 +114,103 @@ impl<S> std::fmt::Debug for ApiState<S> {
 }
 
 /// A query string's parameters, in order.
-pub(crate) fn query_params(raw: Option<String>) -> Vec<(String, String)> {
+pub(crate) fn query_params(raw: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
+        .collect()
+}
+
+type Route<S> = (String, Kind, MethodRouter<Arc<ApiState<S>>>);
+
+/// Every XRPC method the router serves: its NSID, its kind, and its handler.
+fn routes<S: NodeStore>() -> Vec<Route<S>> {
+    let mut out: Vec<Route<S>> = Vec::new();
+    // The same methods twice: AT's own names act on the member's public repo, Guild's on a
+    // collective space (always authenticated; see `is_guild`).
+    for family in ["com.atproto", "coop.guild"] {
+        let at = |method: &str| format!("{family}.{method}");
+        out.extend([
+            (at("repo.getRecord"), Kind::Query, get(get_record::<S>)),
+            (at("repo.listRecords"), Kind::Query, get(list_records::<S>)),
+            (
+                at("repo.describeRepo"),
+                Kind::Query,
+                get(describe_repo::<S>),
+            ),
+            (
+                at("repo.createRecord"),
+                Kind::Procedure,
+                post(create_record::<S>),
+            ),
+            (at("repo.putRecord"), Kind::Procedure, post(put_record::<S>)),
+            (
+                at("repo.deleteRecord"),
+                Kind::Procedure,
+                post(delete_record::<S>),
+            ),
+            (
+                at("repo.applyWrites"),
+                Kind::Procedure,
+                post(apply_writes::<S>),
+            ),
+            (at("sync.getRepo"), Kind::Query, get(get_repo::<S>)),
+            (
+                at("sync.getLatestCommit"),
+                Kind::Query,
+                get(get_latest_commit::<S>),
+            ),
+            (
+                at("sync.getRecord"),
+                Kind::Query,
+                get(get_record_proof::<S>),
+            ),
+        ]);
+    }
+    use crate::collective as c;
+    use crate::methods::collective as m;
+    fn typed<M: Method, S>(r: MethodRouter<Arc<ApiState<S>>>) -> Route<S> {
+        (M::NSID.to_owned(), M::KIND, r)
+    }
+    out.extend([
+        typed::<m::create::Create, S>(post(c::create::<S>)),
+        typed::<m::create_invite::CreateInvite, S>(post(c::create_invite::<S>)),
+        typed::<m::join::Join, S>(post(c::join::<S>)),
+        typed::<m::leave::Leave, S>(post(c::leave::<S>)),
+        typed::<m::grant_consent::GrantConsent, S>(post(c::grant_consent::<S>)),
+        typed::<m::revoke_consent::RevokeConsent, S>(post(c::revoke_consent::<S>)),
+        typed::<m::open_election::OpenElection, S>(post(c::open_election::<S>)),
+        typed::<m::vote::Vote, S>(post(c::vote::<S>)),
+        typed::<m::close_election::CloseElection, S>(post(c::close_election::<S>)),
+        typed::<m::get_status::GetStatus, S>(get(c::get_status::<S>)),
+        typed::<m::list_collectives::ListCollectives, S>(get(c::list::<S>)),
+        typed::<m::get_remote_heads::GetRemoteHeads, S>(get(c::get_remote_heads::<S>)),
+        typed::<crate::methods::node::get_peers::GetPeers, S>(get(c::peers::<S>)),
+        typed::<get_status::GetStatus, S>(get(node_status::<S>)),
+    ]);
+    out
+}
+
+/// Every XRPC method the router serves (`_health` aside): its NSID and kind (a query is
+/// served on GET, a procedure on POST).
+pub fn methods<S: NodeStore>() -> Vec<(String, Kind)> {
+    routes::<S>()
+        .into_iter()
+        .map(|(nsid, kind, _)| (nsid, kind))
         .collect()
 }
 
 /// The router for every XRPC endpoint.
 pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
     let mut router = Router::new();
-    // The same methods twice: AT's own names act on the member's public repo, Guild's on a
-    // collective space (always authenticated; see `is_guild`).
-    for family in ["com.atproto", "coop.guild"] {
-        let at = |method: &str| format!("/xrpc/{family}.{method}");
-        router = router
-            .route(&at("repo.getRecord"), get(get_record::<S>))
-            .route(&at("repo.listRecords"), get(list_records::<S>))
-            .route(&at("repo.describeRepo"), get(describe_repo::<S>))
-            .route(&at("repo.createRecord"), post(create_record::<S>))
-            .route(&at("repo.putRecord"), post(put_record::<S>))
-            .route(&at("repo.deleteRecord"), post(delete_record::<S>))
-            .route(&at("repo.applyWrites"), post(apply_writes::<S>))
-            .route(&at("sync.getRepo"), get(get_repo::<S>))
-            .route(&at("sync.getLatestCommit"), get(get_latest_commit::<S>))
-            .route(&at("sync.getRecord"), get(get_record_proof::<S>));
+    for (nsid, _, route) in routes::<S>() {
+        router = router.route(&format!("/xrpc/{nsid}"), route);
     }
-    use crate::collective as c;
-    let g = |m: &str| format!("/xrpc/coop.guild.collective.{m}");
     router
-        .route(&g("create"), post(c::create::<S>))
-        .route(&g("createInvite"), post(c::create_invite::<S>))
-        .route(&g("join"), post(c::join::<S>))
-        .route(&g("leave"), post(c::leave::<S>))
-        .route(&g("grantConsent"), post(c::grant_consent::<S>))
-        .route(&g("revokeConsent"), post(c::revoke_consent::<S>))
-        .route(&g("openElection"), post(c::open_election::<S>))
-        .route(&g("vote"), post(c::vote::<S>))
-        .route(&g("closeElection"), post(c::close_election::<S>))
-        .route(&g("getStatus"), get(c::get_status::<S>))
-        .route(&g("listCollectives"), get(c::list::<S>))
-        .route(&g("getRemoteHeads"), get(c::get_remote_heads::<S>))
-        .route("/xrpc/coop.guild.node.getPeers", get(c::peers::<S>))
-        .route("/xrpc/coop.guild.node.getStatus", get(node_status::<S>))
+        // Only on matched routes: an unknown method stays 501, a wrong HTTP method 405.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::validation::check::<S>,
+        ))
         .route("/xrpc/_health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -215,18 +276,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Query parameters, parsed once; repeated keys keep the last value.
-pub(crate) struct Params(Vec<(String, String)>);
+struct Params(Vec<(String, String)>);
 
 impl Params {
-    pub(crate) fn parse(raw: Option<String>) -> Self {
-        Params(
-            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-                .into_owned()
-                .collect(),
-        )
+    fn parse(raw: Option<String>) -> Self {
+        Params(query_params(raw.as_deref()))
     }
 
-    pub(crate) fn opt(&self, name: &str) -> Option<&str> {
+    fn opt(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -234,7 +291,7 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn req(&self, name: &str) -> Result<&str, XrpcError> {
+    fn req(&self, name: &str) -> Result<&str, XrpcError> {
         self.opt(name)
             .ok_or_else(|| XrpcError::invalid(format!("missing parameter {name}")))
     }
@@ -276,31 +333,21 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A write's JSON body: as the router layer parsed (and validated) it for a `coop.guild.*`
+/// method, else read here.
 async fn read_json<S>(
     state: &ApiState<S>,
     headers: &HeaderMap,
+    Parsed(parsed): Parsed,
     body: Body,
 ) -> Result<Value, XrpcError> {
-    if let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        && !ct.starts_with("application/json")
-    {
-        return Err(XrpcError::invalid(format!(
-            "content-type must be application/json, not {ct}"
-        )));
-    }
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            XrpcError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!("request body is larger than {} bytes", state.max_body_bytes),
-            )
-        })?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| XrpcError::invalid(format!("body is not valid JSON: {e}")))?;
+    let v = match parsed {
+        Some(v) => v,
+        None => {
+            let bytes = crate::validation::read_body(headers, body, state.max_body_bytes).await?;
+            crate::validation::parse_json(&bytes)?
+        }
+    };
     if !v.is_object() {
         return Err(XrpcError::invalid("body must be a JSON object"));
     }
@@ -352,11 +399,11 @@ async fn write<S: NodeStore>(
     state: Arc<ApiState<S>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
-    body: Body,
+    (parsed, body): (Parsed, Body),
     build: impl FnOnce(&Value) -> Result<Vec<WriteOp>, XrpcError>,
 ) -> Result<(Value, WriteOutcome), XrpcError> {
     check_auth(&state, &headers)?;
-    let v = read_json(&state, &headers, body).await?;
+    let v = read_json(&state, &headers, parsed, body).await?;
     let repo = req_str(&v, "repo")?.to_string();
     let space = space_of(is_guild(&uri), str_field(&v, "space")?)?;
     let validate = bool_field(&v, "validate")?;
@@ -394,9 +441,10 @@ async fn create_record<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    parsed: Parsed,
     body: Body,
 ) -> XrpcResult {
-    let (_, o) = write(state, headers, uri, body, |v| {
+    let (_, o) = write(state, headers, uri, (parsed, body), |v| {
         Ok(vec![WriteOp::Create {
             collection: req_str(v, "collection")?.to_string(),
             rkey: str_field(v, "rkey")?.map(str::to_string),
@@ -411,9 +459,10 @@ async fn put_record<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    parsed: Parsed,
     body: Body,
 ) -> XrpcResult {
-    let (_, o) = write(state, headers, uri, body, |v| {
+    let (_, o) = write(state, headers, uri, (parsed, body), |v| {
         // swapRecord: null means "must not exist"; absent means "no check".
         let swap_record = match v.get("swapRecord") {
             None => None,
@@ -435,9 +484,10 @@ async fn delete_record<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    parsed: Parsed,
     body: Body,
 ) -> XrpcResult {
-    let (_, o) = write(state, headers, uri, body, |v| {
+    let (_, o) = write(state, headers, uri, (parsed, body), |v| {
         Ok(vec![WriteOp::Delete {
             collection: req_str(v, "collection")?.to_string(),
             rkey: req_str(v, "rkey")?.to_string(),
@@ -452,9 +502,10 @@ async fn apply_writes<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    parsed: Parsed,
     body: Body,
 ) -> XrpcResult {
-    let (v, o) = write(state, headers, uri, body, |v| {
+    let (v, o) = write(state, headers, uri, (parsed, body), |v| {
         let Some(Value::Array(writes)) = v.get("writes") else {
             return Err(XrpcError::invalid("writes must be an array"));
         };
@@ -685,35 +736,35 @@ async fn get_record_proof<S: NodeStore>(
     Ok(car_response(car))
 }
 
+/// `coop.guild.node.getStatus`.
 async fn node_status<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
+    Xrpc(get_status::Params {}): Xrpc<get_status::GetStatus>,
 ) -> XrpcResult {
-    check_auth(&state, &headers)?;
     let service = state.service.clone();
-    let uptime = state.started.elapsed().as_secs();
+    let uptime_secs = state.started.elapsed().as_secs();
     let repos = blocking(move || {
         let store = service.store();
         let mut out = Vec::new();
         for (key, head) in store.repos()? {
             let records = store.record_count(&key)?;
-            out.push(json!({
-                "did": key.did,
-                "space": key.space,
-                "commit": head.commit.to_string(),
-                "rev": head.rev.as_str(),
-                "records": records,
-            }));
+            out.push(get_status::Repo {
+                did: key.did,
+                space: key.space,
+                commit: head.commit.to_string(),
+                rev: head.rev.as_str().to_owned(),
+                records,
+            });
         }
         Ok(out)
     })
     .await?;
-    Ok(axum::Json(json!({
-        "did": state.service.did(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptimeSecs": uptime,
-        "lexicons": state.service.registry().len(),
-        "repos": repos,
-    }))
+    Ok(axum::Json(get_status::Output {
+        did: state.service.did().to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs,
+        lexicons: state.service.registry().len() as u64,
+        repos,
+    })
     .into_response())
 }

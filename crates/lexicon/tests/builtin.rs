@@ -10,7 +10,7 @@ fn builtin_is_clean() {
     assert!(errors.is_empty(), "{errors:#?}");
     assert!(registry.check().is_empty(), "{:#?}", registry.check());
     assert_eq!(registry.len(), embedded::sources().len());
-    assert!(registry.len() >= 28, "{}", registry.len());
+    assert!(registry.len() >= 53, "{}", registry.len());
     for (doc, _) in registry.iter() {
         assert!(registry.is_builtin(doc.id.as_str()));
         assert!(doc.id.as_str().starts_with("coop.guild."), "{}", doc.id);
@@ -67,6 +67,19 @@ fn every_def_and_field_is_described() {
                 Def::Query(x) | Def::Procedure(x) => {
                     for (n, f) in x.parameters.iter().flat_map(|p| &p.properties) {
                         undescribed_fields(&format!("{path}/parameters/{n}"), f, &mut missing);
+                    }
+                    for (which, body) in [("input", &x.input), ("output", &x.output)] {
+                        let Some(body) = body else { continue };
+                        if body.description.as_deref().is_none_or(str::is_empty) {
+                            missing.push(format!("{path}/{which}"));
+                        }
+                        if let Some(schema) = &body.schema {
+                            undescribed_fields(
+                                &format!("{path}/{which}/schema"),
+                                schema,
+                                &mut missing,
+                            );
+                        }
                     }
                 }
                 Def::Subscription(s) => {

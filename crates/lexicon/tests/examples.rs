@@ -6,8 +6,10 @@
 //!
 //! How an example is read depends on the definition's kind: a record is validated by its
 //! `$type`, a subscription example is a message with `$type`, a query example is an object of
-//! query-string parameters (strings, or arrays of strings), anything else is a value of the
-//! named type.
+//! query-string parameters (strings, or arrays of strings), a procedure example is its input
+//! (the request body), anything else is a value of the named type. An XRPC method's output has
+//! examples of its own, named `<nsid>.output.valid.json` and `<nsid>.output.invalid.json`; for a
+//! method they count as its examples too (a query without parameters has no other).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,12 +25,29 @@ fn dir() -> PathBuf {
 fn check_file(registry: &Registry, reference: &str, path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).unwrap();
     let json: Value = serde_json::from_str(&text).unwrap();
+    if let Some(method) = output_of(registry, reference) {
+        let value = match guild_core::data::from_json(&json) {
+            Ok(v) => v,
+            Err(e) => return Some(format!("{}: {}", e.path, e.reason)),
+        };
+        return registry
+            .validate_output(method, &value)
+            .err()
+            .map(|e| e.to_string());
+    }
     let target = DefRef::parse(reference).unwrap();
     let def = registry
         .def(&target)
         .unwrap_or_else(|| panic!("no definition {reference}"));
     let result = match def {
-        Def::Query(_) | Def::Procedure(_) => {
+        Def::Procedure(_) => {
+            let value = match guild_core::data::from_json(&json) {
+                Ok(v) => v,
+                Err(e) => return Some(format!("{}: {}", e.path, e.reason)),
+            };
+            registry.validate_input(reference, &value)
+        }
+        Def::Query(_) => {
             let mut pairs = Vec::new();
             for (k, v) in json.as_object().unwrap() {
                 match v {
@@ -58,6 +77,21 @@ fn check_file(registry: &Registry, reference: &str, path: &Path) -> Option<Strin
         }
     };
     result.err().map(|e| e.to_string())
+}
+
+/// The method whose output an example is about: `<nsid>.output` names the output of the
+/// query or procedure `<nsid>` (when no definition has that name itself).
+fn output_of<'a>(registry: &Registry, reference: &'a str) -> Option<&'a str> {
+    let method = reference.strip_suffix(".output")?;
+    if DefRef::parse(reference).is_some_and(|r| registry.def(&r).is_some()) {
+        return None;
+    }
+    let target = DefRef::parse(method)?;
+    matches!(
+        registry.def(&target),
+        Some(Def::Query(_) | Def::Procedure(_))
+    )
+    .then_some(method)
 }
 
 #[test]
@@ -101,11 +135,13 @@ fn examples() {
         }
     }
     // Every lexicon has a valid and an invalid example: documents with a `main` under their
-    // own NSID, sets of shared definitions under at least one `nsid#name`.
+    // own NSID (or, for an XRPC method, its output's), sets of shared definitions under at
+    // least one `nsid#name`.
     for (doc, _) in registry.iter() {
         for kind in ["valid", "invalid"] {
             let has = if doc.main().is_some() {
                 covered.contains(&(doc.id.to_string(), kind))
+                    || covered.contains(&(format!("{}.output", doc.id), kind))
             } else {
                 let prefix = format!("{}#", doc.id);
                 covered

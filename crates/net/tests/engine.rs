@@ -317,9 +317,10 @@ async fn a_join_is_judged_by_the_admitting_members_clock() {
         v
     };
     for m in [&a, &c] {
-        eventually("three members on the nodes whose clocks are right", || async {
-            members_of(m, &id).await == all
-        })
+        eventually(
+            "three members on the nodes whose clocks are right",
+            || async { members_of(m, &id).await == all },
+        )
         .await;
     }
     // B's clock runs 36 hours slow: every op from the others is dated ahead of it and waits
