@@ -11,7 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use cid::Cid;
-use guild_core::syntax::Datetime;
+use guild_core::syntax::{Datetime, Did, Nsid};
+use guild_gov::body::{AdmissionPolicy, ApprovalMode, Choice, OpBody};
 use guild_gov::make::{self, CharterParams, InviteCode};
 use guild_gov::{
     AgreementStatus, Departure, ElectionKind, OpKind, Reason, Role, State as GovState,
@@ -149,6 +150,11 @@ fn from_now(amount: i64, unit_micros: i64) -> Datetime {
     )
 }
 
+/// A DID from a request field the lexicon checked (`format: did`).
+fn parse_did(s: &str, field: &str) -> Result<Did, XrpcError> {
+    Did::parse(s).map_err(|e| XrpcError::invalid(format!("{field}: {e}")))
+}
+
 fn ok<T: Serialize>(out: T) -> XrpcResult {
     Ok(axum::Json(out).into_response())
 }
@@ -168,19 +174,19 @@ pub(crate) async fn create<S: NodeStore>(
         params.seats = seats;
     }
     let (policy, approval) = match input.admission.unwrap_or_default() {
-        create::Admission::Invite => ("invite-only", "steward"),
-        create::Admission::Approval => ("invite-or-request", "steward"),
-        create::Admission::Vote => ("invite-or-request", "vote"),
+        create::Admission::Invite => (AdmissionPolicy::InviteOnly, ApprovalMode::Steward),
+        create::Admission::Approval => (AdmissionPolicy::InviteOrRequest, ApprovalMode::Steward),
+        create::Admission::Vote => (AdmissionPolicy::InviteOrRequest, ApprovalMode::Vote),
     };
-    params.admission_policy = policy.into();
-    params.admission_approval = approval.into();
+    params.admission_policy = policy;
+    params.admission_approval = approval;
     if !input.templates.is_empty() {
         let all = make::standard_templates();
         let mut chosen = Vec::new();
         for w in &input.templates {
             let t = all
                 .iter()
-                .find(|t| matches!(t, guild_core::Ipld::Map(m) if m.get("id") == Some(&guild_core::Ipld::String(w.clone()))))
+                .find(|t| t.id == *w)
                 .ok_or_else(|| XrpcError::invalid(format!("unknown licence template {w:?}")))?;
             chosen.push(t.clone());
         }
@@ -202,13 +208,25 @@ pub(crate) async fn create_invite<S: NodeStore>(
     let c = net(&state)?;
     let id = which(c, input.collective.as_deref()).await?;
     let expires = input.expires_in_days.map(|d| from_now(d, 86_400_000_000));
+    let invitee = input
+        .invitee
+        .as_deref()
+        .map(|d| parse_did(d, "invitee"))
+        .transpose()?;
     let code = c
         .engine
-        .invite(id, input.invitee, expires)
+        .invite(id, invitee, expires)
         .await
         .map_err(explain)?;
+    let invite = code.encode().map_err(|e| {
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            e.to_string(),
+        )
+    })?;
     ok(create_invite::Output {
-        invite: code.encode(),
+        invite,
         collective: id.to_string(),
     })
 }
@@ -269,7 +287,7 @@ pub(crate) async fn leave<S: NodeStore>(
         c,
         id,
         OpKind::Leave,
-        Box::new(|_, _| Ok(Default::default())),
+        Box::new(|_, _| Ok(OpBody::Leave(Default::default()))),
     )
     .await
 }
@@ -283,12 +301,23 @@ async fn consent<S>(state: &ApiState<S>, input: ConsentInput, kind: OpKind) -> X
         collections,
         ..
     } = input;
+    let collections = collections
+        .iter()
+        .map(|n| Nsid::parse(n).map_err(|e| XrpcError::invalid(format!("collections: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     let at = now();
     write(
         c,
         id,
         kind,
-        Box::new(move |st, me| Ok(make::consent(st, me, &templates, &collections, &at))),
+        Box::new(move |st, me| {
+            let body = make::consent(st, me, &templates, &collections, &at);
+            Ok(if kind == OpKind::ConsentGrant {
+                OpBody::ConsentGrant(body)
+            } else {
+                OpBody::ConsentRevoke(body)
+            })
+        }),
     )
     .await
 }
@@ -317,7 +346,11 @@ pub(crate) async fn open_election<S: NodeStore>(
     let c = net(&state)?;
     let id = which(c, input.collective.as_deref()).await?;
     let seats = input.seats;
-    let candidates = input.candidates;
+    let candidates = input
+        .candidates
+        .iter()
+        .map(|d| parse_did(d, "candidates"))
+        .collect::<Result<Vec<_>, _>>()?;
     let closes = from_now(input.closes_in_secs.unwrap_or(24 * 3600), 1_000_000);
     write(
         c,
@@ -327,18 +360,23 @@ pub(crate) async fn open_election<S: NodeStore>(
             let seats =
                 seats.unwrap_or_else(|| st.charter.as_ref().map_or(1, |ch| i64::from(ch.seats)));
             let candidates = if candidates.is_empty() {
-                st.members.keys().cloned().collect()
+                st.members
+                    .keys()
+                    .map(|d| Did::parse(d))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?
             } else {
                 candidates
             };
-            Ok(make::election_open(
+            make::election_open(
                 st,
                 ElectionKind::Stewards,
                 Some(seats),
                 &candidates,
                 None,
                 &closes,
-            ))
+            )
+            .map_err(|e| EngineError::Invalid(e.to_string()))
         }),
     )
     .await
@@ -352,7 +390,7 @@ pub(crate) async fn vote<S: NodeStore>(
     let c = net(&state)?;
     let id = which(c, input.collective.as_deref()).await?;
     let election = parse_cid(&input.election, "election")?;
-    let approvals = input.approvals;
+    let approvals: Vec<Choice> = input.approvals.iter().map(|a| Choice::parse(a)).collect();
     write(
         c,
         id,
@@ -453,7 +491,7 @@ fn status_output(s: &guild_net::Status, me: &str) -> get_status::Output {
             id: id.to_string(),
             kind: format!("{:?}", e.kind).to_lowercase(),
             seats: u64::from(e.seats),
-            candidates: e.candidates.iter().cloned().collect(),
+            candidates: e.candidates.iter().map(Did::to_string).collect(),
             tellers: e.tellers.iter().cloned().collect(),
             closes_after: e.closes_after.as_str().to_owned(),
             voters: count(e.ballots.len()),
@@ -465,13 +503,13 @@ fn status_output(s: &guild_net::Status, me: &str) -> get_status::Output {
                     guild_gov::Outcome::NoQuorum => "no-quorum",
                 }
                 .into(),
-                elected: c.tally.elected.clone(),
+                elected: c.tally.elected.iter().map(Did::to_string).collect(),
                 tally: c
                     .tally
                     .counts
                     .iter()
                     .map(|(k, n)| g::Count {
-                        choice: k.clone(),
+                        choice: k.to_string(),
                         approvals: *n,
                     })
                     .collect(),

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use guild_api::{ReplicaError, RepoService, WriteOp};
-use guild_core::syntax::{Datetime, Nsid, RecordKey, Tid};
+use guild_core::syntax::{Datetime, Did, Nsid, RecordKey, Tid};
 use guild_core::{Cid, Ipld, Keypair, data};
+use guild_gov::body::{Choice, OpBody, RemoveBody};
 use guild_gov::make::{self, CharterParams};
 use guild_gov::{DriverConfig, ElectionKind, OpKind};
 use guild_lexicon::Registry;
@@ -181,7 +182,7 @@ fn add_text(n: &Node, id: &Cid, body: &str) -> (String, Cid) {
 /// Makes `c` a second steward: an election for two seats that everyone wins, closed by the
 /// founder (the only teller).
 async fn elect(a: &Node, everyone: &[&Node], c: &Node, id: Cid) {
-    let candidates = vec![did(a), did(c)];
+    let candidates = [did(a), did(c)];
     let closes = Datetime::from_unix_micros(
         i64::try_from(
             std::time::SystemTime::now()
@@ -192,21 +193,17 @@ async fn elect(a: &Node, everyone: &[&Node], c: &Node, id: Cid) {
         .unwrap()
             + 1_000_000,
     );
-    let cands = candidates.clone();
+    let cands: Vec<Did> = candidates.iter().map(|d| Did::parse(d).unwrap()).collect();
     let election = a
         .engine
         .write(
             id,
             OpKind::ElectionOpen,
             Box::new(move |st, _| {
-                Ok(make::election_open(
-                    st,
-                    ElectionKind::Stewards,
-                    Some(2),
-                    &cands,
-                    None,
-                    &closes,
-                ))
+                Ok(
+                    make::election_open(st, ElectionKind::Stewards, Some(2), &cands, None, &closes)
+                        .unwrap(),
+                )
             }),
         )
         .await
@@ -219,7 +216,7 @@ async fn elect(a: &Node, everyone: &[&Node], c: &Node, id: Cid) {
                 .is_ok_and(|s| s.state.elections.contains_key(&election))
         })
         .await;
-        let approvals = candidates.clone();
+        let approvals: Vec<Choice> = candidates.iter().map(|d| Choice::parse(d)).collect();
         m.engine
             .write(
                 id,
@@ -411,7 +408,13 @@ async fn non_members_and_removed_members_are_refused() {
         .write(
             id,
             OpKind::Remove,
-            Box::new(move |_, _| Ok([("member".to_owned(), Ipld::String(b_did))].into())),
+            Box::new(move |_, _| {
+                Ok(OpBody::Remove(RemoveBody {
+                    member: Did::parse(&b_did).unwrap(),
+                    reason: None,
+                    election: None,
+                }))
+            }),
         )
         .await
         .unwrap();

@@ -111,12 +111,12 @@ fn licence_template(id: &str) -> Ipld {
 
 fn charter_fields() -> BTreeMap<String, Ipld> {
     let mut p = guild_gov::make::CharterParams::new("Bench collective");
-    p.admission_policy = "invite-or-request".into();
+    p.admission_policy = guild_gov::body::AdmissionPolicy::InviteOrRequest;
     p.invite_ttl_days = 7;
     p.amendment_bp = 5000;
-    p.accepted_lexicons = vec!["coop.guild.data.text".into()];
-    p.templates = vec![licence_template(TEMPLATE)];
-    p.fields()
+    p.accepted_lexicons = vec![guild_core::syntax::Nsid::parse("coop.guild.data.text").unwrap()];
+    p.templates = vec![ipld_core::serde::from_ipld(licence_template(TEMPLATE)).unwrap()];
+    p.body().to_fields().unwrap()
 }
 
 /// One person's key (one per member, made once).
@@ -631,7 +631,10 @@ impl Gen {
             let el = st.elections.get(&e.id).expect("open election");
             let counted = el.counted();
             let tally = el.tally(&e.id, &counted, st.charter.as_deref().expect("charter"));
-            (counted, tally.to_ipld())
+            (
+                counted,
+                ipld_core::serde::to_ipld(tally.to_result()).unwrap(),
+            )
         };
         self.mix.ballots_sealed += ballots.len();
         let ballots = Ipld::List(ballots.iter().map(|b| s(&b.to_string())).collect());

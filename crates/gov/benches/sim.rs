@@ -10,7 +10,7 @@ use guild_core::syntax::Datetime;
 use guild_core::{Cid, Keypair};
 use guild_gov::make::{self, CharterParams};
 use guild_gov::sim::{Mesh, Sim, SimConfig};
-use guild_gov::{Log, Op, OpKind, SignedOp};
+use guild_gov::{Log, Op, SignedOp};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,10 +30,9 @@ fn keys(n: usize) -> Vec<Keypair> {
 /// The collective's ops: charter, then an invite and a join per member.
 fn collective(keys: &[Keypair], start: i64) -> (Cid, Vec<SignedOp>) {
     let at = |s: i64| Datetime::from_unix_micros(start + s * MS);
-    let genesis = Op::sign(
-        OpKind::Charter,
+    let genesis = Op::write(
+        &CharterParams::new("Sim").body(),
         None,
-        CharterParams::new("Sim").fields(),
         &keys[0],
         &[],
         &at(0),
@@ -45,20 +44,18 @@ fn collective(keys: &[Keypair], start: i64) -> (Cid, Vec<SignedOp>) {
     log.insert(genesis, 0);
     for (i, k) in keys.iter().enumerate().skip(1) {
         let secret = vec![i as u8; 32];
-        let inv = Op::sign(
-            OpKind::Invite,
+        let inv = Op::write(
+            &make::invite(&secret, None, None),
             Some(&id),
-            make::invite(&secret, None, None),
             &keys[0],
             &log.heads(),
             &at(2 * i as i64),
         )
         .unwrap();
         log.insert(inv.clone(), 0);
-        let join = Op::sign(
-            OpKind::Join,
+        let join = Op::write(
+            &make::join(Some((inv.id(), &secret))),
             Some(&id),
-            make::join(Some((inv.id(), &secret))),
             k,
             &log.heads(),
             &at(2 * i as i64 + 1),

@@ -39,8 +39,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use guild_core::syntax::Datetime;
 use guild_core::{Cid, Ipld, Keypair, cbor, cids, data};
 
+use crate::body::OpBody;
 use crate::log::{DEFAULT_PENDING_LIMIT, DEFAULT_PENDING_TTL_MICROS, Inserted, Log};
-use crate::op::{MAX_OP_BYTES, MAX_PREV, Op, OpError, OpKind, SignedOp};
+use crate::op::{MAX_OP_BYTES, MAX_PREV, Op, OpError, SignedOp};
 use crate::reconcile::{self, OpSet};
 use crate::state::{MAX_CLOCK_SKEW_MICROS, Reason};
 
@@ -472,10 +473,8 @@ pub enum Event<P> {
     /// The local member writes an op: the driver signs it with `prev` = its current heads
     /// (at most [`MAX_PREV`] of them) and `createdAt` = now, inserts it and publishes it.
     Create {
-        /// The op's kind.
-        kind: OpKind,
-        /// The op's own fields (not the envelope's).
-        fields: BTreeMap<String, Ipld>,
+        /// The op's body (its kind is the body's).
+        body: Box<OpBody>,
         /// The member's key.
         key: Box<Keypair>,
     },
@@ -689,8 +688,8 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
                 }
             }
             Event::Message { from, msg } => self.on_message(from, msg, now, out),
-            Event::Create { kind, fields, key } => {
-                let _ = self.write(kind, fields, &key, now, out);
+            Event::Create { body, key } => {
+                let _ = self.write(&body, &key, now, out);
             }
             Event::Submit(op) => {
                 let _ = self.submit_op(op, now, out);
@@ -704,13 +703,12 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     /// its client), or why the op could not be signed or was refused by the log.
     pub fn create(
         &mut self,
-        kind: OpKind,
-        fields: BTreeMap<String, Ipld>,
+        body: &OpBody,
         key: &Keypair,
         now_micros: i64,
         out: &mut Vec<Action<P>>,
     ) -> Result<Cid, Reason> {
-        let result = self.write(kind, fields, key, now_micros, out);
+        let result = self.write(body, key, now_micros, out);
         self.schedule(out);
         result
     }
@@ -730,8 +728,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
 
     fn write(
         &mut self,
-        kind: OpKind,
-        fields: BTreeMap<String, Ipld>,
+        body: &OpBody,
         key: &Keypair,
         now: i64,
         out: &mut Vec<Action<P>>,
@@ -748,7 +745,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             .max()
             .unwrap_or(i64::MIN);
         let created_at = Datetime::from_unix_micros(now.max(latest_parent));
-        match Op::sign(kind, Some(&collective), fields, key, &heads, &created_at) {
+        match Op::write(body, Some(&collective), key, &heads, &created_at) {
             Ok(op) => self.submit_op(op, now, out),
             Err(e) => {
                 let reason = Reason::Invalid(e);

@@ -29,6 +29,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 use guild_core::Cid;
 
+use crate::body::OpBody;
 use crate::op::{OpKind, SignedOp};
 use crate::state::{Causal, Meta, Reason, State};
 
@@ -412,8 +413,10 @@ impl Log {
         }
         self.heads.insert(id);
         let author = op.author().to_owned();
-        let target = (op.kind() == OpKind::Remove && meta.direct_removal)
-            .then(|| op.str_field("member").unwrap_or_default().to_owned());
+        let target = match op.body() {
+            OpBody::Remove(r) if meta.direct_removal => Some(r.member.to_string()),
+            _ => None,
+        };
         let mine = self.by_author.entry(author.clone()).or_default();
         // Most authors write a few ops: grow short lists one at a time (long ones double).
         if mine.len() < 8 {
@@ -426,8 +429,7 @@ impl Log {
         // The removal rule: ops newly suppressed move the refold's start back.
         let mut dirty = k;
         if let Some(target) = target {
-            let theirs = self.by_author.get(&target).cloned().unwrap_or_default();
-            if !theirs.is_empty() {
+            if let Some(theirs) = self.by_author.get(&target).cloned() {
                 let past = self.ancestors(&[id]);
                 for y in theirs {
                     if y != id && !past.contains(&y) {

@@ -1,93 +1,62 @@
 //! Builders for the fields of common ops, the standard licence templates, and the invite code
 //! a member hands to a candidate. Pure: secrets and times are arguments.
 
-use std::collections::BTreeMap;
+use guild_core::syntax::{Datetime, Did, Nsid};
+use guild_core::{Cid, cids};
+use serde_bytes::ByteBuf;
 
-use guild_core::syntax::Datetime;
-use guild_core::{Cid, Ipld, cids, data};
-
+use crate::body::{
+    Admission, AdmissionPolicy, ApprovalMode, Attribution, BallotBody, CharterBody, Choice, CidRef,
+    Compensation, ConsentBody, FlowDown, InviteBody, JoinBody, Money, OpBody, Open, OpenBody,
+    PayoutPolicy, Quorum, Reporting, Scope, SealBody, Stewardship, TellerRule, Template,
+    VotingMethod,
+};
 use crate::state::{ElectionKind, State};
-
-fn s(x: &str) -> Ipld {
-    Ipld::String(x.to_owned())
-}
-
-fn int(i: i64) -> Ipld {
-    Ipld::Integer(i.into())
-}
-
-fn map(pairs: Vec<(&str, Ipld)>) -> Ipld {
-    Ipld::Map(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
-fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Ipld {
-    Ipld::List(items.into_iter().map(s).collect())
-}
 
 /// The standard licence templates (protocol.md §6): Training-Commercial-Standard,
 /// Training-Commercial-Attribution, Retrieval-Attribution, Research-Open, Eval-Public.
-pub fn standard_templates() -> Vec<Ipld> {
+pub fn standard_templates() -> Vec<Template> {
+    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     let template = |id: &str,
                     title: &str,
                     uses: &[&str],
                     classes: &[&str],
                     attribution: bool,
-                    compensation: Ipld,
+                    compensation: Compensation,
                     on_termination: &str,
-                    canary: bool| {
-        let mut t = vec![
-            ("id", s(id)),
-            ("title", s(title)),
-            ("version", int(1)),
-            ("uses", strings(uses.iter().copied())),
-            ("userClasses", strings(classes.iter().copied())),
-            (
-                "flowDown",
-                map(vec![
-                    ("syntheticData", Ipld::Bool(true)),
-                    ("downstreamModels", Ipld::Bool(false)),
-                ]),
-            ),
-            (
-                "attribution",
-                if attribution {
-                    map(vec![
-                        ("required", Ipld::Bool(true)),
-                        ("form", s("model-card")),
-                    ])
-                } else {
-                    map(vec![("required", Ipld::Bool(false))])
-                },
-            ),
-            ("compensation", compensation),
-            ("termDays", int(365)),
-            ("noticeDays", int(90)),
-            ("onTermination", s(on_termination)),
-            (
-                "reporting",
-                map(vec![
-                    ("required", Ipld::Bool(true)),
-                    ("intervalDays", int(90)),
-                ]),
-            ),
-        ];
-        if canary {
-            t.push(("canary", Ipld::Bool(true)));
-        }
-        map(t)
+                    canary: bool| Template {
+        id: id.to_owned(),
+        title: title.to_owned(),
+        version: 1,
+        uses: strings(uses),
+        user_classes: strings(classes),
+        flow_down: FlowDown {
+            synthetic_data: true,
+            downstream_models: false,
+        },
+        attribution: Attribution {
+            required: attribution,
+            form: attribution.then(|| "model-card".to_owned()),
+            text: None,
+        },
+        compensation,
+        term_days: Some(365),
+        notice_days: 90,
+        on_termination: on_termination.to_owned(),
+        reporting: Reporting {
+            required: true,
+            interval_days: Some(90),
+            contents: None,
+        },
+        canary: canary.then_some(true),
     };
-    let share = |bp: i64| {
-        map(vec![
-            ("$type", s("coop.guild.licence.template#revenueShare")),
-            ("share", int(bp)),
-            ("base", s("gross-revenue")),
-        ])
+    let share = |bp: u32| Compensation::RevenueShare {
+        share: bp,
+        base: "gross-revenue".to_owned(),
+        minimum: None,
     };
-    let no_fee = |why: &str| {
-        map(vec![
-            ("$type", s("coop.guild.licence.template#noFee")),
-            ("reason", s(why)),
-        ])
+    let no_fee = |why: &str| Compensation::NoFee {
+        reason: Some(why.to_owned()),
     };
     vec![
         template(
@@ -116,13 +85,12 @@ pub fn standard_templates() -> Vec<Ipld> {
             &["retrieve-and-display", "index"],
             &["commercial", "research"],
             true,
-            map(vec![
-                ("$type", s("coop.guild.licence.template#perQuery")),
-                (
-                    "feePerThousand",
-                    map(vec![("amount", int(100)), ("currency", s("EUR"))]),
-                ),
-            ]),
+            Compensation::PerQuery {
+                fee_per_thousand: Money {
+                    amount: 100,
+                    currency: "EUR".to_owned(),
+                },
+            },
             "delete-records",
             false,
         ),
@@ -156,10 +124,10 @@ pub struct CharterParams {
     pub name: String,
     /// What it is for.
     pub purpose: Option<String>,
-    /// `invite-only` or `invite-or-request`.
-    pub admission_policy: String,
-    /// `steward` or `vote`.
-    pub admission_approval: String,
+    /// Who may ask to join.
+    pub admission_policy: AdmissionPolicy,
+    /// Who admits a candidate who asked.
+    pub admission_approval: ApprovalMode,
     /// Days an invite stays valid.
     pub invite_ttl_days: i64,
     /// Steward seats.
@@ -167,17 +135,17 @@ pub struct CharterParams {
     /// A steward's term in days.
     pub term_days: i64,
     /// Share of yes votes an amendment needs (basis points).
-    pub amendment_bp: i64,
+    pub amendment_bp: u32,
     /// Share of yes votes a removal needs; `None`: stewards remove.
-    pub removal_bp: Option<i64>,
+    pub removal_bp: Option<u32>,
     /// Turnout a vote needs (basis points of the electorate).
-    pub turnout_bp: i64,
+    pub turnout_bp: u32,
     /// Steward countersignatures for agreements and bundles.
-    pub countersignatures: i64,
+    pub countersignatures: u32,
     /// Record types members may contribute.
-    pub accepted_lexicons: Vec<String>,
+    pub accepted_lexicons: Vec<Nsid>,
     /// Licence templates offered.
-    pub templates: Vec<Ipld>,
+    pub templates: Vec<Template>,
     /// `monthly`, `quarterly` or `per-agreement`.
     pub payout_period: String,
     /// `equal`, `knn-shapley`, `leave-one-out` or `group-shapley`.
@@ -192,8 +160,8 @@ impl CharterParams {
         CharterParams {
             name: name.to_owned(),
             purpose: None,
-            admission_policy: "invite-only".into(),
-            admission_approval: "steward".into(),
+            admission_policy: AdmissionPolicy::InviteOnly,
+            admission_approval: ApprovalMode::Steward,
             invite_ttl_days: 14,
             seats: 3,
             term_days: 365,
@@ -201,96 +169,71 @@ impl CharterParams {
             removal_bp: None,
             turnout_bp: 3000,
             countersignatures: 1,
-            accepted_lexicons: vec!["coop.guild.data.text".into(), "coop.guild.data.file".into()],
+            accepted_lexicons: ["coop.guild.data.text", "coop.guild.data.file"]
+                .into_iter()
+                .filter_map(|n| Nsid::parse(n).ok())
+                .collect(),
             templates: standard_templates(),
             payout_period: "monthly".into(),
             payout_method: "equal".into(),
         }
     }
 
-    /// The charter op's fields.
-    pub fn fields(&self) -> BTreeMap<String, Ipld> {
-        let mut quorum = vec![
-            ("amendment", int(self.amendment_bp)),
-            ("turnout", int(self.turnout_bp)),
-            ("countersignatures", int(self.countersignatures)),
-        ];
-        if let Some(r) = self.removal_bp {
-            quorum.push(("removal", int(r)));
-        }
-        let mut f = vec![
-            ("name", s(&self.name)),
-            (
-                "admission",
-                map(vec![
-                    ("policy", s(&self.admission_policy)),
-                    ("approval", s(&self.admission_approval)),
-                    ("inviteTtlDays", int(self.invite_ttl_days)),
-                ]),
-            ),
-            (
-                "stewardship",
-                map(vec![
-                    ("seats", int(self.seats)),
-                    ("termDays", int(self.term_days)),
-                    ("electionMethod", s("approval")),
-                    ("tellers", s("stewards")),
-                ]),
-            ),
-            ("quorum", map(quorum)),
-            (
-                "acceptedLexicons",
-                strings(self.accepted_lexicons.iter().map(String::as_str)),
-            ),
-            ("licenceTemplates", Ipld::List(self.templates.clone())),
-            (
-                "payoutPolicy",
-                map(vec![
-                    ("period", s(&self.payout_period)),
-                    ("method", s(&self.payout_method)),
-                ]),
-            ),
-        ];
-        if let Some(p) = &self.purpose {
-            f.push(("purpose", s(p)));
-        }
-        f.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    /// The charter op's body.
+    pub fn body(&self) -> OpBody {
+        OpBody::Charter(CharterBody {
+            name: self.name.clone(),
+            purpose: self.purpose.clone(),
+            admission: Admission {
+                policy: self.admission_policy.into(),
+                approval: self.admission_approval.into(),
+                invite_ttl_days: Some(self.invite_ttl_days),
+            },
+            stewardship: Stewardship {
+                seats: self.seats,
+                term_days: self.term_days,
+                election_method: VotingMethod::Approval.into(),
+                tellers: Some(Open::Known(TellerRule::Stewards)),
+            },
+            quorum: Quorum {
+                amendment: self.amendment_bp,
+                removal: self.removal_bp,
+                turnout: self.turnout_bp,
+                countersignatures: self.countersignatures,
+            },
+            accepted_lexicons: self.accepted_lexicons.clone(),
+            licence_templates: self.templates.clone(),
+            payout_policy: PayoutPolicy {
+                period: self.payout_period.clone(),
+                method: self.payout_method.clone(),
+                steward_share: None,
+                reserve_share: None,
+            },
+        })
     }
 }
 
-fn fields(pairs: Vec<(&str, Ipld)>) -> BTreeMap<String, Ipld> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-/// An invite's fields: the hash of the one-time `secret`, optionally the invitee and an
+/// An invite's body: the hash of the one-time `secret`, optionally the invitee and an
 /// expiry.
-pub fn invite(
-    secret: &[u8],
-    invitee: Option<&str>,
-    expires_at: Option<&Datetime>,
-) -> BTreeMap<String, Ipld> {
-    let mut f = fields(vec![(
-        "secretHash",
-        Ipld::Bytes(cids::sha256(secret).to_vec()),
-    )]);
-    if let Some(i) = invitee {
-        f.insert("invitee".into(), s(i));
-    }
-    if let Some(e) = expires_at {
-        f.insert("expiresAt".into(), s(e.as_str()));
-    }
-    f
+pub fn invite(secret: &[u8], invitee: Option<&Did>, expires_at: Option<&Datetime>) -> OpBody {
+    OpBody::Invite(InviteBody {
+        secret_hash: ByteBuf::from(cids::sha256(secret).to_vec()),
+        invitee: invitee.cloned(),
+        expires_at: expires_at.cloned(),
+        note: None,
+    })
 }
 
-/// A join's fields: with an invite, its id and the revealed secret; without, a request.
-pub fn join(invite: Option<(&Cid, &[u8])>) -> BTreeMap<String, Ipld> {
-    match invite {
-        Some((id, secret)) => fields(vec![
-            ("invite", s(&id.to_string())),
-            ("secret", Ipld::Bytes(secret.to_vec())),
-        ]),
-        None => BTreeMap::new(),
-    }
+/// A join's body: with an invite, its id and the revealed secret; without, a request.
+pub fn join(invite: Option<(&Cid, &[u8])>) -> OpBody {
+    OpBody::Join(match invite {
+        Some((id, secret)) => JoinBody {
+            invite: Some(CidRef(*id)),
+            secret: Some(ByteBuf::from(secret.to_vec())),
+            statement: None,
+        },
+        None => JoinBody::default(),
+    })
 }
 
 /// A whole collective built offline: the first key founds it (an `invite-only` charter named
@@ -304,15 +247,15 @@ pub fn invited_collective(
     start_micros: i64,
 ) -> Result<(Cid, Vec<Vec<u8>>), crate::state::Reason> {
     use crate::log::{Inserted, Log};
-    use crate::op::{Op, OpKind};
+    use crate::op::Op;
     use crate::state::Reason;
     let Some(founder) = keys.first() else {
         return Err(Reason::NoCharter);
     };
     let at = |i: i64| Datetime::from_unix_micros(start_micros.saturating_add(i * 1_000));
     let mut params = CharterParams::new(name);
-    params.admission_policy = "invite-only".into();
-    let genesis = Op::sign(OpKind::Charter, None, params.fields(), founder, &[], &at(0))?;
+    params.admission_policy = AdmissionPolicy::InviteOnly;
+    let genesis = Op::write(&params.body(), None, founder, &[], &at(0))?;
     let id = *genesis.id();
     let mut log = Log::new(id);
     let add = |log: &mut Log, op| match log.insert(op, 0) {
@@ -324,39 +267,28 @@ pub fn invited_collective(
     for (i, key) in keys.iter().enumerate().skip(1) {
         let mut secret = cids::sha256(&id.to_bytes()).to_vec();
         secret.extend_from_slice(&(i as u64).to_le_bytes());
-        let invite = Op::sign(
-            OpKind::Invite,
-            Some(&id),
-            invite(&secret, None, None),
-            founder,
-            &log.heads(),
-            &at(2 * i as i64),
-        )?;
+        let body = invite(&secret, None, None);
+        let invite = Op::write(&body, Some(&id), founder, &log.heads(), &at(2 * i as i64))?;
         let invite_id = *invite.id();
         add(&mut log, invite)?;
-        let join = Op::sign(
-            OpKind::Join,
-            Some(&id),
-            join(Some((&invite_id, &secret))),
-            key,
-            &log.heads(),
-            &at(2 * i as i64 + 1),
-        )?;
+        let body = join(Some((&invite_id, &secret)));
+        let join = Op::write(&body, Some(&id), key, &log.heads(), &at(2 * i as i64 + 1))?;
         add(&mut log, join)?;
     }
     Ok((id, log.export().into_iter().map(<[u8]>::to_vec).collect()))
 }
 
-/// A consent grant's or revoke's fields for `templates`, at the register revision that
-/// follows the member's highest in `state`, with a scope of some collections (or the whole
-/// repo when `collections` is empty), effective from `from`.
+/// A consent write for `templates` (wrap it in [`OpBody::ConsentGrant`] or
+/// [`OpBody::ConsentRevoke`]), at the register revision that follows the member's highest in
+/// `state`, with a scope of some collections (or the whole repo when `collections` is empty),
+/// effective from `from`.
 pub fn consent(
     state: &State,
     member: &str,
     templates: &[String],
-    collections: &[String],
+    collections: &[Nsid],
     from: &Datetime,
-) -> BTreeMap<String, Ipld> {
+) -> ConsentBody {
     let rev = templates
         .iter()
         .filter_map(|t| state.consents.get(&(member.to_owned(), t.clone())))
@@ -365,102 +297,81 @@ pub fn consent(
         .unwrap_or(0)
         + 1;
     let scope = if collections.is_empty() {
-        map(vec![("$type", s("coop.guild.consent.grant#repo"))])
+        Scope::Repo {}
     } else {
-        map(vec![
-            ("$type", s("coop.guild.consent.grant#collections")),
-            (
-                "collections",
-                strings(collections.iter().map(String::as_str)),
-            ),
-        ])
+        Scope::Collections {
+            collections: collections.to_vec(),
+        }
     };
-    fields(vec![
-        ("templates", strings(templates.iter().map(String::as_str))),
-        ("rev", int(i64::try_from(rev).unwrap_or(i64::MAX))),
-        ("scope", scope),
-        ("effectiveFrom", s(from.as_str())),
-    ])
+    ConsentBody {
+        templates: templates.to_vec(),
+        rev,
+        scope: Some(scope),
+        effective_from: from.clone(),
+        grant: None,
+        note: None,
+        reason: None,
+    }
 }
 
-/// An election open op's fields against `state` (the state the op will be written on):
-/// the electorate and tellers are taken from it.
+/// An election open op's body against `state` (the state the op will be written on): the
+/// electorate and tellers are taken from it. Fails if a teller is not a DID (the state's
+/// members always are).
 pub fn election_open(
     state: &State,
     kind: ElectionKind,
     seats: Option<i64>,
-    candidates: &[String],
+    candidates: &[Did],
     proposal: Option<&Cid>,
     closes_after: &Datetime,
-) -> BTreeMap<String, Ipld> {
-    let kind = match kind {
-        ElectionKind::Stewards => "stewards",
-        ElectionKind::Amendment => "amendment",
-        ElectionKind::Admission => "admission",
-        ElectionKind::Removal => "removal",
-    };
-    let mut f = fields(vec![
-        ("kind", s(kind)),
-        ("method", s("approval")),
-        ("electorate", s(&state.electorate_cid().to_string())),
-        (
-            "tellers",
-            strings(state.tellers().iter().map(String::as_str)),
-        ),
-        ("closesAfter", s(closes_after.as_str())),
-    ]);
-    if let Some(n) = seats {
-        f.insert("seats".into(), int(n));
-    }
-    if !candidates.is_empty() {
-        f.insert(
-            "candidates".into(),
-            strings(candidates.iter().map(String::as_str)),
-        );
-    }
-    if let Some(p) = proposal {
-        f.insert("proposal".into(), s(&p.to_string()));
-    }
-    f
+) -> Result<OpBody, guild_core::syntax::SyntaxError> {
+    let tellers = state
+        .tellers()
+        .iter()
+        .map(|t| Did::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(OpBody::ElectionOpen(OpenBody {
+        kind: kind.into(),
+        method: VotingMethod::Approval.into(),
+        seats,
+        candidates: (!candidates.is_empty()).then(|| candidates.to_vec()),
+        proposal: proposal.map(|p| CidRef(*p)),
+        electorate: CidRef(state.electorate_cid()),
+        tellers,
+        closes_after: closes_after.clone(),
+    }))
 }
 
-/// A ballot's fields: the voter's next revision in `state`, approving `choices`.
-pub fn ballot(
-    state: &State,
-    election: &Cid,
-    voter: &str,
-    choices: &[String],
-) -> BTreeMap<String, Ipld> {
+/// A ballot's body: the voter's next revision in `state`, approving `choices`.
+pub fn ballot(state: &State, election: &Cid, voter: &str, choices: &[Choice]) -> OpBody {
     let rev = state
         .elections
         .get(election)
         .and_then(|e| e.ballots.get(voter))
         .map_or(0, |v| v.rev + 1);
-    fields(vec![
-        ("election", s(&election.to_string())),
-        ("rev", int(i64::try_from(rev).unwrap_or(i64::MAX))),
-        ("approvals", strings(choices.iter().map(String::as_str))),
-    ])
+    OpBody::Ballot(BallotBody {
+        election: CidRef(*election),
+        rev,
+        approvals: choices.to_vec(),
+    })
 }
 
 /// A teller's seal of `election` as `state` counts it, or `None` if there is no such
 /// election or it has no charter.
-pub fn seal(state: &State, election: &Cid) -> Option<BTreeMap<String, Ipld>> {
+pub fn seal(state: &State, election: &Cid) -> Option<OpBody> {
     let e = state.elections.get(election)?;
     let counted = e.counted();
     let tally = e.tally(election, &counted, state.charter.as_deref()?);
-    Some(fields(vec![
-        ("election", s(&election.to_string())),
-        (
-            "ballots",
-            Ipld::List(counted.iter().map(|c| s(&c.to_string())).collect()),
-        ),
-        ("result", tally.to_ipld()),
-    ]))
+    Some(OpBody::Seal(SealBody {
+        election: CidRef(*election),
+        ballots: counted.into_iter().map(CidRef).collect(),
+        result: tally.to_result(),
+    }))
 }
 
 /// What a candidate needs to join: the collective, the invite op, the one-time secret and
-/// where to reach members. Written as `guild-invite:` followed by base58btc of a DAG-CBOR map.
+/// where to reach members. Written as `guild-invite:` followed by base58btc of a DAG-CBOR map
+/// `{v: 1, c: collective, i: invite, s: secret, p: [multiaddr]}` ([`INVITE_CODE_VERSION`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InviteCode {
     /// The collective's id.
@@ -471,6 +382,19 @@ pub struct InviteCode {
     pub secret: Vec<u8>,
     /// Multiaddresses of members' nodes (with `/p2p/<peer id>`).
     pub peers: Vec<String>,
+}
+
+/// The invite code format's version.
+pub const INVITE_CODE_VERSION: u64 = 1;
+
+/// The wire form of an invite code.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct InviteCodeWire {
+    v: u64,
+    c: Cid,
+    i: Cid,
+    s: ByteBuf,
+    p: Vec<String>,
 }
 
 /// Why a string is not an invite code.
@@ -485,22 +409,32 @@ pub enum InviteCodeError {
     /// The bytes are not the expected DAG-CBOR map.
     #[error("the invite is damaged: {0}")]
     Content(&'static str),
+    /// The invite was written by a version of Guild this one cannot read.
+    #[error("the invite is version {0}; this node reads version {INVITE_CODE_VERSION}")]
+    Version(u64),
+    /// The invite could not be encoded.
+    #[error("the invite cannot be encoded: {0}")]
+    Encode(String),
 }
 
 const INVITE_PREFIX: &str = "guild-invite:";
 
 impl InviteCode {
     /// The invite as a string.
-    pub fn encode(&self) -> String {
-        let m = map(vec![
-            ("c", Ipld::Link(self.collective)),
-            ("i", Ipld::Link(self.invite)),
-            ("s", Ipld::Bytes(self.secret.clone())),
-            ("p", strings(self.peers.iter().map(String::as_str))),
-        ]);
-        // A map of links, bytes and strings always encodes.
-        let bytes = data::encode(&m).unwrap_or_default();
-        format!("{INVITE_PREFIX}{}", bs58::encode(bytes).into_string())
+    pub fn encode(&self) -> Result<String, InviteCodeError> {
+        let wire = InviteCodeWire {
+            v: INVITE_CODE_VERSION,
+            c: self.collective,
+            i: self.invite,
+            s: ByteBuf::from(self.secret.clone()),
+            p: self.peers.clone(),
+        };
+        let bytes = guild_core::data::encode_serde(&wire)
+            .map_err(|e| InviteCodeError::Encode(e.to_string()))?;
+        Ok(format!(
+            "{INVITE_PREFIX}{}",
+            bs58::encode(bytes).into_string()
+        ))
     }
 
     /// Reads an invite string (surrounding whitespace ignored).
@@ -515,32 +449,21 @@ impl InviteCode {
         let bytes = bs58::decode(rest)
             .into_vec()
             .map_err(|e| InviteCodeError::Base58(e.to_string()))?;
-        let Ok(Ipld::Map(m)) = data::decode(&bytes) else {
-            return Err(InviteCodeError::Content("not a DAG-CBOR map"));
-        };
-        let link = |k: &str| match m.get(k) {
-            Some(Ipld::Link(c)) => Ok(*c),
-            _ => Err(InviteCodeError::Content("missing collective or invite id")),
-        };
-        let secret = match m.get("s") {
-            Some(Ipld::Bytes(b)) if !b.is_empty() && b.len() <= 256 => b.clone(),
-            _ => return Err(InviteCodeError::Content("missing secret")),
-        };
-        let peers = match m.get("p") {
-            Some(Ipld::List(items)) => items
-                .iter()
-                .map(|i| match i {
-                    Ipld::String(p) => Ok(p.clone()),
-                    _ => Err(InviteCodeError::Content("a peer address is not a string")),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => Vec::new(),
-        };
+        let wire: InviteCodeWire = guild_core::data::decode_as(&bytes)
+            .map_err(|_| InviteCodeError::Content("not an invite code's DAG-CBOR map"))?;
+        if wire.v != INVITE_CODE_VERSION {
+            return Err(InviteCodeError::Version(wire.v));
+        }
+        if wire.s.is_empty() || wire.s.len() > 256 {
+            return Err(InviteCodeError::Content(
+                "the secret must be 1 to 256 bytes",
+            ));
+        }
         Ok(InviteCode {
-            collective: link("c")?,
-            invite: link("i")?,
-            secret,
-            peers,
+            collective: wire.c,
+            invite: wire.i,
+            secret: wire.s.into_vec(),
+            peers: wire.p,
         })
     }
 }
@@ -548,7 +471,7 @@ impl InviteCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Inserted, Log, Op, OpKind};
+    use crate::{Inserted, Log, Op, SignedOp};
     use guild_core::Keypair;
 
     #[test]
@@ -559,7 +482,7 @@ mod tests {
             secret: vec![7; 32],
             peers: vec!["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW".into()],
         };
-        let text = code.encode();
+        let text = code.encode().unwrap();
         assert!(text.starts_with("guild-invite:"));
         assert_eq!(InviteCode::decode(&format!(" {text}\n")).unwrap(), code);
         assert_eq!(InviteCode::decode("hello"), Err(InviteCodeError::Prefix));
@@ -577,57 +500,60 @@ mod tests {
     }
 
     #[test]
+    fn invite_codes_of_another_version_are_refused_by_name() {
+        let wire = InviteCodeWire {
+            v: 2,
+            c: cids::cid_for_cbor(b"\xa0"),
+            i: cids::cid_for_cbor(b"\x80"),
+            s: ByteBuf::from(vec![7; 32]),
+            p: Vec::new(),
+        };
+        let bytes = guild_core::data::encode_serde(&wire).unwrap();
+        let text = format!("guild-invite:{}", bs58::encode(bytes).into_string());
+        assert_eq!(InviteCode::decode(&text), Err(InviteCodeError::Version(2)));
+    }
+
+    fn did(k: &Keypair) -> Did {
+        Did::parse(&k.did()).unwrap()
+    }
+
+    #[test]
     fn builders_make_ops_the_log_accepts() {
         let founder = Keypair::from_secret_bytes(&[1; 32]);
         let member = Keypair::from_secret_bytes(&[2; 32]);
         let at = |s: i64| Datetime::from_unix_micros(1_700_000_000_000_000 + s * 1_000_000);
         let mut params = CharterParams::new("Poets");
         params.purpose = Some("Licensing poems".into());
-        let genesis = Op::sign(
-            OpKind::Charter,
-            None,
-            params.fields(),
-            &founder,
-            &[],
-            &at(0),
-        )
-        .unwrap();
+        let genesis = Op::write(&params.body(), None, &founder, &[], &at(0)).unwrap();
         let id = *genesis.id();
         let mut log = Log::new(id);
         assert_eq!(log.insert(genesis, 0), Inserted::Applied);
         assert_eq!(log.state().charter.unwrap().templates.len(), 5);
-        let add = |log: &mut Log, kind, f, by: &Keypair, s| {
-            let op = Op::sign(kind, Some(&id), f, by, &log.heads(), &at(s)).unwrap();
-            assert_eq!(log.insert(op.clone(), 0), Inserted::Applied, "{kind:?}");
+        let add = |log: &mut Log, body: OpBody, by: &Keypair, s| -> SignedOp {
+            let op = Op::write(&body, Some(&id), by, &log.heads(), &at(s)).unwrap();
+            assert_eq!(log.insert(op.clone(), 0), Inserted::Applied, "{body:?}");
             op
         };
         let inv = add(
             &mut log,
-            OpKind::Invite,
             invite(b"a secret of sixteen+ bytes", None, None),
             &founder,
             1,
         );
         add(
             &mut log,
-            OpKind::Join,
             join(Some((inv.id(), b"a secret of sixteen+ bytes"))),
             &member,
             2,
         );
         let st = log.state();
         let templates = vec!["research-open".to_owned()];
-        let f = consent(
-            &st,
-            &member.did(),
-            &templates,
-            &["coop.guild.data.text".into()],
-            &at(3),
-        );
-        add(&mut log, OpKind::ConsentGrant, f, &member, 3);
+        let text = Nsid::parse("coop.guild.data.text").unwrap();
+        let f = consent(&st, &member.did(), &templates, &[text], &at(3));
+        add(&mut log, OpBody::ConsentGrant(f), &member, 3);
         let st = log.state();
         let f = consent(&st, &member.did(), &templates, &[], &at(4));
-        add(&mut log, OpKind::ConsentRevoke, f, &member, 4);
+        add(&mut log, OpBody::ConsentRevoke(f), &member, 4);
         assert_eq!(
             log.state().consents[&(member.did(), templates[0].clone())].rev,
             2
@@ -637,35 +563,29 @@ mod tests {
             &st,
             ElectionKind::Stewards,
             Some(1),
-            &[member.did()],
+            &[did(&member)],
             None,
             &at(8),
-        );
-        let e = add(&mut log, OpKind::ElectionOpen, f, &founder, 5);
+        )
+        .unwrap();
+        let e = add(&mut log, f, &founder, 5);
         let st = log.state();
+        let choice = [Choice::Candidate(did(&member))];
         add(
             &mut log,
-            OpKind::Ballot,
-            ballot(&st, e.id(), &member.did(), &[member.did()]),
+            ballot(&st, e.id(), &member.did(), &choice),
             &member,
             6,
         );
         let st = log.state();
         add(
             &mut log,
-            OpKind::Ballot,
-            ballot(&st, e.id(), &founder.did(), &[member.did()]),
+            ballot(&st, e.id(), &founder.did(), &choice),
             &founder,
             7,
         );
         let st = log.state();
-        add(
-            &mut log,
-            OpKind::Seal,
-            seal(&st, e.id()).unwrap(),
-            &founder,
-            8,
-        );
+        add(&mut log, seal(&st, e.id()).unwrap(), &founder, 8);
         assert_eq!(
             log.state().stewards().collect::<Vec<_>>(),
             vec![member.did()]

@@ -9,6 +9,8 @@ use guild_core::syntax::Datetime;
 use guild_core::{Cid, Ipld, Keypair, PublicKey, cids, data};
 use guild_lexicon::{Registry, ValidationError};
 
+use crate::body::{ENVELOPE, OpBody};
+
 /// The largest signed op accepted, in encoded bytes.
 pub const MAX_OP_BYTES: usize = 64 * 1024;
 
@@ -160,6 +162,10 @@ pub enum OpError {
     /// A field passed to [`Op::sign`] is one the envelope sets itself.
     #[error("field {0:?} is set by the envelope, not by the caller")]
     ReservedField(String),
+    /// The fields are valid for the lexicon but are not the kind's typed body (a CID string
+    /// that is not a CID, a DID the lexicon's format check let through…).
+    #[error("op body: {0}")]
+    Body(String),
 }
 
 /// The op registry, parsed once.
@@ -172,11 +178,29 @@ fn registry() -> &'static Registry {
 #[derive(Debug, Clone, Copy)]
 pub struct Op;
 
-/// The envelope's own fields, which callers of [`Op::sign`] may not set.
-const RESERVED: [&str; 6] = ["$type", "collective", "author", "prev", "createdAt", "sig"];
-
 impl Op {
-    /// Signs an op of `kind` with the body `fields`, in `collective` (`None` for the genesis
+    /// Signs an op with the typed `body` (its kind is the body's), in `collective` (`None`
+    /// for the genesis charter), by `key`, after the heads `prev`, written at `created_at`:
+    /// how every writer makes ops. The result is decoded again with [`SignedOp::decode`].
+    pub fn write(
+        body: &OpBody,
+        collective: Option<&Cid>,
+        key: &Keypair,
+        prev: &[Cid],
+        created_at: &Datetime,
+    ) -> Result<SignedOp, OpError> {
+        Op::sign(
+            body.kind(),
+            collective,
+            body.to_fields()?,
+            key,
+            prev,
+            created_at,
+        )
+    }
+
+    /// Signs an op of `kind` from raw `fields`: for tests and tools that must build any op,
+    /// hostile ones included (production writers use [`Op::write`]), in `collective` (`None` for the genesis
     /// charter), by `key`, after the heads `prev`, written at `created_at`. The result is
     /// decoded again with [`SignedOp::decode`], so an op that this returns is one every node
     /// accepts structurally.
@@ -190,7 +214,7 @@ impl Op {
     ) -> Result<SignedOp, OpError> {
         let mut map = BTreeMap::new();
         for (name, value) in fields {
-            if RESERVED.contains(&name.as_str()) {
+            if ENVELOPE.contains(&name.as_str()) {
                 return Err(OpError::ReservedField(name));
             }
             map.insert(name, value);
@@ -233,7 +257,8 @@ struct OpInner {
     author: String,
     prev: Vec<Cid>,
     created_at: Datetime,
-    body: BTreeMap<String, Ipld>,
+    fields: BTreeMap<String, Ipld>,
+    body: OpBody,
 }
 
 impl SignedOp {
@@ -316,6 +341,7 @@ impl SignedOp {
             }
             (_, true, false) => {}
         }
+        let typed = OpBody::decode(kind, bytes)?;
         Ok(SignedOp(Arc::new(OpInner {
             id,
             bytes: bytes.to_vec(),
@@ -324,7 +350,8 @@ impl SignedOp {
             author,
             prev,
             created_at,
-            body,
+            fields: body,
+            body: typed,
         })))
     }
 
@@ -371,75 +398,15 @@ impl SignedOp {
         &self.0.created_at
     }
 
-    /// The whole decoded map, envelope included.
-    pub fn body(&self) -> &BTreeMap<String, Ipld> {
+    /// The whole decoded map, envelope included (for display and for tests that tamper with
+    /// an op; the rules read [`SignedOp::body`]).
+    pub fn fields(&self) -> &BTreeMap<String, Ipld> {
+        &self.0.fields
+    }
+
+    /// The typed body.
+    pub fn body(&self) -> &OpBody {
         &self.0.body
-    }
-
-    /// A string field of the body.
-    pub fn str_field(&self, name: &str) -> Option<&str> {
-        match self.0.body.get(name) {
-            Some(Ipld::String(s)) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// A byte-string field of the body.
-    pub fn bytes_field(&self, name: &str) -> Option<&[u8]> {
-        match self.0.body.get(name) {
-            Some(Ipld::Bytes(b)) => Some(b),
-            _ => None,
-        }
-    }
-
-    /// A field holding an op reference (a CID string).
-    pub fn op_ref(&self, name: &str) -> Option<Cid> {
-        self.str_field(name)
-            .and_then(|s| guild_core::syntax::parse_cid_str(s).ok())
-    }
-
-    /// A datetime field of the body.
-    pub fn datetime_field(&self, name: &str) -> Option<Datetime> {
-        self.str_field(name).and_then(|s| Datetime::parse(s).ok())
-    }
-
-    /// An integer field of the body.
-    pub fn int_field(&self, name: &str) -> Option<i64> {
-        match self.0.body.get(name) {
-            Some(Ipld::Integer(i)) => i64::try_from(*i).ok(),
-            _ => None,
-        }
-    }
-
-    /// A map field of the body.
-    pub fn map_field(&self, name: &str) -> Option<&BTreeMap<String, Ipld>> {
-        match self.0.body.get(name) {
-            Some(Ipld::Map(m)) => Some(m),
-            _ => None,
-        }
-    }
-
-    /// A field holding a list of op references (CID strings); entries that are not CIDs are
-    /// left out.
-    pub fn op_ref_list(&self, name: &str) -> Vec<Cid> {
-        self.str_list(name)
-            .iter()
-            .filter_map(|s| guild_core::syntax::parse_cid_str(s).ok())
-            .collect()
-    }
-
-    /// A field holding a list of strings (the consent ops' `templates`).
-    pub fn str_list(&self, name: &str) -> Vec<String> {
-        match self.0.body.get(name) {
-            Some(Ipld::List(items)) => items
-                .iter()
-                .filter_map(|i| match i {
-                    Ipld::String(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
     }
 }
 

@@ -22,13 +22,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use guild_core::{Cid, Ipld, Keypair, cids};
+use guild_core::{Cid, Keypair, cids};
 
+use crate::body::OpBody;
 use crate::driver::{
     Action, DEFAULT_VERIFY_CACHE, Driver, DriverConfig, Event, Message, SplitMix64, VerifyCache,
 };
 use crate::log::Log;
-use crate::op::{OpKind, SignedOp};
+use crate::op::SignedOp;
 use crate::state::{Reason, State};
 
 /// A node's index in the simulation (also its peer id).
@@ -198,8 +199,7 @@ enum Payload {
 enum Script {
     Create {
         node: NodeId,
-        kind: OpKind,
-        fields: BTreeMap<String, Ipld>,
+        body: Box<OpBody>,
     },
     Submit {
         node: NodeId,
@@ -443,17 +443,12 @@ impl Sim {
     }
 
     /// Node `node` writes an op now; returns its id, or why its own log refused it.
-    pub fn create(
-        &mut self,
-        node: NodeId,
-        kind: OpKind,
-        fields: BTreeMap<String, Ipld>,
-    ) -> Result<Cid, Reason> {
+    pub fn create(&mut self, node: NodeId, body: OpBody) -> Result<Cid, Reason> {
         let key = self.nodes[node].key.clone();
         let mut out = Vec::new();
         let result = self.nodes[node]
             .driver
-            .create(kind, fields, &key, self.now, &mut out);
+            .create(&body, &key, self.now, &mut out);
         self.apply(node, out);
         result
     }
@@ -468,14 +463,14 @@ impl Sim {
     }
 
     /// Node `node` writes an op at virtual time `at` (see [`Sim::written`]).
-    pub fn schedule_create(
-        &mut self,
-        at: i64,
-        node: NodeId,
-        kind: OpKind,
-        fields: BTreeMap<String, Ipld>,
-    ) {
-        self.script(at, Script::Create { node, kind, fields });
+    pub fn schedule_create(&mut self, at: i64, node: NodeId, body: OpBody) {
+        self.script(
+            at,
+            Script::Create {
+                node,
+                body: Box::new(body),
+            },
+        );
     }
 
     /// Node `node` is handed an op signed elsewhere at virtual time `at`.
@@ -646,8 +641,8 @@ impl Sim {
 
     fn run_script(&mut self, script: Script) {
         match script {
-            Script::Create { node, kind, fields } => {
-                let result = self.create(node, kind, fields);
+            Script::Create { node, body } => {
+                let result = self.create(node, *body);
                 self.record(node, result);
             }
             Script::Submit { node, op } => {

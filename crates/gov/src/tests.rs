@@ -1,9 +1,10 @@
 use std::collections::BTreeMap;
 
-use guild_core::syntax::Datetime;
+use guild_core::syntax::{Datetime, Nsid};
 use guild_core::{Cid, Ipld, Keypair, cids, data};
 use proptest::prelude::*;
 
+use crate::body::{AdmissionPolicy, ApprovalMode, Token};
 use crate::log::Inserted;
 use crate::op::{OpError, OpKind, SignedOp};
 use crate::{AgreementStatus, Log, MAX_OP_BYTES, Op, Reason, Role};
@@ -64,13 +65,13 @@ pub(crate) fn licence_template(id: &str) -> Ipld {
 
 pub(crate) fn charter_fields(policy: &str, approval: &str) -> BTreeMap<String, Ipld> {
     let mut p = crate::make::CharterParams::new("Test collective");
-    p.admission_policy = policy.into();
-    p.admission_approval = approval.into();
+    p.admission_policy = AdmissionPolicy::from_wire(policy).unwrap();
+    p.admission_approval = ApprovalMode::from_wire(approval).unwrap();
     p.invite_ttl_days = 7;
     p.amendment_bp = 5000;
-    p.accepted_lexicons = vec!["coop.guild.data.text".into()];
-    p.templates = vec![licence_template(TEMPLATE)];
-    p.fields()
+    p.accepted_lexicons = vec![Nsid::parse("coop.guild.data.text").unwrap()];
+    p.templates = vec![ipld_core::serde::from_ipld(licence_template(TEMPLATE)).unwrap()];
+    p.body().to_fields().unwrap()
 }
 
 pub(crate) fn genesis_with(founder: &Keypair, policy: &str, approval: &str) -> SignedOp {
@@ -189,7 +190,7 @@ pub(crate) fn member_fields(who: &Keypair) -> BTreeMap<String, Ipld> {
 
 /// Re-signs an op's map with `signer` while keeping its `author`.
 pub(crate) fn resign(op: &SignedOp, signer: &Keypair) -> Vec<u8> {
-    let mut map = op.body().clone();
+    let mut map = op.fields().clone();
     map.remove("sig");
     let unsigned = data::encode(&Ipld::Map(map.clone())).unwrap();
     map.insert(
@@ -781,7 +782,8 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
             (6, Some(_)) => mk(OpKind::ConsentGrant, grant_fields(next_rev(&st, &me))),
             (7, Some(_)) => mk(OpKind::ConsentRevoke, revoke_fields(next_rev(&st, &me))),
             (8, Some(_)) => {
-                let candidates: Vec<Ipld> = st.members.keys().take(3).map(|d| s(d)).collect();
+                let candidates: Vec<Ipld> =
+                    st.members.keys().take(3).map(|d| s(d.as_str())).collect();
                 let mut f = fields(&[
                     ("kind", s("stewards")),
                     ("method", s("approval")),
@@ -807,7 +809,7 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
                     .iter()
                     .skip(tg % 2)
                     .take(1)
-                    .map(|d| s(d))
+                    .map(|d| s(d.as_str()))
                     .collect();
                 mk(
                     OpKind::Ballot,
@@ -837,7 +839,10 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
                             "ballots",
                             Ipld::List(counted.iter().map(|c| s(&c.to_string())).collect()),
                         ),
-                        ("result", tally.to_ipld()),
+                        (
+                            "result",
+                            ipld_core::serde::to_ipld(tally.to_result()).unwrap(),
+                        ),
                     ]),
                 )
             }
@@ -933,7 +938,9 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
         // history behind it.
         let to = match op.kind() {
             OpKind::Invite => Some(tg),
-            OpKind::Join if op.op_ref("invite").is_none() => Some(0),
+            OpKind::Join if matches!(op.body(), crate::body::OpBody::Join(j) if j.invite.is_none()) => {
+                Some(0)
+            }
             _ => None,
         };
         if let Some(to) = to {

@@ -84,7 +84,7 @@ impl Col {
             ("electorate", s(&st.electorate_cid().to_string())),
             (
                 "tellers",
-                Ipld::List(st.tellers().iter().map(|d| s(d)).collect()),
+                Ipld::List(st.tellers().iter().map(|d| s(d.as_str())).collect()),
             ),
             ("closesAfter", s(t(self.secs + 1000).as_str())),
         ]);
@@ -118,7 +118,10 @@ impl Col {
                 "ballots",
                 Ipld::List(counted.iter().map(|c| s(&c.to_string())).collect()),
             ),
-            ("result", tally.to_ipld()),
+            (
+                "result",
+                ipld_core::serde::to_ipld(tally.to_result()).unwrap(),
+            ),
         ])
     }
 
@@ -180,7 +183,12 @@ fn a_certified_election_changes_the_stewards() {
     let el = &st.elections[e.id()];
     let cert = el.certified.as_ref().expect("certified by the only teller");
     assert_eq!(cert.tally.outcome, Outcome::Adopted);
-    let counts: BTreeMap<String, u64> = cert.tally.counts.iter().cloned().collect();
+    let counts: BTreeMap<String, u64> = cert
+        .tally
+        .counts
+        .iter()
+        .map(|(c, n)| (c.to_string(), *n))
+        .collect();
     assert_eq!(
         counts,
         BTreeMap::from([(key(2).did(), 3), (key(3).did(), 3)])
@@ -473,7 +481,14 @@ fn ties_break_by_hash_of_election_and_candidate() {
     let expected = if key_of(&d2) < key_of(&d3) { &d2 } else { &d3 };
     let st = c.log.state();
     let cert = st.elections[e.id()].certified.clone().unwrap();
-    assert_eq!(cert.tally.elected, vec![expected.clone()]);
+    assert_eq!(
+        cert.tally
+            .elected
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>(),
+        vec![expected.clone()]
+    );
     assert_eq!(st.role(expected), Some(Role::Steward));
 }
 
@@ -1208,7 +1223,10 @@ fn concurrent_different_seals_by_one_teller_equivocate() {
                 "ballots",
                 Ipld::List(set.iter().map(|c| s(&c.to_string())).collect()),
             ),
-            ("result", tally.to_ipld()),
+            (
+                "result",
+                ipld_core::serde::to_ipld(tally.to_result()).unwrap(),
+            ),
         ]);
         sign_on(&c, OpKind::Seal, f, &key(1), heads, secs)
     };

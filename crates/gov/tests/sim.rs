@@ -77,12 +77,17 @@ fn charter_fields(name: &str) -> BTreeMap<String, Ipld> {
         ("reporting", obj(&[("required", Ipld::Bool(false))])),
     ]);
     let mut p = guild_gov::make::CharterParams::new(name);
-    p.admission_policy = "invite-or-request".into();
+    p.admission_policy = guild_gov::body::AdmissionPolicy::InviteOrRequest;
     p.invite_ttl_days = 7;
     p.amendment_bp = 5000;
-    p.accepted_lexicons = vec!["coop.guild.data.text".into()];
-    p.templates = vec![template];
-    p.fields()
+    p.accepted_lexicons = vec![guild_core::syntax::Nsid::parse("coop.guild.data.text").unwrap()];
+    p.templates = vec![ipld_core::serde::from_ipld(template).unwrap()];
+    p.body().to_fields().unwrap()
+}
+
+/// A typed body from raw fields (the tests build ops field by field).
+fn body(kind: OpKind, fields: BTreeMap<String, Ipld>) -> guild_gov::body::OpBody {
+    guild_gov::body::OpBody::from_fields(kind, &fields).unwrap()
 }
 
 fn genesis(founder: &Keypair, name: &str, at: i64) -> SignedOp {
@@ -167,7 +172,7 @@ fn sign_bytes(
 
 /// Re-signs an op's map with `signer` while keeping its `author`: a forgery.
 fn forge(op: &SignedOp, signer: &Keypair) -> Vec<u8> {
-    let mut map = op.body().clone();
+    let mut map = op.fields().clone();
     map.remove("sig");
     let unsigned = data::encode(&Ipld::Map(map.clone())).unwrap();
     map.insert(
@@ -192,9 +197,11 @@ fn wait_for(sim: &mut Sim, node: NodeId, id: &Cid, within: i64) {
 /// The founder (node 0) invites the member at node `m`; once the invite reaches node `m`, the
 /// member joins from there. Returns the join's id.
 fn admit(sim: &mut Sim, m: NodeId) -> Cid {
-    let invite = sim.create(0, OpKind::Invite, invite_fields(m)).unwrap();
+    let invite = sim
+        .create(0, body(OpKind::Invite, invite_fields(m)))
+        .unwrap();
     wait_for(sim, m, &invite, 120 * SEC);
-    sim.create(m, OpKind::Join, join_fields(&invite, m))
+    sim.create(m, body(OpKind::Join, join_fields(&invite, m)))
         .unwrap()
 }
 
@@ -255,8 +262,11 @@ fn fifty_nodes_converge_through_loss_and_a_partition() {
     }
     for m in (1..n).step_by(2) {
         rev[m] += 1;
-        sim.create(m, OpKind::ConsentGrant, grant_fields(rev[m], sim.now()))
-            .unwrap();
+        sim.create(
+            m,
+            body(OpKind::ConsentGrant, grant_fields(rev[m], sim.now())),
+        )
+        .unwrap();
         settle(&mut sim);
     }
     assert_eq!(sim.log(0).len(), 1 + 2 * 49 + 25);
@@ -270,17 +280,21 @@ fn fifty_nodes_converge_through_loss_and_a_partition() {
         // Members 2, 6, 10 … consent for the first time; on side B, member 26 also revokes
         // and grants again.
         rev[m] += 1;
-        sim.schedule_create(t, m, OpKind::ConsentGrant, grant_fields(rev[m], t));
+        sim.schedule_create(t, m, body(OpKind::ConsentGrant, grant_fields(rev[m], t)));
         t += 500 * MS;
     }
     rev[26] += 1;
-    sim.schedule_create(t, 26, OpKind::ConsentRevoke, revoke_fields(rev[26], t));
+    sim.schedule_create(
+        t,
+        26,
+        body(OpKind::ConsentRevoke, revoke_fields(rev[26], t)),
+    );
     t += 500 * MS;
     rev[26] += 1;
-    sim.schedule_create(t, 26, OpKind::ConsentGrant, grant_fields(rev[26], t));
+    sim.schedule_create(t, 26, body(OpKind::ConsentGrant, grant_fields(rev[26], t)));
     // Member 3 (side A) withdraws.
     rev[3] += 1;
-    sim.schedule_create(t, 3, OpKind::ConsentRevoke, revoke_fields(rev[3], t));
+    sim.schedule_create(t, 3, body(OpKind::ConsentRevoke, revoke_fields(rev[3], t)));
     let heal = t + 30 * SEC;
     sim.run_until(heal - 1);
     assert!(sim.written().iter().all(|w| w.result.is_ok()));
@@ -310,7 +324,7 @@ fn fifty_nodes_converge_through_loss_and_a_partition() {
     let late: Vec<NodeId> = (1..n).filter(|&m| rev[m] == 0).collect();
     for (k, &m) in late.iter().enumerate() {
         rev[m] = 1;
-        sim.create(m, OpKind::ConsentGrant, grant_fields(1, sim.now()))
+        sim.create(m, body(OpKind::ConsentGrant, grant_fields(1, sim.now())))
             .unwrap();
         if k + 3 < late.len() {
             settle(&mut sim);
@@ -379,7 +393,7 @@ fn silent_run(seed: u64) -> (Sim, Vec<Keypair>, i64) {
     sim.partition(t, &(0..6).collect::<Vec<_>>());
     for (k, m) in [1, 7, 2, 8].into_iter().enumerate() {
         let at = t + SEC + k as i64 * 200 * MS;
-        sim.schedule_create(at, m, OpKind::ConsentGrant, grant_fields(1, at));
+        sim.schedule_create(at, m, body(OpKind::ConsentGrant, grant_fields(1, at)));
     }
     let heal = t + 10 * SEC;
     sim.run_until(heal - 1);
@@ -575,15 +589,15 @@ fn reorder_run(seed: u64) -> (Sim, Vec<Keypair>) {
     // late, so children overtake their parents.
     let t = sim.now() + SEC;
     for m in 1..n {
-        sim.schedule_create(t, m, OpKind::ConsentGrant, grant_fields(1, t));
+        sim.schedule_create(t, m, body(OpKind::ConsentGrant, grant_fields(1, t)));
     }
     for m in 1..4 {
         let t2 = t + 100 * MS;
-        sim.schedule_create(t2, m, OpKind::ConsentRevoke, revoke_fields(2, t2));
+        sim.schedule_create(t2, m, body(OpKind::ConsentRevoke, revoke_fields(2, t2)));
         let t3 = t + 200 * MS;
-        sim.schedule_create(t3, m, OpKind::ConsentGrant, grant_fields(3, t3));
+        sim.schedule_create(t3, m, body(OpKind::ConsentGrant, grant_fields(3, t3)));
     }
-    sim.schedule_create(t + 150 * MS, 0, OpKind::Invite, invite_fields(99));
+    sim.schedule_create(t + 150 * MS, 0, body(OpKind::Invite, invite_fields(99)));
     sim.run_until_converged(t + 300 * SEC).expect("converges");
     (sim, keys)
 }
@@ -694,7 +708,9 @@ fn malicious_node_is_penalised_and_its_ops_go_nowhere() {
     let t6 = sim.now();
     sim.set_gossip(t6, bad, false);
     sim.run_until(t6);
-    let request = sim.create(bad, OpKind::Join, BTreeMap::new()).unwrap();
+    let request = sim
+        .create(bad, body(OpKind::Join, BTreeMap::new()))
+        .unwrap();
     let hidden = Op::sign(
         OpKind::Invite,
         Some(&collective),

@@ -2,11 +2,12 @@
 //! seeded simulator: the side holding a majority of the tellers certifies a result; the other
 //! side cannot, and keeps its incumbents; after the heal every node has the same one result.
 
-use guild_core::syntax::Datetime;
+use guild_core::syntax::{Datetime, Did};
 use guild_core::{Cid, Keypair};
+use guild_gov::body::Choice;
 use guild_gov::make::{self, CharterParams};
 use guild_gov::sim::{Mesh, NodeId, Sim, SimConfig};
-use guild_gov::{ElectionKind, Op, OpKind, Outcome, Role};
+use guild_gov::{ElectionKind, Op, Outcome, Role};
 
 const MS: i64 = 1_000;
 const SEC: i64 = 1_000_000;
@@ -46,14 +47,21 @@ fn secret(n: usize) -> Vec<u8> {
 /// Node `at` writes a ballot in `election` approving `choices` (DIDs of nodes).
 fn vote(sim: &mut Sim, at: NodeId, election: &Cid, choices: &[NodeId]) -> Cid {
     let me = sim.key(at).did();
-    let choices: Vec<String> = choices.iter().map(|&c| sim.key(c).did()).collect();
+    let choices: Vec<Choice> = choices
+        .iter()
+        .map(|&c| Choice::parse(&sim.key(c).did()))
+        .collect();
     let f = make::ballot(&sim.state(at), election, &me, &choices);
-    sim.create(at, OpKind::Ballot, f).unwrap()
+    sim.create(at, f).unwrap()
+}
+
+fn dids(s: &[String]) -> Vec<Did> {
+    s.iter().map(|d| Did::parse(d).unwrap()).collect()
 }
 
 fn seal(sim: &mut Sim, at: NodeId, election: &Cid) -> Cid {
     let f = make::seal(&sim.state(at), election).unwrap();
-    sim.create(at, OpKind::Seal, f).unwrap()
+    sim.create(at, f).unwrap()
 }
 
 #[test]
@@ -69,10 +77,9 @@ fn an_election_across_a_partition_yields_one_result_after_healing() {
         ..SimConfig::default()
     };
     let start = config.start_micros;
-    let charter = Op::sign(
-        OpKind::Charter,
+    let charter = Op::write(
+        &CharterParams::new("Across").body(),
         None,
-        CharterParams::new("Across").fields(),
         &keys[0],
         &[],
         &Datetime::from_unix_micros(start),
@@ -82,11 +89,9 @@ fn an_election_across_a_partition_yields_one_result_after_healing() {
     let mut sim = Sim::new(config, collective, keys.clone());
     sim.submit(0, charter).unwrap();
     for m in 1..n {
-        let invite = sim
-            .create(0, OpKind::Invite, make::invite(&secret(m), None, None))
-            .unwrap();
+        let invite = sim.create(0, make::invite(&secret(m), None, None)).unwrap();
         wait_for(&mut sim, m, &invite);
-        sim.create(m, OpKind::Join, make::join(Some((&invite, &secret(m)))))
+        sim.create(m, make::join(Some((&invite, &secret(m)))))
             .unwrap();
         settle(&mut sim);
     }
@@ -98,11 +103,12 @@ fn an_election_across_a_partition_yields_one_result_after_healing() {
         &sim.state(0),
         ElectionKind::Stewards,
         Some(3),
-        &candidates,
+        &dids(&candidates),
         None,
         &now,
-    );
-    let first = sim.create(0, OpKind::ElectionOpen, f).unwrap();
+    )
+    .unwrap();
+    let first = sim.create(0, f).unwrap();
     settle(&mut sim);
     for v in 0..6 {
         vote(&mut sim, v, &first, &[0, 1, 2]);
@@ -122,11 +128,12 @@ fn an_election_across_a_partition_yields_one_result_after_healing() {
         &sim.state(5),
         ElectionKind::Stewards,
         Some(1),
-        &[keys[3].did(), keys[4].did()],
+        &dids(&[keys[3].did(), keys[4].did()]),
         None,
         &Datetime::from_unix_micros(closes),
-    );
-    let second = sim.create(5, OpKind::ElectionOpen, f).unwrap();
+    )
+    .unwrap();
+    let second = sim.create(5, f).unwrap();
     settle(&mut sim);
     assert_eq!(sim.state(7).elections[&second].tellers.len(), 3);
 
@@ -157,7 +164,14 @@ fn an_election_across_a_partition_yields_one_result_after_healing() {
             .certified
             .as_ref()
             .expect("side A certified");
-        assert_eq!(cert.tally.elected, vec![keys[3].did()]);
+        assert_eq!(
+            cert.tally
+                .elected
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>(),
+            vec![keys[3].did()]
+        );
         assert_eq!(st.role(&keys[3].did()), Some(Role::Steward));
     }
     for &i in &side_b {
@@ -177,7 +191,14 @@ fn an_election_across_a_partition_yields_one_result_after_healing() {
     let e = &st.elections[&second];
     let cert = e.certified.as_ref().unwrap();
     assert_eq!(cert.tally.outcome, Outcome::Adopted);
-    assert_eq!(cert.tally.elected, vec![keys[3].did()]);
+    assert_eq!(
+        cert.tally
+            .elected
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>(),
+        vec![keys[3].did()]
+    );
     let mut seals = cert.seals.clone();
     seals.sort();
     let mut want = vec![a0, a1];

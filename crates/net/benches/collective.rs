@@ -310,7 +310,13 @@ async fn spread(a: &Args) {
                 OpKind::ConsentGrant,
                 Box::new(move |st, me| {
                     let at = Datetime::from_unix_micros(1_900_000_000_000_000);
-                    Ok(make::consent(st, me, &templates, &[], &at))
+                    Ok(guild_gov::body::OpBody::ConsentGrant(make::consent(
+                        st,
+                        me,
+                        &templates,
+                        &[],
+                        &at,
+                    )))
                 }),
             )
             .await
@@ -389,7 +395,13 @@ async fn heal(a: &Args) {
                     OpKind::ConsentGrant,
                     Box::new(move |st, me| {
                         let at = Datetime::from_unix_micros(1_900_000_000_000_000);
-                        Ok(make::consent(st, me, &templates, &[], &at))
+                        Ok(guild_gov::body::OpBody::ConsentGrant(make::consent(
+                            st,
+                            me,
+                            &templates,
+                            &[],
+                            &at,
+                        )))
                     }),
                 )
                 .await

@@ -22,8 +22,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use guild_core::syntax::Datetime;
+use guild_core::syntax::{Datetime, Did};
 use guild_core::{Cid, Ipld, Keypair, data};
+use guild_gov::body::OpBody;
 use guild_gov::driver::{Action, Driver, DriverConfig, Event, Message, VerifyCache};
 use guild_gov::make::{self, CharterParams, InviteCode};
 use guild_gov::{Inserted, Log, Op, OpKind, OpStore, Reason, Role, SignedOp, State};
@@ -160,15 +161,14 @@ pub struct Status {
     pub peers: Vec<String>,
 }
 
-/// Builds an op's fields from the current state and this member's DID.
-pub type FieldsFn =
-    Box<dyn FnOnce(&State, &str) -> Result<BTreeMap<String, Ipld>, EngineError> + Send>;
+/// Builds an op's typed body from the current state and this member's DID.
+pub type FieldsFn = Box<dyn FnOnce(&State, &str) -> Result<OpBody, EngineError> + Send>;
 
 enum Cmd {
     Create(CharterParams, oneshot::Sender<Result<Cid, EngineError>>),
     Invite {
         collective: Cid,
-        invitee: Option<String>,
+        invitee: Option<Did>,
         expires_at: Option<Datetime>,
         reply: oneshot::Sender<Result<InviteCode, EngineError>>,
     },
@@ -517,7 +517,7 @@ impl Engine {
     pub async fn invite(
         &self,
         collective: Cid,
-        invitee: Option<String>,
+        invitee: Option<Did>,
         expires_at: Option<Datetime>,
     ) -> Result<InviteCode, EngineError> {
         self.call(|reply| Cmd::Invite {
@@ -529,7 +529,8 @@ impl Engine {
         .await?
     }
 
-    /// Writes an op of `kind` whose fields `fields` builds from the current state.
+    /// Writes an op of `kind` whose body `fields` builds from the current state (a body of
+    /// another kind is refused as invalid).
     pub async fn write(
         &self,
         collective: Cid,
@@ -773,7 +774,12 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                     Some(c) => fields(c.driver.log().state_ref(), &self.me),
                 };
                 let result = match result {
-                    Ok(f) => self.write(collective, kind, f).await,
+                    Ok(body) if body.kind() == kind => self.write(collective, &body).await,
+                    Ok(body) => Err(EngineError::Invalid(format!(
+                        "asked to write a {} op, built a {}",
+                        kind.nsid(),
+                        body.kind().nsid()
+                    ))),
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(result);
@@ -839,7 +845,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
 
     async fn create(&mut self, params: CharterParams) -> Result<Cid, EngineError> {
         let at = Datetime::from_unix_micros(self.now());
-        let genesis = Op::sign(OpKind::Charter, None, params.fields(), &self.key, &[], &at)
+        let genesis = Op::write(&params.body(), None, &self.key, &[], &at)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let id = *genesis.id();
         let mut log = Log::new(id);
@@ -868,13 +874,13 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
     async fn invite(
         &mut self,
         collective: Cid,
-        invitee: Option<String>,
+        invitee: Option<Did>,
         expires_at: Option<Datetime>,
     ) -> Result<InviteCode, EngineError> {
         let mut secret = vec![0u8; 32];
         getrandom::fill(&mut secret).map_err(|e| EngineError::Invalid(e.to_string()))?;
-        let f = make::invite(&secret, invitee.as_deref(), expires_at.as_ref());
-        let op = self.write(collective, OpKind::Invite, f).await?;
+        let body = make::invite(&secret, invitee.as_ref(), expires_at.as_ref());
+        let op = self.write(collective, &body).await?;
         let mut addrs = self.config.advertise.clone();
         if addrs.is_empty() {
             addrs = self.net.listen_addrs().await.unwrap_or_default();
@@ -903,14 +909,9 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
     }
 
     /// Signs and inserts a local op, stores it, and sends what the driver asks.
-    async fn write(
-        &mut self,
-        collective: Cid,
-        kind: OpKind,
-        fields: BTreeMap<String, Ipld>,
-    ) -> Result<Cid, EngineError> {
+    async fn write(&mut self, collective: Cid, body: &OpBody) -> Result<Cid, EngineError> {
         let me = self.me.clone();
-        if kind != OpKind::Join && !self.is_member(&collective, &me) {
+        if body.kind() != OpKind::Join && !self.is_member(&collective, &me) {
             if !self.collectives.contains_key(&collective) {
                 return Err(EngineError::UnknownCollective(collective));
             }
@@ -920,13 +921,9 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             return Err(EngineError::UnknownCollective(collective));
         };
         let mut out = Vec::new();
-        let result = c.driver.create(
-            kind,
-            fields,
-            &self.key,
-            self.config.clock.now_micros(),
-            &mut out,
-        );
+        let result = c
+            .driver
+            .create(body, &self.key, self.config.clock.now_micros(), &mut out);
         self.perform(collective, out).await;
         let id = result.map_err(EngineError::Refused)?;
         if !self.save(&collective) {
@@ -964,8 +961,8 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             return Err(EngineError::Invalid("you are already a member".into()));
         }
         self.joining.insert(id);
-        let f = make::join(Some((&code.invite, &code.secret)));
-        let join = self.write(id, OpKind::Join, f).await?;
+        let body = make::join(Some((&code.invite, &code.secret)));
+        let join = self.write(id, &body).await?;
         let bytes = self
             .collectives
             .get(&id)

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use guild_core::Keypair;
+use guild_gov::body::{OpBody, RemoveBody};
 use guild_gov::make::{self, CharterParams};
 use guild_gov::{DriverConfig, OpKind, OpStore};
 use guild_net::collective::topic;
@@ -123,7 +124,13 @@ async fn found_invite_join_and_spread() {
             OpKind::ConsentGrant,
             Box::new(move |st, me| {
                 let at = guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000);
-                Ok(make::consent(st, me, &templates, &[], &at))
+                Ok(OpBody::ConsentGrant(make::consent(
+                    st,
+                    me,
+                    &templates,
+                    &[],
+                    &at,
+                )))
             }),
         )
         .await
@@ -218,7 +225,12 @@ async fn a_non_member_gets_nothing_and_a_removed_member_is_cut_off() {
             id,
             OpKind::Remove,
             Box::new(move |_, _| {
-                Ok([("member".to_owned(), guild_core::Ipld::String(b_did))].into())
+                Ok(OpBody::Remove(RemoveBody {
+                    member: guild_core::syntax::Did::parse(&b_did)
+                        .map_err(|e| EngineError::Invalid(e.to_string()))?,
+                    reason: None,
+                    election: None,
+                }))
             }),
         )
         .await

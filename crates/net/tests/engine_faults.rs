@@ -96,7 +96,13 @@ async fn grant(m: &Member, id: Cid, template: &str) {
             OpKind::ConsentGrant,
             Box::new(move |st, me| {
                 let at = guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000);
-                Ok(make::consent(st, me, &templates, &[], &at))
+                Ok(guild_gov::body::OpBody::ConsentGrant(make::consent(
+                    st,
+                    me,
+                    &templates,
+                    &[],
+                    &at,
+                )))
             }),
         )
         .await
@@ -122,23 +128,22 @@ async fn a_node_sending_forged_ops_is_cut_off_and_its_ops_reach_nobody() {
     let heads = a.engine.status(id).await.unwrap().heads;
     let mut forged = Vec::new();
     for i in 0..6u8 {
-        let op = guild_gov::Op::sign(
-            OpKind::ConsentGrant,
-            Some(&id),
-            make::consent(
+        let op = guild_gov::Op::write(
+            &guild_gov::body::OpBody::ConsentGrant(make::consent(
                 &a.engine.status(id).await.unwrap().state,
                 &c.key.did(),
                 &["research-open".to_owned()],
                 &[],
                 &guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000 + i as i64),
-            ),
+            )),
+            Some(&id),
             &c.key,
             &heads,
             &guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000 + i as i64),
         )
         .unwrap();
         // Re-sign with B's key while keeping C as the author: the signature cannot verify.
-        let mut map = op.body().clone();
+        let mut map = op.fields().clone();
         map.remove("sig");
         let unsigned = guild_core::data::encode(&guild_core::Ipld::Map(map.clone())).unwrap();
         map.insert(

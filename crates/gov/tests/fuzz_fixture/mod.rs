@@ -263,7 +263,13 @@ fn build() -> Fixture {
         let counted = e.counted();
         let tally = e.tally(&election, &counted, st.charter.as_deref().expect("charter"));
         let ballots: Vec<Ipld> = counted.iter().map(|c| s(&c.to_string())).collect();
-        (ballots, tally.to_ipld())
+        (
+            ballots,
+            guild_core::data::decode(
+                &guild_core::data::encode_serde(&tally.to_result()).expect("a seal result encodes"),
+            )
+            .expect("and decodes"),
+        )
     };
     let replica = obj(&[
         ("did", s(&m2.did())),

@@ -1,0 +1,138 @@
+//! Licence agreements: a steward's offer to a builder, the builder's accept, and the
+//! stewards' countersignatures that put it in force.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use guild_core::Cid;
+use guild_core::syntax::Datetime;
+
+use super::{Charter, Reason, State};
+use crate::body::{AcceptBody, CountersignBody, OfferBody, Template};
+use crate::op::SignedOp;
+
+/// Where an agreement stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgreementStatus {
+    /// Offered by a steward.
+    Offered,
+    /// Accepted by the builder (the accept op).
+    Accepted(Cid),
+    /// Countersigned by a quorum of stewards.
+    InForce(Cid),
+}
+
+/// A licence agreement with one builder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agreement {
+    /// The builder's DID (not a member).
+    pub builder: String,
+    /// The template id.
+    pub template: String,
+    /// The terms offered.
+    pub terms: Arc<Template>,
+    /// When the offer lapses (by the accept's `createdAt`).
+    pub expires_at: Option<Datetime>,
+    /// The steward who offered it.
+    pub offered_by: String,
+    /// The stewards who countersigned.
+    pub countersigned: BTreeSet<String>,
+    /// Where it stands.
+    pub status: AgreementStatus,
+}
+
+impl State {
+    pub(super) fn agreement(&self, id: &Cid, field: &'static str) -> Result<&Agreement, Reason> {
+        self.agreements.get(id).ok_or(Reason::UnknownRef(field))
+    }
+
+    pub(super) fn authorize_offer(
+        &self,
+        author: &str,
+        b: &OfferBody,
+        charter: &Charter,
+    ) -> Result<(), Reason> {
+        self.steward(author)?;
+        if !charter.templates.contains_key(&b.template) {
+            return Err(Reason::UnknownTemplate(b.template.clone()));
+        }
+        if self.members.contains_key(b.builder.as_str()) {
+            return Err(Reason::NotBuilder(b.builder.to_string()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn authorize_accept(&self, op: &SignedOp, b: &AcceptBody) -> Result<(), Reason> {
+        let a = self.agreement(&b.offer.0, "offer")?;
+        if a.builder != op.author() {
+            return Err(Reason::NotBuilder(op.author().to_owned()));
+        }
+        if a.status != AgreementStatus::Offered {
+            return Err(Reason::AgreementState("already accepted"));
+        }
+        if let Some(expiry) = &a.expires_at
+            && op.created_at().to_unix_micros() >= expiry.to_unix_micros()
+        {
+            return Err(Reason::OfferExpired);
+        }
+        Ok(())
+    }
+
+    pub(super) fn authorize_countersign(
+        &self,
+        author: &str,
+        b: &CountersignBody,
+    ) -> Result<(), Reason> {
+        self.steward(author)?;
+        let a = self.agreement(&b.offer.0, "offer")?;
+        match a.status {
+            AgreementStatus::Accepted(acc) if b.accept.0 == acc => Ok(()),
+            AgreementStatus::Accepted(_) => Err(Reason::UnknownRef("accept")),
+            AgreementStatus::Offered => Err(Reason::AgreementState("not accepted")),
+            AgreementStatus::InForce(_) => Err(Reason::AgreementState("in force")),
+        }
+    }
+
+    pub(super) fn check_countersign(
+        &self,
+        author: &str,
+        b: &CountersignBody,
+    ) -> Result<(), Reason> {
+        let a = self.agreement(&b.offer.0, "offer")?;
+        if a.countersigned.contains(author) {
+            return Err(Reason::AlreadySigned(author.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply_offer(&mut self, author: String, id: Cid, b: &OfferBody) {
+        self.agreements.insert(
+            id,
+            Agreement {
+                builder: b.builder.to_string(),
+                template: b.template.clone(),
+                terms: Arc::new(b.terms.clone()),
+                expires_at: b.expires_at.clone(),
+                offered_by: author,
+                countersigned: BTreeSet::new(),
+                status: AgreementStatus::Offered,
+            },
+        );
+    }
+
+    pub(super) fn apply_accept(&mut self, id: Cid, b: &AcceptBody) {
+        if let Some(a) = self.agreements.get_mut(&b.offer.0) {
+            a.status = AgreementStatus::Accepted(id);
+        }
+    }
+
+    pub(super) fn apply_countersign(&mut self, author: String, id: Cid, b: &CountersignBody) {
+        let quorum = self.quorum();
+        if let Some(a) = self.agreements.get_mut(&b.offer.0) {
+            a.countersigned.insert(author);
+            if a.countersigned.len() >= quorum {
+                a.status = AgreementStatus::InForce(id);
+            }
+        }
+    }
+}

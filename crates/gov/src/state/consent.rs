@@ -1,0 +1,137 @@
+//! Consent: each (member, template) register is a last-writer-wins register written only by
+//! the member, ordered by the member's `rev`, a revoke winning a tie; a revocation voids the
+//! bundles built on the consent it withdraws unless they were sealed before it.
+
+use std::sync::Arc;
+
+use guild_core::Cid;
+use guild_core::syntax::Datetime;
+
+use super::{Causal, Charter, Reason, State};
+use crate::body::{ConsentBody, Scope};
+
+/// One (member, template) consent register.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consent {
+    /// Whether consent is given (a grant) or withdrawn (a revoke).
+    pub granted: bool,
+    /// The winning write's revision.
+    pub rev: u64,
+    /// The scope of the winning write (`None` for a revoke without scope: everything).
+    pub scope: Option<Arc<Scope>>,
+    /// The winning write's `effectiveFrom`.
+    pub effective_from: Option<Datetime>,
+    /// The op that wrote the register.
+    pub op: Cid,
+}
+
+impl State {
+    /// The member's consent for a template, if they are a member and it is granted.
+    pub fn effective_consent(&self, did: &str, template: &str) -> Option<&Consent> {
+        if !self.members.contains_key(did) {
+            return None;
+        }
+        self.consents
+            .get(&(did.to_owned(), template.to_owned()))
+            .filter(|c| c.granted)
+    }
+
+    /// The members whose consent covers a template, with the op that granted it.
+    pub fn consenting(&self, template: &str) -> std::collections::BTreeMap<String, Cid> {
+        self.consents
+            .iter()
+            .filter(|((did, t), c)| t == template && c.granted && self.members.contains_key(did))
+            .map(|((did, _), c)| (did.clone(), c.op))
+            .collect()
+    }
+
+    pub(super) fn authorize_consent(
+        &self,
+        author: &str,
+        b: &ConsentBody,
+        charter: &Charter,
+    ) -> Result<(), Reason> {
+        self.member(author)?;
+        for t in &b.templates {
+            if !charter.templates.contains_key(t) {
+                return Err(Reason::UnknownTemplate(t.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// A write's `rev` must be above the register's in the op's causal past.
+    pub(super) fn check_consent(&self, author: &str, b: &ConsentBody) -> Result<(), Reason> {
+        for t in &b.templates {
+            if let Some(c) = self.consents.get(&(author.to_owned(), t.clone()))
+                && b.rev <= c.rev
+            {
+                return Err(Reason::StaleRev {
+                    rev: b.rev,
+                    current: c.rev,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply_consent(
+        &mut self,
+        author: String,
+        id: Cid,
+        granted: bool,
+        b: &ConsentBody,
+        causal: &dyn Causal,
+    ) {
+        let scope = b.scope.clone().map(Arc::new);
+        for t in &b.templates {
+            let key = (author.clone(), t.clone());
+            let wins = match self.consents.get(&key) {
+                None => true,
+                // Last writer wins by rev; at equal revs a revoke wins, then the larger CID.
+                Some(c) => (b.rev, !granted, id.to_bytes()) > (c.rev, !c.granted, c.op.to_bytes()),
+            };
+            if wins {
+                self.consents.insert(
+                    key,
+                    Consent {
+                        granted,
+                        rev: b.rev,
+                        scope: scope.clone(),
+                        effective_from: Some(b.effective_from.clone()),
+                        op: id,
+                    },
+                );
+            }
+            if !granted {
+                self.revoke(&author, t, id, causal);
+            }
+        }
+    }
+
+    /// Records a revocation and voids every bundle built on this member's consent to the
+    /// template that was not sealed before it: a revocation wins over a concurrent use.
+    fn revoke(&mut self, author: &str, template: &str, id: Cid, causal: &dyn Causal) {
+        self.revocations
+            .entry((author.to_owned(), template.to_owned()))
+            .or_default()
+            .insert(id);
+        let ids: Vec<Cid> = self.bundles.keys().copied().collect();
+        for bid in ids {
+            let Some(b) = self.bundles.get(&bid) else {
+                continue;
+            };
+            if b.voided.is_some() || b.template != template || !b.contributors.contains_key(author)
+            {
+                continue;
+            }
+            let sealed_before = b
+                .sealed
+                .as_ref()
+                .is_some_and(|(_, approvals)| approvals.iter().all(|a| causal.is_ancestor(a, &id)));
+            if !sealed_before && let Some(b) = self.bundles.get_mut(&bid) {
+                b.voided = Some(id);
+            }
+        }
+    }
+}
