@@ -18,11 +18,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use cid::Cid;
+use guild_service::service::PUBLIC;
+use guild_service::{Clock, NodeStore, RepoService, ServiceError, WriteOp, WriteOutcome};
 use serde_json::{Value, json};
 
 use crate::methods::node::get_status;
 use crate::methods::{Kind, Method};
-use crate::service::{NodeStore, PUBLIC, RepoService, ServiceError, WriteOp, WriteOutcome};
 use crate::validation::{Parsed, Xrpc};
 
 /// Largest `limit` of `listRecords`.
@@ -101,6 +102,9 @@ pub struct ApiState<S> {
     pub max_body_bytes: usize,
     /// When the node started.
     pub started: Instant,
+    /// Where the handlers read "now" (op dates, invite expiry, election close times): the node
+    /// passes the clock its engine and repo service read.
+    pub clock: Clock,
     /// The collectives engine and swarm, when the node runs networking.
     pub collectives: Option<crate::collective::Collectives>,
 }

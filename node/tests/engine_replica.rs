@@ -3,8 +3,8 @@
 //! daemon wires them (the service's commit hook announces, the engine pulls through the
 //! service's `Repos`).
 //!
-//! It lives in guild-api rather than guild-net because guild-api implements `Repos` and
-//! already depends on guild-net (a test in guild-net would need a dev-dependency cycle).
+//! It lives with the node, which wires guild-net's engine to guild-service's `RepoService`
+//! (guild-api and guild-net do not depend on each other).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
