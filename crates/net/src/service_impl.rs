@@ -25,37 +25,31 @@ pub struct NetCollectives {
     pub net: NetHandle,
 }
 
-impl From<EngineError> for api::EngineError {
-    fn from(e: EngineError) -> api::EngineError {
-        match e {
-            EngineError::UnknownCollective(c) => api::EngineError::UnknownCollective(c),
-            EngineError::NotMember => api::EngineError::NotMember,
-            EngineError::Refused(r) => api::EngineError::Refused(r),
-            EngineError::Invalid(m) => api::EngineError::Invalid(m),
-            EngineError::Invite(m) => api::EngineError::Invite(m),
-            EngineError::NoPeers(m) => api::EngineError::NoPeers(m),
-            EngineError::PeerRefused(m) => api::EngineError::PeerRefused(m),
-            EngineError::Store(m) => api::EngineError::Store(m),
-            EngineError::Stopped => api::EngineError::Stopped,
+/// `From` between the engine's error and guild-service's, which have the same variants.
+macro_rules! same_variants {
+    ($from:ty => $to:ty) => {
+        impl From<$from> for $to {
+            fn from(e: $from) -> $to {
+                type F = $from;
+                type T = $to;
+                match e {
+                    F::UnknownCollective(c) => T::UnknownCollective(c),
+                    F::NotMember => T::NotMember,
+                    F::Refused(r) => T::Refused(r),
+                    F::Invalid(m) => T::Invalid(m),
+                    F::Invite(m) => T::Invite(m),
+                    F::NoPeers(m) => T::NoPeers(m),
+                    F::PeerRefused(m) => T::PeerRefused(m),
+                    F::Store(m) => T::Store(m),
+                    F::Stopped => T::Stopped,
+                }
+            }
         }
-    }
+    };
 }
 
-impl From<api::EngineError> for EngineError {
-    fn from(e: api::EngineError) -> EngineError {
-        match e {
-            api::EngineError::UnknownCollective(c) => EngineError::UnknownCollective(c),
-            api::EngineError::NotMember => EngineError::NotMember,
-            api::EngineError::Refused(r) => EngineError::Refused(r),
-            api::EngineError::Invalid(m) => EngineError::Invalid(m),
-            api::EngineError::Invite(m) => EngineError::Invite(m),
-            api::EngineError::NoPeers(m) => EngineError::NoPeers(m),
-            api::EngineError::PeerRefused(m) => EngineError::PeerRefused(m),
-            api::EngineError::Store(m) => EngineError::Store(m),
-            api::EngineError::Stopped => EngineError::Stopped,
-        }
-    }
-}
+same_variants!(EngineError => api::EngineError);
+same_variants!(api::EngineError => EngineError);
 
 impl From<Status> for api::Status {
     fn from(s: Status) -> api::Status {
