@@ -135,9 +135,8 @@ fn now<S>(state: &ApiState<S>) -> Datetime {
 /// `now` plus `amount` units of `unit_micros`, saturating.
 fn from_now<S>(state: &ApiState<S>, amount: i64, unit_micros: i64) -> Datetime {
     Datetime::from_unix_micros(
-        state
-            .clock
-            .now_micros()
+        now(state)
+            .to_unix_micros()
             .saturating_add(amount.saturating_mul(unit_micros)),
     )
 }
