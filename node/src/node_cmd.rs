@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use guild_api::{ApiState, RepoService, router};
+use guild_api::{ApiState, Clock, RepoService, router};
 use guild_core::Keypair;
 use guild_lexicon::Registry;
 use guild_store::SledStore;
@@ -179,9 +179,12 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
         .collect::<String>();
     let net_key = key.clone();
     let gov_store = Arc::new(store.clone());
+    // One clock for the engine, the API and the repo service.
+    let clock = Clock::system();
     let service = Arc::new(
         RepoService::new(Arc::new(store), key, Arc::new(registry))
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_clock(clock.clone()),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -225,6 +228,7 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
                             .saturating_add(config.sync.jitter_secs),
                     ),
                     address_book: Some(data_dir.join(files::PEERS)),
+                    clock: clock.clone(),
                     ..guild_net::EngineConfig::default()
                 },
             )
@@ -244,10 +248,11 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
                 admin_token: token,
                 max_body_bytes: config.http.max_body_bytes,
                 started,
-                collectives: Some(guild_api::Collectives {
+                clock,
+                collectives: Some(Arc::new(guild_net::NetCollectives {
                     engine: engine.clone(),
                     net: net.clone(),
-                }),
+                })),
             });
             let listener = tokio::net::TcpListener::bind(config.http.listen)
                 .await

@@ -1,5 +1,6 @@
 //! Guild's collective endpoints (`coop.guild.collective.*`, `coop.guild.node.getPeers`): the
-//! member's daily commands, served by the node's collectives engine (`guild-net`). Every one
+//! member's daily commands, served by the node's collectives engine (reached through
+//! [`CollectiveEngine`]; `guild-net` implements it). Every one
 //! needs the admin token. The router layer (`validation.rs`) has authenticated the
 //! request and validated it against the method's lexicon; handlers read it typed
 //! ([`crate::methods`]), act, and shape a typed answer; the rules live in `guild-gov`.
@@ -17,7 +18,7 @@ use guild_gov::make::{self, CharterParams, InviteCode};
 use guild_gov::{
     AgreementStatus, Departure, ElectionKind, OpKind, Reason, Role, State as GovState,
 };
-use guild_net::{Engine, EngineError, NetHandle};
+use guild_service::{CollectiveEngine, EngineError, FieldsFn, NodeStore, Status};
 use serde::Serialize;
 
 use crate::methods::collective::{
@@ -26,19 +27,12 @@ use crate::methods::collective::{
 };
 use crate::methods::node::get_peers;
 use crate::server::{ApiState, XrpcError};
-use crate::service::NodeStore;
 use crate::validation::Xrpc;
 
 type XrpcResult = Result<axum::response::Response, XrpcError>;
 
-/// The networking side of the node, when it runs one.
-#[derive(Debug, Clone)]
-pub struct Collectives {
-    /// The collectives engine.
-    pub engine: Engine,
-    /// The swarm (for the peer list).
-    pub net: NetHandle,
-}
+/// The networking side of the node, when it runs one: its collectives engine and swarm.
+pub type Collectives = Arc<dyn CollectiveEngine>;
 
 fn err(status: StatusCode, error: &'static str, message: impl Into<String>) -> XrpcError {
     XrpcError::new(status, error, message)
@@ -100,8 +94,8 @@ fn refusal(reason: &Reason) -> String {
     }
 }
 
-fn net(state: &ApiState<impl Sized>) -> Result<&Collectives, XrpcError> {
-    state.collectives.as_ref().ok_or_else(|| {
+fn net(state: &ApiState<impl Sized>) -> Result<&dyn CollectiveEngine, XrpcError> {
+    state.collectives.as_deref().ok_or_else(|| {
         err(
             StatusCode::NOT_IMPLEMENTED,
             "MethodNotImplemented",
@@ -115,11 +109,11 @@ fn parse_cid(s: &str, what: &str) -> Result<Cid, XrpcError> {
 }
 
 /// The collective named, or the only one this node holds.
-async fn which(c: &Collectives, named: Option<&str>) -> Result<Cid, XrpcError> {
+async fn which(c: &dyn CollectiveEngine, named: Option<&str>) -> Result<Cid, XrpcError> {
     if let Some(s) = named {
         return parse_cid(s, "collective");
     }
-    let all = c.engine.collectives().await.map_err(explain)?;
+    let all = c.collectives().await.map_err(explain)?;
     match all.as_slice() {
         [one] => Ok(*one),
         [] => Err(err(
@@ -134,17 +128,15 @@ async fn which(c: &Collectives, named: Option<&str>) -> Result<Cid, XrpcError> {
     }
 }
 
-fn now() -> Datetime {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-    Datetime::from_unix_micros(micros)
+/// Now, by the node's clock.
+fn now<S>(state: &ApiState<S>) -> Datetime {
+    Datetime::from_unix_micros(state.clock.now_micros())
 }
 
 /// `now` plus `amount` units of `unit_micros`, saturating.
-fn from_now(amount: i64, unit_micros: i64) -> Datetime {
+fn from_now<S>(state: &ApiState<S>, amount: i64, unit_micros: i64) -> Datetime {
     Datetime::from_unix_micros(
-        now()
+        now(state)
             .to_unix_micros()
             .saturating_add(amount.saturating_mul(unit_micros)),
     )
@@ -193,7 +185,7 @@ pub(crate) async fn create<S: NodeStore>(
         params.templates = chosen;
     }
     let name = params.name.clone();
-    let id = c.engine.create(params).await.map_err(explain)?;
+    let id = c.create(params).await.map_err(explain)?;
     declare_space(&state, id, Some(name)).await;
     ok(create::Output {
         collective: id.to_string(),
@@ -207,17 +199,15 @@ pub(crate) async fn create_invite<S: NodeStore>(
 ) -> XrpcResult {
     let c = net(&state)?;
     let id = which(c, input.collective.as_deref()).await?;
-    let expires = input.expires_in_days.map(|d| from_now(d, 86_400_000_000));
+    let expires = input
+        .expires_in_days
+        .map(|d| from_now(&state, d, 86_400_000_000));
     let invitee = input
         .invitee
         .as_deref()
         .map(|d| parse_did(d, "invitee"))
         .transpose()?;
-    let code = c
-        .engine
-        .invite(id, invitee, expires)
-        .await
-        .map_err(explain)?;
+    let code = c.invite(id, invitee, expires).await.map_err(explain)?;
     let invite = code.encode().map_err(|e| {
         err(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -239,9 +229,8 @@ pub(crate) async fn join<S: NodeStore>(
     let c = net(&state)?;
     let code = InviteCode::decode(&input.invite)
         .map_err(|e| err(StatusCode::BAD_REQUEST, "InvalidInvite", e.to_string()))?;
-    let id = c.engine.join(code).await.map_err(explain)?;
+    let id = c.join(code).await.map_err(explain)?;
     let name = c
-        .engine
         .status(id)
         .await
         .ok()
@@ -268,8 +257,8 @@ async fn declare_space<S: NodeStore>(state: &ApiState<S>, id: Cid, name: Option<
 }
 
 /// Writes an op whose fields are built from the state.
-async fn write(c: &Collectives, id: Cid, kind: OpKind, fields: guild_net::FieldsFn) -> XrpcResult {
-    let op = c.engine.write(id, kind, fields).await.map_err(explain)?;
+async fn write(c: &dyn CollectiveEngine, id: Cid, kind: OpKind, fields: FieldsFn) -> XrpcResult {
+    let op = c.write(id, kind, fields).await.map_err(explain)?;
     ok(OpWritten {
         op: op.to_string(),
         collective: id.to_string(),
@@ -305,7 +294,7 @@ async fn consent<S>(state: &ApiState<S>, input: ConsentInput, kind: OpKind) -> X
         .iter()
         .map(|n| Nsid::parse(n).map_err(|e| XrpcError::invalid(format!("collections: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let at = now();
+    let at = now(state);
     write(
         c,
         id,
@@ -351,7 +340,7 @@ pub(crate) async fn open_election<S: NodeStore>(
         .iter()
         .map(|d| parse_did(d, "candidates"))
         .collect::<Result<Vec<_>, _>>()?;
-    let closes = from_now(input.closes_in_secs.unwrap_or(24 * 3600), 1_000_000);
+    let closes = from_now(&state, input.closes_in_secs.unwrap_or(24 * 3600), 1_000_000);
     write(
         c,
         id,
@@ -428,7 +417,7 @@ pub(crate) async fn get_status<S: NodeStore>(
 ) -> XrpcResult {
     let c = net(&state)?;
     let id = which(c, params.collective.as_deref()).await?;
-    let s = c.engine.status(id).await.map_err(explain)?;
+    let s = c.status(id).await.map_err(explain)?;
     let me = state.service.did().to_string();
     ok(status_output(&s, &me))
 }
@@ -445,7 +434,7 @@ fn count(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-fn status_output(s: &guild_net::Status, me: &str) -> get_status::Output {
+fn status_output(s: &Status, me: &str) -> get_status::Output {
     use get_status as g;
     let st: &GovState = &s.state;
     let charter = st.charter.as_deref();
@@ -566,19 +555,16 @@ pub(crate) async fn get_remote_heads<S: NodeStore>(
 ) -> XrpcResult {
     let c = net(&state)?;
     let id = which(c, params.collective.as_deref()).await?;
-    let heads = tokio::time::timeout(
-        Duration::from_secs(30),
-        c.engine.remote_heads(id, &params.peer),
-    )
-    .await
-    .map_err(|_| {
-        err(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NoPeers",
-            "the peer's node did not answer",
-        )
-    })?
-    .map_err(explain)?;
+    let heads = tokio::time::timeout(Duration::from_secs(30), c.remote_heads(id, &params.peer))
+        .await
+        .map_err(|_| {
+            err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NoPeers",
+                "the peer's node did not answer",
+            )
+        })?
+        .map_err(explain)?;
     ok(get_remote_heads::Output {
         peer: params.peer,
         collective: id.to_string(),
@@ -601,8 +587,8 @@ pub(crate) async fn list<S: NodeStore>(
     let c = net(&state)?;
     let me = state.service.did().to_string();
     let mut collectives = Vec::new();
-    for id in c.engine.collectives().await.map_err(explain)? {
-        let s = c.engine.status(id).await.map_err(explain)?;
+    for id in c.collectives().await.map_err(explain)? {
+        let s = c.status(id).await.map_err(explain)?;
         collectives.push(list_collectives::Collective {
             collective: id.to_string(),
             name: s.state.charter.as_ref().map(|c| c.name.clone()),
@@ -620,7 +606,7 @@ pub(crate) async fn peers<S: NodeStore>(
     Xrpc(get_peers::Params {}): Xrpc<get_peers::GetPeers>,
 ) -> XrpcResult {
     let c = net(&state)?;
-    let peers = tokio::time::timeout(Duration::from_secs(5), c.net.peers())
+    let node = tokio::time::timeout(Duration::from_secs(5), c.peers())
         .await
         .map_err(|_| {
             err(
@@ -636,21 +622,20 @@ pub(crate) async fn peers<S: NodeStore>(
                 "the swarm stopped",
             )
         })?;
-    let listen = c.net.listen_addrs().await.unwrap_or_default();
-    let traffic = c.net.traffic();
     ok(get_peers::Output {
-        peer: c.net.peer_id().to_string(),
-        listen: listen.iter().map(ToString::to_string).collect(),
-        peers: peers
+        peer: node.peer,
+        listen: node.listen,
+        peers: node
+            .peers
             .into_iter()
             .map(|p| get_peers::Peer {
-                peer: p.peer.to_string(),
+                peer: p.peer,
                 did: p.did,
-                addrs: p.addrs.iter().map(ToString::to_string).collect(),
+                addrs: p.addrs,
                 score: p.score.map(|s| s.to_string()),
             })
             .collect(),
-        bytes_in: traffic.bytes_in,
-        bytes_out: traffic.bytes_out,
+        bytes_in: node.bytes_in,
+        bytes_out: node.bytes_out,
     })
 }

@@ -1,10 +1,14 @@
 //! # guild-api
 //!
-//! The node's XRPC API: the repository service the handlers call ([`service`]), the axum
-//! server with AT Protocol's `com.atproto.*` endpoints and Guild's `coop.guild.*` ones
-//! ([`server`]), the collective endpoints served by the node's collectives engine
-//! ([`collective`]), the typed inputs and outputs of Guild's own methods ([`methods`]), and a
-//! blocking client for the `guild` command line ([`client`]).
+//! The node's XRPC API: the axum server with AT Protocol's `com.atproto.*` endpoints and
+//! Guild's `coop.guild.*` ones ([`server`]), the collective endpoints served by the node's
+//! collectives engine ([`collective`]), the typed inputs and outputs of Guild's own methods
+//! ([`methods`]), and a blocking client for the `guild` command line ([`client`]).
+//!
+//! The handlers call the repository service (`guild_service::RepoService`, re-exported here)
+//! and reach the collectives engine through `guild_service::CollectiveEngine`; this crate does
+//! not depend on `guild-net` (nor `guild-net` on it; CI checks both). The time the handlers
+//! read is the [`ApiState`]'s clock.
 //!
 //! Every `coop.guild.*` method has a lexicon in `lexicons/coop/guild/`; the router checks each
 //! request against it (parameters, input) before the handler runs.
@@ -20,13 +24,13 @@ pub mod client;
 pub mod collective;
 pub mod methods;
 pub mod server;
-pub mod service;
 mod validation;
 
 pub use client::{Client, ClientError};
 pub use collective::Collectives;
+pub use guild_service::{
+    Clock, CollectiveEngine, NodeStore, ReplicaError, RepoService, ServiceError, WriteOp,
+    WriteOutcome, WriteResult,
+};
 pub use methods::{Kind, Method};
 pub use server::{ApiState, XrpcError, router};
-pub use service::{
-    NodeStore, ReplicaError, RepoService, ServiceError, WriteOp, WriteOutcome, WriteResult,
-};

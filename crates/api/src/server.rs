@@ -18,11 +18,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use cid::Cid;
+use guild_service::service::PUBLIC;
+use guild_service::{Clock, NodeStore, RepoService, ServiceError, WriteOp, WriteOutcome};
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq as _;
 
 use crate::methods::node::get_status;
 use crate::methods::{Kind, Method};
-use crate::service::{NodeStore, PUBLIC, RepoService, ServiceError, WriteOp, WriteOutcome};
 use crate::validation::{Parsed, Xrpc};
 
 /// Largest `limit` of `listRecords`.
@@ -101,6 +103,9 @@ pub struct ApiState<S> {
     pub max_body_bytes: usize,
     /// When the node started.
     pub started: Instant,
+    /// Where the handlers read "now" (op dates, invite expiry, election close times): the node
+    /// passes the clock its engine and repo service read.
+    pub clock: Clock,
     /// The collectives engine and swarm, when the node runs networking.
     pub collectives: Option<crate::collective::Collectives>,
 }
@@ -257,7 +262,7 @@ pub(crate) fn check_auth<S>(state: &ApiState<S>, headers: &HeaderMap) -> Result<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(t) if constant_time_eq(t.as_bytes(), state.admin_token.as_bytes()) => Ok(()),
+        Some(t) if token_matches(t, &state.admin_token) => Ok(()),
         Some(_) => Err(XrpcError::new(
             StatusCode::UNAUTHORIZED,
             "AuthenticationRequired",
@@ -271,8 +276,10 @@ pub(crate) fn check_auth<S>(state: &ApiState<S>, headers: &HeaderMap) -> Result<
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `given` is the admin token, in time independent of where they differ (`subtle`;
+/// the token's length is not secret).
+fn token_matches(given: &str, token: &str) -> bool {
+    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
 /// Query parameters, parsed once; repeated keys keep the last value.
@@ -767,4 +774,24 @@ async fn node_status<S: NodeStore>(
         repos,
     })
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn only_the_exact_token_matches() {
+        let token = "0123456789abcdef";
+        assert!(token_matches(token, token));
+        for wrong in [
+            "",
+            "0123456789abcdeF",
+            "1123456789abcdef",
+            "0123456789abcde",
+            token.repeat(2).as_str(),
+        ] {
+            assert!(!token_matches(wrong, token), "{wrong:?}");
+        }
+    }
 }

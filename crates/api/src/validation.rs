@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::methods::{Kind, Method};
 use crate::server::{ApiState, XrpcError, check_auth, query_params};
-use crate::service::NodeStore;
+use guild_service::NodeStore;
 
 /// A procedure's JSON body, parsed (and validated against its lexicon, unless a record in it
 /// breaks the data model: see [`check_input`]).

@@ -14,7 +14,13 @@
 //! - request-response on `/guild/sync/1` with opaque byte bodies;
 //! - byte counters on every substream ([`NetHandle::traffic`], [`Traffic`]);
 //! - the collectives engine ([`collective`]), which runs the governance drivers over the swarm
-//!   and replicates members' collective repos through the node's [`Repos`] ([`replica`]).
+//!   and replicates members' collective repos through the node's [`Repos`] ([`replica`]);
+//! - [`NetCollectives`], the engine and swarm behind `guild_service::CollectiveEngine`, which
+//!   is how the node's API reaches them.
+//!
+//! It depends on `guild-service` for the traits it meets the rest of the node through
+//! ([`Repos`], `CollectiveEngine`) and for the [`Clock`]; it never depends on `guild-api`, nor
+//! `guild-api` on it (CI checks both).
 //!
 //! It runs the swarm in a tokio task ([`Net::spawn`]) driven through a [`NetHandle`] and
 //! reporting [`NetEvent`]s, over bounded channels.
@@ -34,6 +40,7 @@ mod handle;
 mod identity;
 pub mod replica;
 pub mod repos;
+mod service_impl;
 mod swarm;
 
 pub use clock::Clock;
@@ -42,9 +49,10 @@ pub use config::{ConfigError, NetConfig, ScoreConfig, TransportKind};
 pub use error::{
     DialError, NetError, PublishError, RequestError, RespondError, Stopped, SubscribeError,
 };
+pub use guild_service::{RepoHead, RepoSyncError, Repos};
 pub use handle::{MsgId, NetEvent, NetHandle, PeerInfo, ResponseToken, Traffic, Validation};
 pub use identity::{DidError, did_from_peer_id, peer_id_from_did, short_id};
-pub use repos::{RepoHead, RepoSyncError, Repos};
+pub use service_impl::NetCollectives;
 pub use swarm::{Net, SYNC_PROTOCOL};
 
 /// libp2p's address and peer id types, so that callers need not depend on libp2p.

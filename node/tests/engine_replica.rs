@@ -3,8 +3,8 @@
 //! daemon wires them (the service's commit hook announces, the engine pulls through the
 //! service's `Repos`).
 //!
-//! It lives in guild-api rather than guild-net because guild-api implements `Repos` and
-//! already depends on guild-net (a test in guild-net would need a dev-dependency cycle).
+//! It lives with the node, which wires guild-net's engine to guild-service's `RepoService`
+//! (guild-api and guild-net do not depend on each other).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,12 +15,13 @@ use guild_core::syntax::{Datetime, Did, Nsid, RecordKey, Tid};
 use guild_core::{Cid, Ipld, Keypair, data};
 use guild_gov::body::{Choice, OpBody, RemoveBody};
 use guild_gov::make::{self, CharterParams};
-use guild_gov::{DriverConfig, ElectionKind, OpKind};
+use guild_gov::{DriverConfig, ElectionKind, OpKind, Reason};
 use guild_lexicon::Registry;
 use guild_net::collective::topic;
 use guild_net::replica::RepoReq;
 use guild_net::{
-    Engine, EngineConfig, Multiaddr, Net, NetConfig, NetHandle, RepoHead, RepoSyncError, Repos,
+    Engine, EngineConfig, EngineError, Multiaddr, Net, NetConfig, NetHandle, RepoHead,
+    RepoSyncError, Repos,
 };
 use guild_repo::{MemoryBlockStore, Repo, Write};
 use guild_store::{MemoryStore, RepoKey, RepoStore};
@@ -233,15 +234,30 @@ async fn elect(a: &Node, everyone: &[&Node], c: &Node, id: Cid) {
             .is_ok_and(|s| s.state.elections[&election].ballots.len() == everyone.len())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    a.engine
-        .write(
-            id,
-            OpKind::Seal,
-            Box::new(move |st, _| Ok(make::seal(st, &election).unwrap())),
-        )
-        .await
-        .unwrap();
+    // The teller seals as soon as its node accepts the seal (refused as too early until its
+    // clock passes the close time; any other refusal fails the test).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let seal = a
+            .engine
+            .write(
+                id,
+                OpKind::Seal,
+                Box::new(move |st, _| Ok(make::seal(st, &election).unwrap())),
+            )
+            .await;
+        match seal {
+            Ok(_) => break,
+            Err(EngineError::Refused(Reason::TooEarly)) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the seal is still too early after 20 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the teller's seal was refused: {e}"),
+        }
+    }
     for m in everyone {
         eventually("two stewards everywhere", || async {
             m.engine

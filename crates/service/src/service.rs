@@ -10,12 +10,14 @@ use guild_core::Keypair;
 use guild_core::data::{Ipld, from_json};
 use guild_core::syntax::{Nsid, RecordKey, Tid, TidClock};
 use guild_lexicon::Registry;
-use guild_net::RepoSyncError;
 use guild_repo::{
     Action, BlockSource, BlockStore, Bytes, CarError, MemoryBlockStore, Repo, RepoError,
     StoreError, VerifyError, Write,
 };
 use guild_store::{CommitError, IndexOp, KvOp, KvStore, RepoHead, RepoKey, RepoStore, Staged};
+
+use crate::clock::Clock;
+use crate::repos::{self, RepoSyncError, Repos};
 
 /// The space of a member's public repository.
 pub const PUBLIC: &str = "public";
@@ -231,7 +233,9 @@ pub struct RepoService<S> {
     key: Keypair,
     did: String,
     registry: Arc<Registry>,
-    clock: Mutex<TidClock>,
+    tids: Mutex<TidClock>,
+    /// Where "now" is read (TIDs, how far ahead a replica's revision may be dated).
+    clock: Clock,
     /// Writes are serialised: one commit at a time per node.
     write_lock: Mutex<()>,
     on_commit: OnceLock<CommitHook>,
@@ -243,13 +247,6 @@ impl<S> std::fmt::Debug for RepoService<S> {
             .field("did", &self.did)
             .finish_non_exhaustive()
     }
-}
-
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 /// The KV tree that maps each repo's revisions to their commits (for `getRepo?since=`).
@@ -286,7 +283,8 @@ impl<S: NodeStore> RepoService<S> {
             did,
             key,
             registry,
-            clock: Mutex::new(TidClock::resume(clock_id, last.as_ref())),
+            tids: Mutex::new(TidClock::resume(clock_id, last.as_ref())),
+            clock: Clock::system(),
             write_lock: Mutex::new(()),
             on_commit: OnceLock::new(),
         })
@@ -297,6 +295,23 @@ impl<S: NodeStore> RepoService<S> {
     /// false if one is installed already.
     pub fn on_commit(&self, hook: impl Fn(&Cid, &RepoHead) + Send + Sync + 'static) -> bool {
         self.on_commit.set(Box::new(hook)).is_ok()
+    }
+
+    /// The service reading the time from `clock` (default: the system clock); the node passes
+    /// the clock its engine and API read.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The service's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Now, by the service's clock, as a TID timestamp (0 before the epoch).
+    fn now_micros(&self) -> u64 {
+        u64::try_from(self.clock.now_micros()).unwrap_or(0)
     }
 
     /// The member's DID.
@@ -316,7 +331,7 @@ impl<S: NodeStore> RepoService<S> {
 
     /// Persists the clock (called at shutdown).
     pub fn save_clock(&self) -> Result<(), ServiceError> {
-        let last = self.clock.lock().map_err(|_| poisoned())?.last();
+        let last = self.tids.lock().map_err(|_| poisoned())?.last();
         if let Some(t) = last {
             self.store.set_last_tid(&t)?;
         }
@@ -324,11 +339,8 @@ impl<S: NodeStore> RepoService<S> {
     }
 
     fn next_tid(&self) -> Result<Tid, ServiceError> {
-        Ok(self
-            .clock
-            .lock()
-            .map_err(|_| poisoned())?
-            .next(now_micros()))
+        let now = self.now_micros();
+        Ok(self.tids.lock().map_err(|_| poisoned())?.next(now))
     }
 
     /// The repo key for `space` of this node's member, checking the repo parameter.
@@ -802,7 +814,7 @@ impl<S: NodeStore> RepoService<S> {
         if self.store.head(&key)?.is_some() {
             return Ok(None);
         }
-        let now = i64::try_from(now_micros()).unwrap_or(i64::MAX);
+        let now = self.clock.now_micros();
         let mut record = serde_json::json!({
             "$type": SPACE_DECLARATION,
             "collective": collective.to_string(),
@@ -873,7 +885,7 @@ impl<S: NodeStore> RepoService<S> {
                 found: summary.did,
             });
         }
-        if summary.rev.timestamp_micros() > now_micros().saturating_add(MAX_REV_AHEAD_MICROS) {
+        if summary.rev.timestamp_micros() > self.now_micros().saturating_add(MAX_REV_AHEAD_MICROS) {
             return Err(ReplicaError::FutureRev(summary.rev.to_string()));
         }
         if let Some(h) = &held
@@ -1043,8 +1055,8 @@ fn sync_key(did: &str, collective: &Cid) -> RepoKey {
     RepoKey::space(did.to_string(), collective.to_string())
 }
 
-fn sync_head(did: &str, h: RepoHead) -> guild_net::RepoHead {
-    guild_net::RepoHead {
+fn sync_head(did: &str, h: RepoHead) -> repos::RepoHead {
+    repos::RepoHead {
         did: did.to_string(),
         rev: h.rev.into_string(),
         commit: h.commit,
@@ -1053,8 +1065,8 @@ fn sync_head(did: &str, h: RepoHead) -> guild_net::RepoHead {
 
 /// What the collectives engine replicates through: the member's own collective repos are
 /// served, other members' are verified and kept as replicas.
-impl<S: NodeStore> guild_net::Repos for RepoService<S> {
-    fn heads(&self, collective: &Cid) -> Result<Vec<guild_net::RepoHead>, RepoSyncError> {
+impl<S: NodeStore> Repos for RepoService<S> {
+    fn heads(&self, collective: &Cid) -> Result<Vec<repos::RepoHead>, RepoSyncError> {
         let space = collective.to_string();
         Ok(self
             .store
@@ -1066,11 +1078,7 @@ impl<S: NodeStore> guild_net::Repos for RepoService<S> {
             .collect())
     }
 
-    fn head(
-        &self,
-        did: &str,
-        collective: &Cid,
-    ) -> Result<Option<guild_net::RepoHead>, RepoSyncError> {
+    fn head(&self, did: &str, collective: &Cid) -> Result<Option<repos::RepoHead>, RepoSyncError> {
         Ok(self
             .store
             .head(&sync_key(did, collective))
@@ -1083,7 +1091,7 @@ impl<S: NodeStore> guild_net::Repos for RepoService<S> {
         did: &str,
         collective: &Cid,
         since: Option<&str>,
-    ) -> Result<(guild_net::RepoHead, Vec<u8>), RepoSyncError> {
+    ) -> Result<(repos::RepoHead, Vec<u8>), RepoSyncError> {
         let key = sync_key(did, collective);
         if let Some(s) = since
             && !self
@@ -1105,7 +1113,7 @@ impl<S: NodeStore> guild_net::Repos for RepoService<S> {
         did: &str,
         collective: &Cid,
         car: &[u8],
-    ) -> Result<guild_net::RepoHead, RepoSyncError> {
+    ) -> Result<repos::RepoHead, RepoSyncError> {
         match RepoService::import_replica(self, &sync_key(did, collective), car) {
             Ok(h) => Ok(sync_head(did, h)),
             Err(ReplicaError::Store(e)) => Err(RepoSyncError::Store(e)),

@@ -8,11 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Barrier};
 
-use guild_api::{NodeStore, RepoService, ServiceError, WriteOp, WriteOutcome};
 use guild_core::Keypair;
 use guild_core::syntax::{Nsid, RecordKey, Tid};
 use guild_lexicon::Registry;
 use guild_repo::{Repo, Write, read_car, verify_car, verify_proof};
+use guild_service::{NodeStore, RepoService, ServiceError, WriteOp, WriteOutcome};
 use guild_store::{IndexOp, MemoryStore, RepoHead, RepoKey, RepoStore, SledStore, Staged};
 use serde_json::{Value, json};
 

@@ -1,0 +1,147 @@
+//! The collectives engine as the API sees it: [`NetCollectives`] implements
+//! `guild_service::CollectiveEngine` over an [`Engine`] and its swarm's [`NetHandle`], so that
+//! `guild-api` serves the collective endpoints without depending on this crate.
+//!
+//! The engine's own types ([`EngineError`], [`Status`], [`FieldsFn`]) still live in
+//! `collective`; this module converts them to and from `guild-service`'s. (Once `collective`
+//! uses `guild-service`'s types itself, these conversions go.)
+
+use guild_core::Cid;
+use guild_core::syntax::Datetime;
+use guild_gov::OpKind;
+use guild_gov::make::{CharterParams, InviteCode};
+use guild_service::engine::{self as api, BoxFuture, CollectiveEngine};
+
+use crate::collective::{Engine, EngineError, FieldsFn, Status};
+use crate::handle::NetHandle;
+use crate::repos::RepoHead;
+
+/// The node's collectives engine and swarm, behind `guild_service::CollectiveEngine`.
+#[derive(Debug, Clone)]
+pub struct NetCollectives {
+    /// The collectives engine.
+    pub engine: Engine,
+    /// The swarm (for the peer list and traffic).
+    pub net: NetHandle,
+}
+
+/// `From` between the engine's error and guild-service's, which have the same variants.
+macro_rules! same_variants {
+    ($from:ty => $to:ty) => {
+        impl From<$from> for $to {
+            fn from(e: $from) -> $to {
+                type F = $from;
+                type T = $to;
+                match e {
+                    F::UnknownCollective(c) => T::UnknownCollective(c),
+                    F::NotMember => T::NotMember,
+                    F::Refused(r) => T::Refused(r),
+                    F::Invalid(m) => T::Invalid(m),
+                    F::Invite(m) => T::Invite(m),
+                    F::NoPeers(m) => T::NoPeers(m),
+                    F::PeerRefused(m) => T::PeerRefused(m),
+                    F::Store(m) => T::Store(m),
+                    F::Stopped => T::Stopped,
+                }
+            }
+        }
+    };
+}
+
+same_variants!(EngineError => api::EngineError);
+same_variants!(api::EngineError => EngineError);
+
+impl From<Status> for api::Status {
+    fn from(s: Status) -> api::Status {
+        let Status {
+            collective,
+            state,
+            heads,
+            ops,
+            pending,
+            wanted,
+            peers,
+        } = s;
+        api::Status {
+            collective,
+            state,
+            heads,
+            ops,
+            pending,
+            wanted,
+            peers,
+        }
+    }
+}
+
+impl CollectiveEngine for NetCollectives {
+    fn collectives(&self) -> BoxFuture<'_, Result<Vec<Cid>, api::EngineError>> {
+        Box::pin(async move { Ok(self.engine.collectives().await?) })
+    }
+
+    fn create(&self, params: CharterParams) -> BoxFuture<'_, Result<Cid, api::EngineError>> {
+        Box::pin(async move { Ok(self.engine.create(params).await?) })
+    }
+
+    fn invite(
+        &self,
+        collective: Cid,
+        invitee: Option<guild_core::syntax::Did>,
+        expires_at: Option<Datetime>,
+    ) -> BoxFuture<'_, Result<InviteCode, api::EngineError>> {
+        Box::pin(async move { Ok(self.engine.invite(collective, invitee, expires_at).await?) })
+    }
+
+    fn join(&self, code: InviteCode) -> BoxFuture<'_, Result<Cid, api::EngineError>> {
+        Box::pin(async move { Ok(self.engine.join(code).await?) })
+    }
+
+    fn write(
+        &self,
+        collective: Cid,
+        kind: OpKind,
+        fields: api::FieldsFn,
+    ) -> BoxFuture<'_, Result<Cid, api::EngineError>> {
+        let fields: FieldsFn = Box::new(move |state, me| fields(state, me).map_err(Into::into));
+        Box::pin(async move { Ok(self.engine.write(collective, kind, fields).await?) })
+    }
+
+    fn status(&self, collective: Cid) -> BoxFuture<'_, Result<api::Status, api::EngineError>> {
+        Box::pin(async move { Ok(self.engine.status(collective).await?.into()) })
+    }
+
+    fn remote_heads<'a>(
+        &'a self,
+        collective: Cid,
+        peer: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<RepoHead>, api::EngineError>> {
+        Box::pin(async move { Ok(self.engine.remote_heads(collective, peer).await?) })
+    }
+
+    fn peers(&self) -> BoxFuture<'_, Result<api::NodePeers, api::EngineError>> {
+        Box::pin(async move {
+            let peers = self
+                .net
+                .peers()
+                .await
+                .map_err(|_| api::EngineError::Stopped)?;
+            let listen = self.net.listen_addrs().await.unwrap_or_default();
+            let traffic = self.net.traffic();
+            Ok(api::NodePeers {
+                peer: self.net.peer_id().to_string(),
+                listen: listen.iter().map(ToString::to_string).collect(),
+                peers: peers
+                    .into_iter()
+                    .map(|p| api::Peer {
+                        peer: p.peer.to_string(),
+                        did: p.did,
+                        addrs: p.addrs.iter().map(ToString::to_string).collect(),
+                        score: p.score,
+                    })
+                    .collect(),
+                bytes_in: traffic.bytes_in,
+                bytes_out: traffic.bytes_out,
+            })
+        })
+    }
+}

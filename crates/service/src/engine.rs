@@ -1,0 +1,152 @@
+//! What the API needs of the node's collectives engine, as a trait: the API calls it, the
+//! network crate implements it (`guild_net::NetCollectives`), and neither knows the other.
+//!
+//! The types here are the engine's answers as the API reads them: a collective's [`Status`],
+//! the node's [`NodePeers`], an [`EngineError`]. An op to write is its [`OpKind`] and a
+//! [`FieldsFn`] that builds its fields ([`OpFields`]) from the governance state at the moment
+//! the engine writes it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use cid::Cid;
+use guild_core::syntax::{Datetime, Did};
+use guild_gov::body::OpBody;
+use guild_gov::make::{CharterParams, InviteCode};
+use guild_gov::{OpKind, Reason, State};
+
+use crate::repos::RepoHead;
+
+/// A future the engine answers with; boxed so that [`CollectiveEngine`] can be a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An op's body, as [`FieldsFn`] builds it (the op's envelope, `author`, `prev`,
+/// `createdAt` and `sig`, is the engine's).
+pub type OpFields = OpBody;
+
+/// Builds an op's fields from the collective's current state and this member's DID.
+pub type FieldsFn = Box<dyn FnOnce(&State, &str) -> Result<OpFields, EngineError> + Send>;
+
+/// Why an engine call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// This node holds no such collective.
+    #[error("unknown collective {0}")]
+    UnknownCollective(Cid),
+    /// This node's member is not (or no longer) a member of the collective.
+    #[error("you are not a member of this collective")]
+    NotMember,
+    /// The collective's rules refused the op.
+    #[error("refused: {0}")]
+    Refused(Reason),
+    /// The op's fields could not be built or signed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The invite is expired, used, or not one the peers know.
+    #[error("invite refused by the collective: {0}")]
+    Invite(String),
+    /// No member's node could be reached.
+    #[error("no peers reachable: {0}")]
+    NoPeers(String),
+    /// A peer's node answered with a refusal (`not-a-member`, say).
+    #[error("the peer refused: {0}")]
+    PeerRefused(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// The engine stopped.
+    #[error("the node's network engine stopped")]
+    Stopped,
+}
+
+/// A collective as this node sees it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The collective's id.
+    pub collective: Cid,
+    /// Its state (members, stewards, consents, elections…).
+    pub state: State,
+    /// The log's heads.
+    pub heads: Vec<Cid>,
+    /// Ops in the log.
+    pub ops: usize,
+    /// Ops waiting for parents.
+    pub pending: usize,
+    /// Ops asked of peers and not yet received.
+    pub wanted: usize,
+    /// Connected peers that are members, by DID.
+    pub peers: Vec<String>,
+}
+
+/// The node's place in the network: its peer id, where it listens, whom it is connected to,
+/// and the bytes its swarm moved since it started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodePeers {
+    /// This node's peer id.
+    pub peer: String,
+    /// The addresses it listens on.
+    pub listen: Vec<String>,
+    /// The peers it is connected to.
+    pub peers: Vec<Peer>,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Peer {
+    /// Its peer id.
+    pub peer: String,
+    /// Its DID, when its peer id inlines an ed25519 key.
+    pub did: Option<String>,
+    /// The addresses it is connected on and those it reports listening on.
+    pub addrs: Vec<String>,
+    /// Its gossipsub score as seen by this node.
+    pub score: Option<f64>,
+}
+
+/// The node's collectives engine, as the API uses it. Every method talks to a running engine
+/// and may wait on the network; none decides policy (the rules are `guild-gov`'s).
+pub trait CollectiveEngine: Send + Sync + std::fmt::Debug + 'static {
+    /// The collectives this node holds.
+    fn collectives(&self) -> BoxFuture<'_, Result<Vec<Cid>, EngineError>>;
+
+    /// Founds a collective with this node's member as founder and first steward.
+    fn create(&self, params: CharterParams) -> BoxFuture<'_, Result<Cid, EngineError>>;
+
+    /// Writes an invite (the caller must be a steward) and returns the code to hand over.
+    fn invite(
+        &self,
+        collective: Cid,
+        invitee: Option<Did>,
+        expires_at: Option<Datetime>,
+    ) -> BoxFuture<'_, Result<InviteCode, EngineError>>;
+
+    /// Joins a collective with an invite; returns the collective's id.
+    fn join(&self, code: InviteCode) -> BoxFuture<'_, Result<Cid, EngineError>>;
+
+    /// Writes an op of `kind` whose fields `fields` builds from the current state; returns
+    /// the op's id.
+    fn write(
+        &self,
+        collective: Cid,
+        kind: OpKind,
+        fields: FieldsFn,
+    ) -> BoxFuture<'_, Result<Cid, EngineError>>;
+
+    /// The collective as this node sees it.
+    fn status(&self, collective: Cid) -> BoxFuture<'_, Result<Status, EngineError>>;
+
+    /// The repo heads the node of `peer` (a DID) holds in the collective's space, asked of
+    /// that node.
+    fn remote_heads<'a>(
+        &'a self,
+        collective: Cid,
+        peer: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<RepoHead>, EngineError>>;
+
+    /// The node's peers and traffic.
+    fn peers(&self) -> BoxFuture<'_, Result<NodePeers, EngineError>>;
+}
