@@ -64,11 +64,15 @@ pub const DEFAULT_VERIFY_CACHE: usize = 4096;
 /// Room left in a message for everything but the ops' bytes.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
 
+/// The version of the [`Message`] format this node writes and reads.
+pub const MESSAGE_VERSION: u64 = 1;
+
 /// A message between two nodes of a collective.
 ///
-/// On the wire it is a DAG-CBOR map with one key naming the kind: `{"op": bytes}`,
-/// `{"reconcile": bytes}`, `{"reconcileReply": bytes}`, `{"want": [link…]}` or
-/// `{"ops": [bytes…]}`. Gossip carries the op's
+/// On the wire it is a DAG-CBOR map of the format's version, `v` ([`MESSAGE_VERSION`]), and
+/// one key naming the kind: `{"v": 1, "op": bytes}`, `{"v": 1, "reconcile": bytes}`,
+/// `{"v": 1, "reconcileReply": bytes}`, `{"v": 1, "want": [link…]}` or
+/// `{"v": 1, "ops": [bytes…]}`. Gossip carries the op's
 /// bytes alone (the network layer wraps them in [`Message::Op`]); the other kinds go over
 /// request-response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,9 +99,12 @@ pub enum MessageError {
     /// The bytes are not strict DAG-CBOR.
     #[error("message is not strict DAG-CBOR: {0}")]
     Cbor(#[from] data::DecodeError),
-    /// The value is not a map with exactly one key.
-    #[error("message is not a map with one key")]
+    /// The value is not a map of a version and exactly one kind.
+    #[error("message is not a map of a version and one kind")]
     NotAMessage,
+    /// The message is of a format version this node does not read.
+    #[error("message is version {0}; this node reads version {MESSAGE_VERSION}")]
+    Version(i128),
     /// The key names no message kind.
     #[error("unknown message kind {0:?}")]
     UnknownKind(String),
@@ -127,7 +134,11 @@ impl Message {
     /// [`MAX_MESSAGE_BYTES`]) is refused by [`Message::decode`], and the driver never builds one.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        cbor::write_head(&mut out, 5, 1);
+        // Canonical key order is shortest first: "v" precedes every kind's key.
+        cbor::write_head(&mut out, 5, 2);
+        cbor::write_head(&mut out, 3, 1);
+        out.push(b'v');
+        cbor::write_head(&mut out, 0, MESSAGE_VERSION);
         let key = self.key();
         cbor::write_head(&mut out, 3, key.len() as u64);
         out.extend_from_slice(key.as_bytes());
@@ -163,9 +174,14 @@ impl Message {
         if bytes.len() > MAX_MESSAGE_BYTES {
             return Err(MessageError::TooLarge(bytes.len()));
         }
-        let Ipld::Map(map) = data::decode(bytes)? else {
+        let Ipld::Map(mut map) = data::decode(bytes)? else {
             return Err(MessageError::NotAMessage);
         };
+        match map.remove("v") {
+            Some(Ipld::Integer(v)) if v == i128::from(MESSAGE_VERSION) => {}
+            Some(Ipld::Integer(v)) => return Err(MessageError::Version(v)),
+            _ => return Err(MessageError::NotAMessage),
+        }
         if map.len() != 1 {
             return Err(MessageError::NotAMessage);
         }
@@ -1027,7 +1043,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             if ops.is_empty() {
                 return;
             }
-            rest = rest.get(ops.len()..).unwrap_or_default();
+            rest = rest.split_at_checked(ops.len()).map_or(&[][..], |(_, r)| r);
             out.push(Action::Send {
                 to: to.clone(),
                 msg: Message::Ops(ops),

@@ -1085,22 +1085,23 @@ fn message_limits() {
         Err(MessageError::TooMany { field: "want", .. })
     ));
     let two_keys = data::encode(&obj(&[
+        ("v", int(1)),
         ("op", Ipld::Bytes(vec![])),
         ("ops", Ipld::List(vec![])),
     ]))
     .unwrap();
     assert_eq!(Message::decode(&two_keys), Err(MessageError::NotAMessage));
-    let unknown = data::encode(&obj(&[("nope", Ipld::Null)])).unwrap();
+    let unknown = data::encode(&obj(&[("v", int(1)), ("nope", Ipld::Null)])).unwrap();
     assert_eq!(
         Message::decode(&unknown),
         Err(MessageError::UnknownKind("nope".into()))
     );
-    let wrong = data::encode(&obj(&[("want", Ipld::List(vec![int(1)]))])).unwrap();
+    let wrong = data::encode(&obj(&[("v", int(1)), ("want", Ipld::List(vec![int(1)]))])).unwrap();
     assert!(matches!(
         Message::decode(&wrong),
         Err(MessageError::Field { field: "want", .. })
     ));
-    let wrong = data::encode(&obj(&[("reconcile", Ipld::List(vec![]))])).unwrap();
+    let wrong = data::encode(&obj(&[("v", int(1)), ("reconcile", Ipld::List(vec![]))])).unwrap();
     assert!(matches!(
         Message::decode(&wrong),
         Err(MessageError::Field {
@@ -1108,6 +1109,11 @@ fn message_limits() {
             ..
         })
     ));
+    // A message of another version is refused by name; one without a version is no message.
+    let later = data::encode(&obj(&[("v", int(2)), ("op", Ipld::Bytes(vec![]))])).unwrap();
+    assert_eq!(Message::decode(&later), Err(MessageError::Version(2)));
+    let bare = data::encode(&obj(&[("op", Ipld::Bytes(vec![]))])).unwrap();
+    assert_eq!(Message::decode(&bare), Err(MessageError::NotAMessage));
     // A seeded PRNG is deterministic.
     let mut a = SplitMix64::new(42);
     let mut b = SplitMix64::new(42);
