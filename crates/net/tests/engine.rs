@@ -10,6 +10,7 @@ use guild_core::Keypair;
 use guild_gov::make::{self, CharterParams};
 use guild_gov::{DriverConfig, OpKind, OpStore};
 use guild_net::collective::topic;
+use guild_net::collective::wire::{Reply, Request};
 use guild_net::{Clock, Engine, EngineConfig, EngineError, Multiaddr, Net, NetConfig, NetHandle};
 use guild_store::MemoryStore;
 
@@ -172,17 +173,17 @@ async fn a_non_member_gets_nothing_and_a_removed_member_is_cut_off() {
     // A stranger dials in and asks for the log: refused, nothing returned.
     stranger.net.dial(addr(&a).await).await.unwrap();
     let sync = guild_gov::Message::Want(vec![id]).encode();
-    let body = {
-        use guild_core::{Ipld, data};
-        data::encode(&Ipld::Map([("sync".to_owned(), Ipld::Bytes(sync))].into())).unwrap()
-    };
+    let body = Request::Sync(sync).encode().unwrap();
     let answer = stranger
         .net
         .request(a.net.peer_id(), &topic(&id), body.clone())
         .await
         .unwrap();
-    let text = String::from_utf8_lossy(&answer).to_string();
-    assert!(text.contains("not-a-member"), "{text}");
+    assert_eq!(
+        Reply::decode(&answer),
+        Ok(Reply::refused("not-a-member")),
+        "a typed refusal and nothing else"
+    );
     // Fetching with a made-up invite is refused too.
     let fake = make::InviteCode {
         collective: id,
@@ -228,7 +229,7 @@ async fn a_non_member_gets_nothing_and_a_removed_member_is_cut_off() {
         .request(a.net.peer_id(), &topic(&id), body)
         .await
         .unwrap();
-    assert!(String::from_utf8_lossy(&answer).contains("not-a-member"));
+    assert_eq!(Reply::decode(&answer), Ok(Reply::refused("not-a-member")));
     // B learns of its removal (by gossip or sync before the cut) or not at all; either way it
     // can no longer write anything A accepts.
     let members = members_of(&a, &id).await;
