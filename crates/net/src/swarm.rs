@@ -111,6 +111,11 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: oneshot::Sender<Option<f64>>,
     },
+    Block {
+        peer: PeerId,
+        blocked: bool,
+        reply: oneshot::Sender<()>,
+    },
     Disconnect {
         peer: PeerId,
         reply: oneshot::Sender<bool>,
@@ -536,6 +541,19 @@ impl Task {
             Command::Score { peer, reply } => {
                 let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
+            Command::Block {
+                peer,
+                blocked,
+                reply,
+            } => {
+                let list = &mut self.swarm.behaviour_mut().blocked;
+                if blocked {
+                    list.block_peer(peer);
+                } else if !self.banned.contains_key(&peer) {
+                    list.unblock_peer(peer);
+                }
+                let _ = reply.send(());
+            }
             Command::Disconnect { peer, reply } => {
                 let _ = reply.send(self.swarm.disconnect_peer_id(peer).is_ok());
             }
@@ -671,8 +689,11 @@ impl Task {
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
             }
-            SwarmEvent::IncomingConnectionError { error, .. } => {
-                tracing::debug!(%error, "incoming connection failed");
+            SwarmEvent::IncomingConnectionError { error, peer_id, .. } => {
+                tracing::debug!(peer = ?peer_id, %error, "incoming connection failed");
+                if let Some(peer) = peer_id {
+                    self.emit(NetEvent::Refused { peer });
+                }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}

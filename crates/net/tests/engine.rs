@@ -6,51 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use guild_core::Keypair;
 use guild_gov::make::{self, CharterParams};
-use guild_gov::{DriverConfig, OpKind, OpStore};
+use guild_gov::{OpKind, OpStore};
 use guild_net::collective::topic;
 use guild_net::collective::wire::{Reply, Request};
-use guild_net::{Clock, Engine, EngineConfig, EngineError, Multiaddr, Net, NetConfig, NetHandle};
+use guild_net::{Clock, EngineConfig, EngineError};
 use guild_store::MemoryStore;
 
-struct Member {
-    key: Keypair,
-    net: NetHandle,
-    engine: Engine,
-    store: Arc<MemoryStore>,
-}
-
-fn engine_config() -> EngineConfig {
-    EngineConfig {
-        driver: DriverConfig {
-            sync_interval_micros: 1_000_000,
-            sync_jitter_micros: 500_000,
-            request_timeout_micros: 1_000_000,
-            ..DriverConfig::default()
-        },
-        tick: Duration::from_millis(50),
-        join_timeout: Duration::from_secs(10),
-        ..EngineConfig::default()
-    }
-}
+mod common;
+use common::engine::{Member, addr, engine_config, eventually_within, member_on, members_of};
 
 async fn member_with(n: u8, store: Arc<MemoryStore>) -> Member {
     member_on(n, store, engine_config()).await
-}
-
-async fn member_on(n: u8, store: Arc<MemoryStore>, config: EngineConfig) -> Member {
-    let key = Keypair::from_secret_bytes(&[n; 32]);
-    let (net, events) = Net::spawn(&key, NetConfig::memory()).unwrap();
-    let engine = Engine::spawn(key.clone(), net.clone(), events, store.clone(), config)
-        .await
-        .unwrap();
-    Member {
-        key,
-        net,
-        engine,
-        store,
-    }
 }
 
 async fn member(n: u8) -> Member {
@@ -58,31 +25,12 @@ async fn member(n: u8) -> Member {
 }
 
 /// Polls `check` every 50 ms for up to 20 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..400 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-async fn members_of(m: &Member, c: &guild_core::Cid) -> Vec<String> {
-    match m.engine.status(*c).await {
-        Ok(s) => s.state.members.keys().cloned().collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-async fn addr(m: &Member) -> Multiaddr {
-    let a = m.net.listen_addrs().await.unwrap();
-    a[0].clone()
-        .with(guild_net::multiaddr::Protocol::P2p(m.net.peer_id()))
+    eventually_within(what, Duration::from_secs(20), check).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -395,8 +395,10 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             NetEvent::Banned { peer, score } => {
                 warn!(peer = %peer, score, "peer banned for invalid messages");
             }
-            NetEvent::Listening(_) | NetEvent::Unsubscribed { .. } | NetEvent::Penalised { .. } => {
-            }
+            NetEvent::Listening(_)
+            | NetEvent::Unsubscribed { .. }
+            | NetEvent::Penalised { .. }
+            | NetEvent::Refused { .. } => {}
         }
     }
 

@@ -10,6 +10,8 @@ use guild_net::multiaddr::Protocol;
 use guild_net::{Multiaddr, Net, NetConfig, NetEvent, NetHandle, PeerId};
 use tokio::sync::mpsc;
 
+pub mod engine;
+
 /// The longest any single wait may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
