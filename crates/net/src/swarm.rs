@@ -546,12 +546,7 @@ impl Task {
                 blocked,
                 reply,
             } => {
-                let list = &mut self.swarm.behaviour_mut().blocked;
-                if blocked {
-                    list.block_peer(peer);
-                } else if !self.banned.contains_key(&peer) {
-                    list.unblock_peer(peer);
-                }
+                self.set_blocked(peer, blocked);
                 let _ = reply.send(());
             }
             Command::Disconnect { peer, reply } => {
@@ -560,6 +555,17 @@ impl Task {
             Command::Shutdown(reply) => {
                 let _ = reply.send(());
             }
+        }
+    }
+
+    /// Blocks a peer (closing its connections) or lifts the block (a banned peer stays
+    /// blocked until its ban ends).
+    fn set_blocked(&mut self, peer: PeerId, blocked: bool) {
+        let list = &mut self.swarm.behaviour_mut().blocked;
+        if blocked {
+            list.block_peer(peer);
+        } else if !self.banned.contains_key(&peer) {
+            list.unblock_peer(peer);
         }
     }
 

@@ -500,7 +500,10 @@ impl Engine {
     /// (call it after each commit). Never waits: returns false if the engine is busy or
     /// stopped, in which case stewards learn of the head at their next heads sync.
     pub fn announce(&self, collective: Cid, rev: String, commit: Cid) -> bool {
-        let did = self.net.did().unwrap_or_default();
+        // An ed25519 peer id always names a did:key; without one there is nothing to announce.
+        let Some(did) = self.net.did() else {
+            return false;
+        };
         self.tx
             .try_send(Cmd::Announce(collective, RepoHead { did, rev, commit }))
             .is_ok()
