@@ -14,7 +14,8 @@ use guild_net::{Clock, EngineConfig, EngineError};
 use guild_store::MemoryStore;
 
 mod common;
-use common::engine::{Member, addr, engine_config, eventually_within, member_on, members_of};
+use common::engine::{Member, addr, engine_config, member_on, members_of};
+use common::eventually_within;
 
 async fn member_with(n: u8, store: Arc<MemoryStore>) -> Member {
     member_on(n, store, engine_config()).await
@@ -24,7 +25,7 @@ async fn member(n: u8) -> Member {
     member_with(n, Arc::new(MemoryStore::new())).await
 }
 
-/// Polls `check` every 50 ms for up to 20 s.
+/// Polls `check` every 20 ms for up to 20 s.
 async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,

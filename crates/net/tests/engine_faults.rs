@@ -13,7 +13,8 @@ use guild_net::collective::topic;
 use guild_store::MemoryStore;
 
 mod common;
-use common::engine::{Member, addr, connected, engine_config, eventually_within, member_on};
+use common::engine::{Member, addr, connected, engine_config, member_on};
+use common::eventually_within;
 
 async fn member(n: u8) -> Member {
     let config = EngineConfig {
@@ -25,7 +26,7 @@ async fn member(n: u8) -> Member {
     member_on(n, Arc::new(MemoryStore::new()), config).await
 }
 
-/// Polls `check` every 50 ms for up to 30 s.
+/// Polls `check` every 20 ms for up to 30 s.
 async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,

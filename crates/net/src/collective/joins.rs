@@ -3,11 +3,9 @@
 //! the member's node serves the fetch and accepts the join only as `guild-gov` allows, by its
 //! own clock.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use guild_core::Cid;
-use guild_gov::driver::Driver;
 use guild_gov::make::{self, InviteCode};
 use guild_gov::{Log, OpKind, OpStore, Reason, SignedOp};
 use libp2p::{Multiaddr, PeerId};
@@ -16,7 +14,7 @@ use tracing::debug;
 
 use super::peers::p2p_of;
 use super::wire::{Reply, ReplyError, Request};
-use super::{Cmd, Collective, Engine, EngineError, NOT_A_MEMBER, Task, topic};
+use super::{Cmd, Engine, EngineError, NOT_A_MEMBER, Task, topic};
 
 impl Engine {
     /// Joins a collective with an invite: dials the invite's peers, fetches the log from the
@@ -116,16 +114,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             if log.is_empty() {
                 return Err(EngineError::Invite("the peer sent no valid ops".into()));
             }
-            let mut dc = self.config.driver.clone();
-            dc.seed = dc.seed.wrapping_add(self.collectives.len() as u64);
-            self.collectives.insert(
-                id,
-                Collective {
-                    driver: Driver::new(log, dc).with_cache(self.cache.clone()),
-                    unvalidated: HashMap::new(),
-                    subscribed: false,
-                },
-            );
+            self.add_collective(id, log);
         }
         if self.am_member(&id) {
             return Err(EngineError::Invalid("you are already a member".into()));

@@ -85,6 +85,20 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             .is_some_and(|c| c.driver.log().state_ref().members.contains_key(did))
     }
 
+    /// Runs a driver for a log this node did not hold (founded, or fetched to join).
+    pub(super) fn add_collective(&mut self, id: Cid, log: Log) {
+        let mut dc = self.config.driver.clone();
+        dc.seed = dc.seed.wrapping_add(self.collectives.len() as u64);
+        self.collectives.insert(
+            id,
+            Collective {
+                driver: Driver::new(log, dc).with_cache(self.cache.clone()),
+                unvalidated: HashMap::new(),
+                subscribed: false,
+            },
+        );
+    }
+
     /// Whether `did` (if the peer has one) is a member of the collective here.
     pub(super) fn is_member_did(&self, collective: &Cid, did: Option<&str>) -> bool {
         did.is_some_and(|d| self.is_member(collective, d))
@@ -214,16 +228,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         }
         log.save(&*self.store)
             .map_err(|e| EngineError::Store(e.to_string()))?;
-        let mut dc = self.config.driver.clone();
-        dc.seed = dc.seed.wrapping_add(self.collectives.len() as u64);
-        self.collectives.insert(
-            id,
-            Collective {
-                driver: Driver::new(log, dc).with_cache(self.cache.clone()),
-                unvalidated: HashMap::new(),
-                subscribed: false,
-            },
-        );
+        self.add_collective(id, log);
         self.sync_subscription(&id).await;
         info!(collective = %id, "founded a collective");
         Ok(id)

@@ -1,6 +1,5 @@
 //! Collectives engines over in-process nodes (memory transport), shared by the engine tests.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,22 +43,6 @@ pub async fn member_on(n: u8, store: Arc<MemoryStore>, config: EngineConfig) -> 
         net,
         engine,
         store,
-    }
-}
-
-/// Polls `check` every 50 ms until it holds; panics after `within`.
-pub async fn eventually_within<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
