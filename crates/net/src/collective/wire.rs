@@ -27,8 +27,9 @@ use crate::repos::RepoHead;
 /// The version of every frame this module writes and reads.
 pub const VERSION: u64 = 1;
 
-/// The largest frame a decoder reads (a 2 MB repo page with its envelope, or a log export of
-/// 16 MiB: the request-response limits are smaller still).
+/// The largest frame a decoder reads. The swarm's request-response limits are smaller (by
+/// default 1 MiB per request, 10 MiB per response, 128 KiB per gossip message); this bound
+/// holds for any configuration.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most heads in one heads reply.
