@@ -18,7 +18,7 @@ use guild_gov::make::{self, CharterParams};
 use guild_gov::{DriverConfig, ElectionKind, OpKind, Reason};
 use guild_lexicon::Registry;
 use guild_net::collective::topic;
-use guild_net::replica::RepoReq;
+use guild_net::collective::wire::{Flag, Reply, Request};
 use guild_net::{
     Engine, EngineConfig, EngineError, Multiaddr, Net, NetConfig, NetHandle, RepoHead,
     RepoSyncError, Repos,
@@ -366,20 +366,12 @@ async fn a_steward_that_was_offline_catches_up() {
     assert_eq!(a.store.record_count(&key).unwrap(), 7);
 }
 
-/// The body of a response, decoded.
-fn decode(bytes: &[u8]) -> Ipld {
-    data::decode(bytes).unwrap()
-}
-
 fn refused_as_non_member(bytes: &[u8]) {
-    let expected = Ipld::Map(
-        [
-            ("ok".to_owned(), Ipld::Bool(false)),
-            ("error".to_owned(), Ipld::String("not-a-member".into())),
-        ]
-        .into(),
+    assert_eq!(
+        Reply::decode(bytes),
+        Ok(Reply::refused("not-a-member")),
+        "a typed refusal and nothing else"
     );
-    assert_eq!(decode(bytes), expected, "a typed refusal and nothing else");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,27 +384,27 @@ async fn non_members_and_removed_members_are_refused() {
     let a_did = did(&a);
 
     // A member may ask for A's repo.
-    let whole = RepoReq::Repo {
-        did: a_did.clone(),
+    let whole = Request::Repo {
+        did: guild_core::syntax::Did::parse(&a_did).unwrap(),
         since: None,
         offset: 0,
     };
     let answer = b
         .net
-        .request(a.net.peer_id(), &topic(&id), whole.encode())
+        .request(a.net.peer_id(), &topic(&id), whole.encode().unwrap())
         .await
         .unwrap();
     assert!(
-        matches!(decode(&answer), Ipld::Map(m) if m.get("ok") == Some(&Ipld::Bool(true))),
+        matches!(Reply::decode(&answer), Ok(Reply::Page(_))),
         "a member is served"
     );
 
     // A stranger gets a typed refusal and no bytes, for repos and heads alike.
     stranger.net.dial(addr(&a).await).await.unwrap();
-    for req in [whole.clone(), RepoReq::Heads] {
+    for req in [whole.clone(), Request::RepoHeads(Flag)] {
         let answer = stranger
             .net
-            .request(a.net.peer_id(), &topic(&id), req.encode())
+            .request(a.net.peer_id(), &topic(&id), req.encode().unwrap())
             .await
             .unwrap();
         refused_as_non_member(&answer);
@@ -436,7 +428,7 @@ async fn non_members_and_removed_members_are_refused() {
         .unwrap();
     let answer = b
         .net
-        .request(a.net.peer_id(), &topic(&id), whole.encode())
+        .request(a.net.peer_id(), &topic(&id), whole.encode().unwrap())
         .await
         .unwrap();
     refused_as_non_member(&answer);

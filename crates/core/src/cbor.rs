@@ -29,10 +29,11 @@ fn err<T>(offset: usize, reason: &'static str) -> Result<T, CborError> {
     Err(CborError { offset, reason })
 }
 
-/// Reads the argument of a CBOR head starting at `pos` (the head byte). Returns the argument
-/// and the offset after the head. Rejects indefinite lengths, reserved values and non-minimal
-/// encodings.
-fn read_head(buf: &[u8], pos: usize) -> Result<(u8, u64, usize), CborError> {
+/// Reads the CBOR head starting at `pos` (the head byte): (major type, argument, offset after
+/// the head). Rejects truncation, indefinite lengths, reserved values and non-minimal
+/// encodings (floats, major type 7, have no minimal form to check). This is the one head reader
+/// of Guild's decoders: [`check`], [`head`] and the MST node decoder all read heads with it.
+pub fn read_head(buf: &[u8], pos: usize) -> Result<(u8, u64, usize), CborError> {
     let Some(&b) = buf.get(pos) else {
         return err(pos, "unexpected end of input");
     };
@@ -251,23 +252,9 @@ fn b_info(b: u8) -> u8 {
 }
 
 /// Reads the head at `pos` of input that [`check`] accepted: (major type, argument, offset
-/// after the head).
+/// after the head); `None` where [`read_head`] finds an error.
 pub fn head(buf: &[u8], pos: usize) -> Option<(u8, u64, usize)> {
-    let b = *buf.get(pos)?;
-    let info = b & 0x1f;
-    let (arg, n) = match info {
-        0..=23 => (u64::from(info), 0),
-        24..=27 => {
-            let n = 1usize << (info - 24);
-            let mut v = 0u64;
-            for &x in buf.get(pos + 1..pos + 1 + n)? {
-                v = (v << 8) | u64::from(x);
-            }
-            (v, n)
-        }
-        _ => return None,
-    };
-    Some((b >> 5, arg, pos + 1 + n))
+    read_head(buf, pos).ok()
 }
 
 /// Skips one item of input that [`check`] accepted; returns the offset after it.

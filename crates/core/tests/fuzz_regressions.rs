@@ -1,28 +1,12 @@
 //! Replays every saved fuzz input under `tests/regressions/<target>/` through the same checks
-//! as the fuzz target of that name (`fuzz/fuzz_targets/<target>.rs`). Files named `README.md`
+//! as the fuzz target of that name (`fuzz/fuzz_targets/<target>.rs`), with the replay shared
+//! by every crate (`fuzz/replay.rs`). Files named `README.md`
 //! are skipped; an empty folder passes.
-
-use std::path::PathBuf;
 
 use guild_core::data;
 
-/// The saved inputs of one target, as `(file name, bytes)`.
-fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "regressions", target]
-        .iter()
-        .collect();
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "README.md"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
-}
+#[path = "../../../fuzz/replay.rs"]
+mod replay;
 
 /// The checks of `fuzz/fuzz_targets/dag_cbor.rs`.
 fn dag_cbor(input: &[u8]) -> Result<(), String> {
@@ -59,13 +43,5 @@ fn dag_cbor(input: &[u8]) -> Result<(), String> {
 
 #[test]
 fn dag_cbor_regressions() {
-    let mut failures = Vec::new();
-    for (name, bytes) in inputs("dag_cbor") {
-        let r = std::panic::catch_unwind(|| dag_cbor(&bytes))
-            .unwrap_or_else(|_| Err("panicked".into()));
-        if let Err(e) = r {
-            failures.push(format!("{name}: {e}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    replay::replay(env!("CARGO_MANIFEST_DIR"), "dag_cbor", dag_cbor);
 }

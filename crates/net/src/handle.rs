@@ -141,6 +141,11 @@ pub enum NetEvent {
         /// Its score now.
         score: f64,
     },
+    /// A connection from a known peer was refused once established (a banned peer's, say).
+    Refused {
+        /// The peer.
+        peer: PeerId,
+    },
     /// A peer's score fell below `ban_threshold`: it is disconnected and its connections are
     /// refused for `ban_secs`.
     Banned {
@@ -163,6 +168,7 @@ impl NetEvent {
             NetEvent::Gossip { .. } => "Gossip",
             NetEvent::Request { .. } => "Request",
             NetEvent::Penalised { .. } => "Penalised",
+            NetEvent::Refused { .. } => "Refused",
             NetEvent::Banned { .. } => "Banned",
         }
     }
@@ -340,6 +346,28 @@ impl NetHandle {
     /// again; to refuse a peer, its score must fall below the ban threshold.)
     pub async fn disconnect(&self, peer: PeerId) -> Result<bool, Stopped> {
         self.call(|reply| Command::Disconnect { peer, reply }).await
+    }
+
+    /// Closes every connection to a peer and refuses it (both ways) until [`NetHandle::unblock`]:
+    /// a partition held by the caller (a test's, say), whatever dials the peer meanwhile.
+    pub async fn block(&self, peer: PeerId) -> Result<(), Stopped> {
+        self.call(|reply| Command::Block {
+            peer,
+            blocked: true,
+            reply,
+        })
+        .await
+    }
+
+    /// Lifts a [`NetHandle::block`] (a peer banned for its score stays refused until its ban
+    /// ends).
+    pub async fn unblock(&self, peer: PeerId) -> Result<(), Stopped> {
+        self.call(|reply| Command::Block {
+            peer,
+            blocked: false,
+            reply,
+        })
+        .await
     }
 
     /// Stops the swarm task, closing every connection; returns when it has stopped.

@@ -1,35 +1,36 @@
-//! Repo replication on a collective's topic (protocol.md §5, "Repo sync"): the wire formats
-//! and the tasks the collectives engine runs for it. Who may ask, and who pulls, is decided
-//! by the engine (`collective.rs`); whether a CAR is a valid replica by the node's [`Repos`].
+//! Repo replication on a collective's topic (protocol.md §5, "Repo sync"): the transfers the
+//! collectives engine runs for it. Who may ask, and who pulls, is decided by the engine
+//! (`collective::pulls`); whether a CAR is a valid replica by the node's [`Repos`]. The frames
+//! are typed in [`crate::collective::wire`]:
 //!
-//! - **Announcement** (gossip): `{"repoHead": {"did", "rev", "commit"}}`, published by a
-//!   member's node after each commit to its repo in the collective's space. It is a map
+//! - **Announcement** (gossip): `{"repoHead": {"did", "rev", "commit"}, "v": 1}`, published by
+//!   a member's node after each commit to its repo in the collective's space. It is a map
 //!   without `$type`, so it is never taken for a governance op.
-//! - **Heads** (request `{"repoHeads": true}`): the heads of every repo the responder holds in
-//!   the collective's space (its own and its replicas): `{"ok": true, "heads": [{did, rev,
-//!   commit}]}`. Stewards ask it of each member peer on connect and of one member peer every
-//!   `repo_sync_interval`, so a steward that was offline catches up, from the author or from
-//!   another replica.
-//! - **Repo** (request `{"repo": {"did", "since"?, "offset"?}}`): one page of the CAR of
-//!   `did`'s repo (whole, or since a revision): `{"ok": true, "car": bytes, "total": int,
-//!   "commit": link, "rev": string}`. Pages are at most `repo_page_bytes` (default 2 MB, the
-//!   protocol's limit per sync message); the responder keeps the last few exports for a while
-//!   so that later pages are slices of the same bytes, and the requester starts again if the
-//!   commit changes between pages.
+//! - **Heads** (request `repoHeads`): the heads of every repo the responder holds in the
+//!   collective's space (its own and its replicas), a `heads` reply. Stewards ask it of each
+//!   member peer on connect and of one member peer every `repo_sync_interval`, so a steward
+//!   that was offline catches up, from the author or from another replica.
+//! - **Repo** (request `repo: {did, since?, offset}`): one page of the CAR of `did`'s repo
+//!   (whole, or since a revision), a `page` reply `{car, total, commit, rev}`. Pages are at
+//!   most `repo_page_bytes` (default 2 MB, the protocol's limit per sync message); the
+//!   responder keeps the last few exports for a while so that later pages are slices of the
+//!   same bytes, and the requester starts again if the commit changes between pages.
 //!
-//! Refusals are `{"ok": false, "error": string}`: `not-a-member` for a requester who is not a
-//! current member (and nothing else), `not-found`, `unknown-rev` (the requester then asks for
-//! the whole repo), `bad-offset`, `busy` (too many repo requests served at once; the steward
-//! tries another peer, or again at its next heads sync).
+//! Refusals are `refused` replies: `not-a-member` for a requester who is not a current member
+//! (and nothing else), `not-found`, `unknown-rev` (the requester then asks for the whole
+//! repo), `bad-offset`, `busy` (too many repo requests served at once; the steward tries
+//! another peer, or again at its next heads sync).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use guild_core::{Cid, Ipld, data};
+use guild_core::Cid;
+use guild_core::syntax::{Did, Tid};
 use libp2p::PeerId;
-use tracing::debug;
+use tracing::{debug, warn};
 
+use crate::collective::wire::{Head, MAX_HEADS, Page, Reply, ReplyError, Request};
 use crate::handle::NetHandle;
 use crate::repos::{RepoHead, RepoSyncError, Repos};
 
@@ -42,210 +43,11 @@ pub const BAD_OFFSET: &str = "bad-offset";
 /// The refusal when the responder serves as many repo requests as it allows.
 pub const BUSY: &str = "busy";
 
-/// Most heads in one heads answer.
-const MAX_HEADS: usize = 50_000;
 /// Exports kept for paging, and for how long.
 const EXPORTS_KEPT: usize = 4;
 const EXPORT_TTL: Duration = Duration::from_secs(120);
 /// A requester starts a paged download again at most this often when the head moves.
 const MAX_RESTARTS: u32 = 3;
-
-fn head_ipld(h: &RepoHead) -> Ipld {
-    Ipld::Map(
-        [
-            ("did".to_owned(), Ipld::String(h.did.clone())),
-            ("rev".to_owned(), Ipld::String(h.rev.clone())),
-            ("commit".to_owned(), Ipld::Link(h.commit)),
-        ]
-        .into(),
-    )
-}
-
-fn head_of(v: &Ipld) -> Option<RepoHead> {
-    let Ipld::Map(m) = v else {
-        return None;
-    };
-    if m.len() != 3 {
-        return None;
-    }
-    match (m.get("did"), m.get("rev"), m.get("commit")) {
-        (Some(Ipld::String(did)), Some(Ipld::String(rev)), Some(Ipld::Link(commit)))
-            if guild_core::syntax::Did::parse(did).is_ok()
-                && guild_core::syntax::Tid::parse(rev).is_ok() =>
-        {
-            Some(RepoHead {
-                did: did.clone(),
-                rev: rev.clone(),
-                commit: *commit,
-            })
-        }
-        _ => None,
-    }
-}
-
-fn encode(m: BTreeMap<String, Ipld>) -> Vec<u8> {
-    data::encode(&Ipld::Map(m)).unwrap_or_default()
-}
-
-/// The gossip announcement of a new head.
-pub fn encode_announcement(h: &RepoHead) -> Vec<u8> {
-    encode([("repoHead".to_owned(), head_ipld(h))].into())
-}
-
-/// `None`: the bytes are not an announcement (a governance op, say). `Some(None)`: an
-/// announcement, malformed.
-pub fn decode_announcement(bytes: &[u8]) -> Option<Option<RepoHead>> {
-    let Ok(Ipld::Map(m)) = data::decode(bytes) else {
-        return None;
-    };
-    if m.contains_key("$type") {
-        return None;
-    }
-    let inner = m.get("repoHead")?;
-    if m.len() != 1 {
-        return Some(None);
-    }
-    Some(head_of(inner))
-}
-
-/// A replication request on `/guild/sync/1`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RepoReq {
-    /// The heads of the repos the responder holds in the collective's space.
-    Heads,
-    /// A page of a repo's CAR.
-    Repo {
-        /// Whose repo.
-        did: String,
-        /// Only what is new since this revision.
-        since: Option<String>,
-        /// The page's first byte in the CAR.
-        offset: u64,
-    },
-}
-
-impl RepoReq {
-    /// The request body.
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            RepoReq::Heads => encode([("repoHeads".to_owned(), Ipld::Bool(true))].into()),
-            RepoReq::Repo { did, since, offset } => {
-                let mut r: BTreeMap<String, Ipld> = [
-                    ("did".to_owned(), Ipld::String(did.clone())),
-                    ("offset".to_owned(), Ipld::Integer(i128::from(*offset))),
-                ]
-                .into();
-                if let Some(s) = since {
-                    r.insert("since".to_owned(), Ipld::String(s.clone()));
-                }
-                encode([("repo".to_owned(), Ipld::Map(r))].into())
-            }
-        }
-    }
-
-    /// `None` if the body is not a replication request.
-    pub fn decode(bytes: &[u8]) -> Option<RepoReq> {
-        let Ok(Ipld::Map(m)) = data::decode(bytes) else {
-            return None;
-        };
-        if m.len() != 1 {
-            return None;
-        }
-        match (m.get("repoHeads"), m.get("repo")) {
-            (Some(Ipld::Bool(true)), None) => Some(RepoReq::Heads),
-            (None, Some(Ipld::Map(r))) => {
-                let did = match r.get("did") {
-                    Some(Ipld::String(d)) if guild_core::syntax::Did::parse(d).is_ok() => d.clone(),
-                    _ => return None,
-                };
-                let since = match r.get("since") {
-                    None => None,
-                    Some(Ipld::String(s)) => Some(s.clone()),
-                    Some(_) => return None,
-                };
-                let offset = match r.get("offset") {
-                    None => 0,
-                    Some(Ipld::Integer(n)) => u64::try_from(*n).ok()?,
-                    Some(_) => return None,
-                };
-                if r.keys()
-                    .any(|k| !matches!(k.as_str(), "did" | "since" | "offset"))
-                {
-                    return None;
-                }
-                Some(RepoReq::Repo { did, since, offset })
-            }
-            _ => None,
-        }
-    }
-}
-
-fn ok_response(mut m: BTreeMap<String, Ipld>) -> Vec<u8> {
-    m.insert("ok".to_owned(), Ipld::Bool(true));
-    encode(m)
-}
-
-/// `{ok: false, error}`.
-pub fn refusal(error: &str) -> Vec<u8> {
-    encode(
-        [
-            ("ok".to_owned(), Ipld::Bool(false)),
-            ("error".to_owned(), Ipld::String(error.to_owned())),
-        ]
-        .into(),
-    )
-}
-
-/// The response's map if `ok` is true, its error otherwise.
-fn read_ok(bytes: &[u8]) -> Result<BTreeMap<String, Ipld>, String> {
-    let Ok(Ipld::Map(m)) = data::decode(bytes) else {
-        return Err("malformed response".into());
-    };
-    match (m.get("ok"), m.get("error")) {
-        (Some(Ipld::Bool(true)), _) => Ok(m),
-        (Some(Ipld::Bool(false)), Some(Ipld::String(e))) => Err(e.clone()),
-        _ => Err("malformed response".into()),
-    }
-}
-
-/// Reads a heads answer.
-pub fn read_heads(bytes: &[u8]) -> Result<Vec<RepoHead>, String> {
-    let m = read_ok(bytes)?;
-    match m.get("heads") {
-        Some(Ipld::List(items)) if items.len() <= MAX_HEADS => items
-            .iter()
-            .map(|i| head_of(i).ok_or_else(|| "malformed head".to_string()))
-            .collect(),
-        _ => Err("malformed response".into()),
-    }
-}
-
-struct Page {
-    head: RepoHead,
-    total: u64,
-    car: Vec<u8>,
-}
-
-fn read_page(bytes: &[u8], did: &str) -> Result<Page, String> {
-    let m = read_ok(bytes)?;
-    match (m.get("car"), m.get("total"), m.get("commit"), m.get("rev")) {
-        (
-            Some(Ipld::Bytes(car)),
-            Some(Ipld::Integer(total)),
-            Some(Ipld::Link(commit)),
-            Some(Ipld::String(rev)),
-        ) => Ok(Page {
-            head: RepoHead {
-                did: did.to_owned(),
-                rev: rev.clone(),
-                commit: *commit,
-            },
-            total: u64::try_from(*total).map_err(|_| "malformed response".to_string())?,
-            car: car.clone(),
-        }),
-        _ => Err("malformed response".into()),
-    }
-}
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RepoSyncError> + Send + 'static,
@@ -255,22 +57,28 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| RepoSyncError::Store(format!("worker failed: {e}")))?
 }
 
-/// The answer to a heads request (the requester is a member: the engine checked).
-pub async fn serve_heads(repos: Option<Arc<dyn Repos>>, collective: Cid) -> Vec<u8> {
+/// The answer to a heads request (the requester is a member: the engine checked). A head
+/// whose DID or revision does not parse is left out.
+pub async fn serve_heads(repos: Option<Arc<dyn Repos>>, collective: Cid) -> Reply {
     let heads = match repos {
         None => Vec::new(),
         Some(r) => match blocking(move || r.heads(&collective)).await {
             Ok(h) => h,
-            Err(e) => return refusal(&e.to_string()),
+            Err(e) => return Reply::refused(e.to_string()),
         },
     };
-    ok_response(
-        [(
-            "heads".to_owned(),
-            Ipld::List(heads.iter().take(MAX_HEADS).map(head_ipld).collect()),
-        )]
-        .into(),
-    )
+    let heads = heads
+        .iter()
+        .filter_map(|h| match Head::try_from(h) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                warn!(did = %h.did, error = %e, "a repo head left out of a heads reply");
+                None
+            }
+        })
+        .take(MAX_HEADS)
+        .collect();
+    Reply::Heads(heads)
 }
 
 struct Export {
@@ -325,9 +133,9 @@ pub async fn serve_repo(
     since: Option<String>,
     offset: u64,
     page_bytes: usize,
-) -> Vec<u8> {
+) -> Reply {
     let Some(repos) = repos else {
-        return refusal(NOT_FOUND);
+        return Reply::refused(NOT_FOUND);
     };
     let cached = if offset > 0 {
         exports.get(&collective, &did, since.as_deref())
@@ -351,26 +159,27 @@ pub async fn serve_repo(
                     });
                     (head, car)
                 }
-                Err(RepoSyncError::NotFound) => return refusal(NOT_FOUND),
-                Err(RepoSyncError::UnknownRev) => return refusal(UNKNOWN_REV),
-                Err(e) => return refusal(&e.to_string()),
+                Err(RepoSyncError::NotFound) => return Reply::refused(NOT_FOUND),
+                Err(RepoSyncError::UnknownRev) => return Reply::refused(UNKNOWN_REV),
+                Err(e) => return Reply::refused(e.to_string()),
             }
         }
     };
+    let Ok(rev) = Tid::parse(&head.rev) else {
+        warn!(did = %head.did, rev = %head.rev, "an export whose revision is not a TID");
+        return Reply::refused(NOT_FOUND);
+    };
     let total = car.len();
     let Some(start) = usize::try_from(offset).ok().filter(|o| *o <= total) else {
-        return refusal(BAD_OFFSET);
+        return Reply::refused(BAD_OFFSET);
     };
     let end = start.saturating_add(page_bytes.max(1)).min(total);
-    ok_response(
-        [
-            ("car".to_owned(), Ipld::Bytes(car[start..end].to_vec())),
-            ("total".to_owned(), Ipld::Integer(total as i128)),
-            ("commit".to_owned(), Ipld::Link(head.commit)),
-            ("rev".to_owned(), Ipld::String(head.rev)),
-        ]
-        .into(),
-    )
+    Reply::Page(Page {
+        car: car[start..end].to_vec(),
+        total: total as u64,
+        commit: head.commit,
+        rev,
+    })
 }
 
 /// Bounds on one pull.
@@ -380,43 +189,77 @@ pub struct PullLimits {
     pub max_bytes: u64,
 }
 
+/// Why a download from one peer failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DownloadError {
+    /// The request could not be made or was not answered.
+    #[error("{0}")]
+    Request(String),
+    /// The peer refused, or answered with something else than a page.
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    /// The CAR is larger than this node accepts.
+    #[error("the repo's CAR is {total} bytes; this node accepts at most {max}")]
+    TooLarge {
+        /// The CAR's length.
+        total: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The head moved between pages more than [`MAX_RESTARTS`] times.
+    #[error("the repo kept changing during the download")]
+    KeptChanging,
+    /// A page does not fit the CAR's announced length.
+    #[error("a page does not fit the CAR's length")]
+    BadPage,
+}
+
+impl DownloadError {
+    fn is_unknown_rev(&self) -> bool {
+        matches!(self, DownloadError::Reply(ReplyError::Refused(e)) if e == UNKNOWN_REV)
+    }
+}
+
 /// Downloads `did`'s repo from `peer`, page by page.
 async fn download(
     net: &NetHandle,
     peer: PeerId,
     topic: &str,
-    did: &str,
-    since: Option<&str>,
+    did: &Did,
+    since: Option<&Tid>,
     limits: PullLimits,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, DownloadError> {
     let mut buf: Vec<u8> = Vec::new();
     let mut at: Option<(Cid, u64)> = None;
     let mut restarts = 0;
     loop {
-        let req = RepoReq::Repo {
-            did: did.to_owned(),
-            since: since.map(str::to_owned),
+        let req = Request::Repo {
+            did: did.clone(),
+            since: since.cloned(),
             offset: buf.len() as u64,
         };
+        let body = req
+            .encode()
+            .map_err(|e| DownloadError::Request(e.to_string()))?;
         let answer = net
-            .request(peer, topic, req.encode())
+            .request(peer, topic, body)
             .await
-            .map_err(|e| e.to_string())?;
-        let page = read_page(&answer, did)?;
+            .map_err(|e| DownloadError::Request(e.to_string()))?;
+        let page = Reply::read_page(&answer)?;
         if page.total > limits.max_bytes {
-            return Err(format!(
-                "the repo's CAR is {} bytes; this node accepts at most {}",
-                page.total, limits.max_bytes
-            ));
+            return Err(DownloadError::TooLarge {
+                total: page.total,
+                max: limits.max_bytes,
+            });
         }
         match at {
-            None => at = Some((page.head.commit, page.total)),
-            Some(x) if x == (page.head.commit, page.total) => {}
+            None => at = Some((page.commit, page.total)),
+            Some(x) if x == (page.commit, page.total) => {}
             Some(_) => {
                 // The head moved between two pages: start again from the new one.
                 restarts += 1;
                 if restarts > MAX_RESTARTS {
-                    return Err("the repo kept changing during the download".into());
+                    return Err(DownloadError::KeptChanging);
                 }
                 buf.clear();
                 at = None;
@@ -427,7 +270,7 @@ async fn download(
         if page.car.is_empty() && (buf.len() as u64) < total
             || buf.len() as u64 + page.car.len() as u64 > total
         {
-            return Err("a page does not fit the CAR's length".into());
+            return Err(DownloadError::BadPage);
         }
         buf.extend_from_slice(&page.car);
         if buf.len() as u64 == total {
@@ -462,11 +305,13 @@ pub async fn pull(
     {
         return Ok(held);
     }
+    let who = Did::parse(&did).map_err(|e| e.to_string())?;
     let mut last = String::from("no peer to ask");
     for peer in peers {
-        let mut since = held.as_ref().map(|h| h.rev.clone());
+        // A held revision that is not a TID is no revision to diff from: the whole repo.
+        let mut since = held.as_ref().and_then(|h| Tid::parse(&h.rev).ok());
         loop {
-            match download(&net, peer, &topic, &did, since.as_deref(), limits).await {
+            match download(&net, peer, &topic, &who, since.as_ref(), limits).await {
                 Ok(car) => {
                     let (r, d) = (Arc::clone(&repos), did.clone());
                     match blocking(move || r.import_replica(&d, &collective, &car)).await {
@@ -480,7 +325,7 @@ pub async fn pull(
                         }
                     }
                 }
-                Err(e) if e == UNKNOWN_REV && since.is_some() => {
+                Err(e) if e.is_unknown_rev() && since.is_some() => {
                     since = None;
                     continue;
                 }
@@ -490,70 +335,4 @@ pub async fn pull(
         }
     }
     Err(last)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn head() -> RepoHead {
-        RepoHead {
-            did: "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK".into(),
-            rev: "3jzfcijpj2z2a".into(),
-            commit: guild_core::cids::cid_for_cbor(b"\xa0"),
-        }
-    }
-
-    #[test]
-    fn announcements_round_trip_and_are_not_ops() {
-        let h = head();
-        let bytes = encode_announcement(&h);
-        assert_eq!(decode_announcement(&bytes), Some(Some(h.clone())));
-        // A map with $type is an op, whatever else it holds.
-        let op = encode(
-            [
-                (
-                    "$type".to_owned(),
-                    Ipld::String("coop.guild.membership.join".into()),
-                ),
-                ("repoHead".to_owned(), head_ipld(&h)),
-            ]
-            .into(),
-        );
-        assert_eq!(decode_announcement(&op), None);
-        // Malformed: an extra key, a bad rev, a missing commit.
-        let extra = encode(
-            [
-                ("repoHead".to_owned(), head_ipld(&h)),
-                ("x".to_owned(), Ipld::Null),
-            ]
-            .into(),
-        );
-        assert_eq!(decode_announcement(&extra), Some(None));
-        let mut bad = h.clone();
-        bad.rev = "not-a-tid".into();
-        assert_eq!(decode_announcement(&encode_announcement(&bad)), Some(None));
-        assert_eq!(decode_announcement(b"garbage"), None);
-    }
-
-    #[test]
-    fn requests_round_trip() {
-        for r in [
-            RepoReq::Heads,
-            RepoReq::Repo {
-                did: head().did,
-                since: None,
-                offset: 0,
-            },
-            RepoReq::Repo {
-                did: head().did,
-                since: Some("3jzfcijpj2z2a".into()),
-                offset: 4096,
-            },
-        ] {
-            assert_eq!(RepoReq::decode(&r.encode()), Some(r));
-        }
-        let sync = encode([("sync".to_owned(), Ipld::Bytes(vec![1]))].into());
-        assert_eq!(RepoReq::decode(&sync), None);
-    }
 }

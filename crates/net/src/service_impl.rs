@@ -2,9 +2,8 @@
 //! `guild_service::CollectiveEngine` over an [`Engine`] and its swarm's [`NetHandle`], so that
 //! `guild-api` serves the collective endpoints without depending on this crate.
 //!
-//! The engine's own types ([`EngineError`], [`Status`], [`FieldsFn`]) still live in
-//! `collective`; this module converts them to and from `guild-service`'s. (Once `collective`
-//! uses `guild-service`'s types itself, these conversions go.)
+//! The engine's answers and errors are guild-service's own types, so nothing is converted
+//! but the peer list.
 
 use guild_core::Cid;
 use guild_core::syntax::Datetime;
@@ -12,7 +11,7 @@ use guild_gov::OpKind;
 use guild_gov::make::{CharterParams, InviteCode};
 use guild_service::engine::{self as api, BoxFuture, CollectiveEngine};
 
-use crate::collective::{Engine, EngineError, FieldsFn, Status};
+use crate::collective::Engine;
 use crate::handle::NetHandle;
 use crate::repos::RepoHead;
 
@@ -25,62 +24,13 @@ pub struct NetCollectives {
     pub net: NetHandle,
 }
 
-/// `From` between the engine's error and guild-service's, which have the same variants.
-macro_rules! same_variants {
-    ($from:ty => $to:ty) => {
-        impl From<$from> for $to {
-            fn from(e: $from) -> $to {
-                type F = $from;
-                type T = $to;
-                match e {
-                    F::UnknownCollective(c) => T::UnknownCollective(c),
-                    F::NotMember => T::NotMember,
-                    F::Refused(r) => T::Refused(r),
-                    F::Invalid(m) => T::Invalid(m),
-                    F::Invite(m) => T::Invite(m),
-                    F::NoPeers(m) => T::NoPeers(m),
-                    F::PeerRefused(m) => T::PeerRefused(m),
-                    F::Store(m) => T::Store(m),
-                    F::Stopped => T::Stopped,
-                }
-            }
-        }
-    };
-}
-
-same_variants!(EngineError => api::EngineError);
-same_variants!(api::EngineError => EngineError);
-
-impl From<Status> for api::Status {
-    fn from(s: Status) -> api::Status {
-        let Status {
-            collective,
-            state,
-            heads,
-            ops,
-            pending,
-            wanted,
-            peers,
-        } = s;
-        api::Status {
-            collective,
-            state,
-            heads,
-            ops,
-            pending,
-            wanted,
-            peers,
-        }
-    }
-}
-
 impl CollectiveEngine for NetCollectives {
     fn collectives(&self) -> BoxFuture<'_, Result<Vec<Cid>, api::EngineError>> {
-        Box::pin(async move { Ok(self.engine.collectives().await?) })
+        Box::pin(async move { self.engine.collectives().await })
     }
 
     fn create(&self, params: CharterParams) -> BoxFuture<'_, Result<Cid, api::EngineError>> {
-        Box::pin(async move { Ok(self.engine.create(params).await?) })
+        Box::pin(async move { self.engine.create(params).await })
     }
 
     fn invite(
@@ -89,11 +39,11 @@ impl CollectiveEngine for NetCollectives {
         invitee: Option<guild_core::syntax::Did>,
         expires_at: Option<Datetime>,
     ) -> BoxFuture<'_, Result<InviteCode, api::EngineError>> {
-        Box::pin(async move { Ok(self.engine.invite(collective, invitee, expires_at).await?) })
+        Box::pin(async move { self.engine.invite(collective, invitee, expires_at).await })
     }
 
     fn join(&self, code: InviteCode) -> BoxFuture<'_, Result<Cid, api::EngineError>> {
-        Box::pin(async move { Ok(self.engine.join(code).await?) })
+        Box::pin(async move { self.engine.join(code).await })
     }
 
     fn write(
@@ -102,12 +52,11 @@ impl CollectiveEngine for NetCollectives {
         kind: OpKind,
         fields: api::FieldsFn,
     ) -> BoxFuture<'_, Result<Cid, api::EngineError>> {
-        let fields: FieldsFn = Box::new(move |state, me| fields(state, me).map_err(Into::into));
-        Box::pin(async move { Ok(self.engine.write(collective, kind, fields).await?) })
+        Box::pin(async move { self.engine.write(collective, kind, fields).await })
     }
 
     fn status(&self, collective: Cid) -> BoxFuture<'_, Result<api::Status, api::EngineError>> {
-        Box::pin(async move { Ok(self.engine.status(collective).await?.into()) })
+        Box::pin(async move { self.engine.status(collective).await })
     }
 
     fn remote_heads<'a>(
@@ -115,7 +64,7 @@ impl CollectiveEngine for NetCollectives {
         collective: Cid,
         peer: &'a str,
     ) -> BoxFuture<'a, Result<Vec<RepoHead>, api::EngineError>> {
-        Box::pin(async move { Ok(self.engine.remote_heads(collective, peer).await?) })
+        Box::pin(async move { self.engine.remote_heads(collective, peer).await })
     }
 
     fn peers(&self) -> BoxFuture<'_, Result<api::NodePeers, api::EngineError>> {

@@ -111,6 +111,11 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: oneshot::Sender<Option<f64>>,
     },
+    Block {
+        peer: PeerId,
+        blocked: bool,
+        reply: oneshot::Sender<()>,
+    },
     Disconnect {
         peer: PeerId,
         reply: oneshot::Sender<bool>,
@@ -465,72 +470,17 @@ impl Task {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
             Command::Dial { addr, reply } => {
-                let result = match peer_of(&addr) {
-                    Some(peer) if self.banned.contains_key(&peer) => {
-                        Err(libp2p::swarm::DialError::Denied {
-                            cause: libp2p::swarm::ConnectionDenied::new(Banned),
-                        })
-                    }
-                    Some(peer) => self.swarm.dial(
-                        DialOpts::peer_id(peer)
-                            .addresses(vec![addr])
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
-                            .build(),
-                    ),
-                    None => self.swarm.dial(addr),
-                };
-                let result = match result {
-                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
-                    Err(e) => Err(DialError::Refused(e)),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.dial(addr));
             }
             Command::Subscribe { topic, reply } => {
-                let t = IdentTopic::new(topic);
-                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-                let result = match gossipsub.subscribe(&t) {
-                    Ok(new) => {
-                        if new
-                            && let Err(e) = gossipsub.set_topic_params(t, self.topic_params.clone())
-                        {
-                            tracing::error!(error = e, "topic scoring not set");
-                        }
-                        Ok(new)
-                    }
-                    Err(e) => Err(SubscribeError::Refused(e.to_string())),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.subscribe(topic));
             }
             Command::Unsubscribe { topic, reply } => {
                 let t = IdentTopic::new(topic);
                 let _ = reply.send(self.swarm.behaviour_mut().gossipsub.unsubscribe(&t));
             }
             Command::Publish { topic, data, reply } => {
-                let id = MsgId::of(&data);
-                let (size, max) = (data.len(), self.config.max_message_bytes);
-                if size > max {
-                    let _ = reply.send(Err(PublishError::TooLarge { size, max }));
-                    return;
-                }
-                let result = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(IdentTopic::new(topic.clone()), data);
-                let result = match result {
-                    Ok(_) | Err(gossipsub::PublishError::Duplicate) => Ok(id),
-                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
-                        Err(PublishError::InsufficientPeers(topic))
-                    }
-                    Err(gossipsub::PublishError::MessageTooLarge) => {
-                        Err(PublishError::TooLarge { size, max })
-                    }
-                    Err(gossipsub::PublishError::AllQueuesFull(n)) => {
-                        Err(PublishError::QueuesFull(n))
-                    }
-                    Err(e) => Err(PublishError::Signing(e.to_string())),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.publish(topic, data));
             }
             Command::Report {
                 msg_id,
@@ -538,21 +488,7 @@ impl Task {
                 verdict,
                 reply,
             } => {
-                let acceptance = match verdict {
-                    Validation::Accept => MessageAcceptance::Accept,
-                    Validation::Reject => MessageAcceptance::Reject,
-                    Validation::Ignore => MessageAcceptance::Ignore,
-                };
-                let found = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(
-                        &gossipsub::MessageId(msg_id.0),
-                        &source,
-                        acceptance,
-                    );
-                let _ = reply.send(found);
+                let _ = reply.send(self.report(msg_id, &source, verdict));
             }
             Command::Request {
                 peer,
@@ -577,18 +513,7 @@ impl Task {
                 let _ = reply.send(result);
             }
             Command::Peers(reply) => {
-                let gossipsub = &self.swarm.behaviour().gossipsub;
-                let peers = self
-                    .peers
-                    .iter()
-                    .map(|(peer, state)| PeerInfo {
-                        peer: *peer,
-                        did: did_from_peer_id(peer),
-                        addrs: state.addrs.clone(),
-                        score: gossipsub.peer_score(peer),
-                    })
-                    .collect();
-                let _ = reply.send(peers);
+                let _ = reply.send(self.peer_infos());
             }
             Command::TopicPeers { topic, reply } => {
                 let hash = TopicHash::from_raw(topic);
@@ -616,6 +541,14 @@ impl Task {
             Command::Score { peer, reply } => {
                 let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
+            Command::Block {
+                peer,
+                blocked,
+                reply,
+            } => {
+                self.set_blocked(peer, blocked);
+                let _ = reply.send(());
+            }
             Command::Disconnect { peer, reply } => {
                 let _ = reply.send(self.swarm.disconnect_peer_id(peer).is_ok());
             }
@@ -623,6 +556,107 @@ impl Task {
                 let _ = reply.send(());
             }
         }
+    }
+
+    /// Blocks a peer (closing its connections) or lifts the block (a banned peer stays
+    /// blocked until its ban ends).
+    fn set_blocked(&mut self, peer: PeerId, blocked: bool) {
+        let list = &mut self.swarm.behaviour_mut().blocked;
+        if blocked {
+            list.block_peer(peer);
+        } else if !self.banned.contains_key(&peer) {
+            list.unblock_peer(peer);
+        }
+    }
+
+    /// Dials an address (a banned peer's is refused; dialling a peer already connected or
+    /// being dialled is a success).
+    fn dial(&mut self, addr: Multiaddr) -> Result<(), DialError> {
+        let result = match peer_of(&addr) {
+            Some(peer) if self.banned.contains_key(&peer) => {
+                Err(libp2p::swarm::DialError::Denied {
+                    cause: libp2p::swarm::ConnectionDenied::new(Banned),
+                })
+            }
+            Some(peer) => self.swarm.dial(
+                DialOpts::peer_id(peer)
+                    .addresses(vec![addr])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+            ),
+            None => self.swarm.dial(addr),
+        };
+        match result {
+            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
+            Err(e) => Err(DialError::Refused(e)),
+        }
+    }
+
+    /// Subscribes to a topic, with its scoring parameters; whether it is a new subscription.
+    fn subscribe(&mut self, topic: String) -> Result<bool, SubscribeError> {
+        let t = IdentTopic::new(topic);
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        match gossipsub.subscribe(&t) {
+            Ok(new) => {
+                if new && let Err(e) = gossipsub.set_topic_params(t, self.topic_params.clone()) {
+                    tracing::error!(error = e, "topic scoring not set");
+                }
+                Ok(new)
+            }
+            Err(e) => Err(SubscribeError::Refused(e.to_string())),
+        }
+    }
+
+    /// Publishes on a topic (re-publishing a known message is a success).
+    fn publish(&mut self, topic: String, data: Vec<u8>) -> Result<MsgId, PublishError> {
+        let id = MsgId::of(&data);
+        let (size, max) = (data.len(), self.config.max_message_bytes);
+        if size > max {
+            return Err(PublishError::TooLarge { size, max });
+        }
+        let result = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(topic.clone()), data);
+        match result {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => Ok(id),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                Err(PublishError::InsufficientPeers(topic))
+            }
+            Err(gossipsub::PublishError::MessageTooLarge) => {
+                Err(PublishError::TooLarge { size, max })
+            }
+            Err(gossipsub::PublishError::AllQueuesFull(n)) => Err(PublishError::QueuesFull(n)),
+            Err(e) => Err(PublishError::Signing(e.to_string())),
+        }
+    }
+
+    /// Reports the caller's verdict on a gossip message; whether it was still awaiting one.
+    fn report(&mut self, msg_id: MsgId, source: &PeerId, verdict: Validation) -> bool {
+        let acceptance = match verdict {
+            Validation::Accept => MessageAcceptance::Accept,
+            Validation::Reject => MessageAcceptance::Reject,
+            Validation::Ignore => MessageAcceptance::Ignore,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&gossipsub::MessageId(msg_id.0), source, acceptance)
+    }
+
+    /// The connected peers, with their DIDs, addresses and scores.
+    fn peer_infos(&self) -> Vec<PeerInfo> {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        self.peers
+            .iter()
+            .map(|(peer, state)| PeerInfo {
+                peer: *peer,
+                did: did_from_peer_id(peer),
+                addrs: state.addrs.clone(),
+                score: gossipsub.peer_score(peer),
+            })
+            .collect()
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -661,8 +695,11 @@ impl Task {
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
             }
-            SwarmEvent::IncomingConnectionError { error, .. } => {
-                tracing::debug!(%error, "incoming connection failed");
+            SwarmEvent::IncomingConnectionError { error, peer_id, .. } => {
+                tracing::debug!(peer = ?peer_id, %error, "incoming connection failed");
+                if let Some(peer) = peer_id {
+                    self.emit(NetEvent::Refused { peer });
+                }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}

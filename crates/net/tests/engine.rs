@@ -6,83 +6,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use guild_core::Keypair;
 use guild_gov::body::{OpBody, RemoveBody};
 use guild_gov::make::{self, CharterParams};
-use guild_gov::{DriverConfig, OpKind, OpStore};
+use guild_gov::{OpKind, OpStore};
 use guild_net::collective::topic;
-use guild_net::{Clock, Engine, EngineConfig, EngineError, Multiaddr, Net, NetConfig, NetHandle};
+use guild_net::collective::wire::{Reply, Request};
+use guild_net::{Clock, EngineConfig, EngineError};
 use guild_store::MemoryStore;
 
-struct Member {
-    key: Keypair,
-    net: NetHandle,
-    engine: Engine,
-    store: Arc<MemoryStore>,
-}
-
-fn engine_config() -> EngineConfig {
-    EngineConfig {
-        driver: DriverConfig {
-            sync_interval_micros: 1_000_000,
-            sync_jitter_micros: 500_000,
-            request_timeout_micros: 1_000_000,
-            ..DriverConfig::default()
-        },
-        tick: Duration::from_millis(50),
-        join_timeout: Duration::from_secs(10),
-        ..EngineConfig::default()
-    }
-}
+mod common;
+use common::engine::{Member, addr, engine_config, member_on, members_of};
+use common::eventually_within;
 
 async fn member_with(n: u8, store: Arc<MemoryStore>) -> Member {
     member_on(n, store, engine_config()).await
-}
-
-async fn member_on(n: u8, store: Arc<MemoryStore>, config: EngineConfig) -> Member {
-    let key = Keypair::from_secret_bytes(&[n; 32]);
-    let (net, events) = Net::spawn(&key, NetConfig::memory()).unwrap();
-    let engine = Engine::spawn(key.clone(), net.clone(), events, store.clone(), config)
-        .await
-        .unwrap();
-    Member {
-        key,
-        net,
-        engine,
-        store,
-    }
 }
 
 async fn member(n: u8) -> Member {
     member_with(n, Arc::new(MemoryStore::new())).await
 }
 
-/// Polls `check` every 50 ms for up to 20 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Polls `check` every 20 ms for up to 20 s.
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..400 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-async fn members_of(m: &Member, c: &guild_core::Cid) -> Vec<String> {
-    match m.engine.status(*c).await {
-        Ok(s) => s.state.members.keys().cloned().collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-async fn addr(m: &Member) -> Multiaddr {
-    let a = m.net.listen_addrs().await.unwrap();
-    a[0].clone()
-        .with(guild_net::multiaddr::Protocol::P2p(m.net.peer_id()))
+    eventually_within(what, Duration::from_secs(20), check).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,17 +129,17 @@ async fn a_non_member_gets_nothing_and_a_removed_member_is_cut_off() {
     // A stranger dials in and asks for the log: refused, nothing returned.
     stranger.net.dial(addr(&a).await).await.unwrap();
     let sync = guild_gov::Message::Want(vec![id]).encode();
-    let body = {
-        use guild_core::{Ipld, data};
-        data::encode(&Ipld::Map([("sync".to_owned(), Ipld::Bytes(sync))].into())).unwrap()
-    };
+    let body = Request::Sync(sync).encode().unwrap();
     let answer = stranger
         .net
         .request(a.net.peer_id(), &topic(&id), body.clone())
         .await
         .unwrap();
-    let text = String::from_utf8_lossy(&answer).to_string();
-    assert!(text.contains("not-a-member"), "{text}");
+    assert_eq!(
+        Reply::decode(&answer),
+        Ok(Reply::refused("not-a-member")),
+        "a typed refusal and nothing else"
+    );
     // Fetching with a made-up invite is refused too.
     let fake = make::InviteCode {
         collective: id,
@@ -240,7 +190,7 @@ async fn a_non_member_gets_nothing_and_a_removed_member_is_cut_off() {
         .request(a.net.peer_id(), &topic(&id), body)
         .await
         .unwrap();
-    assert!(String::from_utf8_lossy(&answer).contains("not-a-member"));
+    assert_eq!(Reply::decode(&answer), Ok(Reply::refused("not-a-member")));
     // B learns of its removal (by gossip or sync before the cut) or not at all; either way it
     // can no longer write anything A accepts.
     let members = members_of(&a, &id).await;

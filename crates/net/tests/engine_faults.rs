@@ -5,64 +5,34 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use guild_core::{Cid, Keypair};
+use guild_core::Cid;
+use guild_gov::OpKind;
 use guild_gov::make::{self, CharterParams};
-use guild_gov::{DriverConfig, OpKind};
+use guild_net::EngineConfig;
 use guild_net::collective::topic;
-use guild_net::{Engine, EngineConfig, Multiaddr, Net, NetConfig, NetHandle};
 use guild_store::MemoryStore;
 
-struct Member {
-    key: Keypair,
-    net: NetHandle,
-    engine: Engine,
-}
+mod common;
+use common::engine::{Member, addr, connected, engine_config, member_on};
+use common::eventually_within;
 
 async fn member(n: u8) -> Member {
-    let key = Keypair::from_secret_bytes(&[n; 32]);
-    let (net, events) = Net::spawn(&key, NetConfig::memory()).unwrap();
     let config = EngineConfig {
-        driver: DriverConfig {
-            sync_interval_micros: 1_000_000,
-            sync_jitter_micros: 500_000,
-            request_timeout_micros: 1_000_000,
-            ..DriverConfig::default()
-        },
-        tick: Duration::from_millis(50),
         // The partition test holds its cut itself; no redial undoes it meanwhile.
         redial: Duration::from_secs(3600),
-        ..EngineConfig::default()
+        join_timeout: EngineConfig::default().join_timeout,
+        ..engine_config()
     };
-    let engine = Engine::spawn(
-        key.clone(),
-        net.clone(),
-        events,
-        Arc::new(MemoryStore::new()),
-        config,
-    )
-    .await
-    .unwrap();
-    Member { key, net, engine }
+    member_on(n, Arc::new(MemoryStore::new()), config).await
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Polls `check` every 20 ms for up to 30 s.
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-async fn addr(m: &Member) -> Multiaddr {
-    let a = m.net.listen_addrs().await.unwrap();
-    a[0].clone()
-        .with(guild_net::multiaddr::Protocol::P2p(m.net.peer_id()))
+    eventually_within(what, Duration::from_secs(30), check).await;
 }
 
 async fn join_all(founder: &Member, others: &[&Member]) -> Cid {
@@ -88,7 +58,7 @@ async fn join_all(founder: &Member, others: &[&Member]) -> Cid {
     id
 }
 
-async fn grant(m: &Member, id: Cid, template: &str) {
+async fn grant(m: &Member, id: Cid, template: &str) -> Cid {
     let templates = vec![template.to_owned()];
     m.engine
         .write(
@@ -106,7 +76,7 @@ async fn grant(m: &Member, id: Cid, template: &str) {
             }),
         )
         .await
-        .unwrap();
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +95,8 @@ async fn a_node_sending_forged_ops_is_cut_off_and_its_ops_reach_nobody() {
     .await;
 
     // B's node turns bad: it publishes ops it signs with another key while claiming to be C.
-    let heads = a.engine.status(id).await.unwrap().heads;
+    let before = a.engine.status(id).await.unwrap();
+    let heads = before.heads.clone();
     let mut forged = Vec::new();
     for i in 0..6u8 {
         let op = guild_gov::Op::write(
@@ -156,37 +127,49 @@ async fn a_node_sending_forged_ops_is_cut_off_and_its_ops_reach_nobody() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A rejects each, scores B down and bans it.
-    eventually("A cuts B off", || async {
-        !a.net
-            .peers()
-            .await
-            .unwrap()
-            .iter()
-            .any(|p| p.peer == b.net.peer_id())
+    eventually("A cuts B off", || async { !connected(&a, &b).await }).await;
+    // C had its chance too: it rejected the forged ops B flooded to it (B's score at C falls,
+    // and C may ban B as well), or it has no link to B at all.
+    eventually("C rejected B's forged ops, or has no link to B", || async {
+        !connected(&c, &b).await
+            || c.net
+                .score(b.net.peer_id())
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|s| s < 0.0)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The honest members go on: C's real grant spreads to A, and A and C come to hold the
+    // same log (anti-entropy compares their sets, so an op in either is in both).
+    let real = grant(&c, id, "research-open").await;
+    eventually("C's own grant reaches A, and A and C agree", || async {
+        let (sa, sc) = (
+            a.engine.status(id).await.unwrap(),
+            c.engine.status(id).await.unwrap(),
+        );
+        sa.heads == sc.heads
+            && sa
+                .state
+                .effective_consent(&c.key.did(), "research-open")
+                .is_some_and(|g| g.op == real)
+    })
+    .await;
+    // No forged op entered either log (each holds one op more: C's grant), and C's consent
+    // is its own grant, not a forged one.
     for m in [&a, &c] {
         let s = m.engine.status(id).await.unwrap();
+        assert_eq!(s.ops, before.ops + 1);
         for f in &forged {
             assert!(!s.heads.contains(f));
         }
-        assert!(
+        assert_eq!(
             s.state
                 .effective_consent(&c.key.did(), "research-open")
-                .is_none()
+                .map(|g| g.op),
+            Some(real)
         );
     }
-    // The honest members go on: C's real grant spreads to A.
-    grant(&c, id, "research-open").await;
-    eventually("C's own grant reaches A", || async {
-        a.engine.status(id).await.is_ok_and(|s| {
-            s.state
-                .effective_consent(&c.key.did(), "research-open")
-                .is_some()
-        })
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,28 +181,32 @@ async fn a_partitioned_collective_converges_after_healing() {
     let e = member(45).await;
     let f = member(46).await;
     let id = join_all(&a, &[&b, &c, &d, &e, &f]).await;
-    // Everyone joined through A, and the members' nodes then found each other (they share
-    // addresses). Side X = {A, B, C}, side Y = {D, E, F}: every link between the sides is cut.
+    // Everyone joined through A, and the members' nodes then find each other (they share
+    // addresses). Side X = {A, B, C}, side Y = {D, E, F}: every link between the sides is cut,
+    // and held cut by each node refusing the other side (requests and address answers would
+    // dial across otherwise).
     b.net.dial(addr(&c).await).await.unwrap();
     e.net.dial(addr(&d).await).await.unwrap();
     f.net.dial(addr(&d).await).await.unwrap();
     f.net.dial(addr(&e).await).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let (side_x, side_y) = ([&a, &b, &c], [&d, &e, &f]);
     for y in side_y {
         for x in side_x {
-            y.net.disconnect(x.net.peer_id()).await.unwrap();
+            y.net.block(x.net.peer_id()).await.unwrap();
+            x.net.block(y.net.peer_id()).await.unwrap();
         }
     }
-    eventually("the sides are apart", || async {
-        let mut apart = true;
-        for x in side_x {
-            let peers = x.net.peers().await.unwrap();
-            apart &= !side_y
-                .iter()
-                .any(|y| peers.iter().any(|p| p.peer == y.net.peer_id()));
+    eventually("the sides are apart, and each side linked", || async {
+        let mut ok = connected(&b, &c).await
+            && connected(&e, &d).await
+            && connected(&f, &d).await
+            && connected(&f, &e).await;
+        for y in side_y {
+            for x in side_x {
+                ok &= !connected(y, x).await && !connected(x, y).await;
+            }
         }
-        apart
+        ok
     })
     .await;
 
@@ -252,7 +239,13 @@ async fn a_partitioned_collective_converges_after_healing() {
     })
     .await;
 
-    // Heal: one link back.
+    // Heal: the refusals lifted, one link back.
+    for y in side_y {
+        for x in side_x {
+            y.net.unblock(x.net.peer_id()).await.unwrap();
+            x.net.unblock(y.net.peer_id()).await.unwrap();
+        }
+    }
     d.net.dial(addr(&a).await).await.unwrap();
     let all = [&a, &b, &c, &d, &e, &f];
     eventually("all six identical after the heal", || async {

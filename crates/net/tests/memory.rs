@@ -235,7 +235,12 @@ async fn rejected_sender_is_penalised_then_banned() {
         b.handle.dial(a.addr.clone()).await.is_err(),
         "B must not dial a banned peer"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The witness that A's connection had its chance: B refused it once established.
+    b.wait("B refusing A's connection", |e| match e {
+        NetEvent::Refused { peer } if *peer == a.peer() => Some(()),
+        _ => None,
+    })
+    .await;
     assert!(
         !b.handle
             .peers()
@@ -244,7 +249,11 @@ async fn rejected_sender_is_penalised_then_banned() {
             .iter()
             .any(|p| p.peer == a.peer())
     );
-    assert!(a.handle.peers().await.unwrap().is_empty());
+    let a_handle = a.handle.clone();
+    eventually("A holding no connection", || async {
+        a_handle.peers().await.unwrap().is_empty()
+    })
+    .await;
 }
 
 /// A request reaches the responder with the requester's DID; its response comes back. A

@@ -1,40 +1,16 @@
 //! Replays every saved fuzz input under `tests/regressions/<target>/` through the same checks
-//! as the fuzz target of that name (`fuzz/fuzz_targets/<target>.rs`). Files named `README.md`
+//! as the fuzz target of that name (`fuzz/fuzz_targets/<target>.rs`), with the replay shared
+//! by every crate (`fuzz/replay.rs`). Files named `README.md`
 //! are skipped; an empty folder passes.
-
-use std::path::PathBuf;
 
 use guild_repo::mst::{decode_node, encode_node};
 use guild_repo::{car, prove, read_car, verify_car, verify_commit, verify_proof};
 
-/// The saved inputs of one target, as `(file name, bytes)`.
-fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "regressions", target]
-        .iter()
-        .collect();
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "README.md"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
-}
+#[path = "../../../fuzz/replay.rs"]
+mod replay;
 
 fn replay(target: &str, check: fn(&[u8]) -> Result<(), String>) {
-    let mut failures = Vec::new();
-    for (name, bytes) in inputs(target) {
-        let r =
-            std::panic::catch_unwind(|| check(&bytes)).unwrap_or_else(|_| Err("panicked".into()));
-        if let Err(e) = r {
-            failures.push(format!("{target}/{name}: {e}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    replay::replay(env!("CARGO_MANIFEST_DIR"), target, check);
 }
 
 /// The checks of `fuzz/fuzz_targets/car.rs`.

@@ -10,6 +10,8 @@ use guild_net::multiaddr::Protocol;
 use guild_net::{Multiaddr, Net, NetConfig, NetEvent, NetHandle, PeerId};
 use tokio::sync::mpsc;
 
+pub mod engine;
+
 /// The longest any single wait may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -175,12 +177,21 @@ pub struct Gossip {
 }
 
 /// Polls `check` every 20 ms until it holds; panics after [`WAIT`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    eventually_within(what, WAIT, check).await;
+}
+
+/// Polls `check` every 20 ms until it holds; panics after `within`.
+pub async fn eventually_within<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -85,20 +85,9 @@ impl<'a> Reader<'a> {
     /// A minimally encoded head of the given major type.
     fn head(&mut self, major: u8) -> Result<u64, &'static str> {
         let (m, arg, next) =
-            guild_core::cbor::head(self.buf, self.pos).ok_or("truncated or malformed head")?;
+            guild_core::cbor::read_head(self.buf, self.pos).map_err(|e| e.reason)?;
         if m != major {
             return Err("unexpected CBOR type");
-        }
-        let len = next - self.pos;
-        let minimal = match len {
-            1 => true,
-            2 => arg >= 24,
-            3 => arg > 0xff,
-            5 => arg > 0xffff,
-            _ => arg > 0xffff_ffff,
-        };
-        if !minimal {
-            return Err("non-minimal integer or length");
         }
         self.pos = next;
         Ok(arg)

@@ -1,0 +1,293 @@
+//! Repo replication, the engine's side (the transfers are in [`crate::replica`]): this
+//! member's heads announced on the topic, announcements judged, and on a steward's node one
+//! pull per member's repo at a time, on each announcement, on connect and every
+//! `repo_sync_interval`; heads and repo requests served to members only.
+
+use std::sync::Arc;
+
+use guild_core::Cid;
+use guild_gov::{OpStore, Role};
+use libp2p::PeerId;
+use tracing::{debug, warn};
+
+use super::wire::{Announcement, Flag, Reply, Request, WireError};
+use super::{Internal, NOT_A_MEMBER, Pull, Task, collective_of, topic};
+use crate::handle::{ResponseToken, Validation};
+use crate::identity::did_from_peer_id;
+use crate::replica::{self, PullLimits};
+use crate::repos::RepoHead;
+
+impl<S: OpStore + Send + Sync + 'static> Task<S> {
+    /// Whether this node keeps replicas of the collective's members' repos: it has repos to
+    /// keep them in and its member is a steward there.
+    pub(super) fn replicates(&self, id: &Cid) -> bool {
+        self.repos.is_some()
+            && !self.joining.contains(id)
+            && self
+                .collectives
+                .get(id)
+                .is_some_and(|c| c.driver.log().state_ref().role(&self.me) == Some(Role::Steward))
+    }
+
+    /// Publishes a new head of this member's repo in a collective's space.
+    pub(super) fn announce(&mut self, id: Cid, head: RepoHead) {
+        if head.did != self.me || !self.am_member(&id) || self.joining.contains(&id) {
+            return;
+        }
+        let bytes = match Announcement::new(&head).and_then(|a| a.encode()) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                warn!(error = %e, "cannot announce this repo head");
+                return;
+            }
+        };
+        let net = self.net.clone();
+        let t = topic(&id);
+        debug!(collective = %id, rev = %head.rev, "announcing a repo head");
+        tokio::spawn(async move {
+            if let Err(e) = net.publish(&t, bytes).await {
+                debug!(error = %e, "announcement not published; stewards catch up by heads sync");
+            }
+        });
+    }
+
+    /// The verdict on a repo-head announcement, and a pull if this node replicates. Only a
+    /// member's own node may announce its head (the gossip author is the repo's owner).
+    pub(super) fn on_announcement(
+        &mut self,
+        source: PeerId,
+        author: Option<PeerId>,
+        topic: &str,
+        announcement: Result<Announcement, WireError>,
+    ) -> Validation {
+        let Some(id) = collective_of(topic) else {
+            return Validation::Ignore;
+        };
+        let head = match announcement {
+            Ok(a) => RepoHead::from(a.head),
+            Err(e) => {
+                debug!(peer = %source, error = %e, "a malformed announcement");
+                return Validation::Reject;
+            }
+        };
+        let Some(author) = author else {
+            return Validation::Reject;
+        };
+        if did_from_peer_id(&author).as_deref() != Some(head.did.as_str()) {
+            debug!(peer = %source, "an announcement of someone else's repo");
+            return Validation::Reject;
+        }
+        let forwarder = did_from_peer_id(&source);
+        if !self.is_member(&id, &head.did)
+            || !self.is_member_did(&id, forwarder.as_deref())
+            || !self.am_member(&id)
+        {
+            return Validation::Ignore;
+        }
+        if head.did != self.me && self.replicates(&id) {
+            let peers = if author == source {
+                vec![author]
+            } else {
+                vec![author, source]
+            };
+            self.want_pull(id, head.did, Some(head.rev), peers);
+        }
+        Validation::Accept
+    }
+
+    /// Starts a pull of `did`'s repo up to `rev`, unless the replica is there already or a
+    /// pull of that repo is running (then it runs again after).
+    pub(super) fn want_pull(
+        &mut self,
+        id: Cid,
+        did: String,
+        rev: Option<String>,
+        peers: Vec<PeerId>,
+    ) {
+        let key = (id, did);
+        if let (Some(held), Some(rev)) = (self.held.get(&key), &rev)
+            && held >= rev
+        {
+            return;
+        }
+        if let Some(p) = self.pulls.get_mut(&key) {
+            p.again = Some((rev, peers));
+            return;
+        }
+        let Some(repos) = self.repos.clone() else {
+            return;
+        };
+        let (id, did) = key.clone();
+        self.pulls.insert(key, Pull { again: None });
+        let net = self.net.clone();
+        let internal = self.internal.clone();
+        let permits = Arc::clone(&self.pull_permits);
+        let limits = PullLimits {
+            max_bytes: self.config.max_replica_bytes,
+        };
+        tokio::spawn(async move {
+            let held = match permits.acquire_owned().await {
+                Ok(_permit) => {
+                    match replica::pull(repos, net, id, did.clone(), rev, peers, limits).await {
+                        Ok(head) => head.map(|h| h.rev),
+                        Err(e) => {
+                            debug!(collective = %id, did = %did, error = %e, "pull failed");
+                            None
+                        }
+                    }
+                }
+                Err(_) => None,
+            };
+            let _ = internal
+                .send(Internal::Pulled {
+                    collective: id,
+                    did,
+                    held,
+                })
+                .await;
+        });
+    }
+
+    /// Asks a member peer which repos it holds in the collective's space.
+    pub(super) fn ask_heads(&self, id: Cid, peer: PeerId) {
+        let Ok(permit) = Arc::clone(&self.requests).try_acquire_owned() else {
+            return;
+        };
+        let body = match Request::RepoHeads(Flag).encode() {
+            Ok(body) => body,
+            Err(e) => {
+                warn!(error = %e, "could not encode a heads request");
+                return;
+            }
+        };
+        let net = self.net.clone();
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let answer = net.request(peer, &topic(&id), body).await;
+            match answer
+                .map_err(|e| e.to_string())
+                .and_then(|a| Reply::read_heads(&a).map_err(|e| e.to_string()))
+            {
+                Ok(heads) => {
+                    let _ = internal
+                        .send(Internal::Heads {
+                            collective: id,
+                            peer,
+                            heads,
+                        })
+                        .await;
+                }
+                Err(e) => debug!(peer = %peer, error = %e, "heads request failed"),
+            }
+        });
+    }
+
+    /// Every `repo_sync_interval`: each collective this node replicates asks one member peer
+    /// (in turn) for its heads.
+    pub(super) fn repo_sync(&mut self) {
+        self.repo_sync_turn = self.repo_sync_turn.wrapping_add(1);
+        let ids: Vec<Cid> = self.collectives.keys().copied().collect();
+        for id in ids {
+            if !self.replicates(&id) {
+                continue;
+            }
+            let peers: Vec<PeerId> = self
+                .collectives
+                .get(&id)
+                .map(|c| c.driver.peers().copied().collect())
+                .unwrap_or_default();
+            if let Some(p) = peers.get(self.repo_sync_turn % peers.len().max(1)) {
+                self.ask_heads(id, *p);
+            }
+        }
+    }
+
+    /// Asks member peers for their heads when this node replicates: the peers just connected,
+    /// or every member peer when this node's member has just become a steward.
+    pub(super) fn heads_on_connect(&mut self, id: Cid, new: Vec<PeerId>) {
+        if !self.replicates(&id) {
+            self.replicating.remove(&id);
+            return;
+        }
+        let ask: Vec<PeerId> = if self.replicating.insert(id) {
+            // Newly a steward here: every member peer, not only the new ones.
+            self.collectives
+                .get(&id)
+                .map(|c| c.driver.peers().copied().collect())
+                .unwrap_or_default()
+        } else {
+            new
+        };
+        for p in ask {
+            self.ask_heads(id, p);
+        }
+    }
+
+    /// A pull ended: remember the revision held, and pull again if a newer head was
+    /// announced meanwhile.
+    pub(super) fn pulled(&mut self, collective: Cid, did: String, held: Option<String>) {
+        let key = (collective, did);
+        if let Some(rev) = held {
+            self.held.insert(key.clone(), rev);
+        }
+        if let Some(Pull {
+            again: Some((rev, peers)),
+        }) = self.pulls.remove(&key)
+        {
+            self.want_pull(key.0, key.1, rev, peers);
+        }
+    }
+
+    /// A peer told which repos it holds: pull those of members newer than the replicas.
+    pub(super) fn heads_known(&mut self, collective: Cid, peer: PeerId, heads: Vec<RepoHead>) {
+        if !self.replicates(&collective) {
+            return;
+        }
+        for h in heads {
+            if h.did != self.me && self.is_member(&collective, &h.did) {
+                self.want_pull(collective, h.did, Some(h.rev), vec![peer]);
+            }
+        }
+    }
+
+    /// Serves a heads or repo request: to current members only (as this node's state has
+    /// them), and only while this node's member is one.
+    pub(super) async fn on_repo_request(
+        &mut self,
+        peer: PeerId,
+        did: Option<&str>,
+        topic: &str,
+        req: Request,
+        token: ResponseToken,
+    ) {
+        let id = collective_of(topic);
+        let allowed = id.is_some_and(|id| self.is_member_did(&id, did) && self.am_member(&id));
+        let Some(id) = id.filter(|_| allowed) else {
+            debug!(peer = %peer, "refused a non-member's repo request");
+            super::respond(&self.net, token, Reply::refused(NOT_A_MEMBER)).await;
+            return;
+        };
+        let Ok(permit) = Arc::clone(&self.serve_permits).try_acquire_owned() else {
+            super::respond(&self.net, token, Reply::refused(replica::BUSY)).await;
+            return;
+        };
+        let net = self.net.clone();
+        let repos = self.repos.clone();
+        let exports = Arc::clone(&self.exports);
+        let page = self.config.repo_page_bytes;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let reply = match req {
+                Request::Repo { did, since, offset } => {
+                    let since = since.map(|t| t.into_string());
+                    replica::serve_repo(repos, exports, id, did.into_string(), since, offset, page)
+                        .await
+                }
+                Request::RepoHeads(_) => replica::serve_heads(repos, id).await,
+                _ => Reply::refused("not a repo request"),
+            };
+            super::respond(&net, token, reply).await;
+        });
+    }
+}
