@@ -300,7 +300,8 @@ async fn consent<S>(state: &ApiState<S>, input: ConsentInput, kind: OpKind) -> X
         id,
         kind,
         Box::new(move |st, me| {
-            let body = make::consent(st, me, &templates, &collections, &at);
+            let me = Did::parse(me).map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let body = make::consent(st, &me, &templates, &collections, &at);
             Ok(if kind == OpKind::ConsentGrant {
                 OpBody::ConsentGrant(body)
             } else {
@@ -349,11 +350,7 @@ pub(crate) async fn open_election<S: NodeStore>(
             let seats =
                 seats.unwrap_or_else(|| st.charter.as_ref().map_or(1, |ch| i64::from(ch.seats)));
             let candidates = if candidates.is_empty() {
-                st.members
-                    .keys()
-                    .map(|d| Did::parse(d))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| EngineError::Invalid(e.to_string()))?
+                st.members.keys().cloned().collect()
             } else {
                 candidates
             };
@@ -442,7 +439,7 @@ fn status_output(s: &Status, me: &str) -> get_status::Output {
         .members
         .iter()
         .map(|(d, m)| g::Member {
-            did: d.clone(),
+            did: d.to_string(),
             role: role(m.role).into(),
             since: m.since.to_string(),
         })
@@ -456,7 +453,7 @@ fn status_output(s: &Status, me: &str) -> get_status::Output {
                 Departure::Removed(op) => ("removed", op),
             };
             g::Departure {
-                did: d.clone(),
+                did: d.to_string(),
                 how: how.into(),
                 op: op.to_string(),
             }
@@ -466,7 +463,7 @@ fn status_output(s: &Status, me: &str) -> get_status::Output {
         .consents
         .iter()
         .map(|((d, t), c)| g::Consent {
-            member: d.clone(),
+            member: d.to_string(),
             template: t.clone(),
             granted: c.granted,
             rev: c.rev,
@@ -481,7 +478,7 @@ fn status_output(s: &Status, me: &str) -> get_status::Output {
             kind: format!("{:?}", e.kind).to_lowercase(),
             seats: u64::from(e.seats),
             candidates: e.candidates.iter().map(Did::to_string).collect(),
-            tellers: e.tellers.iter().cloned().collect(),
+            tellers: e.tellers.iter().map(Did::to_string).collect(),
             closes_after: e.closes_after.as_str().to_owned(),
             voters: count(e.ballots.len()),
             seals: count(e.seals.len()),
@@ -511,7 +508,7 @@ fn status_output(s: &Status, me: &str) -> get_status::Output {
         .iter()
         .map(|(id, a)| g::Agreement {
             id: id.to_string(),
-            builder: a.builder.clone(),
+            builder: a.builder.to_string(),
             template: a.template.clone(),
             status: match a.status {
                 AgreementStatus::Offered => "offered",

@@ -577,7 +577,7 @@ impl Gen {
         };
         let st = self.log.state_ref();
         let electorate = st.electorate_cid().to_string();
-        let tellers: Vec<String> = st.tellers().into_iter().collect();
+        let tellers: Vec<String> = st.tellers().iter().map(|d| d.to_string()).collect();
         let closes_at = self.secs + ELECTION_STEPS * STEP_SECS;
         let mut f = fields(&[
             ("method", s("approval")),

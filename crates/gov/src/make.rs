@@ -284,14 +284,14 @@ pub fn invited_collective(
 /// effective from `from`.
 pub fn consent(
     state: &State,
-    member: &str,
+    member: &Did,
     templates: &[String],
     collections: &[Nsid],
     from: &Datetime,
 ) -> ConsentBody {
     let rev = templates
         .iter()
-        .filter_map(|t| state.consents.get(&(member.to_owned(), t.clone())))
+        .filter_map(|t| state.consents.get(&(member.clone(), t.clone())))
         .map(|c| c.rev)
         .max()
         .unwrap_or(0)
@@ -325,11 +325,7 @@ pub fn election_open(
     proposal: Option<&Cid>,
     closes_after: &Datetime,
 ) -> Result<OpBody, guild_core::syntax::SyntaxError> {
-    let tellers = state
-        .tellers()
-        .iter()
-        .map(|t| Did::parse(t))
-        .collect::<Result<Vec<_>, _>>()?;
+    let tellers = state.tellers().into_iter().collect();
     Ok(OpBody::ElectionOpen(OpenBody {
         kind: kind.into(),
         method: VotingMethod::Approval.into(),
@@ -549,13 +545,13 @@ mod tests {
         let st = log.state();
         let templates = vec!["research-open".to_owned()];
         let text = Nsid::parse("coop.guild.data.text").unwrap();
-        let f = consent(&st, &member.did(), &templates, &[text], &at(3));
+        let f = consent(&st, &did(&member), &templates, &[text], &at(3));
         add(&mut log, OpBody::ConsentGrant(f), &member, 3);
         let st = log.state();
-        let f = consent(&st, &member.did(), &templates, &[], &at(4));
+        let f = consent(&st, &did(&member), &templates, &[], &at(4));
         add(&mut log, OpBody::ConsentRevoke(f), &member, 4);
         assert_eq!(
-            log.state().consents[&(member.did(), templates[0].clone())].rev,
+            log.state().consents[&(did(&member), templates[0].clone())].rev,
             2
         );
         let st = log.state();

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
 use guild_core::keys::{self, KeyError};
-use guild_core::syntax::Datetime;
+use guild_core::syntax::{Datetime, Did};
 use guild_core::{Cid, Ipld, Keypair, PublicKey, cids, data};
 use guild_lexicon::{Registry, ValidationError};
 
@@ -254,7 +254,7 @@ struct OpInner {
     bytes: Vec<u8>,
     kind: OpKind,
     collective: Option<Cid>,
-    author: String,
+    author: Did,
     prev: Vec<Cid>,
     created_at: Datetime,
     fields: BTreeMap<String, Ipld>,
@@ -295,11 +295,11 @@ impl SignedOp {
         };
 
         let author = match body.get("author") {
-            Some(Ipld::String(a)) => a.clone(),
+            Some(Ipld::String(a)) => Did::parse(a).map_err(|_| field("author", "not a DID"))?,
             _ => return Err(field("author", "missing")),
         };
         if verify {
-            let key = PublicKey::from_did(&author).map_err(OpError::Author)?;
+            let key = PublicKey::from_did(author.as_str()).map_err(OpError::Author)?;
             let (unsigned, sig) = keys::split_signed(bytes).map_err(OpError::Signature)?;
             key.verify_object(&unsigned, &sig)
                 .map_err(OpError::Signature)?;
@@ -385,6 +385,11 @@ impl SignedOp {
 
     /// The author's DID (a `did:key`).
     pub fn author(&self) -> &str {
+        self.0.author.as_str()
+    }
+
+    /// The author's DID, typed.
+    pub fn author_did(&self) -> &Did {
         &self.0.author
     }
 

@@ -769,7 +769,7 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
             },
             (3, Some(Role::Steward)) => match st.candidates.iter().next() {
                 Some((join, who)) if !st.members.contains_key(who) => {
-                    let mut f = fields(&[("member", s(who))]);
+                    let mut f = fields(&[("member", s(who.as_str()))]);
                     f.insert("join".into(), s(&join.to_string()));
                     mk(OpKind::Admit, f)
                 }
@@ -792,7 +792,7 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
                     ("electorate", s(&st.electorate_cid().to_string())),
                     ("closesAfter", s(t(secs + 6).as_str())),
                 ]);
-                let tellers = st.tellers().into_iter().map(|d| s(&d)).collect();
+                let tellers = st.tellers().iter().map(|d| s(d.as_str())).collect();
                 f.insert("tellers".into(), Ipld::List(tellers));
                 mk(OpKind::ElectionOpen, f)
             }
@@ -974,8 +974,9 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
 /// The next rev of a member's consent register for [`TEMPLATE`].
 fn next_rev(st: &crate::State, did: &str) -> i64 {
     st.consents
-        .get(&(did.to_owned(), TEMPLATE.to_owned()))
-        .map_or(1, |c| c.rev as i64 + 1)
+        .iter()
+        .find(|((d, t), _)| d.as_str() == did && t == TEMPLATE)
+        .map_or(1, |(_, c)| c.rev as i64 + 1)
 }
 
 /// A deterministic shuffle (xorshift), with some ops repeated.

@@ -848,7 +848,10 @@ fn bundles_are_cut_from_their_prev_and_sealed_at_quorum() {
     let st = c.log.state();
     let b = &st.bundles[p.id()];
     assert_eq!(
-        b.contributors.keys().cloned().collect::<Vec<_>>(),
+        b.contributors
+            .keys()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>(),
         vec![m2.did()]
     );
     assert_eq!(b.heads, p.prev().to_vec());

@@ -10,50 +10,22 @@
 
 use std::path::PathBuf;
 
-use guild_gov::Inserted;
+use guild_gov::reconcile::{self, OpSet, ReconcileError};
+use guild_gov::{Inserted, Message};
 
 mod fuzz_fixture;
+#[path = "../../../fuzz/replay.rs"]
+mod replay;
+
+const DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 fn regressions(target: &str) -> PathBuf {
-    [env!("CARGO_MANIFEST_DIR"), "tests", "regressions", target]
-        .iter()
-        .collect()
-}
-
-/// The saved inputs of one target, as `(file name, bytes)`.
-fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = regressions(target);
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "README.md"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn replay(target: &str, check: fn(&[u8])) {
-    let mut failures = Vec::new();
-    for (name, bytes) in inputs(target) {
-        if let Err(e) = std::panic::catch_unwind(|| check(&bytes)) {
-            let msg = e
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| e.downcast_ref::<&str>().copied())
-                .unwrap_or("panicked");
-            failures.push(format!("{target}/{name}: {msg}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    replay::folder(DIR, target)
 }
 
 #[test]
 fn gov_op_regressions() {
-    replay("gov_op", fuzz_fixture::check);
+    replay::replay_panics(DIR, "gov_op", fuzz_fixture::check);
 }
 
 /// The seeds are what the fuzz target starts from: each must be applied on the fixed log
@@ -96,9 +68,86 @@ fn gov_op_seed_files_are_current() {
     }
     for (name, bytes) in &fuzz_fixture::fixture().seeds {
         let path = regressions("gov_op").join(format!("seed-{name}"));
-        let stored = std::fs::read(&path).unwrap_or_default();
+        let stored = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{} is missing ({e}): rewrite the seeds", path.display()));
         assert_eq!(
             &stored,
+            bytes,
+            "{} is stale: rewrite the seeds",
+            path.display()
+        );
+    }
+}
+
+/// The set the `sync_message` target reconciles against (the target's own).
+fn set() -> OpSet {
+    OpSet::from_items((0..300u64).map(|i| (i / 3, guild_core::cids::sha256(&i.to_be_bytes()))))
+}
+
+/// The `sync_message` target's check (`fuzz/fuzz_targets/sync_message.rs`).
+fn check_sync_message(input: &[u8]) {
+    let set = set();
+    let frame_ok = |frame: &[u8]| {
+        for r in [
+            reconcile::answer(&set, frame).map(|_| ()),
+            reconcile::step(&set, frame).map(|_| ()),
+        ] {
+            assert_ne!(r, Err(ReconcileError::Panicked), "negentropy panicked");
+        }
+    };
+    frame_ok(input);
+    if let Ok(msg) = Message::decode(input) {
+        assert_eq!(
+            msg.encode(),
+            input,
+            "a decoded message re-encodes to its input"
+        );
+        if let Message::Reconcile(frame) | Message::ReconcileReply(frame) = &msg {
+            frame_ok(frame);
+        }
+    }
+}
+
+/// One message of each kind, in the current format (version 1).
+fn sync_message_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let cid = guild_core::cids::cid_for_cbor(b"\xa0");
+    let set = set();
+    let query = reconcile::initiate(&set).expect("a first query");
+    let reply = reconcile::answer(&set, &query).expect("an answer");
+    vec![
+        ("op", Message::Op(vec![0xa0]).encode()),
+        ("want", Message::Want(vec![cid]).encode()),
+        ("ops", Message::Ops(vec![vec![0xa0], vec![0x80]]).encode()),
+        ("reconcile", Message::Reconcile(query.clone()).encode()),
+        ("reconcile-reply", Message::ReconcileReply(reply).encode()),
+    ]
+}
+
+#[test]
+fn sync_message_regressions() {
+    replay::replay_panics(DIR, "sync_message", check_sync_message);
+}
+
+#[test]
+fn sync_message_seed_files_are_current() {
+    let corpus: PathBuf = [DIR, "..", "..", "fuzz", "corpus", "sync_message"]
+        .iter()
+        .collect();
+    if std::env::var_os("GUILD_WRITE_FUZZ_SEEDS").is_some() {
+        for dir in [regressions("sync_message"), corpus] {
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, bytes) in sync_message_seeds() {
+                std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+            }
+        }
+        return;
+    }
+    for (name, bytes) in sync_message_seeds() {
+        let path = regressions("sync_message").join(format!("seed-{name}"));
+        let stored = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{} is missing ({e}): rewrite the seeds", path.display()));
+        assert_eq!(
+            stored,
             bytes,
             "{} is stale: rewrite the seeds",
             path.display()

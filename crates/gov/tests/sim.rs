@@ -348,7 +348,10 @@ fn fifty_nodes_converge_through_loss_and_a_partition() {
         assert_eq!(st.role(&key.did()), Some(Role::Member), "member {m}");
         let consent = st
             .consents
-            .get(&(key.did(), TEMPLATE.to_owned()))
+            .get(&(
+                guild_core::syntax::Did::parse(&key.did()).unwrap(),
+                TEMPLATE.to_owned(),
+            ))
             .unwrap_or_else(|| panic!("member {m} has no consent register"));
         // Member 3 withdrew; everyone else consents. The register's revision is the number
         // of writes.
@@ -552,7 +555,10 @@ fn offline_node_catches_up_a_thousand_ops_by_anti_entropy() {
     );
     let st = sim.state(offline);
     for (w, key) in writers.iter().map(|&w| (w, &keys[w])) {
-        let c = &st.consents[&(key.did(), TEMPLATE.to_owned())];
+        let c = &st.consents[&(
+            guild_core::syntax::Did::parse(&key.did()).unwrap(),
+            TEMPLATE.to_owned(),
+        )];
         assert_eq!(c.rev, rev[w] as u64);
         assert_eq!(c.granted, rev[w] % 2 == 1);
     }
@@ -614,7 +620,10 @@ fn duplication_and_reordering_give_one_state() {
     assert_eq!(st.members.len(), 8);
     assert_eq!(st.invites.len(), 1);
     for (m, key) in keys.iter().enumerate().skip(1) {
-        let c = &st.consents[&(key.did(), TEMPLATE.to_owned())];
+        let c = &st.consents[&(
+            guild_core::syntax::Did::parse(&key.did()).unwrap(),
+            TEMPLATE.to_owned(),
+        )];
         assert!(c.granted);
         assert_eq!(c.rev, if m < 4 { 3 } else { 1 }, "member {m}");
     }

@@ -312,7 +312,7 @@ async fn spread(a: &Args) {
                     let at = Datetime::from_unix_micros(1_900_000_000_000_000);
                     Ok(guild_gov::body::OpBody::ConsentGrant(make::consent(
                         st,
-                        me,
+                        &guild_core::syntax::Did::parse(me).unwrap(),
                         &templates,
                         &[],
                         &at,
@@ -397,7 +397,7 @@ async fn heal(a: &Args) {
                         let at = Datetime::from_unix_micros(1_900_000_000_000_000);
                         Ok(guild_gov::body::OpBody::ConsentGrant(make::consent(
                             st,
-                            me,
+                            &guild_core::syntax::Did::parse(me).unwrap(),
                             &templates,
                             &[],
                             &at,

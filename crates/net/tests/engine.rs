@@ -76,7 +76,7 @@ async fn found_invite_join_and_spread() {
                 let at = guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000);
                 Ok(OpBody::ConsentGrant(make::consent(
                     st,
-                    me,
+                    &guild_core::syntax::Did::parse(me).unwrap(),
                     &templates,
                     &[],
                     &at,

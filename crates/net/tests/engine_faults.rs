@@ -68,7 +68,7 @@ async fn grant(m: &Member, id: Cid, template: &str) -> Cid {
                 let at = guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000);
                 Ok(guild_gov::body::OpBody::ConsentGrant(make::consent(
                     st,
-                    me,
+                    &guild_core::syntax::Did::parse(me).unwrap(),
                     &templates,
                     &[],
                     &at,
@@ -102,7 +102,7 @@ async fn a_node_sending_forged_ops_is_cut_off_and_its_ops_reach_nobody() {
         let op = guild_gov::Op::write(
             &guild_gov::body::OpBody::ConsentGrant(make::consent(
                 &a.engine.status(id).await.unwrap().state,
-                &c.key.did(),
+                &guild_core::syntax::Did::parse(&c.key.did()).unwrap(),
                 &["research-open".to_owned()],
                 &[],
                 &guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000 + i as i64),

@@ -50,6 +50,14 @@ impl Did {
 string_conversions!(Did);
 borrow_str!(Did);
 
+/// Maps keyed by `Did` can also be looked up with a `&String` (the derived `Eq`, `Ord` and
+/// `Hash` are the inner string's).
+impl core::borrow::Borrow<String> for Did {
+    fn borrow(&self) -> &String {
+        &self.0
+    }
+}
+
 fn validate(s: &str) -> Result<(), &'static str> {
     if s.len() > MAX_LEN {
         return Err("longer than 2048 characters");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use guild_core::Cid;
 use guild_core::syntax::Datetime;
+use guild_core::syntax::Did;
 
 use super::{Charter, Reason, State};
 use crate::body::{AcceptBody, CountersignBody, OfferBody, Template};
@@ -26,7 +27,7 @@ pub enum AgreementStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Agreement {
     /// The builder's DID (not a member).
-    pub builder: String,
+    pub builder: Did,
     /// The template id.
     pub template: String,
     /// The terms offered.
@@ -34,9 +35,9 @@ pub struct Agreement {
     /// When the offer lapses (by the accept's `createdAt`).
     pub expires_at: Option<Datetime>,
     /// The steward who offered it.
-    pub offered_by: String,
+    pub offered_by: Did,
     /// The stewards who countersigned.
-    pub countersigned: BTreeSet<String>,
+    pub countersigned: BTreeSet<Did>,
     /// Where it stands.
     pub status: AgreementStatus,
 }
@@ -64,7 +65,7 @@ impl State {
 
     pub(super) fn authorize_accept(&self, op: &SignedOp, b: &AcceptBody) -> Result<(), Reason> {
         let a = self.agreement(&b.offer.0, "offer")?;
-        if a.builder != op.author() {
+        if a.builder != *op.author_did() {
             return Err(Reason::NotBuilder(op.author().to_owned()));
         }
         if a.status != AgreementStatus::Offered {
@@ -105,11 +106,11 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn apply_offer(&mut self, author: String, id: Cid, b: &OfferBody) {
+    pub(super) fn apply_offer(&mut self, author: Did, id: Cid, b: &OfferBody) {
         self.agreements.insert(
             id,
             Agreement {
-                builder: b.builder.to_string(),
+                builder: b.builder.clone(),
                 template: b.template.clone(),
                 terms: Arc::new(b.terms.clone()),
                 expires_at: b.expires_at.clone(),
@@ -126,7 +127,7 @@ impl State {
         }
     }
 
-    pub(super) fn apply_countersign(&mut self, author: String, id: Cid, b: &CountersignBody) {
+    pub(super) fn apply_countersign(&mut self, author: Did, id: Cid, b: &CountersignBody) {
         let quorum = self.quorum();
         if let Some(a) = self.agreements.get_mut(&b.offer.0) {
             a.countersigned.insert(author);

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use guild_core::Cid;
+use guild_core::syntax::Did;
 
 use super::{AgreementStatus, Causal, Reason, State};
 use crate::body::{ApprovalBody, BundleKind, Open, ProposalBody, ReplicaHead};
@@ -25,11 +26,11 @@ pub struct Bundle {
     /// The replica heads named.
     pub replicas: Arc<Vec<ReplicaHead>>,
     /// The members whose consent covered the template at the cut, with the op that wrote it.
-    pub contributors: Arc<BTreeMap<String, Cid>>,
+    pub contributors: Arc<BTreeMap<Did, Cid>>,
     /// Each steward's approval: (approval op, manifest CID).
-    pub approvals: BTreeMap<String, (Cid, Cid)>,
+    pub approvals: BTreeMap<Did, (Cid, Cid)>,
     /// Stewards who approved two different manifests: their approvals count for nothing.
-    pub equivocating: BTreeSet<String>,
+    pub equivocating: BTreeSet<Did>,
     /// The manifest sealed by a quorum, with the approvals that sealed it.
     pub sealed: Option<(Cid, Vec<Cid>)>,
     /// The revocation that voided the bundle: a revoke of a contributor's consent that is not
@@ -71,7 +72,7 @@ impl State {
         &self,
         op: &SignedOp,
         b: &ProposalBody,
-    ) -> Result<Arc<BTreeMap<String, Cid>>, Reason> {
+    ) -> Result<Arc<BTreeMap<Did, Cid>>, Reason> {
         let a = self.agreement(&b.agreement.0, "agreement")?;
         let heads: BTreeSet<Cid> = b.cut.heads.iter().map(|c| c.0).collect();
         let prev: BTreeSet<Cid> = op.prev().iter().copied().collect();
@@ -147,7 +148,7 @@ impl State {
 
     pub(super) fn apply_approval(
         &mut self,
-        author: String,
+        author: Did,
         id: Cid,
         b: &ApprovalBody,
         causal: &dyn Causal,

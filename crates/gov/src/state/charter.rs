@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use guild_core::Cid;
-use guild_core::syntax::Nsid;
+use guild_core::syntax::{Did, Nsid};
 
 use super::{Member, Role, State, WHOLE_BP};
 use crate::body::{
@@ -84,7 +84,7 @@ impl Charter {
 }
 
 impl State {
-    pub(super) fn apply_charter(&mut self, author: String, id: Cid, body: &CharterBody) {
+    pub(super) fn apply_charter(&mut self, author: Did, id: Cid, body: &CharterBody) {
         self.charter = Some(Arc::new(Charter::from_body(body.clone(), Vec::new())));
         self.members.insert(
             author,

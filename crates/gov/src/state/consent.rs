@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use guild_core::Cid;
 use guild_core::syntax::Datetime;
+use guild_core::syntax::Did;
 
 use super::{Causal, Charter, Reason, State};
 use crate::body::{ConsentBody, Scope};
@@ -28,16 +29,14 @@ pub struct Consent {
 impl State {
     /// The member's consent for a template, if they are a member and it is granted.
     pub fn effective_consent(&self, did: &str, template: &str) -> Option<&Consent> {
-        if !self.members.contains_key(did) {
-            return None;
-        }
+        let (member, _) = self.members.get_key_value(did)?;
         self.consents
-            .get(&(did.to_owned(), template.to_owned()))
+            .get(&(member.clone(), template.to_owned()))
             .filter(|c| c.granted)
     }
 
     /// The members whose consent covers a template, with the op that granted it.
-    pub fn consenting(&self, template: &str) -> std::collections::BTreeMap<String, Cid> {
+    pub fn consenting(&self, template: &str) -> std::collections::BTreeMap<Did, Cid> {
         self.consents
             .iter()
             .filter(|((did, t), c)| t == template && c.granted && self.members.contains_key(did))
@@ -61,9 +60,9 @@ impl State {
     }
 
     /// A write's `rev` must be above the register's in the op's causal past.
-    pub(super) fn check_consent(&self, author: &str, b: &ConsentBody) -> Result<(), Reason> {
+    pub(super) fn check_consent(&self, author: &Did, b: &ConsentBody) -> Result<(), Reason> {
         for t in &b.templates {
-            if let Some(c) = self.consents.get(&(author.to_owned(), t.clone()))
+            if let Some(c) = self.consents.get(&(author.clone(), t.clone()))
                 && b.rev <= c.rev
             {
                 return Err(Reason::StaleRev {
@@ -77,7 +76,7 @@ impl State {
 
     pub(super) fn apply_consent(
         &mut self,
-        author: String,
+        author: Did,
         id: Cid,
         granted: bool,
         b: &ConsentBody,
@@ -111,9 +110,9 @@ impl State {
 
     /// Records a revocation and voids every bundle built on this member's consent to the
     /// template that was not sealed before it: a revocation wins over a concurrent use.
-    fn revoke(&mut self, author: &str, template: &str, id: Cid, causal: &dyn Causal) {
+    fn revoke(&mut self, author: &Did, template: &str, id: Cid, causal: &dyn Causal) {
         self.revocations
-            .entry((author.to_owned(), template.to_owned()))
+            .entry((author.clone(), template.to_owned()))
             .or_default()
             .insert(id);
         let ids: Vec<Cid> = self.bundles.keys().copied().collect();

@@ -79,17 +79,17 @@ pub struct Election {
     /// The proposal voted on (amendment, admission, removal).
     pub proposal: Option<Cid>,
     /// The frozen electorate: the members in the open op's causal past.
-    pub electorate: Arc<BTreeSet<String>>,
+    pub electorate: Arc<BTreeSet<Did>>,
     /// The tellers.
-    pub tellers: Arc<BTreeSet<String>>,
+    pub tellers: Arc<BTreeSet<Did>>,
     /// The earliest close time, by the tellers' clocks.
     pub closes_after: Datetime,
     /// Ballots by voter.
-    pub ballots: OrdMap<String, VoterBallots>,
+    pub ballots: OrdMap<Did, VoterBallots>,
     /// Each teller's seal: (seal op, ballot set, result).
-    pub seals: OrdMap<String, SealEntry>,
+    pub seals: OrdMap<Did, SealEntry>,
     /// Tellers who sealed twice with different contents: their seals count for nothing.
-    pub equivocating_tellers: OrdSet<String>,
+    pub equivocating_tellers: OrdSet<Did>,
     /// The certified result, once a majority of tellers sealed the same ballots and result.
     pub certified: Option<Arc<Certified>>,
 }
@@ -225,9 +225,9 @@ pub struct Proposal {
     /// What it proposes.
     pub kind: ElectionKind,
     /// The member who proposed it.
-    pub by: String,
+    pub by: Did,
     /// The removal's target, or the candidate.
-    pub member: Option<String>,
+    pub member: Option<Did>,
     /// An amendment's changes.
     pub changes: Option<Arc<CharterChanges>>,
     /// Its status.
@@ -251,7 +251,7 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn apply_amendment(&mut self, author: String, id: Cid, b: &AmendmentBody) {
+    pub(super) fn apply_amendment(&mut self, author: Did, id: Cid, b: &AmendmentBody) {
         self.proposals.insert(
             id,
             Proposal {
@@ -319,11 +319,11 @@ impl State {
 
     /// The open op's electorate and tellers must be those of its causal past; returns the
     /// frozen electorate.
-    pub(super) fn check_open(&self, b: &OpenBody) -> Result<Arc<BTreeSet<String>>, Reason> {
+    pub(super) fn check_open(&self, b: &OpenBody) -> Result<Arc<BTreeSet<Did>>, Reason> {
         if b.electorate.0 != self.electorate_cid() {
             return Err(Reason::WrongElectorate);
         }
-        let tellers: BTreeSet<String> = b.tellers.iter().map(|d| d.to_string()).collect();
+        let tellers: BTreeSet<Did> = b.tellers.iter().cloned().collect();
         if tellers != self.tellers() {
             return Err(Reason::WrongTellers);
         }
@@ -345,7 +345,7 @@ impl State {
                 candidates: Arc::new(b.candidates.iter().flatten().cloned().collect()),
                 proposal: b.proposal.map(|p| p.0),
                 electorate,
-                tellers: Arc::new(b.tellers.iter().map(|d| d.to_string()).collect()),
+                tellers: Arc::new(b.tellers.iter().cloned().collect()),
                 closes_after: b.closes_after.clone(),
                 ballots: OrdMap::new(),
                 seals: OrdMap::new(),
@@ -397,7 +397,7 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn apply_ballot(&mut self, author: String, id: Cid, b: &BallotBody) {
+    pub(super) fn apply_ballot(&mut self, author: Did, id: Cid, b: &BallotBody) {
         let Some(e) = self.elections.get_mut(&b.election.0) else {
             return;
         };
@@ -456,13 +456,7 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn apply_seal(
-        &mut self,
-        author: String,
-        id: Cid,
-        b: &SealBody,
-        causal: &dyn Causal,
-    ) {
+    pub(super) fn apply_seal(&mut self, author: Did, id: Cid, b: &SealBody, causal: &dyn Causal) {
         let eid = b.election.0;
         let charter = self.charter.clone();
         let Some(e) = self.elections.get_mut(&eid) else {
@@ -570,7 +564,7 @@ impl State {
         if elected.is_empty() {
             return;
         }
-        let dids: Vec<String> = self.members.keys().cloned().collect();
+        let dids: Vec<Did> = self.members.keys().cloned().collect();
         for did in dids {
             if let Some(m) = self.members.get_mut(&did) {
                 m.role = if elected.contains(did.as_str()) {

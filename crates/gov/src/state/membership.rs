@@ -15,7 +15,7 @@ use crate::op::SignedOp;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invite {
     /// The steward who wrote it.
-    pub by: String,
+    pub by: Did,
     /// SHA-256 of the one-time secret.
     pub secret_hash: Vec<u8>,
     /// After this instant (by the join's `createdAt`) it no longer admits anyone.
@@ -146,7 +146,7 @@ impl State {
             return Err(Reason::AlreadyMember(member.to_owned()));
         }
         match self.candidates.get(&b.join.0) {
-            Some(candidate) if candidate == member => Ok(()),
+            Some(candidate) if *candidate == b.member => Ok(()),
             _ => Err(Reason::NoSuchRequest),
         }
     }
@@ -186,7 +186,7 @@ impl State {
         self.invites.insert(
             *op.id(),
             Invite {
-                by: op.author().to_owned(),
+                by: op.author_did().clone(),
                 secret_hash: b.secret_hash.to_vec(),
                 expires_at,
                 invitee: b.invitee.clone(),
@@ -194,7 +194,7 @@ impl State {
         );
     }
 
-    pub(super) fn apply_join(&mut self, author: String, id: Cid, b: &JoinBody) {
+    pub(super) fn apply_join(&mut self, author: Did, id: Cid, b: &JoinBody) {
         if let Some(invite) = b.invite {
             self.invites.remove(&invite.0);
             self.used_invites.insert(invite.0);
@@ -222,17 +222,17 @@ impl State {
 
     pub(super) fn apply_admit(&mut self, id: Cid, b: &AdmitBody) {
         self.candidates.remove(&b.join.0);
-        self.admit(b.member.to_string(), id);
+        self.admit(b.member.clone(), id);
     }
 
     pub(super) fn apply_remove(
         &mut self,
-        author: String,
+        author: Did,
         id: Cid,
         b: &RemoveBody,
         causal: &dyn Causal,
     ) {
-        let member = b.member.to_string();
+        let member = b.member.clone();
         let direct = causal.meta(&id).is_none_or(|m| m.direct_removal);
         if direct {
             self.depart(&member, Departure::Removed(id));
@@ -250,7 +250,7 @@ impl State {
         }
     }
 
-    pub(super) fn admit(&mut self, did: String, since: Cid) {
+    pub(super) fn admit(&mut self, did: Did, since: Cid) {
         self.departed.remove(&did);
         self.members.insert(
             did,
@@ -261,9 +261,9 @@ impl State {
         );
     }
 
-    pub(super) fn depart(&mut self, did: &str, how: Departure) {
+    pub(super) fn depart(&mut self, did: &Did, how: Departure) {
         if self.members.remove(did).is_some() {
-            self.departed.insert(did.to_owned(), how);
+            self.departed.insert(did.clone(), how);
         }
     }
 }

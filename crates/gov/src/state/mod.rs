@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use guild_core::syntax::Did;
 use guild_core::{Cid, cids};
 use imbl::{OrdMap, OrdSet};
 
@@ -90,9 +91,9 @@ pub enum Departure {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Meta {
     /// An election open op's frozen electorate.
-    pub electorate: Option<Arc<BTreeSet<String>>>,
+    pub electorate: Option<Arc<BTreeSet<Did>>>,
     /// A bundle proposal's contributors (member → the consent op covering the template).
-    pub contributors: Option<Arc<BTreeMap<String, Cid>>>,
+    pub contributors: Option<Arc<BTreeMap<Did, Cid>>>,
     /// A remove op that removes at once (the charter in its past lets stewards remove),
     /// rather than proposing a removal vote.
     pub direct_removal: bool,
@@ -114,19 +115,19 @@ pub struct State {
     /// The charter in force, once the genesis op is applied.
     pub charter: Option<Arc<Charter>>,
     /// Current members by DID.
-    pub members: OrdMap<String, Member>,
+    pub members: OrdMap<Did, Member>,
     /// Former members by DID.
-    pub departed: OrdMap<String, Departure>,
+    pub departed: OrdMap<Did, Departure>,
     /// Open invites by op id.
     pub invites: OrdMap<Cid, Invite>,
     /// Invites that have admitted their one member.
     pub used_invites: OrdSet<Cid>,
     /// Join requests awaiting admission: join op id → candidate DID.
-    pub candidates: OrdMap<Cid, String>,
+    pub candidates: OrdMap<Cid, Did>,
     /// Consent registers by (member DID, template id).
-    pub consents: OrdMap<(String, String), Consent>,
+    pub consents: OrdMap<(Did, String), Consent>,
     /// Every revoke op by (member DID, template id), for the bundle rule.
-    pub revocations: OrdMap<(String, String), OrdSet<Cid>>,
+    pub revocations: OrdMap<(Did, String), OrdSet<Cid>>,
     /// Proposals (amendments, removals by vote, join requests under a vote) by op id.
     pub proposals: OrdMap<Cid, Proposal>,
     /// Elections by open op id.
@@ -202,13 +203,18 @@ impl State {
 
     /// The CID of the current membership (what an election open op names as its electorate).
     pub fn electorate_cid(&self) -> Cid {
-        electorate_cid(self.members.keys().map(String::as_str))
+        electorate_cid(self.members.keys().map(Did::as_str))
     }
 
     /// The tellers an election opened now would have: the stewards, or every member when
     /// there is no steward.
-    pub fn tellers(&self) -> BTreeSet<String> {
-        let stewards: BTreeSet<String> = self.stewards().map(str::to_owned).collect();
+    pub fn tellers(&self) -> BTreeSet<Did> {
+        let stewards: BTreeSet<Did> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.role == Role::Steward)
+            .map(|(d, _)| d.clone())
+            .collect();
         if stewards.is_empty() {
             self.members.keys().cloned().collect()
         } else {
@@ -242,7 +248,7 @@ impl State {
         let mut meta = Meta::default();
         match op.body() {
             OpBody::ConsentGrant(b) | OpBody::ConsentRevoke(b) => {
-                self.check_consent(author, b)?;
+                self.check_consent(op.author_did(), b)?;
             }
             OpBody::Remove(_) => meta.direct_removal = self.charter()?.removal_bp.is_none(),
             OpBody::ElectionOpen(b) => meta.electorate = Some(self.check_open(b)?),
@@ -300,7 +306,7 @@ impl State {
 
     /// Applies an op that [`State::authorize`] accepted.
     pub fn apply(&mut self, op: &SignedOp, causal: &dyn Causal) {
-        let author = op.author().to_owned();
+        let author = op.author_did().clone();
         let id = *op.id();
         match op.body() {
             OpBody::Charter(b) => self.apply_charter(author, id, b),

@@ -1,6 +1,7 @@
 //! Payout statements: a steward's statement of how a period's revenue is split.
 
 use guild_core::Cid;
+use guild_core::syntax::Did;
 
 use super::{Reason, State};
 use crate::body::StatementBody;
@@ -9,7 +10,7 @@ use crate::body::StatementBody;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayoutRef {
     /// The steward who published it.
-    pub by: String,
+    pub by: Did,
     /// The agreement it pays for, if one.
     pub agreement: Option<Cid>,
     /// The period id.
@@ -47,7 +48,7 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn apply_statement(&mut self, author: String, id: Cid, b: &StatementBody) {
+    pub(super) fn apply_statement(&mut self, author: Did, id: Cid, b: &StatementBody) {
         self.payouts.insert(
             id,
             PayoutRef {

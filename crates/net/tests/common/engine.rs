@@ -56,7 +56,7 @@ pub async fn addr(m: &Member) -> Multiaddr {
 /// The members of a collective as `m` sees it (none if it holds no such collective).
 pub async fn members_of(m: &Member, c: &Cid) -> Vec<String> {
     match m.engine.status(*c).await {
-        Ok(s) => s.state.members.keys().cloned().collect(),
+        Ok(s) => s.state.members.keys().map(|d| d.to_string()).collect(),
         Err(_) => Vec::new(),
     }
 }
