@@ -39,6 +39,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use guild_core::syntax::Datetime;
 use guild_core::{Cid, Ipld, Keypair, cbor, cids, data};
 
+use rand_core::{RngCore, SeedableRng};
+
 use crate::body::OpBody;
 use crate::log::{DEFAULT_PENDING_LIMIT, DEFAULT_PENDING_TTL_MICROS, Inserted, Log};
 use crate::op::{MAX_OP_BYTES, MAX_PREV, Op, OpError, SignedOp};
@@ -284,24 +286,21 @@ fn links(field: &'static str, value: Ipld) -> Result<Vec<Cid>, MessageError> {
         .collect()
 }
 
-/// A small seeded PRNG (SplitMix64): deterministic, for choosing sync peers and jitter here
-/// and for the simulator. Not for secrets.
+/// A small seeded PRNG: `rand_xoshiro`'s SplitMix64 behind `rand_core`'s traits, with the two
+/// draws the driver and the simulator make. Deterministic, for choosing sync peers and jitter
+/// here and for the simulator. Not for secrets.
 #[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
+pub struct SplitMix64(rand_xoshiro::SplitMix64);
 
 impl SplitMix64 {
     /// A generator from a seed.
     pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
+        SplitMix64(rand_xoshiro::SplitMix64::seed_from_u64(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (0 when `n` is 0).
