@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use guild_api::methods::node::get_status;
 use guild_api::{Client, ClientError};
-use guild_core::syntax::{Datetime, TidClock};
+use guild_core::syntax::{Datetime, Did, TidClock};
+use guild_store::Space;
 use serde_json::{Value, json};
 
 use crate::config::files;
@@ -21,7 +22,7 @@ use crate::files::write_public;
 pub struct Target {
     /// The space: `public` (the member's public repo) or a collective id.
     #[arg(long, default_value = "public", global = true)]
-    pub space: String,
+    pub space: Space,
 }
 
 /// A client for the node whose data directory is `data_dir`.
@@ -54,19 +55,24 @@ pub(crate) fn explain(e: ClientError) -> anyhow::Error {
 }
 
 /// The method family for a space: AT's for the public repo, Guild's for a collective.
-fn nsid(space: &str, method: &str) -> String {
-    if space == "public" {
+fn nsid(space: &Space, method: &str) -> String {
+    if space.is_public() {
         format!("com.atproto.{method}")
     } else {
         format!("coop.guild.{method}")
     }
 }
 
-fn with_space(mut body: Value, space: &str) -> Value {
-    if space != "public" {
+fn with_space(mut body: Value, space: &Space) -> Value {
+    if !space.is_public() {
         body["space"] = Value::String(space.to_string());
     }
     body
+}
+
+/// The `space` query parameter: none for the public repo (AT's methods take none).
+fn space_param(space: &Space) -> Option<String> {
+    space.collective().map(ToString::to_string)
 }
 
 /// `guild record …`
@@ -118,7 +124,7 @@ pub enum RecordCmd {
         json: bool,
         /// Another member's repo (in a collective space: this node's replica of it).
         #[arg(long)]
-        did: Option<String>,
+        did: Option<Did>,
         #[command(flatten)]
         target: Target,
     },
@@ -195,8 +201,9 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
             let (repo, c, k) = split_path(&path)?;
             let repo = repo.unwrap_or(did);
             let mut params = vec![("repo", repo.as_str()), ("collection", &c), ("rkey", &k)];
-            if target.space != "public" {
-                params.push(("space", &target.space));
+            let space = space_param(&target.space);
+            if let Some(s) = &space {
+                params.push(("space", s));
             }
             let out = client
                 .query(&nsid(&target.space, "repo.getRecord"), &params)
@@ -212,7 +219,8 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
             did: repo,
             target,
         } => {
-            let repo = repo.unwrap_or(did);
+            let repo = repo.map_or(did, Did::into_string);
+            let space = space_param(&target.space);
             let mut cursor = cursor;
             let mut left = limit;
             let stdout = std::io::stdout();
@@ -230,8 +238,8 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
                 if let Some(c) = &cursor {
                     params.push(("cursor", c));
                 }
-                if target.space != "public" {
-                    params.push(("space", &target.space));
+                if let Some(s) = &space {
+                    params.push(("space", s));
                 }
                 let resp = client
                     .query(&nsid(&target.space, "repo.listRecords"), &params)
@@ -304,15 +312,16 @@ pub fn status(data_dir: &Path, json_out: bool) -> Result<ExitCode> {
 pub fn export(
     data_dir: &Path,
     out: &Path,
-    space: &str,
+    space: &Space,
     since: Option<&str>,
-    repo: Option<&str>,
+    repo: Option<&Did>,
 ) -> Result<ExitCode> {
     let (client, did) = connect(data_dir)?;
-    let did = repo.map_or(did, str::to_owned);
+    let did = repo.map_or(did, Did::to_string);
     let mut params = vec![("did", did.as_str())];
-    if space != "public" {
-        params.push(("space", space));
+    let space_param = space_param(space);
+    if let Some(s) = &space_param {
+        params.push(("space", s));
     }
     if let Some(s) = since {
         params.push(("since", s));
@@ -453,15 +462,19 @@ fn collect_text_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// `guild import PATH`: batches into large commits; a journal in the data directory makes a
 /// re-run skip what an earlier run imported (even one that was interrupted).
-pub fn import(data_dir: &Path, path: &Path, space: &str, batch: usize) -> Result<ExitCode> {
+pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Result<ExitCode> {
     let (client, did) = connect(data_dir)?;
+    let space_param = space_param(space);
     let items = read_items(path)?;
     let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let journal_dir = data_dir.join(files::IMPORTS);
     std::fs::create_dir_all(&journal_dir)?;
     let journal_path = journal_dir.join(format!(
         "{}.log",
-        &sha256_hex(&[space.as_bytes(), source.to_string_lossy().as_bytes()])[..32]
+        &sha256_hex(&[
+            space.to_string().as_bytes(),
+            source.to_string_lossy().as_bytes()
+        ])[..32]
     ));
     // The journal: one line per item, "<id> <collection> <rkey>", written before each batch.
     let mut planned: HashMap<String, (String, String)> = HashMap::new();
@@ -488,8 +501,8 @@ pub fn import(data_dir: &Path, path: &Path, space: &str, batch: usize) -> Result
             if let Some(cur) = &cursor {
                 params.push(("cursor", cur));
             }
-            if space != "public" {
-                params.push(("space", space));
+            if let Some(s) = &space_param {
+                params.push(("space", s));
             }
             let resp = match client.query(&nsid(space, "repo.listRecords"), &params) {
                 Ok(r) => r,

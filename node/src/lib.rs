@@ -77,7 +77,7 @@ enum Command {
         batch: usize,
         /// The space: `public` or a collective id.
         #[arg(long, default_value = "public")]
-        space: String,
+        space: guild_store::Space,
     },
     /// Export a repository from the running node as a CAR file.
     Export {
@@ -86,13 +86,13 @@ enum Command {
         out: PathBuf,
         /// The space: `public` or a collective id.
         #[arg(long, default_value = "public")]
-        space: String,
+        space: guild_store::Space,
         /// Only what changed since this revision.
         #[arg(long)]
         since: Option<String>,
         /// Another member's repo (in a collective space: this node's replica of it).
         #[arg(long)]
-        did: Option<String>,
+        did: Option<guild_core::syntax::Did>,
     },
     /// Collectives: create, invite, join, status, list, leave.
     #[command(subcommand)]
@@ -184,7 +184,7 @@ where
             space,
             since,
             did,
-        } => client_cmd::export(&data_dir, &out, &space, since.as_deref(), did.as_deref()),
+        } => client_cmd::export(&data_dir, &out, &space, since.as_deref(), did.as_ref()),
         Command::Collective(cmd) => collective_cmd::collective(&data_dir, cmd),
         Command::Consent(cmd) => collective_cmd::consent(&data_dir, cmd),
         Command::Election(cmd) => collective_cmd::election(&data_dir, cmd),

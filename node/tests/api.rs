@@ -947,6 +947,20 @@ fn collective_space_writes_and_reads() {
         400,
         "InvalidRequest",
     );
+    // The same collective id in another base than its canonical one is not a space, for
+    // this node's own repo and for any other member's.
+    let base58 = "zdpuAw4C1SotmvRQ8EPfs8qSEaDkiLEQZ8SamRuX8HyNSVxCr";
+    assert_eq!(parse_cid_str(base58).unwrap().to_string(), SPACE);
+    let other = guild_core::Keypair::from_secret_bytes(&[9; 32]).did();
+    for repo in [&did, &other] {
+        let r = node.get(
+            "coop.guild.repo.listRecords",
+            &[("repo", repo), ("space", base58), ("collection", TEXT)],
+        );
+        assert_xrpc_error(&r, 400, "InvalidRequest");
+        let message = r.1["message"].as_str().unwrap_or_default();
+        assert!(message.contains("space must be"), "{message}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1987,6 +2001,17 @@ fn cli_record_commands() {
     assert!(out.contains("public — 120 records"), "{out}");
     let s: Value = serde_json::from_str(&ok(&data.guild(&["status", "--json"]))).unwrap();
     assert_eq!(s["repos"][0]["records"], 120);
+
+    // A space or DID flag that is none is a usage error, before anything is asked of the node.
+    for (args, what) in [
+        (["--space", "not-a-cid"], "space must be"),
+        (["--did", "alice"], "invalid did"),
+    ] {
+        let o = data.guild(&[&["record", "list", "--collection", TEXT][..], &args].concat());
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(what) && !err.contains("panicked"), "{err}");
+    }
 
     // The same commands on a collective space.
     let sp = ["--space", SPACE];

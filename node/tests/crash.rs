@@ -203,7 +203,7 @@ fn run_import(data_dir: PathBuf, file: PathBuf, batch: usize) -> (bool, String) 
 fn reopen_store(data: &DataDir) -> Option<(String, BTreeMap<String, String>, u64)> {
     let store = SledStore::open(&data.dir.join("store"))
         .unwrap_or_else(|e| panic!("the store does not reopen after SIGKILL: {e}"));
-    let repo = RepoKey::public(data.did.clone());
+    let repo = RepoKey::public(guild_store::Did::parse(&data.did).unwrap());
     let head = store.head(&repo).unwrap()?;
     let mut index = BTreeMap::new();
     for c in store.collections(&repo).unwrap() {

@@ -24,7 +24,7 @@ use guild_net::{
     RepoSyncError, Repos,
 };
 use guild_repo::{MemoryBlockStore, Repo, Write};
-use guild_store::{MemoryStore, RepoKey, RepoStore};
+use guild_store::{MemoryStore, RepoKey, RepoStore, Space};
 use serde_json::json;
 
 type Service = RepoService<MemoryStore>;
@@ -120,7 +120,7 @@ fn did(n: &Node) -> String {
 }
 
 fn space_key(did: &str, id: &Cid) -> RepoKey {
-    RepoKey::space(did.to_string(), id.to_string())
+    RepoKey::collective(Did::parse(did).unwrap(), *id)
 }
 
 /// The head of `owner`'s repo in the collective as `at` holds it.
@@ -157,7 +157,10 @@ async fn collective(a: &Node, others: &[&Node]) -> Cid {
 
 /// Adds a text record to the member's repo in the collective's space (one commit).
 fn add_text(n: &Node, id: &Cid, body: &str) -> (String, Cid) {
-    let key = n.service.repo_key(&did(n), &id.to_string()).unwrap();
+    let key = n
+        .service
+        .repo_key(&did(n), &Space::Collective(*id))
+        .unwrap();
     let out = n
         .service
         .apply_writes(
@@ -290,7 +293,10 @@ async fn commits_replicate_to_every_steward_and_verify() {
         })
         .await;
         // Every record is served from the replica, with a proof that verifies offline.
-        let key = steward.service.read_key(&did(&b), &id.to_string()).unwrap();
+        let key = steward
+            .service
+            .read_key(&did(&b), &Space::Collective(id))
+            .unwrap();
         for (rkey, cid) in &records {
             let (got, value) = steward
                 .service
@@ -445,12 +451,12 @@ impl Repos for Tamper {
     fn heads(&self, collective: &Cid) -> Result<Vec<RepoHead>, RepoSyncError> {
         Repos::heads(&*self.inner, collective)
     }
-    fn head(&self, did: &str, collective: &Cid) -> Result<Option<RepoHead>, RepoSyncError> {
+    fn head(&self, did: &Did, collective: &Cid) -> Result<Option<RepoHead>, RepoSyncError> {
         Repos::head(&*self.inner, did, collective)
     }
     fn export_since(
         &self,
-        did: &str,
+        did: &Did,
         collective: &Cid,
         since: Option<&str>,
     ) -> Result<(RepoHead, Vec<u8>), RepoSyncError> {
@@ -464,7 +470,7 @@ impl Repos for Tamper {
     }
     fn import_replica(
         &self,
-        did: &str,
+        did: &Did,
         collective: &Cid,
         car: &[u8],
     ) -> Result<RepoHead, RepoSyncError> {

@@ -568,7 +568,7 @@ pub(crate) async fn get_remote_heads<S: NodeStore>(
         heads: heads
             .iter()
             .map(|h| get_remote_heads::Head {
-                did: h.did.clone(),
+                did: h.did.to_string(),
                 rev: h.rev.clone(),
                 commit: h.commit.to_string(),
             })

@@ -18,8 +18,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use cid::Cid;
-use guild_service::service::PUBLIC;
 use guild_service::{Clock, NodeStore, RepoService, ServiceError, WriteOp, WriteOutcome};
+use guild_store::Space;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 
@@ -316,13 +316,14 @@ impl Params {
 }
 
 /// The space an endpoint acts on: `public` for AT endpoints; the `space` parameter for Guild's.
-fn space_of(guild: bool, given: Option<&str>) -> Result<String, XrpcError> {
+/// A `space` that is neither `public` nor a collective id is an invalid request.
+fn space_of(guild: bool, given: Option<&str>) -> Result<Space, XrpcError> {
     match (guild, given) {
-        (false, None) => Ok(PUBLIC.to_string()),
+        (false, None) => Ok(Space::Public),
         (false, Some(_)) => Err(XrpcError::invalid(
             "com.atproto.* methods act on the public repo; use coop.guild.* for a space",
         )),
-        (true, Some(s)) => Ok(s.to_string()),
+        (true, Some(s)) => Space::parse(s).map_err(|e| XrpcError::invalid(e.to_string())),
         (true, None) => Err(XrpcError::invalid("missing parameter space")),
     }
 }
@@ -756,8 +757,8 @@ async fn node_status<S: NodeStore>(
         for (key, head) in store.repos()? {
             let records = store.record_count(&key)?;
             out.push(get_status::Repo {
-                did: key.did,
-                space: key.space,
+                did: key.did.into_string(),
+                space: key.space.to_string(),
                 commit: head.commit.to_string(),
                 rev: head.rev.as_str().to_owned(),
                 records,

@@ -58,7 +58,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The answer to a heads request (the requester is a member: the engine checked). A head
-/// whose DID or revision does not parse is left out.
+/// whose revision does not parse is left out.
 pub async fn serve_heads(repos: Option<Arc<dyn Repos>>, collective: Cid) -> Reply {
     let heads = match repos {
         None => Vec::new(),
@@ -83,7 +83,7 @@ pub async fn serve_heads(repos: Option<Arc<dyn Repos>>, collective: Cid) -> Repl
 
 struct Export {
     collective: Cid,
-    did: String,
+    did: Did,
     since: Option<String>,
     head: RepoHead,
     car: Arc<Vec<u8>>,
@@ -104,13 +104,13 @@ impl Exports {
     fn get(
         &self,
         collective: &Cid,
-        did: &str,
+        did: &Did,
         since: Option<&str>,
     ) -> Option<(RepoHead, Arc<Vec<u8>>)> {
         let mut q = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         q.retain(|e| e.at.elapsed() < EXPORT_TTL);
         q.iter()
-            .find(|e| e.collective == *collective && e.did == did && e.since.as_deref() == since)
+            .find(|e| e.collective == *collective && e.did == *did && e.since.as_deref() == since)
             .map(|e| (e.head.clone(), Arc::clone(&e.car)))
     }
 
@@ -129,7 +129,7 @@ pub async fn serve_repo(
     repos: Option<Arc<dyn Repos>>,
     exports: Arc<Exports>,
     collective: Cid,
-    did: String,
+    did: Did,
     since: Option<String>,
     offset: u64,
     page_bytes: usize,
@@ -288,7 +288,7 @@ pub async fn pull(
     repos: Arc<dyn Repos>,
     net: NetHandle,
     collective: Cid,
-    did: String,
+    did: Did,
     rev: Option<String>,
     peers: Vec<PeerId>,
     limits: PullLimits,
@@ -305,13 +305,12 @@ pub async fn pull(
     {
         return Ok(held);
     }
-    let who = Did::parse(&did).map_err(|e| e.to_string())?;
     let mut last = String::from("no peer to ask");
     for peer in peers {
         // A held revision that is not a TID is no revision to diff from: the whole repo.
         let mut since = held.as_ref().and_then(|h| Tid::parse(&h.rev).ok());
         loop {
-            match download(&net, peer, &topic, &who, since.as_ref(), limits).await {
+            match download(&net, peer, &topic, &did, since.as_ref(), limits).await {
                 Ok(car) => {
                     let (r, d) = (Arc::clone(&repos), did.clone());
                     match blocking(move || r.import_replica(&d, &collective, &car)).await {

@@ -6,12 +6,13 @@
 //! network. Whether a CAR is a valid replica is decided by the implementation.
 
 use guild_core::Cid;
+use guild_core::syntax::Did;
 
 /// The head of one member's repo in a collective's space.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoHead {
     /// The repo's owner.
-    pub did: String,
+    pub did: Did,
     /// The head commit's revision (a TID).
     pub rev: String,
     /// The head commit's CID.
@@ -45,14 +46,14 @@ pub trait Repos: Send + Sync + 'static {
     fn heads(&self, collective: &Cid) -> Result<Vec<RepoHead>, RepoSyncError>;
 
     /// The head of `did`'s repo in the collective's space, if this node holds it.
-    fn head(&self, did: &str, collective: &Cid) -> Result<Option<RepoHead>, RepoSyncError>;
+    fn head(&self, did: &Did, collective: &Cid) -> Result<Option<RepoHead>, RepoSyncError>;
 
     /// `did`'s repo as a CAR whose root is the head commit: the whole repo, or with `since`
     /// the blocks new since that revision (the commit, the changed MST nodes, the new
     /// records). Returns the head the CAR was cut at.
     fn export_since(
         &self,
-        did: &str,
+        did: &Did,
         collective: &Cid,
         since: Option<&str>,
     ) -> Result<(RepoHead, Vec<u8>), RepoSyncError>;
@@ -61,7 +62,7 @@ pub trait Repos: Send + Sync + 'static {
     /// is valid and newer, stores it as this node's replica. Writes nothing otherwise.
     fn import_replica(
         &self,
-        did: &str,
+        did: &Did,
         collective: &Cid,
         car: &[u8],
     ) -> Result<RepoHead, RepoSyncError>;

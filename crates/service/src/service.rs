@@ -8,19 +8,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 use cid::Cid;
 use guild_core::Keypair;
 use guild_core::data::{Ipld, from_json};
-use guild_core::syntax::{Nsid, RecordKey, Tid, TidClock};
+use guild_core::syntax::{Did, Nsid, RecordKey, Tid, TidClock};
 use guild_lexicon::Registry;
 use guild_repo::{
     Action, BlockSource, BlockStore, Bytes, CarError, MemoryBlockStore, Repo, RepoError,
     StoreError, VerifyError, Write,
 };
-use guild_store::{CommitError, IndexOp, KvOp, KvStore, RepoHead, RepoKey, RepoStore, Staged};
+use guild_store::{
+    CommitError, IndexOp, KvOp, KvStore, RepoHead, RepoKey, RepoStore, Space, SpaceError, Staged,
+};
 
 use crate::clock::Clock;
 use crate::repos::{self, RepoSyncError, Repos};
 
-/// The space of a member's public repository.
-pub const PUBLIC: &str = "public";
 /// The collection whose `self` record opens every collective (space) repository.
 pub const SPACE_DECLARATION: &str = "coop.guild.space.declaration";
 
@@ -55,6 +55,12 @@ pub enum ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         ServiceError::Internal(e.to_string())
+    }
+}
+
+impl From<SpaceError> for ServiceError {
+    fn from(e: SpaceError) -> Self {
+        ServiceError::InvalidRequest(e.to_string())
     }
 }
 
@@ -148,9 +154,9 @@ pub enum ReplicaError {
     /// The repo is this node's own member's: only its owner writes it.
     #[error("this is the node's own repo; only its owner writes it")]
     Own,
-    /// Replicas are kept for collective spaces only.
-    #[error("replicas are kept for collective spaces only, not {0:?}")]
-    NotASpace(String),
+    /// Replicas are kept for collective spaces only, not of a public repo.
+    #[error("replicas are kept for collective spaces only, not \"public\"")]
+    NotASpace,
     /// The CAR cannot be read (truncated, a block that does not match its CID, …).
     #[error("bad CAR: {0}")]
     Car(#[from] CarError),
@@ -162,7 +168,7 @@ pub enum ReplicaError {
     #[error("the commit is by {found}, not by {expected}")]
     WrongDid {
         /// The repo's owner.
-        expected: String,
+        expected: Did,
         /// The commit's DID.
         found: String,
     },
@@ -231,7 +237,7 @@ impl<T: RepoStore + KvStore + BlockStore + 'static> NodeStore for T {}
 pub struct RepoService<S> {
     store: Arc<S>,
     key: Keypair,
-    did: String,
+    did: Did,
     registry: Arc<Registry>,
     tids: Mutex<TidClock>,
     /// Where "now" is read (TIDs, how far ahead a replica's revision may be dated).
@@ -252,11 +258,14 @@ impl<S> std::fmt::Debug for RepoService<S> {
 /// The KV tree that maps each repo's revisions to their commits (for `getRepo?since=`).
 const REVS_TREE: &str = "revs";
 
+/// `did ‖ 0x00 ‖ space ‖ 0x00 ‖ rev`, the space as its string form (`public` or the
+/// collective's CID string).
 fn rev_key(repo: &RepoKey, rev: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(repo.did.len() + repo.space.len() + rev.len() + 2);
-    k.extend_from_slice(repo.did.as_bytes());
+    let (did, space) = (repo.did.as_str(), repo.space.to_string());
+    let mut k = Vec::with_capacity(did.len() + space.len() + rev.len() + 2);
+    k.extend_from_slice(did.as_bytes());
     k.push(0);
-    k.extend_from_slice(repo.space.as_bytes());
+    k.extend_from_slice(space.as_bytes());
     k.push(0);
     k.extend_from_slice(rev.as_bytes());
     k
@@ -266,7 +275,7 @@ impl<S: NodeStore> RepoService<S> {
     /// A service over `store` for the member whose key is `key`. The TID clock resumes after
     /// every revision the store has seen, so TIDs stay monotonic across restarts.
     pub fn new(store: Arc<S>, key: Keypair, registry: Arc<Registry>) -> Result<Self, ServiceError> {
-        let did = key.did();
+        let did = Did::parse(&key.did()).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let clock_id = {
             let pk = key.public().to_bytes();
             u16::from_le_bytes([pk[0], pk[1]]) & 0x3ff
@@ -316,7 +325,7 @@ impl<S: NodeStore> RepoService<S> {
 
     /// The member's DID.
     pub fn did(&self) -> &str {
-        &self.did
+        self.did.as_str()
     }
 
     /// The store.
@@ -343,39 +352,34 @@ impl<S: NodeStore> RepoService<S> {
         Ok(self.tids.lock().map_err(|_| poisoned())?.next(now))
     }
 
-    /// The repo key for `space` of this node's member, checking the repo parameter.
+    /// The repo key for `space` of this node's member, checking the repo parameter (an AT
+    /// identifier, as a request gives it: anything but the member's DID is `RepoNotFound`).
     /// (Writes go through it: a replica this node keeps of another member's repo is refused
     /// by name, since only its owner writes it.)
-    pub fn repo_key(&self, repo: &str, space: &str) -> Result<RepoKey, ServiceError> {
-        if repo != self.did {
-            let replica = RepoKey::space(repo.to_string(), space.to_string());
-            if space != PUBLIC && self.store.head(&replica)?.is_some() {
+    pub fn repo_key(&self, repo: &str, space: &Space) -> Result<RepoKey, ServiceError> {
+        if repo != self.did.as_str() {
+            if let (Ok(did), Space::Collective(_)) = (Did::parse(repo), space)
+                && self.store.head(&RepoKey::new(did, *space))?.is_some()
+            {
                 return Err(ServiceError::InvalidRequest(format!(
                     "this node writes only its member's repos; {repo} is held as a replica"
                 )));
             }
             return Err(ServiceError::RepoNotFound(repo.chars().take(200).collect()));
         }
-        if space != PUBLIC && guild_core::syntax::parse_cid_str(space).is_err() {
-            return Err(ServiceError::InvalidRequest(format!(
-                "space must be \"public\" or a collective id (a CID), not {:?}",
-                space.chars().take(100).collect::<String>()
-            )));
-        }
-        Ok(RepoKey::space(self.did.clone(), space.to_string()))
+        Ok(RepoKey::new(self.did.clone(), *space))
     }
 
     /// The repo key for a read of `repo` in `space`: the member's own repos, and in a
     /// collective space the replicas this node keeps of other members' repos (a steward's node
     /// does). A repo this node does not hold is `RepoNotFound` when it is read.
-    pub fn read_key(&self, repo: &str, space: &str) -> Result<RepoKey, ServiceError> {
-        if repo == self.did || space == PUBLIC {
+    pub fn read_key(&self, repo: &str, space: &Space) -> Result<RepoKey, ServiceError> {
+        if repo == self.did.as_str() || space.is_public() {
             return self.repo_key(repo, space);
         }
-        guild_core::syntax::Did::parse(repo)
+        let did = Did::parse(repo)
             .map_err(|_| ServiceError::RepoNotFound(repo.chars().take(200).collect()))?;
-        let key = self.repo_key(&self.did, space)?;
-        Ok(RepoKey::space(repo.to_string(), key.space))
+        Ok(RepoKey::new(did, *space))
     }
 
     /// The head of a repo, or `RepoNotFound`.
@@ -411,7 +415,7 @@ impl<S: NodeStore> RepoService<S> {
                 writes.len()
             )));
         }
-        let validate = if repo.space == PUBLIC {
+        let validate = if repo.space.is_public() {
             validate
         } else {
             Some(true)
@@ -430,7 +434,7 @@ impl<S: NodeStore> RepoService<S> {
         let staged = Staged::new(&*self.store);
         let mut r = match &head {
             Some(h) => Repo::open(staged, h.commit)?,
-            None => Repo::empty(staged, self.did.clone()),
+            None => Repo::empty(staged, self.did.to_string()),
         };
         let mut repo_writes = Vec::with_capacity(writes.len());
         let mut statuses = Vec::with_capacity(writes.len());
@@ -519,8 +523,8 @@ impl<S: NodeStore> RepoService<S> {
             };
             if nsid.as_str() == SPACE_DECLARATION && rkey.as_str() == "self" {
                 declares_space = true;
-                if repo.space != PUBLIC {
-                    check_declaration(&value, &repo.space)?;
+                if let Space::Collective(id) = &repo.space {
+                    check_declaration(&value, id)?;
                 }
             }
             statuses.push((path, Some(status)));
@@ -542,7 +546,7 @@ impl<S: NodeStore> RepoService<S> {
                 },
             });
         }
-        if head.is_none() && repo.space != PUBLIC && !declares_space {
+        if head.is_none() && !repo.space.is_public() && !declares_space {
             return Err(ServiceError::InvalidRequest(format!(
                 "the first commit of a collective repo must write {SPACE_DECLARATION}/self naming the collective"
             )));
@@ -596,11 +600,10 @@ impl<S: NodeStore> RepoService<S> {
                 CommitError::Store(s) => ServiceError::Internal(s.to_string()),
             })?;
         tracing::debug!(repo = %repo.space, rev = %rev, writes = statuses.len(), "committed");
-        if repo.space != PUBLIC
+        if let Space::Collective(collective) = &repo.space
             && let Some(hook) = self.on_commit.get()
-            && let Ok(collective) = guild_core::syntax::parse_cid_str(&repo.space)
         {
-            hook(&collective, &new_head);
+            hook(collective, &new_head);
         }
         let results = statuses
             .into_iter()
@@ -810,7 +813,7 @@ impl<S: NodeStore> RepoService<S> {
         collective: &Cid,
         name: Option<&str>,
     ) -> Result<Option<WriteOutcome>, ServiceError> {
-        let key = RepoKey::space(self.did.clone(), collective.to_string());
+        let key = RepoKey::collective(self.did.clone(), *collective);
         if self.store.head(&key)?.is_some() {
             return Ok(None);
         }
@@ -853,11 +856,9 @@ impl<S: NodeStore> RepoService<S> {
         if repo.did == self.did {
             return Err(ReplicaError::Own);
         }
-        if repo.space == PUBLIC || guild_core::syntax::parse_cid_str(&repo.space).is_err() {
-            return Err(ReplicaError::NotASpace(
-                repo.space.chars().take(100).collect(),
-            ));
-        }
+        let Space::Collective(collective) = &repo.space else {
+            return Err(ReplicaError::NotASpace);
+        };
         let car = guild_repo::read_car(car)?;
         let [commit] = car.roots[..] else {
             return Err(VerifyError::Roots(car.roots.len()).into());
@@ -879,7 +880,7 @@ impl<S: NodeStore> RepoService<S> {
                 blocks.push((*cid, bytes.clone()));
             }
         })?;
-        if summary.did != repo.did {
+        if summary.did != repo.did.as_str() {
             return Err(ReplicaError::WrongDid {
                 expected: repo.did.clone(),
                 found: summary.did,
@@ -957,7 +958,7 @@ impl<S: NodeStore> RepoService<S> {
                 "the repo has no {declaration} (every collective repo begins with one)"
             )));
         };
-        check_declaration(&read(&declaration, decl)?, &repo.space)
+        check_declaration(&read(&declaration, decl)?, collective)
             .map_err(|e| ReplicaError::Declaration(e.to_string()))?;
         let new_head = RepoHead {
             commit,
@@ -1034,13 +1035,14 @@ impl<S: NodeStore> RepoService<S> {
     }
 }
 
-fn check_declaration(value: &Ipld, space: &str) -> Result<(), ServiceError> {
+/// The declaration must name the collective by its CID string, as the space is written.
+fn check_declaration(value: &Ipld, space: &Cid) -> Result<(), ServiceError> {
     let collective = match value {
         Ipld::Map(m) => m.get("collective"),
         _ => None,
     };
     match collective {
-        Some(Ipld::String(c)) if c == space => Ok(()),
+        Some(Ipld::String(c)) if *c == space.to_string() => Ok(()),
         _ => Err(ServiceError::InvalidRequest(format!(
             "{SPACE_DECLARATION}/self must name this space's collective ({space})"
         ))),
@@ -1051,13 +1053,13 @@ fn poisoned() -> ServiceError {
     ServiceError::Internal("a lock was poisoned by an earlier panic".into())
 }
 
-fn sync_key(did: &str, collective: &Cid) -> RepoKey {
-    RepoKey::space(did.to_string(), collective.to_string())
+fn sync_key(did: &Did, collective: &Cid) -> RepoKey {
+    RepoKey::collective(did.clone(), *collective)
 }
 
-fn sync_head(did: &str, h: RepoHead) -> repos::RepoHead {
+fn sync_head(did: &Did, h: RepoHead) -> repos::RepoHead {
     repos::RepoHead {
-        did: did.to_string(),
+        did: did.clone(),
         rev: h.rev.into_string(),
         commit: h.commit,
     }
@@ -1067,7 +1069,7 @@ fn sync_head(did: &str, h: RepoHead) -> repos::RepoHead {
 /// served, other members' are verified and kept as replicas.
 impl<S: NodeStore> Repos for RepoService<S> {
     fn heads(&self, collective: &Cid) -> Result<Vec<repos::RepoHead>, RepoSyncError> {
-        let space = collective.to_string();
+        let space = Space::Collective(*collective);
         Ok(self
             .store
             .repos()
@@ -1078,7 +1080,7 @@ impl<S: NodeStore> Repos for RepoService<S> {
             .collect())
     }
 
-    fn head(&self, did: &str, collective: &Cid) -> Result<Option<repos::RepoHead>, RepoSyncError> {
+    fn head(&self, did: &Did, collective: &Cid) -> Result<Option<repos::RepoHead>, RepoSyncError> {
         Ok(self
             .store
             .head(&sync_key(did, collective))
@@ -1088,7 +1090,7 @@ impl<S: NodeStore> Repos for RepoService<S> {
 
     fn export_since(
         &self,
-        did: &str,
+        did: &Did,
         collective: &Cid,
         since: Option<&str>,
     ) -> Result<(repos::RepoHead, Vec<u8>), RepoSyncError> {
@@ -1110,7 +1112,7 @@ impl<S: NodeStore> Repos for RepoService<S> {
 
     fn import_replica(
         &self,
-        did: &str,
+        did: &Did,
         collective: &Cid,
         car: &[u8],
     ) -> Result<repos::RepoHead, RepoSyncError> {

@@ -13,13 +13,17 @@ use guild_core::syntax::{Nsid, RecordKey, Tid};
 use guild_lexicon::Registry;
 use guild_repo::{Repo, Write, read_car, verify_car, verify_proof};
 use guild_service::{NodeStore, RepoService, ServiceError, WriteOp, WriteOutcome};
-use guild_store::{IndexOp, MemoryStore, RepoHead, RepoKey, RepoStore, SledStore, Staged};
+use guild_store::{IndexOp, MemoryStore, RepoHead, RepoKey, RepoStore, SledStore, Space, Staged};
 use serde_json::{Value, json};
 
 const TEXT: &str = "coop.guild.data.text";
 const DECL: &str = "coop.guild.space.declaration";
 const NOTE: &str = "com.example.test.note";
 const SPACE: &str = "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm";
+
+fn space() -> Space {
+    Space::parse(SPACE).unwrap()
+}
 
 /// How a test gets (and re-gets, after dropping every handle) its store.
 trait Backend {
@@ -199,7 +203,7 @@ fn apply<S: NodeStore>(
 fn writes_and_reads<B: Backend>(b: &B) {
     let key = Keypair::generate().unwrap();
     let svc = service(b.open(), &key);
-    let repo = svc.repo_key(svc.did(), "public").unwrap();
+    let repo = svc.repo_key(svc.did(), &Space::Public).unwrap();
     assert!(matches!(
         svc.head(&repo),
         Err(ServiceError::RepoNotFound(_))
@@ -276,7 +280,7 @@ fn writes_and_reads<B: Backend>(b: &B) {
 fn list_with_cursor_limit_and_reverse<B: Backend>(b: &B) {
     let key = Keypair::generate().unwrap();
     let svc = service(b.open(), &key);
-    let repo = svc.repo_key(svc.did(), "public").unwrap();
+    let repo = svc.repo_key(svc.did(), &Space::Public).unwrap();
     let writes = (0..23)
         .map(|i| create(TEXT, None, text(&format!("t{i}"))))
         .collect();
@@ -332,7 +336,7 @@ fn list_with_cursor_limit_and_reverse<B: Backend>(b: &B) {
 fn repo_car_since_holds_the_new_blocks<B: Backend>(b: &B) {
     let key = Keypair::generate().unwrap();
     let svc = service(b.open(), &key);
-    let repo = svc.repo_key(svc.did(), "public").unwrap();
+    let repo = svc.repo_key(svc.did(), &Space::Public).unwrap();
     let old = apply(
         &svc,
         &repo,
@@ -385,7 +389,7 @@ fn repo_car_since_holds_the_new_blocks<B: Backend>(b: &B) {
 fn validate_flag_on_the_public_repo<B: Backend>(b: &B) {
     let key = Keypair::generate().unwrap();
     let svc = service(b.open(), &key);
-    let repo = svc.repo_key(svc.did(), "public").unwrap();
+    let repo = svc.repo_key(svc.did(), &Space::Public).unwrap();
     let status = |record: Value, collection: &str, validate: Option<bool>| {
         apply(
             &svc,
@@ -474,7 +478,7 @@ fn validate_flag_on_the_public_repo<B: Backend>(b: &B) {
 fn collective_spaces_always_validate<B: Backend>(b: &B) {
     let key = Keypair::generate().unwrap();
     let svc = service(b.open(), &key);
-    let space = svc.repo_key(svc.did(), SPACE).unwrap();
+    let space = svc.repo_key(svc.did(), &space()).unwrap();
     // The first commit must declare the space, naming this collective.
     assert!(matches!(
         apply(&svc, &space, vec![create(TEXT, None, text("early"))], None),
@@ -534,7 +538,7 @@ fn collective_spaces_always_validate<B: Backend>(b: &B) {
     assert_eq!(svc.store().record_count(&space).unwrap(), 5);
     assert_car_matches_index(&svc, &space);
     // The public repo is untouched.
-    let public = svc.repo_key(svc.did(), "public").unwrap();
+    let public = svc.repo_key(svc.did(), &Space::Public).unwrap();
     assert!(svc.store().head(&public).unwrap().is_none());
 }
 
@@ -542,7 +546,7 @@ fn collective_spaces_always_validate<B: Backend>(b: &B) {
 fn failed_write_changes_nothing<B: Backend>(b: &B) {
     let key = Keypair::generate().unwrap();
     let svc = service(b.open(), &key);
-    let repo = svc.repo_key(svc.did(), "public").unwrap();
+    let repo = svc.repo_key(svc.did(), &Space::Public).unwrap();
     let batch = |base: u64| {
         vec![
             create(TEXT, Some(&tid(base + 1)), text("a")),
@@ -600,7 +604,7 @@ fn failed_write_changes_nothing<B: Backend>(b: &B) {
 fn swaps_and_missing_records_change_nothing<B: Backend>(b: &B) {
     let key = Keypair::generate().unwrap();
     let svc = service(b.open(), &key);
-    let repo = svc.repo_key(svc.did(), "public").unwrap();
+    let repo = svc.repo_key(svc.did(), &Space::Public).unwrap();
     let o = apply(
         &svc,
         &repo,
@@ -677,7 +681,7 @@ fn concurrent_writes_all_land_with_distinct_revs<B: Backend>(b: &B) {
     const EACH: usize = 15;
     let key = Keypair::generate().unwrap();
     let svc = Arc::new(service(b.open(), &key));
-    let repo = svc.repo_key(svc.did(), "public").unwrap();
+    let repo = svc.repo_key(svc.did(), &Space::Public).unwrap();
     let barrier = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -758,14 +762,14 @@ fn tid_clock_resumes_after_reopen<B: Backend>(b: &B) {
         .as_micros() as u64;
     let (did, first_rev) = {
         let svc = service(b.open(), &key);
-        let repo = svc.repo_key(svc.did(), "public").unwrap();
+        let repo = svc.repo_key(svc.did(), &Space::Public).unwrap();
         let o = apply(&svc, &repo, vec![create(TEXT, None, text("before"))], None).unwrap();
         (svc.did().to_string(), o.rev)
     };
     // Reopened: later.
     let second_rev = {
         let svc = service(b.open(), &key);
-        let repo = svc.repo_key(&did, "public").unwrap();
+        let repo = svc.repo_key(&did, &Space::Public).unwrap();
         let o = apply(&svc, &repo, vec![create(TEXT, None, text("after"))], None).unwrap();
         assert!(
             o.rev > first_rev,
@@ -780,7 +784,7 @@ fn tid_clock_resumes_after_reopen<B: Backend>(b: &B) {
     let future = Tid::from_parts(now + 3_600_000_000, 5);
     {
         let store = b.open();
-        let space = RepoKey::space(did.clone(), SPACE.to_string());
+        let space = RepoKey::new(guild_store::Did::parse(&did).unwrap(), space());
         let mut r = Repo::empty(Staged::new(&*store), did.clone());
         let result = r
             .apply(
@@ -805,7 +809,7 @@ fn tid_clock_resumes_after_reopen<B: Backend>(b: &B) {
     }
     let third = {
         let svc = service(b.open(), &key);
-        let repo = svc.repo_key(&did, "public").unwrap();
+        let repo = svc.repo_key(&did, &Space::Public).unwrap();
         let o = apply(
             &svc,
             &repo,
@@ -837,7 +841,7 @@ fn tid_clock_resumes_after_reopen<B: Backend>(b: &B) {
     b.open().set_last_tid(&further).unwrap();
     {
         let svc = service(b.open(), &key);
-        let repo = svc.repo_key(&did, "public").unwrap();
+        let repo = svc.repo_key(&did, &Space::Public).unwrap();
         let o = apply(&svc, &repo, vec![create(TEXT, None, text("last"))], None).unwrap();
         assert!(
             o.rev > further,
@@ -855,11 +859,11 @@ fn other_repos_and_bad_spaces<B: Backend>(b: &B) {
     let svc = service(b.open(), &key);
     let other = Keypair::generate().unwrap();
     assert!(matches!(
-        svc.repo_key(&other.did(), "public"),
+        svc.repo_key(&other.did(), &Space::Public),
         Err(ServiceError::RepoNotFound(_))
     ));
     assert!(matches!(
-        svc.repo_key("alice.example.com", "public"),
+        svc.repo_key("alice.example.com", &Space::Public),
         Err(ServiceError::RepoNotFound(_))
     ));
     for bad in [
@@ -869,16 +873,19 @@ fn other_repos_and_bad_spaces<B: Backend>(b: &B) {
         "not-a-cid",
         "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG",
     ] {
+        // A space is parsed where it comes in; a bad one is an invalid request.
         assert!(
             matches!(
-                svc.repo_key(svc.did(), bad),
+                Space::parse(bad)
+                    .map_err(ServiceError::from)
+                    .and_then(|space| svc.repo_key(svc.did(), &space)),
                 Err(ServiceError::InvalidRequest(_))
             ),
             "space {bad:?}"
         );
     }
     // Reads of a repo that does not exist yet.
-    let space = svc.repo_key(svc.did(), SPACE).unwrap();
+    let space = svc.repo_key(svc.did(), &space()).unwrap();
     assert!(matches!(
         svc.get_record(&space, TEXT, &tid(1), None),
         Err(ServiceError::RepoNotFound(_))

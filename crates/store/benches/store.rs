@@ -53,7 +53,7 @@ fn one_commit(n: u64) -> (RepoHead, Vec<(Cid, Bytes)>, IndexOp) {
 
 /// Commits one record per iteration on top of the previous iteration's head.
 fn bench_commits<S: RepoStore>(c: &mut Criterion, name: &str, store: &S) {
-    let repo = RepoKey::public("did:key:bench");
+    let repo = RepoKey::public(guild_store::Did::parse("did:key:bench").unwrap());
     let last: RefCell<Option<Cid>> = RefCell::new(None);
     let mut n = 0u64;
     c.bench_function(name, |b| {
@@ -85,7 +85,7 @@ fn raw_commit(c: &mut Criterion) {
 /// then `RepoStore::commit`, into a repo of 1 000 records.
 fn bench_repo_path<S: RepoStore>(c: &mut Criterion, name: &str, store: &S) {
     let key = Keypair::from_secret_bytes(&[3; 32]);
-    let repo_key = RepoKey::public(key.did());
+    let repo_key = RepoKey::public(guild_store::Did::parse(&key.did()).unwrap());
     let collection = Nsid::parse("coop.guild.data.text").unwrap();
     let record = |i: u64| {
         guild_core::data::from_json(&serde_json::json!({

@@ -1,9 +1,9 @@
 //! Byte encodings of the sled layout (see the crate docs): key components and head records.
 
 use cid::Cid;
-use guild_core::syntax::Tid;
+use guild_core::syntax::{Did, Tid};
 
-use crate::{RepoHead, RepoKey, StoreError};
+use crate::{RepoHead, RepoKey, Space, StoreError};
 
 /// Ends a key component. Sorts before every byte that can continue one (`0x00 0xFF` or any
 /// non-zero byte), so the encoding keeps byte order and no component's encoding is a prefix of
@@ -56,10 +56,12 @@ fn read_component(bytes: &[u8]) -> Result<(String, &[u8]), String> {
 }
 
 /// `component(did) ‖ component(space)`: the `heads` key and the prefix of the repo's index.
+/// The space is written as its string form (`public` or the collective's CID string).
 pub(crate) fn repo_key(repo: &RepoKey) -> Vec<u8> {
-    let mut out = Vec::with_capacity(repo.did.len() + repo.space.len() + 4);
-    push_component(&mut out, &repo.did);
-    push_component(&mut out, &repo.space);
+    let space = repo.space.to_string();
+    let mut out = Vec::with_capacity(repo.did.as_str().len() + space.len() + 4);
+    push_component(&mut out, repo.did.as_str());
+    push_component(&mut out, &space);
     out
 }
 
@@ -71,6 +73,8 @@ pub(crate) fn decode_repo_key(bytes: &[u8]) -> Result<RepoKey, StoreError> {
     if !rest.is_empty() {
         return Err(fail(format!("{} trailing bytes", rest.len())));
     }
+    let did = Did::parse(&did).map_err(|e| fail(e.to_string()))?;
+    let space = Space::parse(&space).map_err(|e| fail(e.to_string()))?;
     Ok(RepoKey { did, space })
 }
 
@@ -242,12 +246,15 @@ mod tests {
         }
     }
 
+    fn did(s: &str) -> Did {
+        Did::parse(s).unwrap()
+    }
+
     #[test]
     fn repo_keys_round_trip() {
         for repo in [
-            RepoKey::public("did:key:z6Mk"),
-            RepoKey::space("did:a\0", "\0b"),
-            RepoKey::space("", ""),
+            RepoKey::public(did("did:key:z6Mk")),
+            RepoKey::collective(did("did:plc:a"), cid(1)),
         ] {
             assert_eq!(decode_repo_key(&repo_key(&repo)).unwrap(), repo);
         }
@@ -257,8 +264,47 @@ mod tests {
     }
 
     #[test]
+    fn repo_keys_are_the_did_and_space_strings() {
+        // The layout of version 1: the space is `public` or the collective's CID string.
+        let public = RepoKey::public(did("did:key:z6Mk"));
+        assert_eq!(repo_key(&public), b"did:key:z6Mk\0\x01public\0\x01");
+        let id = cid(1);
+        let space = RepoKey::collective(did("did:key:z6Mk"), id);
+        let mut want = b"did:key:z6Mk\0\x01".to_vec();
+        want.extend_from_slice(id.to_string().as_bytes());
+        want.extend_from_slice(b"\0\x01");
+        assert_eq!(repo_key(&space), want);
+    }
+
+    #[test]
+    fn a_stored_key_that_is_no_repo_key_is_an_error() {
+        let mut key = Vec::new();
+        push_component(&mut key, "did:key:z6Mk");
+        let with_space = |space: &str| {
+            let mut k = key.clone();
+            push_component(&mut k, space);
+            k
+        };
+        assert!(decode_repo_key(&with_space("public")).is_ok());
+        for space in ["", "pub", "publicx", "collective-1", "public\0"] {
+            let err = decode_repo_key(&with_space(space)).unwrap_err();
+            assert!(err.0.contains("space"), "{err}");
+        }
+        // A CID in another base than the one written would name another repo.
+        let base58 = cid(1)
+            .to_string_of_base(cid::multibase::Base::Base58Btc)
+            .unwrap();
+        assert!(decode_repo_key(&with_space(&base58)).is_err());
+        let mut bad_did = Vec::new();
+        push_component(&mut bad_did, "alice");
+        push_component(&mut bad_did, "public");
+        let err = decode_repo_key(&bad_did).unwrap_err();
+        assert!(err.0.contains("did"), "{err}");
+    }
+
+    #[test]
     fn collection_bounds() {
-        let repo = RepoKey::public("did:x");
+        let repo = RepoKey::public(did("did:x:y"));
         let p = collection_prefix(&repo, "app.a");
         let end = collection_end(&p);
         assert!(index_key(&repo, "app.a", "zzz\u{7f}") < end);
@@ -271,7 +317,7 @@ mod tests {
 
     #[test]
     fn head_records_round_trip_and_corruption_is_an_error() {
-        let repo = RepoKey::public("did:x");
+        let repo = RepoKey::public(did("did:x:y"));
         let head = RepoHead {
             commit: cid(1),
             rev: Tid::from_parts(1_700_000_000_000_000, 3),
@@ -281,7 +327,7 @@ mod tests {
         assert_eq!(decode_head(&repo, &bytes).unwrap(), (head, 42));
         for n in 0..bytes.len() {
             let err = decode_head(&repo, &bytes[..n]).unwrap_err();
-            assert!(err.0.contains("did:x"), "{err}");
+            assert!(err.0.contains("did:x:y"), "{err}");
         }
         let mut longer = bytes.clone();
         longer.push(0);

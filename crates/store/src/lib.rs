@@ -40,7 +40,9 @@
 //! another's encoding (DID `did:a` and DID `did:ab` have disjoint prefixes), and it is
 //! unambiguous whatever bytes a string holds.
 //!
-//! *Repo key* = component(DID) ‖ component(space). An index key is the repo key, then
+//! *Repo key* = component(DID) ‖ component(space), where the space is written as its string
+//! form ([`Space`]: `public`, or the collective id as its canonical CID string); a stored key
+//! that does not decode to a DID and a space is reported as corrupt. An index key is the repo key, then
 //! component(collection), then the rkey's raw bytes (last, so it needs no terminator). So one
 //! prefix scan lists a repo's index and another a collection in rkey order; the collections of
 //! a repo are found by skipping from one collection to the next.
@@ -73,7 +75,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use cid::Cid;
-pub use guild_core::syntax::Tid;
+pub use guild_core::syntax::{Did, Tid};
 pub use guild_repo::{BlockSource, BlockStore, Bytes, StoreError};
 
 pub use memory::MemoryStore;
@@ -84,33 +86,129 @@ pub use staged::Staged;
 /// a database written with another.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Which repo: a member's DID and a space (`"public"` or a collective id string).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RepoKey {
-    /// The owner's DID.
-    pub did: String,
-    /// [`RepoKey::PUBLIC`] or a collective id.
-    pub space: String,
+/// The space of a repo: a member's public repo, or their repo in one collective.
+///
+/// Its string form ([`fmt::Display`], [`Space::parse`]) is `public` or the collective id's
+/// canonical CID string (CIDv1, base32: `bafy…`), and is what the store writes into its keys
+/// (see the crate docs), so parsing and printing are exact inverses: a CID written in another
+/// base would name a different stored repo, and is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Space {
+    /// The member's public repo (AT's `com.atproto.*` methods act on it).
+    Public,
+    /// The member's repo in the collective with this id.
+    Collective(Cid),
 }
 
-impl RepoKey {
-    /// The space name of a member's public repo.
-    pub const PUBLIC: &'static str = "public";
+impl Space {
+    /// The string form of [`Space::Public`].
+    const PUBLIC: &'static str = "public";
 
-    /// The member's public repo.
-    pub fn public(did: impl Into<String>) -> Self {
-        RepoKey {
-            did: did.into(),
-            space: Self::PUBLIC.to_owned(),
+    /// Parses `public` or a collective id (a CIDv1 in its canonical base32 string form).
+    pub fn parse(s: &str) -> Result<Space, SpaceError> {
+        if s == Self::PUBLIC {
+            return Ok(Space::Public);
+        }
+        let refuse = || SpaceError(s.chars().take(100).collect());
+        let cid = guild_core::syntax::parse_cid_str(s).map_err(|_| refuse())?;
+        // Only the canonical spelling, so that a space has one string form (and one key).
+        if cid.to_string() != s {
+            return Err(refuse());
+        }
+        Ok(Space::Collective(cid))
+    }
+
+    /// The collective's id, for a collective space.
+    pub fn collective(&self) -> Option<&Cid> {
+        match self {
+            Space::Public => None,
+            Space::Collective(id) => Some(id),
         }
     }
 
-    /// The member's repo in a space (a collective id, or `"public"`).
-    pub fn space(did: impl Into<String>, space: impl Into<String>) -> Self {
-        RepoKey {
-            did: did.into(),
-            space: space.into(),
+    /// Whether this is the public space.
+    pub fn is_public(&self) -> bool {
+        matches!(self, Space::Public)
+    }
+}
+
+impl fmt::Display for Space {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Space::Public => f.write_str(Self::PUBLIC),
+            Space::Collective(id) => write!(f, "{id}"),
         }
+    }
+}
+
+impl std::str::FromStr for Space {
+    type Err = SpaceError;
+
+    fn from_str(s: &str) -> Result<Space, SpaceError> {
+        Space::parse(s)
+    }
+}
+
+impl From<Cid> for Space {
+    fn from(id: Cid) -> Space {
+        Space::Collective(id)
+    }
+}
+
+/// Spaces sort by their string form, the order of the store's keys (so [`RepoStore::repos`]
+/// lists repos in the same order from every store).
+impl Ord for Space {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (Space::Public, Space::Public) => std::cmp::Ordering::Equal,
+            _ => self.to_string().cmp(&other.to_string()),
+        }
+    }
+}
+
+impl PartialOrd for Space {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A string that is not a space: neither `public` nor a collective id in canonical form.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("space must be \"public\" or a collective id (a CID), not {0:?}")]
+pub struct SpaceError(
+    /// The refused string (its first 100 characters).
+    pub String,
+);
+
+/// Which repo: a member's DID and a space.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoKey {
+    /// The owner's DID.
+    pub did: Did,
+    /// Public, or a collective.
+    pub space: Space,
+}
+
+impl RepoKey {
+    /// The member's public repo.
+    pub fn public(did: Did) -> Self {
+        RepoKey {
+            did,
+            space: Space::Public,
+        }
+    }
+
+    /// The member's repo in the collective `id`.
+    pub fn collective(did: Did, id: Cid) -> Self {
+        RepoKey {
+            did,
+            space: Space::Collective(id),
+        }
+    }
+
+    /// The member's repo in `space`.
+    pub fn new(did: Did, space: Space) -> Self {
+        RepoKey { did, space }
     }
 }
 
@@ -255,8 +353,8 @@ pub enum OpenError {
     MissingBlock {
         /// The database directory.
         path: PathBuf,
-        /// The repo whose head names the block.
-        repo: RepoKey,
+        /// The repo whose head names the block (boxed: a key holds a CID, and so does this).
+        repo: Box<RepoKey>,
         /// Which block: `"commit"` or `"MST root"`.
         what: &'static str,
         /// The missing block's CID.
@@ -365,4 +463,55 @@ pub trait KvStore: Send + Sync {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spaces_parse_and_print_as_public_or_a_cid_string() {
+        assert_eq!(Space::parse("public").unwrap(), Space::Public);
+        assert_eq!(Space::Public.to_string(), "public");
+        let id = guild_core::cids::cid_for_raw(b"a collective");
+        let s = id.to_string();
+        assert_eq!(Space::parse(&s).unwrap(), Space::Collective(id));
+        assert_eq!(s.parse::<Space>().unwrap().to_string(), s);
+        assert_eq!(Space::from(id).collective(), Some(&id));
+        assert!(Space::Public.is_public() && Space::Public.collective().is_none());
+    }
+
+    #[test]
+    fn other_strings_are_not_spaces() {
+        let id = guild_core::cids::cid_for_raw(b"a collective");
+        let base58 = id
+            .to_string_of_base(cid::multibase::Base::Base58Btc)
+            .unwrap();
+        for s in [
+            "",
+            "Public",
+            "public ",
+            "collective-1",
+            "did:key:z6Mk",
+            "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG",
+            &base58,
+        ] {
+            let err = Space::parse(s).unwrap_err();
+            assert_eq!(err, SpaceError(s.to_owned()));
+            assert!(err.to_string().contains("space must be"), "{err}");
+        }
+    }
+
+    #[test]
+    fn spaces_sort_as_their_strings() {
+        let mut spaces: Vec<Space> = (0u8..20)
+            .map(|n| Space::Collective(guild_core::cids::cid_for_raw(&[n])))
+            .chain([Space::Public])
+            .collect();
+        spaces.sort();
+        let strings: Vec<String> = spaces.iter().map(Space::to_string).collect();
+        let mut sorted = strings.clone();
+        sorted.sort();
+        assert_eq!(strings, sorted);
+    }
 }

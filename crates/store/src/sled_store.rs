@@ -147,7 +147,7 @@ impl SledStore {
                 if !self.has_block(&cid).map_err(corrupt)? {
                     return Err(OpenError::MissingBlock {
                         path: self.path.clone(),
-                        repo,
+                        repo: Box::new(repo),
                         what,
                         cid,
                     });

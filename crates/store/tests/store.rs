@@ -11,7 +11,7 @@ use guild_core::{Ipld, Keypair};
 use guild_repo::{Repo, Write};
 use guild_store::{
     BlockSource, BlockStore, Bytes, Cid, CommitError, IndexOp, KvOp, KvStore, MemoryStore,
-    OpenError, RepoHead, RepoKey, RepoStore, SledStore, Staged, Tid,
+    OpenError, RepoHead, RepoKey, RepoStore, SledStore, Space, Staged, Tid,
 };
 
 /// What every test needs of a store: the traits, and blocks writable through `&S`.
@@ -62,6 +62,15 @@ const T0: u64 = 1_700_000_000_000_000;
 fn block(tag: &str) -> (Cid, Bytes) {
     let bytes = Bytes::from(format!("block {tag}").into_bytes());
     (cid_for_raw(&bytes), bytes)
+}
+
+fn did(s: &str) -> guild_store::Did {
+    guild_store::Did::parse(s).unwrap()
+}
+
+/// The id of a made-up collective.
+fn collective(tag: &str) -> Cid {
+    cid_for_raw(format!("collective {tag}").as_bytes())
 }
 
 fn rev(n: u64) -> Tid {
@@ -149,7 +158,7 @@ fn commit_creates_a_repo<S: TestStore>(store: &S)
 where
     for<'a> &'a S: BlockStore,
 {
-    let repo = RepoKey::public("did:key:alice");
+    let repo = RepoKey::public(did("did:key:alice"));
     assert_eq!(store.head(&repo).unwrap(), None);
     assert!(store.repos().unwrap().is_empty());
     assert_eq!(store.record_count(&repo).unwrap(), 0);
@@ -201,7 +210,7 @@ fn conflict_changes_nothing<S: TestStore>(store: &S)
 where
     for<'a> &'a S: BlockStore,
 {
-    let repo = RepoKey::public("did:key:alice");
+    let repo = RepoKey::public(did("did:key:alice"));
     let head = advance(store, &repo, &[put("app.x", "a"), put("app.x", "b")]);
     let before = (
         store.index_list(&repo, "app.x", None, 100, false).unwrap(),
@@ -242,7 +251,7 @@ where
     assert_eq!(store.index_get(&repo, "app.z", "z").unwrap(), None);
 
     // A repo that does not exist, but the caller expects a head.
-    let missing = RepoKey::public("did:key:nobody");
+    let missing = RepoKey::public(did("did:key:nobody"));
     match store.commit(&missing, Some(&head.commit), &other, &blocks, &ops) {
         Err(CommitError::Conflict { expected, actual }) => {
             assert_eq!(expected, Some(head.commit));
@@ -260,7 +269,7 @@ fn index_lists_in_order_with_cursors_and_limits<S: TestStore>(store: &S)
 where
     for<'a> &'a S: BlockStore,
 {
-    let repo = RepoKey::public("did:key:alice");
+    let repo = RepoKey::public(did("did:key:alice"));
     // Written out of order, over two commits; a neighbouring collection whose name extends
     // this one's must not leak in.
     let keys = ["3k", "3a", "3z", "2b", "3b", "a", "3kz"];
@@ -350,7 +359,7 @@ fn updates_and_deletes<S: TestStore>(store: &S)
 where
     for<'a> &'a S: BlockStore,
 {
-    let repo = RepoKey::public("did:key:alice");
+    let repo = RepoKey::public(did("did:key:alice"));
     advance(
         store,
         &repo,
@@ -415,18 +424,19 @@ fn repos_and_spaces_are_isolated<S: TestStore>(store: &S)
 where
     for<'a> &'a S: BlockStore,
 {
-    // DIDs and spaces that are prefixes of each other, and strings holding the separator
-    // byte, must never see each other's records.
+    // DIDs that are prefixes of each other, and one DID's public repo and collective
+    // spaces, must never see each other's records. (Strings holding the component separator
+    // byte are the encoding's unit tests: no DID or space can hold one.)
     let repos = [
-        RepoKey::public("did:a"),
-        RepoKey::public("did:ab"),
-        RepoKey::public("did:a\0"),
-        RepoKey::space("did:a", "pub"),
-        RepoKey::space("did:a", "publicx"),
-        RepoKey::space("did:a", "public\0x"),
-        RepoKey::space("did:a", "collective-1"),
-        RepoKey::space("did:a\0public", ""),
-        RepoKey::space("did:b", "collective-1"),
+        RepoKey::public(did("did:x:a")),
+        RepoKey::public(did("did:x:ab")),
+        RepoKey::public(did("did:x:a.b")),
+        RepoKey::public(did("did:xy:a")),
+        RepoKey::collective(did("did:x:a"), collective("1")),
+        RepoKey::collective(did("did:x:a"), collective("2")),
+        RepoKey::collective(did("did:x:ab"), collective("1")),
+        RepoKey::collective(did("did:y:public"), collective("1")),
+        RepoKey::collective(did("did:x:b"), collective("1")),
     ];
     for (i, repo) in repos.iter().enumerate() {
         let mut ops: Vec<IndexOp> = (0..=i)
@@ -480,7 +490,7 @@ where
     for<'a> &'a S: BlockStore,
 {
     // An import-sized commit: thousands of blocks and index ops at once.
-    let repo = RepoKey::public("did:key:importer");
+    let repo = RepoKey::public(did("did:key:importer"));
     let (head, mut blocks) = fake_commit(&repo, 0);
     let ops: Vec<IndexOp> = (0..3000)
         .map(|i| put(&format!("app.c{}", i % 3), &format!("{i:05}")))
@@ -600,8 +610,8 @@ where
 {
     const THREADS: usize = 4;
     const ROUNDS: u64 = 20;
-    let repo = RepoKey::public("did:key:alice");
-    let other = RepoKey::space("did:key:alice", "c1");
+    let repo = RepoKey::public(did("did:key:alice"));
+    let other = RepoKey::collective(did("did:key:alice"), collective("c1"));
     let barrier = Barrier::new(THREADS);
     let wins: Vec<Vec<u64>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
@@ -623,7 +633,8 @@ where
                             Err(e) => panic!("{e}"),
                         }
                         // Commits to another repo never conflict with these.
-                        let mine = RepoKey::space(other.did.clone(), format!("c{t}"));
+                        let mine =
+                            RepoKey::collective(other.did.clone(), collective(&format!("c{t}")));
                         advance(store, &mine, &[put("app.y", &format!("{round}"))]);
                     }
                     won
@@ -637,7 +648,7 @@ where
     assert_eq!(rounds, (0..ROUNDS).collect::<Vec<_>>());
     assert_eq!(store.record_count(&repo).unwrap(), ROUNDS);
     for t in 0..THREADS {
-        let mine = RepoKey::space(other.did.clone(), format!("c{t}"));
+        let mine = RepoKey::collective(other.did.clone(), collective(&format!("c{t}")));
         assert_eq!(store.record_count(&mine).unwrap(), ROUNDS);
     }
 }
@@ -663,7 +674,7 @@ fn text(title: &str) -> Ipld {
 
 fn persist_real_commits<S: RepoStore>(store: &S) -> (RepoKey, Keypair) {
     let key = Keypair::from_secret_bytes(&[7; 32]);
-    let repo = RepoKey::public(key.did());
+    let repo = RepoKey::public(did(&key.did()));
     let collection = Nsid::parse("coop.guild.data.text").unwrap();
     let mut clock = guild_core::syntax::TidClock::new(3);
     let mut now = T0;
@@ -782,8 +793,8 @@ fn open(dir: &tempfile::TempDir) -> SledStore {
 #[test]
 fn sled_everything_persists_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let alice = RepoKey::public("did:key:alice");
-    let bob = RepoKey::space("did:key:bob", "collective-1");
+    let alice = RepoKey::public(did("did:key:alice"));
+    let bob = RepoKey::collective(did("did:key:bob"), collective("1"));
     let (h_alice, h_bob, real, key) = {
         let store = open(&dir);
         advance(&store, &alice, &[put("app.x", "a"), put("app.y", "b")]);
@@ -831,7 +842,7 @@ fn sled_clones_share_one_database() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let clone = store.clone();
-    let repo = RepoKey::public("did:a");
+    let repo = RepoKey::public(did("did:x:a"));
     advance(&clone, &repo, &[put("app.x", "a")]);
     assert_eq!(store.record_count(&repo).unwrap(), 1);
     assert_eq!(store.path(), dir.path());
@@ -845,7 +856,7 @@ fn sled_clones_share_one_database() {
 fn memory_clones_share_one_store() {
     let store = MemoryStore::new();
     let clone = store.clone();
-    let repo = RepoKey::public("did:a");
+    let repo = RepoKey::public(did("did:x:a"));
     advance(&clone, &repo, &[put("app.x", "a")]);
     assert_eq!(store.record_count(&repo).unwrap(), 1);
 }
@@ -865,7 +876,7 @@ fn raw_tree(dir: &tempfile::TempDir, name: &str, f: impl FnOnce(&::sled::Tree)) 
 #[test]
 fn sled_open_reports_a_missing_commit_block() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = RepoKey::space("did:key:alice", "collective-7");
+    let repo = RepoKey::collective(did("did:key:alice"), collective("7"));
     let head = store_with_one_repo(&dir, &repo);
     raw_tree(&dir, "blocks", |t| {
         t.remove(head.commit.to_bytes()).unwrap().unwrap();
@@ -875,7 +886,7 @@ fn sled_open_reports_a_missing_commit_block() {
         OpenError::MissingBlock {
             repo: r, what, cid, ..
         } => {
-            assert_eq!(r, &repo);
+            assert_eq!(**r, repo);
             assert_eq!(*what, "commit");
             assert_eq!(cid, &head.commit);
         }
@@ -884,7 +895,7 @@ fn sled_open_reports_a_missing_commit_block() {
     let msg = err.to_string();
     for part in [
         "did:key:alice",
-        "collective-7",
+        &collective("7").to_string(),
         "commit",
         &head.commit.to_string(),
     ] {
@@ -895,7 +906,7 @@ fn sled_open_reports_a_missing_commit_block() {
 #[test]
 fn sled_open_reports_a_missing_root_block() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = RepoKey::public("did:key:bob");
+    let repo = RepoKey::public(did("did:key:bob"));
     let head = store_with_one_repo(&dir, &repo);
     raw_tree(&dir, "blocks", |t| {
         t.remove(head.data.to_bytes()).unwrap().unwrap();
@@ -904,7 +915,7 @@ fn sled_open_reports_a_missing_root_block() {
         OpenError::MissingBlock {
             repo: r, what, cid, ..
         } => {
-            assert_eq!(r, repo);
+            assert_eq!(*r, repo);
             assert_eq!(what, "MST root");
             assert_eq!(cid, head.data);
         }
@@ -915,7 +926,7 @@ fn sled_open_reports_a_missing_root_block() {
 #[test]
 fn sled_open_reports_a_corrupt_head_record() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = RepoKey::public("did:key:carol");
+    let repo = RepoKey::public(did("did:key:carol"));
     store_with_one_repo(&dir, &repo);
     raw_tree(&dir, "heads", |t| {
         let (k, v) = t.iter().next().unwrap().unwrap();
@@ -928,6 +939,38 @@ fn sled_open_reports_a_corrupt_head_record() {
         msg.contains("did:key:carol") && msg.contains("corrupt"),
         "{msg}"
     );
+}
+
+#[test]
+fn sled_keeps_the_repo_key_bytes_and_refuses_a_corrupt_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = RepoKey::public(did("did:key:dave"));
+    let space = RepoKey::new(did("did:key:dave"), Space::Collective(collective("9")));
+    {
+        let store = open(&dir);
+        advance(&store, &public, &[put("app.x", "a")]);
+        advance(&store, &space, &[put("app.x", "b")]);
+    }
+    // The keys are the DID and space strings, each ended by 0x00 0x01 (schema version 1).
+    let mut keys = Vec::new();
+    raw_tree(&dir, "heads", |t| {
+        keys = t.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+    });
+    let mut want = vec![
+        b"did:key:dave\0\x01public\0\x01".to_vec(),
+        format!("did:key:dave\0\x01{}\0\x01", collective("9")).into_bytes(),
+    ];
+    want.sort();
+    assert_eq!(keys, want);
+    // A stored key whose space is not a space is a typed error on open, not a panic.
+    raw_tree(&dir, "heads", |t| {
+        let v = t.get(&keys[0]).unwrap().unwrap();
+        t.insert(&b"did:key:dave\0\x01collective-1\0\x01"[..], v)
+            .unwrap();
+    });
+    let err = SledStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, OpenError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("collective-1"), "{err}");
 }
 
 #[test]

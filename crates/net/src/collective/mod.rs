@@ -174,7 +174,7 @@ enum Internal {
     /// A pull of `did`'s repo ended; `held` is the replica's revision now, if any.
     Pulled {
         collective: Cid,
-        did: String,
+        did: Did,
         held: Option<String>,
     },
     /// A member's node told where the other members' nodes it is connected to listen.
@@ -253,9 +253,9 @@ struct Task<S> {
     /// The node's repos, when it replicates.
     repos: Option<Arc<dyn Repos>>,
     /// Pulls in flight, by (collective, member).
-    pulls: HashMap<(Cid, String), Pull>,
+    pulls: HashMap<(Cid, Did), Pull>,
     /// The revision of each replica held, as last seen (saves a store read per announcement).
-    held: HashMap<(Cid, String), String>,
+    held: HashMap<(Cid, Did), String>,
     pull_permits: Arc<Semaphore>,
     serve_permits: Arc<Semaphore>,
     exports: Arc<Exports>,
@@ -450,7 +450,7 @@ impl Engine {
     /// stopped, in which case stewards learn of the head at their next heads sync.
     pub fn announce(&self, collective: Cid, rev: String, commit: Cid) -> bool {
         // An ed25519 peer id always names a did:key; without one there is nothing to announce.
-        let Some(did) = self.net.did() else {
+        let Some(did) = self.net.did().and_then(|d| Did::parse(&d).ok()) else {
             return false;
         };
         self.tx

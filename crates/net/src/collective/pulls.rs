@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use guild_core::Cid;
+use guild_core::syntax::Did;
 use guild_gov::{OpStore, Role};
 use libp2p::PeerId;
 use tracing::{debug, warn};
@@ -31,7 +32,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
 
     /// Publishes a new head of this member's repo in a collective's space.
     pub(super) fn announce(&mut self, id: Cid, head: RepoHead) {
-        if head.did != self.me || !self.am_member(&id) || self.joining.contains(&id) {
+        if head.did.as_str() != self.me || !self.am_member(&id) || self.joining.contains(&id) {
             return;
         }
         let bytes = match Announcement::new(&head).and_then(|a| a.encode()) {
@@ -78,13 +79,13 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             return Validation::Reject;
         }
         let forwarder = did_from_peer_id(&source);
-        if !self.is_member(&id, &head.did)
+        if !self.is_member(&id, head.did.as_str())
             || !self.is_member_did(&id, forwarder.as_deref())
             || !self.am_member(&id)
         {
             return Validation::Ignore;
         }
-        if head.did != self.me && self.replicates(&id) {
+        if head.did.as_str() != self.me && self.replicates(&id) {
             let peers = if author == source {
                 vec![author]
             } else {
@@ -97,13 +98,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
 
     /// Starts a pull of `did`'s repo up to `rev`, unless the replica is there already or a
     /// pull of that repo is running (then it runs again after).
-    pub(super) fn want_pull(
-        &mut self,
-        id: Cid,
-        did: String,
-        rev: Option<String>,
-        peers: Vec<PeerId>,
-    ) {
+    pub(super) fn want_pull(&mut self, id: Cid, did: Did, rev: Option<String>, peers: Vec<PeerId>) {
         let key = (id, did);
         if let (Some(held), Some(rev)) = (self.held.get(&key), &rev)
             && held >= rev
@@ -226,7 +221,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
 
     /// A pull ended: remember the revision held, and pull again if a newer head was
     /// announced meanwhile.
-    pub(super) fn pulled(&mut self, collective: Cid, did: String, held: Option<String>) {
+    pub(super) fn pulled(&mut self, collective: Cid, did: Did, held: Option<String>) {
         let key = (collective, did);
         if let Some(rev) = held {
             self.held.insert(key.clone(), rev);
@@ -245,7 +240,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             return;
         }
         for h in heads {
-            if h.did != self.me && self.is_member(&collective, &h.did) {
+            if h.did.as_str() != self.me && self.is_member(&collective, h.did.as_str()) {
                 self.want_pull(collective, h.did, Some(h.rev), vec![peer]);
             }
         }
@@ -281,8 +276,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             let reply = match req {
                 Request::Repo { did, since, offset } => {
                     let since = since.map(|t| t.into_string());
-                    replica::serve_repo(repos, exports, id, did.into_string(), since, offset, page)
-                        .await
+                    replica::serve_repo(repos, exports, id, did, since, offset, page).await
                 }
                 Request::RepoHeads(_) => replica::serve_heads(repos, id).await,
                 _ => Reply::refused("not a repo request"),

@@ -166,7 +166,7 @@ pub struct Head {
 impl From<Head> for RepoHead {
     fn from(h: Head) -> RepoHead {
         RepoHead {
-            did: h.did.into_string(),
+            did: h.did,
             rev: h.rev.into_string(),
             commit: h.commit,
         }
@@ -178,7 +178,7 @@ impl TryFrom<&RepoHead> for Head {
 
     fn try_from(h: &RepoHead) -> Result<Head, WireError> {
         Ok(Head {
-            did: Did::parse(&h.did).map_err(|_| WireError::Invalid("DID in a repo head"))?,
+            did: h.did.clone(),
             rev: Tid::parse(&h.rev).map_err(|_| WireError::Invalid("revision in a repo head"))?,
             commit: h.commit,
         })
@@ -406,7 +406,7 @@ mod tests {
 
     fn head() -> RepoHead {
         RepoHead {
-            did: "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK".into(),
+            did: Did::parse("did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK").unwrap(),
             rev: "3jzfcijpj2z2a".into(),
             commit: guild_core::cids::cid_for_cbor(b"\xa0"),
         }
