@@ -102,123 +102,180 @@ pub fn check(buf: &[u8]) -> Result<(), CborError> {
             return err(start, "$type must be a non-empty string");
         }
         pos = next;
-        let mut opened = false;
         match major {
-            0 => {
-                if arg > i64::MAX as u64 {
-                    return err(start, "integer is out of the 64-bit signed range");
-                }
-            }
-            1 => {
+            0 | 1 => {
                 if arg > i64::MAX as u64 {
                     return err(start, "integer is out of the 64-bit signed range");
                 }
             }
             2 | 3 => {
-                let len = usize::try_from(arg).unwrap_or(usize::MAX);
-                if buf.len().saturating_sub(pos) < len {
-                    return err(start, "string length runs past the end of input");
-                }
-                let text = &buf[pos..pos + len];
-                if major == 3 && std::str::from_utf8(text).is_err() {
-                    return err(start, "text string is not valid UTF-8");
-                }
+                let text = string_body(buf, start, pos, major, arg)?;
                 if is_key {
-                    if let Some(frame) = stack.last_mut() {
-                        if let Some((o, l)) = frame.last_key {
-                            let prev = &buf[o..o + l];
-                            if (l, prev) >= (len, text) {
-                                return err(
-                                    start,
-                                    if prev == text {
-                                        "duplicate map key"
-                                    } else {
-                                        "map keys are not in canonical order"
-                                    },
-                                );
-                            }
-                        }
-                        frame.last_key = Some((pos, len));
-                    }
+                    check_key_order(buf, &mut stack, start, pos, text)?;
                     type_value = text == b"$type";
                 }
-                pos += len;
+                pos += text.len();
             }
             4 | 5 => {
-                let items = if major == 5 {
-                    arg.saturating_mul(2)
+                if open_container(&mut stack, buf, start, pos, major, arg)? {
+                    continue;
+                }
+            }
+            6 => pos = check_link(buf, start, pos, arg)?,
+            _ => check_simple(b_info(buf[start]), start)?,
+        }
+        if close_completed(&mut stack, buf, pos)? {
+            return Ok(());
+        }
+    }
+}
+
+/// The body of the byte (major 2) or text (major 3) string of length `arg` at `pos`, whose
+/// head starts at `start`: it must fit in the input, and text must be valid UTF-8.
+#[inline]
+fn string_body(
+    buf: &[u8],
+    start: usize,
+    pos: usize,
+    major: u8,
+    arg: u64,
+) -> Result<&[u8], CborError> {
+    let len = usize::try_from(arg).unwrap_or(usize::MAX);
+    if buf.len().saturating_sub(pos) < len {
+        return err(start, "string length runs past the end of input");
+    }
+    let text = &buf[pos..pos + len];
+    if major == 3 && std::str::from_utf8(text).is_err() {
+        return err(start, "text string is not valid UTF-8");
+    }
+    Ok(text)
+}
+
+/// Checks that the map key `text` (at `pos`, head at `start`) comes strictly after the
+/// previous key of the innermost map in canonical order, and records it as that key.
+#[inline]
+fn check_key_order(
+    buf: &[u8],
+    stack: &mut [Frame],
+    start: usize,
+    pos: usize,
+    text: &[u8],
+) -> Result<(), CborError> {
+    let Some(frame) = stack.last_mut() else {
+        return Ok(());
+    };
+    let len = text.len();
+    if let Some((o, l)) = frame.last_key {
+        let prev = &buf[o..o + l];
+        if (l, prev) >= (len, text) {
+            return err(
+                start,
+                if prev == text {
+                    "duplicate map key"
                 } else {
-                    arg
-                };
-                // Every item takes at least one byte.
-                if items > (buf.len() - pos) as u64 {
-                    return err(start, "container length runs past the end of input");
-                }
-                if items > 0 {
-                    if stack.len() >= MAX_DEPTH {
-                        return err(start, "nesting is deeper than the limit");
-                    }
-                    stack.push(Frame {
-                        remaining: items,
-                        is_map: major == 5,
-                        index: 0,
-                        last_key: None,
-                    });
-                    opened = true;
-                }
-            }
-            6 => {
-                if arg != 42 {
-                    return err(start, "only tag 42 (CID link) is allowed");
-                }
-                let (m, len, p) = read_head(buf, pos)?;
-                if m != 2 {
-                    return err(pos, "tag 42 must wrap a byte string");
-                }
-                let len = usize::try_from(len).unwrap_or(usize::MAX);
-                if buf.len().saturating_sub(p) < len {
-                    return err(pos, "string length runs past the end of input");
-                }
-                if len < 2 || buf[p] != 0 {
-                    return err(
-                        p,
-                        "CID link bytes must start with the 0x00 multibase prefix",
-                    );
-                }
-                if !is_exact_cid(&buf[p + 1..p + len]) {
-                    return err(p, "CID link bytes are not exactly one valid CID");
-                }
-                pos = p + len;
-            }
-            _ => match (b_info(buf[start]), arg) {
-                (20..=22, _) => {}
-                (23, _) => return err(start, "undefined is not allowed"),
-                (25..=27, _) => return err(start, "floats are not allowed"),
-                _ => {
-                    return err(
-                        start,
-                        "simple values other than false, true and null are not allowed",
-                    );
-                }
-            },
+                    "map keys are not in canonical order"
+                },
+            );
         }
-        if !opened {
-            // Close every container this item completed.
-            loop {
-                let Some(top) = stack.last_mut() else {
-                    if pos != buf.len() {
-                        return err(pos, "trailing bytes after the item");
-                    }
-                    return Ok(());
-                };
-                top.remaining -= 1;
-                top.index += 1;
-                if top.remaining > 0 {
-                    break;
-                }
-                stack.pop();
+    }
+    frame.last_key = Some((pos, len));
+    Ok(())
+}
+
+/// Opens the list (major 4) or map (major 5) of `arg` items or entries whose head starts at
+/// `start`; returns whether a frame was pushed (false for an empty container, which is
+/// complete at once).
+#[inline]
+fn open_container(
+    stack: &mut Vec<Frame>,
+    buf: &[u8],
+    start: usize,
+    pos: usize,
+    major: u8,
+    arg: u64,
+) -> Result<bool, CborError> {
+    let items = if major == 5 {
+        arg.saturating_mul(2)
+    } else {
+        arg
+    };
+    // Every item takes at least one byte.
+    if items > (buf.len() - pos) as u64 {
+        return err(start, "container length runs past the end of input");
+    }
+    if items == 0 {
+        return Ok(false);
+    }
+    if stack.len() >= MAX_DEPTH {
+        return err(start, "nesting is deeper than the limit");
+    }
+    stack.push(Frame {
+        remaining: items,
+        is_map: major == 5,
+        index: 0,
+        last_key: None,
+    });
+    Ok(true)
+}
+
+/// Checks the tag with number `arg` whose head starts at `start`: only a CID link (tag 42
+/// around `0x00` and exactly one CID) is allowed. Returns the offset after the link.
+fn check_link(buf: &[u8], start: usize, pos: usize, arg: u64) -> Result<usize, CborError> {
+    if arg != 42 {
+        return err(start, "only tag 42 (CID link) is allowed");
+    }
+    let (m, len, p) = read_head(buf, pos)?;
+    if m != 2 {
+        return err(pos, "tag 42 must wrap a byte string");
+    }
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if buf.len().saturating_sub(p) < len {
+        return err(pos, "string length runs past the end of input");
+    }
+    if len < 2 || buf[p] != 0 {
+        return err(
+            p,
+            "CID link bytes must start with the 0x00 multibase prefix",
+        );
+    }
+    if !is_exact_cid(&buf[p + 1..p + len]) {
+        return err(p, "CID link bytes are not exactly one valid CID");
+    }
+    Ok(p + len)
+}
+
+/// Checks the major-type-7 item with additional information `info` at `start`: only
+/// `false`, `true` and `null`.
+#[inline]
+fn check_simple(info: u8, start: usize) -> Result<(), CborError> {
+    match info {
+        20..=22 => Ok(()),
+        23 => err(start, "undefined is not allowed"),
+        25..=27 => err(start, "floats are not allowed"),
+        _ => err(
+            start,
+            "simple values other than false, true and null are not allowed",
+        ),
+    }
+}
+
+/// Counts a complete item (ending at `pos`) against its containers, closing every container
+/// it completes; returns whether the top-level item is complete, with no trailing bytes.
+#[inline]
+fn close_completed(stack: &mut Vec<Frame>, buf: &[u8], pos: usize) -> Result<bool, CborError> {
+    loop {
+        let Some(top) = stack.last_mut() else {
+            if pos != buf.len() {
+                return err(pos, "trailing bytes after the item");
             }
+            return Ok(true);
+        };
+        top.remaining -= 1;
+        top.index += 1;
+        if top.remaining > 0 {
+            return Ok(false);
         }
+        stack.pop();
     }
 }
 

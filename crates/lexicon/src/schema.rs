@@ -1082,123 +1082,10 @@ fn parse_field(ctx: &Ctx<'_>, value: &Value, path: &str) -> Result<Field, ParseE
     let kind = type_of(map, path)?;
     let description = opt_string(map, path, "description")?;
     let field = match kind {
-        "boolean" => {
-            allow_keys(map, path, &["type", "description", "default", "const"])?;
-            Field::Boolean(BooleanSchema {
-                description,
-                default: opt_bool(map, path, "default")?,
-                const_value: opt_bool(map, path, "const")?,
-            })
-        }
-        "integer" => {
-            allow_keys(
-                map,
-                path,
-                &[
-                    "type",
-                    "description",
-                    "minimum",
-                    "maximum",
-                    "enum",
-                    "default",
-                    "const",
-                ],
-            )?;
-            let enum_values = match map.get("enum") {
-                None => None,
-                Some(Value::Array(items)) => {
-                    let mut out = Vec::with_capacity(items.len());
-                    for (i, v) in items.iter().enumerate() {
-                        match v.as_i64() {
-                            Some(n) => out.push(n),
-                            None => return err(&format!("{path}/enum/{i}"), "must be an integer"),
-                        }
-                    }
-                    Some(out)
-                }
-                Some(_) => return err(&format!("{path}/enum"), "must be an array of integers"),
-            };
-            let s = IntegerSchema {
-                description,
-                minimum: opt_i64(map, path, "minimum")?,
-                maximum: opt_i64(map, path, "maximum")?,
-                enum_values,
-                default: opt_i64(map, path, "default")?,
-                const_value: opt_i64(map, path, "const")?,
-            };
-            range(path, "minimum", s.minimum, "maximum", s.maximum)?;
-            Field::Integer(s)
-        }
-        "string" => {
-            allow_keys(
-                map,
-                path,
-                &[
-                    "type",
-                    "description",
-                    "format",
-                    "maxLength",
-                    "minLength",
-                    "maxGraphemes",
-                    "minGraphemes",
-                    "knownValues",
-                    "enum",
-                    "default",
-                    "const",
-                ],
-            )?;
-            let format = match map.get("format") {
-                None => None,
-                Some(Value::String(f)) => Some(StringFormat::parse(f).map_or_else(
-                    || {
-                        err(
-                            &format!("{path}/format"),
-                            format!(
-                                "unknown string format {f:?} (known: {})",
-                                StringFormat::ALL.map(StringFormat::name).join(", ")
-                            ),
-                        )
-                    },
-                    Ok,
-                )?),
-                Some(_) => return err(&format!("{path}/format"), "must be a string"),
-            };
-            let s = StringSchema {
-                description,
-                format,
-                max_length: opt_u64(map, path, "maxLength")?,
-                min_length: opt_u64(map, path, "minLength")?,
-                max_graphemes: opt_u64(map, path, "maxGraphemes")?,
-                min_graphemes: opt_u64(map, path, "minGraphemes")?,
-                known_values: string_list(map, path, "knownValues")?.unwrap_or_default(),
-                enum_values: string_list(map, path, "enum")?,
-                default: opt_string(map, path, "default")?,
-                const_value: opt_string(map, path, "const")?,
-            };
-            range(path, "minLength", s.min_length, "maxLength", s.max_length)?;
-            range(
-                path,
-                "minGraphemes",
-                s.min_graphemes,
-                "maxGraphemes",
-                s.max_graphemes,
-            )?;
-            Field::String(s)
-        }
-        "bytes" => {
-            allow_keys(
-                map,
-                path,
-                &["type", "description", "maxLength", "minLength"],
-            )?;
-            let s = BytesSchema {
-                description,
-                max_length: opt_u64(map, path, "maxLength")?,
-                min_length: opt_u64(map, path, "minLength")?,
-            };
-            range(path, "minLength", s.min_length, "maxLength", s.max_length)?;
-            Field::Bytes(s)
-        }
+        "boolean" => boolean_field(map, path, description)?,
+        "integer" => integer_field(map, path, description)?,
+        "string" => string_field(map, path, description)?,
+        "bytes" => bytes_field(map, path, description)?,
         "cid-link" => {
             allow_keys(map, path, &["type", "description"])?;
             Field::CidLink(Described { description })
@@ -1207,91 +1094,11 @@ fn parse_field(ctx: &Ctx<'_>, value: &Value, path: &str) -> Result<Field, ParseE
             allow_keys(map, path, &["type", "description"])?;
             Field::Unknown(Described { description })
         }
-        "blob" => {
-            allow_keys(map, path, &["type", "description", "accept", "maxSize"])?;
-            let accept = string_list(map, path, "accept")?.unwrap_or_default();
-            for (i, a) in accept.iter().enumerate() {
-                if !is_mime_pattern(a) {
-                    return err(
-                        &format!("{path}/accept/{i}"),
-                        "must be a MIME type, a type/* pattern, or */*",
-                    );
-                }
-            }
-            Field::Blob(BlobSchema {
-                description,
-                accept,
-                max_size: opt_u64(map, path, "maxSize")?,
-            })
-        }
-        "array" => {
-            allow_keys(
-                map,
-                path,
-                &["type", "description", "items", "maxLength", "minLength"],
-            )?;
-            let ipath = format!("{path}/items");
-            let items = map
-                .get("items")
-                .map_or_else(|| err(path, "an array needs `items`"), Ok)?;
-            let s = ArraySchema {
-                description,
-                items: Box::new(parse_field(&inner, items, &ipath)?),
-                max_length: opt_u64(map, path, "maxLength")?,
-                min_length: opt_u64(map, path, "minLength")?,
-            };
-            range(path, "minLength", s.min_length, "maxLength", s.max_length)?;
-            Field::Array(s)
-        }
-        "object" => {
-            allow_keys(
-                map,
-                path,
-                &["type", "description", "required", "nullable", "properties"],
-            )?;
-            let properties = parse_properties(&inner, map, path)?;
-            Field::Object(ObjectSchema {
-                description,
-                required: name_list(map, path, "required", &properties)?,
-                nullable: name_list(map, path, "nullable", &properties)?,
-                properties,
-            })
-        }
-        "ref" => {
-            allow_keys(map, path, &["type", "description", "ref"])?;
-            let rpath = format!("{path}/ref");
-            let target = match map.get("ref") {
-                Some(Value::String(s)) => parse_ref(s, ctx.id, &rpath)?,
-                Some(_) => return err(&rpath, "must be a string"),
-                None => return err(path, "a ref needs `ref`"),
-            };
-            Field::Ref(RefSchema {
-                description,
-                target,
-            })
-        }
-        "union" => {
-            allow_keys(map, path, &["type", "description", "refs", "closed"])?;
-            let raw = string_list(map, path, "refs")?
-                .map_or_else(|| err(path, "a union needs `refs`"), Ok)?;
-            let mut refs: Vec<DefRef> = Vec::with_capacity(raw.len());
-            for (i, s) in raw.iter().enumerate() {
-                let r = parse_ref(s, ctx.id, &format!("{path}/refs/{i}"))?;
-                if refs.contains(&r) {
-                    return err(&format!("{path}/refs/{i}"), format!("{r} is listed twice"));
-                }
-                refs.push(r);
-            }
-            let closed = opt_bool(map, path, "closed")?.unwrap_or(false);
-            if closed && refs.is_empty() {
-                return err(path, "a closed union with no refs can hold nothing");
-            }
-            Field::Union(UnionSchema {
-                description,
-                refs,
-                closed,
-            })
-        }
+        "blob" => blob_field(map, path, description)?,
+        "array" => array_field(&inner, map, path, description)?,
+        "object" => object_field(&inner, map, path, description)?,
+        "ref" => ref_field(ctx.id, map, path, description)?,
+        "union" => union_field(ctx.id, map, path, description)?,
         "record" | "query" | "procedure" | "subscription" | "permission-set" | "token"
         | "params" => {
             return err(path, format!("a {kind} cannot be used as a field type"));
@@ -1300,6 +1107,275 @@ fn parse_field(ctx: &Ctx<'_>, value: &Value, path: &str) -> Result<Field, ParseE
     };
     check_constants(&field, path)?;
     Ok(field)
+}
+
+/// A `boolean` field.
+fn boolean_field(
+    map: &Map<String, Value>,
+    path: &str,
+    description: Option<String>,
+) -> Result<Field, ParseError> {
+    allow_keys(map, path, &["type", "description", "default", "const"])?;
+    Ok(Field::Boolean(BooleanSchema {
+        description,
+        default: opt_bool(map, path, "default")?,
+        const_value: opt_bool(map, path, "const")?,
+    }))
+}
+
+/// An `integer` field.
+fn integer_field(
+    map: &Map<String, Value>,
+    path: &str,
+    description: Option<String>,
+) -> Result<Field, ParseError> {
+    allow_keys(
+        map,
+        path,
+        &[
+            "type",
+            "description",
+            "minimum",
+            "maximum",
+            "enum",
+            "default",
+            "const",
+        ],
+    )?;
+    let s = IntegerSchema {
+        description,
+        minimum: opt_i64(map, path, "minimum")?,
+        maximum: opt_i64(map, path, "maximum")?,
+        enum_values: integer_enum(map, path)?,
+        default: opt_i64(map, path, "default")?,
+        const_value: opt_i64(map, path, "const")?,
+    };
+    range(path, "minimum", s.minimum, "maximum", s.maximum)?;
+    Ok(Field::Integer(s))
+}
+
+/// An integer field's optional `enum`: an array of integers.
+fn integer_enum(map: &Map<String, Value>, path: &str) -> Result<Option<Vec<i64>>, ParseError> {
+    match map.get("enum") {
+        None => Ok(None),
+        Some(Value::Array(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, v) in items.iter().enumerate() {
+                match v.as_i64() {
+                    Some(n) => out.push(n),
+                    None => return err(&format!("{path}/enum/{i}"), "must be an integer"),
+                }
+            }
+            Ok(Some(out))
+        }
+        Some(_) => err(&format!("{path}/enum"), "must be an array of integers"),
+    }
+}
+
+/// A `string` field.
+fn string_field(
+    map: &Map<String, Value>,
+    path: &str,
+    description: Option<String>,
+) -> Result<Field, ParseError> {
+    allow_keys(
+        map,
+        path,
+        &[
+            "type",
+            "description",
+            "format",
+            "maxLength",
+            "minLength",
+            "maxGraphemes",
+            "minGraphemes",
+            "knownValues",
+            "enum",
+            "default",
+            "const",
+        ],
+    )?;
+    let s = StringSchema {
+        description,
+        format: string_format(map, path)?,
+        max_length: opt_u64(map, path, "maxLength")?,
+        min_length: opt_u64(map, path, "minLength")?,
+        max_graphemes: opt_u64(map, path, "maxGraphemes")?,
+        min_graphemes: opt_u64(map, path, "minGraphemes")?,
+        known_values: string_list(map, path, "knownValues")?.unwrap_or_default(),
+        enum_values: string_list(map, path, "enum")?,
+        default: opt_string(map, path, "default")?,
+        const_value: opt_string(map, path, "const")?,
+    };
+    range(path, "minLength", s.min_length, "maxLength", s.max_length)?;
+    range(
+        path,
+        "minGraphemes",
+        s.min_graphemes,
+        "maxGraphemes",
+        s.max_graphemes,
+    )?;
+    Ok(Field::String(s))
+}
+
+/// A string field's optional `format`: one of the known [`StringFormat`]s.
+fn string_format(map: &Map<String, Value>, path: &str) -> Result<Option<StringFormat>, ParseError> {
+    match map.get("format") {
+        None => Ok(None),
+        Some(Value::String(f)) => StringFormat::parse(f).map_or_else(
+            || {
+                err(
+                    &format!("{path}/format"),
+                    format!(
+                        "unknown string format {f:?} (known: {})",
+                        StringFormat::ALL.map(StringFormat::name).join(", ")
+                    ),
+                )
+            },
+            |f| Ok(Some(f)),
+        ),
+        Some(_) => err(&format!("{path}/format"), "must be a string"),
+    }
+}
+
+/// A `bytes` field.
+fn bytes_field(
+    map: &Map<String, Value>,
+    path: &str,
+    description: Option<String>,
+) -> Result<Field, ParseError> {
+    allow_keys(
+        map,
+        path,
+        &["type", "description", "maxLength", "minLength"],
+    )?;
+    let s = BytesSchema {
+        description,
+        max_length: opt_u64(map, path, "maxLength")?,
+        min_length: opt_u64(map, path, "minLength")?,
+    };
+    range(path, "minLength", s.min_length, "maxLength", s.max_length)?;
+    Ok(Field::Bytes(s))
+}
+
+/// A `blob` field; every `accept` entry must be a MIME pattern.
+fn blob_field(
+    map: &Map<String, Value>,
+    path: &str,
+    description: Option<String>,
+) -> Result<Field, ParseError> {
+    allow_keys(map, path, &["type", "description", "accept", "maxSize"])?;
+    let accept = string_list(map, path, "accept")?.unwrap_or_default();
+    for (i, a) in accept.iter().enumerate() {
+        if !is_mime_pattern(a) {
+            return err(
+                &format!("{path}/accept/{i}"),
+                "must be a MIME type, a type/* pattern, or */*",
+            );
+        }
+    }
+    Ok(Field::Blob(BlobSchema {
+        description,
+        accept,
+        max_size: opt_u64(map, path, "maxSize")?,
+    }))
+}
+
+/// An `array` field; its `items` are parsed with `inner`, one level deeper.
+fn array_field(
+    inner: &Ctx<'_>,
+    map: &Map<String, Value>,
+    path: &str,
+    description: Option<String>,
+) -> Result<Field, ParseError> {
+    allow_keys(
+        map,
+        path,
+        &["type", "description", "items", "maxLength", "minLength"],
+    )?;
+    let ipath = format!("{path}/items");
+    let items = map
+        .get("items")
+        .map_or_else(|| err(path, "an array needs `items`"), Ok)?;
+    let s = ArraySchema {
+        description,
+        items: Box::new(parse_field(inner, items, &ipath)?),
+        max_length: opt_u64(map, path, "maxLength")?,
+        min_length: opt_u64(map, path, "minLength")?,
+    };
+    range(path, "minLength", s.min_length, "maxLength", s.max_length)?;
+    Ok(Field::Array(s))
+}
+
+/// An `object` field; its properties are parsed with `inner`, one level deeper.
+fn object_field(
+    inner: &Ctx<'_>,
+    map: &Map<String, Value>,
+    path: &str,
+    description: Option<String>,
+) -> Result<Field, ParseError> {
+    allow_keys(
+        map,
+        path,
+        &["type", "description", "required", "nullable", "properties"],
+    )?;
+    let properties = parse_properties(inner, map, path)?;
+    Ok(Field::Object(ObjectSchema {
+        description,
+        required: name_list(map, path, "required", &properties)?,
+        nullable: name_list(map, path, "nullable", &properties)?,
+        properties,
+    }))
+}
+
+/// A `ref` field; its target is resolved against the document `id`.
+fn ref_field(
+    id: &Nsid,
+    map: &Map<String, Value>,
+    path: &str,
+    description: Option<String>,
+) -> Result<Field, ParseError> {
+    allow_keys(map, path, &["type", "description", "ref"])?;
+    let rpath = format!("{path}/ref");
+    let target = match map.get("ref") {
+        Some(Value::String(s)) => parse_ref(s, id, &rpath)?,
+        Some(_) => return err(&rpath, "must be a string"),
+        None => return err(path, "a ref needs `ref`"),
+    };
+    Ok(Field::Ref(RefSchema {
+        description,
+        target,
+    }))
+}
+
+/// A `union` field: distinct refs resolved against the document `id`; a closed union needs
+/// at least one.
+fn union_field(
+    id: &Nsid,
+    map: &Map<String, Value>,
+    path: &str,
+    description: Option<String>,
+) -> Result<Field, ParseError> {
+    allow_keys(map, path, &["type", "description", "refs", "closed"])?;
+    let raw =
+        string_list(map, path, "refs")?.map_or_else(|| err(path, "a union needs `refs`"), Ok)?;
+    let mut refs: Vec<DefRef> = Vec::with_capacity(raw.len());
+    for (i, s) in raw.iter().enumerate() {
+        let r = parse_ref(s, id, &format!("{path}/refs/{i}"))?;
+        if refs.contains(&r) {
+            return err(&format!("{path}/refs/{i}"), format!("{r} is listed twice"));
+        }
+        refs.push(r);
+    }
+    let closed = opt_bool(map, path, "closed")?.unwrap_or(false);
+    if closed && refs.is_empty() {
+        return err(path, "a closed union with no refs can hold nothing");
+    }
+    Ok(Field::Union(UnionSchema {
+        description,
+        refs,
+        closed,
+    }))
 }
 
 fn parse_properties(

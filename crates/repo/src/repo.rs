@@ -218,6 +218,16 @@ pub fn parse_path(path: &str) -> Result<(Nsid, RecordKey), RepoError> {
     Ok((c, r))
 }
 
+/// What a record-writing [`Write`] demands of the path's previous state.
+enum Mode {
+    /// The path must be free.
+    Create,
+    /// The path must hold a record.
+    Update,
+    /// Either.
+    Put,
+}
+
 /// A repository over a block store.
 #[derive(Debug)]
 pub struct Repo<S: BlockStore> {
@@ -358,88 +368,13 @@ impl<S: BlockStore> Repo<S> {
         rev: Tid,
         writes: Vec<Write>,
     ) -> Result<CommitResult, RepoError> {
-        if writes.is_empty() {
-            return Err(RepoError::Empty);
-        }
-        if key.did() != self.did {
-            return Err(RepoError::WrongKey {
-                did: self.did.clone(),
-                got: key.did(),
-            });
-        }
-        if let Some(h) = &self.head
-            && rev <= h.rev
-        {
-            return Err(RepoError::RevNotIncreasing {
-                rev: rev.to_string(),
-                head: h.rev.to_string(),
-            });
-        }
-        let mut seen = std::collections::HashSet::with_capacity(writes.len());
+        self.check_batch(key, &rev, &writes)?;
         let mut blocks = Vec::new();
         let mut ops = Vec::with_capacity(writes.len());
-        for w in &writes {
-            let path = w.path();
-            if !seen.insert(path.clone()) {
-                return Err(RepoError::Duplicate(path));
-            }
-        }
-        enum Mode {
-            Create,
-            Update,
-            Put,
-        }
         for w in writes {
-            let path = w.path();
-            let src = &self.store;
-            let (mode, collection, rkey, record) = match w {
-                Write::Delete { .. } => {
-                    let prev = self
-                        .mst
-                        .delete(src, path.as_bytes())?
-                        .ok_or_else(|| RepoError::NotFound(path.clone()))?;
-                    ops.push(RecordOp {
-                        path,
-                        action: Action::Delete,
-                        cid: None,
-                        prev: Some(prev),
-                    });
-                    continue;
-                }
-                Write::Create {
-                    collection,
-                    rkey,
-                    record,
-                } => (Mode::Create, collection, rkey, record),
-                Write::Update {
-                    collection,
-                    rkey,
-                    record,
-                } => (Mode::Update, collection, rkey, record),
-                Write::Put {
-                    collection,
-                    rkey,
-                    record,
-                } => (Mode::Put, collection, rkey, record),
-            };
-            let rec = prepare_record(&collection, &rkey, &record)?;
-            let prev = self.mst.insert(src, path.as_bytes(), rec.cid)?;
-            match (mode, prev) {
-                (Mode::Create, Some(_)) => return Err(RepoError::Exists(path)),
-                (Mode::Update, None) => return Err(RepoError::NotFound(path)),
-                _ => {}
-            }
-            ops.push(RecordOp {
-                path,
-                action: if prev.is_some() {
-                    Action::Update
-                } else {
-                    Action::Create
-                },
-                cid: Some(rec.cid),
-                prev,
-            });
-            blocks.push((rec.cid, rec.bytes));
+            let (op, block) = self.apply_write(w)?;
+            ops.push(op);
+            blocks.extend(block);
         }
         let data = self.mst.root_cid(&mut blocks);
         let (commit, commit_bytes) = sign_commit(key, data, &rev);
@@ -454,6 +389,90 @@ impl<S: BlockStore> Repo<S> {
             ops,
             blocks,
         })
+    }
+
+    /// Refuses a batch before anything changes: empty, signed with another key, a revision
+    /// not after the head's, or a path named twice.
+    fn check_batch(&self, key: &Keypair, rev: &Tid, writes: &[Write]) -> Result<(), RepoError> {
+        if writes.is_empty() {
+            return Err(RepoError::Empty);
+        }
+        if key.did() != self.did {
+            return Err(RepoError::WrongKey {
+                did: self.did.clone(),
+                got: key.did(),
+            });
+        }
+        if let Some(h) = &self.head
+            && *rev <= h.rev
+        {
+            return Err(RepoError::RevNotIncreasing {
+                rev: rev.to_string(),
+                head: h.rev.to_string(),
+            });
+        }
+        let mut seen = std::collections::HashSet::with_capacity(writes.len());
+        for w in writes {
+            let path = w.path();
+            if !seen.insert(path.clone()) {
+                return Err(RepoError::Duplicate(path));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one write to the in-memory tree: its op, and the record block it adds if any.
+    fn apply_write(&mut self, w: Write) -> Result<(RecordOp, Option<(Cid, Bytes)>), RepoError> {
+        let path = w.path();
+        let src = &self.store;
+        let (mode, collection, rkey, record) = match w {
+            Write::Delete { .. } => {
+                let prev = self
+                    .mst
+                    .delete(src, path.as_bytes())?
+                    .ok_or_else(|| RepoError::NotFound(path.clone()))?;
+                let op = RecordOp {
+                    path,
+                    action: Action::Delete,
+                    cid: None,
+                    prev: Some(prev),
+                };
+                return Ok((op, None));
+            }
+            Write::Create {
+                collection,
+                rkey,
+                record,
+            } => (Mode::Create, collection, rkey, record),
+            Write::Update {
+                collection,
+                rkey,
+                record,
+            } => (Mode::Update, collection, rkey, record),
+            Write::Put {
+                collection,
+                rkey,
+                record,
+            } => (Mode::Put, collection, rkey, record),
+        };
+        let rec = prepare_record(&collection, &rkey, &record)?;
+        let prev = self.mst.insert(src, path.as_bytes(), rec.cid)?;
+        match (mode, prev) {
+            (Mode::Create, Some(_)) => return Err(RepoError::Exists(path)),
+            (Mode::Update, None) => return Err(RepoError::NotFound(path)),
+            _ => {}
+        }
+        let op = RecordOp {
+            path,
+            action: if prev.is_some() {
+                Action::Update
+            } else {
+                Action::Create
+            },
+            cid: Some(rec.cid),
+            prev,
+        };
+        Ok((op, Some((rec.cid, rec.bytes))))
     }
 
     /// The owner's DID.
