@@ -154,3 +154,50 @@ fn sync_message_seed_files_are_current() {
         );
     }
 }
+
+/// Invite codes: a valid one, and the kinds of damage a pasted code suffers.
+fn invite_code_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let cid = guild_core::cids::cid_for_cbor(b"\xa0");
+    let code = guild_gov::make::InviteCode {
+        collective: cid,
+        invite: cid,
+        secret: vec![7; 32],
+        peers: vec!["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWAbc".into()],
+    }
+    .encode()
+    .expect("an invite code encodes");
+    let cut = code[..code.len() / 2].to_owned();
+    vec![
+        ("valid", code.clone().into_bytes()),
+        ("cut", cut.into_bytes()),
+        ("no-prefix", code.replace("guild-invite:", "").into_bytes()),
+        ("not-base58", b"guild-invite:0OIl".to_vec()),
+    ]
+}
+
+#[test]
+fn invite_code_regressions() {
+    replay::replay_panics(DIR, "invite_code", fuzz_fixture::check_invite_code);
+}
+
+#[test]
+fn invite_code_seed_files_are_current() {
+    let corpus: PathBuf = [DIR, "..", "..", "fuzz", "corpus", "invite_code"]
+        .iter()
+        .collect();
+    if std::env::var_os("GUILD_WRITE_FUZZ_SEEDS").is_some() {
+        for dir in [regressions("invite_code"), corpus] {
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, bytes) in invite_code_seeds() {
+                std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+            }
+        }
+        return;
+    }
+    for (name, bytes) in invite_code_seeds() {
+        let path = regressions("invite_code").join(format!("seed-{name}"));
+        let stored = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{} is missing ({e}): rewrite the seeds", path.display()));
+        assert_eq!(stored, bytes, "{} is stale: rewrite the seeds", path.display());
+    }
+}
