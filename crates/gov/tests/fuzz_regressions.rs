@@ -198,6 +198,11 @@ fn invite_code_seed_files_are_current() {
         let path = regressions("invite_code").join(format!("seed-{name}"));
         let stored = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("{} is missing ({e}): rewrite the seeds", path.display()));
-        assert_eq!(stored, bytes, "{} is stale: rewrite the seeds", path.display());
+        assert_eq!(
+            stored,
+            bytes,
+            "{} is stale: rewrite the seeds",
+            path.display()
+        );
     }
 }
