@@ -165,17 +165,7 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
             validate,
             target,
         } => {
-            let text = match (json, file) {
-                (Some(t), _) => t,
-                (None, Some(f)) if f.as_os_str() == "-" => {
-                    let mut s = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-                    s
-                }
-                (None, Some(f)) => std::fs::read_to_string(&f)
-                    .with_context(|| format!("cannot read {}", f.display()))?,
-                (None, None) => bail!("give the record as a FILE argument, `-`, or --json TEXT"),
-            };
+            let text = record_text(json, file)?;
             let record: Value =
                 serde_json::from_str(&text).context("the record is not valid JSON")?;
             let mut body = json!({"repo": did, "collection": collection, "record": record});
@@ -197,19 +187,7 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
                 out["cid"].as_str().unwrap_or_default()
             );
         }
-        RecordCmd::Get { path, target } => {
-            let (repo, c, k) = split_path(&path)?;
-            let repo = repo.unwrap_or(did);
-            let mut params = vec![("repo", repo.as_str()), ("collection", &c), ("rkey", &k)];
-            let space = space_param(&target.space);
-            if let Some(s) = &space {
-                params.push(("space", s));
-            }
-            let out = client
-                .query(&nsid(&target.space, "repo.getRecord"), &params)
-                .map_err(explain)?;
-            println!("{}", serde_json::to_string_pretty(&out["value"])?);
-        }
+        RecordCmd::Get { path, target } => get_record(&client, did, &path, &target.space)?,
         RecordCmd::List {
             collection,
             limit,
@@ -219,50 +197,14 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
             did: repo,
             target,
         } => {
-            let repo = repo.map_or(did, Did::into_string);
-            let space = space_param(&target.space);
-            let mut cursor = cursor;
-            let mut left = limit;
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            while left > 0 {
-                let page = left.min(100).to_string();
-                let mut params = vec![
-                    ("repo", repo.as_str()),
-                    ("collection", collection.as_str()),
-                    ("limit", page.as_str()),
-                ];
-                if reverse {
-                    params.push(("reverse", "true"));
-                }
-                if let Some(c) = &cursor {
-                    params.push(("cursor", c));
-                }
-                if let Some(s) = &space {
-                    params.push(("space", s));
-                }
-                let resp = client
-                    .query(&nsid(&target.space, "repo.listRecords"), &params)
-                    .map_err(explain)?;
-                let records = resp["records"].as_array().cloned().unwrap_or_default();
-                for r in &records {
-                    if json {
-                        writeln!(out, "{r}")?;
-                    } else {
-                        writeln!(
-                            out,
-                            "{} {}",
-                            r["uri"].as_str().unwrap_or_default(),
-                            r["cid"].as_str().unwrap_or_default()
-                        )?;
-                    }
-                }
-                left = left.saturating_sub(records.len());
-                match resp["cursor"].as_str() {
-                    Some(c) if !records.is_empty() => cursor = Some(c.to_string()),
-                    _ => break,
-                }
-            }
+            let query = ListQuery {
+                repo: repo.map_or(did, Did::into_string),
+                collection,
+                limit,
+                cursor,
+                reverse,
+            };
+            list_records(&client, query, json, &target.space)?;
         }
         RecordCmd::Delete { path, target } => {
             let (repo, c, k) = split_path(&path)?;
@@ -280,6 +222,97 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The text of `guild record add`'s record: `--json TEXT`, a FILE, or `-` for standard input.
+fn record_text(json: Option<String>, file: Option<PathBuf>) -> Result<String> {
+    Ok(match (json, file) {
+        (Some(t), _) => t,
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            s
+        }
+        (None, Some(f)) => {
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?
+        }
+        (None, None) => bail!("give the record as a FILE argument, `-`, or --json TEXT"),
+    })
+}
+
+/// `guild record get PATH`: prints the record's value (in `did`'s repo unless the path is
+/// an at:// URI).
+fn get_record(client: &Client, did: String, path: &str, space: &Space) -> Result<()> {
+    let (repo, c, k) = split_path(path)?;
+    let repo = repo.unwrap_or(did);
+    let mut params = vec![("repo", repo.as_str()), ("collection", &c), ("rkey", &k)];
+    let space_param = space_param(space);
+    if let Some(s) = &space_param {
+        params.push(("space", s));
+    }
+    let out = client
+        .query(&nsid(space, "repo.getRecord"), &params)
+        .map_err(explain)?;
+    println!("{}", serde_json::to_string_pretty(&out["value"])?);
+    Ok(())
+}
+
+/// What `guild record list` asks for.
+struct ListQuery {
+    repo: String,
+    collection: String,
+    limit: usize,
+    cursor: Option<String>,
+    reverse: bool,
+}
+
+/// `guild record list`: up to `limit` records, fetched 100 a page, one line each (its URI
+/// and CID, or with `json` the whole entry).
+fn list_records(client: &Client, query: ListQuery, json: bool, space: &Space) -> Result<()> {
+    let space_param = space_param(space);
+    let mut cursor = query.cursor;
+    let mut left = query.limit;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    while left > 0 {
+        let page = left.min(100).to_string();
+        let mut params = vec![
+            ("repo", query.repo.as_str()),
+            ("collection", query.collection.as_str()),
+            ("limit", page.as_str()),
+        ];
+        if query.reverse {
+            params.push(("reverse", "true"));
+        }
+        if let Some(c) = &cursor {
+            params.push(("cursor", c));
+        }
+        if let Some(s) = &space_param {
+            params.push(("space", s));
+        }
+        let resp = client
+            .query(&nsid(space, "repo.listRecords"), &params)
+            .map_err(explain)?;
+        let records = resp["records"].as_array().cloned().unwrap_or_default();
+        for r in &records {
+            if json {
+                writeln!(out, "{r}")?;
+            } else {
+                writeln!(
+                    out,
+                    "{} {}",
+                    r["uri"].as_str().unwrap_or_default(),
+                    r["cid"].as_str().unwrap_or_default()
+                )?;
+            }
+        }
+        left = left.saturating_sub(records.len());
+        match resp["cursor"].as_str() {
+            Some(c) if !records.is_empty() => cursor = Some(c.to_string()),
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 /// `guild status`
@@ -464,7 +497,6 @@ fn collect_text_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// re-run skip what an earlier run imported (even one that was interrupted).
 pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Result<ExitCode> {
     let (client, did) = connect(data_dir)?;
-    let space_param = space_param(space);
     let items = read_items(path)?;
     let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let journal_dir = data_dir.join(files::IMPORTS);
@@ -476,78 +508,9 @@ pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Resu
             source.to_string_lossy().as_bytes()
         ])[..32]
     ));
-    // The journal: one line per item, "<id> <collection> <rkey>", written before each batch.
-    let mut planned: HashMap<String, (String, String)> = HashMap::new();
-    if let Ok(f) = std::fs::File::open(&journal_path) {
-        for line in std::io::BufReader::new(f).lines() {
-            let line = line?;
-            let mut parts = line.splitn(3, ' ');
-            if let (Some(id), Some(c), Some(k)) = (parts.next(), parts.next(), parts.next()) {
-                planned.insert(id.to_string(), (c.to_string(), k.to_string()));
-            }
-        }
-    }
-    // What the repo already holds, for the collections the journal mentions.
-    let mut existing: HashSet<(String, String)> = HashSet::new();
-    let collections: HashSet<&String> = planned.values().map(|(c, _)| c).collect();
-    for c in collections {
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut params = vec![
-                ("repo", did.as_str()),
-                ("collection", c.as_str()),
-                ("limit", "100"),
-            ];
-            if let Some(cur) = &cursor {
-                params.push(("cursor", cur));
-            }
-            if let Some(s) = &space_param {
-                params.push(("space", s));
-            }
-            let resp = match client.query(&nsid(space, "repo.listRecords"), &params) {
-                Ok(r) => r,
-                Err(ClientError::Xrpc { error, .. }) if error == "RepoNotFound" => break,
-                Err(e) => return Err(explain(e)),
-            };
-            let recs = resp["records"].as_array().cloned().unwrap_or_default();
-            for r in &recs {
-                if let Some(uri) = r["uri"].as_str()
-                    && let Some(k) = uri.rsplit('/').next()
-                {
-                    existing.insert((c.clone(), k.to_string()));
-                }
-            }
-            match resp["cursor"].as_str() {
-                Some(cur) if !recs.is_empty() => cursor = Some(cur.to_string()),
-                _ => break,
-            }
-        }
-    }
-    let mut clock = TidClock::new(0x155);
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64)
-    };
-    let mut todo = Vec::new();
-    let mut skipped = 0usize;
-    for item in items {
-        if let Some((c, k)) = planned.get(&item.id) {
-            if existing.contains(&(c.clone(), k.clone())) {
-                skipped += 1;
-                continue;
-            }
-            let (c, k) = (c.clone(), k.clone());
-            todo.push((item, c, k));
-            continue;
-        }
-        let k = match &item.rkey {
-            Some(k) => k.clone(),
-            None => clock.next(now()).as_str().to_string(),
-        };
-        let c = item.collection.clone();
-        todo.push((item, c, k));
-    }
+    let planned = read_journal(&journal_path)?;
+    let existing = existing_records(&client, &did, space, &planned)?;
+    let (todo, skipped) = plan_import(items, &planned, &existing);
     let bar = indicatif::ProgressBar::new(todo.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -576,26 +539,12 @@ pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Resu
             j += 1;
         }
         let chunk = &todo[i..j];
-        let mut lines = String::new();
-        for (item, c, k) in chunk {
-            lines.push_str(&format!("{} {c} {k}\n", item.id));
-        }
-        journal.write_all(lines.as_bytes())?;
-        journal.sync_data()?;
-        let writes: Vec<Value> = chunk
-            .iter()
-            .map(|(item, c, k)| {
-                json!({
-                    "$type": "com.atproto.repo.applyWrites#create",
-                    "collection": c,
-                    "rkey": k,
-                    "value": item.record,
-                })
-            })
-            .collect();
-        let body = with_space(json!({"repo": did, "writes": writes}), space);
+        write_journal(&mut journal, chunk)?;
         client
-            .procedure(&nsid(space, "repo.applyWrites"), &body)
+            .procedure(
+                &nsid(space, "repo.applyWrites"),
+                &batch_body(&did, space, chunk),
+            )
             .map_err(explain)
             .with_context(|| format!("importing items {}–{} of {}", i + 1, j, todo.len()))?;
         done += chunk.len();
@@ -608,4 +557,126 @@ pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Resu
         path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The import journal: one line per item, "<id> <collection> <rkey>", written before each
+/// batch; read as each item's collection and key (empty when there is no journal yet).
+fn read_journal(journal_path: &Path) -> Result<HashMap<String, (String, String)>> {
+    let mut planned: HashMap<String, (String, String)> = HashMap::new();
+    if let Ok(f) = std::fs::File::open(journal_path) {
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line?;
+            let mut parts = line.splitn(3, ' ');
+            if let (Some(id), Some(c), Some(k)) = (parts.next(), parts.next(), parts.next()) {
+                planned.insert(id.to_string(), (c.to_string(), k.to_string()));
+            }
+        }
+    }
+    Ok(planned)
+}
+
+/// What the repo already holds, as (collection, rkey), for the collections the journal
+/// mentions.
+fn existing_records(
+    client: &Client,
+    did: &str,
+    space: &Space,
+    planned: &HashMap<String, (String, String)>,
+) -> Result<HashSet<(String, String)>> {
+    let space_param = space_param(space);
+    let mut existing: HashSet<(String, String)> = HashSet::new();
+    let collections: HashSet<&String> = planned.values().map(|(c, _)| c).collect();
+    for c in collections {
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = vec![("repo", did), ("collection", c.as_str()), ("limit", "100")];
+            if let Some(cur) = &cursor {
+                params.push(("cursor", cur));
+            }
+            if let Some(s) = &space_param {
+                params.push(("space", s));
+            }
+            let resp = match client.query(&nsid(space, "repo.listRecords"), &params) {
+                Ok(r) => r,
+                Err(ClientError::Xrpc { error, .. }) if error == "RepoNotFound" => break,
+                Err(e) => return Err(explain(e)),
+            };
+            let recs = resp["records"].as_array().cloned().unwrap_or_default();
+            for r in &recs {
+                if let Some(uri) = r["uri"].as_str()
+                    && let Some(k) = uri.rsplit('/').next()
+                {
+                    existing.insert((c.clone(), k.to_string()));
+                }
+            }
+            match resp["cursor"].as_str() {
+                Some(cur) if !recs.is_empty() => cursor = Some(cur.to_string()),
+                _ => break,
+            }
+        }
+    }
+    Ok(existing)
+}
+
+/// The items still to import, each with its collection and key (the journal's for an item
+/// an earlier run planned, else its own key or a fresh TID), and how many were already
+/// imported.
+fn plan_import(
+    items: Vec<Item>,
+    planned: &HashMap<String, (String, String)>,
+    existing: &HashSet<(String, String)>,
+) -> (Vec<(Item, String, String)>, usize) {
+    let mut clock = TidClock::new(0x155);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    };
+    let mut todo = Vec::new();
+    let mut skipped = 0usize;
+    for item in items {
+        if let Some((c, k)) = planned.get(&item.id) {
+            if existing.contains(&(c.clone(), k.clone())) {
+                skipped += 1;
+                continue;
+            }
+            let (c, k) = (c.clone(), k.clone());
+            todo.push((item, c, k));
+            continue;
+        }
+        let k = match &item.rkey {
+            Some(k) => k.clone(),
+            None => clock.next(now()).as_str().to_string(),
+        };
+        let c = item.collection.clone();
+        todo.push((item, c, k));
+    }
+    (todo, skipped)
+}
+
+/// Journals a batch of the import before it is sent (synced, so that a re-run finds it).
+fn write_journal(journal: &mut std::fs::File, chunk: &[(Item, String, String)]) -> Result<()> {
+    let mut lines = String::new();
+    for (item, c, k) in chunk {
+        lines.push_str(&format!("{} {c} {k}\n", item.id));
+    }
+    journal.write_all(lines.as_bytes())?;
+    journal.sync_data()?;
+    Ok(())
+}
+
+/// The `applyWrites` request creating a batch of the import's records.
+fn batch_body(did: &str, space: &Space, chunk: &[(Item, String, String)]) -> Value {
+    let writes: Vec<Value> = chunk
+        .iter()
+        .map(|(item, c, k)| {
+            json!({
+                "$type": "com.atproto.repo.applyWrites#create",
+                "collection": c,
+                "rkey": k,
+                "value": item.record,
+            })
+        })
+        .collect();
+    with_space(json!({"repo": did, "writes": writes}), space)
 }

@@ -198,18 +198,7 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             admission,
             templates,
         } => {
-            let admission = match admission.as_str() {
-                "approval" => create::Admission::Approval,
-                "vote" => create::Admission::Vote,
-                _ => create::Admission::Invite,
-            };
-            let input = create::Input {
-                name,
-                purpose,
-                seats: Some(seats),
-                admission: Some(admission),
-                templates,
-            };
+            let input = create_input(name, purpose, seats, &admission, templates);
             let out = call::<create::Create>(data_dir, &input)?;
             println!("{}", out.collective);
             eprintln!("founded; invite members with: guild collective invite");
@@ -247,22 +236,7 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             if json {
                 print_json(&out)?;
             } else {
-                if out.collectives.is_empty() {
-                    println!("no collectives yet");
-                }
-                for c in out.collectives {
-                    println!(
-                        "{}  {}  ({} members{})",
-                        c.collective,
-                        c.name.unwrap_or_default(),
-                        c.members,
-                        if c.member {
-                            ""
-                        } else {
-                            ", you are not a member"
-                        }
-                    );
-                }
+                print_collectives(out);
             }
         }
         CollectiveCmd::Heads {
@@ -278,12 +252,7 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             if json {
                 print_json(&out)?;
             } else {
-                if out.heads.is_empty() {
-                    println!("{from} holds no repos in this collective's space");
-                }
-                for h in out.heads {
-                    println!("{}  rev {}  commit {}", h.did, h.rev, h.commit);
-                }
+                print_heads(&from, out);
             }
         }
         CollectiveCmd::Leave { collective } => {
@@ -293,6 +262,59 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `guild collective create`'s request; `admission` other than `approval` or `vote` is
+/// `invite`.
+fn create_input(
+    name: String,
+    purpose: Option<String>,
+    seats: i64,
+    admission: &str,
+    templates: Vec<String>,
+) -> create::Input {
+    let admission = match admission {
+        "approval" => create::Admission::Approval,
+        "vote" => create::Admission::Vote,
+        _ => create::Admission::Invite,
+    };
+    create::Input {
+        name,
+        purpose,
+        seats: Some(seats),
+        admission: Some(admission),
+        templates,
+    }
+}
+
+/// `guild collective list`'s lines.
+fn print_collectives(out: list_collectives::Output) {
+    if out.collectives.is_empty() {
+        println!("no collectives yet");
+    }
+    for c in out.collectives {
+        println!(
+            "{}  {}  ({} members{})",
+            c.collective,
+            c.name.unwrap_or_default(),
+            c.members,
+            if c.member {
+                ""
+            } else {
+                ", you are not a member"
+            }
+        );
+    }
+}
+
+/// `guild collective heads`'s lines.
+fn print_heads(from: &str, out: get_remote_heads::Output) {
+    if out.heads.is_empty() {
+        println!("{from} holds no repos in this collective's space");
+    }
+    for h in out.heads {
+        println!("{}  rev {}  commit {}", h.did, h.rev, h.commit);
+    }
 }
 
 fn print_status(s: &get_status::Output) {

@@ -153,26 +153,9 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
     let store = SledStore::open(&data_dir.join(files::STORE))
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    let mut dirs: Vec<PathBuf> = config
-        .lexicons
-        .dirs
-        .iter()
-        .map(|d| {
-            if d.is_relative() {
-                data_dir.join(d)
-            } else {
-                d.clone()
-            }
-        })
-        .filter(|d| d.exists())
-        .collect();
-    dirs.extend(flags.lexicons);
-    let (registry, problems) = Registry::load_dirs(&dirs);
-    for p in &problems {
-        tracing::warn!("lexicon refused: {p}");
-    }
-    let did = key.did();
-    let short = did
+    let registry = load_lexicons(&config, data_dir, flags.lexicons);
+    let short = key
+        .did()
         .trim_start_matches("did:key:z6Mk")
         .chars()
         .take(8)
@@ -193,102 +176,20 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let addr_path = data_dir.join(files::ADDR);
+    let node = Node {
+        data_dir,
+        config: &config,
+        net_key,
+        gov_store,
+        service: service.clone(),
+        admin_token: token,
+        started,
+        clock,
+        addr_path: &addr_path,
+    };
     let result: Result<()> = runtime.block_on(
-        async {
-            // Networking first: the collectives engine serves the collective endpoints.
-            let (net, events) = guild_net::Net::spawn(&net_key, config.net.clone())
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .context("cannot start peer-to-peer networking")?;
-            let engine = guild_net::Engine::spawn_with_repos(
-                net_key,
-                net.clone(),
-                events,
-                gov_store,
-                Some(service.clone() as Arc<dyn guild_net::Repos>),
-                guild_net::EngineConfig {
-                    driver: guild_gov::DriverConfig {
-                        // Seeded by the peer id's last bytes (its key), so nodes differ.
-                        seed: {
-                            let b = net.peer_id().to_bytes();
-                            u64::from_le_bytes(
-                                b[b.len().saturating_sub(8)..].try_into().unwrap_or([0; 8]),
-                            )
-                        },
-                        sync_interval_micros: (config.sync.interval_secs as i64)
-                            .saturating_mul(1_000_000),
-                        sync_jitter_micros: (config.sync.jitter_secs as i64)
-                            .saturating_mul(1_000_000),
-                        ..guild_gov::DriverConfig::default()
-                    },
-                    // A steward asks a member's node for its repo heads once per round.
-                    repo_sync_interval: std::time::Duration::from_secs(
-                        config
-                            .sync
-                            .interval_secs
-                            .saturating_add(config.sync.jitter_secs),
-                    ),
-                    address_book: Some(data_dir.join(files::PEERS)),
-                    clock: clock.clone(),
-                    ..guild_net::EngineConfig::default()
-                },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("cannot load the collectives")?;
-            // Each commit to a collective space is announced to the collective, so that its
-            // stewards pull it into their replicas.
-            let announcer = engine.clone();
-            service.on_commit(move |collective, head| {
-                if !announcer.announce(*collective, head.rev.to_string(), head.commit) {
-                    tracing::debug!("head not announced now; stewards catch up by heads sync");
-                }
-            });
-            let state = Arc::new(ApiState {
-                service: service.clone(),
-                admin_token: token,
-                max_body_bytes: config.http.max_body_bytes,
-                started,
-                clock,
-                collectives: Some(Arc::new(guild_net::NetCollectives {
-                    engine: engine.clone(),
-                    net: net.clone(),
-                })),
-            });
-            let listener = tokio::net::TcpListener::bind(config.http.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.http.listen))?;
-            let bound = listener.local_addr()?;
-            let url = format!("http://{bound}");
-            write_public(&addr_path, |w| {
-                writeln!(w, "{url}")?;
-                Ok(())
-            })?;
-            tracing::info!(
-                %url,
-                did = %did,
-                lexicons = service.registry().len(),
-                ready_ms = started.elapsed().as_millis() as u64,
-                "serving"
-            );
-            let p2p = net.listen_addrs().await.unwrap_or_default();
-            tracing::info!(
-                peer = %net.peer_id(),
-                listen = ?p2p.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "peer-to-peer"
-            );
-            let served = axum::serve(listener, router(state))
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .context("the HTTP server failed");
-            // Store what arrived since the last tick, then leave the swarm.
-            if let Err(e) = engine.flush().await {
-                tracing::warn!("could not store the last ops: {e}");
-            }
-            let _ = net.shutdown().await;
-            served?;
-            Ok(())
-        }
-        .instrument(tracing::info_span!("node", id = %short)),
+        node.serve()
+            .instrument(tracing::info_span!("node", id = %short)),
     );
     // Every acknowledged write was flushed before its answer; this only tidies up.
     let _ = std::fs::remove_file(&addr_path);
@@ -298,6 +199,152 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
     tracing::info!("stopped");
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configured lexicon directories (relative ones in the data directory, those that
+/// exist) and `--lexicons`, loaded; each lexicon refused is logged.
+fn load_lexicons(config: &Config, data_dir: &Path, extra: Vec<PathBuf>) -> Registry {
+    let mut dirs: Vec<PathBuf> = config
+        .lexicons
+        .dirs
+        .iter()
+        .map(|d| {
+            if d.is_relative() {
+                data_dir.join(d)
+            } else {
+                d.clone()
+            }
+        })
+        .filter(|d| d.exists())
+        .collect();
+    dirs.extend(extra);
+    let (registry, problems) = Registry::load_dirs(&dirs);
+    for p in &problems {
+        tracing::warn!("lexicon refused: {p}");
+    }
+    registry
+}
+
+/// What the running node is made of, before networking starts.
+struct Node<'a> {
+    data_dir: &'a Path,
+    config: &'a Config,
+    net_key: Keypair,
+    gov_store: Arc<SledStore>,
+    service: Arc<RepoService<SledStore>>,
+    admin_token: String,
+    started: Instant,
+    clock: Clock,
+    /// Where the API's URL is written once it listens.
+    addr_path: &'a Path,
+}
+
+impl Node<'_> {
+    /// Starts networking and the collectives engine, serves the API until a shutdown signal,
+    /// then stores the last ops and leaves the swarm.
+    async fn serve(self) -> Result<()> {
+        let config = self.config;
+        let did = self.net_key.did();
+        // Networking first: the collectives engine serves the collective endpoints.
+        let (net, events) = guild_net::Net::spawn(&self.net_key, config.net.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("cannot start peer-to-peer networking")?;
+        let engine_config = engine_config(config, self.data_dir, &self.clock, &net);
+        let engine = guild_net::Engine::spawn_with_repos(
+            self.net_key,
+            net.clone(),
+            events,
+            self.gov_store,
+            Some(self.service.clone() as Arc<dyn guild_net::Repos>),
+            engine_config,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cannot load the collectives")?;
+        // Each commit to a collective space is announced to the collective, so that its
+        // stewards pull it into their replicas.
+        let announcer = engine.clone();
+        self.service.on_commit(move |collective, head| {
+            if !announcer.announce(*collective, head.rev.to_string(), head.commit) {
+                tracing::debug!("head not announced now; stewards catch up by heads sync");
+            }
+        });
+        let state = Arc::new(ApiState {
+            service: self.service.clone(),
+            admin_token: self.admin_token,
+            max_body_bytes: config.http.max_body_bytes,
+            started: self.started,
+            clock: self.clock,
+            collectives: Some(Arc::new(guild_net::NetCollectives {
+                engine: engine.clone(),
+                net: net.clone(),
+            })),
+        });
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+        let bound = listener.local_addr()?;
+        let url = format!("http://{bound}");
+        write_public(self.addr_path, |w| {
+            writeln!(w, "{url}")?;
+            Ok(())
+        })?;
+        tracing::info!(
+            %url,
+            did = %did,
+            lexicons = self.service.registry().len(),
+            ready_ms = self.started.elapsed().as_millis() as u64,
+            "serving"
+        );
+        let p2p = net.listen_addrs().await.unwrap_or_default();
+        tracing::info!(
+            peer = %net.peer_id(),
+            listen = ?p2p.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "peer-to-peer"
+        );
+        let served = axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("the HTTP server failed");
+        // Store what arrived since the last tick, then leave the swarm.
+        if let Err(e) = engine.flush().await {
+            tracing::warn!("could not store the last ops: {e}");
+        }
+        let _ = net.shutdown().await;
+        served?;
+        Ok(())
+    }
+}
+
+/// The collectives engine's settings from the node's configuration.
+fn engine_config(
+    config: &Config,
+    data_dir: &Path,
+    clock: &Clock,
+    net: &guild_net::NetHandle,
+) -> guild_net::EngineConfig {
+    guild_net::EngineConfig {
+        driver: guild_gov::DriverConfig {
+            // Seeded by the peer id's last bytes (its key), so nodes differ.
+            seed: {
+                let b = net.peer_id().to_bytes();
+                u64::from_le_bytes(b[b.len().saturating_sub(8)..].try_into().unwrap_or([0; 8]))
+            },
+            sync_interval_micros: (config.sync.interval_secs as i64).saturating_mul(1_000_000),
+            sync_jitter_micros: (config.sync.jitter_secs as i64).saturating_mul(1_000_000),
+            ..guild_gov::DriverConfig::default()
+        },
+        // A steward asks a member's node for its repo heads once per round.
+        repo_sync_interval: std::time::Duration::from_secs(
+            config
+                .sync
+                .interval_secs
+                .saturating_add(config.sync.jitter_secs),
+        ),
+        address_book: Some(data_dir.join(files::PEERS)),
+        clock: clock.clone(),
+        ..guild_net::EngineConfig::default()
+    }
 }
 
 async fn shutdown_signal() {

@@ -16,7 +16,8 @@ use guild_core::syntax::{Datetime, Did, Nsid};
 use guild_gov::body::{AdmissionPolicy, ApprovalMode, Choice, OpBody};
 use guild_gov::make::{self, CharterParams, InviteCode};
 use guild_gov::{
-    AgreementStatus, Departure, ElectionKind, OpKind, Reason, Role, State as GovState,
+    AgreementStatus, Certified, Departure, Election, ElectionKind, OpKind, Reason, Role,
+    State as GovState,
 };
 use guild_service::{CollectiveEngine, EngineError, FieldsFn, NodeStore, Status};
 use serde::Serialize;
@@ -435,78 +436,122 @@ fn status_output(s: &Status, me: &str) -> get_status::Output {
     use get_status as g;
     let st: &GovState = &s.state;
     let charter = st.charter.as_deref();
-    let members = st
-        .members
+    g::Output {
+        collective: s.collective.to_string(),
+        name: charter.map(|c| c.name.clone()),
+        you: me.to_owned(),
+        member: st.members.contains_key(me),
+        role: st.role(me).map(|r| role(r).to_owned()),
+        members: members_output(st),
+        departed: departures_output(st),
+        stewards: st.stewards().map(str::to_owned).collect(),
+        quorum: count(st.quorum()),
+        templates: charter.map(|c| c.templates.keys().cloned().collect()),
+        open_invites: count(st.invites.len()),
+        consents: consents_output(st),
+        elections: st
+            .elections
+            .iter()
+            .map(|(id, e)| election_output(id, e))
+            .collect(),
+        agreements: agreements_output(st),
+        peers: s.peers.clone(),
+        sync: g::Sync {
+            ops: count(s.ops),
+            heads: s.heads.iter().map(ToString::to_string).collect(),
+            pending: count(s.pending),
+            wanted: count(s.wanted),
+        },
+    }
+}
+
+/// The members in a status, with their roles.
+fn members_output(st: &GovState) -> Vec<get_status::Member> {
+    st.members
         .iter()
-        .map(|(d, m)| g::Member {
+        .map(|(d, m)| get_status::Member {
             did: d.to_string(),
             role: role(m.role).into(),
             since: m.since.to_string(),
         })
-        .collect();
-    let departed = st
-        .departed
+        .collect()
+}
+
+/// The former members in a status: who left and who was removed, by which op.
+fn departures_output(st: &GovState) -> Vec<get_status::Departure> {
+    st.departed
         .iter()
         .map(|(d, how)| {
             let (how, op) = match how {
                 Departure::Left(op) => ("left", op),
                 Departure::Removed(op) => ("removed", op),
             };
-            g::Departure {
+            get_status::Departure {
                 did: d.to_string(),
                 how: how.into(),
                 op: op.to_string(),
             }
         })
-        .collect();
-    let consents = st
-        .consents
+        .collect()
+}
+
+/// The consent register in a status.
+fn consents_output(st: &GovState) -> Vec<get_status::Consent> {
+    st.consents
         .iter()
-        .map(|((d, t), c)| g::Consent {
+        .map(|((d, t), c)| get_status::Consent {
             member: d.to_string(),
             template: t.clone(),
             granted: c.granted,
             rev: c.rev,
             op: c.op.to_string(),
         })
-        .collect();
-    let elections = st
-        .elections
+        .collect()
+}
+
+/// One election in a status, with its certified result once there is one.
+fn election_output(id: &Cid, e: &Election) -> get_status::Election {
+    get_status::Election {
+        id: id.to_string(),
+        kind: format!("{:?}", e.kind).to_lowercase(),
+        seats: u64::from(e.seats),
+        candidates: e.candidates.iter().map(Did::to_string).collect(),
+        tellers: e.tellers.iter().map(Did::to_string).collect(),
+        closes_after: e.closes_after.as_str().to_owned(),
+        voters: count(e.ballots.len()),
+        seals: count(e.seals.len()),
+        certified: e.certified.as_deref().map(certified_output),
+    }
+}
+
+/// An election's certified result in a status.
+fn certified_output(c: &Certified) -> get_status::Certified {
+    get_status::Certified {
+        outcome: match c.tally.outcome {
+            guild_gov::Outcome::Adopted => "adopted",
+            guild_gov::Outcome::Rejected => "rejected",
+            guild_gov::Outcome::NoQuorum => "no-quorum",
+        }
+        .into(),
+        elected: c.tally.elected.iter().map(Did::to_string).collect(),
+        tally: c
+            .tally
+            .counts
+            .iter()
+            .map(|(k, n)| get_status::Count {
+                choice: k.to_string(),
+                approvals: *n,
+            })
+            .collect(),
+        ballots: count(c.ballots.len()),
+    }
+}
+
+/// The builder agreements in a status.
+fn agreements_output(st: &GovState) -> Vec<get_status::Agreement> {
+    st.agreements
         .iter()
-        .map(|(id, e)| g::Election {
-            id: id.to_string(),
-            kind: format!("{:?}", e.kind).to_lowercase(),
-            seats: u64::from(e.seats),
-            candidates: e.candidates.iter().map(Did::to_string).collect(),
-            tellers: e.tellers.iter().map(Did::to_string).collect(),
-            closes_after: e.closes_after.as_str().to_owned(),
-            voters: count(e.ballots.len()),
-            seals: count(e.seals.len()),
-            certified: e.certified.as_ref().map(|c| g::Certified {
-                outcome: match c.tally.outcome {
-                    guild_gov::Outcome::Adopted => "adopted",
-                    guild_gov::Outcome::Rejected => "rejected",
-                    guild_gov::Outcome::NoQuorum => "no-quorum",
-                }
-                .into(),
-                elected: c.tally.elected.iter().map(Did::to_string).collect(),
-                tally: c
-                    .tally
-                    .counts
-                    .iter()
-                    .map(|(k, n)| g::Count {
-                        choice: k.to_string(),
-                        approvals: *n,
-                    })
-                    .collect(),
-                ballots: count(c.ballots.len()),
-            }),
-        })
-        .collect();
-    let agreements = st
-        .agreements
-        .iter()
-        .map(|(id, a)| g::Agreement {
+        .map(|(id, a)| get_status::Agreement {
             id: id.to_string(),
             builder: a.builder.to_string(),
             template: a.template.clone(),
@@ -517,30 +562,7 @@ fn status_output(s: &Status, me: &str) -> get_status::Output {
             }
             .into(),
         })
-        .collect();
-    g::Output {
-        collective: s.collective.to_string(),
-        name: charter.map(|c| c.name.clone()),
-        you: me.to_owned(),
-        member: st.members.contains_key(me),
-        role: st.role(me).map(|r| role(r).to_owned()),
-        members,
-        departed,
-        stewards: st.stewards().map(str::to_owned).collect(),
-        quorum: count(st.quorum()),
-        templates: charter.map(|c| c.templates.keys().cloned().collect()),
-        open_invites: count(st.invites.len()),
-        consents,
-        elections,
-        agreements,
-        peers: s.peers.clone(),
-        sync: g::Sync {
-            ops: count(s.ops),
-            heads: s.heads.iter().map(ToString::to_string).collect(),
-            pending: count(s.pending),
-            wanted: count(s.wanted),
-        },
-    }
+        .collect()
 }
 
 /// `coop.guild.collective.getRemoteHeads`: the repo heads another member's node holds in the

@@ -16,105 +16,129 @@ use crate::state::{ElectionKind, State};
 /// The standard licence templates (protocol.md §6): Training-Commercial-Standard,
 /// Training-Commercial-Attribution, Retrieval-Attribution, Research-Open, Eval-Public.
 pub fn standard_templates() -> Vec<Template> {
-    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let template = |id: &str,
-                    title: &str,
-                    uses: &[&str],
-                    classes: &[&str],
-                    attribution: bool,
-                    compensation: Compensation,
-                    on_termination: &str,
-                    canary: bool| Template {
-        id: id.to_owned(),
-        title: title.to_owned(),
-        version: 1,
-        uses: strings(uses),
-        user_classes: strings(classes),
-        flow_down: FlowDown {
-            synthetic_data: true,
-            downstream_models: false,
+    [
+        TemplateSpec {
+            id: "training-commercial-standard",
+            title: "Training, commercial",
+            uses: &["train"],
+            classes: &["commercial"],
+            attribution: false,
+            compensation: revenue_share(300),
+            on_termination: "retain-trained-models",
+            canary: false,
         },
-        attribution: Attribution {
-            required: attribution,
-            form: attribution.then(|| "model-card".to_owned()),
-            text: None,
+        TemplateSpec {
+            id: "training-commercial-attribution",
+            title: "Training, commercial, with attribution",
+            uses: &["train"],
+            classes: &["commercial"],
+            attribution: true,
+            compensation: revenue_share(250),
+            on_termination: "retain-trained-models",
+            canary: false,
         },
-        compensation,
-        term_days: Some(365),
-        notice_days: 90,
-        on_termination: on_termination.to_owned(),
-        reporting: Reporting {
-            required: true,
-            interval_days: Some(90),
-            contents: None,
-        },
-        canary: canary.then_some(true),
-    };
-    let share = |bp: u32| Compensation::RevenueShare {
-        share: bp,
-        base: "gross-revenue".to_owned(),
-        minimum: None,
-    };
-    let no_fee = |why: &str| Compensation::NoFee {
-        reason: Some(why.to_owned()),
-    };
-    vec![
-        template(
-            "training-commercial-standard",
-            "Training, commercial",
-            &["train"],
-            &["commercial"],
-            false,
-            share(300),
-            "retain-trained-models",
-            false,
-        ),
-        template(
-            "training-commercial-attribution",
-            "Training, commercial, with attribution",
-            &["train"],
-            &["commercial"],
-            true,
-            share(250),
-            "retain-trained-models",
-            false,
-        ),
-        template(
-            "retrieval-attribution",
-            "Retrieval and display, with attribution",
-            &["retrieve-and-display", "index"],
-            &["commercial", "research"],
-            true,
-            Compensation::PerQuery {
+        TemplateSpec {
+            id: "retrieval-attribution",
+            title: "Retrieval and display, with attribution",
+            uses: &["retrieve-and-display", "index"],
+            classes: &["commercial", "research"],
+            attribution: true,
+            compensation: Compensation::PerQuery {
                 fee_per_thousand: Money {
                     amount: 100,
                     currency: "EUR".to_owned(),
                 },
             },
-            "delete-records",
-            false,
-        ),
-        template(
-            "research-open",
-            "Research, open",
-            &["train", "evaluate"],
-            &["research", "non-profit"],
-            true,
-            no_fee("open research"),
-            "retain-trained-models",
-            false,
-        ),
-        template(
-            "eval-public",
-            "Evaluation, public",
-            &["evaluate"],
-            &["commercial", "research", "non-profit"],
-            true,
-            no_fee("public evaluation"),
-            "retain-all",
-            true,
-        ),
+            on_termination: "delete-records",
+            canary: false,
+        },
+        TemplateSpec {
+            id: "research-open",
+            title: "Research, open",
+            uses: &["train", "evaluate"],
+            classes: &["research", "non-profit"],
+            attribution: true,
+            compensation: no_fee("open research"),
+            on_termination: "retain-trained-models",
+            canary: false,
+        },
+        TemplateSpec {
+            id: "eval-public",
+            title: "Evaluation, public",
+            uses: &["evaluate"],
+            classes: &["commercial", "research", "non-profit"],
+            attribution: true,
+            compensation: no_fee("public evaluation"),
+            on_termination: "retain-all",
+            canary: true,
+        },
     ]
+    .into_iter()
+    .map(TemplateSpec::template)
+    .collect()
+}
+
+/// What sets one standard template apart from the others.
+struct TemplateSpec {
+    id: &'static str,
+    title: &'static str,
+    uses: &'static [&'static str],
+    classes: &'static [&'static str],
+    attribution: bool,
+    compensation: Compensation,
+    on_termination: &'static str,
+    canary: bool,
+}
+
+impl TemplateSpec {
+    /// The template: version 1, flowing down to synthetic data but not downstream models,
+    /// attribution (when required) in the model card, a year's term with 90 days' notice,
+    /// and reports every 90 days.
+    fn template(self) -> Template {
+        let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        Template {
+            id: self.id.to_owned(),
+            title: self.title.to_owned(),
+            version: 1,
+            uses: strings(self.uses),
+            user_classes: strings(self.classes),
+            flow_down: FlowDown {
+                synthetic_data: true,
+                downstream_models: false,
+            },
+            attribution: Attribution {
+                required: self.attribution,
+                form: self.attribution.then(|| "model-card".to_owned()),
+                text: None,
+            },
+            compensation: self.compensation,
+            term_days: Some(365),
+            notice_days: 90,
+            on_termination: self.on_termination.to_owned(),
+            reporting: Reporting {
+                required: true,
+                interval_days: Some(90),
+                contents: None,
+            },
+            canary: self.canary.then_some(true),
+        }
+    }
+}
+
+/// A share of gross revenue, in basis points.
+fn revenue_share(bp: u32) -> Compensation {
+    Compensation::RevenueShare {
+        share: bp,
+        base: "gross-revenue".to_owned(),
+        minimum: None,
+    }
+}
+
+/// No fee, and why.
+fn no_fee(why: &str) -> Compensation {
+    Compensation::NoFee {
+        reason: Some(why.to_owned()),
+    }
 }
 
 /// The rules a collective is founded with.

@@ -399,22 +399,7 @@ impl<S: NodeStore> RepoService<S> {
         validate: Option<bool>,
         swap_commit: Option<&Cid>,
     ) -> Result<WriteOutcome, ServiceError> {
-        if repo.did != self.did {
-            // A replica: only its owner writes it, by a commit this node verifies.
-            return Err(ServiceError::InvalidRequest(format!(
-                "this node writes only its member's repos; {} is held as a replica",
-                repo.did
-            )));
-        }
-        if writes.is_empty() {
-            return Err(ServiceError::InvalidRequest("no writes".into()));
-        }
-        if writes.len() > 10_000 {
-            return Err(ServiceError::InvalidRequest(format!(
-                "{} writes in one commit; the limit is 10000",
-                writes.len()
-            )));
-        }
+        self.check_write_request(repo, &writes)?;
         let validate = if repo.space.is_public() {
             validate
         } else {
@@ -422,15 +407,7 @@ impl<S: NodeStore> RepoService<S> {
         };
         let _guard = self.write_lock.lock().map_err(|_| poisoned())?;
         let head = self.store.head(repo)?;
-        if let Some(swap) = swap_commit
-            && head.as_ref().map(|h| &h.commit) != Some(swap)
-        {
-            return Err(ServiceError::InvalidSwap(format!(
-                "commit was at {}",
-                head.as_ref()
-                    .map_or("nothing".to_string(), |h| h.commit.to_string())
-            )));
-        }
+        check_swap_commit(head.as_ref(), swap_commit)?;
         let staged = Staged::new(&*self.store);
         let mut r = match &head {
             Some(h) => Repo::open(staged, h.commit)?,
@@ -439,112 +416,11 @@ impl<S: NodeStore> RepoService<S> {
         let mut repo_writes = Vec::with_capacity(writes.len());
         let mut statuses = Vec::with_capacity(writes.len());
         let mut declares_space = false;
-        enum Mode {
-            Create,
-            Update,
-            Put,
-        }
         for w in writes {
-            let (collection, rkey, record, swap_record, delete, mode) = match w {
-                WriteOp::Create {
-                    collection,
-                    rkey,
-                    record,
-                } => (collection, rkey, Some(record), None, false, Mode::Create),
-                WriteOp::Update {
-                    collection,
-                    rkey,
-                    record,
-                } => (
-                    collection,
-                    Some(rkey),
-                    Some(record),
-                    None,
-                    false,
-                    Mode::Update,
-                ),
-                WriteOp::Put {
-                    collection,
-                    rkey,
-                    record,
-                    swap_record,
-                } => (
-                    collection,
-                    Some(rkey),
-                    Some(record),
-                    swap_record,
-                    false,
-                    Mode::Put,
-                ),
-                WriteOp::Delete {
-                    collection,
-                    rkey,
-                    swap_record,
-                } => (
-                    collection,
-                    Some(rkey),
-                    None,
-                    swap_record.map(Some),
-                    true,
-                    Mode::Put,
-                ),
-            };
-            let nsid = Nsid::parse(&collection)
-                .map_err(|e| ServiceError::InvalidRequest(format!("collection: {e}")))?;
-            let rkey = match rkey {
-                Some(k) => RecordKey::parse(&k)
-                    .map_err(|e| ServiceError::InvalidRequest(format!("rkey: {e}")))?,
-                None => RecordKey::from(self.next_tid()?),
-            };
-            let path = format!("{nsid}/{rkey}");
-            if let Some(expected) = swap_record {
-                let current = r.get(&nsid, &rkey)?;
-                if current != expected {
-                    return Err(ServiceError::InvalidSwap(format!(
-                        "record {path} was at {}",
-                        current.map_or("nothing".to_string(), |c| c.to_string())
-                    )));
-                }
-            }
-            if delete {
-                statuses.push((path, None));
-                repo_writes.push(Write::Delete {
-                    collection: nsid,
-                    rkey,
-                });
-                continue;
-            }
-            let record = record.unwrap_or(serde_json::Value::Null);
-            let value = self.check_record(&nsid, &rkey, &path, &record, validate)?;
-            let status = if self.registry.is_record_type(nsid.as_str()) && validate != Some(false) {
-                "valid"
-            } else {
-                "unknown"
-            };
-            if nsid.as_str() == SPACE_DECLARATION && rkey.as_str() == "self" {
-                declares_space = true;
-                if let Space::Collective(id) = &repo.space {
-                    check_declaration(&value, id)?;
-                }
-            }
-            statuses.push((path, Some(status)));
-            repo_writes.push(match mode {
-                Mode::Create => Write::Create {
-                    collection: nsid,
-                    rkey,
-                    record: value,
-                },
-                Mode::Update => Write::Update {
-                    collection: nsid,
-                    rkey,
-                    record: value,
-                },
-                Mode::Put => Write::Put {
-                    collection: nsid,
-                    rkey,
-                    record: value,
-                },
-            });
+            let planned = self.plan_write(repo, &r, w, validate)?;
+            declares_space |= planned.declares_space;
+            statuses.push((planned.path, planned.status));
+            repo_writes.push(planned.write);
         }
         if head.is_none() && !repo.space.is_public() && !declares_space {
             return Err(ServiceError::InvalidRequest(format!(
@@ -553,52 +429,24 @@ impl<S: NodeStore> RepoService<S> {
         }
         let rev = self.next_tid()?;
         let result = r.apply(&self.key, rev.clone(), repo_writes)?;
-        let index: Vec<IndexOp> = result
-            .ops
-            .iter()
-            .filter_map(|op| {
-                let (c, k) = op.path.split_once('/')?;
-                Some(match op.action {
-                    Action::Delete => IndexOp::Delete {
-                        collection: c.to_string(),
-                        rkey: k.to_string(),
-                    },
-                    _ => IndexOp::Put {
-                        collection: c.to_string(),
-                        rkey: k.to_string(),
-                        cid: op.cid?,
-                    },
-                })
-            })
-            .collect();
         let new_head = RepoHead {
             commit: result.head.commit,
             rev: result.head.rev.clone(),
             data: result.head.data,
         };
-        // The revision log first (made durable by the commit's own flush): an entry for a
-        // commit that never became head is harmless.
-        self.store.kv_stage(
-            REVS_TREE,
-            &[KvOp::Put(
-                rev_key(repo, rev.as_str()),
-                Bytes::from(new_head.commit.to_bytes()),
-            )],
-        )?;
-        self.store
-            .commit(
-                repo,
-                head.as_ref().map(|h| &h.commit),
-                &new_head,
-                &result.blocks,
-                &index,
-            )
-            .map_err(|e| match e {
-                CommitError::Conflict { .. } => {
-                    ServiceError::InvalidSwap("the repo changed during the write".into())
-                }
-                CommitError::Store(s) => ServiceError::Internal(s.to_string()),
-            })?;
+        self.store_head(
+            repo,
+            head.as_ref(),
+            &new_head,
+            &result.blocks,
+            &index_ops(&result.ops),
+        )
+        .map_err(|e| match e {
+            CommitError::Conflict { .. } => {
+                ServiceError::InvalidSwap("the repo changed during the write".into())
+            }
+            CommitError::Store(s) => ServiceError::Internal(s.to_string()),
+        })?;
         tracing::debug!(repo = %repo.space, rev = %rev, writes = statuses.len(), "committed");
         if let Space::Collective(collective) = &repo.space
             && let Some(hook) = self.on_commit.get()
@@ -619,6 +467,126 @@ impl<S: NodeStore> RepoService<S> {
             rev,
             results,
         })
+    }
+
+    /// The checks of a write request before the repo is read: this node's own repo, and
+    /// between 1 and 10000 writes.
+    fn check_write_request(&self, repo: &RepoKey, writes: &[WriteOp]) -> Result<(), ServiceError> {
+        if repo.did != self.did {
+            // A replica: only its owner writes it, by a commit this node verifies.
+            return Err(ServiceError::InvalidRequest(format!(
+                "this node writes only its member's repos; {} is held as a replica",
+                repo.did
+            )));
+        }
+        if writes.is_empty() {
+            return Err(ServiceError::InvalidRequest("no writes".into()));
+        }
+        if writes.len() > 10_000 {
+            return Err(ServiceError::InvalidRequest(format!(
+                "{} writes in one commit; the limit is 10000",
+                writes.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// One write checked and turned into the repo's [`Write`]: its collection and record key
+    /// parsed (a fresh TID when it names none), its `swapRecord` checked against `r`, and its
+    /// record checked (see [`Self::check_record`]).
+    fn plan_write<B: BlockStore>(
+        &self,
+        repo: &RepoKey,
+        r: &Repo<B>,
+        w: WriteOp,
+        validate: Option<bool>,
+    ) -> Result<PlannedWrite, ServiceError> {
+        let w = WriteParts::from(w);
+        let nsid = Nsid::parse(&w.collection)
+            .map_err(|e| ServiceError::InvalidRequest(format!("collection: {e}")))?;
+        let rkey = match w.rkey {
+            Some(k) => RecordKey::parse(&k)
+                .map_err(|e| ServiceError::InvalidRequest(format!("rkey: {e}")))?,
+            None => RecordKey::from(self.next_tid()?),
+        };
+        let path = format!("{nsid}/{rkey}");
+        if let Some(expected) = w.swap_record {
+            let current = r.get(&nsid, &rkey)?;
+            if current != expected {
+                return Err(ServiceError::InvalidSwap(format!(
+                    "record {path} was at {}",
+                    current.map_or("nothing".to_string(), |c| c.to_string())
+                )));
+            }
+        }
+        if w.delete {
+            return Ok(PlannedWrite {
+                path,
+                status: None,
+                write: Write::Delete {
+                    collection: nsid,
+                    rkey,
+                },
+                declares_space: false,
+            });
+        }
+        let record = w.record.unwrap_or(serde_json::Value::Null);
+        let value = self.check_record(&nsid, &rkey, &path, &record, validate)?;
+        let status = if self.registry.is_record_type(nsid.as_str()) && validate != Some(false) {
+            "valid"
+        } else {
+            "unknown"
+        };
+        let declares_space = nsid.as_str() == SPACE_DECLARATION && rkey.as_str() == "self";
+        if declares_space && let Space::Collective(id) = &repo.space {
+            check_declaration(&value, id)?;
+        }
+        let write = match w.mode {
+            Mode::Create => Write::Create {
+                collection: nsid,
+                rkey,
+                record: value,
+            },
+            Mode::Update => Write::Update {
+                collection: nsid,
+                rkey,
+                record: value,
+            },
+            Mode::Put => Write::Put {
+                collection: nsid,
+                rkey,
+                record: value,
+            },
+        };
+        Ok(PlannedWrite {
+            path,
+            status: Some(status),
+            write,
+            declares_space,
+        })
+    }
+
+    /// Stores a new head (of this node's own repo or a replica): its revision log entry first
+    /// (made durable by the commit's own flush: an entry for a commit that never became head
+    /// is harmless), then the blocks, index changes and head in one commit, which fails if the
+    /// head moved from `old`. A store failure in either is [`CommitError::Store`].
+    fn store_head(
+        &self,
+        repo: &RepoKey,
+        old: Option<&RepoHead>,
+        new_head: &RepoHead,
+        blocks: &[(Cid, Bytes)],
+        index: &[IndexOp],
+    ) -> Result<(), CommitError> {
+        self.store.kv_stage(
+            REVS_TREE,
+            &[KvOp::Put(
+                rev_key(repo, new_head.rev.as_str()),
+                Bytes::from(new_head.commit.to_bytes()),
+            )],
+        )?;
+        self.store
+            .commit(repo, old.map(|h| &h.commit), new_head, blocks, index)
     }
 
     /// Data model, `$type`, record key and lexicon checks for one record.
@@ -880,16 +848,42 @@ impl<S: NodeStore> RepoService<S> {
                 blocks.push((*cid, bytes.clone()));
             }
         })?;
+        self.check_replica_head(repo, held.as_ref(), &summary)?;
+        let changes = replica_changes(&overlay, held.as_ref(), &summary)?;
+        let index = self.replica_index(&overlay, changes)?;
+        check_replica_declaration(&overlay, &summary, collective)?;
+        let new_head = RepoHead {
+            commit,
+            rev: summary.rev.clone(),
+            data: summary.data,
+        };
+        self.store_head(repo, held.as_ref(), &new_head, &blocks, &index)
+            .map_err(|e| match e {
+                CommitError::Conflict { .. } => ReplicaError::Conflict,
+                CommitError::Store(s) => ReplicaError::Store(s.to_string()),
+            })?;
+        tracing::debug!(did = %repo.did, space = %repo.space, rev = %new_head.rev, blocks = blocks.len(), "replica updated");
+        Ok(new_head)
+    }
+
+    /// A verified replica commit's owner is the repo's, its revision not dated in the future
+    /// and newer than the one `held`.
+    fn check_replica_head(
+        &self,
+        repo: &RepoKey,
+        held: Option<&RepoHead>,
+        summary: &guild_repo::RepoSummary,
+    ) -> Result<(), ReplicaError> {
         if summary.did != repo.did.as_str() {
             return Err(ReplicaError::WrongDid {
                 expected: repo.did.clone(),
-                found: summary.did,
+                found: summary.did.clone(),
             });
         }
         if summary.rev.timestamp_micros() > self.now_micros().saturating_add(MAX_REV_AHEAD_MICROS) {
             return Err(ReplicaError::FutureRev(summary.rev.to_string()));
         }
-        if let Some(h) = &held
+        if let Some(h) = held
             && summary.rev <= h.rev
         {
             return Err(ReplicaError::NotNewer {
@@ -897,38 +891,16 @@ impl<S: NodeStore> RepoService<S> {
                 got: summary.rev.to_string(),
             });
         }
-        // The record changes since the replica held (every record for a first import).
-        let changes: Vec<(String, Option<Cid>)> = match &held {
-            None => summary
-                .records
-                .iter()
-                .map(|(p, c)| (p.clone(), Some(*c)))
-                .collect(),
-            Some(h) => {
-                let (ops, _) = guild_repo::mst::diff(&overlay, h.data, summary.data)
-                    .map_err(|e| ReplicaError::Verify(e.into()))?;
-                ops.into_iter()
-                    .map(|op| match op {
-                        guild_repo::mst::DiffOp::Add { key, cid }
-                        | guild_repo::mst::DiffOp::Update { key, cid, .. } => {
-                            (String::from_utf8_lossy(&key).into_owned(), Some(cid))
-                        }
-                        guild_repo::mst::DiffOp::Delete { key, .. } => {
-                            (String::from_utf8_lossy(&key).into_owned(), None)
-                        }
-                    })
-                    .collect()
-            }
-        };
-        let read = |path: &str, cid: &Cid| -> Result<Ipld, ReplicaError> {
-            let bytes = overlay
-                .get_block(cid)?
-                .ok_or_else(|| ReplicaError::Store(format!("record {path} vanished")))?;
-            guild_core::data::decode(&bytes).map_err(|e| ReplicaError::InvalidRecord {
-                path: path.to_string(),
-                message: e.to_string(),
-            })
-        };
+        Ok(())
+    }
+
+    /// The index changes of a replica's record `changes`, each new or changed record read
+    /// from `src` and checked (see [`Self::check_replica_record`]).
+    fn replica_index(
+        &self,
+        src: &dyn BlockSource,
+        changes: Vec<(String, Option<Cid>)>,
+    ) -> Result<Vec<IndexOp>, ReplicaError> {
         let mut index = Vec::with_capacity(changes.len());
         for (path, cid) in changes {
             let Some((collection, rkey)) = path.split_once('/') else {
@@ -944,7 +916,7 @@ impl<S: NodeStore> RepoService<S> {
                 });
                 continue;
             };
-            let value = read(&path, &cid)?;
+            let value = read_replica_record(src, &path, &cid)?;
             self.check_replica_record(&path, collection, rkey, &value)?;
             index.push(IndexOp::Put {
                 collection: collection.to_string(),
@@ -952,40 +924,7 @@ impl<S: NodeStore> RepoService<S> {
                 cid,
             });
         }
-        let declaration = format!("{SPACE_DECLARATION}/self");
-        let Some((_, decl)) = summary.records.iter().find(|(p, _)| *p == declaration) else {
-            return Err(ReplicaError::Declaration(format!(
-                "the repo has no {declaration} (every collective repo begins with one)"
-            )));
-        };
-        check_declaration(&read(&declaration, decl)?, collective)
-            .map_err(|e| ReplicaError::Declaration(e.to_string()))?;
-        let new_head = RepoHead {
-            commit,
-            rev: summary.rev.clone(),
-            data: summary.data,
-        };
-        self.store.kv_stage(
-            REVS_TREE,
-            &[KvOp::Put(
-                rev_key(repo, summary.rev.as_str()),
-                Bytes::from(commit.to_bytes()),
-            )],
-        )?;
-        self.store
-            .commit(
-                repo,
-                held.as_ref().map(|h| &h.commit),
-                &new_head,
-                &blocks,
-                &index,
-            )
-            .map_err(|e| match e {
-                CommitError::Conflict { .. } => ReplicaError::Conflict,
-                CommitError::Store(s) => ReplicaError::Store(s.to_string()),
-            })?;
-        tracing::debug!(did = %repo.did, space = %repo.space, rev = %new_head.rev, blocks = blocks.len(), "replica updated");
-        Ok(new_head)
+        Ok(index)
     }
 
     /// A replica's record: `$type` matching its collection, a lexicon for it, valid.
@@ -1051,6 +990,181 @@ fn check_declaration(value: &Ipld, space: &Cid) -> Result<(), ServiceError> {
 
 fn poisoned() -> ServiceError {
     ServiceError::Internal("a lock was poisoned by an earlier panic".into())
+}
+
+/// The record changes of a replica since the head it `held` (every record for a first
+/// import), each with its new CID (none when removed).
+fn replica_changes(
+    src: &dyn BlockSource,
+    held: Option<&RepoHead>,
+    summary: &guild_repo::RepoSummary,
+) -> Result<Vec<(String, Option<Cid>)>, ReplicaError> {
+    Ok(match held {
+        None => summary
+            .records
+            .iter()
+            .map(|(p, c)| (p.clone(), Some(*c)))
+            .collect(),
+        Some(h) => {
+            let (ops, _) = guild_repo::mst::diff(src, h.data, summary.data)
+                .map_err(|e| ReplicaError::Verify(e.into()))?;
+            ops.into_iter()
+                .map(|op| match op {
+                    guild_repo::mst::DiffOp::Add { key, cid }
+                    | guild_repo::mst::DiffOp::Update { key, cid, .. } => {
+                        (String::from_utf8_lossy(&key).into_owned(), Some(cid))
+                    }
+                    guild_repo::mst::DiffOp::Delete { key, .. } => {
+                        (String::from_utf8_lossy(&key).into_owned(), None)
+                    }
+                })
+                .collect()
+        }
+    })
+}
+
+/// A replica's record block at `path`, decoded.
+fn read_replica_record(src: &dyn BlockSource, path: &str, cid: &Cid) -> Result<Ipld, ReplicaError> {
+    let bytes = src
+        .get_block(cid)?
+        .ok_or_else(|| ReplicaError::Store(format!("record {path} vanished")))?;
+    guild_core::data::decode(&bytes).map_err(|e| ReplicaError::InvalidRecord {
+        path: path.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// A replica's tree holds the space declaration naming `collective`.
+fn check_replica_declaration(
+    src: &dyn BlockSource,
+    summary: &guild_repo::RepoSummary,
+    collective: &Cid,
+) -> Result<(), ReplicaError> {
+    let declaration = format!("{SPACE_DECLARATION}/self");
+    let Some((_, decl)) = summary.records.iter().find(|(p, _)| *p == declaration) else {
+        return Err(ReplicaError::Declaration(format!(
+            "the repo has no {declaration} (every collective repo begins with one)"
+        )));
+    };
+    check_declaration(&read_replica_record(src, &declaration, decl)?, collective)
+        .map_err(|e| ReplicaError::Declaration(e.to_string()))
+}
+
+/// `swapCommit`: the write applies only on the commit it names.
+fn check_swap_commit(head: Option<&RepoHead>, swap: Option<&Cid>) -> Result<(), ServiceError> {
+    if let Some(swap) = swap
+        && head.map(|h| &h.commit) != Some(swap)
+    {
+        return Err(ServiceError::InvalidSwap(format!(
+            "commit was at {}",
+            head.map_or("nothing".to_string(), |h| h.commit.to_string())
+        )));
+    }
+    Ok(())
+}
+
+/// How a write with a record puts it: fails if present, fails if absent, or either.
+enum Mode {
+    Create,
+    Update,
+    Put,
+}
+
+/// A [`WriteOp`]'s fields, the same for every kind (a delete is a put of no record).
+struct WriteParts {
+    collection: String,
+    rkey: Option<String>,
+    record: Option<serde_json::Value>,
+    /// `Some(expected)` when the write names the record's current CID (`None`: absent).
+    swap_record: Option<Option<Cid>>,
+    delete: bool,
+    mode: Mode,
+}
+
+impl From<WriteOp> for WriteParts {
+    fn from(w: WriteOp) -> Self {
+        let parts = |collection, rkey, record, swap_record, delete, mode| WriteParts {
+            collection,
+            rkey,
+            record,
+            swap_record,
+            delete,
+            mode,
+        };
+        match w {
+            WriteOp::Create {
+                collection,
+                rkey,
+                record,
+            } => parts(collection, rkey, Some(record), None, false, Mode::Create),
+            WriteOp::Update {
+                collection,
+                rkey,
+                record,
+            } => parts(
+                collection,
+                Some(rkey),
+                Some(record),
+                None,
+                false,
+                Mode::Update,
+            ),
+            WriteOp::Put {
+                collection,
+                rkey,
+                record,
+                swap_record,
+            } => parts(
+                collection,
+                Some(rkey),
+                Some(record),
+                swap_record,
+                false,
+                Mode::Put,
+            ),
+            WriteOp::Delete {
+                collection,
+                rkey,
+                swap_record,
+            } => parts(
+                collection,
+                Some(rkey),
+                None,
+                swap_record.map(Some),
+                true,
+                Mode::Put,
+            ),
+        }
+    }
+}
+
+/// One checked write: its path, its validation status (none for a delete), the repo write,
+/// and whether it writes the space declaration.
+struct PlannedWrite {
+    path: String,
+    status: Option<&'static str>,
+    write: Write,
+    declares_space: bool,
+}
+
+/// The index changes of a commit's record operations.
+fn index_ops(ops: &[guild_repo::RecordOp]) -> Vec<IndexOp> {
+    ops.iter()
+        .filter_map(|op| {
+            let (c, k) = op.path.split_once('/')?;
+            Some(match op.action {
+                Action::Delete => IndexOp::Delete {
+                    collection: c.to_string(),
+                    rkey: k.to_string(),
+                },
+                _ => IndexOp::Put {
+                    collection: c.to_string(),
+                    rkey: k.to_string(),
+                    cid: op.cid?,
+                },
+            })
+        })
+        .collect()
 }
 
 fn sync_key(did: &Did, collective: &Cid) -> RepoKey {
