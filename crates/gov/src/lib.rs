@@ -4,16 +4,21 @@
 //!
 //! It owns
 //! - the governance ops ([`op`]): signed DAG-CBOR maps `{$type, collective, author, prev,
-//!   createdAt, …, sig}` checked against their lexicons, identified by the CID of their bytes;
+//!   createdAt, …, sig}` checked against their lexicons, identified by the CID of their bytes,
+//!   with a typed body per kind ([`body`]: the rules read these, never a field by name);
 //! - the op log ([`log`]): a grow-only causal DAG, a bounded buffer of ops waiting for their
 //!   parents, heads, ops since a set of heads, and a deterministic topological order (parents
 //!   first, ties broken by CID bytes);
 //! - the collective's state ([`state`]) folded from any causal cut: members and roles, invites,
-//!   consent registers, proposals and elections, agreements, bundles, payout references; each
-//!   op authorised against the state of its own causal past.
+//!   consent registers, proposals and elections, agreements, bundles, payout references, keyed
+//!   by typed ids; each op authorised against the state of its own causal past, by the module
+//!   of its family;
+//! - the access decisions that depend on that state and a node's clock
+//!   (`State::may_fetch_with_invite`, `State::may_accept_join`), which guild-net asks.
 //!
-//! The conflict rules, the order, and their costs are written down as invariants in
-//! `ARCHITECTURE.md` (section `crates/gov`); [`log`] explains the fold and its checkpoints.
+//! The invariants are in `ARCHITECTURE.md` (section `crates/gov`); the conflict rules, the time
+//! rules and the fold's cost in `docs/protocol-notes.md`; [`log`] explains the fold and its
+//! checkpoints.
 //!
 //! On the network side (protocol.md §5), without doing any I/O itself:
 //! - the [`driver`]: one [`Driver`] per node per collective turns events (a peer connected, a
