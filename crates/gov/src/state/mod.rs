@@ -12,9 +12,9 @@
 //! every node with the same ops computes the same state.
 //!
 //! The rules live by op family, each module owning its kinds' authorise, check-past and
-//! apply: [`charter`] (the charter in force), [`membership`] (invite, join, admit, remove,
-//! leave), [`consent`], [`elections`] (amendments, elections, ballots, seals), [`agreements`],
-//! [`bundles`], [`payouts`]. This module dispatches by the op's typed body.
+//! apply: `charter` (the charter in force), `membership` (invite, join, admit, remove,
+//! leave), `consent`, `elections` (amendments, elections, ballots, seals), `agreements`,
+//! `bundles`, `payouts`. This module dispatches by the op's typed body.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
