@@ -377,6 +377,8 @@ struct Item {
     collection: String,
     rkey: Option<String>,
     record: Value,
+    /// How many items before this one share its id (identical JSONL lines); set when planning.
+    occurrence: usize,
 }
 
 fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -436,6 +438,7 @@ fn read_items(path: &Path) -> Result<Vec<Item>> {
                     "body": body,
                     "createdAt": Datetime::from_unix_micros(created).as_str(),
                 }),
+                occurrence: 0,
             });
         }
         return Ok(items);
@@ -468,6 +471,7 @@ fn read_items(path: &Path) -> Result<Vec<Item>> {
             collection,
             rkey,
             record,
+            occurrence: 0,
         });
     }
     Ok(items)
@@ -510,7 +514,7 @@ pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Resu
     ));
     let planned = read_journal(&journal_path)?;
     let existing = existing_records(&client, &did, space, &planned)?;
-    let (todo, skipped) = plan_import(items, &planned, &existing);
+    let (todo, skipped) = plan_import(items, &planned, &existing)?;
     let bar = indicatif::ProgressBar::new(todo.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -523,6 +527,9 @@ pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Resu
         .append(true)
         .open(&journal_path)
         .with_context(|| format!("cannot write {}", journal_path.display()))?;
+    if journal.metadata()?.len() == 0 {
+        journal.write_all(format!("{JOURNAL_HEADER}\n").as_bytes())?;
+    }
     let mut done = 0usize;
     // Batches are bounded by count and by bytes, under the node's request limit.
     let max_bytes = 3_000_000usize;
@@ -559,20 +566,129 @@ pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// The import journal: one line per item, "<id> <collection> <rkey>", written before each
-/// batch; read as each item's collection and key (empty when there is no journal yet).
-fn read_journal(journal_path: &Path) -> Result<HashMap<String, (String, String)>> {
-    let mut planned: HashMap<String, (String, String)> = HashMap::new();
-    if let Ok(f) = std::fs::File::open(journal_path) {
-        for line in std::io::BufReader::new(f).lines() {
-            let line = line?;
-            let mut parts = line.splitn(3, ' ');
-            if let (Some(id), Some(c), Some(k)) = (parts.next(), parts.next(), parts.next()) {
-                planned.insert(id.to_string(), (c.to_string(), k.to_string()));
+/// The first line of an import journal in the current format. Each later line is
+/// "<id> <n> <collection> <rkey>": the key planned for the n-th (from 0) item of the input
+/// with identity `id` — so identical JSONL lines, which share an id, keep distinct keys.
+const JOURNAL_HEADER: &str = "guild-import-journal 2";
+
+/// Each planned item's collection and key, by (identity, occurrence).
+type Planned = HashMap<(String, usize), (String, String)>;
+
+/// An item to send, with its collection and key.
+type ToSend = (Item, String, String);
+
+/// Reads the import journal (empty when there is none yet). A torn last line — an import
+/// killed while journaling a batch it had not yet sent — is dropped from the file. A journal
+/// of the first format ("<id> <collection> <rkey>", which keyed identical lines together) is
+/// rewritten in the current one; a journal that is neither is an error naming the file.
+fn read_journal(journal_path: &Path) -> Result<Planned> {
+    let text = match std::fs::read(journal_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", journal_path.display())),
+    };
+    let corrupt = |n: usize, why: &str| {
+        anyhow::anyhow!(
+            "the import journal {} is damaged at line {n} ({why}); it records the keys earlier \
+             runs gave this input's records: restore it, or remove it to import the whole input \
+             again as new records",
+            journal_path.display()
+        )
+    };
+    // Only whole lines count; a torn tail was never sent (the journal is synced first).
+    let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if whole < text.len() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(journal_path)
+            .with_context(|| format!("cannot write {}", journal_path.display()))?;
+        f.set_len(whole as u64)?;
+        f.sync_data()?;
+    }
+    let text = std::str::from_utf8(&text[..whole]).map_err(|_| corrupt(1, "not UTF-8"))?;
+    let mut lines = text.lines();
+    let mut planned = Planned::new();
+    match lines.next() {
+        None => {}
+        Some(JOURNAL_HEADER) => {
+            for (i, line) in lines.enumerate() {
+                let parts: Vec<&str> = line.split(' ').collect();
+                let n = match parts[..] {
+                    [id, n, c, k] if is_item_id(id) && !c.is_empty() && !k.is_empty() => n
+                        .parse::<usize>()
+                        .map_err(|_| corrupt(i + 2, "bad occurrence number"))?,
+                    _ => return Err(corrupt(i + 2, "not \"<id> <n> <collection> <rkey>\"")),
+                };
+                planned.insert(
+                    (parts[0].to_string(), n),
+                    (parts[2].to_string(), parts[3].to_string()),
+                );
             }
+        }
+        Some(first) if first.starts_with("guild-import-journal ") => bail!(
+            "the import journal {} is in a format this guild does not know ({first:?}); \
+             use the guild that wrote it",
+            journal_path.display()
+        ),
+        Some(_) => {
+            planned =
+                journal_v1(text).map_err(|n| corrupt(n, "not \"<id> <collection> <rkey>\""))?;
+            rewrite_journal(journal_path, &planned)?;
         }
     }
     Ok(planned)
+}
+
+/// Whether `s` is an item identity (a SHA-256 in hex).
+fn is_item_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Reads a first-format journal ("<id> <collection> <rkey>", identical lines under one id):
+/// the distinct keys journaled for an id, in order, belong to its occurrences in order —
+/// a first run plans occurrences in input order with fresh keys, and a later first-format run
+/// only ever re-journaled a key already there. Errs with the number of a malformed line.
+fn journal_v1(text: &str) -> std::result::Result<Planned, usize> {
+    let mut seen: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let [id, c, k] = parts[..] else {
+            return Err(i + 1);
+        };
+        if !is_item_id(id) || c.is_empty() || k.is_empty() {
+            return Err(i + 1);
+        }
+        let keys = seen.entry(id.to_string()).or_default();
+        if !keys.iter().any(|(c0, k0)| c0 == c && k0 == k) {
+            keys.push((c.to_string(), k.to_string()));
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .flat_map(|(id, keys)| {
+            keys.into_iter()
+                .enumerate()
+                .map(move |(n, ck)| ((id.clone(), n), ck))
+        })
+        .collect())
+}
+
+/// Replaces the journal with `planned` in the current format (written aside, synced, renamed).
+fn rewrite_journal(journal_path: &Path, planned: &Planned) -> Result<()> {
+    let mut entries: Vec<_> = planned.iter().collect();
+    entries.sort();
+    let mut out = format!("{JOURNAL_HEADER}\n");
+    for ((id, n), (c, k)) in entries {
+        out.push_str(&format!("{id} {n} {c} {k}\n"));
+    }
+    let tmp = journal_path.with_extension("log.tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(out.as_bytes())?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, journal_path)
+        .with_context(|| format!("cannot write {}", journal_path.display()))?;
+    Ok(())
 }
 
 /// What the repo already holds, as (collection, rkey), for the collections the journal
@@ -581,7 +697,7 @@ fn existing_records(
     client: &Client,
     did: &str,
     space: &Space,
-    planned: &HashMap<String, (String, String)>,
+    planned: &Planned,
 ) -> Result<HashSet<(String, String)>> {
     let space_param = space_param(space);
     let mut existing: HashSet<(String, String)> = HashSet::new();
@@ -620,12 +736,14 @@ fn existing_records(
 
 /// The items still to import, each with its collection and key (the journal's for an item
 /// an earlier run planned, else its own key or a fresh TID), and how many were already
-/// imported.
+/// imported. Every item is its own record: the n-th of several identical JSONL lines is
+/// journaled as occurrence n of their shared id, so each keeps its own key across re-runs.
+/// Two items that would write the same collection and key are an error, before anything is sent.
 fn plan_import(
     items: Vec<Item>,
-    planned: &HashMap<String, (String, String)>,
+    planned: &Planned,
     existing: &HashSet<(String, String)>,
-) -> (Vec<(Item, String, String)>, usize) {
+) -> Result<(Vec<ToSend>, usize)> {
     let mut clock = TidClock::new(0x155);
     let now = || {
         std::time::SystemTime::now()
@@ -634,31 +752,42 @@ fn plan_import(
     };
     let mut todo = Vec::new();
     let mut skipped = 0usize;
-    for item in items {
-        if let Some((c, k)) = planned.get(&item.id) {
-            if existing.contains(&(c.clone(), k.clone())) {
-                skipped += 1;
-                continue;
+    let mut occurrences: HashMap<String, usize> = HashMap::new();
+    let mut keys: HashSet<(String, String)> = HashSet::new();
+    for mut item in items {
+        let n = occurrences.entry(item.id.clone()).or_default();
+        item.occurrence = *n;
+        *n += 1;
+        let journaled = planned.get(&(item.id.clone(), item.occurrence));
+        let (c, k) = match journaled {
+            Some((c, k)) => (c.clone(), k.clone()),
+            None => {
+                let k = match &item.rkey {
+                    Some(k) => k.clone(),
+                    None => clock.next(now()).as_str().to_string(),
+                };
+                (item.collection.clone(), k)
             }
-            let (c, k) = (c.clone(), k.clone());
-            todo.push((item, c, k));
+        };
+        if !keys.insert((c.clone(), k.clone())) {
+            bail!(
+                "the input has more than one record for {c}/{k}; each record key may appear once"
+            );
+        }
+        if journaled.is_some() && existing.contains(&(c.clone(), k.clone())) {
+            skipped += 1;
             continue;
         }
-        let k = match &item.rkey {
-            Some(k) => k.clone(),
-            None => clock.next(now()).as_str().to_string(),
-        };
-        let c = item.collection.clone();
         todo.push((item, c, k));
     }
-    (todo, skipped)
+    Ok((todo, skipped))
 }
 
 /// Journals a batch of the import before it is sent (synced, so that a re-run finds it).
 fn write_journal(journal: &mut std::fs::File, chunk: &[(Item, String, String)]) -> Result<()> {
     let mut lines = String::new();
     for (item, c, k) in chunk {
-        lines.push_str(&format!("{} {c} {k}\n", item.id));
+        lines.push_str(&format!("{} {} {c} {k}\n", item.id, item.occurrence));
     }
     journal.write_all(lines.as_bytes())?;
     journal.sync_data()?;

@@ -69,6 +69,13 @@ enum Command {
     Record(client_cmd::RecordCmd),
     /// Import a directory of text/Markdown files, or a JSONL file of records, through the
     /// running node (batched; re-running skips what was already imported).
+    ///
+    /// Every file and every non-blank JSONL line is its own record: identical lines are kept,
+    /// each under its own key, since repeated content can be meant (two equal short notes) and
+    /// an import should not silently drop data (`sort -u` first to deduplicate). A journal in
+    /// `<data-dir>/imports/` keeps each record's key, so a re-run after an interruption at
+    /// any point sends only what is missing, even if lines were added. Two lines naming the
+    /// same collection and rkey are an error before anything is sent.
     Import {
         /// A directory (*.txt, *.md) or a .jsonl file (`{"collection", "rkey"?, "record"}`).
         path: PathBuf,

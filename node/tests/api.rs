@@ -2197,6 +2197,94 @@ fn cli_import_export_and_verify() {
     );
 }
 
+/// Issue 13: identical JSONL lines are each their own record, and an import of them that
+/// was interrupted — its batch journaled but never committed — resumes without loss or
+/// duplication (it used to fail forever with "appears twice in one commit"). A first-format
+/// journal is carried over; a damaged one is a clear error.
+#[test]
+fn cli_import_resumes_with_duplicate_lines() {
+    let data = DataDir::init();
+    let node = data.start();
+    let line = |body: &str| json!({"collection": TEXT, "record": text_record(body)}).to_string();
+    let dup = line("the same line");
+    // A record the node refuses (no body) stands in for the interruption: batch 1 commits,
+    // batch 2 is journaled and then fails, as a kill between journal and commit leaves it.
+    let refused = json!({"collection": TEXT, "record": {"$type": TEXT, "createdAt": "2024-05-01T12:00:00.000Z"}});
+    let jsonl = data.file("dups.jsonl");
+    let write = |last: &str| {
+        std::fs::write(&jsonl, format!("{}\n{dup}\n{dup}\n{last}\n", line("first"))).unwrap()
+    };
+    write(&refused.to_string());
+    let import = || data.guild(&["import", "--batch", "2", jsonl.to_str().unwrap()]);
+    fails(&import(), "an import whose second batch is refused");
+    assert_eq!(
+        list_all(&node, "com.atproto.repo.listRecords", &[], TEXT, 100, false).len(),
+        2,
+        "the first batch committed"
+    );
+    // The user fixes the refused line and re-runs: every line is one record.
+    write(&line("fixed"));
+    let out = import();
+    ok(&out);
+    assert!(
+        stderr(&out).contains("imported 2 records")
+            && stderr(&out).contains("(2 already imported)"),
+        "{}",
+        stderr(&out)
+    );
+    let records = list_all(&node, "com.atproto.repo.listRecords", &[], TEXT, 100, false);
+    assert_eq!(records.len(), 4, "{records:?}");
+    let same = records
+        .iter()
+        .filter(|r| r["value"]["body"] == "the same line")
+        .count();
+    assert_eq!(same, 2, "{records:?}");
+    let out = import();
+    ok(&out);
+    assert!(
+        stderr(&out).contains("imported 0 records")
+            && stderr(&out).contains("(4 already imported)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A journal of the first format ("<id> <collection> <rkey>") is carried over.
+    let journals: Vec<_> = std::fs::read_dir(data.dir.join("imports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    let journal = &journals[0];
+    let current = std::fs::read_to_string(journal).unwrap();
+    let v1: String = current
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let p: Vec<&str> = l.split(' ').collect();
+            format!("{} {} {}\n", p[0], p[2], p[3])
+        })
+        .collect();
+    std::fs::write(journal, v1).unwrap();
+    let out = import();
+    ok(&out);
+    assert!(
+        stderr(&out).contains("(4 already imported)"),
+        "{}",
+        stderr(&out)
+    );
+    // A damaged journal is a clear error, not a wedged import.
+    std::fs::write(journal, "guild-import-journal 2\nnot a journal line\n").unwrap();
+    let err = fails(&import(), "a damaged journal");
+    assert!(
+        err.contains("import journal") && err.contains("line 2"),
+        "{err}"
+    );
+    assert_eq!(
+        list_all(&node, "com.atproto.repo.listRecords", &[], TEXT, 100, false).len(),
+        4
+    );
+}
+
 #[test]
 fn client_commands_fail_cleanly_without_a_node() {
     let data = DataDir::init();
