@@ -735,6 +735,50 @@ fn collective_space_writes_and_reads() {
     );
     assert_eq!(decl["uri"], json!(format!("at://{did}/{DECL}/self")));
     assert_eq!(decl["validationStatus"], "valid");
+    // The declaration stays: no delete (deleteRecord, applyWrites), no rewrite naming another
+    // collective (putRecord, applyWrites#update); each refusal leaves the repo as it was.
+    let space_head = || {
+        node.get_ok(
+            "coop.guild.sync.getLatestCommit",
+            &[("did", &did), ("space", SPACE)],
+        )
+    };
+    let head = space_head();
+    for (method, body) in [
+        (
+            "coop.guild.repo.deleteRecord",
+            json!({"repo": did, "space": SPACE, "collection": DECL, "rkey": "self"}),
+        ),
+        (
+            "coop.guild.repo.applyWrites",
+            json!({"repo": did, "space": SPACE, "writes": [
+                {"$type": "com.atproto.repo.applyWrites#delete", "collection": DECL, "rkey": "self"},
+            ]}),
+        ),
+    ] {
+        let refused = node.post(method, &body);
+        assert_xrpc_error(&refused, 400, "InvalidRequest");
+        let message = refused.1["message"].as_str().unwrap();
+        assert!(
+            message.contains("space declaration") && message.contains("cannot be deleted"),
+            "{method}: {message}"
+        );
+    }
+    for (method, body) in [
+        (
+            "coop.guild.repo.putRecord",
+            json!({"repo": did, "space": SPACE, "collection": DECL, "rkey": "self", "record": declaration(other)}),
+        ),
+        (
+            "coop.guild.repo.applyWrites",
+            json!({"repo": did, "space": SPACE, "writes": [
+                {"$type": "com.atproto.repo.applyWrites#update", "collection": DECL, "rkey": "self", "value": declaration(other)},
+            ]}),
+        ),
+    ] {
+        assert_xrpc_error(&node.post(method, &body), 400, "InvalidRequest");
+    }
+    assert_eq!(space_head(), head);
 
     // Writes: create, put, applyWrites, delete.
     let c1 = node.post_ok(

@@ -66,7 +66,9 @@ impl From<ServiceError> for XrpcError {
     fn from(e: ServiceError) -> Self {
         let message = e.to_string();
         match e {
-            ServiceError::InvalidRequest(_) => XrpcError::invalid(message),
+            ServiceError::InvalidRequest(_) | ServiceError::DeclarationDelete(_) => {
+                XrpcError::invalid(message)
+            }
             ServiceError::InvalidRecord { .. } => {
                 XrpcError::new(StatusCode::BAD_REQUEST, "InvalidRecord", message)
             }
@@ -779,7 +781,22 @@ async fn node_status<S: NodeStore>(
 
 #[cfg(test)]
 mod tests {
-    use super::token_matches;
+    use super::{ServiceError, XrpcError, token_matches};
+
+    #[test]
+    fn a_declaration_delete_is_an_invalid_request() {
+        let e = XrpcError::from(ServiceError::DeclarationDelete(
+            "coop.guild.space.declaration/self".into(),
+        ));
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+        assert_eq!(e.error, "InvalidRequest");
+        assert!(
+            e.message.contains("space declaration names the collective"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("cannot be deleted"), "{}", e.message);
+    }
 
     #[test]
     fn only_the_exact_token_matches() {

@@ -182,6 +182,22 @@ pub async fn serve_repo(
     })
 }
 
+/// Why a pull brought nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullFailure {
+    /// The last peer's failure, as `<peer>: <error>`.
+    pub last: String,
+    /// Why this node's import refused the last repo a peer sent in full (its verification,
+    /// its records' lexicons, its space declaration), if any got that far.
+    pub refused: Option<String>,
+}
+
+impl std::fmt::Display for PullFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.last)
+    }
+}
+
 /// Bounds on one pull.
 #[derive(Debug, Clone, Copy)]
 pub struct PullLimits {
@@ -283,7 +299,7 @@ async fn download(
 /// `rev` is `None`): asks each peer in turn for the diff since the replica's revision (the
 /// whole repo if there is no replica, or if the peer has not seen that revision), and imports
 /// the first CAR that verifies. Returns the replica's head afterwards, or why every peer
-/// failed.
+/// failed (with the import's last refusal apart, for the engine to report).
 pub async fn pull(
     repos: Arc<dyn Repos>,
     net: NetHandle,
@@ -292,13 +308,16 @@ pub async fn pull(
     rev: Option<String>,
     peers: Vec<PeerId>,
     limits: PullLimits,
-) -> Result<Option<RepoHead>, String> {
+) -> Result<Option<RepoHead>, PullFailure> {
     let topic = crate::collective::topic(&collective);
     let held = {
         let (r, d) = (Arc::clone(&repos), did.clone());
         blocking(move || r.head(&d, &collective))
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| PullFailure {
+                last: e.to_string(),
+                refused: None,
+            })?
     };
     if let (Some(h), Some(r)) = (&held, &rev)
         && h.rev >= *r
@@ -306,6 +325,7 @@ pub async fn pull(
         return Ok(held);
     }
     let mut last = String::from("no peer to ask");
+    let mut refused = None;
     for peer in peers {
         // A held revision that is not a TID is no revision to diff from: the whole repo.
         let mut since = held.as_ref().and_then(|h| Tid::parse(&h.rev).ok());
@@ -321,6 +341,7 @@ pub async fn pull(
                         Err(e) => {
                             last = format!("{peer}: {e}");
                             debug!(did = %did, peer = %peer, error = %e, "replica refused");
+                            refused = Some(e.to_string());
                         }
                     }
                 }
@@ -333,5 +354,5 @@ pub async fn pull(
             break;
         }
     }
-    Err(last)
+    Err(PullFailure { last, refused })
 }

@@ -47,6 +47,13 @@ pub enum ServiceError {
     /// A swap (compare-and-swap) precondition failed.
     #[error("{0}")]
     InvalidSwap(String),
+    /// A delete of a collective space's declaration (`coop.guild.space.declaration/self`),
+    /// whose path is given: a collective repo keeps it for its whole life, as stewards'
+    /// replicas refuse a repo without it.
+    #[error(
+        "{0} cannot be deleted: the space declaration names the collective this repo belongs to, and stewards' replicas refuse a repo without it"
+    )]
+    DeclarationDelete(String),
     /// The store or the repo layer failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -519,7 +526,11 @@ impl<S: NodeStore> RepoService<S> {
                 )));
             }
         }
+        let declares_space = nsid.as_str() == SPACE_DECLARATION && rkey.as_str() == "self";
         if w.delete {
+            if declares_space && !repo.space.is_public() {
+                return Err(ServiceError::DeclarationDelete(path));
+            }
             return Ok(PlannedWrite {
                 path,
                 status: None,
@@ -537,7 +548,6 @@ impl<S: NodeStore> RepoService<S> {
         } else {
             "unknown"
         };
-        let declares_space = nsid.as_str() == SPACE_DECLARATION && rkey.as_str() == "self";
         if declares_space && let Space::Collective(id) = &repo.space {
             check_declaration(&value, id)?;
         }

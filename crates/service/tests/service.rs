@@ -77,6 +77,7 @@ both!(
     repo_car_since_holds_the_new_blocks,
     validate_flag_on_the_public_repo,
     collective_spaces_always_validate,
+    declaration_cannot_be_deleted_or_replaced,
     failed_write_changes_nothing,
     swaps_and_missing_records_change_nothing,
     concurrent_writes_all_land_with_distinct_revs,
@@ -107,6 +108,24 @@ fn no_body() -> Value {
 
 fn declaration(collective: &str) -> Value {
     json!({"$type": DECL, "collective": collective, "createdAt": "2024-05-01T12:00:00.000Z"})
+}
+
+/// The first commit of a collective repo: its declaration and one text.
+fn declare_with_text<S: NodeStore>(
+    svc: &RepoService<S>,
+    space: &RepoKey,
+    validate: Option<bool>,
+) -> WriteOutcome {
+    apply(
+        svc,
+        space,
+        vec![
+            create(DECL, Some("self"), declaration(SPACE)),
+            create(TEXT, None, text("first")),
+        ],
+        validate,
+    )
+    .unwrap()
 }
 
 fn tid(n: u64) -> String {
@@ -495,16 +514,7 @@ fn collective_spaces_always_validate<B: Backend>(b: &B) {
         Err(ServiceError::InvalidRequest(_))
     ));
     assert!(svc.store().head(&space).unwrap().is_none());
-    let o = apply(
-        &svc,
-        &space,
-        vec![
-            create(DECL, Some("self"), declaration(SPACE)),
-            create(TEXT, None, text("first")),
-        ],
-        Some(false),
-    )
-    .unwrap();
+    let o = declare_with_text(&svc, &space, Some(false));
     assert_eq!(o.results[0].validation_status, Some("valid"));
     assert_eq!(o.results[1].validation_status, Some("valid"));
     for v in [None, Some(false), Some(true)] {
@@ -540,6 +550,56 @@ fn collective_spaces_always_validate<B: Backend>(b: &B) {
     // The public repo is untouched.
     let public = svc.repo_key(svc.did(), &Space::Public).unwrap();
     assert!(svc.store().head(&public).unwrap().is_none());
+}
+
+/// A collective repo's space declaration can't be deleted (alone, in a batch, with a
+/// `swapRecord`) nor rewritten to name another collective (put or update); each refusal
+/// writes nothing. Rewriting it with the same collective is allowed.
+fn declaration_cannot_be_deleted_or_replaced<B: Backend>(b: &B) {
+    let key = Keypair::generate().unwrap();
+    let svc = service(b.open(), &key);
+    let space = svc.repo_key(svc.did(), &space()).unwrap();
+    let o = declare_with_text(&svc, &space, None);
+    let decl_cid = o.results[0].cid.unwrap();
+    let before = snapshot(&svc, &space);
+    let other = "bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    let deletes = [
+        vec![delete(DECL, "self")],
+        vec![create(TEXT, None, text("second")), delete(DECL, "self")],
+        vec![WriteOp::Delete {
+            collection: DECL.to_string(),
+            rkey: "self".to_string(),
+            swap_record: Some(decl_cid),
+        }],
+    ];
+    for writes in deletes {
+        match apply(&svc, &space, writes, None) {
+            Err(e @ ServiceError::DeclarationDelete(_)) => {
+                assert!(e.to_string().contains("cannot be deleted"), "{e}");
+            }
+            other => panic!("a declaration delete answered {other:?}"),
+        }
+        assert_eq!(snapshot(&svc, &space), before);
+    }
+    let replaces = [
+        put(DECL, "self", declaration(other)),
+        WriteOp::Update {
+            collection: DECL.to_string(),
+            rkey: "self".to_string(),
+            record: declaration(other),
+        },
+    ];
+    for w in replaces {
+        assert!(matches!(
+            apply(&svc, &space, vec![w], None),
+            Err(ServiceError::InvalidRequest(_))
+        ));
+        assert_eq!(snapshot(&svc, &space), before);
+    }
+    let mut same = declaration(SPACE);
+    same["createdAt"] = json!("2024-06-01T12:00:00.000Z");
+    apply(&svc, &space, vec![put(DECL, "self", same)], None).unwrap();
+    assert_eq!(svc.store().record_count(&space).unwrap(), 2);
 }
 
 /// A lexicon violation in the 3rd of 5 writes: the commit is refused and nothing changes.

@@ -171,11 +171,11 @@ enum Cmd {
 
 /// What the engine's own tasks report back.
 enum Internal {
-    /// A pull of `did`'s repo ended; `held` is the replica's revision now, if any.
+    /// A pull of `did`'s repo ended, so.
     Pulled {
         collective: Cid,
         did: Did,
-        held: Option<String>,
+        outcome: pulls::PullOutcome,
     },
     /// A member's node told where the other members' nodes it is connected to listen.
     Addrs(Vec<(PeerId, Multiaddr)>),
@@ -256,6 +256,8 @@ struct Task<S> {
     pulls: HashMap<(Cid, Did), Pull>,
     /// The revision of each replica held, as last seen (saves a store read per announcement).
     held: HashMap<(Cid, Did), String>,
+    /// The last refusal of each member's repo as a replica, for the log.
+    refusals: pulls::Refusals,
     pull_permits: Arc<Semaphore>,
     serve_permits: Arc<Semaphore>,
     exports: Arc<Exports>,
@@ -354,6 +356,7 @@ impl Engine {
             repos,
             pulls: HashMap::new(),
             held: HashMap::new(),
+            refusals: pulls::Refusals::default(),
             pull_permits: Arc::new(Semaphore::new(config_pulls)),
             serve_permits: Arc::new(Semaphore::new(config_pulls)),
             exports: Arc::new(Exports::default()),

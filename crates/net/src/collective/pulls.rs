@@ -3,13 +3,14 @@
 //! pull per member's repo at a time, on each announcement, on connect and every
 //! `repo_sync_interval`; heads and repo requests served to members only.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use guild_core::Cid;
 use guild_core::syntax::Did;
 use guild_gov::{OpStore, Role};
 use libp2p::PeerId;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::wire::{Announcement, Flag, Reply, Request, WireError};
 use super::{Internal, NOT_A_MEMBER, Pull, Task, collective_of, topic};
@@ -121,23 +122,26 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             max_bytes: self.config.max_replica_bytes,
         };
         tokio::spawn(async move {
-            let held = match permits.acquire_owned().await {
+            let outcome = match permits.acquire_owned().await {
                 Ok(_permit) => {
                     match replica::pull(repos, net, id, did.clone(), rev, peers, limits).await {
-                        Ok(head) => head.map(|h| h.rev),
+                        Ok(head) => PullOutcome::Held(head.map(|h| h.rev)),
                         Err(e) => {
                             debug!(collective = %id, did = %did, error = %e, "pull failed");
-                            None
+                            match e.refused {
+                                Some(reason) => PullOutcome::Refused(reason),
+                                None => PullOutcome::Failed,
+                            }
                         }
                     }
                 }
-                Err(_) => None,
+                Err(_) => PullOutcome::Failed,
             };
             let _ = internal
                 .send(Internal::Pulled {
                     collective: id,
                     did,
-                    held,
+                    outcome,
                 })
                 .await;
         });
@@ -219,12 +223,26 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         }
     }
 
-    /// A pull ended: remember the revision held, and pull again if a newer head was
-    /// announced meanwhile.
-    pub(super) fn pulled(&mut self, collective: Cid, did: Did, held: Option<String>) {
+    /// A pull ended: remember the revision held, report a refusal of the member's repo (see
+    /// [`Refusals`]), and pull again if a newer head was announced meanwhile.
+    pub(super) fn pulled(&mut self, collective: Cid, did: Did, outcome: PullOutcome) {
         let key = (collective, did);
-        if let Some(rev) = held {
-            self.held.insert(key.clone(), rev);
+        if let PullOutcome::Held(Some(rev)) = &outcome {
+            self.held.insert(key.clone(), rev.clone());
+        }
+        match self.refusals.note(&key, &outcome) {
+            Some(Change::Refused(reason)) => warn!(
+                collective = %key.0,
+                did = %key.1,
+                reason = %reason,
+                "this steward's node refuses the member's repo as a replica: its new records don't reach this node until the member's repo is fixed"
+            ),
+            Some(Change::Accepted) => info!(
+                collective = %key.0,
+                did = %key.1,
+                "the member's repo, refused before, is accepted as a replica again"
+            ),
+            None => {}
         }
         if let Some(Pull {
             again: Some((rev, peers)),
@@ -283,5 +301,94 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             };
             super::respond(&net, token, reply).await;
         });
+    }
+}
+
+/// How a pull of a member's repo ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum PullOutcome {
+    /// The replica is (now) at this revision, if there is one.
+    Held(Option<String>),
+    /// A peer sent the repo, and this node's import refused it, for this reason.
+    Refused(String),
+    /// No peer's repo got as far as the import (unreachable peers, refused requests…).
+    Failed,
+}
+
+/// A change in whether a member's repo is refused as a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Change {
+    /// Refused, for a reason other than the last one logged.
+    Refused(String),
+    /// Accepted after a refusal.
+    Accepted,
+}
+
+/// The last refusal of each member's repo, so that a refusal is logged (at `warn`) when it
+/// first happens or its reason changes, not on each of the pulls that repeat it.
+#[derive(Debug, Default)]
+pub(super) struct Refusals(HashMap<(Cid, Did), String>);
+
+impl Refusals {
+    /// Notes a pull's outcome; the change to report, if any. A pull that reached no repo
+    /// changes nothing.
+    pub(super) fn note(&mut self, key: &(Cid, Did), outcome: &PullOutcome) -> Option<Change> {
+        match outcome {
+            PullOutcome::Refused(reason) => {
+                if self.0.get(key) == Some(reason) {
+                    return None;
+                }
+                self.0.insert(key.clone(), reason.clone());
+                Some(Change::Refused(reason.clone()))
+            }
+            PullOutcome::Held(_) => self.0.remove(key).map(|_| Change::Accepted),
+            PullOutcome::Failed => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_reported_once_per_reason_until_accepted() {
+        let mut r = Refusals::default();
+        let collective: Cid = "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
+            .parse()
+            .unwrap();
+        let a = (collective, Did::parse("did:key:z6MkAlice").unwrap());
+        let b = (collective, Did::parse("did:key:z6MkBob").unwrap());
+        let gone = PullOutcome::Refused("no space declaration".into());
+        assert_eq!(r.note(&a, &PullOutcome::Held(None)), None);
+        assert_eq!(
+            r.note(&a, &gone),
+            Some(Change::Refused("no space declaration".into()))
+        );
+        // The same refusal again, or a pull that reached no repo: nothing new to say.
+        assert_eq!(r.note(&a, &gone), None);
+        assert_eq!(r.note(&a, &PullOutcome::Failed), None);
+        assert_eq!(r.note(&a, &gone), None);
+        // Another member's refusal is its own.
+        assert_eq!(
+            r.note(&b, &gone),
+            Some(Change::Refused("no space declaration".into()))
+        );
+        // A new reason is reported.
+        let other = PullOutcome::Refused("bad signature".into());
+        assert_eq!(
+            r.note(&a, &other),
+            Some(Change::Refused("bad signature".into()))
+        );
+        // Accepted: reported once, then a refusal is news again.
+        assert_eq!(
+            r.note(&a, &PullOutcome::Held(Some("r".into()))),
+            Some(Change::Accepted)
+        );
+        assert_eq!(r.note(&a, &PullOutcome::Held(Some("r".into()))), None);
+        assert_eq!(
+            r.note(&a, &gone),
+            Some(Change::Refused("no space declaration".into()))
+        );
     }
 }

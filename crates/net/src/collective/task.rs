@@ -414,8 +414,8 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             Internal::Pulled {
                 collective,
                 did,
-                held,
-            } => self.pulled(collective, did, held),
+                outcome,
+            } => self.pulled(collective, did, outcome),
             Internal::Heads {
                 collective,
                 peer,
