@@ -73,22 +73,29 @@ fn write_atomic_mode(
     Ok(())
 }
 
-/// Reads a key file, refusing one that others can read.
-pub fn read_key_file(path: &Path) -> Result<Keypair> {
+/// Refuses a secret file (`what`: "key file", "admin token") that anyone but its owner can
+/// read or write.
+pub fn check_private(path: &Path, what: &str) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(path)
-            .with_context(|| format!("cannot read key file {}", path.display()))?;
+            .with_context(|| format!("cannot read {what} {}", path.display()))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             bail!(
-                "key file {} has mode {mode:o}; it must not be readable by others (chmod 600 {})",
+                "{what} {} has mode {mode:o}; it must not be readable by others (chmod 600 {})",
                 path.display(),
                 path.display()
             );
         }
     }
+    Ok(())
+}
+
+/// Reads a key file, refusing one that others can read.
+pub fn read_key_file(path: &Path) -> Result<Keypair> {
+    check_private(path, "key file")?;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
     Keypair::from_key_file(&text).with_context(|| format!("key file {}", path.display()))

@@ -107,9 +107,12 @@ fn new_token() -> Result<String> {
         .collect())
 }
 
-/// Reads the admin token.
+/// Reads the admin token, refusing a token file that others can read (as the key is).
 pub fn read_token(data_dir: &Path) -> Result<String> {
     let path = data_dir.join(files::TOKEN);
+    if path.exists() {
+        crate::files::check_private(&path, "admin token")?;
+    }
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "cannot read the admin token {} (run `guild init --data-dir {}` first)",
@@ -367,4 +370,26 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn an_admin_token_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(files::TOKEN);
+        std::fs::write(&path, "a".repeat(64)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_token(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("admin token") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_token(dir.path()).unwrap(), "a".repeat(64));
+    }
 }
