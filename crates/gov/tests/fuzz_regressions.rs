@@ -47,27 +47,27 @@ fn gov_op_seeds_apply() {
 
 #[test]
 fn gov_op_seed_files_are_current() {
-    let corpus: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "..",
-        "fuzz",
-        "corpus",
-        "gov_op",
-    ]
-    .iter()
-    .collect();
+    let seeds = fuzz_fixture::fixture().seeds.clone();
+    seed_files_are_current("gov_op", seeds);
+}
+
+/// With `GUILD_WRITE_FUZZ_SEEDS` set, writes a target's seeds as `seed-<name>` into its
+/// regression folder and `fuzz/corpus/<target>/`; otherwise checks that the stored seeds are
+/// these.
+fn seed_files_are_current<'a>(target: &str, seeds: impl IntoIterator<Item = (&'a str, Vec<u8>)>) {
+    let seeds: Vec<(&str, Vec<u8>)> = seeds.into_iter().collect();
     if std::env::var_os("GUILD_WRITE_FUZZ_SEEDS").is_some() {
-        for dir in [regressions("gov_op"), corpus] {
+        let corpus: PathBuf = [DIR, "..", "..", "fuzz", "corpus", target].iter().collect();
+        for dir in [regressions(target), corpus] {
             std::fs::create_dir_all(&dir).unwrap();
-            for (name, bytes) in &fuzz_fixture::fixture().seeds {
+            for (name, bytes) in &seeds {
                 std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
             }
         }
         return;
     }
-    for (name, bytes) in &fuzz_fixture::fixture().seeds {
-        let path = regressions("gov_op").join(format!("seed-{name}"));
+    for (name, bytes) in &seeds {
+        let path = regressions(target).join(format!("seed-{name}"));
         let stored = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("{} is missing ({e}): rewrite the seeds", path.display()));
         assert_eq!(
@@ -130,29 +130,7 @@ fn sync_message_regressions() {
 
 #[test]
 fn sync_message_seed_files_are_current() {
-    let corpus: PathBuf = [DIR, "..", "..", "fuzz", "corpus", "sync_message"]
-        .iter()
-        .collect();
-    if std::env::var_os("GUILD_WRITE_FUZZ_SEEDS").is_some() {
-        for dir in [regressions("sync_message"), corpus] {
-            std::fs::create_dir_all(&dir).unwrap();
-            for (name, bytes) in sync_message_seeds() {
-                std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
-            }
-        }
-        return;
-    }
-    for (name, bytes) in sync_message_seeds() {
-        let path = regressions("sync_message").join(format!("seed-{name}"));
-        let stored = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{} is missing ({e}): rewrite the seeds", path.display()));
-        assert_eq!(
-            stored,
-            bytes,
-            "{} is stale: rewrite the seeds",
-            path.display()
-        );
-    }
+    seed_files_are_current("sync_message", sync_message_seeds());
 }
 
 /// Invite codes: a valid one, and the kinds of damage a pasted code suffers.
@@ -182,27 +160,5 @@ fn invite_code_regressions() {
 
 #[test]
 fn invite_code_seed_files_are_current() {
-    let corpus: PathBuf = [DIR, "..", "..", "fuzz", "corpus", "invite_code"]
-        .iter()
-        .collect();
-    if std::env::var_os("GUILD_WRITE_FUZZ_SEEDS").is_some() {
-        for dir in [regressions("invite_code"), corpus] {
-            std::fs::create_dir_all(&dir).unwrap();
-            for (name, bytes) in invite_code_seeds() {
-                std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
-            }
-        }
-        return;
-    }
-    for (name, bytes) in invite_code_seeds() {
-        let path = regressions("invite_code").join(format!("seed-{name}"));
-        let stored = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{} is missing ({e}): rewrite the seeds", path.display()));
-        assert_eq!(
-            stored,
-            bytes,
-            "{} is stale: rewrite the seeds",
-            path.display()
-        );
-    }
+    seed_files_are_current("invite_code", invite_code_seeds());
 }
