@@ -21,6 +21,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use guild_api::Client;
 use serde_json::{Value, json};
 
+mod chaos;
+
+pub use chaos::{ChaosOptions, ChaosReport, chaos};
+
 /// The sample corpus shipped in `devnet/data/` (texts written for the project, each labelled
 /// with its topic).
 pub const CORPUS: &str = include_str!("../data/corpus.jsonl");
@@ -635,19 +639,23 @@ fn replicas_match(d: &Devnet, members: &[usize], space: &str) -> Result<bool> {
     Ok(!stewards.is_empty())
 }
 
+/// A flag that Ctrl-C sets, and that every poll loop checks.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // A second handler (the tests run several runs in one process) is refused; that process's
+    // first run's flag is then the one Ctrl-C sets.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    stop
+}
+
 /// Runs the collective's story on fresh nodes and checks every step. Prints one line per step
 /// and a summary; fails naming the check that failed.
 pub fn demo(opts: DemoOptions) -> Result<DemoReport> {
     if opts.nodes < 4 {
         bail!("the demo needs at least 4 nodes (--nodes {})", opts.nodes);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second handler (the tests run several demos in one process) is refused; the
-        // first one already sets a flag every poll loop checks.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    }
+    let stop = interrupt_flag();
     let wall = Instant::now();
     let n = opts.nodes;
     println!(

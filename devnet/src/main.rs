@@ -41,6 +41,26 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// A chaos run: while members keep writing records, consents and ballots, inject faults
+    /// chosen from a seed (kill -9 and restart, partitions, latency, clock skew, a full disk
+    /// when root) and check the invariants; exits non-zero on any violation, printing the seed.
+    Chaos {
+        /// Member nodes (an outsider node comes on top), at least 4.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// How long faults are injected before the last heal (e.g. `90s`, `30m`).
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// The seed every choice derives from (default: from the time; printed to replay).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// A node's resident memory above this many MiB is a violation.
+        #[arg(long, default_value_t = 1024)]
+        max_rss_mib: u64,
+        /// No full-disk faults (otherwise tried when root can mount a tmpfs).
+        #[arg(long)]
+        no_disk_full: bool,
+    },
     /// Start a devnet (a founded collective, every node a member) and leave it running.
     Up {
         /// Nodes.
@@ -82,6 +102,32 @@ fn main() -> ExitCode {
             corpus: guild_devnet::CORPUS.to_string(),
         })
         .map(|_| ()),
+        Command::Chaos {
+            nodes,
+            duration,
+            seed,
+            max_rss_mib,
+            no_disk_full,
+        } => guild_devnet::chaos(guild_devnet::ChaosOptions {
+            exe,
+            root: cli.dir,
+            nodes,
+            duration,
+            seed: seed.unwrap_or_else(time_seed),
+            max_rss_mib,
+            disk_full: !no_disk_full,
+        })
+        .and_then(|r| {
+            if r.violations.is_empty() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "{} invariant violation(s); replay with --seed {}",
+                    r.violations.len(),
+                    r.seed
+                ))
+            }
+        }),
         Command::Up { nodes } => guild_devnet::up(exe, &cli.dir, nodes),
         Command::Down => guild_devnet::down(&cli.dir),
         Command::Status => guild_devnet::status(&cli.dir),
@@ -93,4 +139,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A seed from the clock, for runs that name none.
+fn time_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }

@@ -53,6 +53,19 @@ pub struct Config {
     pub net: guild_net::NetConfig,
     /// Anti-entropy between members' nodes.
     pub sync: SyncConfig,
+    /// Test-only settings (the devnet's chaos run); production configs leave them out.
+    pub testing: TestingConfig,
+}
+
+/// `[testing]`: **test-only** settings, for rehearsing faults on one machine. A production
+/// node leaves the section out; a node started with any of them set says so in its log.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestingConfig {
+    /// Seconds added to the machine's clock for everything the node reads the time for (its
+    /// engine, API and repo service): a node whose clock runs fast (positive) or slow
+    /// (negative). Default 0.
+    pub clock_offset_secs: i64,
 }
 
 /// `[sync]`
@@ -306,6 +319,24 @@ mod tests {
         );
         assert!(!c.net.mdns && !c.net.ip_colocation_penalty);
         assert_eq!(c.http, HttpConfig::default());
+    }
+
+    #[test]
+    fn the_test_only_settings_are_read() {
+        let c: Config = toml::from_str(
+            "[testing]\nclock_offset_secs = -90\n\n[net]\n\n[[net.dial_via]]\n\
+             to = \"127.0.0.1:4001\"\nvia = \"127.0.0.1:5012\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.testing.clock_offset_secs, -90);
+        assert_eq!(
+            c.net.dial_via,
+            vec![guild_net::DialVia {
+                to: "127.0.0.1:4001".parse().unwrap(),
+                via: "127.0.0.1:5012".parse().unwrap(),
+            }]
+        );
+        assert!(toml::from_str::<Config>("[testing]\nclock_offset = 1").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -166,7 +167,16 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
     let net_key = key.clone();
     let gov_store = Arc::new(store.clone());
     // One clock for the engine, the API and the repo service.
-    let clock = Clock::system();
+    let clock = match config.testing.clock_offset_secs {
+        0 => Clock::system(),
+        secs => {
+            tracing::warn!(
+                offset_secs = secs,
+                "test-only setting: this node's clock is shifted by testing.clock_offset_secs"
+            );
+            Clock::offset(Arc::new(AtomicI64::new(secs.saturating_mul(1_000_000))))
+        }
+    };
     let service = Arc::new(
         RepoService::new(Arc::new(store), key, Arc::new(registry))
             .map_err(|e| anyhow::anyhow!("{e}"))?

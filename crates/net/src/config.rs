@@ -10,6 +10,8 @@ use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use serde::Deserialize;
 
+pub use crate::via::DialVia;
+
 /// The shortest idle-connection timeout allowed (protocol.md §5: "idle connection timeout ≥
 /// 60 s"): a quiet collective's topic must not lose its mesh between two ops.
 pub const MIN_IDLE_TIMEOUT_SECS: u64 = 60;
@@ -64,6 +66,11 @@ pub struct NetConfig {
     pub event_capacity: usize,
     /// Peer scoring and banning.
     pub score: ScoreConfig,
+    /// **Test-only**: rewrite every outgoing TCP dial by this table (`[[net.dial_via]]` entries
+    /// `{ to = "127.0.0.1:4001", via = "127.0.0.1:5012" }`) and refuse dials it does not
+    /// cover. The devnet's chaos run uses it to put a TCP proxy on every link. Default empty
+    /// (dials go where they name, and the rewriting transport is not built).
+    pub dial_via: Vec<DialVia>,
 }
 
 /// Peer scoring (gossipsub v1.1) and the ban that follows a low score.
@@ -119,6 +126,7 @@ impl Default for NetConfig {
             command_capacity: 256,
             event_capacity: 1024,
             score: ScoreConfig::default(),
+            dial_via: Vec::new(),
         }
     }
 }

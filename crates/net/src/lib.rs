@@ -42,10 +42,11 @@ pub mod replica;
 pub mod repos;
 mod service_impl;
 mod swarm;
+mod via;
 
 pub use clock::Clock;
 pub use collective::{AppliedOp, Engine, EngineConfig, EngineError, FieldsFn, Status};
-pub use config::{ConfigError, NetConfig, ScoreConfig, TransportKind};
+pub use config::{ConfigError, DialVia, NetConfig, ScoreConfig, TransportKind};
 pub use error::{
     DialError, NetError, PublishError, RequestError, RespondError, Stopped, SubscribeError,
 };

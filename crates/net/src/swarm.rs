@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use libp2p::core::transport::MemoryTransport;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, MemoryTransport};
 use libp2p::core::upgrade::Version;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, TopicHash};
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ProtocolSupport};
@@ -25,6 +26,7 @@ use crate::config::{NetConfig, TransportKind, peer_of};
 use crate::error::{DialError, NetError, PublishError, RequestError, RespondError, SubscribeError};
 use crate::handle::{MsgId, NetEvent, NetHandle, PeerInfo, ResponseToken, Validation};
 use crate::identity::{did_from_peer_id, libp2p_keypair, short_id};
+use crate::via::Via;
 
 /// The request-response protocol.
 pub const SYNC_PROTOCOL: &str = "/guild/sync/1";
@@ -144,8 +146,21 @@ impl Net {
         let idle = config.idle_timeout();
         // Counts every byte of every substream (gossip, requests, identify, ping), in and out.
         let mut registry = libp2p::metrics::Registry::default();
-        let mut swarm = match config.transport {
-            TransportKind::Tcp => {
+        // The memory transport, and TCP through `net.dial_via` (test-only), are built here;
+        // plain TCP by the builder's own `with_tcp`.
+        let other = match config.transport {
+            TransportKind::Tcp if config.dial_via.is_empty() => None,
+            TransportKind::Tcp => Some(secured(
+                Via::new(
+                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true)),
+                    &config.dial_via,
+                ),
+                &keypair,
+            )?),
+            TransportKind::Memory => Some(secured(MemoryTransport::default(), &keypair)?),
+        };
+        let mut swarm = match other {
+            None => {
                 let swarm = SwarmBuilder::with_existing_identity(keypair)
                     .with_tokio()
                     .with_tcp(
@@ -160,16 +175,10 @@ impl Net {
                     .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
                     .build()
             }
-            TransportKind::Memory => {
-                let noise = noise::Config::new(&keypair).map_err(NetError::Noise)?;
+            Some(transport) => {
                 let swarm = SwarmBuilder::with_existing_identity(keypair)
                     .with_tokio()
-                    .with_other_transport(|_| {
-                        MemoryTransport::default()
-                            .upgrade(Version::V1)
-                            .authenticate(noise)
-                            .multiplex(yamux::Config::default())
-                    });
+                    .with_other_transport(|_| transport);
                 let swarm = infallible(swarm)
                     .with_bandwidth_metrics(&mut registry)
                     .with_behaviour(|_| behaviour);
@@ -217,6 +226,27 @@ impl Net {
             event_rx,
         ))
     }
+}
+
+/// `transport` upgraded as the swarm's TCP is (noise, then yamux), and boxed.
+fn secured<T>(
+    transport: T,
+    keypair: &libp2p::identity::Keypair,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetError>
+where
+    T: libp2p::Transport + Send + Unpin + 'static,
+    T::Output: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+    T::Error: Send + Sync + 'static,
+{
+    let noise = noise::Config::new(keypair).map_err(NetError::Noise)?;
+    Ok(transport
+        .upgrade(Version::V1)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
 }
 
 /// The value of a builder step that cannot fail.
