@@ -44,7 +44,7 @@ mod service_impl;
 mod swarm;
 
 pub use clock::Clock;
-pub use collective::{AppliedOp, Engine, EngineConfig, EngineError, FieldsFn, Status};
+pub use collective::{AppliedOp, Engine, EngineConfig, EngineError, FieldsFn, Memberships, Status};
 pub use config::{ConfigError, NetConfig, ScoreConfig, TransportKind};
 pub use error::{
     DialError, NetError, PublishError, RequestError, RespondError, Stopped, SubscribeError,

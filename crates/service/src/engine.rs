@@ -78,6 +78,23 @@ pub struct Status {
     pub peers: Vec<String>,
 }
 
+/// How and when this node's member stopped being a member of a collective.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departed {
+    /// True if a steward or a vote removed them; false if they left.
+    pub removed: bool,
+    /// The date of the leave or remove op (of the certifying seal, for a vote).
+    pub at: Datetime,
+}
+
+/// Membership as the write path reads it: synchronous, from a snapshot the engine keeps up to
+/// date as ops are applied (implemented by `guild_net::Memberships`).
+pub trait Memberships: Send + Sync + std::fmt::Debug + 'static {
+    /// If this node's member was a member of `collective` and is no longer, how and when it
+    /// stopped; `None` for a member, or for a collective the engine does not hold.
+    fn departed(&self, collective: &Cid) -> Option<Departed>;
+}
+
 /// The node's place in the network: its peer id, where it listens, whom it is connected to,
 /// and the bytes its swarm moved since it started.
 #[derive(Debug, Clone, Default, PartialEq)]

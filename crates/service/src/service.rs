@@ -19,6 +19,7 @@ use guild_store::{
 };
 
 use crate::clock::Clock;
+use crate::engine::Memberships;
 use crate::repos::{self, RepoSyncError, Repos};
 
 /// The collection whose `self` record opens every collective (space) repository.
@@ -252,6 +253,9 @@ pub struct RepoService<S> {
     /// Writes are serialised: one commit at a time per node.
     write_lock: Mutex<()>,
     on_commit: OnceLock<CommitHook>,
+    /// Whether this node's member still belongs to each collective (see
+    /// [`RepoService::check_memberships`]).
+    memberships: OnceLock<Arc<dyn Memberships>>,
 }
 
 impl<S> std::fmt::Debug for RepoService<S> {
@@ -303,6 +307,7 @@ impl<S: NodeStore> RepoService<S> {
             clock: Clock::system(),
             write_lock: Mutex::new(()),
             on_commit: OnceLock::new(),
+            memberships: OnceLock::new(),
         })
     }
 
@@ -311,6 +316,15 @@ impl<S: NodeStore> RepoService<S> {
     /// false if one is installed already.
     pub fn on_commit(&self, hook: impl Fn(&Cid, &RepoHead) + Send + Sync + 'static) -> bool {
         self.on_commit.set(Box::new(hook)).is_ok()
+    }
+
+    /// Installs where writes to a collective space learn whether this node's member still
+    /// belongs to the collective: once it left or was removed, its records there reach no
+    /// steward (they replicate members only), so the write is refused rather than kept
+    /// unreplicated without a word. Once only: returns false if one is installed already.
+    /// Without one (offline tools, tests), collective writes are not checked.
+    pub fn check_memberships(&self, memberships: Arc<dyn Memberships>) -> bool {
+        self.memberships.set(memberships).is_ok()
     }
 
     /// The service reading the time from `clock` (default: the system clock); the node passes
@@ -407,6 +421,7 @@ impl<S: NodeStore> RepoService<S> {
         swap_commit: Option<&Cid>,
     ) -> Result<WriteOutcome, ServiceError> {
         self.check_write_request(repo, &writes)?;
+        self.check_still_member(repo)?;
         let validate = if repo.space.is_public() {
             validate
         } else {
@@ -496,6 +511,25 @@ impl<S: NodeStore> RepoService<S> {
             )));
         }
         Ok(())
+    }
+
+    /// A write to a collective space needs its writer to be a member still.
+    fn check_still_member(&self, repo: &RepoKey) -> Result<(), ServiceError> {
+        let Space::Collective(id) = &repo.space else {
+            return Ok(());
+        };
+        match self.memberships.get().and_then(|m| m.departed(id)) {
+            None => Ok(()),
+            Some(d) => Err(ServiceError::InvalidRequest(format!(
+                "you {} collective {id} on {}; records in its space are no longer accepted (stewards replicate members' repos only)",
+                if d.removed {
+                    "were removed from"
+                } else {
+                    "left"
+                },
+                d.at
+            ))),
+        }
     }
 
     /// One write checked and turned into the repo's [`Write`]: its collection and record key
