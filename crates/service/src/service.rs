@@ -1,6 +1,8 @@
 //! The node's repository service: what the XRPC handlers call. It composes the pieces that own
 //! the rules (guild-repo applies writes and signs commits, guild-lexicon validates records,
-//! guild-store persists atomically) and holds none of those rules itself.
+//! guild-store persists atomically) and holds none of those rules itself, but for the few a
+//! lexicon cannot state: the space declaration's, a file's `mimeType` agreeing with its blob's,
+//! and no writes to a collective's space once its member left (see docs/protocol-notes.md).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,6 +26,10 @@ use crate::repos::{self, RepoSyncError, Repos};
 
 /// The collection whose `self` record opens every collective (space) repository.
 pub const SPACE_DECLARATION: &str = "coop.guild.space.declaration";
+
+/// A file work: its `mimeType` (the member's declaration) must agree with its blob's own
+/// `file.mimeType`; the write path checks it, as a lexicon cannot relate two fields.
+pub const FILE_RECORD: &str = "coop.guild.data.file";
 
 /// Why a service call failed; the HTTP layer maps each to an XRPC error.
 #[derive(Debug, thiserror::Error)]
@@ -674,6 +680,9 @@ impl<S: NodeStore> RepoService<S> {
                 self.registry
                     .validate_record(&value)
                     .map_err(|e| invalid(e.to_string()))?;
+                if nsid.as_str() == FILE_RECORD {
+                    check_file_mime_type(&value).map_err(invalid)?;
+                }
             }
             (None, false) => {}
         }
@@ -1030,6 +1039,30 @@ fn check_declaration(value: &Ipld, space: &Cid) -> Result<(), ServiceError> {
             "{SPACE_DECLARATION}/self must name this space's collective ({space})"
         ))),
     }
+}
+
+/// `coop.guild.data.file`'s lexicon says its `mimeType` "must agree with the blob's own
+/// mimeType"; a lexicon cannot say that two fields agree, so the write path checks it here
+/// (media types compared by essence: ASCII case and `;` parameters ignored). Called after the
+/// lexicon passed, so both are strings when present.
+fn check_file_mime_type(value: &Ipld) -> Result<(), String> {
+    let Ipld::Map(m) = value else {
+        return Ok(());
+    };
+    let blob = match m.get("file") {
+        Some(Ipld::Map(f)) => f.get("mimeType"),
+        _ => None,
+    };
+    let (Some(Ipld::String(declared)), Some(Ipld::String(blob))) = (m.get("mimeType"), blob) else {
+        return Ok(());
+    };
+    let essence = |t: &str| t.split(';').next().unwrap_or(t).trim().to_ascii_lowercase();
+    if essence(declared) == essence(blob) {
+        return Ok(());
+    }
+    Err(format!(
+        "mimeType {declared:?} disagrees with the blob's own mimeType {blob:?} (file.mimeType); they must agree"
+    ))
 }
 
 fn poisoned() -> ServiceError {

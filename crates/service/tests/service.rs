@@ -81,6 +81,7 @@ both!(
     collective_spaces_always_validate,
     declaration_cannot_be_deleted_or_replaced,
     writes_refused_after_leaving_the_collective,
+    file_mime_type_must_agree_with_its_blob,
     failed_write_changes_nothing,
     swaps_and_missing_records_change_nothing,
     concurrent_writes_all_land_with_distinct_revs,
@@ -656,6 +657,61 @@ fn writes_refused_after_leaving_the_collective<B: Backend>(b: &B) {
     .unwrap();
     memberships.0.lock().unwrap().clear();
     apply(&svc, &space, vec![create(TEXT, None, text("back"))], None).unwrap();
+}
+
+/// Regression (issue 13, finding 5): a `coop.guild.data.file` whose `mimeType` disagreed with
+/// its blob's own was accepted. It is now refused, naming both, in the public repo and in a
+/// collective space, and changes nothing; an agreeing pair (case and parameters aside) lands.
+fn file_mime_type_must_agree_with_its_blob<B: Backend>(b: &B) {
+    let key = Keypair::generate().unwrap();
+    let svc = service(b.open(), &key);
+    let file = |declared: &str, blob: &str| {
+        json!({
+            "$type": "coop.guild.data.file",
+            "file": {
+                "$type": "blob",
+                "ref": {"$link": "bafkreih2fsgmj4ubo2565vfxg3pvngruy6ong4r6t3cc7ftuwtkgvrvyxa"},
+                "mimeType": blob,
+                "size": 1234,
+            },
+            "mimeType": declared,
+            "createdAt": "2024-05-01T12:00:00.000Z",
+        })
+    };
+    let collective = svc.repo_key(svc.did(), &space()).unwrap();
+    declare_with_text(&svc, &collective, None);
+    let public = svc.repo_key(svc.did(), &Space::Public).unwrap();
+    for repo in [&public, &collective] {
+        let before = snapshot(&svc, repo);
+        match apply(
+            &svc,
+            repo,
+            vec![create(
+                "coop.guild.data.file",
+                None,
+                file("image/png", "image/jpeg"),
+            )],
+            None,
+        ) {
+            Err(ServiceError::InvalidRecord { message, .. }) => {
+                assert!(message.contains("\"image/png\""), "{message}");
+                assert!(message.contains("\"image/jpeg\""), "{message}");
+            }
+            other => panic!("a disagreeing mimeType answered {other:?}"),
+        }
+        assert_eq!(snapshot(&svc, repo), before);
+        apply(
+            &svc,
+            repo,
+            vec![create(
+                "coop.guild.data.file",
+                None,
+                file("audio/FLAC", "audio/flac; rate=48000"),
+            )],
+            None,
+        )
+        .unwrap();
+    }
 }
 
 /// A lexicon violation in the 3rd of 5 writes: the commit is refused and nothing changes.
