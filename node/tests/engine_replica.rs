@@ -535,12 +535,41 @@ async fn a_garbled_car_from_a_peer_is_refused_and_changes_nothing() {
     .await;
     assert_eq!(held(&a, &did(&m), &id), None, "nothing stored");
     assert_eq!(a.store.record_count(&space_key(&did(&m), &id)).unwrap(), 0);
-    // Once the peer stops lying, the same pull succeeds.
+    // Regression (issue 13, finding 1): the refusal shows in the status on both sides, the
+    // steward's (refusing M's repo) and the member's (told by the steward's node).
+    let refusal_of = |n: &Node| {
+        let n_engine = n.engine.clone();
+        async move {
+            n_engine
+                .status(id)
+                .await
+                .unwrap()
+                .replica_refusals
+                .into_iter()
+                .next()
+        }
+    };
+    let (a_did, m_did) = (did(&a), did(&m));
+    for (who, n) in [("the steward", &a), ("the member", &m)] {
+        eventually(&format!("{who}'s status shows the refusal"), || async {
+            refusal_of(n).await.is_some_and(|r| {
+                r.member.as_str() == m_did && r.steward.as_str() == a_did && !r.reason.is_empty()
+            })
+        })
+        .await;
+    }
+    // Once the peer stops lying, the same pull succeeds, and both statuses clear.
     tamper.get().unwrap().garble.store(false, Ordering::SeqCst);
     eventually("the honest CAR is taken", || async {
         held(&a, &did(&m), &id) == held(&m, &did(&m), &id)
     })
     .await;
+    for (who, n) in [("the steward", &a), ("the member", &m)] {
+        eventually(&format!("{who}'s status clears"), || async {
+            refusal_of(n).await.is_none()
+        })
+        .await;
+    }
 }
 
 /// A repo signed by `key` with `records`, as one whole CAR.

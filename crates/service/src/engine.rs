@@ -76,6 +76,25 @@ pub struct Status {
     pub wanted: usize,
     /// Connected peers that are members, by DID.
     pub peers: Vec<String>,
+    /// Members' repos refused as replicas: by this node's steward (of other members' repos),
+    /// and by other stewards (of this node's member's repo, as they told it). The latest
+    /// refusal per member and steward; cleared when a later pull succeeds.
+    pub replica_refusals: Vec<ReplicaRefusal>,
+}
+
+/// A steward's node refusing a member's repo as a replica: the member's new records in the
+/// collective's space do not reach that steward until the repo is fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRefusal {
+    /// The member whose repo is refused.
+    pub member: Did,
+    /// The steward whose node refuses it.
+    pub steward: Did,
+    /// Why (the replica import's error).
+    pub reason: String,
+    /// When this node learnt it (the pull, on the steward's node; the notice, on the
+    /// member's).
+    pub at: Datetime,
 }
 
 /// How and when this node's member stopped being a member of a collective.

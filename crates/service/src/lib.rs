@@ -31,7 +31,7 @@ pub mod service;
 pub use clock::Clock;
 pub use engine::{
     BoxFuture, CollectiveEngine, Departed, EngineError, FieldsFn, Memberships, NodePeers, OpFields,
-    Peer, Status,
+    Peer, ReplicaRefusal, Status,
 };
 pub use repos::{RepoHead, RepoSyncError, Repos};
 pub use service::{

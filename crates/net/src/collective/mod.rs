@@ -288,8 +288,12 @@ struct Task<S> {
     pulls: HashMap<(Cid, Did), Pull>,
     /// The revision of each replica held, as last seen (saves a store read per announcement).
     held: HashMap<(Cid, Did), String>,
-    /// The last refusal of each member's repo as a replica, for the log.
+    /// The last refusal of each member's repo as a replica by this node's steward, for the
+    /// log and the status.
     refusals: pulls::Refusals,
+    /// Stewards' refusals of this node's member's repo, as their nodes told it, by
+    /// (collective, steward).
+    refused_by: HashMap<(Cid, Did), pulls::Refusal>,
     pull_permits: Arc<Semaphore>,
     serve_permits: Arc<Semaphore>,
     exports: Arc<Exports>,
@@ -392,6 +396,7 @@ impl Engine {
             pulls: HashMap::new(),
             held: HashMap::new(),
             refusals: pulls::Refusals::default(),
+            refused_by: HashMap::new(),
             pull_permits: Arc::new(Semaphore::new(config_pulls)),
             serve_permits: Arc::new(Semaphore::new(config_pulls)),
             exports: Arc::new(Exports::default()),

@@ -236,6 +236,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             pending: log.pending_len(),
             wanted: c.driver.wanted().count(),
             peers,
+            replica_refusals: self.replica_refusals(id),
             state,
         })
     }
