@@ -351,6 +351,19 @@ fn print_status(s: &get_status::Output) {
     for p in &s.peers {
         println!("  {p}");
     }
+    for r in &s.replica_refusals {
+        if r.member == s.you {
+            println!(
+                "replica refused by steward {}: {} (since {})",
+                r.steward, r.reason, r.at
+            );
+        } else {
+            println!(
+                "refusing {}'s repo as a replica: {} (since {})",
+                r.member, r.reason, r.at
+            );
+        }
+    }
     println!(
         "sync:       {} ops, {} heads, {} waiting for parents, {} wanted",
         s.sync.ops,

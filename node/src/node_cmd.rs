@@ -282,6 +282,9 @@ impl Node<'_> {
                 tracing::debug!("head not announced now; stewards catch up by heads sync");
             }
         });
+        // A write to a collective's space is refused once this member left or was removed.
+        self.service
+            .check_memberships(Arc::new(engine.memberships()));
         let state = Arc::new(ApiState {
             service: self.service.clone(),
             admin_token: self.admin_token,

@@ -81,6 +81,7 @@ async fn node_with(
     service.on_commit(move |c, h| {
         announcer.announce(*c, h.rev.to_string(), h.commit);
     });
+    service.check_memberships(Arc::new(engine.memberships()));
     Node {
         key,
         net,
@@ -157,30 +158,36 @@ async fn collective(a: &Node, others: &[&Node]) -> Cid {
 
 /// Adds a text record to the member's repo in the collective's space (one commit).
 fn add_text(n: &Node, id: &Cid, body: &str) -> (String, Cid) {
+    let out = try_add_text(n, id, body).unwrap();
+    let r = &out.results[0];
+    let rkey = r.uri.rsplit('/').next().unwrap().to_string();
+    (rkey, r.cid.unwrap())
+}
+
+/// Tries to add a text record to the member's repo in the collective's space.
+fn try_add_text(
+    n: &Node,
+    id: &Cid,
+    body: &str,
+) -> Result<guild_api::WriteOutcome, guild_api::ServiceError> {
     let key = n
         .service
         .repo_key(&did(n), &Space::Collective(*id))
         .unwrap();
-    let out = n
-        .service
-        .apply_writes(
-            &key,
-            vec![WriteOp::Create {
-                collection: "coop.guild.data.text".into(),
-                rkey: None,
-                record: json!({
-                    "$type": "coop.guild.data.text",
-                    "body": body,
-                    "createdAt": "2026-01-01T00:00:00.000Z",
-                }),
-            }],
-            None,
-            None,
-        )
-        .unwrap();
-    let r = &out.results[0];
-    let rkey = r.uri.rsplit('/').next().unwrap().to_string();
-    (rkey, r.cid.unwrap())
+    n.service.apply_writes(
+        &key,
+        vec![WriteOp::Create {
+            collection: "coop.guild.data.text".into(),
+            rkey: None,
+            record: json!({
+                "$type": "coop.guild.data.text",
+                "body": body,
+                "createdAt": "2026-01-01T00:00:00.000Z",
+            }),
+        }],
+        None,
+        None,
+    )
 }
 
 /// Makes `c` a second steward: an election for two seats that everyone wins, closed by the
@@ -438,6 +445,32 @@ async fn non_members_and_removed_members_are_refused() {
         .await
         .unwrap();
     refused_as_non_member(&answer);
+
+    // Regression (issue 13, finding 5): once B's node has the removal, B's own writes to the
+    // collective's space are refused (they would reach no steward), and change nothing.
+    eventually("B's node learns it was removed", || async {
+        b.engine
+            .status(id)
+            .await
+            .is_ok_and(|s| !s.state.members.contains_key(did(&b).as_str()))
+    })
+    .await;
+    let key = b
+        .service
+        .repo_key(&did(&b), &Space::Collective(id))
+        .unwrap();
+    let before = b.store.head(&key).unwrap();
+    let refused = try_add_text(&b, &id, "after the removal");
+    match refused {
+        Err(guild_api::ServiceError::InvalidRequest(m)) => {
+            assert!(m.contains("you were removed from collective"), "{m}");
+            assert!(m.contains("no longer accepted"), "{m}");
+        }
+        other => panic!("a removed member's write answered {other:?}"),
+    }
+    assert_eq!(b.store.head(&key).unwrap(), before);
+    // A's own writes still land.
+    add_text(&a, &id, "after B's removal");
 }
 
 /// A node whose exports can be garbled on demand: a member's node that lies.
@@ -502,12 +535,41 @@ async fn a_garbled_car_from_a_peer_is_refused_and_changes_nothing() {
     .await;
     assert_eq!(held(&a, &did(&m), &id), None, "nothing stored");
     assert_eq!(a.store.record_count(&space_key(&did(&m), &id)).unwrap(), 0);
-    // Once the peer stops lying, the same pull succeeds.
+    // Regression (issue 13, finding 1): the refusal shows in the status on both sides, the
+    // steward's (refusing M's repo) and the member's (told by the steward's node).
+    let refusal_of = |n: &Node| {
+        let n_engine = n.engine.clone();
+        async move {
+            n_engine
+                .status(id)
+                .await
+                .unwrap()
+                .replica_refusals
+                .into_iter()
+                .next()
+        }
+    };
+    let (a_did, m_did) = (did(&a), did(&m));
+    for (who, n) in [("the steward", &a), ("the member", &m)] {
+        eventually(&format!("{who}'s status shows the refusal"), || async {
+            refusal_of(n).await.is_some_and(|r| {
+                r.member.as_str() == m_did && r.steward.as_str() == a_did && !r.reason.is_empty()
+            })
+        })
+        .await;
+    }
+    // Once the peer stops lying, the same pull succeeds, and both statuses clear.
     tamper.get().unwrap().garble.store(false, Ordering::SeqCst);
     eventually("the honest CAR is taken", || async {
         held(&a, &did(&m), &id) == held(&m, &did(&m), &id)
     })
     .await;
+    for (who, n) in [("the steward", &a), ("the member", &m)] {
+        eventually(&format!("{who}'s status clears"), || async {
+            refusal_of(n).await.is_none()
+        })
+        .await;
+    }
 }
 
 /// A repo signed by `key` with `records`, as one whole CAR.

@@ -462,6 +462,16 @@ fn status_output(s: &Status, me: &str) -> get_status::Output {
             pending: count(s.pending),
             wanted: count(s.wanted),
         },
+        replica_refusals: s
+            .replica_refusals
+            .iter()
+            .map(|r| g::ReplicaRefusal {
+                member: r.member.to_string(),
+                steward: r.steward.to_string(),
+                reason: r.reason.clone(),
+                at: r.at.to_string(),
+            })
+            .collect(),
     }
 }
 

@@ -55,14 +55,43 @@ pub enum EncodeError {
 pub struct DataModelError {
     /// JSON-pointer-style path into the value (`/entries/3/title`); `/` is the root.
     pub path: String,
-    /// The rule that was broken.
+    /// Which family of rule was broken, for callers that react to it.
+    pub kind: DataModelErrorKind,
+    /// The rule that was broken, in words.
     pub reason: String,
+}
+
+/// The family of a [`DataModelError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DataModelErrorKind {
+    /// A float (the data model has none; a JSON number with a fraction is one).
+    Float,
+    /// A whole number outside the 64-bit signed range.
+    IntegerOutOfRange,
+    /// Nesting deeper than [`cbor::MAX_DEPTH`].
+    TooDeep,
+    /// Any other rule (`$type`, blobs, links, bytes, record size).
+    Other,
 }
 
 impl DataModelError {
     fn new(path: &Path<'_>, reason: impl Into<String>) -> Self {
+        Self::of_kind(path, DataModelErrorKind::Other, reason)
+    }
+
+    fn of_kind(path: &Path<'_>, kind: DataModelErrorKind, reason: impl Into<String>) -> Self {
         DataModelError {
             path: path.render(),
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    fn at_root(path: &str, reason: impl Into<String>) -> Self {
+        DataModelError {
+            path: path.into(),
+            kind: DataModelErrorKind::Other,
             reason: reason.into(),
         }
     }
@@ -153,17 +182,19 @@ pub fn validate(value: &Ipld) -> Result<(), DataModelError> {
 
 fn validate_at(value: &Ipld, path: &Path<'_>, depth: usize) -> Result<(), DataModelError> {
     if depth > cbor::MAX_DEPTH {
-        return Err(DataModelError::new(
+        return Err(DataModelError::of_kind(
             path,
+            DataModelErrorKind::TooDeep,
             "nesting is deeper than the limit",
         ));
     }
     match value {
-        Ipld::Float(_) => Err(DataModelError::new(path, "floats are not allowed")),
-        Ipld::Integer(i) if i64::try_from(*i).is_err() => Err(DataModelError::new(
+        Ipld::Float(_) => Err(DataModelError::of_kind(
             path,
-            "integer is out of the 64-bit signed range",
+            DataModelErrorKind::Float,
+            "floats are not allowed",
         )),
+        Ipld::Integer(i) if i64::try_from(*i).is_err() => Err(out_of_range(path, i)),
         Ipld::List(items) => {
             for (i, item) in items.iter().enumerate() {
                 validate_at(item, &Path::Index(path, i), depth + 1)?;
@@ -346,40 +377,28 @@ fn check_record_shape(value: &Ipld) -> Result<(), DataModelError> {
 }
 
 fn not_an_object() -> DataModelError {
-    DataModelError {
-        path: "/".into(),
-        reason: "a record must be an object".into(),
-    }
+    DataModelError::at_root("/", "a record must be an object")
 }
 
 /// The record rule on `$type`, whatever the record's representation: present, a string, an
 /// NSID.
 fn check_record_type(t: Field<&str>) -> Result<(), DataModelError> {
     match t {
-        Field::Is(t) => crate::syntax::Nsid::parse(t)
-            .map(|_| ())
-            .map_err(|e| DataModelError {
-                path: "/$type".into(),
-                reason: format!("record $type must be an NSID: {e}"),
-            }),
-        Field::Wrong => Err(DataModelError {
-            path: "/$type".into(),
-            reason: "$type must be a string".into(),
+        Field::Is(t) => crate::syntax::Nsid::parse(t).map(|_| ()).map_err(|e| {
+            DataModelError::at_root("/$type", format!("record $type must be an NSID: {e}"))
         }),
-        Field::Absent => Err(DataModelError {
-            path: "/".into(),
-            reason: "a record must have a $type".into(),
-        }),
+        Field::Wrong => Err(DataModelError::at_root("/$type", "$type must be a string")),
+        Field::Absent => Err(DataModelError::at_root("/", "a record must have a $type")),
     }
 }
 
 /// The record size rule.
 fn check_record_size(len: usize) -> Result<(), DataModelError> {
     if len > MAX_RECORD_BYTES {
-        return Err(DataModelError {
-            path: "/".into(),
-            reason: format!("record is {len} bytes; the limit is {MAX_RECORD_BYTES}"),
-        });
+        return Err(DataModelError::at_root(
+            "/",
+            format!("record is {len} bytes; the limit is {MAX_RECORD_BYTES}"),
+        ));
     }
     Ok(())
 }
@@ -399,8 +418,9 @@ fn json_to_ipld(
 ) -> Result<Ipld, DataModelError> {
     use serde_json::Value as J;
     if depth > cbor::MAX_DEPTH {
-        return Err(DataModelError::new(
+        return Err(DataModelError::of_kind(
             path,
+            DataModelErrorKind::TooDeep,
             "nesting is deeper than the limit",
         ));
     }
@@ -471,11 +491,8 @@ fn json_integer(n: &serde_json::Number, path: &Path<'_>) -> Result<i64, DataMode
     if let Some(i) = n.as_i64() {
         return Ok(i);
     }
-    if n.is_u64() {
-        return Err(DataModelError::new(
-            path,
-            "integer is out of the 64-bit signed range",
-        ));
+    if let Some(u) = n.as_u64() {
+        return Err(out_of_range(path, u));
     }
     match n.as_f64() {
         Some(f)
@@ -485,8 +502,29 @@ fn json_integer(n: &serde_json::Number, path: &Path<'_>) -> Result<i64, DataMode
         {
             Ok(f as i64)
         }
-        _ => Err(DataModelError::new(path, "floats are not allowed")),
+        // A whole number beyond what u64 holds reaches us as an f64 (serde_json parses
+        // `18446744073709551616` so); it is an integer out of range, not a float. `{:.0}` prints
+        // the f64's exact value, which is the written number when it is a power of two.
+        Some(f) if f.is_finite() && f.fract() == 0.0 && !(-I64_BOUND..I64_BOUND).contains(&f) => {
+            Err(out_of_range(path, format_args!("{f:.0}")))
+        }
+        _ => Err(DataModelError::of_kind(
+            path,
+            DataModelErrorKind::Float,
+            "floats are not allowed",
+        )),
     }
+}
+
+/// 2^63 as an f64: whole numbers in `[-2^63, 2^63)` fit in an `i64`.
+const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+
+fn out_of_range(path: &Path<'_>, n: impl std::fmt::Display) -> DataModelError {
+    DataModelError::of_kind(
+        path,
+        DataModelErrorKind::IntegerOutOfRange,
+        format!("integer {n} is outside the AT data model's 64-bit signed range"),
+    )
 }
 
 fn write_json(
@@ -497,8 +535,9 @@ fn write_json(
 ) -> Result<(), DataModelError> {
     use serde_json::Value as J;
     if depth > cbor::MAX_DEPTH {
-        return Err(DataModelError::new(
+        return Err(DataModelError::of_kind(
             path,
+            DataModelErrorKind::TooDeep,
             "nesting is deeper than the limit",
         ));
     }
@@ -690,6 +729,38 @@ mod tests {
         assert_eq!(to_json(&v), j);
         let bytes = encode(&v).unwrap();
         assert_eq!(decode(&bytes).unwrap(), v);
+    }
+
+    #[test]
+    fn integers_beyond_i64_are_named_as_such_not_as_floats() {
+        // Regression (issue 13, finding 5): 2^64 was reported as "floats are not allowed".
+        for text in [
+            "18446744073709551616",
+            "9223372036854775808",
+            "-1e19",
+            "1e30",
+        ] {
+            let j: serde_json::Value =
+                serde_json::from_str(&format!(r#"{{"$type": "com.example.a", "n": {text}}}"#))
+                    .unwrap();
+            for e in [from_json(&j).unwrap_err(), json_to_cbor(&j).unwrap_err()] {
+                assert_eq!(e.kind, DataModelErrorKind::IntegerOutOfRange, "{text}: {e}");
+                assert_eq!(e.path, "/n");
+                assert!(e.reason.contains("64-bit signed range"), "{e}");
+            }
+        }
+        let j: serde_json::Value = serde_json::from_str(r#"{"n": 18446744073709551616}"#).unwrap();
+        assert_eq!(
+            from_json(&j).unwrap_err().to_string(),
+            "integer 18446744073709551616 is outside the AT data model's 64-bit signed range at /n"
+        );
+        let e = from_json(&json!({"n": 1.5})).unwrap_err();
+        assert_eq!(e.kind, DataModelErrorKind::Float);
+        let big = Ipld::Integer(i128::from(u64::MAX) + 1);
+        assert_eq!(
+            validate(&big).unwrap_err().kind,
+            DataModelErrorKind::IntegerOutOfRange
+        );
     }
 
     #[test]

@@ -509,7 +509,7 @@ impl Validator<'_> {
     pub(crate) fn data_model(value: &Ipld) -> Result<(), ValidationError> {
         guild_core::data::validate(value).map_err(|e| ValidationError::Invalid {
             path: e.path,
-            rule: if e.reason.contains("deeper") {
+            rule: if e.kind == guild_core::data::DataModelErrorKind::TooDeep {
                 Rule::TooDeep
             } else {
                 Rule::DataModel(e.reason)

@@ -45,7 +45,7 @@ mod swarm;
 mod via;
 
 pub use clock::Clock;
-pub use collective::{AppliedOp, Engine, EngineConfig, EngineError, FieldsFn, Status};
+pub use collective::{AppliedOp, Engine, EngineConfig, EngineError, FieldsFn, Memberships, Status};
 pub use config::{ConfigError, DialVia, NetConfig, ScoreConfig, TransportKind};
 pub use error::{
     DialError, NetError, PublishError, RequestError, RespondError, Stopped, SubscribeError,

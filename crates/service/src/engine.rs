@@ -76,6 +76,42 @@ pub struct Status {
     pub wanted: usize,
     /// Connected peers that are members, by DID.
     pub peers: Vec<String>,
+    /// Members' repos refused as replicas: by this node's steward (of other members' repos),
+    /// and by other stewards (of this node's member's repo, as they told it). The latest
+    /// refusal per member and steward; cleared when a later pull succeeds.
+    pub replica_refusals: Vec<ReplicaRefusal>,
+}
+
+/// A steward's node refusing a member's repo as a replica: the member's new records in the
+/// collective's space do not reach that steward until the repo is fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRefusal {
+    /// The member whose repo is refused.
+    pub member: Did,
+    /// The steward whose node refuses it.
+    pub steward: Did,
+    /// Why (the replica import's error).
+    pub reason: String,
+    /// When this node learnt it (the pull, on the steward's node; the notice, on the
+    /// member's).
+    pub at: Datetime,
+}
+
+/// How and when this node's member stopped being a member of a collective.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departed {
+    /// True if a steward or a vote removed them; false if they left.
+    pub removed: bool,
+    /// The date of the leave or remove op (of the certifying seal, for a vote).
+    pub at: Datetime,
+}
+
+/// Membership as the write path reads it: synchronous, from a snapshot the engine keeps up to
+/// date as ops are applied (implemented by `guild_net::Memberships`).
+pub trait Memberships: Send + Sync + std::fmt::Debug + 'static {
+    /// If this node's member was a member of `collective` and is no longer, how and when it
+    /// stopped; `None` for a member, or for a collective the engine does not hold.
+    fn departed(&self, collective: &Cid) -> Option<Departed>;
 }
 
 /// The node's place in the network: its peer id, where it listens, whom it is connected to,

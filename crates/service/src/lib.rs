@@ -30,7 +30,8 @@ pub mod service;
 
 pub use clock::Clock;
 pub use engine::{
-    BoxFuture, CollectiveEngine, EngineError, FieldsFn, NodePeers, OpFields, Peer, Status,
+    BoxFuture, CollectiveEngine, Departed, EngineError, FieldsFn, Memberships, NodePeers, OpFields,
+    Peer, ReplicaRefusal, Status,
 };
 pub use repos::{RepoHead, RepoSyncError, Repos};
 pub use service::{

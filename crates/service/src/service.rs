@@ -1,6 +1,8 @@
 //! The node's repository service: what the XRPC handlers call. It composes the pieces that own
 //! the rules (guild-repo applies writes and signs commits, guild-lexicon validates records,
-//! guild-store persists atomically) and holds none of those rules itself.
+//! guild-store persists atomically) and holds none of those rules itself, but for the few a
+//! lexicon cannot state: the space declaration's, a file's `mimeType` agreeing with its blob's,
+//! and no writes to a collective's space once its member left (see docs/protocol-notes.md).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,10 +21,15 @@ use guild_store::{
 };
 
 use crate::clock::Clock;
+use crate::engine::Memberships;
 use crate::repos::{self, RepoSyncError, Repos};
 
 /// The collection whose `self` record opens every collective (space) repository.
 pub const SPACE_DECLARATION: &str = "coop.guild.space.declaration";
+
+/// A file work: its `mimeType` (the member's declaration) must agree with its blob's own
+/// `file.mimeType`; the write path checks it, as a lexicon cannot relate two fields.
+pub const FILE_RECORD: &str = "coop.guild.data.file";
 
 /// Why a service call failed; the HTTP layer maps each to an XRPC error.
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +259,9 @@ pub struct RepoService<S> {
     /// Writes are serialised: one commit at a time per node.
     write_lock: Mutex<()>,
     on_commit: OnceLock<CommitHook>,
+    /// Whether this node's member still belongs to each collective (see
+    /// [`RepoService::check_memberships`]).
+    memberships: OnceLock<Arc<dyn Memberships>>,
 }
 
 impl<S> std::fmt::Debug for RepoService<S> {
@@ -303,6 +313,7 @@ impl<S: NodeStore> RepoService<S> {
             clock: Clock::system(),
             write_lock: Mutex::new(()),
             on_commit: OnceLock::new(),
+            memberships: OnceLock::new(),
         })
     }
 
@@ -311,6 +322,15 @@ impl<S: NodeStore> RepoService<S> {
     /// false if one is installed already.
     pub fn on_commit(&self, hook: impl Fn(&Cid, &RepoHead) + Send + Sync + 'static) -> bool {
         self.on_commit.set(Box::new(hook)).is_ok()
+    }
+
+    /// Installs where writes to a collective space learn whether this node's member still
+    /// belongs to the collective: once it left or was removed, its records there reach no
+    /// steward (they replicate members only), so the write is refused rather than kept
+    /// unreplicated without a word. Once only: returns false if one is installed already.
+    /// Without one (offline tools, tests), collective writes are not checked.
+    pub fn check_memberships(&self, memberships: Arc<dyn Memberships>) -> bool {
+        self.memberships.set(memberships).is_ok()
     }
 
     /// The service reading the time from `clock` (default: the system clock); the node passes
@@ -407,6 +427,7 @@ impl<S: NodeStore> RepoService<S> {
         swap_commit: Option<&Cid>,
     ) -> Result<WriteOutcome, ServiceError> {
         self.check_write_request(repo, &writes)?;
+        self.check_still_member(repo)?;
         let validate = if repo.space.is_public() {
             validate
         } else {
@@ -496,6 +517,25 @@ impl<S: NodeStore> RepoService<S> {
             )));
         }
         Ok(())
+    }
+
+    /// A write to a collective space needs its writer to be a member still.
+    fn check_still_member(&self, repo: &RepoKey) -> Result<(), ServiceError> {
+        let Space::Collective(id) = &repo.space else {
+            return Ok(());
+        };
+        match self.memberships.get().and_then(|m| m.departed(id)) {
+            None => Ok(()),
+            Some(d) => Err(ServiceError::InvalidRequest(format!(
+                "you {} collective {id} on {}; records in its space are no longer accepted (stewards replicate members' repos only)",
+                if d.removed {
+                    "were removed from"
+                } else {
+                    "left"
+                },
+                d.at
+            ))),
+        }
     }
 
     /// One write checked and turned into the repo's [`Write`]: its collection and record key
@@ -640,6 +680,9 @@ impl<S: NodeStore> RepoService<S> {
                 self.registry
                     .validate_record(&value)
                     .map_err(|e| invalid(e.to_string()))?;
+                if nsid.as_str() == FILE_RECORD {
+                    check_file_mime_type(&value).map_err(invalid)?;
+                }
             }
             (None, false) => {}
         }
@@ -996,6 +1039,30 @@ fn check_declaration(value: &Ipld, space: &Cid) -> Result<(), ServiceError> {
             "{SPACE_DECLARATION}/self must name this space's collective ({space})"
         ))),
     }
+}
+
+/// `coop.guild.data.file`'s lexicon says its `mimeType` "must agree with the blob's own
+/// mimeType"; a lexicon cannot say that two fields agree, so the write path checks it here
+/// (media types compared by essence: ASCII case and `;` parameters ignored). Called after the
+/// lexicon passed, so both are strings when present.
+fn check_file_mime_type(value: &Ipld) -> Result<(), String> {
+    let Ipld::Map(m) = value else {
+        return Ok(());
+    };
+    let blob = match m.get("file") {
+        Some(Ipld::Map(f)) => f.get("mimeType"),
+        _ => None,
+    };
+    let (Some(Ipld::String(declared)), Some(Ipld::String(blob))) = (m.get("mimeType"), blob) else {
+        return Ok(());
+    };
+    let essence = |t: &str| t.split(';').next().unwrap_or(t).trim().to_ascii_lowercase();
+    if essence(declared) == essence(blob) {
+        return Ok(());
+    }
+    Err(format!(
+        "mimeType {declared:?} disagrees with the blob's own mimeType {blob:?} (file.mimeType); they must agree"
+    ))
 }
 
 fn poisoned() -> ServiceError {

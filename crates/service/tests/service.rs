@@ -9,10 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Barrier};
 
 use guild_core::Keypair;
-use guild_core::syntax::{Nsid, RecordKey, Tid};
+use guild_core::syntax::{Datetime, Nsid, RecordKey, Tid};
 use guild_lexicon::Registry;
 use guild_repo::{Repo, Write, read_car, verify_car, verify_proof};
-use guild_service::{NodeStore, RepoService, ServiceError, WriteOp, WriteOutcome};
+use guild_service::{
+    Departed, Memberships, NodeStore, RepoService, ServiceError, WriteOp, WriteOutcome,
+};
 use guild_store::{IndexOp, MemoryStore, RepoHead, RepoKey, RepoStore, SledStore, Space, Staged};
 use serde_json::{Value, json};
 
@@ -78,6 +80,8 @@ both!(
     validate_flag_on_the_public_repo,
     collective_spaces_always_validate,
     declaration_cannot_be_deleted_or_replaced,
+    writes_refused_after_leaving_the_collective,
+    file_mime_type_must_agree_with_its_blob,
     failed_write_changes_nothing,
     swaps_and_missing_records_change_nothing,
     concurrent_writes_all_land_with_distinct_revs,
@@ -600,6 +604,114 @@ fn declaration_cannot_be_deleted_or_replaced<B: Backend>(b: &B) {
     same["createdAt"] = json!("2024-06-01T12:00:00.000Z");
     apply(&svc, &space, vec![put(DECL, "self", same)], None).unwrap();
     assert_eq!(svc.store().record_count(&space).unwrap(), 2);
+}
+
+/// Membership as a test sets it: departed from the collectives in the map.
+#[derive(Debug, Default)]
+struct FakeMemberships(std::sync::Mutex<BTreeMap<String, Departed>>);
+
+impl Memberships for FakeMemberships {
+    fn departed(&self, collective: &guild_core::Cid) -> Option<Departed> {
+        self.0.lock().unwrap().get(&collective.to_string()).cloned()
+    }
+}
+
+/// Regression (issue 13, finding 5): a member who left (or was removed) could still write to
+/// the collective's space, and those records were never replicated, without a word. Such a
+/// write is now refused, names the collective and the date, and changes nothing; the public
+/// repo is not affected.
+fn writes_refused_after_leaving_the_collective<B: Backend>(b: &B) {
+    let key = Keypair::generate().unwrap();
+    let svc = service(b.open(), &key);
+    let memberships = Arc::new(FakeMemberships::default());
+    assert!(svc.check_memberships(memberships.clone()));
+    let space = svc.repo_key(svc.did(), &space()).unwrap();
+    declare_with_text(&svc, &space, None);
+    let before = snapshot(&svc, &space);
+    for (removed, how) in [(false, "you left"), (true, "you were removed from")] {
+        memberships.0.lock().unwrap().insert(
+            SPACE.to_string(),
+            Departed {
+                removed,
+                at: Datetime::parse("2025-02-03T04:05:06.000Z").unwrap(),
+            },
+        );
+        match apply(&svc, &space, vec![create(TEXT, None, text("after"))], None) {
+            Err(ServiceError::InvalidRequest(m)) => {
+                assert!(m.contains(how), "{m}");
+                assert!(m.contains(SPACE), "{m}");
+                assert!(m.contains("2025-02-03T04:05:06.000Z"), "{m}");
+                assert!(m.contains("no longer accepted"), "{m}");
+            }
+            other => panic!("a departed member's write answered {other:?}"),
+        }
+        assert_eq!(snapshot(&svc, &space), before);
+    }
+    let public = svc.repo_key(svc.did(), &Space::Public).unwrap();
+    apply(
+        &svc,
+        &public,
+        vec![create(TEXT, None, text("public"))],
+        None,
+    )
+    .unwrap();
+    memberships.0.lock().unwrap().clear();
+    apply(&svc, &space, vec![create(TEXT, None, text("back"))], None).unwrap();
+}
+
+/// Regression (issue 13, finding 5): a `coop.guild.data.file` whose `mimeType` disagreed with
+/// its blob's own was accepted. It is now refused, naming both, in the public repo and in a
+/// collective space, and changes nothing; an agreeing pair (case and parameters aside) lands.
+fn file_mime_type_must_agree_with_its_blob<B: Backend>(b: &B) {
+    let key = Keypair::generate().unwrap();
+    let svc = service(b.open(), &key);
+    let file = |declared: &str, blob: &str| {
+        json!({
+            "$type": "coop.guild.data.file",
+            "file": {
+                "$type": "blob",
+                "ref": {"$link": "bafkreih2fsgmj4ubo2565vfxg3pvngruy6ong4r6t3cc7ftuwtkgvrvyxa"},
+                "mimeType": blob,
+                "size": 1234,
+            },
+            "mimeType": declared,
+            "createdAt": "2024-05-01T12:00:00.000Z",
+        })
+    };
+    let collective = svc.repo_key(svc.did(), &space()).unwrap();
+    declare_with_text(&svc, &collective, None);
+    let public = svc.repo_key(svc.did(), &Space::Public).unwrap();
+    for repo in [&public, &collective] {
+        let before = snapshot(&svc, repo);
+        match apply(
+            &svc,
+            repo,
+            vec![create(
+                "coop.guild.data.file",
+                None,
+                file("image/png", "image/jpeg"),
+            )],
+            None,
+        ) {
+            Err(ServiceError::InvalidRecord { message, .. }) => {
+                assert!(message.contains("\"image/png\""), "{message}");
+                assert!(message.contains("\"image/jpeg\""), "{message}");
+            }
+            other => panic!("a disagreeing mimeType answered {other:?}"),
+        }
+        assert_eq!(snapshot(&svc, repo), before);
+        apply(
+            &svc,
+            repo,
+            vec![create(
+                "coop.guild.data.file",
+                None,
+                file("audio/FLAC", "audio/flac; rate=48000"),
+            )],
+            None,
+        )
+        .unwrap();
+    }
 }
 
 /// A lexicon violation in the 3rd of 5 writes: the commit is refused and nothing changes.

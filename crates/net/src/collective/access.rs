@@ -44,6 +44,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             Request::Fetch { invite, secret } => self.serve_fetch(id, peer, did, &invite, &secret),
             Request::Addrs(_) => self.serve_addrs(id, peer, did).await,
             Request::Submit(bytes) => self.serve_submit(id, peer, did, &bytes).await,
+            Request::ReplicaVerdict { refused } => self.serve_verdict(id, did, refused),
             Request::RepoHeads(_) | Request::Repo { .. } => Err("not a sync request".into()),
         };
         result.unwrap_or_else(Reply::Refused)

@@ -76,6 +76,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 Action::Send { to, msg } => self.send(id, to, &msg),
                 Action::Applied(op) => {
                     self.dirty.insert(id);
+                    self.refresh_membership(&id);
                     // No receiver is fine: nobody is watching.
                     let _ = self.applied.send(AppliedOp {
                         collective: id,

@@ -136,6 +136,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
     pub(super) fn abandon(&mut self, id: &Cid) {
         if self.joining.remove(id) {
             self.collectives.remove(id);
+            self.refresh_membership(id);
             self.dirty.remove(id);
             self.wakes.remove(id);
         }

@@ -135,7 +135,7 @@ impl Default for EngineConfig {
 
 /// The engine's answers and errors are guild-service's (the API reads them through
 /// `guild_service::CollectiveEngine`, which [`crate::NetCollectives`] implements).
-pub use guild_service::{EngineError, FieldsFn, Status};
+pub use guild_service::{Departed, EngineError, FieldsFn, Status};
 
 enum Cmd {
     Create(CharterParams, oneshot::Sender<Result<Cid, EngineError>>),
@@ -192,6 +192,37 @@ struct Pull {
     again: Option<(Option<String>, Vec<PeerId>)>,
 }
 
+/// This node's member's departures from the collectives it holds, as the engine last saw them:
+/// the synchronous view the repo service's write path reads (`guild_service::Memberships`),
+/// refreshed whenever an op enters a log. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Memberships(Arc<std::sync::RwLock<HashMap<Cid, Departed>>>);
+
+impl guild_service::Memberships for Memberships {
+    fn departed(&self, collective: &Cid) -> Option<Departed> {
+        // A poisoned lock only means a writer panicked mid-insert of a whole value.
+        let map = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(collective).cloned()
+    }
+}
+
+impl Memberships {
+    /// Sets (or clears) the departure recorded for `collective`.
+    fn set(&self, collective: Cid, departed: Option<Departed>) {
+        let mut map = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match departed {
+            Some(d) => map.insert(collective, d),
+            None => map.remove(&collective),
+        };
+    }
+}
+
 /// The refusal a non-member gets.
 pub const NOT_A_MEMBER: &str = "not-a-member";
 
@@ -202,6 +233,7 @@ pub struct Engine {
     net: NetHandle,
     join_timeout: Duration,
     applied: broadcast::Sender<AppliedOp>,
+    memberships: Memberships,
 }
 
 /// An op that entered one of the engine's logs (see [`Engine::applied`]).
@@ -256,8 +288,12 @@ struct Task<S> {
     pulls: HashMap<(Cid, Did), Pull>,
     /// The revision of each replica held, as last seen (saves a store read per announcement).
     held: HashMap<(Cid, Did), String>,
-    /// The last refusal of each member's repo as a replica, for the log.
+    /// The last refusal of each member's repo as a replica by this node's steward, for the
+    /// log and the status.
     refusals: pulls::Refusals,
+    /// Stewards' refusals of this node's member's repo, as their nodes told it, by
+    /// (collective, steward).
+    refused_by: HashMap<(Cid, Did), pulls::Refusal>,
     pull_permits: Arc<Semaphore>,
     serve_permits: Arc<Semaphore>,
     exports: Arc<Exports>,
@@ -273,6 +309,8 @@ struct Task<S> {
     cut_off: HashMap<PeerId, (Vec<Multiaddr>, Instant)>,
     /// When each collective's driver asked to be woken ([`Action::Wake`]).
     wakes: BTreeMap<Cid, i64>,
+    /// This member's departures, for the repo service's write path.
+    memberships: Memberships,
 }
 
 impl Engine {
@@ -336,6 +374,7 @@ impl Engine {
             .checked_sub(config.redial)
             .unwrap_or_else(Instant::now);
         let config_pulls = config.max_pulls_in_flight.max(1);
+        let memberships = Memberships::default();
         let mut task = Task {
             key,
             me,
@@ -357,6 +396,7 @@ impl Engine {
             pulls: HashMap::new(),
             held: HashMap::new(),
             refusals: pulls::Refusals::default(),
+            refused_by: HashMap::new(),
             pull_permits: Arc::new(Semaphore::new(config_pulls)),
             serve_permits: Arc::new(Semaphore::new(config_pulls)),
             exports: Arc::new(Exports::default()),
@@ -365,7 +405,12 @@ impl Engine {
             repo_sync_turn: 0,
             replicating: BTreeSet::new(),
             cut_off: HashMap::new(),
+            memberships: memberships.clone(),
         };
+        let ids: Vec<Cid> = task.collectives.keys().copied().collect();
+        for id in ids {
+            task.refresh_membership(&id);
+        }
         task.subscribe_all().await;
         tokio::spawn(task.run(rx, events, internal_rx));
         Ok(Engine {
@@ -373,7 +418,15 @@ impl Engine {
             net,
             join_timeout,
             applied,
+            memberships,
         })
+    }
+
+    /// Whether this node's member still belongs to each collective, read synchronously (the
+    /// node installs it in its repo service, which refuses writes to a collective's space once
+    /// its member left or was removed).
+    pub fn memberships(&self) -> Memberships {
+        self.memberships.clone()
     }
 
     /// Notices of the ops entering this node's logs from now on (local writes, gossip,

@@ -7,17 +7,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use guild_core::Cid;
-use guild_core::syntax::Did;
+use guild_core::syntax::{Datetime, Did};
 use guild_gov::{OpStore, Role};
 use libp2p::PeerId;
 use tracing::{debug, info, warn};
 
-use super::wire::{Announcement, Flag, Reply, Request, WireError};
+use super::wire::{Announcement, Flag, MAX_REASON_BYTES, Reply, Request, WireError};
 use super::{Internal, NOT_A_MEMBER, Pull, Task, collective_of, topic};
 use crate::handle::{ResponseToken, Validation};
 use crate::identity::did_from_peer_id;
 use crate::replica::{self, PullLimits};
 use crate::repos::RepoHead;
+use guild_service::ReplicaRefusal;
 
 impl<S: OpStore + Send + Sync + 'static> Task<S> {
     /// Whether this node keeps replicas of the collective's members' repos: it has repos to
@@ -230,19 +231,29 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         if let PullOutcome::Held(Some(rev)) = &outcome {
             self.held.insert(key.clone(), rev.clone());
         }
-        match self.refusals.note(&key, &outcome) {
+        let now = self.now();
+        match self.refusals.note(&key, &outcome, now) {
             Some(Change::Refused(reason)) => warn!(
                 collective = %key.0,
                 did = %key.1,
                 reason = %reason,
                 "this steward's node refuses the member's repo as a replica: its new records don't reach this node until the member's repo is fixed"
             ),
-            Some(Change::Accepted) => info!(
-                collective = %key.0,
-                did = %key.1,
-                "the member's repo, refused before, is accepted as a replica again"
-            ),
+            Some(Change::Accepted) => {
+                info!(
+                    collective = %key.0,
+                    did = %key.1,
+                    "the member's repo, refused before, is accepted as a replica again"
+                );
+                self.tell_member(key.0, &key.1, None);
+            }
             None => {}
+        }
+        // Every refusal is told (not only a new reason): the member's node may have been
+        // away when the first was. Pulls run on the member's announcements and heads syncs,
+        // so this is no more frequent than they are.
+        if let PullOutcome::Refused(reason) = &outcome {
+            self.tell_member(key.0, &key.1, Some(reason.clone()));
         }
         if let Some(Pull {
             again: Some((rev, peers)),
@@ -250,6 +261,100 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         {
             self.want_pull(key.0, key.1, rev, peers);
         }
+    }
+
+    /// Tells a member's node how this steward's node judged its repo as a replica: refused,
+    /// and why, or accepted again. Best effort: a member's node that is not reachable now
+    /// hears of the next refusal.
+    fn tell_member(&self, collective: Cid, member: &Did, refused: Option<String>) {
+        let Ok(peer) = crate::identity::peer_id_from_did(member.as_str()) else {
+            return;
+        };
+        let mut refused = refused;
+        if let Some(r) = refused.as_mut() {
+            truncate_reason(r);
+        }
+        let body = match (Request::ReplicaVerdict { refused }).encode() {
+            Ok(body) => body,
+            Err(e) => {
+                warn!(error = %e, "could not encode a replica verdict");
+                return;
+            }
+        };
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            if let Err(e) = net.request(peer, &topic(&collective), body).await {
+                debug!(peer = %peer, error = %e, "the member's node was not told of its replica");
+            }
+        });
+    }
+
+    /// A steward's verdict on this member's repo as a replica, from the steward's node
+    /// (`did` is the requester's, from its connection's peer id): kept for the status while it
+    /// is a refusal, forgotten when accepted. Only a current steward's verdict counts.
+    pub(super) fn serve_verdict(
+        &mut self,
+        id: Cid,
+        did: Option<&str>,
+        refused: Option<String>,
+    ) -> Result<Reply, String> {
+        let steward = did
+            .filter(|d| {
+                self.am_member(&id)
+                    && self
+                        .collectives
+                        .get(&id)
+                        .is_some_and(|c| c.driver.log().state_ref().role(d) == Some(Role::Steward))
+            })
+            .and_then(|d| Did::parse(d).ok())
+            .ok_or_else(|| "not-a-steward".to_string())?;
+        let key = (id, steward);
+        match refused {
+            Some(reason) => {
+                if self.refused_by.get(&key).map(|r| &r.reason) != Some(&reason) {
+                    warn!(
+                        collective = %id,
+                        steward = %key.1,
+                        reason = %reason,
+                        "a steward's node refuses this member's repo as a replica: new records in the collective's space don't reach it"
+                    );
+                }
+                let at = self.now();
+                self.refused_by.insert(key, Refusal { reason, at });
+            }
+            None => {
+                if self.refused_by.remove(&key).is_some() {
+                    info!(collective = %id, steward = %key.1, "a steward's node accepts this member's repo again");
+                }
+            }
+        }
+        Ok(Reply::Ops(Vec::new()))
+    }
+
+    /// The refusals of members' repos as replicas in a collective, both ways: by this node's
+    /// steward, and of this node's member's repo by other stewards.
+    pub(super) fn replica_refusals(&self, id: &Cid) -> Vec<ReplicaRefusal> {
+        let Ok(me) = Did::parse(&self.me) else {
+            return Vec::new();
+        };
+        let refusal = |member: &Did, steward: &Did, r: &Refusal| ReplicaRefusal {
+            member: member.clone(),
+            steward: steward.clone(),
+            reason: r.reason.clone(),
+            at: Datetime::from_unix_micros(r.at),
+        };
+        let mine = self
+            .refusals
+            .0
+            .iter()
+            .filter(|((c, _), _)| c == id)
+            .map(|((_, member), r)| refusal(member, &me, r));
+        let theirs = self
+            .refused_by
+            .iter()
+            .filter(|((c, _), _)| c == id)
+            .map(|((_, steward), r)| refusal(&me, steward, r));
+        mine.chain(theirs).collect()
     }
 
     /// A peer told which repos it holds: pull those of members newer than the replicas.
@@ -324,26 +429,58 @@ pub(super) enum Change {
     Accepted,
 }
 
-/// The last refusal of each member's repo, so that a refusal is logged (at `warn`) when it
-/// first happens or its reason changes, not on each of the pulls that repeat it.
+/// A refusal of a member's repo as a replica: why, and when (microseconds since the epoch,
+/// by the engine's clock) it was last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub(super) reason: String,
+    pub(super) at: i64,
+}
+
+/// The last refusal of each member's repo, for the status, and so that a refusal is logged
+/// (at `warn`) when it first happens or its reason changes, not on each of the pulls that
+/// repeat it.
 #[derive(Debug, Default)]
-pub(super) struct Refusals(HashMap<(Cid, Did), String>);
+pub(super) struct Refusals(HashMap<(Cid, Did), Refusal>);
 
 impl Refusals {
-    /// Notes a pull's outcome; the change to report, if any. A pull that reached no repo
-    /// changes nothing.
-    pub(super) fn note(&mut self, key: &(Cid, Did), outcome: &PullOutcome) -> Option<Change> {
+    /// Notes a pull's outcome at `now`; the change to report, if any. A pull that reached no
+    /// repo changes nothing.
+    pub(super) fn note(
+        &mut self,
+        key: &(Cid, Did),
+        outcome: &PullOutcome,
+        now: i64,
+    ) -> Option<Change> {
         match outcome {
             PullOutcome::Refused(reason) => {
-                if self.0.get(key) == Some(reason) {
+                let old = self.0.insert(
+                    key.clone(),
+                    Refusal {
+                        reason: reason.clone(),
+                        at: now,
+                    },
+                );
+                if old.is_some_and(|o| o.reason == *reason) {
                     return None;
                 }
-                self.0.insert(key.clone(), reason.clone());
                 Some(Change::Refused(reason.clone()))
             }
             PullOutcome::Held(_) => self.0.remove(key).map(|_| Change::Accepted),
             PullOutcome::Failed => None,
         }
+    }
+}
+
+/// Cuts a refusal's reason to what a verdict may carry ([`MAX_REASON_BYTES`]), on a
+/// character boundary.
+fn truncate_reason(reason: &mut String) {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
     }
 }
 
@@ -360,34 +497,34 @@ mod tests {
         let a = (collective, Did::parse("did:key:z6MkAlice").unwrap());
         let b = (collective, Did::parse("did:key:z6MkBob").unwrap());
         let gone = PullOutcome::Refused("no space declaration".into());
-        assert_eq!(r.note(&a, &PullOutcome::Held(None)), None);
+        assert_eq!(r.note(&a, &PullOutcome::Held(None), 0), None);
         assert_eq!(
-            r.note(&a, &gone),
+            r.note(&a, &gone, 0),
             Some(Change::Refused("no space declaration".into()))
         );
         // The same refusal again, or a pull that reached no repo: nothing new to say.
-        assert_eq!(r.note(&a, &gone), None);
-        assert_eq!(r.note(&a, &PullOutcome::Failed), None);
-        assert_eq!(r.note(&a, &gone), None);
+        assert_eq!(r.note(&a, &gone, 0), None);
+        assert_eq!(r.note(&a, &PullOutcome::Failed, 0), None);
+        assert_eq!(r.note(&a, &gone, 0), None);
         // Another member's refusal is its own.
         assert_eq!(
-            r.note(&b, &gone),
+            r.note(&b, &gone, 0),
             Some(Change::Refused("no space declaration".into()))
         );
         // A new reason is reported.
         let other = PullOutcome::Refused("bad signature".into());
         assert_eq!(
-            r.note(&a, &other),
+            r.note(&a, &other, 0),
             Some(Change::Refused("bad signature".into()))
         );
         // Accepted: reported once, then a refusal is news again.
         assert_eq!(
-            r.note(&a, &PullOutcome::Held(Some("r".into()))),
+            r.note(&a, &PullOutcome::Held(Some("r".into())), 0),
             Some(Change::Accepted)
         );
-        assert_eq!(r.note(&a, &PullOutcome::Held(Some("r".into()))), None);
+        assert_eq!(r.note(&a, &PullOutcome::Held(Some("r".into())), 0), None);
         assert_eq!(
-            r.note(&a, &gone),
+            r.note(&a, &gone, 0),
             Some(Change::Refused("no space declaration".into()))
         );
     }

@@ -9,13 +9,13 @@ use guild_core::syntax::{Datetime, Did};
 use guild_gov::body::OpBody;
 use guild_gov::driver::{Driver, Event};
 use guild_gov::make::{self, CharterParams, InviteCode};
-use guild_gov::{Inserted, Log, Op, OpKind, OpStore};
+use guild_gov::{Departure, Inserted, Log, Op, OpKind, OpStore};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::peers::is_unspecified;
 use super::wire::{Gossip, Request, classify_gossip};
-use super::{Cmd, Collective, EngineError, Internal, Status, Task, topic};
+use super::{Cmd, Collective, Departed, EngineError, Internal, Status, Task, topic};
 use crate::handle::NetEvent;
 use crate::identity::did_from_peer_id;
 
@@ -84,6 +84,25 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         self.collectives
             .get(collective)
             .is_some_and(|c| c.driver.log().state_ref().members.contains_key(did))
+    }
+
+    /// Records whether this node's member left (or was removed from) `collective`, and when,
+    /// for the repo service's write path.
+    pub(super) fn refresh_membership(&self, collective: &Cid) {
+        let departed = self.collectives.get(collective).and_then(|c| {
+            let log = c.driver.log();
+            let state = log.state_ref();
+            if state.members.contains_key(self.me.as_str()) {
+                return None;
+            }
+            let (op, removed) = match state.departed.get(self.me.as_str())? {
+                Departure::Left(op) => (op, false),
+                Departure::Removed(op) => (op, true),
+            };
+            let at = log.get(op)?.created_at().clone();
+            Some(Departed { removed, at })
+        });
+        self.memberships.set(*collective, departed);
     }
 
     /// Runs a driver for a log this node did not hold (founded, or fetched to join).
@@ -217,6 +236,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             pending: log.pending_len(),
             wanted: c.driver.wanted().count(),
             peers,
+            replica_refusals: self.replica_refusals(id),
             state,
         })
     }

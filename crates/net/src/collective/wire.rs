@@ -3,7 +3,9 @@
 //! - A **request** on `/guild/sync/1` is `{"v": 1, "req": <Request>}`: a driver message
 //!   between members (`sync`), a candidate's invite fetch (`fetch`) and join submission
 //!   (`submit`), a member asking where the other members' nodes listen (`addrs`), and the repo
-//!   replication requests (`repoHeads`, `repo`; see [`crate::replica`]).
+//!   replication requests (`repoHeads`, `repo`; see [`crate::replica`]), and a steward's
+//!   verdict on a member's repo as a replica (`replicaVerdict`: refused and why, or accepted
+//!   again), sent to that member's node.
 //! - A **reply** is `{"v": 1, "res": <Reply>}`: ops, addresses, repo heads, a page of a repo's
 //!   CAR, or a refusal (`not-a-member`, `busy`, …, or why a join was refused).
 //! - A repo-head **announcement** (gossip) is `{"repoHead": {did, rev, commit}, "v": 1}`: a map
@@ -37,6 +39,9 @@ pub const MAX_HEADS: usize = 50_000;
 
 /// Most addresses in one addresses reply.
 pub const MAX_ADDRS: usize = 256;
+
+/// Longest reason in a replica verdict, in bytes.
+pub const MAX_REASON_BYTES: usize = 2048;
 
 /// Why a frame could not be decoded or encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +105,13 @@ pub enum Request {
         /// The page's first byte in the CAR.
         offset: u64,
     },
+    /// A steward's node telling a member's node how it judged the member's repo as a
+    /// replica (the steward is the requester, authenticated by its connection's peer id).
+    ReplicaVerdict {
+        /// Why the repo was refused; absent: accepted again after a refusal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
+    },
 }
 
 /// The value of a request that carries nothing (`true`).
@@ -136,10 +148,20 @@ impl Request {
         })
     }
 
-    /// Decodes a request frame from untrusted bytes.
+    /// Decodes a request frame from untrusted bytes, and checks its bounds.
     pub fn decode(bytes: &[u8]) -> Result<Request, WireError> {
         let f: RequestFrame = decode(bytes)?;
         version(f.v)?;
+        if let Request::ReplicaVerdict {
+            refused: Some(reason),
+        } = &f.req
+        {
+            bound(
+                "replica verdict reason bytes",
+                reason.len(),
+                MAX_REASON_BYTES,
+            )?;
+        }
         Ok(f.req)
     }
 }
@@ -433,7 +455,37 @@ mod tests {
                 since: Some(h.rev),
                 offset: 4096,
             },
+            Request::ReplicaVerdict {
+                refused: Some("no space declaration".into()),
+            },
+            Request::ReplicaVerdict { refused: None },
         ]
+    }
+
+    #[test]
+    fn a_replica_verdict_reason_is_bounded() {
+        let long = Request::ReplicaVerdict {
+            refused: Some("x".repeat(MAX_REASON_BYTES + 1)),
+        };
+        assert!(matches!(
+            Request::decode(&long.encode().unwrap()),
+            Err(WireError::TooMany { .. })
+        ));
+        // Absent, not null: `{"replicaVerdict": {}}` is the one encoding of "accepted".
+        let null = map(vec![
+            ("v", Ipld::Integer(1)),
+            (
+                "req",
+                Ipld::Map(
+                    [(
+                        "replicaVerdict".to_owned(),
+                        Ipld::Map([("refused".to_owned(), Ipld::Null)].into()),
+                    )]
+                    .into(),
+                ),
+            ),
+        ]);
+        assert!(Request::decode(&null).is_err());
     }
 
     #[test]

@@ -109,6 +109,16 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 offset: 4096,
             },
         ),
+        (
+            "replica-refused",
+            Request::ReplicaVerdict {
+                refused: Some("no space declaration".into()),
+            },
+        ),
+        (
+            "replica-accepted",
+            Request::ReplicaVerdict { refused: None },
+        ),
     ];
     let replies = [
         ("ops", Reply::Ops(vec![ByteBuf::from(vec![0xa0]); 2])),

@@ -55,6 +55,24 @@ pub struct Output {
     pub peers: Vec<String>,
     /// The node's copy of the op log.
     pub sync: Sync,
+    /// Members' repos refused as replicas: by this node's steward, and this node's member's
+    /// repo by other stewards (as they told it). Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_refusals: Vec<ReplicaRefusal>,
+}
+
+/// A steward's node refusing a member's repo as a replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaRefusal {
+    /// The member whose repo is refused.
+    pub member: String,
+    /// The steward whose node refuses it.
+    pub steward: String,
+    /// Why.
+    pub reason: String,
+    /// When the node learnt it.
+    pub at: String,
 }
 
 /// A current member.
