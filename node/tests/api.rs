@@ -2465,3 +2465,131 @@ fn node_refuses_to_start_wrongly() {
     );
     create(&node, NOTE, Some("still-serving"), note("x"));
 }
+
+/// Issue 13, finding 3: on a full disk (a small tmpfs filled with a ballast file) writes are
+/// refused with 503 `StorageUnavailable` naming the cause, `_health` and `guild status` say so;
+/// once the ballast is removed the node recovers by itself (no restart): writes and `export`
+/// work again, and every write acknowledged before the failure is there, then and after a
+/// restart, while no refused write exists.
+#[test]
+fn a_full_disk_refuses_writes_clearly_and_the_node_recovers_when_space_returns() {
+    let root = tempfile::tempdir().unwrap();
+    // Only the data directory is on the small disk; the node's log is not.
+    let Some(disk) = Tmpfs::mount_or_skip(&root.path().join("disk"), 32) else {
+        return;
+    };
+    let dir = disk.path.join("data");
+    let did = ok(&guild_plain(&["init", "--data-dir", dir.to_str().unwrap()]))
+        .trim()
+        .to_string();
+    let token = std::fs::read_to_string(dir.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let data = DataDir {
+        root,
+        dir,
+        did,
+        token,
+    };
+    let mut node = data.start();
+    let mut acked: Vec<String> = (0..5)
+        .map(|i| {
+            let v = create(&node, TEXT, None, text_record(&format!("before {i}")));
+            rkey_of(v["uri"].as_str().unwrap())
+        })
+        .collect();
+
+    let ballast = disk.fill();
+    let mut refused = None;
+    for i in 0..500 {
+        let body = json!({"repo": node.did, "collection": TEXT, "record": text_record(&format!("filling {i}"))});
+        let got = node.post("com.atproto.repo.createRecord", &body);
+        if got.0 == 200 {
+            acked.push(rkey_of(got.1["uri"].as_str().unwrap()));
+        } else {
+            refused = Some(got);
+            break;
+        }
+    }
+    let refused = refused.expect("a write on a full disk is refused");
+    assert_xrpc_error(&refused, 503, "StorageUnavailable");
+    let message = refused.1["message"].as_str().unwrap();
+    assert!(message.contains("No space left on device"), "{message}");
+    let health = node
+        .http
+        .get(format!("{}/xrpc/_health", node.url))
+        .send()
+        .unwrap();
+    let (status, body) = json_response(health);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    let err = fails(
+        &data.guild(&[
+            "record",
+            "add",
+            "--collection",
+            TEXT,
+            "--json",
+            &text_record("refused").to_string(),
+        ]),
+        "record add on a full disk",
+    );
+    assert!(
+        err.contains("StorageUnavailable") && err.contains("free some space"),
+        "{err}"
+    );
+    let err = fails(&data.guild(&["status"]), "status on a full disk");
+    assert!(err.contains("storage unavailable"), "{err}");
+
+    std::fs::remove_file(&ballast).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let health = node
+            .http
+            .get(format!("{}/xrpc/_health", node.url))
+            .send()
+            .unwrap();
+        if health.status().as_u16() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not recover: {}",
+            node.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = ok(&data.guild(&[
+        "record",
+        "add",
+        "--collection",
+        TEXT,
+        "--json",
+        &text_record("after").to_string(),
+    ]));
+    acked.push(rkey_of(out.split_whitespace().next().unwrap()));
+    let car = data.file("after.car");
+    ok(&data.guild(&["export", "--out", car.to_str().unwrap()]));
+    let (_, records) = car_records(&std::fs::read(&car).unwrap());
+    assert_eq!(records.len(), acked.len(), "no refused write exists");
+
+    let check = |node: &Node| {
+        let out = ok(&data.guild(&["status"]));
+        assert!(
+            out.contains(&format!("public — {} records", acked.len())),
+            "{out}"
+        );
+        for rkey in &acked {
+            node.get_ok(
+                "com.atproto.repo.getRecord",
+                &[("repo", &node.did), ("collection", TEXT), ("rkey", rkey)],
+            );
+        }
+    };
+    check(&node);
+    node.kill();
+    let node = data.start();
+    check(&node);
+    assert!(!node.log_text().contains("panicked"));
+}
