@@ -30,11 +30,32 @@ pub(crate) fn connect(data_dir: &Path) -> Result<(Client, String)> {
     let addr_path = data_dir.join(files::ADDR);
     let url = match std::fs::read_to_string(&addr_path) {
         Ok(s) => s.trim().to_string(),
-        Err(_) => bail!(
-            "the node is not running: {} is missing (start it with `guild node --data-dir {}`)",
-            addr_path.display(),
-            data_dir.display()
-        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::metadata(data_dir) {
+            Ok(_) => bail!(
+                "the node is not running: {} is missing (start it with `guild node --data-dir {}`)",
+                addr_path.display(),
+                data_dir.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "there is no data directory {} (create one with `guild init --data-dir {}`)",
+                data_dir.display(),
+                data_dir.display()
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot read the data directory {}", data_dir.display())
+                });
+            }
+        },
+        // Not "not running": say what is wrong (permission denied on the directory, …).
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot read the node's address file {}",
+                    addr_path.display()
+                )
+            });
+        }
     };
     let token = crate::node_cmd::read_token(data_dir)?;
     let client = Client::new(url, Some(token))?;

@@ -93,12 +93,32 @@ pub fn check_private(path: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reads a key file, refusing one that others can read.
+/// Reads a key file, refusing one that others can read. Each problem has its own message: a
+/// file that cannot be read (missing, permission denied: the system's reason), a mode that
+/// lets others read it ([`check_private`]), and content that is no Guild key file (not JSON,
+/// a key of the wrong length, a DID that does not match, …).
 pub fn read_key_file(path: &Path) -> Result<Keypair> {
     check_private(path, "key file")?;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
-    Keypair::from_key_file(&text).with_context(|| format!("key file {}", path.display()))
+    Keypair::from_key_file(&text)
+        .with_context(|| format!("{} is not a valid Guild key file", path.display()))
+}
+
+/// Reads a file the data directory must hold (made by `guild init`), refusing one others can
+/// read (`what`: "key file", "admin token"): a missing file says to run `guild init`, any other
+/// problem says what it is.
+pub fn check_init_file(data_dir: &Path, path: &Path, what: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no {what} in {}: {} does not exist (run `guild init --data-dir {}` first)",
+            data_dir.display(),
+            path.display(),
+            data_dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot read {what} {}", path.display())),
+        Ok(_) => check_private(path, what),
+    }
 }
 
 /// Reads a whole input file with a clear error.

@@ -11,11 +11,11 @@ use anyhow::{Context, Result, bail};
 use guild_api::{ApiState, Clock, RepoService, router};
 use guild_core::Keypair;
 use guild_lexicon::Registry;
-use guild_store::SledStore;
+use guild_store::{OpenError, SledStore};
 use tracing::Instrument as _;
 
 use crate::config::{Config, InitChoices, files, template};
-use crate::files::{read_key_file, write_atomic, write_public};
+use crate::files::{check_init_file, read_key_file, write_atomic, write_public};
 
 /// Creates a data directory: identity key (0600), admin token (0600), config, store. A
 /// peer-to-peer listen address on TCP port 0 gets a free port now, written to the config, so
@@ -111,21 +111,27 @@ fn new_token() -> Result<String> {
 /// Reads the admin token, refusing a token file that others can read (as the key is).
 pub fn read_token(data_dir: &Path) -> Result<String> {
     let path = data_dir.join(files::TOKEN);
-    if path.exists() {
-        crate::files::check_private(&path, "admin token")?;
-    }
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read the admin token {} (run `guild init --data-dir {}` first)",
-            path.display(),
-            data_dir.display()
-        )
-    })?;
+    check_init_file(data_dir, &path, "admin token")?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read admin token {}", path.display()))?;
     let token = text.trim().to_string();
     if token.len() < 32 {
         bail!("the admin token in {} is too short", path.display());
     }
     Ok(token)
+}
+
+/// Why a second node on `data_dir` cannot start: the first one holds the store, and serves at
+/// the address in `node.addr`, if it wrote one.
+fn already_running(data_dir: &Path) -> String {
+    let serving = std::fs::read_to_string(data_dir.join(files::ADDR))
+        .ok()
+        .map(|url| format!(", serving at {}", url.trim()))
+        .unwrap_or_default();
+    format!(
+        "another guild node is already running on {}{serving} (it holds the store); stop it first, or use another --data-dir",
+        data_dir.display()
+    )
 }
 
 /// Options of `guild node` that override the configuration.
@@ -146,17 +152,14 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
     }
     config.check()?;
     crate::init_logging(&config.log.filter);
-    let key = read_key_file(&data_dir.join(files::KEY)).with_context(|| {
-        format!(
-            "no identity in {} (run `guild init --data-dir {}` first)",
-            data_dir.display(),
-            data_dir.display()
-        )
-    })?;
+    let key_path = data_dir.join(files::KEY);
+    check_init_file(data_dir, &key_path, "key file")?;
+    let key = read_key_file(&key_path)?;
     let token = read_token(data_dir)?;
-    let store = SledStore::open(&data_dir.join(files::STORE))
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let store = SledStore::open(&data_dir.join(files::STORE)).map_err(|e| match e {
+        OpenError::Locked { .. } => anyhow::anyhow!(already_running(data_dir)),
+        e => anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()),
+    })?;
     let registry = load_lexicons(&config, data_dir, flags.lexicons);
     let short = key
         .did()

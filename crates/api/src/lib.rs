@@ -24,6 +24,7 @@ pub mod client;
 pub mod collective;
 pub mod methods;
 pub mod server;
+mod storage;
 mod validation;
 
 pub use client::{Client, ClientError};
@@ -34,3 +35,4 @@ pub use guild_service::{
 };
 pub use methods::{Kind, Method};
 pub use server::{ApiState, XrpcError, router};
+pub use storage::STORAGE_UNAVAILABLE;

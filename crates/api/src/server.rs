@@ -218,14 +218,14 @@ pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
             state.clone(),
             crate::validation::check::<S>,
         ))
-        .route("/xrpc/_health", get(health))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::storage::gate::<S>,
+        ))
+        .route("/xrpc/_health", get(crate::storage::health::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-}
-
-async fn health() -> Response {
-    axum::Json(json!({"version": env!("CARGO_PKG_VERSION")})).into_response()
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {

@@ -59,6 +59,12 @@
 //! commit's I/O (measured: ~1.1 ms → ~0.5 ms per single-record commit). Blocks are
 //! content-addressed, so a block already present is simply written again.
 //!
+//! *After an I/O error* (a full disk, most often) sled refuses all work on the database until
+//! it is reopened. [`SledStore`] then refuses every operation with a `storage unavailable`
+//! message ([`RepoStore::unavailable`] says why) and recovers by itself: at most once a
+//! second, when used, it checks that the disk takes a write again and reopens the database in
+//! place. Nothing acknowledged is lost: a commit or `kv_apply` answers only after its flush.
+//!
 //! *On open* the store creates the trees, writes or checks the schema version, and checks that
 //! every head's commit block and MST root block exist ([`OpenError`] names the repo and the
 //! missing block).
@@ -67,6 +73,7 @@
 
 mod encoding;
 mod gov;
+mod health;
 mod memory;
 mod sled_store;
 mod staged;
@@ -79,7 +86,7 @@ pub use guild_core::syntax::{Did, Tid};
 pub use guild_repo::{BlockSource, BlockStore, Bytes, StoreError};
 
 pub use memory::MemoryStore;
-pub use sled_store::SledStore;
+pub use sled_store::{PROBE_BYTES, SledStore};
 pub use staged::Staged;
 
 /// The version of the on-disk layout described in the crate docs. [`SledStore::open`] refuses
@@ -332,6 +339,13 @@ pub enum OpenError {
         /// The backend's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Another process holds the database open (sled's file lock): another node on the same
+    /// data directory, most likely.
+    #[error("the store at {} is in use by another process", .path.display())]
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
     /// The database was written with another layout version.
     #[error(
         "the store at {} has schema version {found}; this build reads version {expected}",
@@ -429,6 +443,13 @@ pub trait RepoStore: BlockSource + Send + Sync {
     /// every earlier write). So a TID recorded here before it is used in a commit is never
     /// issued again after a crash, at no extra flush.
     fn set_last_tid(&self, tid: &Tid) -> Result<(), StoreError>;
+
+    /// Why the store refuses to work now (it failed on an I/O error, such as a full disk, and
+    /// has not recovered yet), or `None` when it works. A failed [`SledStore`] may try to
+    /// recover first, so this can take a moment.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One write to a key-value tree.

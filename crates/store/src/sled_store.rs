@@ -3,6 +3,9 @@
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use cid::Cid;
 use guild_core::syntax::Tid;
@@ -12,6 +15,7 @@ use crate::encoding::{
     collection_end, collection_prefix, decode_cid, decode_head, decode_index_suffix,
     decode_repo_key, decode_rkey, encode_head, hex, index_key, repo_key,
 };
+use crate::health::{Health, Unavailable};
 use crate::{
     BlockSource, BlockStore, Bytes, CommitError, IndexOp, KvOp, KvStore, OpenError, RepoHead,
     RepoKey, RepoStore, SCHEMA_VERSION, StoreError,
@@ -26,15 +30,48 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 const LAST_TID_KEY: &[u8] = b"last_tid";
 
 /// The durable store: one sled database. Cloning gives another handle to the same database.
+///
+/// After an I/O error (a full disk, most often) sled refuses all work on the database for
+/// good, so the store marks itself failed: every operation is refused with a message saying
+/// so (and [`RepoStore::unavailable`] says why) until the store recovers by itself. At most
+/// once a second, when it is used, it checks that the disk takes a write again (a probe file
+/// of [`PROBE_BYTES`] in the store's directory, synced and removed) and then reopens the
+/// database in place, for every clone: what was acknowledged (flushed) before the failure is
+/// read back from disk; a write that failed was never acknowledged, and sled's recovery keeps
+/// or drops each batch or transaction whole.
 #[derive(Clone)]
 pub struct SledStore {
     path: PathBuf,
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a store shares.
+struct Shared {
+    /// The database in use; `None` only after a failed database was closed and could not be
+    /// reopened yet.
+    open: RwLock<Option<Arc<Handles>>>,
+    /// Whether the store is failed (a fast check of `health`).
+    failed: AtomicBool,
+    health: Mutex<Health>,
+}
+
+/// One opened database and its trees.
+struct Handles {
+    /// Which opening of the database (see [`Health`]).
+    generation: u64,
     db: sled::Db,
     blocks: sled::Tree,
     heads: sled::Tree,
     index: sled::Tree,
     meta: sled::Tree,
 }
+
+/// The size of the probe file a failed store writes before it reopens its database: room for
+/// sled to start a new log segment (512 KiB) and then some.
+pub const PROBE_BYTES: usize = 1024 * 1024;
+
+/// The probe file's name in the store's directory.
+const PROBE_FILE: &str = "guild-space-probe.tmp";
 
 impl fmt::Debug for SledStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -45,49 +82,34 @@ impl fmt::Debug for SledStore {
 }
 
 /// Renders a sled error as a [`StoreError`] saying what was being done.
-fn sled_err(what: impl fmt::Display) -> impl FnOnce(sled::Error) -> StoreError {
-    move |e| StoreError(format!("sled: {what}: {e}"))
+fn render(what: impl fmt::Display, e: &sled::Error) -> StoreError {
+    StoreError(format!("sled: {what}: {e}"))
+}
+
+/// Whether sled's error says the database lock is held (by another process, or by a store of
+/// this process that is still winding down).
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
 impl SledStore {
     /// Opens (or creates) the store in the directory `path`: creates the trees, writes or
     /// checks the schema version, and checks that every repo head's commit block and MST root
-    /// block are present.
+    /// block are present. A store that another process holds open is [`OpenError::Locked`].
     pub fn open(path: &Path) -> Result<SledStore, OpenError> {
-        let sled_error = |source: sled::Error| OpenError::Sled {
+        let handles = open_handles(path, 0)?;
+        Ok(SledStore::over(path, handles))
+    }
+
+    fn over(path: &Path, handles: Arc<Handles>) -> SledStore {
+        SledStore {
             path: path.to_owned(),
-            source: Box::new(source),
-        };
-        // A personal node: a 64 MiB page cache (sled defaults to 1 GiB).
-        let config = sled::Config::new()
-            .path(path)
-            .cache_capacity(64 * 1024 * 1024);
-        // A store dropped a moment ago (in this process) may still hold the file lock while
-        // sled's background threads wind down: retry a lock failure for up to two seconds.
-        let started = std::time::Instant::now();
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("lock")
-                        && started.elapsed() < std::time::Duration::from_secs(2) =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other.map_err(sled_error)?,
-            }
-        };
-        let tree = |name: &str| db.open_tree(name).map_err(sled_error);
-        let store = SledStore {
-            path: path.to_owned(),
-            blocks: tree(BLOCKS)?,
-            heads: tree(HEADS)?,
-            index: tree(INDEX)?,
-            meta: tree(META)?,
-            db,
-        };
-        store.check_schema()?;
-        store.check_heads()?;
-        Ok(store)
+            shared: Arc::new(Shared {
+                open: RwLock::new(Some(handles)),
+                failed: AtomicBool::new(false),
+                health: Mutex::new(Health::default()),
+            }),
+        }
     }
 
     /// The database directory.
@@ -97,21 +119,116 @@ impl SledStore {
 
     /// Writes every buffered write to disk (fsync). Commits and KV writes already do this.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(sled_err("flush"))?;
+        let h = self.h()?;
+        h.db.flush().map_err(self.err(&h, "flush"))?;
         Ok(())
+    }
+
+    /// The database to work on, unless the store is failed and does not recover now.
+    fn h(&self) -> Result<Arc<Handles>, StoreError> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            self.recover()?;
+        }
+        self.shared
+            .open
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| StoreError(format!("the store at {} is closed", self.path.display())))
+    }
+
+    /// Tries to recover a failed store, if an attempt is due; the refusal otherwise.
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut health = self
+            .shared
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match health.check(Instant::now(), |generation| self.reopen(generation)) {
+            Ok(()) => {
+                if self.shared.failed.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(path = %self.path.display(), "the store recovered: it can write again and reopened its database");
+                }
+                Ok(())
+            }
+            Err(u) => Err(StoreError(self.refusal(&u))),
+        }
+    }
+
+    /// The message for a refused operation.
+    fn refusal(&self, u: &Unavailable) -> String {
+        let mut m = format!(
+            "storage unavailable: the store at {} failed {} s ago ({}); it refuses reads and writes until the disk takes writes again (free some space), then recovers by itself within a second, losing nothing acknowledged",
+            self.path.display(),
+            u.for_secs,
+            u.cause
+        );
+        if let Some(last) = &u.last_attempt {
+            m.push_str(&format!("; last attempt: {last}"));
+        }
+        m
+    }
+
+    /// Checks that the disk takes a write, then closes the failed database and opens it again.
+    fn reopen(&self, generation: u64) -> Result<(), String> {
+        probe(&self.path).map_err(|e| {
+            format!(
+                "cannot write {PROBE_BYTES} bytes in {}: {e}",
+                self.path.display()
+            )
+        })?;
+        let mut open = self
+            .shared
+            .open
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Its files close once the last operation still holding it lets go; opening waits
+        // for the lock meanwhile.
+        drop(open.take());
+        let handles = open_handles(&self.path, generation).map_err(|e| e.to_string())?;
+        *open = Some(handles);
+        Ok(())
+    }
+
+    /// Maps a sled error to a [`StoreError`] saying what was being done; an I/O error marks
+    /// the store failed (see [`SledStore`]).
+    fn err<'a>(
+        &'a self,
+        h: &'a Handles,
+        what: impl fmt::Display + 'a,
+    ) -> impl FnOnce(sled::Error) -> StoreError + 'a {
+        move |e| {
+            let rendered = render(what, &e);
+            if let sled::Error::Io(io) = &e {
+                let mut health = self
+                    .shared
+                    .health
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if health.fail(h.generation, io.to_string(), Instant::now()) {
+                    self.shared.failed.store(true, Ordering::Release);
+                    tracing::error!(path = %self.path.display(), error = %rendered, "the store failed; it refuses reads and writes until the disk takes writes again");
+                }
+            }
+            rendered
+        }
     }
 
     fn check_schema(&self) -> Result<(), OpenError> {
         let path = || self.path.clone();
-        let stored = self.meta.get(SCHEMA_KEY).map_err(|e| OpenError::Sled {
+        let h = self.h().map_err(|source| OpenError::Corrupt {
+            path: path(),
+            source,
+        })?;
+        let stored = h.meta.get(SCHEMA_KEY).map_err(|e| OpenError::Sled {
             path: path(),
             source: Box::new(e),
         })?;
         match stored {
             None => {
-                self.meta
+                h.meta
                     .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
-                    .and_then(|_| self.db.flush())
+                    .and_then(|_| h.db.flush())
                     .map_err(|e| OpenError::Sled {
                         path: path(),
                         source: Box::new(e),
@@ -157,32 +274,90 @@ impl SledStore {
         Ok(())
     }
 
-    fn kv_tree(&self, tree: &str) -> Result<sled::Tree, StoreError> {
+    fn kv_tree(&self, h: &Handles, tree: &str) -> Result<sled::Tree, StoreError> {
         let name = format!("{KV_PREFIX}{tree}");
-        self.db
-            .open_tree(name.as_bytes())
-            .map_err(sled_err(format_args!("open tree {name:?}")))
+        h.db.open_tree(name.as_bytes())
+            .map_err(self.err(h, format_args!("open tree {name:?}")))
     }
 
     /// The kv tree, or `None` if it was never written (reads do not create trees).
-    fn existing_kv_tree(&self, tree: &str) -> Result<Option<sled::Tree>, StoreError> {
+    fn existing_kv_tree(&self, h: &Handles, tree: &str) -> Result<Option<sled::Tree>, StoreError> {
         let name = format!("{KV_PREFIX}{tree}");
-        if self.db.tree_names().iter().any(|n| n == name.as_bytes()) {
-            self.kv_tree(tree).map(Some)
+        if h.db.tree_names().iter().any(|n| n == name.as_bytes()) {
+            self.kv_tree(h, tree).map(Some)
         } else {
             Ok(None)
         }
     }
 
     fn put_blocks_batch(&self, blocks: &[(Cid, Bytes)]) -> Result<(), StoreError> {
+        let h = self.h()?;
         let mut batch = sled::Batch::default();
         for (cid, bytes) in blocks {
             batch.insert(cid.to_bytes(), bytes.as_ref());
         }
-        self.blocks
+        h.blocks
             .apply_batch(batch)
-            .map_err(sled_err("write blocks"))
+            .map_err(self.err(&h, "write blocks"))
     }
+}
+
+/// Opens the database in `path` as opening number `generation` and checks it (see
+/// [`SledStore::open`]).
+fn open_handles(path: &Path, generation: u64) -> Result<Arc<Handles>, OpenError> {
+    let sled_error = |source: sled::Error| OpenError::Sled {
+        path: path.to_owned(),
+        source: Box::new(source),
+    };
+    // A personal node: a 64 MiB page cache (sled defaults to 1 GiB).
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(64 * 1024 * 1024);
+    // A store dropped a moment ago (in this process) may still hold the file lock while
+    // sled's background threads wind down: retry a lock failure for up to two seconds.
+    let started = Instant::now();
+    let db = loop {
+        match config.open() {
+            Err(e) if is_lock_error(&e) => {
+                if started.elapsed() >= Duration::from_secs(2) {
+                    return Err(OpenError::Locked {
+                        path: path.to_owned(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other.map_err(sled_error)?,
+        }
+    };
+    let tree = |name: &str| db.open_tree(name).map_err(sled_error);
+    let handles = Arc::new(Handles {
+        generation,
+        blocks: tree(BLOCKS)?,
+        heads: tree(HEADS)?,
+        index: tree(INDEX)?,
+        meta: tree(META)?,
+        db,
+    });
+    // Checked through a store of its own, so that an error here fails the opening, not a
+    // store in use.
+    let store = SledStore::over(path, handles.clone());
+    store.check_schema()?;
+    store.check_heads()?;
+    Ok(handles)
+}
+
+/// Writes [`PROBE_BYTES`] to a probe file in `dir`, syncs it and removes it.
+fn probe(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let path = dir.join(PROBE_FILE);
+    let written = (|| {
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&vec![0u8; PROBE_BYTES])?;
+        f.sync_all()
+    })();
+    let removed = std::fs::remove_file(&path);
+    written?;
+    removed
 }
 
 /// Why the commit transaction aborted.
@@ -199,10 +374,11 @@ const LARGE_COMMIT_BLOCKS: usize = 64;
 
 impl RepoStore for SledStore {
     fn head(&self, repo: &RepoKey) -> Result<Option<RepoHead>, StoreError> {
-        let Some(v) = self
+        let h = self.h()?;
+        let Some(v) = h
             .heads
             .get(repo_key(repo))
-            .map_err(sled_err(format_args!("read head of {repo}")))?
+            .map_err(self.err(&h, format_args!("read head of {repo}")))?
         else {
             return Ok(None);
         };
@@ -210,10 +386,11 @@ impl RepoStore for SledStore {
     }
 
     fn repos(&self) -> Result<Vec<(RepoKey, RepoHead)>, StoreError> {
-        self.heads
+        let h = self.h()?;
+        h.heads
             .iter()
             .map(|kv| {
-                let (k, v) = kv.map_err(sled_err("list heads"))?;
+                let (k, v) = kv.map_err(self.err(&h, "list heads"))?;
                 let repo = decode_repo_key(&k)?;
                 let (head, _) = decode_head(&repo, &v)?;
                 Ok((repo, head))
@@ -229,6 +406,7 @@ impl RepoStore for SledStore {
         blocks: &[(Cid, Bytes)],
         index: &[IndexOp],
     ) -> Result<(), CommitError> {
+        let h = self.h()?;
         // Blocks go into the same transaction as the head and index: each sled batch or
         // transaction costs two log-buffer writes and syncs (`pin_log` rolls the buffer before
         // and after its reservation), so a separate block batch would double the commit's I/O.
@@ -255,14 +433,14 @@ impl RepoStore for SledStore {
             for (k, v) in block_kvs {
                 batch.insert(k, v);
             }
-            self.blocks
+            h.blocks
                 .apply_batch(batch)
-                .map_err(|e| sled_err(format_args!("commit to {repo}: blocks"))(e))?;
+                .map_err(|e| self.err(&h, format_args!("commit to {repo}: blocks"))(e))?;
             Vec::new()
         } else {
             block_kvs
         };
-        let trees = (&self.heads, &self.index, &self.blocks);
+        let trees = (&h.heads, &h.index, &h.blocks);
         let result = trees.transaction(|(heads, idx, blks)| {
             let current = match heads.get(&head_key)? {
                 Some(v) => Some(
@@ -308,12 +486,11 @@ impl RepoStore for SledStore {
             }
             Err(TransactionError::Abort(Abort::Decode(e))) => return Err(e.into()),
             Err(TransactionError::Storage(e)) => {
-                return Err(sled_err(format_args!("commit to {repo}"))(e).into());
+                return Err(self.err(&h, format_args!("commit to {repo}"))(e).into());
             }
         }
-        self.db
-            .flush()
-            .map_err(sled_err(format_args!("flush commit to {repo}")))?;
+        h.db.flush()
+            .map_err(self.err(&h, format_args!("flush commit to {repo}")))?;
         Ok(())
     }
 
@@ -323,11 +500,12 @@ impl RepoStore for SledStore {
         collection: &str,
         rkey: &str,
     ) -> Result<Option<Cid>, StoreError> {
+        let h = self.h()?;
         let what = || format!("index of {repo}: {collection}/{rkey}");
-        let Some(v) = self
+        let Some(v) = h
             .index
             .get(index_key(repo, collection, rkey))
-            .map_err(|e| sled_err(what())(e))?
+            .map_err(|e| self.err(&h, what())(e))?
         else {
             return Ok(None);
         };
@@ -342,6 +520,7 @@ impl RepoStore for SledStore {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<(String, Cid)>, StoreError> {
+        let h = self.h()?;
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -360,7 +539,7 @@ impl RepoStore for SledStore {
                 Bound::Excluded(at_cursor(c)),
             ),
         };
-        let iter = self.index.range(range);
+        let iter = h.index.range(range);
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
             Box::new(iter.rev())
         } else {
@@ -369,7 +548,7 @@ impl RepoStore for SledStore {
         iter.take(limit)
             .map(|kv| {
                 let (k, v) =
-                    kv.map_err(|e| sled_err(format!("index of {repo}: list {collection}"))(e))?;
+                    kv.map_err(|e| self.err(&h, format!("index of {repo}: list {collection}"))(e))?;
                 let rkey = decode_rkey(repo, &k[prefix.len()..])?;
                 let cid = decode_cid(&v, || format!("index of {repo}: {collection}/{rkey}"))?;
                 Ok((rkey, cid))
@@ -378,12 +557,13 @@ impl RepoStore for SledStore {
     }
 
     fn collections(&self, repo: &RepoKey) -> Result<Vec<String>, StoreError> {
+        let h = self.h()?;
         let prefix = repo_key(repo);
         let mut out = Vec::new();
         let mut from = prefix.clone();
         // One seek per collection: after finding one, jump past all of its keys.
-        while let Some(kv) = self.index.range(from.clone()..).next() {
-            let (k, _) = kv.map_err(sled_err(format_args!("collections of {repo}")))?;
+        while let Some(kv) = h.index.range(from.clone()..).next() {
+            let (k, _) = kv.map_err(self.err(&h, format_args!("collections of {repo}")))?;
             if !k.starts_with(&prefix) {
                 break;
             }
@@ -395,10 +575,11 @@ impl RepoStore for SledStore {
     }
 
     fn record_count(&self, repo: &RepoKey) -> Result<u64, StoreError> {
-        let Some(v) = self
+        let h = self.h()?;
+        let Some(v) = h
             .heads
             .get(repo_key(repo))
-            .map_err(sled_err(format_args!("read head of {repo}")))?
+            .map_err(self.err(&h, format_args!("read head of {repo}")))?
         else {
             return Ok(0);
         };
@@ -406,10 +587,11 @@ impl RepoStore for SledStore {
     }
 
     fn last_tid(&self) -> Result<Option<Tid>, StoreError> {
-        let Some(v) = self
+        let h = self.h()?;
+        let Some(v) = h
             .meta
             .get(LAST_TID_KEY)
-            .map_err(sled_err("read the last TID"))?
+            .map_err(self.err(&h, "read the last TID"))?
         else {
             return Ok(None);
         };
@@ -417,24 +599,29 @@ impl RepoStore for SledStore {
     }
 
     fn set_last_tid(&self, tid: &Tid) -> Result<(), StoreError> {
+        let h = self.h()?;
         loop {
-            let old = self
+            let old = h
                 .meta
                 .get(LAST_TID_KEY)
-                .map_err(sled_err("read the last TID"))?;
+                .map_err(self.err(&h, "read the last TID"))?;
             if let Some(old) = &old
                 && decode_tid(old)? >= *tid
             {
                 return Ok(());
             }
-            let swapped = self
+            let swapped = h
                 .meta
                 .compare_and_swap(LAST_TID_KEY, old, Some(tid.as_str().as_bytes()))
-                .map_err(sled_err("write the last TID"))?;
+                .map_err(self.err(&h, "write the last TID"))?;
             if swapped.is_ok() {
                 return Ok(());
             }
         }
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        self.h().err().map(|e| e.0)
     }
 }
 
@@ -452,17 +639,18 @@ fn decode_tid(bytes: &[u8]) -> Result<Tid, StoreError> {
 
 impl BlockSource for SledStore {
     fn get_block(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
-        Ok(self
-            .blocks
+        let h = self.h()?;
+        Ok(h.blocks
             .get(cid.to_bytes())
-            .map_err(sled_err(format_args!("read block {cid}")))?
+            .map_err(self.err(&h, format_args!("read block {cid}")))?
             .map(Bytes::from_owner))
     }
 
     fn has_block(&self, cid: &Cid) -> Result<bool, StoreError> {
-        self.blocks
+        let h = self.h()?;
+        h.blocks
             .contains_key(cid.to_bytes())
-            .map_err(sled_err(format_args!("read block {cid}")))
+            .map_err(self.err(&h, format_args!("read block {cid}")))
     }
 }
 
@@ -484,16 +672,18 @@ impl BlockStore for &SledStore {
 
 impl KvStore for SledStore {
     fn kv_get(&self, tree: &str, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        let Some(t) = self.existing_kv_tree(tree)? else {
+        let h = self.h()?;
+        let Some(t) = self.existing_kv_tree(&h, tree)? else {
             return Ok(None);
         };
         Ok(t.get(key)
-            .map_err(sled_err(format_args!("kv:{tree}: read {}", hex(key))))?
+            .map_err(self.err(&h, format_args!("kv:{tree}: read {}", hex(key))))?
             .map(Bytes::from_owner))
     }
 
     fn kv_apply(&self, tree: &str, ops: &[KvOp]) -> Result<(), StoreError> {
-        let t = self.kv_tree(tree)?;
+        let h = self.h()?;
+        let t = self.kv_tree(&h, tree)?;
         let mut batch = sled::Batch::default();
         for op in ops {
             match op {
@@ -502,15 +692,15 @@ impl KvStore for SledStore {
             }
         }
         t.apply_batch(batch)
-            .map_err(sled_err(format_args!("kv:{tree}: write")))?;
-        self.db
-            .flush()
-            .map_err(sled_err(format_args!("kv:{tree}: flush")))?;
+            .map_err(self.err(&h, format_args!("kv:{tree}: write")))?;
+        h.db.flush()
+            .map_err(self.err(&h, format_args!("kv:{tree}: flush")))?;
         Ok(())
     }
 
     fn kv_stage(&self, tree: &str, ops: &[KvOp]) -> Result<(), StoreError> {
-        let t = self.kv_tree(tree)?;
+        let h = self.h()?;
+        let t = self.kv_tree(&h, tree)?;
         let mut batch = sled::Batch::default();
         for op in ops {
             match op {
@@ -519,7 +709,7 @@ impl KvStore for SledStore {
             }
         }
         t.apply_batch(batch)
-            .map_err(sled_err(format_args!("kv:{tree}: write")))
+            .map_err(self.err(&h, format_args!("kv:{tree}: write")))
     }
 
     fn kv_scan(
@@ -529,7 +719,8 @@ impl KvStore for SledStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError> {
-        let Some(t) = self.existing_kv_tree(tree)? else {
+        let h = self.h()?;
+        let Some(t) = self.existing_kv_tree(&h, tree)? else {
             return Ok(Vec::new());
         };
         let start = match after {
@@ -541,7 +732,7 @@ impl KvStore for SledStore {
             if out.len() >= limit {
                 break;
             }
-            let (k, v) = kv.map_err(sled_err(format_args!("kv:{tree}: scan")))?;
+            let (k, v) = kv.map_err(self.err(&h, format_args!("kv:{tree}: scan")))?;
             if !k.starts_with(prefix) {
                 break;
             }

@@ -846,9 +846,13 @@ fn sled_clones_share_one_database() {
     advance(&clone, &repo, &[put("app.x", "a")]);
     assert_eq!(store.record_count(&repo).unwrap(), 1);
     assert_eq!(store.path(), dir.path());
-    // A second open of the same directory while it is in use fails, saying where.
+    // A second open of the same directory while it is in use fails, saying where and why.
     let err = SledStore::open(dir.path()).unwrap_err();
-    assert!(matches!(err, OpenError::Sled { .. }), "{err}");
+    assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
     assert!(err.to_string().contains(&dir.path().display().to_string()));
 }
 

@@ -429,3 +429,64 @@ impl Rng {
         lo + self.next_u64() % (hi - lo).max(1)
     }
 }
+
+/// A tmpfs mounted for a test (a small disk to fill), lazily unmounted when dropped.
+#[derive(Debug)]
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `mib` MiB at `path` (created), or `None` after printing why it cannot
+    /// (mounting needs root). With `GUILD_REQUIRE_TMPFS=1` a failed mount fails the test.
+    pub fn mount_or_skip(path: &Path, mib: u32) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(path)
+            .output();
+        let why = match out {
+            Ok(o) if o.status.success() => {
+                return Some(Tmpfs {
+                    path: path.to_owned(),
+                });
+            }
+            Ok(o) => format!(
+                "mount -t tmpfs failed (needs root): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => format!("cannot run mount: {e}"),
+        };
+        assert!(
+            std::env::var("GUILD_REQUIRE_TMPFS").as_deref() != Ok("1"),
+            "GUILD_REQUIRE_TMPFS=1 but {why}"
+        );
+        eprintln!("skipped: {why}");
+        None
+    }
+
+    /// Fills the file system with a ballast file until a write fails with ENOSPC; returns
+    /// the ballast's path (remove it to free the space).
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write as _;
+        let path = self.path.join("ballast");
+        let mut f = std::fs::File::create(&path).expect("ballast");
+        for chunk in [64 * 1024, 512] {
+            let bytes = vec![0xAAu8; chunk];
+            loop {
+                match f.write_all(&bytes) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(28) => break,
+                    Err(e) => panic!("ballast: {e}"),
+                }
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
