@@ -987,6 +987,9 @@ fn set_up(opts: &ChaosOptions, stop: Arc<AtomicBool>) -> Result<Run> {
     let disk_node = if opts.disk_full {
         match mount_tmpfs(&d.nodes[n - 1].dir) {
             Ok(()) => Some(n - 1),
+            Err(e) if std::env::var("GUILD_REQUIRE_TMPFS").as_deref() == Ok("1") => {
+                return Err(e.context("GUILD_REQUIRE_TMPFS=1: the full-disk faults must run"));
+            }
             Err(e) => {
                 println!("  (no full-disk faults: {e:#})");
                 None
