@@ -95,6 +95,32 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog (at least 1).
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers, else it is closed (at least 1).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body has to arrive once the node reads it (at least 1).
+    pub body_read_timeout_secs: u64,
+    /// Bytes of request bodies read or handled at once, all requests together (at least
+    /// `max_body_bytes`).
+    pub max_inflight_body_bytes: usize,
+    /// Seconds a body waits for room in that budget before the request is refused (503).
+    pub inflight_wait_secs: u64,
+}
+
+impl HttpConfig {
+    /// The API server's bounds.
+    pub fn limits(&self) -> guild_api::Limits {
+        use std::time::Duration;
+        guild_api::Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+            max_inflight_body_bytes: self.max_inflight_body_bytes,
+            inflight_wait: Duration::from_secs(self.inflight_wait_secs),
+        }
+    }
 }
 
 /// `[lexicons]`
@@ -115,9 +141,15 @@ pub struct LogConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
+        let limits = guild_api::Limits::default();
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2583)),
-            max_body_bytes: 5_000_000,
+            max_body_bytes: limits.max_body_bytes,
+            max_connections: limits.max_connections,
+            header_read_timeout_secs: limits.header_read_timeout.as_secs(),
+            body_read_timeout_secs: limits.body_read_timeout.as_secs(),
+            max_inflight_body_bytes: limits.max_inflight_body_bytes,
+            inflight_wait_secs: limits.inflight_wait.as_secs(),
         }
     }
 }
@@ -186,8 +218,20 @@ const TEMPLATE: &str = r#"# Guild node configuration. Every field is optional; t
 # Where the node serves its XRPC API. Loopback only: the local admin API is never exposed.
 # Port 0 picks a free port; the node writes its address to <data-dir>/node.addr either way.
 listen = "127.0.0.1:2583"
-# Largest request body accepted, in bytes.
+# Largest request body accepted, in bytes (PayloadTooLarge beyond).
 max_body_bytes = 5000000
+# Connections served at once; further clients wait in the listen backlog until one closes.
+max_connections = 512
+# Seconds a connection has to send a request's headers (also the idle time allowed between
+# two requests on one connection); it is closed after that.
+header_read_timeout_secs = 10
+# Seconds a request body has to arrive once the node starts reading it (RequestTimeout after).
+body_read_timeout_secs = 30
+# Request bodies being read or handled at once share this many bytes (64 MiB): each reserves
+# its Content-Length (max_body_bytes when it gives none) and waits inflight_wait_secs at most
+# for room, else is refused with NotEnoughResources (503). At least max_body_bytes.
+max_inflight_body_bytes = 67108864
+inflight_wait_secs = 10
 
 [lexicons]
 # Directories of extension lexicons (*.json), loaded at start. Relative paths are inside the
@@ -280,8 +324,24 @@ impl Config {
                 self.http.listen
             );
         }
-        if self.http.max_body_bytes < 1024 {
+        let http = &self.http;
+        if http.max_body_bytes < 1024 {
             bail!("http.max_body_bytes must be at least 1024");
+        }
+        if http.max_connections == 0 {
+            bail!("http.max_connections must be at least 1");
+        }
+        if http.header_read_timeout_secs == 0 || http.body_read_timeout_secs == 0 {
+            bail!(
+                "http.header_read_timeout_secs and http.body_read_timeout_secs must be at least 1"
+            );
+        }
+        if http.max_inflight_body_bytes < http.max_body_bytes {
+            bail!(
+                "http.max_inflight_body_bytes ({}) must be at least http.max_body_bytes ({})",
+                http.max_inflight_body_bytes,
+                http.max_body_bytes
+            );
         }
         if self.sync.interval_secs == 0 {
             bail!("sync.interval_secs must be at least 1");
@@ -337,6 +397,23 @@ mod tests {
             }]
         );
         assert!(toml::from_str::<Config>("[testing]\nclock_offset = 1").is_err());
+    }
+
+    #[test]
+    fn http_bounds_are_checked() {
+        let ok: Config = toml::from_str("[http]\nmax_connections = 1\nheader_read_timeout_secs = 1\nbody_read_timeout_secs = 1\nmax_body_bytes = 4096\nmax_inflight_body_bytes = 4096\ninflight_wait_secs = 0").unwrap();
+        ok.check().unwrap();
+        assert_eq!(ok.http.limits().max_connections, 1);
+        for bad in [
+            "max_connections = 0",
+            "header_read_timeout_secs = 0",
+            "body_read_timeout_secs = 0",
+            "max_inflight_body_bytes = 4999999",
+        ] {
+            let c: Config = toml::from_str(&format!("[http]\n{bad}")).unwrap();
+            let e = c.check().unwrap_err().to_string();
+            assert!(e.contains(bad.split(' ').next().unwrap()), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicI64;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use guild_api::{ApiState, Clock, RepoService, router};
+use guild_api::{ApiState, Bodies, Clock, RepoService, router};
 use guild_core::Keypair;
 use guild_lexicon::Registry;
 use guild_store::{OpenError, SledStore};
@@ -288,10 +288,11 @@ impl Node<'_> {
         // A write to a collective's space is refused once this member left or was removed.
         self.service
             .check_memberships(Arc::new(engine.memberships()));
+        let limits = config.http.limits();
         let state = Arc::new(ApiState {
             service: self.service.clone(),
             admin_token: self.admin_token,
-            max_body_bytes: config.http.max_body_bytes,
+            bodies: Bodies::new(&limits),
             started: self.started,
             clock: self.clock,
             collectives: Some(Arc::new(guild_net::NetCollectives {
@@ -321,16 +322,13 @@ impl Node<'_> {
             listen = ?p2p.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "peer-to-peer"
         );
-        let served = axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("the HTTP server failed");
+        // Until a shutdown signal; then requests in progress finish.
+        guild_api::serve(listener, router(state), &limits, shutdown_signal()).await;
         // Store what arrived since the last tick, then leave the swarm.
         if let Err(e) = engine.flush().await {
             tracing::warn!("could not store the last ops: {e}");
         }
         let _ = net.shutdown().await;
-        served?;
         Ok(())
     }
 }

@@ -12,7 +12,9 @@ use guild_api::methods::collective::{
     grant_consent, join, leave, list_collectives, open_election, revoke_consent, vote,
 };
 use guild_api::methods::node::{get_peers, get_status as node_status};
-use guild_api::{ApiState, Client, ClientError, Clock, Kind, Method, RepoService, router};
+use guild_api::{
+    ApiState, Bodies, Client, ClientError, Clock, Kind, Limits, Method, RepoService, router,
+};
 use guild_core::Keypair;
 use guild_gov::DriverConfig;
 use guild_lexicon::Registry;
@@ -84,17 +86,23 @@ fn start(rt: &tokio::runtime::Runtime, n: u8, networking: bool) -> Node {
         } else {
             None
         };
+        let limits = Limits {
+            max_body_bytes: 1_000_000,
+            ..Limits::default()
+        };
         let state = Arc::new(ApiState {
             service: service.clone(),
             admin_token: TOKEN.into(),
-            max_body_bytes: 1_000_000,
+            bodies: Bodies::new(&limits),
             started: Instant::now(),
             clock: Clock::system(),
             collectives,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        tokio::spawn(async move {
+            guild_api::serve(listener, router(state), &limits, std::future::pending()).await
+        });
         url
     });
     Node {

@@ -13,6 +13,10 @@
 //! Every `coop.guild.*` method has a lexicon in `lexicons/coop/guild/`; the router checks each
 //! request against it (parameters, input) before the handler runs.
 //!
+//! It serves the router itself ([`mod@serve`]): its accept loop bounds the connections open, the
+//! time to send headers and bodies, and the memory request bodies take at once, so that no
+//! client can exhaust the node.
+//!
 //! It owns request parsing, authentication with the local admin token, error shaping and the
 //! orchestration of a write (validate with guild-lexicon, apply with guild-repo, persist with
 //! guild-store). It must not hold repository, lexicon or governance rules of its own: those
@@ -23,6 +27,7 @@
 pub mod client;
 pub mod collective;
 pub mod methods;
+pub mod serve;
 pub mod server;
 mod storage;
 mod validation;
@@ -34,5 +39,6 @@ pub use guild_service::{
     WriteOutcome, WriteResult,
 };
 pub use methods::{Kind, Method};
+pub use serve::{Bodies, Limits, serve};
 pub use server::{ApiState, XrpcError, router};
 pub use storage::STORAGE_UNAVAILABLE;

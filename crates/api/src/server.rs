@@ -25,6 +25,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::methods::node::get_status;
 use crate::methods::{Kind, Method};
+use crate::serve::BodyPermit;
 use crate::validation::{Parsed, Xrpc};
 
 /// Largest `limit` of `listRecords`.
@@ -49,6 +50,16 @@ impl XrpcError {
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
+    }
+
+    /// Its HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its XRPC error name.
+    pub fn error(&self) -> &'static str {
+        self.error
     }
 }
 
@@ -101,8 +112,9 @@ pub struct ApiState<S> {
     pub service: Arc<RepoService<S>>,
     /// The local admin token (bearer).
     pub admin_token: String,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
+    /// How request bodies are read: largest size, read timeout, and the in-flight budget
+    /// shared by all requests ([`crate::serve::Bodies`]).
+    pub bodies: crate::serve::Bodies,
     /// When the node started.
     pub started: Instant,
     /// Where the handlers read "now" (op dates, invite expiry, election close times): the node
@@ -115,7 +127,7 @@ pub struct ApiState<S> {
 impl<S> std::fmt::Debug for ApiState<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
-            .field("max_body_bytes", &self.max_body_bytes)
+            .field("bodies", &self.bodies)
             .finish_non_exhaustive()
     }
 }
@@ -212,6 +224,10 @@ pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
     for (nsid, _, route) in routes::<S>() {
         router = router.route(&format!("/xrpc/{nsid}"), route);
     }
+    // Bodies are read by `validation::read_body`, within `max_body_bytes`; an axum extractor
+    // reading one would get the same limit, not axum's default of 2 MB.
+    let max_body = state.bodies.max_bytes();
+    let bodies = state.bodies.clone();
     router
         // Only on matched routes: an unknown method stays 501, a wrong HTTP method 405.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -225,7 +241,12 @@ pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
         .route("/xrpc/_health", get(crate::storage::health::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            bodies,
+            crate::serve::drain_unread,
+        ))
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
@@ -344,24 +365,25 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// A write's JSON body: as the router layer parsed (and validated) it for a `coop.guild.*`
-/// method, else read here.
+/// method, else read here, with its room in the in-flight budget (kept while the write runs).
 async fn read_json<S>(
     state: &ApiState<S>,
     headers: &HeaderMap,
     Parsed(parsed): Parsed,
     body: Body,
-) -> Result<Value, XrpcError> {
-    let v = match parsed {
-        Some(v) => v,
+) -> Result<(Value, BodyPermit), XrpcError> {
+    let (v, permit) = match parsed {
+        Some(v) => (v, BodyPermit::none()),
         None => {
-            let bytes = crate::validation::read_body(headers, body, state.max_body_bytes).await?;
-            crate::validation::parse_json(&bytes)?
+            let (bytes, permit) =
+                crate::validation::read_body(&state.bodies, headers, body).await?;
+            (crate::validation::parse_json(&bytes)?, permit)
         }
     };
     if !v.is_object() {
         return Err(XrpcError::invalid("body must be a JSON object"));
     }
-    Ok(v)
+    Ok((v, permit))
 }
 
 fn str_field<'a>(v: &'a Value, name: &str) -> Result<Option<&'a str>, XrpcError> {
@@ -413,7 +435,7 @@ async fn write<S: NodeStore>(
     build: impl FnOnce(&Value) -> Result<Vec<WriteOp>, XrpcError>,
 ) -> Result<(Value, WriteOutcome), XrpcError> {
     check_auth(&state, &headers)?;
-    let v = read_json(&state, &headers, parsed, body).await?;
+    let (v, _room) = read_json(&state, &headers, parsed, body).await?;
     let repo = req_str(&v, "repo")?.to_string();
     let space = space_of(is_guild(&uri), str_field(&v, "space")?)?;
     let validate = bool_field(&v, "validate")?;

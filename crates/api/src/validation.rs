@@ -27,6 +27,7 @@ use guild_lexicon::{LexiconDoc, Registry, ValidationError};
 use serde_json::Value;
 
 use crate::methods::{Kind, Method};
+use crate::serve::{Bodies, BodyPermit};
 use crate::server::{ApiState, XrpcError, check_auth, query_params};
 use guild_service::NodeStore;
 
@@ -54,8 +55,9 @@ pub(crate) async fn check<S: NodeStore>(
     let Some(nsid) = guild_nsid(req.uri().path()).map(str::to_owned) else {
         return next.run(req).await;
     };
-    let req = match prepare(&state, &nsid, req).await {
-        Ok(req) => req,
+    // The body's room in the in-flight budget is kept until the handler has answered.
+    let (req, _room) = match prepare(&state, &nsid, req).await {
+        Ok(prepared) => prepared,
         Err(e) => return e.into_response(),
     };
     let resp = next.run(req).await;
@@ -67,12 +69,12 @@ pub(crate) async fn check<S: NodeStore>(
 }
 
 /// Authenticates and validates a request to `nsid`; the request to hand on, with what was
-/// validated in its extensions.
+/// validated in its extensions, and its body's room in the in-flight budget.
 async fn prepare<S: NodeStore>(
     state: &ApiState<S>,
     nsid: &str,
     req: Request,
-) -> Result<Request, XrpcError> {
+) -> Result<(Request, BodyPermit), XrpcError> {
     check_auth(state, req.headers())?;
     let registry = state.service.registry();
     let kind = match registry.get(nsid).and_then(LexiconDoc::main) {
@@ -89,13 +91,15 @@ async fn prepare<S: NodeStore>(
         .validate_params(nsid, &pairs)
         .map_err(|e| refused("parameters", e))?;
     let (mut parts, body) = req.into_parts();
+    let mut room = BodyPermit::none();
     let body = match (kind, &parts.method) {
         (Kind::Query, &HttpMethod::GET) => {
             parts.extensions.insert(ValidatedParams(params));
             body
         }
         (Kind::Procedure, &HttpMethod::POST) => {
-            let bytes = read_body(&parts.headers, body, state.max_body_bytes).await?;
+            let (bytes, permit) = read_body(&state.bodies, &parts.headers, body).await?;
+            room = permit;
             let value = if bytes.is_empty() {
                 Value::Object(serde_json::Map::new())
             } else {
@@ -108,7 +112,7 @@ async fn prepare<S: NodeStore>(
         // The wrong HTTP method: the router answers MethodNotAllowed.
         _ => body,
     };
-    Ok(Request::from_parts(parts, body))
+    Ok((Request::from_parts(parts, body), room))
 }
 
 /// Whether a `Content-Type` is JSON: exactly `application/json` (any case), optionally
@@ -120,12 +124,13 @@ pub(crate) fn is_json(content_type: &str) -> bool {
     essence.trim().eq_ignore_ascii_case("application/json")
 }
 
-/// Reads a request body of at most `max` bytes whose content type, if given, is JSON.
+/// Reads a request body whose content type, if given, is JSON, within the bounds of `bodies`
+/// (size, time, in-flight budget); the permit holds its room in the budget.
 pub(crate) async fn read_body(
+    bodies: &Bodies,
     headers: &HeaderMap,
     body: Body,
-    max: usize,
-) -> Result<Bytes, XrpcError> {
+) -> Result<(Bytes, BodyPermit), XrpcError> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = String::from_utf8_lossy(ct.as_bytes());
         if !is_json(&ct) {
@@ -135,13 +140,7 @@ pub(crate) async fn read_body(
             )));
         }
     }
-    axum::body::to_bytes(body, max).await.map_err(|_| {
-        XrpcError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PayloadTooLarge",
-            format!("request body is larger than {max} bytes"),
-        )
-    })
+    bodies.read(headers, body).await
 }
 
 /// Parses a JSON body.

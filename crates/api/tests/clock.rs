@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use cid::Cid;
 use guild_api::methods::collective::{ConsentInput, create_invite, grant_consent, open_election};
-use guild_api::{ApiState, Client, Clock, CollectiveEngine, RepoService, router};
+use guild_api::{ApiState, Bodies, Client, Clock, CollectiveEngine, Limits, RepoService, router};
 use guild_core::Keypair;
 use guild_core::syntax::Datetime;
 use guild_gov::make::{CharterParams, InviteCode};
@@ -123,10 +123,14 @@ fn handlers_date_ops_and_invites_by_the_configured_clock() {
         .with_clock(clock.clone()),
     );
     let engine = Arc::new(Recorder::default());
+    let limits = Limits {
+        max_body_bytes: 1_000_000,
+        ..Limits::default()
+    };
     let state = Arc::new(ApiState {
         service,
         admin_token: TOKEN.into(),
-        max_body_bytes: 1_000_000,
+        bodies: Bodies::new(&limits),
         started: Instant::now(),
         clock,
         collectives: Some(engine.clone() as Arc<dyn CollectiveEngine>),
@@ -134,7 +138,9 @@ fn handlers_date_ops_and_invites_by_the_configured_clock() {
     let url = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        tokio::spawn(async move {
+            guild_api::serve(listener, router(state), &limits, std::future::pending()).await
+        });
         url
     });
     let client = Client::new(url, Some(TOKEN.into())).unwrap();

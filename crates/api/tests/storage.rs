@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use cid::Cid;
-use guild_api::{ApiState, Client, ClientError, Clock, RepoService, STORAGE_UNAVAILABLE, router};
+use guild_api::{
+    ApiState, Bodies, Client, ClientError, Clock, Limits, RepoService, STORAGE_UNAVAILABLE, router,
+};
 use guild_core::Keypair;
 use guild_lexicon::Registry;
 use guild_repo::{BlockSource, BlockStore, Bytes, StoreError};
@@ -151,7 +153,10 @@ fn a_failed_store_refuses_writes_with_503_and_health_says_so_until_it_heals() {
     let state = Arc::new(ApiState {
         service,
         admin_token: TOKEN.into(),
-        max_body_bytes: 1_000_000,
+        bodies: Bodies::new(&Limits {
+            max_body_bytes: 1_000_000,
+            ..Limits::default()
+        }),
         started: Instant::now(),
         clock: Clock::system(),
         collectives: None,
