@@ -321,6 +321,14 @@ fn mount_tmpfs(dir: &Path) -> Result<()> {
         bail!("cannot copy {} onto the tmpfs", aside.display());
     }
     std::fs::remove_dir_all(&aside)?;
+    // The node's log lives off the tmpfs: what it says while its disk is full is kept, and
+    // outlives the unmount at the end.
+    let name = dir
+        .file_name()
+        .ok_or_else(|| anyhow!("{} has no name", dir.display()))?;
+    let log = dir.with_file_name(format!("{}.log", name.to_string_lossy()));
+    std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    std::os::unix::fs::symlink(&log, dir.join("node.log")).context("cannot link the node's log")?;
     Ok(())
 }
 
