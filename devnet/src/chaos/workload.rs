@@ -58,6 +58,11 @@ impl Ledger {
                     "<url>"
                 } else if w.starts_with("bafy") || w.starts_with("did:") {
                     "<id>"
+                } else if w.starts_with(|c: char| c.is_ascii_digit())
+                    && (w.contains(':') || w.chars().all(|c| c.is_ascii_digit()))
+                {
+                    // Times and counts ("closed at 2026-…Z", "failed 3 s ago").
+                    "<n>"
                 } else {
                     w
                 }
