@@ -102,11 +102,13 @@ proptest! {
         let usage = Format::ContentUsage.emit(&c, &p).unwrap();
         prop_assert_eq!(dictionary_labels(&usage), vec!["train-ai", "search"]);
         let dict: sfv::Dictionary = sfv::Parser::new(&usage).parse().unwrap();
-        let train = dict.get("train-ai").unwrap();
-        let expected = if c.grants(UseKind::Train) { "y" } else { "n" };
-        match train {
-            sfv::ListEntry::Item(item) => prop_assert_eq!(item.bare_item.as_token().unwrap().as_str(), expected),
-            sfv::ListEntry::InnerList(_) => prop_assert!(false, "inner list"),
+        // A public preference: every category refused, whatever the licence grants (the
+        // grant is the agreement's).
+        for (_, entry) in dict.iter() {
+            match entry {
+                sfv::ListEntry::Item(item) => prop_assert_eq!(item.bare_item.as_token().unwrap().as_str(), "n"),
+                sfv::ListEntry::InnerList(_) => prop_assert!(false, "inner list"),
+            }
         }
 
         let signal = Format::ContentSignal.emit(&c, &p).unwrap();
@@ -114,7 +116,18 @@ proptest! {
         prop_assert_eq!(dictionary_labels(line), vec!["search", "ai-input", "ai-train"]);
 
         let cc: serde_json::Value = serde_json::from_str(&Format::CcSignals.emit(&c, &p).unwrap()).unwrap();
-        prop_assert_eq!(dictionary_labels(cc["contentUsage"].as_str().unwrap()), vec!["train-ai", "search"]);
+        match cc["contentUsage"].as_str() {
+            Some(expr) => {
+                prop_assert_eq!(dictionary_labels(expr), vec!["train-ai", "search"]);
+                prop_assert!(cc["signal"].is_string());
+                let carried = format!("exceptions={}", cc["signal"].as_str().unwrap());
+                prop_assert!(expr.contains(&carried), "{} lacks {}", expr, carried);
+            }
+            None => {
+                prop_assert!(cc["signal"].is_null());
+                prop_assert!(cc["unsupported"].is_string());
+            }
+        }
 
         let rsl = Format::Rsl.emit(&c, &p).unwrap();
         let mut reader = quick_xml::Reader::from_str(&rsl);

@@ -10,7 +10,7 @@ mod tdmrep;
 
 pub use odrl::{GUILD_CONTEXT, GUILD_PROFILE, ODRL_CONTEXT, odrl};
 pub use rsl::{RSL_NAMESPACE, rsl};
-pub use signals::{cc_signals, content_signal, content_usage};
+pub use signals::{CC_SIGNALS_VERSION, cc_signals, content_signal, content_usage};
 pub use tdmrep::tdmrep;
 
 use guild_core::syntax::{Datetime, Did};
@@ -132,8 +132,8 @@ impl Format {
         match self {
             Format::Odrl => odrl(c, p),
             Format::Rsl => rsl(c, p),
-            Format::ContentUsage => content_usage(c),
-            Format::ContentSignal => content_signal(c),
+            Format::ContentUsage => content_usage(),
+            Format::ContentSignal => content_signal(c, p),
             Format::CcSignals => cc_signals(c),
             Format::Tdmrep => tdmrep(c, p),
         }
@@ -166,7 +166,17 @@ pub fn unexpressed(format: Format, c: &Contract) -> Vec<String> {
         if c.grants(UseKind::RetrieveAndDisplay) && format != Format::ContentSignal {
             gap("retrieve-and-display use (no vocabulary term)");
         }
-        gap("that a granted use is conditional on an agreement with the collective");
+        if format == Format::CcSignals {
+            gap(
+                "that the use is granted only by an agreement with the collective (a CC signal \
+                 offers it to anyone who meets the signal's conditions)",
+            );
+        } else {
+            gap(
+                "the uses the licence grants: only an agreement grants them, so every category \
+                 is refused and the agreement overrides that for the licensee",
+            );
+        }
         gap("user classes");
         if c.territory != Territory::Worldwide {
             gap("territory");
@@ -260,24 +270,32 @@ mod tests {
 
     #[test]
     fn signals() {
-        assert_eq!(
-            emit(Format::ContentUsage, "research-open"),
-            "train-ai=y, search=n"
-        );
-        assert_eq!(
-            emit(Format::ContentUsage, "eval-public"),
-            "train-ai=n, search=n"
-        );
+        // A preference speaks to everyone; every grant needs an agreement.
+        for id in crate::standard::STANDARD_IDS {
+            assert_eq!(emit(Format::ContentUsage, id), "train-ai=n, search=n");
+            assert!(
+                emit(Format::ContentSignal, id)
+                    .ends_with("Content-Signal: search=no, ai-input=no, ai-train=no\n")
+            );
+        }
         assert!(
-            emit(Format::ContentSignal, "training-commercial-standard")
-                .ends_with("Content-Signal: search=no, ai-input=no, ai-train=yes\n")
+            emit(Format::ContentSignal, "research-open")
+                .contains("agreement with the collective: https://guild.example/")
         );
         let cc: serde_json::Value =
             serde_json::from_str(&emit(Format::CcSignals, "research-open")).unwrap();
+        assert_eq!(cc["signal"], "cc-cr");
+        assert_eq!(cc["signalVersion"], "0.1");
         assert_eq!(cc["contentUsage"], "train-ai=n;exceptions=cc-cr, search=n");
+        assert_eq!(cc.get("unsupported"), None);
         let cc: serde_json::Value =
             serde_json::from_str(&emit(Format::CcSignals, "training-commercial-standard")).unwrap();
         assert_eq!(cc["signal"], serde_json::Value::Null);
+        assert!(cc["unsupported"].as_str().unwrap().contains("credit"));
+        assert_eq!(cc.get("contentUsage"), None);
+        let cc: serde_json::Value =
+            serde_json::from_str(&emit(Format::CcSignals, "eval-public")).unwrap();
+        assert!(cc["unsupported"].as_str().unwrap().contains("(evaluate)"));
     }
 
     #[test]

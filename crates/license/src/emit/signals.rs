@@ -1,16 +1,28 @@
 //! The preference signals: the IETF AI-preferences `Content-Usage` value
-//! (draft-ietf-aipref-vocab, the labels it defines: `train-ai`, `search`), Cloudflare's
+//! (draft-ietf-aipref-vocab-07, the labels it defines: `train-ai`, `search`), Cloudflare's
 //! Content Signals (`search`, `ai-input`, `ai-train`, as a robots.txt group) and Creative
 //! Commons' CC signals (the AI-preferences value with an `exceptions` parameter). All three
 //! are RFC 9651 dictionaries, serialized with `sfv`.
 //!
-//! A `y`/`yes` says that the licence grants the use: these values belong on responses to the
-//! licensee. What none of them can say (that the grant is conditional on an agreement, user
-//! classes, payment, term…) is listed by [`super::unexpressed`].
+//! A preference is stated about the content, to whoever obtains it, and travels with it:
+//! aipref has no addressee (draft-ietf-aipref-attach-05 §4: the field is representation
+//! metadata; vocab-07 §2.1: no assumption about who a preference is for), and when statements
+//! disagree the most restrictive wins (vocab-07 §5.1). A Content Signals `yes` says "you may
+//! collect content for this use" to every crawler, and a `no` is an Article 4 (EU 2019/790)
+//! reservation. Every use a Guild licence grants is granted only by an agreement with the
+//! collective, which is how aipref expects such grants to be made: "contractual agreements …
+//! might override statements of preference" (vocab-07 §5.2). So `Content-Usage` and Content
+//! Signals refuse every category, for every template, and the licence itself is in the
+//! agreement (ODRL, RSL); a `y` would tell everyone, the licensee's downstream recipients
+//! included, that the use is allowed without one. CC signals state the conditional
+//! permission the format is made for ("n, except under this signal"). What none of them can
+//! say is listed by [`super::unexpressed`].
 
 use sfv::{DictSerializer, KeyRef, TokenRef};
 
-use super::{Format, unexpressed};
+use serde_json::json;
+
+use super::{Format, Publication, unexpressed};
 use crate::error::LicenceError;
 use crate::terms::{Contract, UseKind};
 
@@ -45,43 +57,38 @@ fn dict(format: &'static str, members: &[Member<'_>]) -> Result<String, LicenceE
     })
 }
 
-fn yn(b: bool) -> &'static str {
-    if b { "y" } else { "n" }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
-}
-
-/// The `Content-Usage` field value (draft-ietf-aipref-attach), e.g. `train-ai=y, search=n`.
-pub fn content_usage(c: &Contract) -> Result<String, LicenceError> {
+/// The `Content-Usage` field value (draft-ietf-aipref-attach-05) a collective attaches to
+/// works under any of its licences: `train-ai=n, search=n`. It does not depend on the
+/// licence: every grant needs an agreement, which overrides the preference for the licensee
+/// (see the module documentation).
+pub fn content_usage() -> Result<String, LicenceError> {
     dict(
         "content-usage",
-        &[
-            ("train-ai", yn(c.grants(UseKind::Train)), None),
-            ("search", yn(c.grants(UseKind::Index)), None),
-        ],
+        &[("train-ai", "n", None), ("search", "n", None)],
     )
 }
 
-/// A robots.txt group carrying Cloudflare's `Content-Signal` line, preceded by comment lines
-/// naming the licence and what the signals cannot say.
-pub fn content_signal(c: &Contract) -> Result<String, LicenceError> {
+/// A robots.txt group carrying Cloudflare's `Content-Signal` line, which refuses every
+/// category (an Article 4 reservation; the licence is granted only by agreement), preceded
+/// by comment lines naming the licence, where its ODRL form is, and what the signals cannot
+/// say.
+pub fn content_signal(c: &Contract, p: &Publication) -> Result<String, LicenceError> {
     let value = dict(
         "content-signal",
         &[
-            ("search", yes_no(c.grants(UseKind::Index)), None),
-            (
-                "ai-input",
-                yes_no(c.grants(UseKind::RetrieveAndDisplay)),
-                None,
-            ),
-            ("ai-train", yes_no(c.grants(UseKind::Train)), None),
+            ("search", "no", None),
+            ("ai-input", "no", None),
+            ("ai-train", "no", None),
         ],
     )?;
     let mut out = format!(
-        "# Guild licence {} version {}: {}.\n# Not expressible as Content Signals:\n",
-        c.id, c.version, c.title
+        "# Guild licence {} version {}: {}.\n\
+         # Its uses are granted only by an agreement with the collective: {}\n\
+         # Not expressible as Content Signals:\n",
+        c.id,
+        c.version,
+        c.title,
+        p.odrl_url(c)
     );
     for gap in unexpressed(Format::ContentSignal, c) {
         out.push_str(&format!("#   - {gap}\n"));
@@ -90,43 +97,62 @@ pub fn content_signal(c: &Contract) -> Result<String, LicenceError> {
     Ok(out)
 }
 
+/// The version of the CC signals proposal the tokens are from.
+pub const CC_SIGNALS_VERSION: &str = "0.1";
+
 /// The CC signal that fits, if any: all of them require credit; Direct Contribution is the
 /// nearest to a licence fee.
-fn cc_signal(c: &Contract) -> Option<(&'static str, &'static str)> {
+fn cc_signal(c: &Contract) -> Option<&'static str> {
     match (c.attribution.required, c.compensation.is_paid()) {
         (false, _) => None,
-        (true, false) => Some(("cc-cr", "CC Credit 0.1")),
-        (true, true) => Some(("cc-cr-dc", "CC Credit Direct Contribution 0.1")),
+        (true, false) => Some("cc-cr"),
+        (true, true) => Some("cc-cr-dc"),
     }
 }
 
-/// CC signals as JSON: the signal, its content usage expression (uses the licence grants are
-/// refused except under the signal), and what it cannot express.
+/// CC signals as JSON (`docs/licence-formats.md`, "CC signals"): the template, the signal
+/// and its content usage expression (the aipref categories the licence grants refused
+/// except under the signal), or `signal: null` and why no signal fits; and what the form
+/// cannot express.
 pub fn cc_signals(c: &Contract) -> Result<String, LicenceError> {
-    // The signal, if a category it applies to is granted.
-    let signal = cc_signal(c).filter(|_| c.grants(UseKind::Train) || c.grants(UseKind::Index));
-    let member = |label, granted: bool| match (granted, signal) {
-        (true, Some((token, _))) => (label, "n", Some(("exceptions", token))),
-        _ => (label, "n", None),
-    };
-    let expression = dict(
-        "cc-signals",
-        &[
-            member("train-ai", c.grants(UseKind::Train)),
-            member("search", c.grants(UseKind::Index)),
-        ],
-    )?;
-    let mut gaps = unexpressed(Format::CcSignals, c);
-    if cc_signal(c).is_none() && (c.grants(UseKind::Train) || c.grants(UseKind::Index)) {
-        gaps.push("a grant without credit (every CC signal requires credit)".into());
+    let categories = c.grants(UseKind::Train) || c.grants(UseKind::Index);
+    let mut doc = serde_json::Map::new();
+    doc.insert("template".into(), json!(c.id.as_str()));
+    doc.insert("templateVersion".into(), json!(c.version));
+    match cc_signal(c).filter(|_| categories) {
+        Some(token) => {
+            let member =
+                |label, granted: bool| (label, "n", granted.then_some(("exceptions", token)));
+            let expression = dict(
+                "cc-signals",
+                &[
+                    member("train-ai", c.grants(UseKind::Train)),
+                    member("search", c.grants(UseKind::Index)),
+                ],
+            )?;
+            doc.insert("signal".into(), json!(token));
+            doc.insert("signalVersion".into(), json!(CC_SIGNALS_VERSION));
+            doc.insert("contentUsage".into(), json!(expression));
+        }
+        None => {
+            let why = if !categories {
+                let uses: Vec<&str> = c.uses.iter().map(|u| u.as_str()).collect();
+                format!(
+                    "none of the uses the licence grants ({}) is an aipref usage category, \
+                     which a CC signal qualifies",
+                    uses.join(", ")
+                )
+            } else {
+                "every CC signal requires credit, and the licence requires no attribution"
+                    .to_owned()
+            };
+            doc.insert("signal".into(), serde_json::Value::Null);
+            doc.insert("unsupported".into(), json!(why));
+        }
     }
-    let doc = serde_json::json!({
-        "licence": c.id.as_str(),
-        "version": c.version,
-        "signal": signal.map(|(token, _)| token),
-        "signalName": signal.map(|(_, name)| name),
-        "contentUsage": expression,
-        "unexpressed": gaps,
-    });
-    super::pretty_json("cc-signals", &doc)
+    doc.insert(
+        "unexpressed".into(),
+        json!(unexpressed(Format::CcSignals, c)),
+    );
+    super::pretty_json("cc-signals", &serde_json::Value::Object(doc))
 }
