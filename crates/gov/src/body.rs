@@ -288,6 +288,9 @@ pub struct Template {
     pub uses: Vec<String>,
     /// Who may use it (`coop.guild.defs#userClass`).
     pub user_classes: Vec<String>,
+    /// Where (ISO 3166-1 alpha-2 codes); absent: worldwide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub territories: Option<Vec<String>>,
     /// What flows down to derived data and models.
     pub flow_down: FlowDown,
     /// Attribution terms.

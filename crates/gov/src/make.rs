@@ -102,6 +102,7 @@ impl TemplateSpec {
             version: 1,
             uses: strings(self.uses),
             user_classes: strings(self.classes),
+            territories: None,
             flow_down: FlowDown {
                 synthetic_data: true,
                 downstream_models: false,

@@ -19,7 +19,7 @@ const AT: &str = "2026-12-02T10:00:00.000Z";
 fn template() -> Value {
     json!({
         "id": "research-open", "title": "Research, open", "version": 2,
-        "uses": ["train", "evaluate"], "userClasses": ["research"],
+        "uses": ["train", "evaluate"], "userClasses": ["research"], "territories": ["DE", "FR"],
         "flowDown": {"syntheticData": true, "downstreamModels": false},
         "attribution": {"required": true, "form": "model-card", "text": "By the Poets"},
         "compensation": {"$type": "coop.guild.licence.template#revenueShare", "share": 300,
