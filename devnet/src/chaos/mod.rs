@@ -235,7 +235,6 @@ fn set_up(opts: &ChaosOptions, stop: Arc<AtomicBool>) -> Result<Run> {
         Ok(())
     })?;
     run.d.start(n)?;
-    run.report.faults.clear();
     println!("  {n} members joined {id}; every link proxied; the outsider is up");
     run.id = id;
     Ok(run)

@@ -142,7 +142,7 @@ pub(super) fn fill_disk(dir: &Path) -> Result<u64> {
         match f.write(&chunk) {
             Ok(0) => break,
             Ok(n) => written += n as u64,
-            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
             Err(e) => return Err(e).context("cannot write the ballast"),
         }
     }
