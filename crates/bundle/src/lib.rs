@@ -1,0 +1,35 @@
+//! # guild-bundle
+//!
+//! Bundles (protocol.md §6): what a collective delivers to a model builder under an agreement.
+//!
+//! It owns
+//! - the cut ([`cut`]): a set of governance op heads, checked against the log, with the state
+//!   folded from its causal past and its time (the latest `createdAt` of its heads);
+//! - the deterministic selection ([`select`]): given an agreement in force at the cut, the
+//!   replica heads and record listings the stewards hold, and the manifests of the evaluation
+//!   bundles sealed at the cut, every record whose author's consent covers the agreement's
+//!   template at the cut, in canonical order (author DID, then path), each with the consent op
+//!   that covers it. Every use decision is guild-license's [`guild_license::may`];
+//! - evaluation data ([`canary`]): an evaluation bundle's GUID and canary string, and the rule
+//!   that no record delivered in a sealed evaluation bundle enters a training bundle;
+//! - the manifest ([`manifest`]): `coop.guild.bundle.manifest` as a typed struct, checked
+//!   against its lexicon, encoded as canonical DAG-CBOR with its CID.
+//!
+//! It must not do I/O (no runtime, disk, socket or clock: time comes from the cut), and must
+//! not depend on input order: the same inputs in any order give byte-identical manifests.
+//! CAR packaging, inclusion proofs, the consent ops carried, verification and the dataset
+//! forms (Croissant, the dataset card) are not here yet.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod canary;
+pub mod cut;
+pub mod error;
+pub mod manifest;
+pub mod select;
+
+pub use canary::{CANARY_PREFIX, EvaluationLedger, canary_guid, canary_string};
+pub use cut::CutState;
+pub use error::BundleError;
+pub use manifest::{Credit, Entry, Estimate, LicenceForms, Manifest, ManifestParams};
+pub use select::{Exclusion, RecordListing, Replica, SelectRequest, Selected, Selection, select};

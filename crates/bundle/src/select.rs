@@ -1,0 +1,345 @@
+//! The deterministic selection: every record whose author's consent covers the agreement's
+//! template at the cut, in canonical order.
+//!
+//! What is decided where:
+//! - the agreement: known and in force at the cut (a quorum countersigned it in the cut's
+//!   past); its terms read as a [`Contract`] by guild-license; the bundle's kind licensed by
+//!   them (a training bundle needs `train`, an evaluation bundle `evaluate`; an
+//!   evaluation-only contract never yields a training bundle); its term running at the cut's
+//!   time. Each is [`guild_license::may`]'s answer, asked as the agreement's builder; the
+//!   builder-side conditions (user class, territory) bind the builder at use and are asked
+//!   here as a class and a country the terms allow;
+//! - each record: `may` with its author's consent register for the agreement's template in
+//!   the cut's state (a member's, granted, effective at the cut's time, its scope covering
+//!   the record's path); a grant outside the cut's causal past is not in that state, so it
+//!   does not count; a revoke in it wins;
+//! - a training bundle leaves out what an evaluation bundle sealed at the cut delivered
+//!   ([`EvaluationLedger`]);
+//! - a revocation concurrent with the cut (not in its causal past) is not seen here: the
+//!   selection is a function of the cut alone, so that every steward computes the same. Such
+//!   a revocation voids the bundle in guild-gov (revocation wins over a concurrent use: the
+//!   bundle is void unless a quorum sealed it in the revocation's past), and a later cut,
+//!   which has the revocation in its past, leaves the member's records out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use guild_core::Cid;
+use guild_core::syntax::{AtIdentifier, AtUri, Datetime, Did, Nsid, RecordKey, Tid};
+use guild_gov::body::{BundleKind, CidRef, Open, ReplicaHead, Scope, Template};
+use guild_gov::{AgreementStatus, Log, State};
+use guild_license::{
+    Agreement, Answer, Consent, ConsentScope, Contract, Refusal, Territory, UseKind, UseRequest,
+    may,
+};
+
+use crate::canary::EvaluationLedger;
+use crate::cut::CutState;
+use crate::error::BundleError;
+
+/// One record of a replica: where it is and its CID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordListing {
+    /// Its collection.
+    pub collection: Nsid,
+    /// Its record key.
+    pub rkey: RecordKey,
+    /// Its CID.
+    pub cid: Cid,
+}
+
+impl RecordListing {
+    /// Its path in the repo: `collection/rkey`.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.collection.as_str(), self.rkey.as_str())
+    }
+}
+
+/// One member's replica, as a steward holds it: its head and its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// The member.
+    pub did: Did,
+    /// The revision of its head commit.
+    pub rev: Tid,
+    /// Its head commit.
+    pub commit: Cid,
+    /// The name to credit the member by (read from the replica; `None`: the DID).
+    pub name: Option<String>,
+    /// Its records, in any order.
+    pub records: Vec<RecordListing>,
+}
+
+/// What to select for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectRequest {
+    /// The agreement (its offer op).
+    pub agreement: Cid,
+    /// Training or evaluation.
+    pub kind: Open<BundleKind>,
+}
+
+/// A record selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// Its author.
+    pub author: Did,
+    /// The author's commit it is taken from.
+    pub commit: Cid,
+    /// Its path, `collection/rkey`.
+    pub path: String,
+    /// Its CID.
+    pub cid: Cid,
+    /// The consent grant op that covers it.
+    pub consent: Cid,
+}
+
+/// Why a listed record was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exclusion {
+    /// Its author's consent does not cover it at the cut (guild-license's reason).
+    Consent(Refusal),
+    /// A training bundle: the evaluation bundle with this manifest delivered it.
+    DeliveredForEvaluation(Cid),
+}
+
+/// The outcome of a selection: everything the manifest is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// The collective.
+    pub collective: Cid,
+    /// The agreement (its offer op).
+    pub agreement: Cid,
+    /// The agreement's builder.
+    pub builder: Did,
+    /// The charter template the agreement is made from (the consent registers' key).
+    pub template: String,
+    /// The agreement's terms as written.
+    pub terms: Template,
+    /// The same terms as guild-license reads them.
+    pub contract: Contract,
+    /// Training or evaluation.
+    pub kind: BundleKind,
+    /// The cut's heads, in CID order.
+    pub heads: Vec<Cid>,
+    /// The cut's time.
+    pub time: Datetime,
+    /// The replica heads of the members whose consent register for the template is granted
+    /// at the cut, in DID order (the replicas a proposal may name).
+    pub replicas: Vec<ReplicaHead>,
+    /// The names given for those members.
+    pub names: BTreeMap<Did, String>,
+    /// The records selected, by author DID then path bytes (the repo's key order).
+    pub records: Vec<Selected>,
+    /// The listed records left out, in the same order, and why.
+    pub excluded: Vec<(Did, String, Exclusion)>,
+    /// Replicas given for members without a granted consent register at the cut, in DID
+    /// order: none of their records can be selected.
+    pub ignored: Vec<Did>,
+}
+
+/// Refusals that are about the agreement and the bundle, not about one record's consent.
+fn about_the_agreement(r: &Refusal) -> bool {
+    !matches!(
+        r,
+        Refusal::NoConsent
+            | Refusal::NotTheAuthorsConsent
+            | Refusal::ConsentNotYetEffective
+            | Refusal::ConsentRevoked
+            | Refusal::OutsideConsentScope
+    )
+}
+
+/// The member's consent register for `template` at the cut, as guild-license reads consent,
+/// with the op that wrote it. Not a member at the cut (never was, left, removed): never.
+fn consent_of(state: &State, did: &Did, template: &str) -> (Consent, Option<Cid>) {
+    if !state.members.contains_key(did) {
+        return (Consent::Never, None);
+    }
+    let Some(c) = state.consents.get(&(did.clone(), template.to_owned())) else {
+        return (Consent::Never, None);
+    };
+    let Some(from) = c.effective_from.clone() else {
+        return (Consent::Never, None);
+    };
+    if !c.granted {
+        let revoked = Consent::Revoked {
+            member: did.clone(),
+            effective_from: from,
+        };
+        return (revoked, Some(c.op));
+    }
+    let scope = match c.scope.as_deref() {
+        Some(Scope::Repo {}) => ConsentScope::Repo,
+        Some(Scope::Collections { collections }) => ConsentScope::Collections(collections.clone()),
+        Some(Scope::Records { records }) => ConsentScope::Records(records.clone()),
+        // A grant always carries a scope (the lexicon requires it); without one it covers
+        // nothing.
+        None => ConsentScope::Records(Vec::new()),
+    };
+    let granted = Consent::Granted {
+        member: did.clone(),
+        effective_from: from,
+        scope,
+    };
+    (granted, Some(c.op))
+}
+
+/// Selects the records for a bundle of `request.kind` under `request.agreement` at `cut`
+/// (a cut of `log`), from `replicas` (given in any order, records in any order), leaving out
+/// of a training bundle what the evaluation bundles in `evaluations` delivered (it must hold
+/// every evaluation bundle sealed at the cut: see [`EvaluationLedger::for_cut`]).
+///
+/// Deterministic: the same cut, agreement, kind, replica listings and ledger give the same
+/// selection whatever the order of the inputs.
+pub fn select(
+    log: &Log,
+    cut: &CutState,
+    request: &SelectRequest,
+    replicas: &[Replica],
+    evaluations: &EvaluationLedger,
+) -> Result<Selection, BundleError> {
+    let state = &cut.state;
+    let id = request.agreement;
+    let agreement = state
+        .agreements
+        .get(&id)
+        .ok_or(BundleError::UnknownAgreement(id))?;
+    let AgreementStatus::InForce(countersign) = agreement.status else {
+        return Err(BundleError::AgreementNotInForce(id));
+    };
+    let start = log
+        .get(&countersign)
+        .ok_or(BundleError::MissingOp(countersign))?
+        .created_at()
+        .clone();
+    let terms = agreement.terms.as_ref().clone();
+    let json = serde_json::to_value(&terms).map_err(|e| BundleError::Encode(e.to_string()))?;
+    let contract = Contract::from_record_json(&json)?;
+    let kind = request
+        .kind
+        .known()
+        .ok_or_else(|| BundleError::UnknownKind(request.kind.as_str().to_owned()))?;
+    let use_kind = match kind {
+        BundleKind::Training => UseKind::Train,
+        BundleKind::Evaluation => UseKind::Evaluate,
+    };
+    let Some(&user_class) = contract.user_classes.first() else {
+        return Err(BundleError::Terms(guild_license::LicenceError::Invalid(
+            "userClasses: empty".into(),
+        )));
+    };
+    let country = match &contract.territory {
+        Territory::Worldwide => None,
+        Territory::Only(list) => list.first(),
+    };
+    let licence = Agreement {
+        terms: &contract,
+        builder: &agreement.builder,
+        start: &start,
+        notice_given: None,
+    };
+    let ask = |record: &AtUri, consent: &Consent| {
+        may(
+            &licence,
+            consent,
+            &UseRequest {
+                record,
+                use_kind,
+                builder: &agreement.builder,
+                user_class,
+                country,
+                at: &cut.time,
+            },
+        )
+    };
+    // The agreement-level checks, asked once with no consent so that a bundle with no
+    // record is refused for the same reasons as one with records.
+    let probe = AtUri::record(
+        AtIdentifier::Did(agreement.builder.clone()),
+        Nsid::parse(crate::manifest::NSID).map_err(|e| BundleError::Encode(e.to_string()))?,
+        RecordKey::parse("self").map_err(|e| BundleError::Encode(e.to_string()))?,
+    );
+    if let Answer::No(r) = ask(&probe, &Consent::Never)
+        && about_the_agreement(&r)
+    {
+        return Err(BundleError::NotLicensed(r));
+    }
+
+    let mut sorted: Vec<&Replica> = replicas.iter().collect();
+    sorted.sort_by(|a, b| a.did.cmp(&b.did));
+    let consenting = state.consenting(&agreement.template);
+    let mut out = Selection {
+        collective: state.collective,
+        agreement: id,
+        builder: agreement.builder.clone(),
+        template: agreement.template.clone(),
+        terms,
+        contract: contract.clone(),
+        kind,
+        heads: cut.heads.clone(),
+        time: cut.time.clone(),
+        replicas: Vec::new(),
+        names: BTreeMap::new(),
+        records: Vec::new(),
+        excluded: Vec::new(),
+        ignored: Vec::new(),
+    };
+    let mut seen: BTreeSet<&Did> = BTreeSet::new();
+    for replica in sorted {
+        let did = &replica.did;
+        if !seen.insert(did) {
+            return Err(BundleError::DuplicateReplica(did.clone()));
+        }
+        let mut records: Vec<(String, &RecordListing)> =
+            replica.records.iter().map(|r| (r.path(), r)).collect();
+        records.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        if let Some(w) = records.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(BundleError::DuplicateRecord(did.clone(), w[0].0.clone()));
+        }
+        if !consenting.contains_key(did) {
+            out.ignored.push(did.clone());
+            continue;
+        }
+        out.replicas.push(ReplicaHead {
+            did: did.clone(),
+            rev: replica.rev.clone(),
+            commit: CidRef(replica.commit),
+        });
+        if let Some(name) = &replica.name {
+            out.names.insert(did.clone(), name.clone());
+        }
+        let (consent, consent_op) = consent_of(state, did, &agreement.template);
+        for (path, r) in records {
+            let uri = AtUri::record(
+                AtIdentifier::Did(did.clone()),
+                r.collection.clone(),
+                r.rkey.clone(),
+            );
+            let why = match (ask(&uri, &consent), consent_op) {
+                (Answer::No(refusal), _) => Exclusion::Consent(refusal),
+                (Answer::Yes, None) => Exclusion::Consent(Refusal::NoConsent),
+                (Answer::Yes, Some(op)) => {
+                    let delivered = match kind {
+                        BundleKind::Training => evaluations.delivered(did, &path, &r.cid),
+                        BundleKind::Evaluation => None,
+                    };
+                    match delivered {
+                        Some(m) => Exclusion::DeliveredForEvaluation(m),
+                        None => {
+                            out.records.push(Selected {
+                                author: did.clone(),
+                                commit: replica.commit,
+                                path,
+                                cid: r.cid,
+                                consent: op,
+                            });
+                            continue;
+                        }
+                    }
+                }
+            };
+            out.excluded.push((did.clone(), path, why));
+        }
+    }
+    Ok(out)
+}
