@@ -288,6 +288,31 @@ impl Node<'_> {
         // A write to a collective's space is refused once this member left or was removed.
         self.service
             .check_memberships(Arc::new(engine.memberships()));
+        // Bundles: this node proposes on request, and, while its member is a steward,
+        // recomputes every proposal from its own replicas, approves it and packages what a
+        // quorum sealed.
+        let collectives: Arc<dyn guild_service::CollectiveEngine> =
+            Arc::new(guild_net::NetCollectives {
+                engine: engine.clone(),
+                net: net.clone(),
+            });
+        let bundles = Arc::new(
+            guild_service::Stewardship::new(
+                self.service.clone(),
+                collectives.clone(),
+                self.data_dir.join("bundles"),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        let worker = bundles.clone();
+        let bundle_task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                worker.step().await;
+            }
+        });
         let limits = config.http.limits();
         let state = Arc::new(ApiState {
             service: self.service.clone(),
@@ -295,10 +320,8 @@ impl Node<'_> {
             bodies: Bodies::new(&limits),
             started: self.started,
             clock: self.clock,
-            collectives: Some(Arc::new(guild_net::NetCollectives {
-                engine: engine.clone(),
-                net: net.clone(),
-            })),
+            collectives: Some(collectives),
+            bundles: Some(bundles),
         });
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
@@ -324,6 +347,7 @@ impl Node<'_> {
         );
         // Until a shutdown signal; then requests in progress finish.
         guild_api::serve(listener, router(state), &limits, shutdown_signal()).await;
+        bundle_task.abort();
         // Store what arrived since the last tick, then leave the swarm.
         if let Err(e) = engine.flush().await {
             tracing::warn!("could not store the last ops: {e}");

@@ -35,12 +35,16 @@ type XrpcResult = Result<axum::response::Response, XrpcError>;
 /// The networking side of the node, when it runs one: its collectives engine and swarm.
 pub type Collectives = Arc<dyn CollectiveEngine>;
 
-fn err(status: StatusCode, error: &'static str, message: impl Into<String>) -> XrpcError {
+pub(crate) fn err(
+    status: StatusCode,
+    error: &'static str,
+    message: impl Into<String>,
+) -> XrpcError {
     XrpcError::new(status, error, message)
 }
 
 /// An engine error, in words a member can act on.
-fn explain(e: EngineError) -> XrpcError {
+pub(crate) fn explain(e: EngineError) -> XrpcError {
     match e {
         EngineError::UnknownCollective(c) => err(
             StatusCode::BAD_REQUEST,
@@ -95,7 +99,7 @@ fn refusal(reason: &Reason) -> String {
     }
 }
 
-fn net(state: &ApiState<impl Sized>) -> Result<&dyn CollectiveEngine, XrpcError> {
+pub(crate) fn net(state: &ApiState<impl Sized>) -> Result<&dyn CollectiveEngine, XrpcError> {
     state.collectives.as_deref().ok_or_else(|| {
         err(
             StatusCode::NOT_IMPLEMENTED,
@@ -105,12 +109,12 @@ fn net(state: &ApiState<impl Sized>) -> Result<&dyn CollectiveEngine, XrpcError>
     })
 }
 
-fn parse_cid(s: &str, what: &str) -> Result<Cid, XrpcError> {
+pub(crate) fn parse_cid(s: &str, what: &str) -> Result<Cid, XrpcError> {
     guild_core::syntax::parse_cid_str(s).map_err(|e| XrpcError::invalid(format!("{what}: {e}")))
 }
 
 /// The collective named, or the only one this node holds.
-async fn which(c: &dyn CollectiveEngine, named: Option<&str>) -> Result<Cid, XrpcError> {
+pub(crate) async fn which(c: &dyn CollectiveEngine, named: Option<&str>) -> Result<Cid, XrpcError> {
     if let Some(s) = named {
         return parse_cid(s, "collective");
     }
@@ -148,7 +152,7 @@ fn parse_did(s: &str, field: &str) -> Result<Did, XrpcError> {
     Did::parse(s).map_err(|e| XrpcError::invalid(format!("{field}: {e}")))
 }
 
-fn ok<T: Serialize>(out: T) -> XrpcResult {
+pub(crate) fn ok<T: Serialize>(out: T) -> XrpcResult {
     Ok(axum::Json(out).into_response())
 }
 

@@ -122,6 +122,8 @@ pub struct ApiState<S> {
     pub clock: Clock,
     /// The collectives engine and swarm, when the node runs networking.
     pub collectives: Option<crate::collective::Collectives>,
+    /// The node's bundle work (propose, approve, package), when it runs networking.
+    pub bundles: Option<crate::bundles::Bundles<S>>,
 }
 
 impl<S> std::fmt::Debug for ApiState<S> {
@@ -205,6 +207,20 @@ fn routes<S: NodeStore>() -> Vec<Route<S>> {
         typed::<m::get_remote_heads::GetRemoteHeads, S>(get(c::get_remote_heads::<S>)),
         typed::<crate::methods::node::get_peers::GetPeers, S>(get(c::peers::<S>)),
         typed::<get_status::GetStatus, S>(get(node_status::<S>)),
+        typed::<crate::methods::bundle::propose_bundle::ProposeBundle, S>(post(
+            crate::bundles::propose::<S>,
+        )),
+        typed::<crate::methods::bundle::list_bundles::ListBundles, S>(get(
+            crate::bundles::list::<S>,
+        )),
+        typed::<crate::methods::bundle::list_revocations::ListRevocations, S>(get(
+            crate::bundles::revocations::<S>,
+        )),
+        (
+            "coop.guild.bundle.get".to_owned(),
+            Kind::Query,
+            get(crate::bundles::get::<S>),
+        ),
     ]);
     out
 }

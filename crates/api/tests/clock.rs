@@ -84,6 +84,10 @@ impl CollectiveEngine for Recorder {
         Box::pin(async { Err(EngineError::Stopped) })
     }
 
+    fn log(&self, _: Cid) -> BoxFuture<'_, Result<guild_gov::Log, EngineError>> {
+        Box::pin(async { Err(EngineError::Stopped) })
+    }
+
     fn remote_heads<'a>(
         &'a self,
         _: Cid,
@@ -134,6 +138,7 @@ fn handlers_date_ops_and_invites_by_the_configured_clock() {
         started: Instant::now(),
         clock,
         collectives: Some(engine.clone() as Arc<dyn CollectiveEngine>),
+        bundles: None,
     });
     let url = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

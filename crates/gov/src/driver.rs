@@ -760,6 +760,19 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             .max()
             .unwrap_or(i64::MIN);
         let created_at = Datetime::from_unix_micros(now.max(latest_parent));
+        // A bundle proposal's cut names the governance heads it is assembled against, which
+        // must be its `prev` (guild-gov refuses any other): the writer fills them in here,
+        // where `prev` is chosen.
+        let filled;
+        let body = match body {
+            OpBody::BundleProposal(p) => {
+                let mut p = p.clone();
+                p.cut.heads = heads.iter().copied().map(crate::body::CidRef).collect();
+                filled = OpBody::BundleProposal(p);
+                &filled
+            }
+            other => other,
+        };
         match Op::write(body, Some(&collective), key, &heads, &created_at) {
             Ok(op) => self.submit_op(op, now, out),
             Err(e) => {

@@ -55,6 +55,10 @@ impl CollectiveEngine for NetCollectives {
         Box::pin(async move { self.engine.write(collective, kind, fields).await })
     }
 
+    fn log(&self, collective: Cid) -> BoxFuture<'_, Result<guild_gov::Log, api::EngineError>> {
+        Box::pin(async move { self.engine.log(collective).await })
+    }
+
     fn status(&self, collective: Cid) -> BoxFuture<'_, Result<api::Status, api::EngineError>> {
         Box::pin(async move { self.engine.status(collective).await })
     }

@@ -175,6 +175,10 @@ pub trait CollectiveEngine: Send + Sync + std::fmt::Debug + 'static {
     /// The collective as this node sees it.
     fn status(&self, collective: Cid) -> BoxFuture<'_, Result<Status, EngineError>>;
 
+    /// A snapshot of the collective's op log (a bundle's selection is computed from the
+    /// causal past of its cut, off the engine).
+    fn log(&self, collective: Cid) -> BoxFuture<'_, Result<guild_gov::Log, EngineError>>;
+
     /// The repo heads the node of `peer` (a DID) holds in the collective's space, asked of
     /// that node.
     fn remote_heads<'a>(

@@ -13,6 +13,9 @@
 //! - what the API needs of the collectives engine ([`CollectiveEngine`], with its [`Status`],
 //!   [`NodePeers`], [`EngineError`] and the [`FieldsFn`] that builds an op's [`OpFields`];
 //!   implemented by `guild-net`);
+//! - bundles on a steward's node ([`bundles`]: proposing, recomputing and approving,
+//!   packaging sealed bundles, revocation notices; the rules are guild-bundle's and
+//!   guild-gov's);
 //! - the node's [`Clock`], the one source of "now" the node hands to its engine, its API and
 //!   its repo service.
 //!
@@ -23,11 +26,13 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bundles;
 pub mod clock;
 pub mod engine;
 pub mod repos;
 pub mod service;
 
+pub use bundles::{BundleInfo, BundleStatus, RevocationNotice, Stewardship, StewardshipError};
 pub use clock::Clock;
 pub use engine::{
     BoxFuture, CollectiveEngine, Departed, EngineError, FieldsFn, Memberships, NodePeers, OpFields,

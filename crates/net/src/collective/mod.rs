@@ -165,6 +165,8 @@ enum Cmd {
     Status(Cid, oneshot::Sender<Result<Status, EngineError>>),
     Flush(oneshot::Sender<()>),
     List(oneshot::Sender<Vec<Cid>>),
+    /// A snapshot of a collective's op log (for work done off the engine task: bundles).
+    Log(Cid, oneshot::Sender<Result<guild_gov::Log, EngineError>>),
     /// This member committed to its repo in a collective's space.
     Announce(Cid, RepoHead),
 }
@@ -494,6 +496,12 @@ impl Engine {
     /// this before the process exits).
     pub async fn flush(&self) -> Result<(), EngineError> {
         self.call(Cmd::Flush).await
+    }
+
+    /// A snapshot of a collective's op log, to compute on without holding the engine (a
+    /// bundle's selection reads the log's causal past; the engine goes on meanwhile).
+    pub async fn log(&self, collective: Cid) -> Result<guild_gov::Log, EngineError> {
+        self.call(|r| Cmd::Log(collective, r)).await?
     }
 
     /// The collectives this node holds.

@@ -206,6 +206,14 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 self.save_all();
                 let _ = reply.send(());
             }
+            Cmd::Log(id, reply) => {
+                let log = self
+                    .collectives
+                    .get(&id)
+                    .map(|c| c.driver.log().clone())
+                    .ok_or(EngineError::UnknownCollective(id));
+                let _ = reply.send(log);
+            }
             Cmd::List(reply) => {
                 let _ = reply.send(self.collectives.keys().copied().collect());
             }

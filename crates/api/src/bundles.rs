@@ -1,0 +1,169 @@
+//! Guild's bundle endpoints (`coop.guild.bundle.*`) on a steward's node: propose a bundle,
+//! list the collective's bundles, read the revocation notices, download a sealed bundle's
+//! CAR. They call the node's [`Stewardship`]; the rules are guild-gov's and guild-bundle's.
+//! Every one needs the admin token (builders' own access to their bundles comes with feeds).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use guild_gov::body::BundleKind;
+use guild_service::{NodeStore, Stewardship, StewardshipError};
+
+use crate::collective::{err, explain, net, ok, parse_cid, which};
+use crate::methods::bundle::{list_bundles, list_revocations, propose_bundle};
+use crate::methods::collective::OpWritten;
+use crate::server::{ApiState, XrpcError};
+use crate::validation::Xrpc;
+
+type XrpcResult = Result<axum::response::Response, XrpcError>;
+
+/// The node's bundle work, when it runs networking.
+pub type Bundles<S> = Arc<Stewardship<S>>;
+
+fn desk<S>(state: &ApiState<S>) -> Result<&Stewardship<S>, XrpcError> {
+    state.bundles.as_deref().ok_or_else(|| {
+        err(
+            StatusCode::NOT_IMPLEMENTED,
+            "MethodNotImplemented",
+            "this node runs without networking",
+        )
+    })
+}
+
+fn failed(e: StewardshipError) -> XrpcError {
+    match e {
+        StewardshipError::Engine(e) => explain(e),
+        StewardshipError::Bundle(e) => XrpcError::invalid(e.to_string()),
+        StewardshipError::NotFound(cid) => err(
+            StatusCode::NOT_FOUND,
+            "BundleNotFound",
+            format!("no sealed bundle {cid} on this node"),
+        ),
+        StewardshipError::Io(m) => err(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", m),
+    }
+}
+
+/// `coop.guild.bundle.proposeBundle`.
+pub(crate) async fn propose<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    Xrpc(input): Xrpc<propose_bundle::ProposeBundle>,
+) -> XrpcResult {
+    let id = which(net(&state)?, input.collective.as_deref()).await?;
+    let agreement = parse_cid(&input.agreement, "agreement")?;
+    let kind = match input.kind.as_deref() {
+        None | Some("training") => BundleKind::Training,
+        Some("evaluation") => BundleKind::Evaluation,
+        Some(other) => {
+            return Err(XrpcError::invalid(format!(
+                "kind: {other:?} is neither training nor evaluation"
+            )));
+        }
+    };
+    let op = desk(&state)?
+        .propose(id, agreement, kind, input.note)
+        .await
+        .map_err(failed)?;
+    ok(OpWritten {
+        op: op.to_string(),
+        collective: id.to_string(),
+    })
+}
+
+/// `coop.guild.bundle.listBundles`.
+pub(crate) async fn list<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    Xrpc(params): Xrpc<list_bundles::ListBundles>,
+) -> XrpcResult {
+    let id = which(net(&state)?, params.collective.as_deref()).await?;
+    let bundles = desk(&state)?.list(id).await.map_err(failed)?;
+    ok(list_bundles::Output {
+        collective: id.to_string(),
+        bundles: bundles
+            .into_iter()
+            .map(|b| list_bundles::BundleView {
+                proposal: b.proposal.to_string(),
+                agreement: b.agreement.to_string(),
+                template: b.template,
+                kind: b.kind,
+                proposed_by: b.proposed_by.to_string(),
+                proposed_at: b.proposed_at.to_string(),
+                status: b.status.as_str().to_owned(),
+                manifest: b.manifest.map(|m| m.to_string()),
+                approvals: b
+                    .approvals
+                    .into_iter()
+                    .map(|(d, m)| list_bundles::Approval {
+                        steward: d.to_string(),
+                        manifest: m.to_string(),
+                    })
+                    .collect(),
+                quorum: b.quorum as u64,
+                records: b.records.map(|r| r.0),
+                authors: b.records.map(|r| r.1),
+                car_bytes: b.car.map(|c| c.1),
+                note: b.note,
+            })
+            .collect(),
+    })
+}
+
+/// `coop.guild.bundle.listRevocations`.
+pub(crate) async fn revocations<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    Xrpc(params): Xrpc<list_revocations::ListRevocations>,
+) -> XrpcResult {
+    let id = which(net(&state)?, params.collective.as_deref()).await?;
+    let notices = desk(&state)?.revocation_notices(id).await.map_err(failed)?;
+    ok(list_revocations::Output {
+        collective: id.to_string(),
+        notices: notices
+            .into_iter()
+            .map(|n| list_revocations::Notice {
+                revocation: n.revocation.to_string(),
+                member: n.member.to_string(),
+                template: n.template,
+                at: n.at.to_string(),
+                bundle: n.bundle.to_string(),
+                agreement: n.agreement.to_string(),
+                records: n
+                    .records
+                    .into_iter()
+                    .map(|(uri, cid)| list_revocations::Record {
+                        uri,
+                        cid: cid.to_string(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+/// `coop.guild.bundle.get`: the sealed bundle's CAR, streamed from the node's file.
+pub(crate) async fn get<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> XrpcResult {
+    let params = crate::server::query_params(raw.as_deref());
+    let Some((_, cid)) = params.iter().find(|(k, _)| k == "cid") else {
+        return Err(XrpcError::invalid("cid: required"));
+    };
+    let cid = parse_cid(cid, "cid")?;
+    let path = desk(&state)?.car_path(&cid).map_err(failed)?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            format!("cannot open the bundle: {e}"),
+        )
+    })?;
+    let len = file.metadata().await.map(|m| m.len()).ok();
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let mut resp = ([(header::CONTENT_TYPE, "application/vnd.ipld.car")], body).into_response();
+    if let Some(len) = len {
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    }
+    Ok(resp)
+}
