@@ -30,6 +30,10 @@ pub enum CollectiveCmd {
         /// Steward seats.
         #[arg(long, default_value_t = 3)]
         seats: i64,
+        /// Steward signatures an agreement or a bundle needs (capped by the number of
+        /// stewards).
+        #[arg(long, default_value_t = 1)]
+        countersignatures: i64,
         /// How people join: `invite` (invites only), `approval` (invites, or a request a
         /// steward approves), `vote` (invites, or a request the members vote on).
         #[arg(long, default_value = "invite", value_parser = ["invite", "approval", "vote"])]
@@ -195,10 +199,12 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             name,
             purpose,
             seats,
+            countersignatures,
             admission,
             templates,
         } => {
-            let input = create_input(name, purpose, seats, &admission, templates);
+            let mut input = create_input(name, purpose, seats, &admission, templates);
+            input.countersignatures = Some(countersignatures);
             let out = call::<create::Create>(data_dir, &input)?;
             println!("{}", out.collective);
             eprintln!("founded; invite members with: guild collective invite");
@@ -282,6 +288,7 @@ fn create_input(
         name,
         purpose,
         seats: Some(seats),
+        countersignatures: None,
         admission: Some(admission),
         templates,
     }

@@ -475,6 +475,7 @@ fn typed_calls_of_every_collective_and_node_method() {
             name: "Typed Poets".into(),
             purpose: Some("Tests".into()),
             seats: Some(2),
+            countersignatures: None,
             admission: Some(create::Admission::Approval),
             templates: vec!["research-open".into(), "eval-public".into()],
         },

@@ -170,6 +170,10 @@ pub(crate) async fn create<S: NodeStore>(
     if let Some(seats) = input.seats {
         params.seats = seats;
     }
+    if let Some(n) = input.countersignatures {
+        params.countersignatures = u32::try_from(n)
+            .map_err(|_| XrpcError::invalid("countersignatures: 1 to 100"))?;
+    }
     let (policy, approval) = match input.admission.unwrap_or_default() {
         create::Admission::Invite => (AdmissionPolicy::InviteOnly, ApprovalMode::Steward),
         create::Admission::Approval => (AdmissionPolicy::InviteOrRequest, ApprovalMode::Steward),

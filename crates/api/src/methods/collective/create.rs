@@ -36,6 +36,9 @@ pub struct Input {
     /// Steward seats (1 to 100); default 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seats: Option<i64>,
+    /// Steward signatures an agreement or a bundle needs (1 to 100); default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub countersignatures: Option<i64>,
     /// How people join; default: invites only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admission: Option<Admission>,
