@@ -22,6 +22,7 @@ use guild_api::Client;
 use serde_json::{Value, json};
 
 mod chaos;
+mod licensing;
 
 pub use chaos::{ChaosOptions, ChaosReport, chaos};
 
@@ -675,6 +676,7 @@ pub fn demo(opts: DemoOptions) -> Result<DemoReport> {
         n,
         all: (0..n).collect(),
         id,
+        quorum: 2,
     };
     story.join()?;
     story.import(&opts.corpus, opts.records)?;
@@ -682,6 +684,9 @@ pub fn demo(opts: DemoOptions) -> Result<DemoReport> {
     story.elect()?;
     story.replicas()?;
     story.kill_and_restart()?;
+    let offer = story.agreement()?;
+    let first = story.bundle(&offer, "first")?;
+    story.revoke_and_rebundle(&offer, &first)?;
     story.leave()?;
     let Story { d, steps, id, .. } = story;
     let rss = d.rss_kib();
@@ -727,6 +732,8 @@ fn found(d: &Devnet, steps: &mut Steps) -> Result<String> {
             "Rehearsing a charter",
             "--seats",
             "3",
+            "--countersignatures",
+            "2",
             "--admission",
             "invite",
         ],
@@ -741,7 +748,7 @@ fn found(d: &Devnet, steps: &mut Steps) -> Result<String> {
     steps.done(
         t.elapsed(),
         &format!(
-            "node-1 founded {id}: 3 steward seats, invite admission, {templates} licence templates"
+            "node-1 founded {id}: 3 steward seats, 2 countersignatures, invite admission, {templates} licence templates"
         ),
         None,
     );
@@ -758,6 +765,8 @@ struct Story {
     all: Vec<usize>,
     /// The collective's id.
     id: String,
+    /// Steward signatures an agreement or a bundle needs (the charter's countersignatures).
+    quorum: usize,
 }
 
 impl Story {

@@ -217,7 +217,10 @@ fn print_one(b: &list_bundles::BundleView) {
             .join(", ")
     );
     if let Some(n) = b.car_bytes {
-        println!("    packaged: {n} bytes (guild bundle export {})", b.manifest.as_deref().unwrap_or("?"));
+        println!(
+            "    packaged: {n} bytes (guild bundle export {})",
+            b.manifest.as_deref().unwrap_or("?")
+        );
     }
     if let Some(n) = &b.note {
         println!("    {n}");
@@ -227,10 +230,179 @@ fn print_one(b: &list_bundles::BundleView) {
 /// Writes `bytes` to `path` through a temporary file renamed over it.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("part");
-    let mut f = std::fs::File::create(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Verifies the bundle file at `path`.
+fn check_file(path: &Path) -> Result<std::result::Result<guild_bundle::Report, String>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    Ok(guild_bundle::verify_bundle(reader).map_err(|e| e.to_string()))
+}
+
+/// The report as JSON.
+fn report_json(r: &guild_bundle::Report) -> serde_json::Value {
+    serde_json::json!({
+        "manifest": r.manifest.to_string(),
+        "collective": r.collective.to_string(),
+        "agreement": r.agreement.to_string(),
+        "builder": r.builder.to_string(),
+        "template": r.template,
+        "kind": r.kind.as_str(),
+        "records": r.records,
+        "credits": r.credits.iter().map(|c| serde_json::json!({
+            "did": c.did.to_string(),
+            "name": c.name,
+            "records": c.records,
+        })).collect::<Vec<_>>(),
+        "stewards": r.stewards.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "approvals": r.approvals.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "ops": r.ops,
+        "blocks": r.blocks,
+        "bytes": r.bytes,
+        "sha256": r.sha256_hex(),
+        "summary": r.summary,
+    })
+}
+
+/// `guild bundle verify FILE`: exit 0 and a summary line, or exit 1 and one line saying
+/// what failed and where.
+fn verify(path: &Path, agreement: Option<&str>, json: bool) -> Result<ExitCode> {
+    let report = match check_file(path)? {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("bundle {} FAILED verification: {why}", path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(want) = agreement
+        && report.agreement.to_string() != want
+    {
+        eprintln!(
+            "bundle {} FAILED verification: it is delivered under agreement {}, not {want}",
+            path.display(),
+            report.agreement
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if json {
+        println!("{}", report_json(&report));
+    } else {
+        println!(
+            "OK {}: {} {} records by {} members under agreement {} ({}), sealed by {} stewards; every signature, proof, consent and hash checked",
+            report.manifest,
+            report.records,
+            report.kind.as_str(),
+            report.credits.len(),
+            report.agreement,
+            report.template,
+            report.stewards.len()
+        );
+        println!("sha256 {}  {} bytes", report.sha256_hex(), report.bytes);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `guild bundle show FILE`: the verified bundle's summary.
+fn show_file(path: &Path, json: bool) -> Result<ExitCode> {
+    let report = match check_file(path)? {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("bundle {} FAILED verification: {why}", path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if json {
+        println!("{}", report_json(&report));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "bundle   {} ({} bundle, verified)",
+        report.manifest,
+        report.kind.as_str()
+    );
+    println!("collective {}", report.collective);
+    println!("agreement  {} with {}", report.agreement, report.builder);
+    println!("licence    {}: {}", report.template, report.summary);
+    println!(
+        "records    {} by {} members; sealed by {}",
+        report.records,
+        report.credits.len(),
+        report
+            .stewards
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("credits:");
+    for c in &report.credits {
+        println!(
+            "  {:>6}  {}{}",
+            c.records.unwrap_or(0),
+            c.did,
+            if c.name != c.did.as_str() {
+                format!(" ({})", c.name)
+            } else {
+                String::new()
+            }
+        );
+    }
+    println!("sha256     {}  {} bytes", report.sha256_hex(), report.bytes);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `guild bundle export`: the CAR from the node, checked, and its Croissant metadata,
+/// dataset card and disclosure file beside it.
+fn export(data_dir: &Path, manifest: &str, out: &Path) -> Result<()> {
+    let (client, _) = connect(data_dir)?;
+    let bytes = client
+        .query_bytes("coop.guild.bundle.get", &[("cid", manifest)])
+        .map_err(explain)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let car_path = out.join("bundle.car");
+    write_file(&car_path, &bytes)?;
+    let report = match check_file(&car_path)? {
+        Ok(r) => r,
+        Err(why) => bail!("the node's bundle fails verification: {why}"),
+    };
+    if report.manifest.to_string() != manifest {
+        bail!("the node sent bundle {}, not {manifest}", report.manifest);
+    }
+    let car = guild_repo::read_car(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let root = car
+        .blocks
+        .get(&report.manifest)
+        .context("the bundle's manifest block is missing")?;
+    // (`read_car` checked every block's hash; `verify_bundle` everything else.)
+    let m = guild_bundle::Manifest::decode(root).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let info = guild_bundle::CarInfo {
+        sha256: report.sha256,
+        bytes: report.bytes,
+        file_name: "bundle.car".to_owned(),
+    };
+    let forms = [
+        ("croissant.json", guild_bundle::croissant::emit(&m, &info)),
+        ("README.md", guild_bundle::card::emit(&m, &info)),
+        ("disclosure.json", guild_bundle::disclosure::emit(&m, &info)),
+    ];
+    for (name, text) in forms {
+        let text = text.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        write_file(&out.join(name), text.as_bytes())?;
+    }
+    println!("{}", car_path.display());
+    eprintln!(
+        "exported {} ({} records, {} bytes) with croissant.json, README.md and disclosure.json into {}",
+        report.manifest,
+        report.records,
+        report.bytes,
+        out.display()
+    );
+    Ok(())
 }

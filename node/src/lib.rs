@@ -6,6 +6,7 @@
 //! (`key`, `repo`, `lexicon`) work on files; `init` and `node` create and run the daemon;
 //! `record`, `import`, `export` and `status` talk to a running daemon over its XRPC API.
 
+mod bundle_cmd;
 mod client_cmd;
 mod collective_cmd;
 pub mod config;
@@ -101,6 +102,10 @@ enum Command {
         #[arg(long)]
         did: Option<guild_core::syntax::Did>,
     },
+    /// Bundles: propose, list, show, export (through the node); verify and show a bundle
+    /// file offline.
+    #[command(subcommand)]
+    Bundle(bundle_cmd::BundleCmd),
     /// Collectives: create, invite, join, status, list, leave.
     #[command(subcommand)]
     Collective(collective_cmd::CollectiveCmd),
@@ -192,6 +197,7 @@ where
             since,
             did,
         } => client_cmd::export(&data_dir, &out, &space, since.as_deref(), did.as_ref()),
+        Command::Bundle(cmd) => bundle_cmd::bundle(&data_dir, cmd),
         Command::Collective(cmd) => collective_cmd::collective(&data_dir, cmd),
         Command::Consent(cmd) => collective_cmd::consent(&data_dir, cmd),
         Command::Election(cmd) => collective_cmd::election(&data_dir, cmd),

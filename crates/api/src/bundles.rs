@@ -91,6 +91,7 @@ pub(crate) async fn list<S: NodeStore>(
                 proposed_at: b.proposed_at.to_string(),
                 status: b.status.as_str().to_owned(),
                 manifest: b.manifest.map(|m| m.to_string()),
+                computed: b.computed.map(|m| m.to_string()),
                 approvals: b
                     .approvals
                     .into_iter()

@@ -171,8 +171,8 @@ pub(crate) async fn create<S: NodeStore>(
         params.seats = seats;
     }
     if let Some(n) = input.countersignatures {
-        params.countersignatures = u32::try_from(n)
-            .map_err(|_| XrpcError::invalid("countersignatures: 1 to 100"))?;
+        params.countersignatures =
+            u32::try_from(n).map_err(|_| XrpcError::invalid("countersignatures: 1 to 100"))?;
     }
     let (policy, approval) = match input.admission.unwrap_or_default() {
         create::Admission::Invite => (AdmissionPolicy::InviteOnly, ApprovalMode::Steward),

@@ -75,8 +75,10 @@ pub struct BundleInfo {
     pub proposed_at: Datetime,
     /// Where it stands.
     pub status: BundleStatus,
-    /// The sealed manifest, or the one this node computed.
+    /// The sealed manifest.
     pub manifest: Option<Cid>,
+    /// The manifest this node computed from its own replicas.
+    pub computed: Option<Cid>,
     /// Each approving steward and the manifest they approved.
     pub approvals: Vec<(Did, Cid)>,
     /// Approvals needed to seal (the quorum now).
@@ -448,11 +450,9 @@ impl<S: NodeStore> Stewardship<S> {
             } else {
                 BundleStatus::Proposed
             };
-            let manifest = match &b.sealed {
-                Some((m, _)) => Some(*m),
-                None => read_proposal(&self.dir, pid)?,
-            };
-            let records = match &manifest {
+            let computed = read_proposal(&self.dir, pid)?;
+            let manifest = b.sealed.as_ref().map(|(m, _)| *m);
+            let records = match manifest.as_ref().or(computed.as_ref()) {
                 Some(m) => read_manifest(&self.dir, m)?
                     .and_then(|bytes| Manifest::decode(&bytes).ok())
                     .map(|m| (m.records.len() as u64, m.credits.len() as u64)),
@@ -479,6 +479,7 @@ impl<S: NodeStore> Stewardship<S> {
                 proposed_at: op.created_at().clone(),
                 status,
                 manifest,
+                computed,
                 approvals: b
                     .approvals
                     .iter()

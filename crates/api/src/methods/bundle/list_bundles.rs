@@ -47,9 +47,12 @@ pub struct BundleView {
     pub proposed_at: String,
     /// `proposed`, `sealed` or `void`.
     pub status: String,
-    /// The sealed manifest, or the one this node computed.
+    /// The sealed manifest, once sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
+    /// The manifest this node computed from its own replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed: Option<String>,
     /// The stewards' approvals.
     pub approvals: Vec<Approval>,
     /// Approvals of one manifest needed to seal it.
