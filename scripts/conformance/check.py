@@ -643,6 +643,187 @@ def check_cc_signals(path: Path, _guild) -> list[str]:
     return errors
 
 
+# ============================================================ bundle forms ==
+# The dataset forms of a Guild bundle (crates/bundle): Croissant 1.1 JSON-LD, the
+# dataset card (README.md with Hugging Face YAML front matter), the disclosure file.
+CROISSANT_1_1 = "http://mlcommons.org/croissant/1.1"
+CAR_MEDIA_TYPE = "application/vnd.ipld.car"
+UNKNOWN = "unknown: the builder states this"
+RAI_REQUIRED = ("rai:dataCollection", "rai:dataCollectionType", "rai:dataUseCases",
+                "rai:dataLimitations", "rai:personalSensitiveInformation")
+# Hugging Face dataset card metadata keys (huggingface_hub DatasetCardData and the Hub's
+# dataset card spec); anything else is a typo.
+HF_CARD_KEYS = {
+    "license", "license_name", "license_link", "license_details", "pretty_name", "tags",
+    "size_categories", "task_categories", "task_ids", "language", "language_details",
+    "language_creators", "annotations_creators", "multilinguality", "source_datasets",
+    "paperswithcode_id", "configs", "dataset_info", "viewer", "train-eval-index",
+}
+HF_SIZE_CATEGORIES = {
+    "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M",
+    "100M<n<1B", "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T",
+}
+HF_LICENSE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+
+
+class _Offline:
+    """No socket may connect while a validator runs: everything must be offline."""
+
+    def __enter__(self):
+        import socket
+        self._socket = socket
+        self._connect = socket.socket.connect
+
+        def refuse(*_a, **_k):
+            raise OSError("network access attempted during an offline check")
+        socket.socket.connect = refuse
+        return self
+
+    def __exit__(self, *exc):
+        self._socket.socket.connect = self._connect
+        return False
+
+
+def _as_list(v):
+    return v if isinstance(v, list) else [] if v is None else [v]
+
+
+def check_croissant(path: Path, _guild) -> list[str]:
+    errors: list[str] = []
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        return [f"not JSON: {e}"]
+    if not isinstance(doc, dict) or not isinstance(doc.get("@context"), dict):
+        return ["@context must be an inline object (the check runs offline)"]
+    if CROISSANT_1_1 not in _as_list(doc.get("conformsTo")):
+        errors.append(f"conformsTo does not name {CROISSANT_1_1}")
+    import logging
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    import mlcroissant as mlc
+    try:
+        with _Offline():
+            ds = mlc.Dataset(str(path))
+            for w in ds.metadata.ctx.issues.warnings:
+                errors.append(f"mlcroissant warning: {w}")
+            for rs in ds.metadata.record_sets:
+                if rs.data is not None:
+                    rows = list(ds.records(rs.uuid))
+                    if len(rows) != len(rs.data):
+                        errors.append(f"record set {rs.uuid}: mlcroissant read {len(rows)} "
+                                      f"rows of {len(rs.data)}")
+    except mlc.ValidationError as e:
+        return errors + [f"mlcroissant validate: {str(e).strip()}"]
+    except Exception as e:  # noqa: BLE001 -- any crash of the validator is a failure
+        return errors + [f"mlcroissant failed: {type(e).__name__}: {e}"]
+    files = [d for d in _as_list(doc.get("distribution"))
+             if isinstance(d, dict) and d.get("@type") == "cr:FileObject"]
+    for d in files:
+        where = f"distribution {d.get('@id')}"
+        if not re.fullmatch(r"[0-9a-f]{64}", str(d.get("sha256", ""))):
+            errors.append(f"{where}: sha256 must be 64 lower-case hex digits")
+        if str(d.get("contentUrl", "")).endswith(".car") and d.get("encodingFormat") != CAR_MEDIA_TYPE:
+            errors.append(f"{where}: a CAR's encodingFormat must be {CAR_MEDIA_TYPE}")
+    if str(doc.get("identifier", "")).startswith("urn:guild:bundle:"):
+        errors += _check_guild_croissant(doc, files)
+    return errors
+
+
+def _check_guild_croissant(doc: dict, files: list) -> list[str]:
+    """What a Guild bundle's Croissant must also say (docs/bundle-forms.md)."""
+    errors = []
+    if not any(str(d.get("contentUrl", "")).endswith(".car") for d in files):
+        errors.append("a Guild bundle names its CAR file in distribution")
+    licence = doc.get("license")
+    if not (isinstance(licence, dict) and str(licence.get("@id", "")).startswith("urn:guild:agreement:")):
+        errors.append("license must name the agreement (urn:guild:agreement:<offer CID>)")
+    usage = doc.get("usageInfo")
+    if not (isinstance(usage, dict) and str(usage.get("url", "")).startswith("urn:guild:agreement:")):
+        errors.append("usageInfo must name the ODRL agreement (urn:guild:agreement:<offer CID>)")
+    derived = _as_list(doc.get("prov:wasDerivedFrom"))
+    if not derived:
+        errors.append("prov:wasDerivedFrom must name every member commit")
+    for d in derived:
+        spec = d.get("prov:specializationOf", {}) if isinstance(d, dict) else {}
+        if not str(d.get("@id", "") if isinstance(d, dict) else "").startswith("urn:guild:commit:") \
+                or not str(spec.get("@id", "")).startswith("at://did:"):
+            errors.append(f"prov:wasDerivedFrom entry {d!r:.80}: a commit "
+                          "(urn:guild:commit:<CID>) specializing a repository (at://did:...)")
+    for k in RAI_REQUIRED:
+        if not doc.get(k):
+            errors.append(f"missing {k}")
+    desc = json.dumps(doc.get("description", ""))
+    m = re.search(r"canary GUID ([0-9a-f-]{36})", desc)
+    if m and m.group(1) not in json.dumps(doc.get("rai:dataLimitations", "")):
+        errors.append("rai:dataLimitations must carry the canary GUID the description gives")
+    return errors
+
+
+def check_card(path: Path, _guild) -> list[str]:
+    import yaml
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---\n") or "\n---\n" not in text[3:]:
+        return ["no YAML front matter (the file must open with a '---' block)"]
+    front, body = text[4:].split("\n---\n", 1)
+    try:
+        meta = yaml.safe_load(front)
+    except yaml.YAMLError as e:
+        return [f"front matter is not YAML: {e}".replace("\n", " ")]
+    if not isinstance(meta, dict):
+        return ["front matter is not a YAML mapping"]
+    errors = [f"unknown Hugging Face card key '{k}'" for k in meta if k not in HF_CARD_KEYS
+              and not str(k).startswith("extra_gated_")]
+    lic = meta.get("license")
+    if not isinstance(lic, str) or not lic:
+        errors.append("license missing")
+    if lic == "other":
+        if not isinstance(meta.get("license_name"), str) or not HF_LICENSE_NAME.match(meta["license_name"]):
+            errors.append("license: other needs a license_name in lower-case kebab case")
+        if not isinstance(meta.get("license_link"), str) or not meta["license_link"]:
+            errors.append("license: other needs a license_link")
+    for k in ("tags", "task_categories", "language"):
+        if k in meta and not (isinstance(meta[k], list) and all(isinstance(t, str) for t in meta[k])):
+            errors.append(f"{k} must be a list of strings")
+    if "pretty_name" in meta and not isinstance(meta["pretty_name"], str):
+        errors.append("pretty_name must be a string")
+    if "viewer" in meta and not isinstance(meta["viewer"], bool):
+        errors.append("viewer must be true or false")
+    for v in _as_list(meta.get("size_categories")):
+        if v not in HF_SIZE_CATEGORIES:
+            errors.append(f"size_categories: '{v}' is not a Hugging Face size category")
+    if not body.strip():
+        errors.append("the card has no body")
+    tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
+    if "guild" in tags:
+        if "guild bundle verify" not in body:
+            errors.append("a Guild card says how to verify the bundle (guild bundle verify)")
+        if "evaluation-only" in tags and "canary" not in body.lower():
+            errors.append("an evaluation bundle's card carries the canary warning")
+    return errors
+
+
+def check_disclosure(path: Path, _guild) -> list[str]:
+    doc, errors = _load_json_with_schema(path, "guild-disclosure.schema.json", "disclosure")
+    if errors:
+        return [e if len(e) <= 240 else e[:240] + "..." for e in errors]
+    items = doc["californiaAb2013"]["items"]
+    if [i["item"] for i in items] != list(range(1, 13)):
+        errors.append("californiaAb2013.items must be items 1 to 12 of §3111(a), in order")
+
+    def walk(v, where):
+        if isinstance(v, str) and v.lower().startswith("unknown") and v != UNKNOWN \
+                and not v.startswith(UNKNOWN):
+            errors.append(f"{where}: an unknown reads exactly '{UNKNOWN}'")
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{where}.{k}")
+        elif isinstance(v, list):
+            for n, x in enumerate(v):
+                walk(x, f"{where}[{n}]")
+    walk(doc, "$")
+    return errors
+
+
 # ==================================================================== driver ==
 CHECKS = {
     "odrl.jsonld": check_odrl,
@@ -652,10 +833,17 @@ CHECKS = {
     "cc-signals.json": check_cc_signals,
     "tdmrep.json": check_tdmrep,
 }
+# Bundle forms: checked wherever they are, with no completeness rule per template.
+BUNDLE_CHECKS = {
+    "croissant.json": check_croissant,
+    "card.md": check_card,
+    "disclosure.json": check_disclosure,
+}
+ALL_CHECKS = {**CHECKS, **BUNDLE_CHECKS}
 
 
 def format_of(path: Path) -> str | None:
-    for ext in CHECKS:
+    for ext in ALL_CHECKS:
         if path.name.endswith("." + ext):
             return ext
     return None
@@ -664,9 +852,9 @@ def format_of(path: Path) -> str | None:
 def check_file(path: Path, guild: GuildProfile | None) -> list[str]:
     fmt = format_of(path)
     if fmt is None:
-        return [f"unknown format (expected one of: {', '.join(CHECKS)})"]
+        return [f"unknown format (expected one of: {', '.join(ALL_CHECKS)})"]
     try:
-        return CHECKS[fmt](path, guild)
+        return ALL_CHECKS[fmt](path, guild)
     except Failure as e:
         return [str(e)]
 
@@ -679,25 +867,35 @@ def load_guild(path: Path, url: str) -> tuple[GuildProfile | None, list[str]]:
 
 
 def check_dir(golden: Path, guild_path: Path, guild_url: str) -> int:
+    """Every template x licence format when the directory holds licence forms (or nothing
+    else); every bundle form it holds (`*.croissant.json`, `*.card.md`, `*.disclosure.json`)."""
     guild, gerr = load_guild(guild_path, guild_url)
     failures = [(guild_path, e) for e in gerr]
     passed = 0
-    for t in TEMPLATES:
-        for ext in CHECKS:
-            f = golden / f"{t}.{ext}"
-            if not f.exists():
-                failures.append((f, "missing: every template x format must be emitted"))
-                continue
-            errs = check_file(f, guild)
-            failures += [(f, e) for e in errs]
-            passed += not errs
+    files = sorted(f for f in golden.iterdir() if f.is_file())
+    bundle_files = [f for f in files if format_of(f) in BUNDLE_CHECKS]
+    licence_files = [f for f in files if format_of(f) in CHECKS]
+    if licence_files or not bundle_files:
+        for t in TEMPLATES:
+            for ext in CHECKS:
+                f = golden / f"{t}.{ext}"
+                if not f.exists():
+                    failures.append((f, "missing: every template x format must be emitted"))
+                    continue
+                errs = check_file(f, guild)
+                failures += [(f, e) for e in errs]
+                passed += not errs
     known = {f"{t}.{e}" for t in TEMPLATES for e in CHECKS}
-    for f in sorted(golden.iterdir()):
-        if f.is_file() and format_of(f) and f.name not in known:
+    for f in licence_files:
+        if f.name not in known:
             print(f"note: {f} is not a known template id; checked anyway")
             errs = check_file(f, guild)
             failures += [(f, e) for e in errs]
             passed += not errs
+    for f in bundle_files:
+        errs = check_file(f, guild)
+        failures += [(f, e) for e in errs]
+        passed += not errs
     for f, e in failures:
         print(f"FAIL {rel(f)}: {e}")
     nfail = len({f for f, _ in failures})
@@ -756,7 +954,7 @@ def self_test(guild_path: Path, guild_url: str) -> int:
         print(f"FAIL samples/bad/{name}: listed in EXPECT.tsv but missing")
         bad += 1
     formats_covered = {format_of(f) for f in files} - {None}
-    for ext in CHECKS:
+    for ext in ALL_CHECKS:
         if ext not in formats_covered:
             print(f"FAIL self-test: no bad sample for {ext}")
             bad += 1

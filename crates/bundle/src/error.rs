@@ -61,4 +61,7 @@ pub enum BundleError {
     /// The manifest does not encode (a bug: every field is a string, integer or list).
     #[error("the manifest does not encode: {0}")]
     Encode(String),
+    /// The CAR file name a dataset form would name is not a plain `*.car` file name.
+    #[error("the CAR file name {0:?} is not a plain file name ending .car")]
+    CarFileName(String),
 }

@@ -13,23 +13,32 @@
 //! - evaluation data ([`canary`]): an evaluation bundle's GUID and canary string, and the rule
 //!   that no record delivered in a sealed evaluation bundle enters a training bundle;
 //! - the manifest ([`manifest`]): `coop.guild.bundle.manifest` as a typed struct, checked
-//!   against its lexicon, encoded as canonical DAG-CBOR with its CID.
+//!   against its lexicon, encoded as canonical DAG-CBOR with its CID;
+//! - the dataset forms, pure functions of a manifest and its CAR's [`CarInfo`]: Croissant
+//!   1.1 JSON-LD ([`croissant`]), the dataset card ([`card`]) and the disclosure file a
+//!   builder needs for its own obligations ([`disclosure`]); `docs/bundle-forms.md`.
 //!
 //! It must not do I/O (no runtime, disk, socket or clock: time comes from the cut), and must
 //! not depend on input order: the same inputs in any order give byte-identical manifests.
-//! CAR packaging, inclusion proofs, the consent ops carried, verification and the dataset
-//! forms (Croissant, the dataset card) are not here yet.
+//! CAR packaging, inclusion proofs and verification are not here yet.
 #![deny(missing_docs)]
+// serde_json::json! nests deeply for the forms' documents.
+#![recursion_limit = "256"]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod canary;
+pub mod card;
+pub mod croissant;
 pub mod cut;
+pub mod disclosure;
 pub mod error;
+mod facts;
 pub mod manifest;
 pub mod select;
 
 pub use canary::{CANARY_PREFIX, EvaluationLedger, canary_guid, canary_string};
 pub use cut::CutState;
 pub use error::BundleError;
+pub use facts::{CarInfo, UNKNOWN};
 pub use manifest::{Credit, Entry, Estimate, LicenceForms, Manifest, ManifestParams};
 pub use select::{Exclusion, RecordListing, Replica, SelectRequest, Selected, Selection, select};
