@@ -26,10 +26,15 @@ pub mod canary;
 pub mod cut;
 pub mod error;
 pub mod manifest;
+pub mod package;
 pub mod select;
+pub mod verify;
+mod walk;
 
 pub use canary::{CANARY_PREFIX, EvaluationLedger, canary_guid, canary_string};
 pub use cut::CutState;
 pub use error::BundleError;
-pub use manifest::{Credit, Entry, Estimate, LicenceForms, Manifest, ManifestParams};
+pub use manifest::{Credit, Entry, Estimate, LicenceForms, Manifest, ManifestParams, publication};
+pub use package::{PackageSummary, write_bundle};
+pub use verify::{Report, VerifyError, verify_bundle};
 pub use select::{Exclusion, RecordListing, Replica, SelectRequest, Selected, Selection, select};
