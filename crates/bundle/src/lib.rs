@@ -36,5 +36,5 @@ pub use cut::CutState;
 pub use error::BundleError;
 pub use manifest::{Credit, Entry, Estimate, LicenceForms, Manifest, ManifestParams, publication};
 pub use package::{PackageSummary, write_bundle};
-pub use verify::{Report, VerifyError, verify_bundle};
 pub use select::{Exclusion, RecordListing, Replica, SelectRequest, Selected, Selection, select};
+pub use verify::{Report, VerifyError, verify_bundle};

@@ -92,10 +92,7 @@ pub fn sealing_ops<'a>(
     let (cid, bytes) = manifest.encode()?;
     let proposal = manifest.proposal.0;
     let state = log.state_ref();
-    let sealed = state
-        .bundles
-        .get(&proposal)
-        .and_then(|b| b.sealed.as_ref());
+    let sealed = state.bundles.get(&proposal).and_then(|b| b.sealed.as_ref());
     let approvals = match sealed {
         Some((m, approvals)) if *m == cid => approvals.clone(),
         _ => {

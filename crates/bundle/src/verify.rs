@@ -573,9 +573,9 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
         let data = match current {
             Some((c, data)) if c == commit => data,
             _ => {
-                let head = heads
-                    .get(&e.author)
-                    .ok_or_else(|| commit_err("the author has no replica head in the cut".into()))?;
+                let head = heads.get(&e.author).ok_or_else(|| {
+                    commit_err("the author has no replica head in the cut".into())
+                })?;
                 if head.commit.0 != commit {
                     return Err(commit_err(format!(
                         "the cut's replica head of the author is {}",
@@ -687,51 +687,55 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
             records: listings.remove(&h.did).unwrap_or_default(),
         })
         .collect();
-    let selection = select(
-        &log,
-        &cut,
-        &request,
-        &replicas,
-        &EvaluationLedger::empty(),
-    )
-    .map_err(selection_err)?;
+    let selection = select(&log, &cut, &request, &replicas, &EvaluationLedger::empty())
+        .map_err(selection_err)?;
+    let chosen: FxHashMap<(&Did, &str), Cid> = selection
+        .records
+        .iter()
+        .map(|s| ((&s.author, s.path.as_str()), s.consent))
+        .collect();
+    let left_out: FxHashMap<(&Did, &str), &Exclusion> = selection
+        .excluded
+        .iter()
+        .map(|(a, p, why)| ((a, p.as_str()), why))
+        .collect();
     for e in &manifest.records {
         let consent_err = |reason: String| VerifyError::Consent {
             author: e.author.clone(),
             path: e.path.clone(),
             reason,
         };
-        if let Some((_, _, why)) = selection
-            .excluded
-            .iter()
-            .find(|(a, p, _)| *a == e.author && *p == e.path)
-        {
-            return Err(consent_err(match why {
-                Exclusion::Consent(r) => format!("not covered by consent at the cut: {r}"),
-                Exclusion::DeliveredForEvaluation(m) => format!("delivered for evaluation in {m}"),
-            }));
-        }
-        if let Some(s) = selection
-            .records
-            .iter()
-            .find(|s| s.author == e.author && s.path == e.path)
-            && s.consent != e.consent.0
-        {
-            return Err(consent_err(format!(
-                "covered by consent op {}, not the manifest's {}",
-                s.consent, e.consent.0
-            )));
+        match chosen.get(&(&e.author, e.path.as_str())) {
+            Some(c) if *c == e.consent.0 => {}
+            Some(c) => {
+                return Err(consent_err(format!(
+                    "covered by consent op {c}, not the manifest's {}",
+                    e.consent.0
+                )));
+            }
+            None => {
+                return Err(consent_err(
+                    match left_out.get(&(&e.author, e.path.as_str())) {
+                        Some(Exclusion::Consent(r)) => {
+                            format!("not covered by consent at the cut: {r}")
+                        }
+                        Some(Exclusion::DeliveredForEvaluation(m)) => {
+                            format!("delivered for evaluation in {m}")
+                        }
+                        None => "the author's consent to the template is not granted at the cut"
+                            .to_owned(),
+                    },
+                ));
+            }
         }
     }
     let rebuilt = Manifest::build(&selection, &params).map_err(selection_err)?;
     let (_, rebuilt_bytes) = rebuilt.encode().map_err(selection_err)?;
     if rebuilt_bytes != manifest_bytes {
-        let a = manifest
-            .to_ipld()
-            .map_err(|e| VerifyError::Manifest {
-                cid: root,
-                reason: e.to_string(),
-            })?;
+        let a = manifest.to_ipld().map_err(|e| VerifyError::Manifest {
+            cid: root,
+            reason: e.to_string(),
+        })?;
         let b = rebuilt.to_ipld().map_err(selection_err)?;
         let field = first_difference(&a, &b, "").unwrap_or_else(|| "(encoding)".to_owned());
         return Err(VerifyError::ManifestField { field });
