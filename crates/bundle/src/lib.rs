@@ -13,12 +13,19 @@
 //! - evaluation data ([`canary`]): an evaluation bundle's GUID and canary string, and the rule
 //!   that no record delivered in a sealed evaluation bundle enters a training bundle;
 //! - the manifest ([`manifest`]): `coop.guild.bundle.manifest` as a typed struct, checked
-//!   against its lexicon, encoded as canonical DAG-CBOR with its CID.
+//!   against its lexicon, encoded as canonical DAG-CBOR with its CID, its licence forms
+//!   emitted with the deterministic [`publication`];
+//! - packaging ([`package`]): a sealed bundle as one CAR v1 (`docs/bundle-format.md`): the
+//!   manifest, the governance ops that seal it, every record's inclusion proof, in a fixed
+//!   order, streamed to a writer;
+//! - verification ([`verify`]): everything a builder must trust, checked offline from the
+//!   file alone in two streaming passes, each failure a one-line [`VerifyError`].
 //!
-//! It must not do I/O (no runtime, disk, socket or clock: time comes from the cut), and must
-//! not depend on input order: the same inputs in any order give byte-identical manifests.
-//! CAR packaging, inclusion proofs, the consent ops carried, verification and the dataset
-//! forms (Croissant, the dataset card) are not here yet.
+//! It must not do I/O of its own (no runtime, disk, socket or clock: time comes from the
+//! cut; the caller hands in a `Write` or a `Read + Seek`), and must not depend on input
+//! order: the same inputs in any order give byte-identical manifests and bundle files. It
+//! must not trust the file it verifies: stewards, elections and consent come from folding
+//! the ops the file carries.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
