@@ -64,4 +64,31 @@ pub enum BundleError {
     /// The CAR file name a dataset form would name is not a plain `*.car` file name.
     #[error("the CAR file name {0:?} is not a plain file name ending .car")]
     CarFileName(String),
+    /// The log does not seal this manifest for its proposal (no quorum of approvals of it).
+    #[error("the manifest {manifest} is not sealed for proposal {proposal} in the log")]
+    NotSealed {
+        /// The manifest's proposal.
+        proposal: Cid,
+        /// The manifest's CID.
+        manifest: Cid,
+    },
+    /// A block the bundle needs is not in the replicas given.
+    #[error("block {0} is missing from the replicas")]
+    MissingBlock(Cid),
+    /// A record cannot be proven against its entry's commit.
+    #[error("record {path} of {author}: {reason}")]
+    Proof {
+        /// The author.
+        author: String,
+        /// The record's path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The block store failed.
+    #[error("{0}")]
+    Store(String),
+    /// Writing the bundle failed.
+    #[error("writing the bundle: {0}")]
+    Io(#[from] std::io::Error),
 }

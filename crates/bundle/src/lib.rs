@@ -13,14 +13,22 @@
 //! - evaluation data ([`canary`]): an evaluation bundle's GUID and canary string, and the rule
 //!   that no record delivered in a sealed evaluation bundle enters a training bundle;
 //! - the manifest ([`manifest`]): `coop.guild.bundle.manifest` as a typed struct, checked
-//!   against its lexicon, encoded as canonical DAG-CBOR with its CID;
+//!   against its lexicon, encoded as canonical DAG-CBOR with its CID, its licence forms
+//!   emitted with the deterministic [`publication`];
+//! - packaging ([`package`]): a sealed bundle as one CAR v1 (`docs/bundle-format.md`): the
+//!   manifest, the governance ops that seal it, every record's inclusion proof, in a fixed
+//!   order, streamed to a writer;
+//! - verification ([`verify`]): everything a builder must trust, checked offline from the
+//!   file alone in two streaming passes, each failure a one-line [`VerifyError`];
 //! - the dataset forms, pure functions of a manifest and its CAR's [`CarInfo`]: Croissant
 //!   1.1 JSON-LD ([`croissant`]), the dataset card ([`card`]) and the disclosure file a
 //!   builder needs for its own obligations ([`disclosure`]); `docs/bundle-forms.md`.
 //!
-//! It must not do I/O (no runtime, disk, socket or clock: time comes from the cut), and must
-//! not depend on input order: the same inputs in any order give byte-identical manifests.
-//! CAR packaging, inclusion proofs and verification are not here yet.
+//! It must not do I/O of its own (no runtime, disk, socket or clock: time comes from the
+//! cut; the caller hands in a `Write` or a `Read + Seek`), and must not depend on input
+//! order: the same inputs in any order give byte-identical manifests and bundle files. It
+//! must not trust the file it verifies: stewards, elections and consent come from folding
+//! the ops the file carries.
 #![deny(missing_docs)]
 // serde_json::json! nests deeply for the forms' documents.
 #![recursion_limit = "256"]
@@ -34,11 +42,16 @@ pub mod disclosure;
 pub mod error;
 mod facts;
 pub mod manifest;
+pub mod package;
 pub mod select;
+pub mod verify;
+mod walk;
 
 pub use canary::{CANARY_PREFIX, EvaluationLedger, canary_guid, canary_string};
 pub use cut::CutState;
 pub use error::BundleError;
 pub use facts::{CarInfo, UNKNOWN};
-pub use manifest::{Credit, Entry, Estimate, LicenceForms, Manifest, ManifestParams};
+pub use manifest::{Credit, Entry, Estimate, LicenceForms, Manifest, ManifestParams, publication};
+pub use package::{PackageSummary, write_bundle};
 pub use select::{Exclusion, RecordListing, Replica, SelectRequest, Selected, Selection, select};
+pub use verify::{Report, VerifyError, verify_bundle};

@@ -16,7 +16,7 @@ use guild_gov::body::OpBody;
 use guild_gov::body::{BundleKind, CidRef, Cut, Open, Template};
 use guild_gov::op::SignedOp;
 use guild_lexicon::Registry;
-use guild_license::{Format, Publication};
+use guild_license::{AgreementParty, Format, Publication};
 use serde::{Deserialize, Serialize};
 
 use crate::canary::{canary_guid, canary_string};
@@ -141,11 +141,41 @@ pub struct ManifestParams {
     pub publication: Option<Publication>,
     /// Contribution estimates (empty until valuation fills the slot).
     pub estimates: Vec<Estimate>,
+    /// Carry every licence form, emitted with the bundle's deterministic publication
+    /// ([`publication`]): what a node's manifests always do, so that every steward and a
+    /// verifier compute the same bytes. When set, `publication` is not used.
+    pub deterministic_licence: bool,
+}
+
+/// The publication a bundle's licence forms are emitted with: a function of the collective,
+/// the agreement (its offer op), the builder and when the agreement came into force only, so
+/// that every steward and an offline verifier compute the same forms.
+///
+/// - base `urn:guild:collective:<collective cid>/licences`;
+/// - assigner `urn:guild:collective:<collective cid>`;
+/// - target `urn:guild:agreement:<offer cid>/records`;
+/// - location `/`;
+/// - the agreement party: uid `urn:guild:agreement:<offer cid>`, the builder, the start.
+pub fn publication(selection: &Selection) -> Publication {
+    let collective = format!("urn:guild:collective:{}", selection.collective);
+    let agreement = format!("urn:guild:agreement:{}", selection.agreement);
+    Publication {
+        base: format!("{collective}/licences"),
+        assigner: collective,
+        target: format!("{agreement}/records"),
+        location: "/".to_owned(),
+        agreement: Some(AgreementParty {
+            uid: agreement,
+            assignee: selection.builder.clone(),
+            start: selection.start.clone(),
+        }),
+    }
 }
 
 impl ManifestParams {
     /// The selection request, the cut's heads and the manifest parameters a proposal op
-    /// names (no publication, no estimates).
+    /// names: every licence form with the deterministic publication ([`publication`]), no
+    /// estimates.
     pub fn from_proposal(
         op: &SignedOp,
     ) -> Result<(SelectRequest, Vec<Cid>, ManifestParams), BundleError> {
@@ -162,6 +192,7 @@ impl ManifestParams {
             created_at: op.created_at().clone(),
             publication: None,
             estimates: Vec::new(),
+            deterministic_licence: true,
         };
         Ok((request, heads, params))
     }
@@ -219,7 +250,14 @@ impl Manifest {
                 return Err(BundleError::Estimate(e.member.clone(), "given twice"));
             }
         }
-        let licence = match &params.publication {
+        let fixed;
+        let chosen = if params.deterministic_licence {
+            fixed = publication(selection);
+            Some(&fixed)
+        } else {
+            params.publication.as_ref()
+        };
+        let licence = match chosen {
             None => None,
             Some(p) => {
                 let form = |f: Format| f.emit(&selection.contract, p).map(Some);

@@ -111,6 +111,9 @@ pub struct Selection {
     pub agreement: Cid,
     /// The agreement's builder.
     pub builder: Did,
+    /// When the agreement came into force: the `createdAt` of the countersign op that
+    /// completed its quorum.
+    pub start: Datetime,
     /// The charter template the agreement is made from (the consent registers' key).
     pub template: String,
     /// The agreement's terms as written.
@@ -272,6 +275,7 @@ pub fn select(
         collective: state.collective,
         agreement: id,
         builder: agreement.builder.clone(),
+        start: start.clone(),
         template: agreement.template.clone(),
         terms,
         contract: contract.clone(),

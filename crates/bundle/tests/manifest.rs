@@ -32,6 +32,7 @@ fn setup() -> Setup {
         created_at: at(fx.clock),
         publication: None,
         estimates: Vec::new(),
+        deterministic_licence: false,
     };
     Setup {
         fx,

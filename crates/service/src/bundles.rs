@@ -407,7 +407,7 @@ impl<S: NodeStore> Stewardship<S> {
             let file = std::fs::File::create(&tmp).map_err(io)?;
             let mut out = std::io::BufWriter::new(file);
             let store: &S = service.store();
-            let summary = tmp_write_bundle(&m, &log, store, &mut out)?;
+            let summary = guild_bundle::write_bundle(&m, &log, store, &mut out)?;
             out.flush().map_err(io)?;
             out.into_inner()
                 .map_err(|e| io(e.error()))?
@@ -684,15 +684,3 @@ fn compute<S: NodeStore>(
     Ok(Computed::Manifest(cid))
 }
 
-// TEMPORARY until guild-bundle's packaging lands.
-struct TmpSummary {
-    bytes: u64,
-}
-fn tmp_write_bundle(
-    _: &Manifest,
-    _: &Log,
-    _: &dyn BlockSource,
-    _: &mut impl std::io::Write,
-) -> Result<TmpSummary, StewardshipError> {
-    Err(StewardshipError::Io("packaging not built yet".into()))
-}

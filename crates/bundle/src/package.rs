@@ -1,0 +1,221 @@
+//! Packaging: a sealed bundle as one CAR v1 file (`docs/bundle-format.md`).
+//!
+//! The file's one root is the manifest's CID. Its blocks, in this order, each once:
+//! 1. the manifest;
+//! 2. every governance op in the causal past of the approvals that sealed the manifest (the
+//!    approvals included), in the log's topological order, each as its exact signed bytes;
+//! 3. for each manifest entry in manifest order: the entry's commit, the MST nodes from the
+//!    root to the node holding its path, and the record, leaving out any block written
+//!    earlier in the file.
+//!
+//! The same manifest, log and replicas give byte-identical files. Records are read from the
+//! block source and written one at a time: nothing but the set of written block digests and
+//! one MST path is held in memory.
+
+use std::io::{BufWriter, Write};
+
+use guild_core::Cid;
+use guild_gov::Log;
+use guild_repo::{BlockSource, CarWriter, verify_commit};
+use rustc_hash::FxHashSet;
+use sha2::{Digest, Sha256};
+
+use crate::error::BundleError;
+use crate::manifest::Manifest;
+use crate::walk::{PathCache, WalkError};
+
+/// What [`write_bundle`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageSummary {
+    /// The root: the manifest's CID (the bundle's id).
+    pub manifest: Cid,
+    /// The file's size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the whole file.
+    pub sha256: [u8; 32],
+    /// Blocks written (the manifest, the ops and the proof blocks).
+    pub blocks: u64,
+    /// Governance ops written.
+    pub ops: u64,
+    /// Records (manifest entries) proven.
+    pub records: u64,
+}
+
+impl PackageSummary {
+    /// The file's SHA-256 in lower-case hex.
+    pub fn sha256_hex(&self) -> String {
+        hex(&self.sha256)
+    }
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A sink that hashes and counts what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let done = buf.get(..n).unwrap_or(buf);
+        self.hasher.update(done);
+        self.bytes += done.len() as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A block's identity for "written once": its codec and SHA-256 digest.
+pub(crate) fn block_key(cid: &Cid) -> (u64, [u8; 32]) {
+    let mut d = [0u8; 32];
+    let digest = cid.hash().digest();
+    let n = digest.len().min(32);
+    d[..n].copy_from_slice(&digest[..n]);
+    (cid.codec(), d)
+}
+
+/// The governance ops a bundle of `manifest` carries, in the log's order: the causal past
+/// of the approvals that sealed it. Also returns the manifest's CID and bytes.
+pub fn sealing_ops<'a>(
+    manifest: &Manifest,
+    log: &'a Log,
+) -> Result<(Cid, Vec<u8>, Vec<&'a guild_gov::SignedOp>), BundleError> {
+    let (cid, bytes) = manifest.encode()?;
+    let proposal = manifest.proposal.0;
+    let state = log.state_ref();
+    let sealed = state.bundles.get(&proposal).and_then(|b| b.sealed.as_ref());
+    let approvals = match sealed {
+        Some((m, approvals)) if *m == cid => approvals.clone(),
+        _ => {
+            return Err(BundleError::NotSealed {
+                proposal,
+                manifest: cid,
+            });
+        }
+    };
+    let ids = log.topo_order(&log.ancestors(&approvals));
+    let mut ops = Vec::with_capacity(ids.len());
+    for id in ids {
+        ops.push(log.get(&id).ok_or(BundleError::MissingOp(id))?);
+    }
+    Ok((cid, bytes, ops))
+}
+
+/// Writes the bundle of the sealed `manifest` as one CAR v1 to `out`: the manifest, the
+/// governance ops that seal it (from `log`), and every record's inclusion proof read from
+/// `repos` (the replicas' blocks). Fails if the manifest is not sealed in `log`, or if a
+/// block is missing, a commit is not the entry's author's, or a record is not at its path.
+pub fn write_bundle<W: Write>(
+    manifest: &Manifest,
+    log: &Log,
+    repos: &dyn BlockSource,
+    out: W,
+) -> Result<PackageSummary, BundleError> {
+    let (root, manifest_bytes, ops) = sealing_ops(manifest, log)?;
+    let sink = Hashing {
+        inner: out,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let mut car = CarWriter::new(BufWriter::with_capacity(1 << 20, sink), &[root])?;
+    let mut written: FxHashSet<(u64, [u8; 32])> = FxHashSet::default();
+    let mut blocks = 0u64;
+    car.write_block(&root, &manifest_bytes)?;
+    written.insert(block_key(&root));
+    blocks += 1;
+    for op in &ops {
+        if written.insert(block_key(op.id())) {
+            car.write_block(op.id(), op.bytes())?;
+            blocks += 1;
+        }
+    }
+    let get = |cid: &Cid| {
+        repos
+            .get_block(cid)
+            .map_err(|e| BundleError::Store(e.to_string()))
+    };
+    let mut cache = PathCache::default();
+    // The commit whose tree the cache holds, and its MST root.
+    let mut current: Option<(Cid, Cid)> = None;
+    for e in &manifest.records {
+        let commit = e.commit.0;
+        let data = match current {
+            Some((c, data)) if c == commit => data,
+            _ => {
+                let bytes = get(&commit)?.ok_or(BundleError::MissingBlock(commit))?;
+                let c = verify_commit(&commit, &bytes).map_err(|err| BundleError::Proof {
+                    author: e.author.to_string(),
+                    path: e.path.clone(),
+                    reason: err.to_string(),
+                })?;
+                if c.did != e.author.as_str() {
+                    return Err(BundleError::Proof {
+                        author: e.author.to_string(),
+                        path: e.path.clone(),
+                        reason: format!("commit {commit} is signed by {}", c.did),
+                    });
+                }
+                if written.insert(block_key(&commit)) {
+                    car.write_block(&commit, &bytes)?;
+                    blocks += 1;
+                }
+                cache.clear();
+                current = Some((commit, c.data));
+                c.data
+            }
+        };
+        let walked = cache
+            .walk(data, e.path.as_bytes(), get)
+            .map_err(|err| match err {
+                WalkError::Fetch(b) => b,
+                WalkError::Missing(c) => BundleError::MissingBlock(c),
+                WalkError::Node(m) => BundleError::Proof {
+                    author: e.author.to_string(),
+                    path: e.path.clone(),
+                    reason: m.to_string(),
+                },
+            })?;
+        for (cid, bytes) in &walked.fresh {
+            if written.insert(block_key(cid)) {
+                car.write_block(cid, bytes)?;
+                blocks += 1;
+            }
+        }
+        if walked.found != Some(e.cid.0) {
+            return Err(BundleError::Proof {
+                author: e.author.to_string(),
+                path: e.path.clone(),
+                reason: match walked.found {
+                    Some(c) => format!("the commit holds {c} there, not {}", e.cid.0),
+                    None => "the commit holds no record there".to_owned(),
+                },
+            });
+        }
+        if written.insert(block_key(&e.cid.0)) {
+            let bytes = get(&e.cid.0)?.ok_or(BundleError::MissingBlock(e.cid.0))?;
+            car.write_block(&e.cid.0, &bytes)?;
+            blocks += 1;
+        }
+    }
+    let sink = car
+        .finish()?
+        .into_inner()
+        .map_err(|e| BundleError::Io(e.into_error()))?;
+    Ok(PackageSummary {
+        manifest: root,
+        bytes: sink.bytes,
+        sha256: sink.hasher.finalize().into(),
+        blocks,
+        ops: ops.len() as u64,
+        records: manifest.records.len() as u64,
+    })
+}
