@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use guild_api::Method;
 use guild_api::methods::bundle::{list_bundles, list_revocations, propose_bundle};
+use guild_gov::body::Token as _;
 
 use crate::client_cmd::{connect, explain};
 

@@ -30,7 +30,7 @@ use guild_bundle::{
 use guild_core::syntax::{Datetime, Did};
 use guild_gov::body::{ApprovalBody, BundleKind, Cut, OpBody, Open, ProposalBody, ReplicaHead};
 use guild_gov::{Log, OpKind, Role, State};
-use guild_repo::{BlockSource, Repo};
+use guild_repo::Repo;
 use guild_store::{Space, Staged};
 
 use crate::engine::{CollectiveEngine, EngineError};
@@ -683,4 +683,3 @@ fn compute<S: NodeStore>(
     )?;
     Ok(Computed::Manifest(cid))
 }
-
