@@ -35,12 +35,12 @@ type XrpcResult = Result<axum::response::Response, XrpcError>;
 /// The networking side of the node, when it runs one: its collectives engine and swarm.
 pub type Collectives = Arc<dyn CollectiveEngine>;
 
-fn err(status: StatusCode, error: &'static str, message: impl Into<String>) -> XrpcError {
+pub(crate) fn err(status: StatusCode, error: &'static str, message: impl Into<String>) -> XrpcError {
     XrpcError::new(status, error, message)
 }
 
 /// An engine error, in words a member can act on.
-fn explain(e: EngineError) -> XrpcError {
+pub(crate) fn explain(e: EngineError) -> XrpcError {
     match e {
         EngineError::UnknownCollective(c) => err(
             StatusCode::BAD_REQUEST,
@@ -95,7 +95,7 @@ fn refusal(reason: &Reason) -> String {
     }
 }
 
-fn net(state: &ApiState<impl Sized>) -> Result<&dyn CollectiveEngine, XrpcError> {
+pub(crate) fn net(state: &ApiState<impl Sized>) -> Result<&dyn CollectiveEngine, XrpcError> {
     state.collectives.as_deref().ok_or_else(|| {
         err(
             StatusCode::NOT_IMPLEMENTED,
@@ -105,12 +105,12 @@ fn net(state: &ApiState<impl Sized>) -> Result<&dyn CollectiveEngine, XrpcError>
     })
 }
 
-fn parse_cid(s: &str, what: &str) -> Result<Cid, XrpcError> {
+pub(crate) fn parse_cid(s: &str, what: &str) -> Result<Cid, XrpcError> {
     guild_core::syntax::parse_cid_str(s).map_err(|e| XrpcError::invalid(format!("{what}: {e}")))
 }
 
 /// The collective named, or the only one this node holds.
-async fn which(c: &dyn CollectiveEngine, named: Option<&str>) -> Result<Cid, XrpcError> {
+pub(crate) async fn which(c: &dyn CollectiveEngine, named: Option<&str>) -> Result<Cid, XrpcError> {
     if let Some(s) = named {
         return parse_cid(s, "collective");
     }
@@ -130,12 +130,12 @@ async fn which(c: &dyn CollectiveEngine, named: Option<&str>) -> Result<Cid, Xrp
 }
 
 /// Now, by the node's clock.
-fn now<S>(state: &ApiState<S>) -> Datetime {
+pub(crate) fn now<S>(state: &ApiState<S>) -> Datetime {
     Datetime::from_unix_micros(state.clock.now_micros())
 }
 
 /// `now` plus `amount` units of `unit_micros`, saturating.
-fn from_now<S>(state: &ApiState<S>, amount: i64, unit_micros: i64) -> Datetime {
+pub(crate) fn from_now<S>(state: &ApiState<S>, amount: i64, unit_micros: i64) -> Datetime {
     Datetime::from_unix_micros(
         now(state)
             .to_unix_micros()
@@ -144,11 +144,11 @@ fn from_now<S>(state: &ApiState<S>, amount: i64, unit_micros: i64) -> Datetime {
 }
 
 /// A DID from a request field the lexicon checked (`format: did`).
-fn parse_did(s: &str, field: &str) -> Result<Did, XrpcError> {
+pub(crate) fn parse_did(s: &str, field: &str) -> Result<Did, XrpcError> {
     Did::parse(s).map_err(|e| XrpcError::invalid(format!("{field}: {e}")))
 }
 
-fn ok<T: Serialize>(out: T) -> XrpcResult {
+pub(crate) fn ok<T: Serialize>(out: T) -> XrpcResult {
     Ok(axum::Json(out).into_response())
 }
 
@@ -258,7 +258,7 @@ async fn declare_space<S: NodeStore>(state: &ApiState<S>, id: Cid, name: Option<
 }
 
 /// Writes an op whose fields are built from the state.
-async fn write(c: &dyn CollectiveEngine, id: Cid, kind: OpKind, fields: FieldsFn) -> XrpcResult {
+pub(crate) async fn write(c: &dyn CollectiveEngine, id: Cid, kind: OpKind, fields: FieldsFn) -> XrpcResult {
     let op = c.write(id, kind, fields).await.map_err(explain)?;
     ok(OpWritten {
         op: op.to_string(),

@@ -139,7 +139,7 @@ pub(crate) fn query_params(raw: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-type Route<S> = (String, Kind, MethodRouter<Arc<ApiState<S>>>);
+pub(crate) type Route<S> = (String, Kind, MethodRouter<Arc<ApiState<S>>>);
 
 /// Every XRPC method the router serves: its NSID, its kind, and its handler.
 fn routes<S: NodeStore>() -> Vec<Route<S>> {
@@ -206,6 +206,7 @@ fn routes<S: NodeStore>() -> Vec<Route<S>> {
         typed::<crate::methods::node::get_peers::GetPeers, S>(get(c::peers::<S>)),
         typed::<get_status::GetStatus, S>(get(node_status::<S>)),
     ]);
+    out.extend(crate::agreement::routes::<S>());
     out
 }
 
