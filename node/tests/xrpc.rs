@@ -476,6 +476,7 @@ fn typed_calls_of_every_collective_and_node_method() {
             seats: Some(2),
             admission: Some(create::Admission::Approval),
             templates: vec!["research-open".into(), "eval-public".into()],
+            ..Default::default()
         },
     )
     .collective;

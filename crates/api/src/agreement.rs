@@ -92,7 +92,11 @@ fn fix_terms(
 }
 
 /// The offer document of offer `offer` in `id`, from the op this node holds.
-async fn document(c: &dyn CollectiveEngine, id: Cid, offer: Cid) -> Result<OfferDocument, XrpcError> {
+async fn document(
+    c: &dyn CollectiveEngine,
+    id: Cid,
+    offer: Cid,
+) -> Result<OfferDocument, XrpcError> {
     let not_found = || {
         err(
             StatusCode::BAD_REQUEST,
@@ -100,7 +104,11 @@ async fn document(c: &dyn CollectiveEngine, id: Cid, offer: Cid) -> Result<Offer
             format!("this node holds no offer {offer}"),
         )
     };
-    let bytes = c.op(id, offer).await.map_err(explain)?.ok_or_else(not_found)?;
+    let bytes = c
+        .op(id, offer)
+        .await
+        .map_err(explain)?
+        .ok_or_else(not_found)?;
     let op = SignedOp::decode_trusted(&bytes).map_err(|e| {
         err(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -257,7 +265,11 @@ fn prices_private(st: &GovState) -> bool {
 }
 
 /// The `createdAt` of op `op`, if held.
-async fn created_at(c: &dyn CollectiveEngine, id: Cid, op: Cid) -> Result<Option<Datetime>, XrpcError> {
+async fn created_at(
+    c: &dyn CollectiveEngine,
+    id: Cid,
+    op: Cid,
+) -> Result<Option<Datetime>, XrpcError> {
     let bytes = c.op(id, op).await.map_err(explain)?;
     Ok(bytes
         .and_then(|b| SignedOp::decode_trusted(&b).ok())

@@ -35,7 +35,11 @@ type XrpcResult = Result<axum::response::Response, XrpcError>;
 /// The networking side of the node, when it runs one: its collectives engine and swarm.
 pub type Collectives = Arc<dyn CollectiveEngine>;
 
-pub(crate) fn err(status: StatusCode, error: &'static str, message: impl Into<String>) -> XrpcError {
+pub(crate) fn err(
+    status: StatusCode,
+    error: &'static str,
+    message: impl Into<String>,
+) -> XrpcError {
     XrpcError::new(status, error, message)
 }
 
@@ -171,6 +175,7 @@ pub(crate) async fn create<S: NodeStore>(
         create::Admission::Approval => (AdmissionPolicy::InviteOrRequest, ApprovalMode::Steward),
         create::Admission::Vote => (AdmissionPolicy::InviteOrRequest, ApprovalMode::Vote),
     };
+    params.private_prices = input.private_prices.unwrap_or(false);
     params.admission_policy = policy;
     params.admission_approval = approval;
     if !input.templates.is_empty() {
@@ -258,7 +263,12 @@ async fn declare_space<S: NodeStore>(state: &ApiState<S>, id: Cid, name: Option<
 }
 
 /// Writes an op whose fields are built from the state.
-pub(crate) async fn write(c: &dyn CollectiveEngine, id: Cid, kind: OpKind, fields: FieldsFn) -> XrpcResult {
+pub(crate) async fn write(
+    c: &dyn CollectiveEngine,
+    id: Cid,
+    kind: OpKind,
+    fields: FieldsFn,
+) -> XrpcResult {
     let op = c.write(id, kind, fields).await.map_err(explain)?;
     ok(OpWritten {
         op: op.to_string(),

@@ -193,7 +193,11 @@ pub trait CollectiveEngine: Send + Sync + std::fmt::Debug + 'static {
     /// is [`EngineError::Refused`].
     fn submit(&self, collective: Cid, op: Vec<u8>) -> BoxFuture<'_, Result<Cid, EngineError>> {
         let _ = (collective, op);
-        Box::pin(async { Err(EngineError::Invalid("this engine takes no ops signed elsewhere".into())) })
+        Box::pin(async {
+            Err(EngineError::Invalid(
+                "this engine takes no ops signed elsewhere".into(),
+            ))
+        })
     }
 
     /// The signed bytes of op `id` of the collective, if this node holds it.

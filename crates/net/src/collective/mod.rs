@@ -175,7 +175,11 @@ enum Cmd {
         reply: oneshot::Sender<Result<Cid, EngineError>>,
     },
     /// The signed bytes of one op, if held.
-    GetOp(Cid, Cid, oneshot::Sender<Result<Option<Vec<u8>>, EngineError>>),
+    GetOp(
+        Cid,
+        Cid,
+        oneshot::Sender<Result<Option<Vec<u8>>, EngineError>>,
+    ),
 }
 
 /// What the engine's own tasks report back.

@@ -12,7 +12,11 @@ use super::{EngineError, Task};
 
 impl<S: OpStore + Send + Sync + 'static> Task<S> {
     /// Submits an op signed elsewhere to collective `id`; see [`super::Engine::submit`].
-    pub(super) async fn submit_signed(&mut self, id: Cid, bytes: &[u8]) -> Result<Cid, EngineError> {
+    pub(super) async fn submit_signed(
+        &mut self,
+        id: Cid,
+        bytes: &[u8],
+    ) -> Result<Cid, EngineError> {
         let op = SignedOp::decode(bytes).map_err(|e| EngineError::Refused(Reason::Invalid(e)))?;
         if op.collective() != Some(&id) {
             return Err(EngineError::Refused(Reason::WrongCollective));
