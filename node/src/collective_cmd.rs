@@ -41,6 +41,9 @@ pub enum CollectiveCmd {
         /// Licence templates to offer (default: the five standard ones).
         #[arg(long = "template", value_name = "ID")]
         templates: Vec<String>,
+        /// Keep agreements' prices off the public agreement list.
+        #[arg(long)]
+        private_prices: bool,
     },
     /// Invite someone (stewards only): prints one invite string to hand over.
     Invite {
@@ -202,9 +205,11 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             countersignatures,
             admission,
             templates,
+            private_prices,
         } => {
             let mut input = create_input(name, purpose, seats, &admission, templates);
             input.countersignatures = Some(countersignatures);
+            input.private_prices = private_prices.then_some(true);
             let out = call::<create::Create>(data_dir, &input)?;
             println!("{}", out.collective);
             eprintln!("founded; invite members with: guild collective invite");
@@ -291,6 +296,7 @@ fn create_input(
         countersignatures: None,
         admission: Some(admission),
         templates,
+        private_prices: None,
     }
 }
 
@@ -419,7 +425,7 @@ pub fn consent(data_dir: &Path, cmd: ConsentCmd) -> Result<ExitCode> {
 }
 
 /// Seconds in "90", "90s", "10m", "2h", "1d".
-fn parse_duration(s: &str) -> Result<i64> {
+pub(crate) fn parse_duration(s: &str) -> Result<i64> {
     let s = s.trim();
     let (num, unit) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),

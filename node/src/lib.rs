@@ -6,6 +6,7 @@
 //! (`key`, `repo`, `lexicon`) work on files; `init` and `node` create and run the daemon;
 //! `record`, `import`, `export` and `status` talk to a running daemon over its XRPC API.
 
+pub mod agreement_cmd;
 mod bundle_cmd;
 mod client_cmd;
 mod collective_cmd;
@@ -115,6 +116,10 @@ enum Command {
     /// Steward elections: open, vote, close, results.
     #[command(subcommand)]
     Election(collective_cmd::ElectionCmd),
+    /// Licence agreements with model builders: offer, list, show, accept (a builder, with
+    /// only a key), countersign.
+    #[command(subcommand)]
+    Agreement(agreement_cmd::AgreementCmd),
     /// The node's peer-to-peer identity, listen addresses and connected peers.
     Peers {
         /// Print the node's JSON answer.
@@ -201,6 +206,7 @@ where
         Command::Collective(cmd) => collective_cmd::collective(&data_dir, cmd),
         Command::Consent(cmd) => collective_cmd::consent(&data_dir, cmd),
         Command::Election(cmd) => collective_cmd::election(&data_dir, cmd),
+        Command::Agreement(cmd) => agreement_cmd::run(&data_dir, cmd),
         Command::Peers { json } => collective_cmd::peers(&data_dir, json),
         Command::Key(cmd) => key_cmd::run(cmd),
         Command::Repo(cmd) => repo_cmd::run(cmd),

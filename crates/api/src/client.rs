@@ -56,6 +56,11 @@ impl Client {
         Ok(Client { base, token, http })
     }
 
+    /// The node's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     fn url(&self, nsid: &str) -> String {
         format!("{}/xrpc/{nsid}", self.base)
     }

@@ -134,12 +134,12 @@ pub(crate) async fn which(c: &dyn CollectiveEngine, named: Option<&str>) -> Resu
 }
 
 /// Now, by the node's clock.
-fn now<S>(state: &ApiState<S>) -> Datetime {
+pub(crate) fn now<S>(state: &ApiState<S>) -> Datetime {
     Datetime::from_unix_micros(state.clock.now_micros())
 }
 
 /// `now` plus `amount` units of `unit_micros`, saturating.
-fn from_now<S>(state: &ApiState<S>, amount: i64, unit_micros: i64) -> Datetime {
+pub(crate) fn from_now<S>(state: &ApiState<S>, amount: i64, unit_micros: i64) -> Datetime {
     Datetime::from_unix_micros(
         now(state)
             .to_unix_micros()
@@ -148,7 +148,7 @@ fn from_now<S>(state: &ApiState<S>, amount: i64, unit_micros: i64) -> Datetime {
 }
 
 /// A DID from a request field the lexicon checked (`format: did`).
-fn parse_did(s: &str, field: &str) -> Result<Did, XrpcError> {
+pub(crate) fn parse_did(s: &str, field: &str) -> Result<Did, XrpcError> {
     Did::parse(s).map_err(|e| XrpcError::invalid(format!("{field}: {e}")))
 }
 
@@ -179,6 +179,7 @@ pub(crate) async fn create<S: NodeStore>(
         create::Admission::Approval => (AdmissionPolicy::InviteOrRequest, ApprovalMode::Steward),
         create::Admission::Vote => (AdmissionPolicy::InviteOrRequest, ApprovalMode::Vote),
     };
+    params.private_prices = input.private_prices.unwrap_or(false);
     params.admission_policy = policy;
     params.admission_approval = approval;
     if !input.templates.is_empty() {
@@ -266,7 +267,12 @@ async fn declare_space<S: NodeStore>(state: &ApiState<S>, id: Cid, name: Option<
 }
 
 /// Writes an op whose fields are built from the state.
-async fn write(c: &dyn CollectiveEngine, id: Cid, kind: OpKind, fields: FieldsFn) -> XrpcResult {
+pub(crate) async fn write(
+    c: &dyn CollectiveEngine,
+    id: Cid,
+    kind: OpKind,
+    fields: FieldsFn,
+) -> XrpcResult {
     let op = c.write(id, kind, fields).await.map_err(explain)?;
     ok(OpWritten {
         op: op.to_string(),

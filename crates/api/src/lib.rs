@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod agreement;
 pub mod bundles;
 pub mod client;
 pub mod collective;

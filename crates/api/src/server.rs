@@ -141,7 +141,7 @@ pub(crate) fn query_params(raw: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-type Route<S> = (String, Kind, MethodRouter<Arc<ApiState<S>>>);
+pub(crate) type Route<S> = (String, Kind, MethodRouter<Arc<ApiState<S>>>);
 
 /// Every XRPC method the router serves: its NSID, its kind, and its handler.
 fn routes<S: NodeStore>() -> Vec<Route<S>> {
@@ -222,6 +222,7 @@ fn routes<S: NodeStore>() -> Vec<Route<S>> {
             get(crate::bundles::get::<S>),
         ),
     ]);
+    out.extend(crate::agreement::routes::<S>());
     out
 }
 

@@ -1,5 +1,5 @@
 //! The checks every `coop.guild.*` method goes through before its handler, in one router
-//! layer ([`check`]): the admin token first, then the query parameters against the method's
+//! layer ([`check`]): the admin token first (but for the few [`PUBLIC`] methods), then the query parameters against the method's
 //! lexicon (`Registry::validate_params`) and, for a procedure, the JSON input
 //! (`Registry::validate_input`). A request that breaks its lexicon is refused with
 //! `InvalidRequest` naming the path into the request and the rule broken. Handlers then read
@@ -68,6 +68,17 @@ pub(crate) async fn check<S: NodeStore>(
     }
 }
 
+/// The `coop.guild.*` methods anyone may call, without the admin token: a builder (who has
+/// a key, not a node, and no token) fetches an offer and posts its signed accept (the op's
+/// signature is the authentication), and anyone reads a collective's agreements (contract
+/// transparency). They show agreements only. `getOffer` asks for the token itself when the
+/// charter keeps prices private. Every other method needs the token.
+pub(crate) const PUBLIC: &[&str] = &[
+    crate::methods::agreement::get_offer::NSID,
+    crate::methods::agreement::submit_accept::NSID,
+    crate::methods::agreement::list_agreements::NSID,
+];
+
 /// Authenticates and validates a request to `nsid`; the request to hand on, with what was
 /// validated in its extensions, and its body's room in the in-flight budget.
 async fn prepare<S: NodeStore>(
@@ -75,7 +86,9 @@ async fn prepare<S: NodeStore>(
     nsid: &str,
     req: Request,
 ) -> Result<(Request, BodyPermit), XrpcError> {
-    check_auth(state, req.headers())?;
+    if !PUBLIC.contains(&nsid) {
+        check_auth(state, req.headers())?;
+    }
     let registry = state.service.registry();
     let kind = match registry.get(nsid).and_then(LexiconDoc::main) {
         Some(Def::Query(_)) => Kind::Query,

@@ -309,6 +309,10 @@ pub struct Template {
     /// Whether bundles carry canary records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<bool>,
+    /// Only records of these collections (an agreement's scope); absent: every record the
+    /// members' consent covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collections: Option<Vec<Nsid>>,
 }
 
 /// `coop.guild.licence.template#flowDown`.
@@ -577,6 +581,9 @@ pub struct CharterBody {
     pub licence_templates: Vec<Template>,
     /// How revenue is split.
     pub payout_policy: PayoutPolicy,
+    /// Whether agreements' prices stay off the public agreement list (absent: public).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_prices: Option<bool>,
 }
 
 /// `coop.guild.collective.amendment#changes`: the charter fields an amendment replaces.
@@ -607,6 +614,9 @@ pub struct CharterChanges {
     /// A new payout policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout_policy: Option<PayoutPolicy>,
+    /// Whether prices become private (true) or public (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_prices: Option<bool>,
 }
 
 impl CharterChanges {
@@ -642,6 +652,9 @@ impl CharterChanges {
         }
         if let Some(v) = s.payout_policy {
             c.payout_policy = v;
+        }
+        if let Some(v) = s.private_prices {
+            c.private_prices = Some(v);
         }
         c
     }

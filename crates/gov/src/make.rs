@@ -122,6 +122,7 @@ impl TemplateSpec {
                 contents: None,
             },
             canary: self.canary.then_some(true),
+            collections: None,
         }
     }
 }
@@ -175,6 +176,8 @@ pub struct CharterParams {
     pub payout_period: String,
     /// `equal`, `knn-shapley`, `leave-one-out` or `group-shapley`.
     pub payout_method: String,
+    /// Whether agreements' prices stay off the public agreement list.
+    pub private_prices: bool,
 }
 
 impl CharterParams {
@@ -201,6 +204,7 @@ impl CharterParams {
             templates: standard_templates(),
             payout_period: "monthly".into(),
             payout_method: "equal".into(),
+            private_prices: false,
         }
     }
 
@@ -234,6 +238,8 @@ impl CharterParams {
                 steward_share: None,
                 reserve_share: None,
             },
+            // Absent unless set, so that a default charter's bytes do not change.
+            private_prices: self.private_prices.then_some(true),
         })
     }
 }

@@ -132,6 +132,9 @@ pub enum Refusal {
     /// Outside the licence's territory.
     #[error("outside the licence's territory")]
     OutsideTerritory,
+    /// The record is of a collection the agreement's scope leaves out.
+    #[error("the record's collection is outside the agreement's scope")]
+    OutsideAgreementScope,
     /// The record's author never consented to the template.
     #[error("the author never consented to this template")]
     NoConsent,
@@ -170,7 +173,7 @@ impl Answer {
 ///
 /// Checked in this order, the first failure answering: the builder, the term (start
 /// inclusive, end exclusive), evaluation-only data never trained on, the use, the user class,
-/// the territory, then the author's consent (theirs, granted, effective, covering the record).
+/// the territory, the agreement's collection scope, then the author's consent (theirs, granted, effective, covering the record).
 pub fn may(agreement: &Agreement<'_>, consent: &Consent, request: &UseRequest<'_>) -> Answer {
     match check(agreement, consent, request) {
         Ok(()) => Answer::Yes,
@@ -201,6 +204,11 @@ fn check(agreement: &Agreement<'_>, consent: &Consent, r: &UseRequest<'_>) -> Re
     }
     if !terms.territory.allows(r.country) {
         return Err(Refusal::OutsideTerritory);
+    }
+    if let Some(scope) = &terms.collections
+        && !r.record.collection().is_some_and(|c| scope.contains(c))
+    {
+        return Err(Refusal::OutsideAgreementScope);
     }
     let author = r.record.authority().as_did();
     match consent {

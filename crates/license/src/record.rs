@@ -13,6 +13,7 @@
 //! fields stay absent, and `Contract → TemplateRecord → Contract` and
 //! `TemplateRecord → Contract → TemplateRecord` are identities on valid input.
 
+use guild_core::syntax::Nsid;
 use serde::{Deserialize, Serialize};
 
 use crate::error::LicenceError;
@@ -46,6 +47,8 @@ pub struct TemplateRecord {
     pub reporting: ReportingRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collections: Option<Vec<String>>,
 }
 
 /// `#flowDown`.
@@ -306,6 +309,18 @@ impl TryFrom<&TemplateRecord> for Contract {
                 contents: r.reporting.contents.as_deref().map(all).transpose()?,
             },
             canary: r.canary,
+            collections: r
+                .collections
+                .as_ref()
+                .map(|list| {
+                    list.iter()
+                        .map(|n| {
+                            Nsid::parse(n)
+                                .map_err(|e| LicenceError::Shape(format!("collections: {e}")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?,
         };
         contract.validate()?;
         Ok(contract)
@@ -350,6 +365,10 @@ impl From<&Contract> for TemplateRecord {
                     .map(|list| strings(&mut list.iter().map(|x| x.as_str()))),
             },
             canary: c.canary,
+            collections: c
+                .collections
+                .as_ref()
+                .map(|list| list.iter().map(|n| n.as_str().to_owned()).collect()),
         }
     }
 }

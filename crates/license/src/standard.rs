@@ -130,6 +130,7 @@ pub fn standard() -> Vec<Contract> {
                     contents: None,
                 },
                 canary: s.canary.then_some(true),
+                collections: None,
             })
         })
         .collect()

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use guild_core::syntax::Nsid;
+
 use crate::error::LicenceError;
 
 /// Declares a closed enum of lexicon string values with their wire spelling.
@@ -411,6 +413,9 @@ pub struct Contract {
     /// Whether delivered bundles carry a canary (evaluation data: never trained on). `None`
     /// is the lexicon field absent, kept apart from `Some(false)` so the record round-trips.
     pub canary: Option<bool>,
+    /// The scope: only records of these collections (`None`: every record the members'
+    /// consent covers). Set by an agreement offer to narrow a template.
+    pub collections: Option<Vec<Nsid>>,
 }
 
 impl Contract {
@@ -485,6 +490,9 @@ impl Contract {
         }
         if self.title.trim().is_empty() {
             return Err(LicenceError::Invalid("title: empty".into()));
+        }
+        if let Some(list) = &self.collections {
+            no_dupes("collections", list)?;
         }
         Ok(())
     }

@@ -227,6 +227,16 @@ fn term_phrase(c: &Contract) -> String {
 
 /// The one-paragraph plain-language summary.
 pub fn summary(c: &Contract) -> String {
+    summary_with(c, true)
+}
+
+/// The summary with the price left out (a collective whose charter keeps prices private
+/// publishes its agreements' summaries this way).
+pub fn summary_without_price(c: &Contract) -> String {
+    summary_with(c, false)
+}
+
+fn summary_with(c: &Contract, price: bool) -> String {
     let classes: Vec<&str> = c.user_classes.iter().map(|u| class_noun(*u)).collect();
     let verbs: Vec<&str> = c.uses.iter().map(|u| use_verb(*u)).collect();
     let mut s = format!(
@@ -239,7 +249,20 @@ pub fn summary(c: &Contract) -> String {
         territory_phrase(&c.territory),
         term_phrase(c),
     );
-    let _ = write!(s, "{}. ", compensation_phrase(&c.compensation));
+    if let Some(list) = &c.collections {
+        let names: Vec<&str> = list.iter().map(|n| n.as_str()).collect();
+        let _ = write!(
+            s,
+            "Only works of the collection{} {} are licensed. ",
+            if names.len() == 1 { "" } else { "s" },
+            and_list(&names, "and")
+        );
+    }
+    if price {
+        let _ = write!(s, "{}. ", compensation_phrase(&c.compensation));
+    } else {
+        s.push_str("The price is private to the collective and the licensee. ");
+    }
     let _ = write!(s, "{} ", attribution_sentence(c));
     let _ = write!(s, "{} ", flow_down_sentence(c));
     if c.is_evaluation_only() {
@@ -276,6 +299,19 @@ pub fn terms(c: &Contract) -> String {
          this template for them, at the time each bundle of works is assembled; a work whose \
          author's consent does not cover this template at that time is not licensed.",
     );
+    if let Some(list) = &c.collections {
+        let names: Vec<&str> = list.iter().map(|n| n.as_str()).collect();
+        section(
+            &mut out,
+            "Scope",
+            &format!(
+                "Only works that are records of the collection{} {} are licensed; no other \
+                 work is delivered under this agreement.",
+                if names.len() == 1 { "" } else { "s" },
+                and_list(&names, "and")
+            ),
+        );
+    }
 
     let uses: Vec<String> = c
         .uses

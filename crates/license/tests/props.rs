@@ -79,6 +79,7 @@ prop_compose! {
             on_termination,
             reporting: Reporting { required: reporting.0, interval_days: reporting.1, contents: reporting.2 },
             canary,
+            collections: None,
         }
     }
 }

@@ -97,4 +97,16 @@ impl CollectiveEngine for NetCollectives {
             })
         })
     }
+
+    fn submit(&self, collective: Cid, op: Vec<u8>) -> BoxFuture<'_, Result<Cid, api::EngineError>> {
+        Box::pin(async move { self.engine.submit(collective, op).await })
+    }
+
+    fn op(
+        &self,
+        collective: Cid,
+        id: Cid,
+    ) -> BoxFuture<'_, Result<Option<Vec<u8>>, api::EngineError>> {
+        Box::pin(async move { self.engine.op(collective, id).await })
+    }
 }

@@ -189,4 +189,24 @@ pub trait CollectiveEngine: Send + Sync + std::fmt::Debug + 'static {
 
     /// The node's peers and traffic.
     fn peers(&self) -> BoxFuture<'_, Result<NodePeers, EngineError>>;
+
+    /// Takes an op signed elsewhere (a builder's accept: a builder has a key, not a node):
+    /// decoded strictly (`SignedOp::decode`: lexicon, signature), its parents already in the
+    /// log, then submitted to the collective's rules, stored and gossiped like a local write.
+    /// Returns the op's id (the same id again for an op already held); a refusal by the rules
+    /// is [`EngineError::Refused`].
+    fn submit(&self, collective: Cid, op: Vec<u8>) -> BoxFuture<'_, Result<Cid, EngineError>> {
+        let _ = (collective, op);
+        Box::pin(async {
+            Err(EngineError::Invalid(
+                "this engine takes no ops signed elsewhere".into(),
+            ))
+        })
+    }
+
+    /// The signed bytes of op `id` of the collective, if this node holds it.
+    fn op(&self, collective: Cid, id: Cid) -> BoxFuture<'_, Result<Option<Vec<u8>>, EngineError>> {
+        let _ = (collective, id);
+        Box::pin(async { Ok(None) })
+    }
 }

@@ -7,6 +7,7 @@
 //! The server parses requests into these types after the router has validated them against
 //! the lexicon (`validation.rs`); the client sends and reads them ([`crate::Client::call`]).
 
+pub mod agreement;
 pub mod bundle;
 pub mod collective;
 pub mod node;

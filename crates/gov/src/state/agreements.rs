@@ -43,6 +43,31 @@ pub struct Agreement {
 }
 
 impl State {
+    /// Whether this node takes `op`, signed elsewhere and submitted to it by a builder (who
+    /// has a key, not a node), at `now_micros` by its clock: only an accept, dated within
+    /// [`super::MAX_CLOCK_SKEW_MICROS`] of this node's clock (so that an accept cannot be
+    /// backdated to beat the offer's expiry), by the offer's builder, of an offer still open
+    /// and not expired by this node's clock. The log's rules then decide as for any op.
+    pub fn may_take_accept(&self, op: &SignedOp, now_micros: i64) -> Result<(), Reason> {
+        let crate::body::OpBody::AgreementAccept(b) = op.body() else {
+            return Err(Reason::NotSubmittable(op.kind().nsid().to_owned()));
+        };
+        let created = op.created_at().to_unix_micros();
+        if created.abs_diff(now_micros) > super::MAX_CLOCK_SKEW_MICROS.unsigned_abs() {
+            return Err(Reason::AcceptMisdated {
+                created_at: op.created_at().as_str().to_owned(),
+                now: Datetime::from_unix_micros(now_micros).as_str().to_owned(),
+            });
+        }
+        self.authorize_accept(op, b)?;
+        if let Some(expiry) = &self.agreement(&b.offer.0, "offer")?.expires_at
+            && now_micros >= expiry.to_unix_micros()
+        {
+            return Err(Reason::OfferExpired);
+        }
+        Ok(())
+    }
+
     pub(super) fn agreement(&self, id: &Cid, field: &'static str) -> Result<&Agreement, Reason> {
         self.agreements.get(id).ok_or(Reason::UnknownRef(field))
     }

@@ -162,4 +162,18 @@ pub enum Reason {
     /// A payout statement whose lines do not sum to its total, or name strangers.
     #[error("bad payout statement: {0}")]
     BadPayout(&'static str),
+    /// An op submitted to a node by someone who is not a member (a builder), of a kind only
+    /// members write through their own node: only a builder's accept may be submitted.
+    #[error("only a builder's accept may be submitted, not a {0} op")]
+    NotSubmittable(String),
+    /// An accept submitted to this node dated further from its clock than
+    /// [`super::MAX_CLOCK_SKEW_MICROS`] (a builder backdating an accept to beat the offer's
+    /// expiry).
+    #[error("accept is dated {created_at}, more than 5 minutes from this node's clock ({now})")]
+    AcceptMisdated {
+        /// The accept's `createdAt`.
+        created_at: String,
+        /// This node's clock.
+        now: String,
+    },
 }

@@ -28,6 +28,7 @@ mod drivers;
 mod joins;
 mod peers;
 mod pulls;
+mod signed;
 mod task;
 pub mod wire;
 
@@ -169,6 +170,18 @@ enum Cmd {
     Log(Cid, oneshot::Sender<Result<guild_gov::Log, EngineError>>),
     /// This member committed to its repo in a collective's space.
     Announce(Cid, RepoHead),
+    /// An op signed elsewhere, to submit (see [`Engine::submit`]).
+    Submit {
+        collective: Cid,
+        op: Vec<u8>,
+        reply: oneshot::Sender<Result<Cid, EngineError>>,
+    },
+    /// The signed bytes of one op, if held.
+    GetOp(
+        Cid,
+        Cid,
+        oneshot::Sender<Result<Option<Vec<u8>>, EngineError>>,
+    ),
 }
 
 /// What the engine's own tasks report back.
@@ -507,6 +520,23 @@ impl Engine {
     /// The collectives this node holds.
     pub async fn collectives(&self) -> Result<Vec<Cid>, EngineError> {
         self.call(Cmd::List).await
+    }
+
+    /// Takes an op signed elsewhere (a builder's accept): decoded strictly, its parents
+    /// already in the log, then submitted to the collective's rules, stored and gossiped like
+    /// a local write. Returns the op's id.
+    pub async fn submit(&self, collective: Cid, op: Vec<u8>) -> Result<Cid, EngineError> {
+        self.call(|reply| Cmd::Submit {
+            collective,
+            op,
+            reply,
+        })
+        .await?
+    }
+
+    /// The signed bytes of op `id` of the collective, if this node holds it.
+    pub async fn op(&self, collective: Cid, id: Cid) -> Result<Option<Vec<u8>>, EngineError> {
+        self.call(|r| Cmd::GetOp(collective, id, r)).await?
     }
 
     /// Announces a new head of this member's repo in a collective's space to the collective

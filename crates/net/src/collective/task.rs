@@ -218,6 +218,16 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 let _ = reply.send(self.collectives.keys().copied().collect());
             }
             Cmd::Announce(id, head) => self.announce(id, head),
+            Cmd::Submit {
+                collective,
+                op,
+                reply,
+            } => {
+                let _ = reply.send(self.submit_signed(collective, &op).await);
+            }
+            Cmd::GetOp(collective, id, reply) => {
+                let _ = reply.send(self.op_bytes(&collective, &id));
+            }
         }
     }
 

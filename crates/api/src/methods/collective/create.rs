@@ -49,6 +49,9 @@ pub struct Input {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub templates: Vec<String>,
+    /// Keep agreements' prices off the public agreement list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_prices: Option<bool>,
 }
 
 /// The new collective.
