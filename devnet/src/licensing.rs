@@ -183,7 +183,36 @@ impl Story {
         d.guild(0, &["bundle", "export", &manifest, "--out", &dir_s])?;
         let car = dir.join("bundle.car");
         let car_s = car.to_string_lossy().into_owned();
+        // Every steward's node packages the same bytes.
+        let other = *stewards
+            .iter()
+            .find(|&&i| i != 0)
+            .context("a second steward")?;
+        let other_dir = dir.join(format!("from-{}", d.nodes[other].name));
+        d.wait_for("the second steward packaged the bundle", |d| {
+            let list = bundles(d, other)?;
+            Ok(bundle(&list, &proposal).is_some_and(|b| !b["carBytes"].is_null()))
+        })?;
+        d.guild(
+            other,
+            &[
+                "bundle",
+                "export",
+                &manifest,
+                "--out",
+                &other_dir.to_string_lossy(),
+            ],
+        )?;
+        if std::fs::read(&car)? != std::fs::read(other_dir.join("bundle.car"))? {
+            bail!(
+                "check `deterministic packaging`: node-1's and {}'s bundle files differ",
+                d.nodes[other].name
+            );
+        }
         let verified = d.guild_bare(&["bundle", "verify", &car_s])?;
+        if !verified.starts_with("OK ") {
+            bail!("check `bundle verify`: {verified}");
+        }
         let shown = d.guild_bare(&["bundle", "show", &car_s, "--json"])?;
         let shown: Value = serde_json::from_str(&shown).context("bundle show: not JSON")?;
         for f in ["croissant.json", "README.md", "disclosure.json"] {
@@ -218,12 +247,12 @@ impl Story {
         self.steps.done(
             t.elapsed(),
             &format!(
-                "bundle {} sealed by {approvals} stewards' identical manifests ({} records by {} members); the builder verified it offline ({}); a flipped byte is refused: {}",
+                "bundle {} ({records} records by {} members) recomputed by {} stewards, sealed by {approvals}; node-1 and {} wrote byte-identical files; the builder verified it offline; a flipped byte is refused ({})",
                 short(&manifest),
-                records,
                 credits.len(),
-                verified.lines().next().unwrap_or_default(),
-                why.lines().last().unwrap_or_default()
+                stewards.len(),
+                d.nodes[other].name,
+                first_words(why.lines().last().unwrap_or_default())
             ),
             Some(c),
         );
@@ -323,6 +352,13 @@ fn agreement_status(d: &Devnet, i: usize, offer: &str) -> Result<String> {
         .and_then(|x| x["status"].as_str())
         .unwrap_or("unknown")
         .to_owned())
+}
+
+/// What a failed verification said, after the file name, in a few words.
+fn first_words(why: &str) -> String {
+    let after = why.split("FAILED verification: ").nth(1).unwrap_or(why);
+    let words: Vec<&str> = after.split_whitespace().take(9).collect();
+    format!("{}…", words.join(" "))
 }
 
 fn short(s: &str) -> String {

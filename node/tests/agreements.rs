@@ -78,6 +78,7 @@ fn start(rt: &tokio::runtime::Runtime, n: u8) -> Node {
             started: Instant::now(),
             clock: Clock::system(),
             collectives,
+            bundles: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
