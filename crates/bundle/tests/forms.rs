@@ -52,6 +52,7 @@ fn manifest(template: &str, kind: BundleKind, publication: bool) -> Manifest {
         created_at: at(fx.clock + 1),
         publication: publication.then(Publication::example),
         estimates: Vec::new(),
+        deterministic_licence: false,
     };
     Manifest::build(&sel, &params).unwrap()
 }
