@@ -7,6 +7,9 @@ use guild_license::{LicenceError, Refusal};
 /// Why a bundle cannot be selected or its manifest built.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    /// The cut's state has no charter (a log always starts with one: a bug or a forged cut).
+    #[error("the cut's state has no charter")]
+    NoCharter,
     /// A cut names no head.
     #[error("the cut names no op")]
     EmptyCut,

@@ -100,6 +100,9 @@ pub enum Exclusion {
     Consent(Refusal),
     /// A training bundle: the evaluation bundle with this manifest delivered it.
     DeliveredForEvaluation(Cid),
+    /// Not a work: its collection is not among the record types the charter accepts
+    /// (`coop.guild.space.declaration/self`, say).
+    NotAWork(Nsid),
 }
 
 /// The outcome of a selection: everything the manifest is built from.
@@ -288,6 +291,11 @@ pub fn select(
         excluded: Vec::new(),
         ignored: Vec::new(),
     };
+    let works: &BTreeSet<Nsid> = &state
+        .charter
+        .as_ref()
+        .ok_or(BundleError::NoCharter)?
+        .accepted_lexicons;
     let mut seen: BTreeSet<&Did> = BTreeSet::new();
     for replica in sorted {
         let did = &replica.did;
@@ -314,6 +322,13 @@ pub fn select(
         }
         let (consent, consent_op) = consent_of(state, did, &agreement.template);
         for (path, r) in records {
+            // Only works: records of the types the charter accepts from members (not the
+            // space's declaration, nor any other bookkeeping record).
+            if !works.contains(&r.collection) {
+                out.excluded
+                    .push((did.clone(), path, Exclusion::NotAWork(r.collection.clone())));
+                continue;
+            }
             let uri = AtUri::record(
                 AtIdentifier::Did(did.clone()),
                 r.collection.clone(),

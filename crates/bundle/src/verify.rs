@@ -722,6 +722,9 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
                         Some(Exclusion::DeliveredForEvaluation(m)) => {
                             format!("delivered for evaluation in {m}")
                         }
+                        Some(Exclusion::NotAWork(c)) => {
+                            format!("{c} is not a record type the charter accepts as a work")
+                        }
                         None => "the author's consent to the template is not granted at the cut"
                             .to_owned(),
                     },

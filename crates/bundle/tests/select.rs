@@ -414,3 +414,25 @@ fn records_delivered_for_evaluation_never_enter_a_training_bundle() {
     let tm = Manifest::build(&ts, &p).unwrap();
     assert!(tm.canary.is_none() && tm.guid.is_none());
 }
+
+#[test]
+fn only_works_are_selected_not_the_space_declaration() {
+    let (fx, a, mut replicas) = training_fx();
+    replicas[0].records.push(listing(
+        "coop.guild.space.declaration",
+        "self",
+        "member 1's declaration",
+    ));
+    let s = train_now(&fx, a, &replicas);
+    assert_eq!(s.records.len(), 3 * 4, "the declaration is not a work");
+    assert!(
+        s.records
+            .iter()
+            .all(|r| !r.path.starts_with("coop.guild.space.declaration")),
+    );
+    assert_eq!(s.excluded.len(), 1);
+    assert!(matches!(
+        &s.excluded[0].2,
+        guild_bundle::Exclusion::NotAWork(c) if c.as_str() == "coop.guild.space.declaration"
+    ));
+}
