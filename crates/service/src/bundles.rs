@@ -126,7 +126,12 @@ pub struct Stewardship<S> {
     engine: Arc<dyn CollectiveEngine>,
     dir: PathBuf,
     holds: Mutex<BTreeMap<Cid, Hold>>,
+    /// Sealed bundles whose packaging failed, with when to try again.
+    retry: Mutex<BTreeMap<Cid, std::time::Instant>>,
 }
+
+/// How long after a failed packaging the next attempt waits (a missing block, a full disk).
+const PACKAGE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<S> std::fmt::Debug for Stewardship<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -175,6 +180,7 @@ impl<S: NodeStore> Stewardship<S> {
             engine,
             dir,
             holds: Mutex::new(BTreeMap::new()),
+            retry: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -281,7 +287,15 @@ impl<S: NodeStore> Stewardship<S> {
                             .insert(Arc::new(self.engine.log(collective).await?))
                             .clone(),
                     };
-                    self.package(log, *pid, *manifest).await?;
+                    if self.backing_off(manifest) {
+                        continue;
+                    }
+                    if let Err(e) = self.package(log, *pid, *manifest).await {
+                        tracing::warn!(%manifest, error = %e, "bundle: packaging failed; retrying in 30 s");
+                        if let Ok(mut r) = self.retry.lock() {
+                            r.insert(*manifest, std::time::Instant::now() + PACKAGE_RETRY);
+                        }
+                    }
                 }
                 None => {
                     let mine = b.approvals.contains_key(me.as_str())
@@ -301,6 +315,15 @@ impl<S: NodeStore> Stewardship<S> {
             }
         }
         Ok(())
+    }
+
+    /// Whether packaging `manifest` failed less than [`PACKAGE_RETRY`] ago.
+    fn backing_off(&self, manifest: &Cid) -> bool {
+        self.retry
+            .lock()
+            .ok()
+            .and_then(|r| r.get(manifest).copied())
+            .is_some_and(|at| std::time::Instant::now() < at)
     }
 
     fn hold(&self, proposal: &Cid) -> Option<Hold> {
