@@ -52,6 +52,7 @@ fn manifest(template: &str, kind: BundleKind, publication: bool) -> Manifest {
         created_at: at(fx.clock + 1),
         publication: publication.then(Publication::example),
         estimates: Vec::new(),
+        deterministic_licence: false,
     };
     Manifest::build(&sel, &params).unwrap()
 }
@@ -247,5 +248,20 @@ fn a_car_file_name_must_be_plain() {
         assert!(matches!(err, BundleError::CarFileName(_)), "{bad}: {err}");
         assert!(card::emit(&m, &car(bad)).is_err());
         assert!(disclosure::emit(&m, &car(bad)).is_err());
+    }
+}
+
+#[test]
+fn croissant_lists_records_inline_up_to_its_cap_only() {
+    let mut m = manifest(TRAIN, BundleKind::Training, false);
+    let one = m.records[0].clone();
+    for (n, present) in [
+        (croissant::INLINE_RECORDS, true),
+        (croissant::INLINE_RECORDS + 1, false),
+    ] {
+        m.records = vec![one.clone(); n];
+        let v: serde_json::Value =
+            serde_json::from_str(&croissant::emit(&m, &car("bundle.car")).unwrap()).unwrap();
+        assert_eq!(v.get("recordSet").is_some(), present, "{n} records");
     }
 }
