@@ -377,12 +377,11 @@ fn export(data_dir: &Path, manifest: &str, out: &Path) -> Result<()> {
         bail!("the node sent bundle {}, not {manifest}", report.manifest);
     }
     let car = guild_repo::read_car(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let root = car
-        .blocks
-        .get(&report.manifest)
-        .context("the bundle's manifest block is missing")?;
     // (`read_car` checked every block's hash; `verify_bundle` everything else.)
-    let m = guild_bundle::Manifest::decode(root).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let m = guild_bundle::Manifest::decode_blocks(&report.manifest, |c| {
+        car.blocks.get(c).map(<[u8]>::to_vec)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let info = guild_bundle::CarInfo {
         sha256: report.sha256,
         bytes: report.bytes,

@@ -58,9 +58,10 @@ impl EvaluationLedger {
         EvaluationLedger::default()
     }
 
-    /// The ledger of every evaluation bundle sealed at `cut`, from their manifests' bytes
-    /// (`(manifest CID, bytes)`, in any order; manifests of other bundles are ignored). Fails
-    /// if one is missing, does not hash to its CID, or does not decode.
+    /// The ledger of every evaluation bundle sealed at `cut`, from their manifests as CARs
+    /// (`(manifest CID, bytes of` [`Manifest::to_car`]`)`, in any order; manifests of other
+    /// bundles are ignored). Fails if one is missing, is not the manifest of that CID (its
+    /// root, every block's hash), or does not decode.
     pub fn for_cut(cut: &CutState, manifests: &[(Cid, &[u8])]) -> Result<Self, BundleError> {
         let mut needed: Vec<Cid> = cut
             .state
@@ -77,10 +78,11 @@ impl EvaluationLedger {
                 .iter()
                 .find(|(c, _)| *c == cid)
                 .ok_or(BundleError::MissingEvaluationManifest(cid))?;
-            if cids::cid_for_cbor(bytes) != cid {
+            let (root, m) =
+                Manifest::from_car(bytes).map_err(|e| BundleError::ManifestDecode(cid, e))?;
+            if root != cid {
                 return Err(BundleError::ManifestMismatch(cid));
             }
-            let m = Manifest::decode(bytes).map_err(|e| BundleError::ManifestDecode(cid, e))?;
             ledger.add(cid, &m);
         }
         Ok(ledger)

@@ -8,7 +8,10 @@
 //!   `application/vnd.ipld.car`, SHA-256 and size.
 //! - `recordSet`: one `cr:RecordSet`, `records`, whose rows are given inline (`data`): per
 //!   record its author DID, path, CID, commit and covering consent op, keyed by author and
-//!   path. The record bytes live in the CAR, which no Croissant extractor reads.
+//!   path. The record bytes live in the CAR, which no Croissant extractor reads. Inline only
+//!   up to [`INLINE_RECORDS`] records, so that the document stays under about a megabyte; a
+//!   larger bundle's document has no `recordSet` (its records are listed in the manifest's
+//!   pages, in the CAR).
 //! - `license` and `usageInfo` name the agreement (`urn:guild:agreement:<offer CID>`), its
 //!   template id and version, and its plain-language summary.
 //! - `prov:wasDerivedFrom`: one `prov:Entity` per member commit at the cut,
@@ -101,6 +104,9 @@ const FIELDS: [(&str, &str); 5] = [
         "The CID of the consent grant op that covers the record at the cut.",
     ),
 ];
+
+/// The most records a Croissant document lists inline (about 400 bytes of JSON each).
+pub const INLINE_RECORDS: usize = 2_500;
 
 fn record_set(manifest: &Manifest) -> Value {
     let fields: Vec<Value> = FIELDS
@@ -289,6 +295,11 @@ pub fn emit(manifest: &Manifest, car: &CarInfo) -> Result<String, BundleError> {
         }],
         "recordSet": [record_set(manifest)]
     });
+    if manifest.records.len() > INLINE_RECORDS
+        && let Some(obj) = doc.as_object_mut()
+    {
+        obj.remove("recordSet");
+    }
     if let (true, Some(obj), Some(guid)) = (f.evaluation, doc.as_object_mut(), f.guid.as_ref()) {
         obj.insert(
             "alternateName".to_owned(),

@@ -26,6 +26,15 @@ use crate::select::{SelectRequest, Selection};
 /// The manifest's record type.
 pub const NSID: &str = "coop.guild.bundle.manifest";
 
+/// The record type of a page of the manifest's records.
+pub const PAGE_NSID: &str = "coop.guild.bundle.page";
+
+/// Records to a page: every page but the last holds exactly this many, so the paging, and
+/// with it every page CID, is a function of the records alone. A page stays under 1.1 MB
+/// even with the longest paths the lexicon allows (about 400 bytes an entry with usual
+/// paths: about 400 KB).
+pub const PAGE_SIZE: usize = 1_000;
+
 /// One record of the bundle (`coop.guild.bundle.manifest#entry`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -88,12 +97,11 @@ pub struct LicenceForms {
     pub tdmrep: Option<String>,
 }
 
-/// A bundle manifest, field for field as its lexicon writes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A bundle manifest in memory: the root block's fields, with the records of its pages
+/// (`recordPages`, `recordCount` in the root) as one list.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
     /// Always [`NSID`].
-    #[serde(rename = "$type")]
     pub record_type: String,
     /// The collective.
     pub collective: CidRef,
@@ -107,25 +115,63 @@ pub struct Manifest {
     pub terms: Template,
     /// The cut: governance heads and the replica heads of the consenting members.
     pub cut: Cut,
-    /// The records, by author DID then path.
+    /// The records, by author DID then path (in the blocks: [`PAGE_SIZE`] to a page).
     pub records: Vec<Entry>,
     /// The members to credit, by DID.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credits: Vec<Credit>,
     /// Contribution estimates, by member then method.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub estimates: Vec<Estimate>,
     /// The licence in machine-readable forms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub licence: Option<LicenceForms>,
     /// Evaluation bundles: the canary string.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<String>,
     /// Evaluation bundles: the bundle's GUID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guid: Option<String>,
     /// The proposal's `createdAt`.
     pub created_at: Datetime,
+}
+
+/// The manifest's root block, field for field as its lexicon writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Root {
+    #[serde(rename = "$type")]
+    record_type: String,
+    collective: CidRef,
+    agreement: CidRef,
+    proposal: CidRef,
+    kind: Open<BundleKind>,
+    terms: Template,
+    cut: Cut,
+    record_count: u64,
+    record_pages: Vec<Cid>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    credits: Vec<Credit>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    estimates: Vec<Estimate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    licence: Option<LicenceForms>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    canary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    guid: Option<String>,
+    created_at: Datetime,
+}
+
+/// A page of the manifest's records (`coop.guild.bundle.page`), to encode.
+#[derive(Serialize)]
+struct PageOut<'a> {
+    #[serde(rename = "$type")]
+    record_type: &'static str,
+    entries: &'a [Entry],
+}
+
+/// A page of the manifest's records, decoded.
+#[derive(Deserialize)]
+struct PageIn {
+    #[serde(rename = "$type")]
+    record_type: String,
+    entries: Vec<Entry>,
 }
 
 /// What a manifest takes beyond the selection.
@@ -294,34 +340,269 @@ impl Manifest {
             guid,
             created_at: params.created_at.clone(),
         };
-        manifest.to_ipld()?;
+        manifest.check()?;
         Ok(manifest)
     }
 
-    /// The manifest as a data-model value, checked against its lexicon.
+    /// The root block as a data-model value, checked against its lexicon (the records are
+    /// named by `recordPages`, their pages' CIDs, which this computes).
     pub fn to_ipld(&self) -> Result<Ipld, BundleError> {
-        let value =
-            ipld_core::serde::to_ipld(self).map_err(|e| BundleError::Encode(e.to_string()))?;
-        registry()
-            .validate_record(&value)
-            .map_err(|e| BundleError::Lexicon(e.to_string()))?;
-        Ok(value)
+        let pages = self.pages()?;
+        self.root_ipld(pages.iter().map(|(c, _)| *c).collect())
     }
 
-    /// The manifest's canonical DAG-CBOR bytes and their CID (the bundle's id, which the
-    /// stewards sign in their approvals).
+    fn root_ipld(&self, record_pages: Vec<Cid>) -> Result<Ipld, BundleError> {
+        let root = Root {
+            record_type: self.record_type.clone(),
+            collective: self.collective,
+            agreement: self.agreement,
+            proposal: self.proposal,
+            kind: self.kind.clone(),
+            terms: self.terms.clone(),
+            cut: self.cut.clone(),
+            record_count: self.records.len() as u64,
+            record_pages,
+            credits: self.credits.clone(),
+            estimates: self.estimates.clone(),
+            licence: self.licence.clone(),
+            canary: self.canary.clone(),
+            guid: self.guid.clone(),
+            created_at: self.created_at.clone(),
+        };
+        checked(&root)
+    }
+
+    /// The pages' CIDs and bytes, in order.
+    fn pages(&self) -> Result<Vec<(Cid, Vec<u8>)>, BundleError> {
+        self.records
+            .chunks(PAGE_SIZE)
+            .map(|entries| {
+                let value = checked(&PageOut {
+                    record_type: PAGE_NSID,
+                    entries,
+                })?;
+                data::encode_record(&value).map_err(|e| BundleError::Encode(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The manifest's root block: its canonical DAG-CBOR bytes and their CID (the bundle's
+    /// id, which the stewards sign in their approvals; it covers the pages by their CIDs).
     pub fn encode(&self) -> Result<(Cid, Vec<u8>), BundleError> {
-        let value = self.to_ipld()?;
-        data::encode_record(&value).map_err(|e| BundleError::Encode(e.to_string()))
+        let mut blocks = self.blocks()?;
+        if blocks.is_empty() {
+            return Err(BundleError::Encode("no root block".into()));
+        }
+        Ok(blocks.swap_remove(0))
     }
 
-    /// Reads manifest bytes (strictly: canonical DAG-CBOR only).
+    /// Every block of the manifest: the root first, then its record pages in order.
+    pub fn blocks(&self) -> Result<Vec<(Cid, Vec<u8>)>, BundleError> {
+        let pages = self.pages()?;
+        let value = self.root_ipld(pages.iter().map(|(c, _)| *c).collect())?;
+        let root = data::encode_record(&value).map_err(|e| BundleError::Encode(e.to_string()))?;
+        let mut out = Vec::with_capacity(pages.len() + 1);
+        out.push(root);
+        out.extend(pages);
+        Ok(out)
+    }
+
+    /// Reads a manifest from its root block and its pages, fetched by CID with `get`
+    /// (strictly: canonical DAG-CBOR, every block hashing to its CID, each valid against its
+    /// lexicon, the pages full but the last and their entries adding up to `recordCount`).
+    pub fn decode_blocks(
+        root: &Cid,
+        get: impl Fn(&Cid) -> Option<Vec<u8>>,
+    ) -> Result<Manifest, String> {
+        let bytes = get(root).ok_or_else(|| format!("the manifest block {root} is missing"))?;
+        let mut reading = Reading::root(root, &bytes, false)?;
+        while let Some(cid) = reading.next_page().copied() {
+            let page = get(&cid).ok_or_else(|| format!("the record page {cid} is missing"))?;
+            reading.page(&cid, &page, false)?;
+        }
+        reading.finish()
+    }
+
+    /// Reads a manifest's root block alone (strictly: canonical DAG-CBOR only). Its records
+    /// are in its pages: a root with any page is refused (see [`Manifest::decode_blocks`]).
     pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
-        data::decode_as::<Manifest>(bytes).map_err(|e| e.to_string())
+        let cid = guild_core::cids::cid_for_cbor(bytes);
+        Manifest::decode_blocks(&cid, |c| (*c == cid).then(|| bytes.to_vec()))
+    }
+
+    /// The manifest as a small CAR v1: its root block as the one root, then its pages.
+    pub fn to_car(&self) -> Result<Vec<u8>, BundleError> {
+        let blocks = self.blocks()?;
+        let roots: Vec<Cid> = blocks.first().map(|(c, _)| *c).into_iter().collect();
+        Ok(guild_repo::car::car_bytes(
+            &roots,
+            blocks.iter().map(|(c, b)| (c, b.as_slice())),
+        ))
+    }
+
+    /// Reads a manifest CAR written by [`Manifest::to_car`] (every block's hash checked);
+    /// returns the root's CID with it.
+    pub fn from_car(bytes: &[u8]) -> Result<(Cid, Manifest), String> {
+        let car = guild_repo::read_car(bytes).map_err(|e| e.to_string())?;
+        let [root] = car.roots[..] else {
+            return Err(format!("{} roots, not one", car.roots.len()));
+        };
+        let m = Manifest::decode_blocks(&root, |c| car.blocks.get(c).map(<[u8]>::to_vec))?;
+        if car.blocks.len() != m.records.len().div_ceil(PAGE_SIZE) + 1 {
+            return Err("the CAR holds blocks that are not the manifest's".into());
+        }
+        Ok((root, m))
+    }
+
+    /// Checks the root and every page against their lexicons.
+    pub fn check(&self) -> Result<(), BundleError> {
+        self.blocks().map(|_| ())
     }
 
     /// Whether this is an evaluation bundle's manifest.
     pub fn is_evaluation(&self) -> bool {
         self.kind.is(BundleKind::Evaluation)
     }
+}
+
+/// `value` as a data-model value, checked against its lexicon.
+fn checked<T: Serialize>(value: &T) -> Result<Ipld, BundleError> {
+    let value = ipld_core::serde::to_ipld(value).map_err(|e| BundleError::Encode(e.to_string()))?;
+    registry()
+        .validate_record(&value)
+        .map_err(|e| BundleError::Lexicon(e.to_string()))?;
+    Ok(value)
+}
+
+/// Checks that `bytes` hash to `cid` (unless the caller just did), decode strictly and are
+/// valid against the lexicon.
+fn decode_checked<T: serde::de::DeserializeOwned>(
+    cid: &Cid,
+    bytes: &[u8],
+    hashed: bool,
+) -> Result<T, String> {
+    if !hashed {
+        guild_core::cids::verify_block(cid, bytes).map_err(|e| format!("block {cid}: {e}"))?;
+    }
+    let value = data::decode(bytes).map_err(|e| format!("block {cid}: {e}"))?;
+    registry()
+        .validate_record(&value)
+        .map_err(|e| format!("block {cid}: {e}"))?;
+    data::decode_as::<T>(bytes).map_err(|e| format!("block {cid}: {e}"))
+}
+
+/// A manifest read block by block: the root, then each page it names, in order (what
+/// verification does as the blocks stream past).
+pub(crate) struct Reading {
+    root: Root,
+    pages: Vec<Vec<Entry>>,
+}
+
+impl Reading {
+    /// Starts from the root block (`hashed`: the caller checked its hash).
+    pub(crate) fn root(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Reading, String> {
+        let root = decode_root(cid, bytes, hashed)?;
+        Ok(Reading {
+            pages: Vec::with_capacity(root.record_pages.len()),
+            root,
+        })
+    }
+
+    /// The CID of the page to read next, if any is left.
+    pub(crate) fn next_page(&self) -> Option<&Cid> {
+        self.root.record_pages.get(self.pages.len())
+    }
+
+    /// Reads the next page (`hashed`: the caller checked its hash).
+    pub(crate) fn page(&mut self, cid: &Cid, bytes: &[u8], hashed: bool) -> Result<(), String> {
+        match self.next_page() {
+            Some(next) if next == cid => {}
+            Some(next) => {
+                return Err(format!(
+                    "record page {} is {next}, not {cid}",
+                    self.pages.len()
+                ));
+            }
+            None => return Err(format!("{cid} is not one of the record pages")),
+        }
+        self.pages.push(decode_page(cid, bytes, hashed)?);
+        Ok(())
+    }
+
+    /// The manifest, once every page is read.
+    pub(crate) fn finish(self) -> Result<Manifest, String> {
+        if let Some(next) = self.next_page() {
+            return Err(format!("the record page {next} is missing"));
+        }
+        assemble(self.root, self.pages)
+    }
+}
+
+fn decode_root(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Root, String> {
+    let r: Root = decode_checked(cid, bytes, hashed)?;
+    if r.record_type != NSID {
+        return Err(format!("block {cid} is a {}, not a {NSID}", r.record_type));
+    }
+    let expected = usize::try_from(r.record_count)
+        .unwrap_or(usize::MAX)
+        .div_ceil(PAGE_SIZE);
+    if r.record_pages.len() != expected {
+        return Err(format!(
+            "{} record pages for {} records (pages of {PAGE_SIZE})",
+            r.record_pages.len(),
+            r.record_count
+        ));
+    }
+    Ok(r)
+}
+
+fn decode_page(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Vec<Entry>, String> {
+    let p: PageIn = decode_checked(cid, bytes, hashed)?;
+    if p.record_type != PAGE_NSID {
+        return Err(format!(
+            "block {cid} is a {}, not a {PAGE_NSID}",
+            p.record_type
+        ));
+    }
+    Ok(p.entries)
+}
+
+/// The manifest of a decoded root and its decoded pages (checked: full pages but the last).
+fn assemble(r: Root, pages: Vec<Vec<Entry>>) -> Result<Manifest, String> {
+    let n = pages.len();
+    let mut records = Vec::with_capacity(usize::try_from(r.record_count).unwrap_or(0));
+    for (i, p) in pages.into_iter().enumerate() {
+        let full = p.len() == PAGE_SIZE;
+        let last_ok = i + 1 == n && !p.is_empty() && p.len() <= PAGE_SIZE;
+        if !(full || last_ok) {
+            return Err(format!(
+                "record page {i} holds {} entries; pages hold {PAGE_SIZE} but the last",
+                p.len()
+            ));
+        }
+        records.extend(p);
+    }
+    if records.len() as u64 != r.record_count {
+        return Err(format!(
+            "the pages hold {} records, recordCount says {}",
+            records.len(),
+            r.record_count
+        ));
+    }
+    Ok(Manifest {
+        record_type: r.record_type,
+        collective: r.collective,
+        agreement: r.agreement,
+        proposal: r.proposal,
+        kind: r.kind,
+        terms: r.terms,
+        cut: r.cut,
+        records,
+        credits: r.credits,
+        estimates: r.estimates,
+        licence: r.licence,
+        canary: r.canary,
+        guid: r.guid,
+        created_at: r.created_at,
+    })
 }

@@ -1,7 +1,7 @@
 //! Packaging: a sealed bundle as one CAR v1 file (`docs/bundle-format.md`).
 //!
 //! The file's one root is the manifest's CID. Its blocks, in this order, each once:
-//! 1. the manifest;
+//! 1. the manifest: its root block, then its record pages in order;
 //! 2. every governance op in the causal past of the approvals that sealed the manifest (the
 //!    approvals included), in the log's topological order, each as its exact signed bytes;
 //! 3. for each manifest entry in manifest order: the entry's commit, the MST nodes from the
@@ -33,7 +33,7 @@ pub struct PackageSummary {
     pub bytes: u64,
     /// SHA-256 of the whole file.
     pub sha256: [u8; 32],
-    /// Blocks written (the manifest, the ops and the proof blocks).
+    /// Blocks written (the manifest and its pages, the ops and the proof blocks).
     pub blocks: u64,
     /// Governance ops written.
     pub ops: u64,
@@ -83,13 +83,21 @@ pub(crate) fn block_key(cid: &Cid) -> (u64, [u8; 32]) {
     (cid.codec(), d)
 }
 
+/// The manifest's blocks (root first, then its pages), as [`Manifest::blocks`] gives them.
+pub type ManifestBlocks = Vec<(Cid, Vec<u8>)>;
+
 /// The governance ops a bundle of `manifest` carries, in the log's order: the causal past
-/// of the approvals that sealed it. Also returns the manifest's CID and bytes.
+/// of the approvals that sealed it. Also returns the manifest's CID and its blocks (root
+/// first, then its pages).
 pub fn sealing_ops<'a>(
     manifest: &Manifest,
     log: &'a Log,
-) -> Result<(Cid, Vec<u8>, Vec<&'a guild_gov::SignedOp>), BundleError> {
-    let (cid, bytes) = manifest.encode()?;
+) -> Result<(Cid, ManifestBlocks, Vec<&'a guild_gov::SignedOp>), BundleError> {
+    let blocks = manifest.blocks()?;
+    let cid = blocks
+        .first()
+        .map(|(c, _)| *c)
+        .ok_or_else(|| BundleError::Encode("no root block".into()))?;
     let proposal = manifest.proposal.0;
     let state = log.state_ref();
     let sealed = state.bundles.get(&proposal).and_then(|b| b.sealed.as_ref());
@@ -107,7 +115,7 @@ pub fn sealing_ops<'a>(
     for id in ids {
         ops.push(log.get(&id).ok_or(BundleError::MissingOp(id))?);
     }
-    Ok((cid, bytes, ops))
+    Ok((cid, blocks, ops))
 }
 
 /// Writes the bundle of the sealed `manifest` as one CAR v1 to `out`: the manifest, the
@@ -120,7 +128,7 @@ pub fn write_bundle<W: Write>(
     repos: &dyn BlockSource,
     out: W,
 ) -> Result<PackageSummary, BundleError> {
-    let (root, manifest_bytes, ops) = sealing_ops(manifest, log)?;
+    let (root, manifest_blocks, ops) = sealing_ops(manifest, log)?;
     let sink = Hashing {
         inner: out,
         hasher: Sha256::new(),
@@ -129,9 +137,13 @@ pub fn write_bundle<W: Write>(
     let mut car = CarWriter::new(BufWriter::with_capacity(1 << 20, sink), &[root])?;
     let mut written: FxHashSet<(u64, [u8; 32])> = FxHashSet::default();
     let mut blocks = 0u64;
-    car.write_block(&root, &manifest_bytes)?;
-    written.insert(block_key(&root));
-    blocks += 1;
+    for (cid, bytes) in &manifest_blocks {
+        if written.insert(block_key(cid)) {
+            car.write_block(cid, bytes)?;
+            blocks += 1;
+        }
+    }
+    drop(manifest_blocks);
     for op in &ops {
         if written.insert(block_key(op.id())) {
             car.write_block(op.id(), op.bytes())?;

@@ -3,15 +3,17 @@
 //!
 //! Two passes over the input. The first reads the CAR sequentially, checks every block
 //! against its CID, hashes the whole file, decodes the manifest (the first block, the one
-//! root) and keeps the governance ops (small), and indexes every other block by its digest
+//! root) and its record pages (the blocks right after it) and keeps the governance ops
+//! (small), and indexes every other block by its digest
 //! (offset and length only). The second reads commits and MST nodes back by seek, checking
 //! their hashes again (the file may have changed between the passes); record bytes are never
 //! held, and never read twice.
 //!
 //! What is checked, in order (the first failure is returned):
 //! 1. the file: a CAR v1 with one root, every block matching its CID, no block twice;
-//! 2. the manifest: the first block is the root, decodes strictly, is valid against its
-//!    lexicon;
+//! 2. the manifest: the first block is the root, the next ones its record pages in the
+//!    order it names them; each decodes strictly and is valid against its lexicon, the pages
+//!    full but the last, their entries adding up to `recordCount`;
 //! 3. the governance ops: each decodes and is signed by its author, and the fold accepts it
 //!    (guild-gov's authorisation against its causal past), inserted in file order from the
 //!    collective's charter (its CID is the manifest's `collective`): stewards, elections and
@@ -41,7 +43,7 @@ use sha2::{Digest, Sha256};
 
 use crate::canary::EvaluationLedger;
 use crate::cut::CutState;
-use crate::manifest::{Credit, Manifest, ManifestParams};
+use crate::manifest::{self, Credit, Manifest, ManifestParams};
 use crate::package::{block_key, hex};
 use crate::select::{Exclusion, RecordListing, Replica, select};
 use crate::walk::{PathCache, WalkError};
@@ -239,6 +241,16 @@ impl Report {
     }
 }
 
+/// How far the manifest is read in the first pass.
+enum Reading {
+    /// Nothing read: the next block is the root.
+    Start,
+    /// The root is read; its pages come next.
+    Pages(Box<manifest::Reading>),
+    /// The manifest is whole.
+    Done(Box<Manifest>),
+}
+
 /// Where a block is in the file.
 struct Slot {
     offset: u64,
@@ -361,6 +373,26 @@ fn first_difference(a: &Ipld, b: &Ipld, path: &str) -> Option<String> {
     }
 }
 
+/// The first differing field of two manifests: in the records (`records[3].consent`), else
+/// in the root block.
+fn manifest_difference(a: &Manifest, b: &Manifest) -> Result<String, crate::BundleError> {
+    let entry = |e: &crate::manifest::Entry| {
+        ipld_core::serde::to_ipld(e).map_err(|e| crate::BundleError::Encode(e.to_string()))
+    };
+    for (i, (x, y)) in a.records.iter().zip(&b.records).enumerate() {
+        if x != y
+            && let Some(d) = first_difference(&entry(x)?, &entry(y)?, &format!("records[{i}]"))
+        {
+            return Ok(d);
+        }
+    }
+    if a.records.len() != b.records.len() {
+        return Ok("records (length)".to_owned());
+    }
+    let (x, y) = (a.to_ipld()?, b.to_ipld()?);
+    Ok(first_difference(&x, &y, "").unwrap_or_else(|| "(encoding)".to_owned()))
+}
+
 /// Verifies the bundle file read from `input` (see the module documentation for what is
 /// checked). Reads it once sequentially, then seeks back to read commits and MST nodes.
 pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
@@ -401,7 +433,8 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
     };
     let mut pos = (hbytes.len() + varint_len(hlen as u64)) as u64;
     let mut index: FxHashMap<(u64, [u8; 32]), Slot> = FxHashMap::default();
-    let mut manifest: Option<(Manifest, Vec<u8>)> = None;
+    let mut manifest = Reading::Start;
+    let mut manifest_bytes = Vec::new();
     // The governance section: every block after the manifest up to the first entry's commit.
     let mut ops: Vec<(Cid, Vec<u8>)> = Vec::new();
     let mut in_ops = true;
@@ -446,38 +479,63 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
         if index.insert(block_key(&cid), slot).is_some() {
             return Err(VerifyError::DuplicateBlock { cid, offset: start });
         }
-        match &manifest {
-            None => {
+        let used = match &mut manifest {
+            Reading::Start => {
                 if cid != root {
                     return Err(VerifyError::RootNotFirst { root, found: cid });
                 }
                 let bad = |reason: String| VerifyError::Manifest { cid, reason };
-                let m = Manifest::decode(data).map_err(bad)?;
-                m.to_ipld().map_err(|e| bad(e.to_string()))?;
-                in_ops = m.records.first().is_none_or(|e| e.commit.0 != cid);
-                manifest = Some((m, data.to_vec()));
-                if let Some(s) = index.get_mut(&block_key(&cid)) {
-                    s.used = true;
-                }
+                let reading = manifest::Reading::root(&cid, data, true).map_err(bad)?;
+                manifest_bytes = data.to_vec();
+                manifest = Reading::Pages(Box::new(reading));
+                true
             }
-            Some((m, _)) => {
+            Reading::Pages(reading) => {
+                reading
+                    .page(&cid, data, true)
+                    .map_err(|reason| VerifyError::Manifest { cid: root, reason })?;
+                true
+            }
+            Reading::Done(m) => {
                 if in_ops && m.records.first().is_some_and(|e| e.commit.0 == cid) {
                     in_ops = false;
                 }
                 if in_ops {
                     ops.push((cid, data.to_vec()));
-                    if let Some(s) = index.get_mut(&block_key(&cid)) {
-                        s.used = true;
-                    }
                 }
+                in_ops
             }
+        };
+        if used && let Some(s) = index.get_mut(&block_key(&cid)) {
+            s.used = true;
+        }
+        if let Reading::Pages(reading) = &manifest
+            && reading.next_page().is_none()
+            && let Reading::Pages(reading) = std::mem::replace(&mut manifest, Reading::Start)
+        {
+            let m = reading
+                .finish()
+                .map_err(|reason| VerifyError::Manifest { cid: root, reason })?;
+            manifest = Reading::Done(Box::new(m));
         }
     }
-    let Some((manifest, manifest_bytes)) = manifest else {
-        return Err(VerifyError::Car {
-            offset: pos,
-            reason: "no block (the manifest is missing)".into(),
-        });
+    let manifest = match manifest {
+        Reading::Done(m) => *m,
+        Reading::Start => {
+            return Err(VerifyError::Car {
+                offset: pos,
+                reason: "no block (the manifest is missing)".into(),
+            });
+        }
+        Reading::Pages(reading) => {
+            return Err(VerifyError::Manifest {
+                cid: root,
+                reason: format!(
+                    "the file ends before the record page {}",
+                    reading.next_page().map(Cid::to_string).unwrap_or_default()
+                ),
+            });
+        }
     };
     let hashing = r.into_inner();
     let bytes = hashing.pos;
@@ -735,12 +793,11 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
     let rebuilt = Manifest::build(&selection, &params).map_err(selection_err)?;
     let (_, rebuilt_bytes) = rebuilt.encode().map_err(selection_err)?;
     if rebuilt_bytes != manifest_bytes {
-        let a = manifest.to_ipld().map_err(|e| VerifyError::Manifest {
-            cid: root,
-            reason: e.to_string(),
-        })?;
-        let b = rebuilt.to_ipld().map_err(selection_err)?;
-        let field = first_difference(&a, &b, "").unwrap_or_else(|| "(encoding)".to_owned());
+        let field =
+            manifest_difference(&manifest, &rebuilt).map_err(|e| VerifyError::Manifest {
+                cid: root,
+                reason: e.to_string(),
+            })?;
         return Err(VerifyError::ManifestField { field });
     }
 

@@ -250,3 +250,18 @@ fn a_car_file_name_must_be_plain() {
         assert!(disclosure::emit(&m, &car(bad)).is_err());
     }
 }
+
+#[test]
+fn croissant_lists_records_inline_up_to_its_cap_only() {
+    let mut m = manifest(TRAIN, BundleKind::Training, false);
+    let one = m.records[0].clone();
+    for (n, present) in [
+        (croissant::INLINE_RECORDS, true),
+        (croissant::INLINE_RECORDS + 1, false),
+    ] {
+        m.records = vec![one.clone(); n];
+        let v: serde_json::Value =
+            serde_json::from_str(&croissant::emit(&m, &car("bundle.car")).unwrap()).unwrap();
+        assert_eq!(v.get("recordSet").is_some(), present, "{n} records");
+    }
+}

@@ -628,6 +628,42 @@ fn truncated_and_garbage_input_is_refused() {
 }
 
 #[test]
+fn the_record_pages_follow_the_manifest_and_are_checked() {
+    let (_, m, _, car) = fixture();
+    let (root, bs) = blocks(car);
+    let mb = m.blocks().unwrap();
+    assert_eq!(mb.len(), 2, "the root and one page of 15 records");
+    assert_eq!(
+        bs[..2],
+        mb[..],
+        "the manifest's blocks come first, in order"
+    );
+    // The page left out, or put after the governance ops.
+    let mut without = bs.clone();
+    let page = without.remove(1);
+    assert!(matches!(
+        verify(&rebuild(root, &without)),
+        Err(VerifyError::Manifest { .. })
+    ));
+    let mut moved = without.clone();
+    moved.insert(3, page);
+    assert!(matches!(
+        verify(&rebuild(root, &moved)),
+        Err(VerifyError::Manifest { .. })
+    ));
+    // A page changed (a record dropped from it): its CID is no longer the one the root names.
+    let mut short = m.clone();
+    short.records.pop();
+    let other = short.blocks().unwrap().remove(1);
+    let mut swapped = bs.clone();
+    swapped[1] = other;
+    assert!(matches!(
+        verify(&rebuild(root, &swapped)),
+        Err(VerifyError::Manifest { .. })
+    ));
+}
+
+#[test]
 fn extra_blocks_are_refused() {
     let (_, _, _, car) = fixture();
     let (root, mut bs) = blocks(car);

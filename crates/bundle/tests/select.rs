@@ -369,7 +369,8 @@ fn records_delivered_for_evaluation_never_enter_a_training_bundle() {
     let guid = em.guid.clone().unwrap();
     assert!(em.canary.as_deref().unwrap().ends_with(&guid));
     assert_eq!(guid, guild_bundle::canary_guid(proposal.id()));
-    let (ecid, ebytes) = em.encode().unwrap();
+    let (ecid, _) = em.encode().unwrap();
+    let ebytes = em.to_car().unwrap();
     assert_eq!(fx.approve(*proposal.id(), ecid), Inserted::Applied);
 
     // Member 3 copies one of member 1's evaluated records under a path of their own.
@@ -389,6 +390,12 @@ fn records_delivered_for_evaluation_never_enter_a_training_bundle() {
     *bad.last_mut().unwrap() ^= 1;
     assert!(matches!(
         EvaluationLedger::for_cut(&cut, &[(ecid, &bad)]),
+        Err(BundleError::ManifestDecode(..))
+    ));
+    let mut other = em.clone();
+    other.records.pop();
+    assert!(matches!(
+        EvaluationLedger::for_cut(&cut, &[(ecid, &other.to_car().unwrap())]),
         Err(BundleError::ManifestMismatch(_))
     ));
     let ledger = EvaluationLedger::for_cut(&cut, &[(ecid, &ebytes)]).unwrap();

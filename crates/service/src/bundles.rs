@@ -7,7 +7,7 @@
 //! from the node's store, calls those pure functions off the async runtime, writes the ops
 //! through the collectives engine and keeps its files under the node's `bundles/` directory:
 //!
-//! - `manifests/<manifest CID>.cbor`: every manifest this node computed (an evaluation
+//! - `manifests/<manifest CID>.car`: every manifest this node computed (an evaluation
 //!   bundle's manifest is what keeps its records out of later training bundles);
 //! - `proposals/<proposal CID>`: the manifest CID this node computed for a proposal;
 //! - `sealed/<manifest CID>.car`: a sealed bundle, packaged (written to a temporary file and
@@ -424,7 +424,7 @@ impl<S: NodeStore> Stewardship<S> {
                     }
                 },
             };
-            let m = Manifest::decode(&bytes).map_err(|e| StewardshipError::Io(e.to_string()))?;
+            let m = Manifest::from_car(&bytes).map_err(StewardshipError::Io)?.1;
             let path = dir.join("sealed").join(format!("{manifest}.car"));
             let tmp = dir.join("sealed").join(format!("{manifest}.car.tmp"));
             let file = std::fs::File::create(&tmp).map_err(io)?;
@@ -477,7 +477,7 @@ impl<S: NodeStore> Stewardship<S> {
             let manifest = b.sealed.as_ref().map(|(m, _)| *m);
             let records = match manifest.as_ref().or(computed.as_ref()) {
                 Some(m) => read_manifest(&self.dir, m)?
-                    .and_then(|bytes| Manifest::decode(&bytes).ok())
+                    .and_then(|bytes| Manifest::from_car(&bytes).ok().map(|(_, m)| m))
                     .map(|m| (m.records.len() as u64, m.credits.len() as u64)),
                 None => None,
             };
@@ -536,7 +536,7 @@ impl<S: NodeStore> Stewardship<S> {
             let Some(bytes) = read_manifest(&self.dir, manifest)? else {
                 continue;
             };
-            let m = Manifest::decode(&bytes).map_err(|e| StewardshipError::Io(e.to_string()))?;
+            let m = Manifest::from_car(&bytes).map_err(StewardshipError::Io)?.1;
             for ((did, template), revokes) in st.revocations.iter() {
                 if *template != b.template || !b.contributors.contains_key(did) {
                     continue;
@@ -583,7 +583,7 @@ enum Computed {
 }
 
 fn read_manifest(dir: &Path, cid: &Cid) -> Result<Option<Vec<u8>>, StewardshipError> {
-    let p = dir.join("manifests").join(format!("{cid}.cbor"));
+    let p = dir.join("manifests").join(format!("{cid}.car"));
     match std::fs::read(&p) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -698,8 +698,9 @@ fn compute<S: NodeStore>(
     let ledger = EvaluationLedger::for_cut(&cut, &refs)?;
     let selection = select(log, &cut, &request, &replicas, &ledger)?;
     let manifest = Manifest::build(&selection, &params)?;
-    let (cid, bytes) = manifest.encode()?;
-    write_whole(&dir.join("manifests").join(format!("{cid}.cbor")), &bytes)?;
+    let (cid, _) = manifest.encode()?;
+    let bytes = manifest.to_car()?;
+    write_whole(&dir.join("manifests").join(format!("{cid}.car")), &bytes)?;
     write_whole(
         &dir.join("proposals").join(proposal.to_string()),
         cid.to_string().as_bytes(),
