@@ -55,7 +55,7 @@ pub enum BundleError {
     /// A contribution estimate is about a member with no record in the bundle, or twice.
     #[error("estimate for {0}: {1}")]
     Estimate(Did, &'static str),
-    /// The manifest breaks its lexicon (more than 2,500 records, a name too long, …).
+    /// The manifest breaks its lexicon (a name too long, a record page over 1 MB, …).
     #[error("the manifest breaks its lexicon: {0}")]
     Lexicon(String),
     /// The op given as a proposal is another kind of op.

@@ -30,9 +30,9 @@ pub const NSID: &str = "coop.guild.bundle.manifest";
 pub const PAGE_NSID: &str = "coop.guild.bundle.page";
 
 /// Records to a page: every page but the last holds exactly this many, so the paging, and
-/// with it every page CID, is a function of the records alone. A page stays under 1.1 MB
-/// even with the longest paths the lexicon allows (about 400 bytes an entry with usual
-/// paths: about 400 KB).
+/// with it every page CID, is a function of the records alone. With usual DIDs and paths an
+/// entry is about 330 bytes, a page about 330 KB; a page over the 1 MB record limit (entries
+/// averaging over 1 KB) is refused when the manifest is built.
 pub const PAGE_SIZE: usize = 1_000;
 
 /// One record of the bundle (`coop.guild.bundle.manifest#entry`).
@@ -167,7 +167,7 @@ struct PageOut<'a> {
 }
 
 /// A page of the manifest's records, decoded.
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct PageIn {
     #[serde(rename = "$type")]
     record_type: String,
@@ -372,16 +372,27 @@ impl Manifest {
         checked(&root)
     }
 
-    /// The pages' CIDs and bytes, in order.
+    /// The pages' CIDs and bytes, in order. Encoded from the typed entries directly (a
+    /// million records would spend seconds going through generic values): every field but
+    /// the path is a checked type, so the page lexicon's one other rule is checked here.
     fn pages(&self) -> Result<Vec<(Cid, Vec<u8>)>, BundleError> {
         self.records
             .chunks(PAGE_SIZE)
             .map(|entries| {
-                let value = checked(&PageOut {
+                check_entries(entries).map_err(BundleError::Lexicon)?;
+                let bytes = data::encode_serde(&PageOut {
                     record_type: PAGE_NSID,
                     entries,
-                })?;
-                data::encode_record(&value).map_err(|e| BundleError::Encode(e.to_string()))
+                })
+                .map_err(|e| BundleError::Encode(e.to_string()))?;
+                if bytes.len() > data::MAX_RECORD_BYTES {
+                    return Err(BundleError::Lexicon(format!(
+                        "a record page of {} bytes is over the record limit of {}",
+                        bytes.len(),
+                        data::MAX_RECORD_BYTES
+                    )));
+                }
+                Ok((guild_core::cids::cid_for_cbor(&bytes), bytes))
             })
             .collect()
     }
@@ -556,14 +567,41 @@ fn decode_root(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Root, String> {
     Ok(r)
 }
 
+/// The longest path the entry lexicon allows.
+const MAX_PATH: usize = 1024;
+
+/// The page lexicon's rules that typed entries do not already keep: a page holds 1 to
+/// [`PAGE_SIZE`] entries, each path at most [`MAX_PATH`] bytes.
+fn check_entries(entries: &[Entry]) -> Result<(), String> {
+    if entries.is_empty() || entries.len() > PAGE_SIZE {
+        return Err(format!(
+            "a record page of {} entries (1 to {PAGE_SIZE})",
+            entries.len()
+        ));
+    }
+    match entries.iter().find(|e| e.path.len() > MAX_PATH) {
+        Some(e) => Err(format!(
+            "a path of {} bytes (at most {MAX_PATH})",
+            e.path.len()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Decodes a page: typed (the DIDs and CIDs parse), canonical (re-encoding gives the same
+/// bytes, so no unknown field), within the page lexicon.
 fn decode_page(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Vec<Entry>, String> {
-    let p: PageIn = decode_checked(cid, bytes, hashed)?;
+    if !hashed {
+        guild_core::cids::verify_block(cid, bytes).map_err(|e| format!("block {cid}: {e}"))?;
+    }
+    let p: PageIn = data::decode_canonical(bytes).map_err(|e| format!("block {cid}: {e}"))?;
     if p.record_type != PAGE_NSID {
         return Err(format!(
             "block {cid} is a {}, not a {PAGE_NSID}",
             p.record_type
         ));
     }
+    check_entries(&p.entries).map_err(|e| format!("block {cid}: {e}"))?;
     Ok(p.entries)
 }
 
