@@ -51,6 +51,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Peer-to-peer networking (libp2p).
     pub net: guild_net::NetConfig,
+    /// The store.
+    pub store: StoreConfig,
     /// Anti-entropy between members' nodes.
     pub sync: SyncConfig,
     /// Test-only settings (the devnet's chaos run); production configs leave them out.
@@ -66,6 +68,24 @@ pub struct TestingConfig {
     /// engine, API and repo service): a node whose clock runs fast (positive) or slow
     /// (negative). Default 0.
     pub clock_offset_secs: i64,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The store's page cache, in MiB (8 to 65536). A steward's node that assembles large
+    /// bundles reads every block of its members' replicas: a larger cache makes that faster
+    /// (BENCHMARKS.md has the figures).
+    pub cache_mib: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_mib: guild_store::DEFAULT_CACHE_BYTES / (1024 * 1024),
+        }
+    }
 }
 
 /// `[sync]`
@@ -259,6 +279,11 @@ idle_timeout_secs = 60
 # Penalise many peers behind one IP address (turn off when every node runs on one machine).
 ip_colocation_penalty = true
 
+[store]
+# The store's page cache in MiB (8 to 65536). A steward's node assembling large bundles reads
+# every block of the members' replicas; give it more (say 1024) if the machine has the memory.
+cache_mib = 64
+
 [sync]
 # Anti-entropy: every interval_secs (plus up to jitter_secs at random) the node compares its
 # governance log with a random member's node and fetches what it lacks, so that nothing gossip
@@ -322,6 +347,12 @@ impl Config {
             bail!(
                 "http.listen is {}: the node's admin API is served on loopback only (127.0.0.1 or ::1)",
                 self.http.listen
+            );
+        }
+        if !(8..=65536).contains(&self.store.cache_mib) {
+            bail!(
+                "store.cache_mib is {}: it must be 8 to 65536",
+                self.store.cache_mib
             );
         }
         let http = &self.http;

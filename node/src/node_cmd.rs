@@ -156,7 +156,11 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
     check_init_file(data_dir, &key_path, "key file")?;
     let key = read_key_file(&key_path)?;
     let token = read_token(data_dir)?;
-    let store = SledStore::open(&data_dir.join(files::STORE)).map_err(|e| match e {
+    let store = SledStore::open_with_cache(
+        &data_dir.join(files::STORE),
+        config.store.cache_mib * 1024 * 1024,
+    )
+    .map_err(|e| match e {
         OpenError::Locked { .. } => anyhow::anyhow!(already_running(data_dir)),
         e => anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()),
     })?;

@@ -11,7 +11,7 @@
 //! `write_bundle` to a file (read from the store), `verify_bundle` of the file, and a plain
 //! SHA-256 of the file (the floor). Peak RSS of each step is VmHWM, reset before it.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -91,7 +91,12 @@ fn reset_peak() {
 /// The members' repos in the store (built now unless a previous run left them).
 fn build_store(dir: &Path, members: usize, per: usize) -> (SledStore, Vec<(Did, Tid, Cid)>) {
     let heads_file = dir.join("heads.txt");
-    let store = SledStore::open(&dir.join("sled")).expect("open the store");
+    // The node's default page cache unless GUILD_BENCH_CACHE_MIB says otherwise (the
+    // node's `[store] cache_mib`).
+    let cache_mib = env("GUILD_BENCH_CACHE_MIB", 64) as u64;
+    println!("store page cache: {cache_mib} MiB");
+    let store = SledStore::open_with_cache(&dir.join("sled"), cache_mib * 1024 * 1024)
+        .expect("open the store");
     if let Ok(text) = std::fs::read_to_string(&heads_file) {
         let heads: Vec<(Did, Tid, Cid)> = text
             .lines()
@@ -371,8 +376,7 @@ fn main() {
 
     reset_peak();
     let t = Instant::now();
-    let report = verify_bundle(BufReader::new(std::fs::File::open(&path).expect("open")))
-        .expect("verify_bundle");
+    let report = verify_bundle(std::fs::File::open(&path).expect("open")).expect("verify_bundle");
     let verify_time = t.elapsed().as_secs_f64();
     let verify_peak = peak_mib();
     assert_eq!(report.records as usize, records);

@@ -395,6 +395,8 @@ fn manifest_difference(a: &Manifest, b: &Manifest) -> Result<String, crate::Bund
 
 /// Verifies the bundle file read from `input` (see the module documentation for what is
 /// checked). Reads it once sequentially, then seeks back to read commits and MST nodes.
+/// Hand it an unbuffered reader (a `File`): the sequential pass buffers itself, and the reads
+/// back go to each block's offset, where a `BufReader` would discard its buffer every time.
 pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
     // Pass 1: the header, every block hashed and indexed, the manifest and the ops kept.
     let mut r = BufReader::with_capacity(

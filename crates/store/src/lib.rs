@@ -86,7 +86,7 @@ pub use guild_core::syntax::{Did, Tid};
 pub use guild_repo::{BlockSource, BlockStore, Bytes, StoreError};
 
 pub use memory::MemoryStore;
-pub use sled_store::{PROBE_BYTES, SledStore};
+pub use sled_store::{DEFAULT_CACHE_BYTES, PROBE_BYTES, SledStore};
 pub use staged::Staged;
 
 /// The version of the on-disk layout described in the crate docs. [`SledStore::open`] refuses

@@ -41,6 +41,8 @@ const LAST_TID_KEY: &[u8] = b"last_tid";
 /// or drops each batch or transaction whole.
 #[derive(Clone)]
 pub struct SledStore {
+    /// The page cache's size, kept for reopening.
+    cache_bytes: u64,
     path: PathBuf,
     shared: Arc<Shared>,
 }
@@ -65,6 +67,10 @@ struct Handles {
     index: sled::Tree,
     meta: sled::Tree,
 }
+
+/// The page cache of a personal node's store: 64 MiB (sled defaults to 1 GiB). The node's
+/// `[store] cache_mib` sets another.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The size of the probe file a failed store writes before it reopens its database: room for
 /// sled to start a new log segment (512 KiB) and then some.
@@ -97,12 +103,20 @@ impl SledStore {
     /// checks the schema version, and checks that every repo head's commit block and MST root
     /// block are present. A store that another process holds open is [`OpenError::Locked`].
     pub fn open(path: &Path) -> Result<SledStore, OpenError> {
-        let handles = open_handles(path, 0)?;
-        Ok(SledStore::over(path, handles))
+        SledStore::open_with_cache(path, DEFAULT_CACHE_BYTES)
     }
 
-    fn over(path: &Path, handles: Arc<Handles>) -> SledStore {
+    /// Like [`SledStore::open`], with a page cache of `cache_bytes` instead of
+    /// [`DEFAULT_CACHE_BYTES`]: a steward's node assembling large bundles reads every block of
+    /// its members' replicas, and each cache miss costs a page read and decode.
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<SledStore, OpenError> {
+        let handles = open_handles(path, 0, cache_bytes)?;
+        Ok(SledStore::over(path, handles, cache_bytes))
+    }
+
+    fn over(path: &Path, handles: Arc<Handles>, cache_bytes: u64) -> SledStore {
         SledStore {
+            cache_bytes,
             path: path.to_owned(),
             shared: Arc::new(Shared {
                 open: RwLock::new(Some(handles)),
@@ -185,7 +199,8 @@ impl SledStore {
         // Its files close once the last operation still holding it lets go; opening waits
         // for the lock meanwhile.
         drop(open.take());
-        let handles = open_handles(&self.path, generation).map_err(|e| e.to_string())?;
+        let handles =
+            open_handles(&self.path, generation, self.cache_bytes).map_err(|e| e.to_string())?;
         *open = Some(handles);
         Ok(())
     }
@@ -304,15 +319,12 @@ impl SledStore {
 
 /// Opens the database in `path` as opening number `generation` and checks it (see
 /// [`SledStore::open`]).
-fn open_handles(path: &Path, generation: u64) -> Result<Arc<Handles>, OpenError> {
+fn open_handles(path: &Path, generation: u64, cache_bytes: u64) -> Result<Arc<Handles>, OpenError> {
     let sled_error = |source: sled::Error| OpenError::Sled {
         path: path.to_owned(),
         source: Box::new(source),
     };
-    // A personal node: a 64 MiB page cache (sled defaults to 1 GiB).
-    let config = sled::Config::new()
-        .path(path)
-        .cache_capacity(64 * 1024 * 1024);
+    let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
     // A store dropped a moment ago (in this process) may still hold the file lock while
     // sled's background threads wind down: retry a lock failure for up to two seconds.
     let started = Instant::now();
@@ -340,7 +352,7 @@ fn open_handles(path: &Path, generation: u64) -> Result<Arc<Handles>, OpenError>
     });
     // Checked through a store of its own, so that an error here fails the opening, not a
     // store in use.
-    let store = SledStore::over(path, handles.clone());
+    let store = SledStore::over(path, handles.clone(), cache_bytes);
     store.check_schema()?;
     store.check_heads()?;
     Ok(handles)
