@@ -397,6 +397,22 @@ impl Manifest {
             .collect()
     }
 
+    /// The root block for record pages whose CIDs the caller already has (a verifier that
+    /// read the pages and found its rebuilt records equal to theirs): the pages are a function
+    /// of the records, so they need not be encoded again.
+    pub(crate) fn encode_root_with(
+        &self,
+        record_pages: Vec<Cid>,
+    ) -> Result<(Cid, Vec<u8>), BundleError> {
+        let value = self.root_ipld(record_pages)?;
+        data::encode_record(&value).map_err(|e| BundleError::Encode(e.to_string()))
+    }
+
+    /// The record pages a root block names.
+    pub(crate) fn record_pages_of(root: &Cid, bytes: &[u8]) -> Result<Vec<Cid>, String> {
+        Ok(decode_root(root, bytes, true)?.record_pages)
+    }
+
     /// The manifest's root block: its canonical DAG-CBOR bytes and their CID (the bundle's
     /// id, which the stewards sign in their approvals; it covers the pages by their CIDs).
     pub fn encode(&self) -> Result<(Cid, Vec<u8>), BundleError> {

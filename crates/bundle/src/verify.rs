@@ -261,15 +261,56 @@ struct Slot {
 /// A reader that hashes and counts what goes through it.
 struct Hashing<R> {
     inner: R,
-    hasher: Sha256,
+    /// The whole file's SHA-256 is computed on a second thread (the first one hashes every
+    /// block against its CID meanwhile): what is read is sent there in chunks.
+    to_hasher: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    hasher: Option<std::thread::JoinHandle<Sha256>>,
     pos: u64,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Hashing<R> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        let hasher = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for chunk in rx {
+                h.update(&chunk);
+            }
+            h
+        });
+        Hashing {
+            inner,
+            to_hasher: Some(tx),
+            hasher: Some(hasher),
+            pos: 0,
+        }
+    }
+
+    /// The reader back, the bytes read and their SHA-256.
+    fn finish(mut self) -> Result<(R, u64, [u8; 32]), VerifyError> {
+        drop(self.to_hasher.take());
+        let digest = self
+            .hasher
+            .take()
+            .ok_or_else(|| VerifyError::Io("the file's hash was already taken".into()))?
+            .join()
+            .map_err(|_| VerifyError::Io("the thread hashing the file failed".into()))?
+            .finalize()
+            .into();
+        Ok((self.inner, self.pos, digest))
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let got = buf.get(..n).unwrap_or(buf);
-        self.hasher.update(got);
+        if !got.is_empty()
+            && let Some(tx) = &self.to_hasher
+            && tx.send(got.to_vec()).is_err()
+        {
+            return Err(std::io::Error::other("the thread hashing the file stopped"));
+        }
         self.pos += got.len() as u64;
         Ok(n)
     }
@@ -399,14 +440,7 @@ fn manifest_difference(a: &Manifest, b: &Manifest) -> Result<String, crate::Bund
 /// back go to each block's offset, where a `BufReader` would discard its buffer every time.
 pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
     // Pass 1: the header, every block hashed and indexed, the manifest and the ops kept.
-    let mut r = BufReader::with_capacity(
-        1 << 20,
-        Hashing {
-            inner: input,
-            hasher: Sha256::new(),
-            pos: 0,
-        },
-    );
+    let mut r = BufReader::with_capacity(1 << 20, Hashing::new(input));
     let hlen = varint(&mut r, 0)?.ok_or(VerifyError::Car {
         offset: 0,
         reason: "empty input".into(),
@@ -539,10 +573,7 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
             });
         }
     };
-    let hashing = r.into_inner();
-    let bytes = hashing.pos;
-    let sha256: [u8; 32] = hashing.hasher.finalize().into();
-    let mut file = hashing.inner;
+    let (mut file, bytes, sha256) = r.into_inner().finish()?;
 
     // The governance ops, folded from the charter.
     let collective = manifest.collective.0;
@@ -793,7 +824,16 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
         }
     }
     let rebuilt = Manifest::build(&selection, &params).map_err(selection_err)?;
-    let (_, rebuilt_bytes) = rebuilt.encode().map_err(selection_err)?;
+    // The pages are a function of the records: when the rebuilt records equal the file's
+    // (whose pages were checked against the root's links and for canonical bytes), only the
+    // root needs encoding again, with the file's page links.
+    let (_, rebuilt_bytes) = if rebuilt.records == manifest.records {
+        let pages = Manifest::record_pages_of(&root, &manifest_bytes)
+            .map_err(|reason| VerifyError::Manifest { cid: root, reason })?;
+        rebuilt.encode_root_with(pages).map_err(selection_err)?
+    } else {
+        rebuilt.encode().map_err(selection_err)?
+    };
     if rebuilt_bytes != manifest_bytes {
         let field =
             manifest_difference(&manifest, &rebuilt).map_err(|e| VerifyError::Manifest {
