@@ -156,6 +156,8 @@ pub fn write_bundle<W: Write>(
             .map_err(|e| BundleError::Store(e.to_string()))
     };
     let mut cache = PathCache::default();
+    // The record blocks to write after every proof's commit and MST nodes.
+    let mut records: Vec<Cid> = Vec::with_capacity(manifest.records.len());
     // The commit whose tree the cache holds, and its MST root.
     let mut current: Option<(Cid, Cid)> = None;
     for e in &manifest.records {
@@ -213,10 +215,17 @@ pub fn write_bundle<W: Write>(
             });
         }
         if written.insert(block_key(&e.cid.0)) {
-            let bytes = get(&e.cid.0)?.ok_or(BundleError::MissingBlock(e.cid.0))?;
-            car.write_block(&e.cid.0, &bytes)?;
-            blocks += 1;
+            records.push(e.cid.0);
         }
+    }
+    // The record blocks last, in the order of their CIDs' bytes: the store keys blocks by
+    // those bytes, so reading them in that order walks its tree leaf by leaf instead of
+    // jumping (a million records: most of the assembly time is these reads).
+    records.sort_by_cached_key(|c| c.to_bytes());
+    for cid in &records {
+        let bytes = get(cid)?.ok_or(BundleError::MissingBlock(*cid))?;
+        car.write_block(cid, &bytes)?;
+        blocks += 1;
     }
     let sink = car
         .finish()?
