@@ -369,14 +369,22 @@ fn export(data_dir: &Path, manifest: &str, out: &Path) -> Result<()> {
         .map_err(explain)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let car_path = out.join("bundle.car");
-    write_file(&car_path, &bytes)?;
-    let report = match check_file(&car_path)? {
+    // Verified under a temporary name; only a bundle that verifies gets its final one.
+    let unchecked = out.join("bundle.car.unverified");
+    write_file(&unchecked, &bytes)?;
+    let report = match check_file(&unchecked)? {
         Ok(r) => r,
-        Err(why) => bail!("the node's bundle fails verification: {why}"),
+        Err(why) => {
+            let _ = std::fs::remove_file(&unchecked);
+            bail!("the node's bundle fails verification: {why}");
+        }
     };
     if report.manifest.to_string() != manifest {
+        let _ = std::fs::remove_file(&unchecked);
         bail!("the node sent bundle {}, not {manifest}", report.manifest);
     }
+    std::fs::rename(&unchecked, &car_path)
+        .with_context(|| format!("cannot write {}", car_path.display()))?;
     let car = guild_repo::read_car(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     // (`read_car` checked every block's hash; `verify_bundle` everything else.)
     let m = guild_bundle::Manifest::decode_blocks(&report.manifest, |c| {

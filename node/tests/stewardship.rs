@@ -214,7 +214,7 @@ fn a_proposal_is_recomputed_approved_sealed_packaged_and_verifies() {
     assert_eq!(b.records, Some((5, 1)), "five works, one author: {b:?}");
     let (path, bytes) = b.car.clone().unwrap();
     let file = std::fs::File::open(&path).unwrap();
-    let report = guild_bundle::verify_bundle(std::io::BufReader::new(file)).unwrap();
+    let report = guild_bundle::verify_bundle(file).unwrap();
     assert_eq!(Some(report.manifest), b.manifest);
     assert_eq!(report.records, 5);
     assert_eq!(report.bytes, bytes);

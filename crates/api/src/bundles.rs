@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use guild_gov::body::BundleKind;
+use guild_gov::body::{BundleKind, Token as _};
 use guild_service::{NodeStore, Stewardship, StewardshipError};
 
 use crate::collective::{err, explain, net, ok, parse_cid, which};
@@ -42,6 +42,9 @@ fn failed(e: StewardshipError) -> XrpcError {
             format!("no sealed bundle {cid} on this node"),
         ),
         StewardshipError::Io(m) => err(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", m),
+        e @ StewardshipError::Voided { .. } => {
+            err(StatusCode::NOT_FOUND, "BundleNotFound", e.to_string())
+        }
     }
 }
 
@@ -53,13 +56,10 @@ pub(crate) async fn propose<S: NodeStore>(
     let id = which(net(&state)?, input.collective.as_deref()).await?;
     let agreement = parse_cid(&input.agreement, "agreement")?;
     let kind = match input.kind.as_deref() {
-        None | Some("training") => BundleKind::Training,
-        Some("evaluation") => BundleKind::Evaluation,
-        Some(other) => {
-            return Err(XrpcError::invalid(format!(
-                "kind: {other:?} is neither training nor evaluation"
-            )));
-        }
+        None => BundleKind::Training,
+        Some(k) => BundleKind::from_wire(k).ok_or_else(|| {
+            XrpcError::invalid(format!("kind: {k:?} is neither training nor evaluation"))
+        })?,
     };
     let op = desk(&state)?
         .propose(id, agreement, kind, input.note)
@@ -151,7 +151,7 @@ pub(crate) async fn get<S: NodeStore>(
         return Err(XrpcError::invalid("cid: required"));
     };
     let cid = parse_cid(cid, "cid")?;
-    let path = desk(&state)?.car_path(&cid).map_err(failed)?;
+    let path = desk(&state)?.car_path(&cid).await.map_err(failed)?;
     let file = tokio::fs::File::open(&path).await.map_err(|e| {
         err(
             StatusCode::INTERNAL_SERVER_ERROR,

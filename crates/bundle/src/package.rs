@@ -4,13 +4,14 @@
 //! 1. the manifest: its root block, then its record pages in order;
 //! 2. every governance op in the causal past of the approvals that sealed the manifest (the
 //!    approvals included), in the log's topological order, each as its exact signed bytes;
-//! 3. for each manifest entry in manifest order: the entry's commit, the MST nodes from the
-//!    root to the node holding its path, and the record, leaving out any block written
-//!    earlier in the file.
+//! 3. for each manifest entry in manifest order: the entry's commit and the MST nodes from
+//!    the root to the node holding its path, leaving out any block written earlier;
+//! 4. every entry's record block, in the order of the CIDs' bytes (the store's key order, so
+//!    that a large bundle's records are read leaf by leaf).
 //!
-//! The same manifest, log and replicas give byte-identical files. Records are read from the
-//! block source and written one at a time: nothing but the set of written block digests and
-//! one MST path is held in memory.
+//! The same manifest, log and replicas give byte-identical files. Record bytes are read from
+//! the block source and written one at a time; what is held in memory is the set of written
+//! block digests, the record CIDs to write (sorted), and one MST path.
 
 use std::io::{BufWriter, Write};
 

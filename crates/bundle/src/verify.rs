@@ -269,21 +269,26 @@ struct Hashing<R> {
 }
 
 impl<R> Hashing<R> {
-    fn new(inner: R) -> Hashing<R> {
+    fn new(inner: R) -> Result<Hashing<R>, VerifyError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-        let hasher = std::thread::spawn(move || {
-            let mut h = Sha256::new();
-            for chunk in rx {
-                h.update(&chunk);
-            }
-            h
-        });
-        Hashing {
+        let hasher = std::thread::Builder::new()
+            .name("bundle-sha256".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for chunk in rx {
+                    h.update(&chunk);
+                }
+                h
+            })
+            .map_err(|e| {
+                VerifyError::Io(format!("cannot start the thread hashing the file: {e}"))
+            })?;
+        Ok(Hashing {
             inner,
             to_hasher: Some(tx),
             hasher: Some(hasher),
             pos: 0,
-        }
+        })
     }
 
     /// The reader back, the bytes read and their SHA-256.
@@ -440,7 +445,7 @@ fn manifest_difference(a: &Manifest, b: &Manifest) -> Result<String, crate::Bund
 /// back go to each block's offset, where a `BufReader` would discard its buffer every time.
 pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
     // Pass 1: the header, every block hashed and indexed, the manifest and the ops kept.
-    let mut r = BufReader::with_capacity(1 << 20, Hashing::new(input));
+    let mut r = BufReader::with_capacity(1 << 20, Hashing::new(input)?);
     let hlen = varint(&mut r, 0)?.ok_or(VerifyError::Car {
         offset: 0,
         reason: "empty input".into(),

@@ -2,8 +2,10 @@
 //! from this node's own replicas and approving only the manifest it computed, packaging a
 //! sealed bundle, and the revocation notices a sealed bundle collects.
 //!
-//! Every decision is guild-bundle's (which records, the manifest's bytes) or guild-gov's (who
-//! may propose or approve, when a bundle is sealed or void); this module reads the replicas
+//! Every protocol decision is guild-bundle's (which records, the manifest's bytes) or
+//! guild-gov's (who may propose or approve, when a bundle is sealed or void); the one policy
+//! of the node's own (below: not signing a proposal that leaves out a replica it holds) is
+//! documented in docs/protocol-notes.md. This module reads the replicas
 //! from the node's store, calls those pure functions off the async runtime, writes the ops
 //! through the collectives engine and keeps its files under the node's `bundles/` directory:
 //!
@@ -156,6 +158,14 @@ pub enum StewardshipError {
     /// No such bundle on this node.
     #[error("no sealed bundle {0} on this node")]
     NotFound(Cid),
+    /// The bundle was sealed, then voided (a contributor's revocation concurrent with it).
+    #[error("bundle {manifest} is void: revocation {by} was concurrent with it")]
+    Voided {
+        /// The bundle's manifest.
+        manifest: Cid,
+        /// The op that voided it.
+        by: Cid,
+    },
 }
 
 fn io(e: impl std::fmt::Display) -> StewardshipError {
@@ -369,8 +379,19 @@ impl<S: NodeStore> Stewardship<S> {
             }
             Err(e) => {
                 let why = e.to_string();
+                // The bundle rules' refusals are final (the same inputs give the same
+                // answer); a store, file or engine failure, or an evaluation manifest this
+                // node has not computed yet, is retried at the next pass.
+                let hold = match &e {
+                    StewardshipError::Bundle(BundleError::MissingEvaluationManifest(_))
+                    | StewardshipError::Io(_)
+                    | StewardshipError::Engine(_) => Hold::Waiting(why.clone()),
+                    StewardshipError::Bundle(_)
+                    | StewardshipError::NotFound(_)
+                    | StewardshipError::Voided { .. } => Hold::Refused(why.clone()),
+                };
                 tracing::warn!(%proposal, why, "bundle: not approved");
-                self.set_hold(proposal, Some(Hold::Refused(why)));
+                self.set_hold(proposal, Some(hold));
                 return Ok(());
             }
         };
@@ -391,9 +412,15 @@ impl<S: NodeStore> Stewardship<S> {
         match op {
             Ok(op) => tracing::info!(%proposal, %manifest, approval = %op, "bundle approved"),
             Err(e) => {
-                let why = format!("the approval was refused: {e}");
+                // Refused by the rules (sealed meanwhile, void): final; anything else (the
+                // engine busy or stopping): retried.
+                let why = format!("the approval was not written: {e}");
                 tracing::warn!(%proposal, why, "bundle: not approved");
-                self.set_hold(proposal, Some(Hold::Refused(why)));
+                let hold = match e {
+                    EngineError::Refused(_) => Hold::Refused(why),
+                    _ => Hold::Waiting(why),
+                };
+                self.set_hold(proposal, Some(hold));
             }
         }
         Ok(())
@@ -448,14 +475,28 @@ impl<S: NodeStore> Stewardship<S> {
         self.dir.join("sealed").join(format!("{manifest}.car"))
     }
 
-    /// The packaged CAR of a sealed bundle on this node.
-    pub fn car_path(&self, manifest: &Cid) -> Result<PathBuf, StewardshipError> {
-        let p = self.sealed_path(manifest);
-        if p.is_file() {
-            Ok(p)
-        } else {
-            Err(StewardshipError::NotFound(*manifest))
+    /// The packaged CAR of a bundle sealed, and not voided since, in a collective this node
+    /// holds.
+    pub async fn car_path(&self, manifest: &Cid) -> Result<PathBuf, StewardshipError> {
+        for c in self.engine.collectives().await? {
+            let status = self.engine.status(c).await?;
+            for b in status.state.bundles.values() {
+                if b.sealed.as_ref().map(|(m, _)| m) != Some(manifest) {
+                    continue;
+                }
+                if let Some(by) = b.voided {
+                    return Err(StewardshipError::Voided {
+                        manifest: *manifest,
+                        by,
+                    });
+                }
+                let p = self.sealed_path(manifest);
+                if p.is_file() {
+                    return Ok(p);
+                }
+            }
         }
+        Err(StewardshipError::NotFound(*manifest))
     }
 
     /// Every bundle proposed in the collective, with what this node knows of it.
@@ -603,7 +644,10 @@ fn read_proposal(dir: &Path, proposal: &Cid) -> Result<Option<Cid>, StewardshipE
 /// Writes `bytes` to `path` whole: a temporary file renamed over it.
 fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), StewardshipError> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io)?;
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
     std::fs::rename(&tmp, path).map_err(io)
 }
 
@@ -652,16 +696,25 @@ fn compute<S: NodeStore>(
     let (request, heads, params) = ManifestParams::from_proposal(op)?;
     let cut = CutState::at(log, &heads)?;
     let store: &S = service.store();
-    // Every replica head the proposal names, as this node holds it.
+    // Every replica head the proposal names must be here before any tree is listed (a
+    // proposal still waiting costs a block lookup per head a pass, not a walk).
+    for head in &body.cut.replicas {
+        if store.get_block(&head.commit.0).map_err(io)?.is_none() {
+            return Ok(Computed::Hold(Hold::Waiting(format!(
+                "{}'s commit {} (rev {}) has not reached this node",
+                head.did, head.commit.0, head.rev
+            ))));
+        }
+    }
     let mut replicas = Vec::new();
     for head in &body.cut.replicas {
         match listing(store, head)? {
             Some(r) => replicas.push(r),
             None => {
-                return Ok(Computed::Hold(Hold::Waiting(format!(
-                    "{}'s commit {} (rev {}) has not reached this node",
-                    head.did, head.commit.0, head.rev
-                ))));
+                return Err(StewardshipError::Io(format!(
+                    "{}'s commit {} vanished from the store",
+                    head.did, head.commit.0
+                )));
             }
         }
     }
