@@ -12,6 +12,6 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     assert_eq!(report.bytes, input.len() as u64);
-    assert_eq!(report.sha256, guild_core::cids::sha256(input));
+    assert_eq!(report.sha256, Some(guild_core::cids::sha256(input)));
     assert_eq!(report.records, report.credits.iter().filter_map(|c| c.records).sum::<u64>());
 });

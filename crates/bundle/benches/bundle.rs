@@ -10,15 +10,25 @@
 //! replica, the selection, the manifest, the steward's approval (the seal); then timed:
 //! `write_bundle` to a file (read from the store), `verify_bundle` of the file, and a plain
 //! SHA-256 of the file (the floor). Peak RSS of each step is VmHWM, reset before it.
+//! `verify_bundle` is timed without and with the whole file's SHA-256.
+//!
+//!     GUILD_BENCH_VERIFY_FILE=target/bundle-bench/1000000/bundle.car cargo bench -p guild-bundle --bench bundle
+//!
+//! times the verification alone of a file an earlier run kept (`GUILD_BENCH_KEEP=1`).
 
 use std::io::{Read, Write};
+
+/// The allocator the `guild` binary uses, so that the figures are those of `guild bundle
+/// verify` and of a steward's node.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use guild_bundle::{
-    CutState, EvaluationLedger, Manifest, ManifestParams, RecordListing, Replica, select,
-    verify_bundle, write_bundle,
+    CutState, EvaluationLedger, Manifest, ManifestParams, RecordListing, Replica, VerifyOptions,
+    select, verify_bundle, verify_bundle_with, write_bundle,
 };
 use guild_core::syntax::{Datetime, Did, Nsid, RecordKey, Tid};
 use guild_core::{Cid, Ipld, Keypair};
@@ -191,7 +201,76 @@ impl Gov {
     }
 }
 
+/// SHA-256 of a file read in 1 MiB pieces, and the time it took.
+fn sha_file(path: &Path) -> ([u8; 32], f64) {
+    let t = Instant::now();
+    let mut r = std::fs::File::open(path).expect("open");
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    (h.finalize().into(), t.elapsed().as_secs_f64())
+}
+
+/// `verify_bundle` of the file without and with the file's SHA-256: (seconds, peak MiB)
+/// of each.
+fn verify_file(path: &Path, records: usize, sha256: [u8; 32]) -> [(f64, f64); 2] {
+    [false, true].map(|file_sha256| {
+        reset_peak();
+        let t = Instant::now();
+        let report = verify_bundle_with(
+            std::fs::File::open(path).expect("open"),
+            &VerifyOptions { file_sha256 },
+        )
+        .expect("verify_bundle");
+        let time = t.elapsed().as_secs_f64();
+        let peak = peak_mib();
+        assert_eq!(report.records as usize, records);
+        assert_eq!(report.sha256, file_sha256.then_some(sha256));
+        (time, peak)
+    })
+}
+
+fn print_verify(out: &mut impl Write, mb: f64, sha_time: f64, timings: &[(f64, f64); 2]) {
+    for ((time, peak), what) in timings.iter().zip(["", " + file SHA-256"]) {
+        let _ = writeln!(
+            out,
+            "verify_bundle{what:16} {time:7.2} s  {:7.1} MB/s  peak RSS {peak:.0} MiB  \
+             ({:.0} % of SHA-256)",
+            mb / time,
+            100.0 * sha_time / time
+        );
+    }
+}
+
 fn main() {
+    // Verification alone, of a file kept by an earlier run (GUILD_BENCH_KEEP=1).
+    if let Some(path) = std::env::var_os("GUILD_BENCH_VERIFY_FILE") {
+        let path = PathBuf::from(path);
+        let (sha, sha_time) = sha_file(&path);
+        let report = verify_bundle(std::fs::File::open(&path).expect("open")).expect("verify");
+        let timings = verify_file(&path, report.records as usize, sha);
+        let mb = std::fs::metadata(&path).expect("metadata").len() as f64 / 1e6;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "{}: {} records, {mb:.1} MB",
+            path.display(),
+            report.records
+        );
+        print_verify(&mut out, mb, sha_time, &timings);
+        let _ = writeln!(
+            out,
+            "sha256 (plain) {sha_time:7.2} s  {:7.1} MB/s",
+            mb / sha_time
+        );
+        return;
+    }
     let total = env("GUILD_BENCH_RECORDS", 10_000);
     let members = env("GUILD_BENCH_MEMBERS", 100).max(1);
     let per = total.div_ceil(members);
@@ -359,29 +438,9 @@ fn main() {
     let mb = summary.bytes as f64 / 1e6;
 
     // Timed: plain SHA-256 of the file (the floor), then verification.
-    let t = Instant::now();
-    let mut r = std::fs::File::open(&path).expect("open");
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = r.read(&mut buf).expect("read");
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    let plain: [u8; 32] = h.finalize().into();
-    let sha_time = t.elapsed().as_secs_f64();
+    let (plain, sha_time) = sha_file(&path);
     assert_eq!(plain, summary.sha256);
-
-    reset_peak();
-    let t = Instant::now();
-    let report = verify_bundle(std::fs::File::open(&path).expect("open")).expect("verify_bundle");
-    let verify_time = t.elapsed().as_secs_f64();
-    let verify_peak = peak_mib();
-    assert_eq!(report.records as usize, records);
-    assert_eq!(report.sha256, summary.sha256);
-
+    let timings = verify_file(&path, records, plain);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -398,18 +457,7 @@ fn main() {
         mb / write_time,
         timed.reads.load(Ordering::Relaxed)
     );
-    let _ = writeln!(
-        out,
-        "verify_bundle  {verify_time:7.2} s  {:7.1} MB/s  peak RSS {verify_peak:.0} MiB  \
-         ({:.0} % of SHA-256)",
-        mb / verify_time,
-        100.0 * sha_time / verify_time
-    );
-    let _ = writeln!(
-        out,
-        "sha256 (plain) {sha_time:7.2} s  {:7.1} MB/s",
-        mb / sha_time
-    );
+    print_verify(&mut out, mb, sha_time, &timings);
     if std::env::var_os("GUILD_BENCH_KEEP").is_none() {
         let _ = std::fs::remove_file(&path);
     }

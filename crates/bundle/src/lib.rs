@@ -25,7 +25,7 @@
 //!   builder needs for its own obligations ([`disclosure`]); `docs/bundle-forms.md`.
 //!
 //! It must not do I/O of its own (no runtime, disk, socket or clock: time comes from the
-//! cut; the caller hands in a `Write` or a `Read + Seek`), and must not depend on input
+//! cut; the caller hands in a `Write` or a `Read`), and must not depend on input
 //! order: the same inputs in any order give byte-identical manifests and bundle files. It
 //! must not trust the file it verifies: stewards, elections and consent come from folding
 //! the ops the file carries.
@@ -54,4 +54,4 @@ pub use facts::{CarInfo, UNKNOWN};
 pub use manifest::{Credit, Entry, Estimate, LicenceForms, Manifest, ManifestParams, publication};
 pub use package::{PackageSummary, write_bundle};
 pub use select::{Exclusion, RecordListing, Replica, SelectRequest, Selected, Selection, select};
-pub use verify::{Report, VerifyError, verify_bundle};
+pub use verify::{Report, VerifyError, VerifyOptions, verify_bundle, verify_bundle_with};

@@ -166,14 +166,6 @@ struct PageOut<'a> {
     entries: &'a [Entry],
 }
 
-/// A page of the manifest's records, decoded.
-#[derive(Serialize, Deserialize)]
-struct PageIn {
-    #[serde(rename = "$type")]
-    record_type: String,
-    entries: Vec<Entry>,
-}
-
 /// What a manifest takes beyond the selection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestParams {
@@ -264,6 +256,19 @@ impl Manifest {
                 consent: CidRef(s.consent),
             })
             .collect();
+        let manifest = Manifest::build_from(selection, records, params)?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// The manifest of `selection` with `records` standing for its selected records (the
+    /// entries [`Manifest::build`] makes of them; a verifier that checked a file's entries one
+    /// by one hands those in), not checked against the lexicons (the caller encodes it).
+    pub(crate) fn build_from(
+        selection: &Selection,
+        records: Vec<Entry>,
+        params: &ManifestParams,
+    ) -> Result<Manifest, BundleError> {
         // Records are in author order, so each author's run is contiguous.
         let mut credits: Vec<Credit> = Vec::new();
         for e in &records {
@@ -321,7 +326,7 @@ impl Manifest {
             BundleKind::Evaluation => Some(canary_guid(&params.proposal)),
             BundleKind::Training => None,
         };
-        let manifest = Manifest {
+        Ok(Manifest {
             record_type: NSID.to_owned(),
             collective: CidRef(selection.collective),
             agreement: CidRef(selection.agreement),
@@ -339,9 +344,7 @@ impl Manifest {
             canary: guid.as_deref().map(canary_string),
             guid,
             created_at: params.created_at.clone(),
-        };
-        manifest.check()?;
-        Ok(manifest)
+        })
     }
 
     /// The root block as a data-model value, checked against its lexicon (the records are
@@ -523,6 +526,8 @@ fn decode_checked<T: serde::de::DeserializeOwned>(
 pub(crate) struct Reading {
     root: Root,
     pages: Vec<Vec<Entry>>,
+    /// Pages taken but not decoded yet ([`Reading::expect_page`]), after `pages`.
+    pending: Vec<Cid>,
 }
 
 impl Reading {
@@ -531,28 +536,55 @@ impl Reading {
         let root = decode_root(cid, bytes, hashed)?;
         Ok(Reading {
             pages: Vec::with_capacity(root.record_pages.len()),
+            pending: Vec::new(),
             root,
         })
     }
 
     /// The CID of the page to read next, if any is left.
     pub(crate) fn next_page(&self) -> Option<&Cid> {
-        self.root.record_pages.get(self.pages.len())
+        self.root
+            .record_pages
+            .get(self.pages.len() + self.pending.len())
+    }
+
+    fn expect_next(&self, cid: &Cid) -> Result<(), String> {
+        match self.next_page() {
+            Some(next) if next == cid => Ok(()),
+            Some(next) => Err(format!(
+                "record page {} is {next}, not {cid}",
+                self.pages.len() + self.pending.len()
+            )),
+            None => Err(format!("{cid} is not one of the record pages")),
+        }
     }
 
     /// Reads the next page (`hashed`: the caller checked its hash).
     pub(crate) fn page(&mut self, cid: &Cid, bytes: &[u8], hashed: bool) -> Result<(), String> {
-        match self.next_page() {
-            Some(next) if next == cid => {}
-            Some(next) => {
-                return Err(format!(
-                    "record page {} is {next}, not {cid}",
-                    self.pages.len()
-                ));
-            }
-            None => return Err(format!("{cid} is not one of the record pages")),
+        self.expect_next(cid)?;
+        if !self.pending.is_empty() {
+            return Err("pages taken as bytes are not decoded yet".into());
         }
         self.pages.push(decode_page(cid, bytes, hashed)?);
+        Ok(())
+    }
+
+    /// Takes the next page's place (its CID checked against the root's list); its entries
+    /// come later, decoded by the caller with [`decode_page`], in order, through
+    /// [`Reading::push_decoded`].
+    pub(crate) fn expect_page(&mut self, cid: &Cid) -> Result<(), String> {
+        self.expect_next(cid)?;
+        self.pending.push(*cid);
+        Ok(())
+    }
+
+    /// The entries of the oldest page taken with [`Reading::expect_page`].
+    pub(crate) fn push_decoded(&mut self, entries: Vec<Entry>) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Err("a page decoded that was not taken".into());
+        }
+        self.pending.remove(0);
+        self.pages.push(entries);
         Ok(())
     }
 
@@ -560,6 +592,9 @@ impl Reading {
     pub(crate) fn finish(self) -> Result<Manifest, String> {
         if let Some(next) = self.next_page() {
             return Err(format!("the record page {next} is missing"));
+        }
+        if let Some(page) = self.pending.first() {
+            return Err(format!("the record page {page} is not decoded"));
         }
         assemble(self.root, self.pages)
     }
@@ -604,21 +639,133 @@ fn check_entries(entries: &[Entry]) -> Result<(), String> {
     }
 }
 
-/// Decodes a page: typed (the DIDs and CIDs parse), canonical (re-encoding gives the same
-/// bytes, so no unknown field), within the page lexicon.
-fn decode_page(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Vec<Entry>, String> {
+/// A page's entry as written, its strings borrowed from the block.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryIn<'a> {
+    #[serde(borrow)]
+    author: &'a str,
+    #[serde(borrow)]
+    commit: &'a str,
+    #[serde(borrow)]
+    path: &'a str,
+    #[serde(borrow)]
+    cid: &'a str,
+    #[serde(borrow)]
+    consent: &'a str,
+}
+
+/// A page as written, its strings borrowed from the block.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageBorrowed<'a> {
+    #[serde(rename = "$type", borrow)]
+    record_type: &'a str,
+    #[serde(borrow)]
+    entries: Vec<EntryIn<'a>>,
+}
+
+/// Lower-case base32 without padding, trailing bits checked: the multibase `b` alphabet.
+fn base32_lower() -> &'static data_encoding::Encoding {
+    static ENCODING: OnceLock<data_encoding::Encoding> = OnceLock::new();
+    ENCODING.get_or_init(|| {
+        let mut spec = data_encoding::Specification::new();
+        spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
+        spec.check_trailing_bits = true;
+        // (a fixed, valid specification)
+        spec.encoding()
+            .unwrap_or_else(|_| data_encoding::BASE32_NOPAD.clone())
+    })
+}
+
+/// A CID string in its canonical form (what [`CidRef`] writes: `b` and the CIDv1's bytes
+/// in lower-case base32), decoded without allocating: the alphabet, the trailing bits, the
+/// CID's own minimal varints and its length make the string the only one for its CID.
+fn canonical_cid(s: &str) -> Result<Cid, String> {
+    let not = || format!("{s} is not a CID in its canonical form");
+    let body = s.strip_prefix('b').ok_or_else(not)?;
+    let enc = base32_lower();
+    let len = enc.decode_len(body.len()).map_err(|_| not())?;
+    let mut buf = [0u8; 128];
+    let out = buf.get_mut(..len).ok_or_else(not)?;
+    let n = enc.decode_mut(body.as_bytes(), out).map_err(|_| not())?;
+    let bytes = out.get(..n).ok_or_else(not)?;
+    let cid = Cid::read_bytes(bytes).map_err(|e| format!("{s}: {e}"))?;
+    if cid.version() != cid::Version::V1 || cid.encoded_len() != bytes.len() {
+        return Err(not());
+    }
+    Ok(cid)
+}
+
+/// The last string parsed into a `T`, to parse a run of equal strings once.
+struct Last<'a, T> {
+    text: &'a str,
+    value: Option<T>,
+}
+
+impl<'a, T: Clone> Last<'a, T> {
+    fn new() -> Self {
+        Last {
+            text: "",
+            value: None,
+        }
+    }
+
+    fn get(
+        &mut self,
+        s: &'a str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, String> {
+        match &self.value {
+            Some(v) if self.text == s => Ok(v.clone()),
+            _ => {
+                let v = parse(s)?;
+                self.text = s;
+                self.value = Some(v.clone());
+                Ok(v)
+            }
+        }
+    }
+}
+
+/// Decodes a page: canonical DAG-CBOR with exactly the lexicon's fields (no unknown one),
+/// typed (the DIDs and CIDs parse, each in its canonical string form, so that encoding the
+/// entries again gives the same bytes), within the page lexicon. A page holds runs of one
+/// author, commit and consent op: each distinct string is parsed once.
+pub(crate) fn decode_page(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Vec<Entry>, String> {
     if !hashed {
         guild_core::cids::verify_block(cid, bytes).map_err(|e| format!("block {cid}: {e}"))?;
     }
-    let p: PageIn = data::decode_canonical(bytes).map_err(|e| format!("block {cid}: {e}"))?;
+    let bad = |e: String| format!("block {cid}: {e}");
+    let p: PageBorrowed<'_> = data::decode_borrowed(bytes).map_err(|e| bad(e.to_string()))?;
     if p.record_type != PAGE_NSID {
         return Err(format!(
             "block {cid} is a {}, not a {PAGE_NSID}",
             p.record_type
         ));
     }
-    check_entries(&p.entries).map_err(|e| format!("block {cid}: {e}"))?;
-    Ok(p.entries)
+    let (mut author, mut commit, mut consent) = (Last::new(), Last::new(), Last::new());
+    let mut entries = Vec::with_capacity(p.entries.len());
+    for e in &p.entries {
+        let did = author
+            .get(e.author, |s| {
+                let d = Did::parse(s).map_err(|e| e.to_string())?;
+                if d.as_str() != s {
+                    return Err(format!("the DID {s} is not in its canonical form"));
+                }
+                Ok(d)
+            })
+            .map_err(bad)?;
+        entries.push(Entry {
+            author: did,
+            commit: CidRef(commit.get(e.commit, canonical_cid).map_err(bad)?),
+            path: e.path.to_owned(),
+            cid: CidRef(canonical_cid(e.cid).map_err(bad)?),
+            consent: CidRef(consent.get(e.consent, canonical_cid).map_err(bad)?),
+        });
+    }
+    check_entries(&entries).map_err(bad)?;
+    Ok(entries)
 }
 
 /// The manifest of a decoded root and its decoded pages (checked: full pages but the last).
@@ -659,4 +806,36 @@ fn assemble(r: Root, pages: Vec<Vec<Entry>>) -> Result<Manifest, String> {
         guid: r.guid,
         created_at: r.created_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_cid_strings_are_the_ones_cidref_writes() {
+        for bytes in [&b"a"[..], b"another block", &[0u8; 300]] {
+            for cid in [
+                guild_core::cids::cid_for_cbor(bytes),
+                guild_core::cids::cid_for_raw(bytes),
+            ] {
+                let s = cid.to_string();
+                assert_eq!(canonical_cid(&s), Ok(cid));
+                // Another base, upper case, a trailing-bit change, a cut: refused.
+                assert!(canonical_cid(&s.to_uppercase()).is_err());
+                assert!(canonical_cid(&format!("B{}", &s[1..].to_uppercase())).is_err());
+                let z = cid
+                    .to_string_of_base(cid::multibase::Base::Base58Btc)
+                    .unwrap();
+                assert!(canonical_cid(&z).is_err());
+                assert!(canonical_cid(&s[..s.len() - 1]).is_err());
+                let mut last = s.clone();
+                let c = last.pop().unwrap();
+                last.push(if c == 'q' { 'r' } else { 'q' });
+                assert!(canonical_cid(&last).is_err() || canonical_cid(&last) != Ok(cid));
+                assert!(canonical_cid("").is_err());
+                assert!(canonical_cid("b").is_err());
+            }
+        }
+    }
 }

@@ -27,6 +27,7 @@ use guild_core::Cid;
 use guild_core::syntax::{AtIdentifier, AtUri, Datetime, Did, Nsid, RecordKey, Tid};
 use guild_gov::body::{BundleKind, CidRef, Open, ReplicaHead, Scope, Template};
 use guild_gov::{AgreementStatus, Log, State};
+
 use guild_license::{
     Agreement, Answer, Consent, ConsentScope, Contract, Refusal, Territory, UseKind, UseRequest,
     may,
@@ -190,6 +191,211 @@ fn consent_of(state: &State, did: &Did, template: &str) -> (Consent, Option<Cid>
     (granted, Some(c.op))
 }
 
+/// The agreement-level half of a selection, decided once: the agreement in force at the
+/// cut, its terms read by guild-license, the bundle's kind licensed by them, and what each
+/// record is then asked. [`select`] and the verifier share it, so that a record is judged by
+/// the same code (and the same [`may`]) whichever side asks.
+pub(crate) struct Selector<'a> {
+    state: &'a guild_gov::State,
+    cut: &'a CutState,
+    id: Cid,
+    builder: Did,
+    start: Datetime,
+    template: String,
+    terms: Template,
+    contract: Contract,
+    kind: BundleKind,
+    use_kind: UseKind,
+    user_class: guild_license::UserClass,
+    works: &'a BTreeSet<Nsid>,
+    consenting: BTreeMap<Did, Cid>,
+}
+
+impl<'a> Selector<'a> {
+    /// The agreement `request.agreement` at `cut` (a cut of `log`): known, in force, its
+    /// terms licensing a bundle of `request.kind` at the cut's time.
+    pub(crate) fn new(
+        log: &Log,
+        cut: &'a CutState,
+        request: &SelectRequest,
+    ) -> Result<Selector<'a>, BundleError> {
+        let state = &cut.state;
+        let id = request.agreement;
+        let agreement = state
+            .agreements
+            .get(&id)
+            .ok_or(BundleError::UnknownAgreement(id))?;
+        let AgreementStatus::InForce(countersign) = agreement.status else {
+            return Err(BundleError::AgreementNotInForce(id));
+        };
+        let start = log
+            .get(&countersign)
+            .ok_or(BundleError::MissingOp(countersign))?
+            .created_at()
+            .clone();
+        let terms = agreement.terms.as_ref().clone();
+        let json = serde_json::to_value(&terms).map_err(|e| BundleError::Encode(e.to_string()))?;
+        let contract = Contract::from_record_json(&json)?;
+        let kind = request
+            .kind
+            .known()
+            .ok_or_else(|| BundleError::UnknownKind(request.kind.as_str().to_owned()))?;
+        let use_kind = match kind {
+            BundleKind::Training => UseKind::Train,
+            BundleKind::Evaluation => UseKind::Evaluate,
+        };
+        let Some(&user_class) = contract.user_classes.first() else {
+            return Err(BundleError::Terms(guild_license::LicenceError::Invalid(
+                "userClasses: empty".into(),
+            )));
+        };
+        let works: &BTreeSet<Nsid> = &state
+            .charter
+            .as_ref()
+            .ok_or(BundleError::NoCharter)?
+            .accepted_lexicons;
+        let selector = Selector {
+            state,
+            cut,
+            id,
+            builder: agreement.builder.clone(),
+            start,
+            template: agreement.template.clone(),
+            terms,
+            contract,
+            kind,
+            use_kind,
+            user_class,
+            works,
+            consenting: state.consenting(&agreement.template),
+        };
+        // The agreement-level checks, asked once with no consent so that a bundle with no
+        // record is refused for the same reasons as one with records.
+        let probe = AtUri::record(
+            AtIdentifier::Did(selector.builder.clone()),
+            Nsid::parse(crate::manifest::NSID).map_err(|e| BundleError::Encode(e.to_string()))?,
+            RecordKey::parse("self").map_err(|e| BundleError::Encode(e.to_string()))?,
+        );
+        if let Answer::No(r) = selector.ask(&probe, &Consent::Never)
+            && about_the_agreement(&r)
+        {
+            return Err(BundleError::NotLicensed(r));
+        }
+        Ok(selector)
+    }
+
+    /// [`may`], asked as the agreement's builder for the bundle's use at the cut's time.
+    fn ask(&self, record: &AtUri, consent: &Consent) -> Answer {
+        let country = match &self.contract.territory {
+            Territory::Worldwide => None,
+            Territory::Only(list) => list.first(),
+        };
+        let licence = Agreement {
+            terms: &self.contract,
+            builder: &self.builder,
+            start: &self.start,
+            notice_given: None,
+        };
+        may(
+            &licence,
+            consent,
+            &UseRequest {
+                record,
+                use_kind: self.use_kind,
+                builder: &self.builder,
+                user_class: self.user_class,
+                country,
+                at: &self.cut.time,
+            },
+        )
+    }
+
+    /// The selection with no replica and no record yet.
+    pub(crate) fn empty(&self) -> Selection {
+        Selection {
+            collective: self.state.collective,
+            agreement: self.id,
+            builder: self.builder.clone(),
+            start: self.start.clone(),
+            template: self.template.clone(),
+            terms: self.terms.clone(),
+            contract: self.contract.clone(),
+            kind: self.kind,
+            heads: self.cut.heads.clone(),
+            time: self.cut.time.clone(),
+            replicas: Vec::new(),
+            names: BTreeMap::new(),
+            records: Vec::new(),
+            excluded: Vec::new(),
+            ignored: Vec::new(),
+        }
+    }
+
+    /// The bundle's kind.
+    pub(crate) fn kind(&self) -> BundleKind {
+        self.kind
+    }
+
+    /// Adds a replica to `out` (given in DID order): among the replicas when its member's
+    /// consent register for the template is granted at the cut (`true`), else among the
+    /// ignored ones.
+    pub(crate) fn admit(
+        &self,
+        out: &mut Selection,
+        did: &Did,
+        rev: &Tid,
+        commit: Cid,
+        name: Option<&str>,
+    ) -> bool {
+        if !self.consenting.contains_key(did) {
+            out.ignored.push(did.clone());
+            return false;
+        }
+        out.replicas.push(ReplicaHead {
+            did: did.clone(),
+            rev: rev.clone(),
+            commit: CidRef(commit),
+        });
+        if let Some(name) = name {
+            out.names.insert(did.clone(), name.to_owned());
+        }
+        true
+    }
+
+    /// The member's consent register for the template at the cut, with the op that wrote
+    /// it (see [`Selector::judge`]).
+    pub(crate) fn consent(&self, did: &Did) -> (Consent, Option<Cid>) {
+        consent_of(self.state, did, &self.template)
+    }
+
+    /// Whether the record `collection/rkey` of `did`, whose consent register is `consent`
+    /// (from [`Selector::consent`]), is selected (`Ok`: the consent op that covers it), or
+    /// why not. The evaluation ledger is the caller's.
+    pub(crate) fn judge(
+        &self,
+        did: &Did,
+        consent: &(Consent, Option<Cid>),
+        collection: &Nsid,
+        rkey: &RecordKey,
+    ) -> Result<Cid, Exclusion> {
+        // Only works: records of the types the charter accepts from members (not the
+        // space's declaration, nor any other bookkeeping record).
+        if !self.works.contains(collection) {
+            return Err(Exclusion::NotAWork(collection.clone()));
+        }
+        let uri = AtUri::record(
+            AtIdentifier::Did(did.clone()),
+            collection.clone(),
+            rkey.clone(),
+        );
+        match (self.ask(&uri, &consent.0), consent.1) {
+            (Answer::No(refusal), _) => Err(Exclusion::Consent(refusal)),
+            (Answer::Yes, None) => Err(Exclusion::Consent(Refusal::NoConsent)),
+            (Answer::Yes, Some(op)) => Ok(op),
+        }
+    }
+}
+
 /// Selects the records for a bundle of `request.kind` under `request.agreement` at `cut`
 /// (a cut of `log`), from `replicas` (given in any order, records in any order), leaving out
 /// of a training bundle what the evaluation bundles in `evaluations` delivered (it must hold
@@ -204,98 +410,11 @@ pub fn select(
     replicas: &[Replica],
     evaluations: &EvaluationLedger,
 ) -> Result<Selection, BundleError> {
-    let state = &cut.state;
-    let id = request.agreement;
-    let agreement = state
-        .agreements
-        .get(&id)
-        .ok_or(BundleError::UnknownAgreement(id))?;
-    let AgreementStatus::InForce(countersign) = agreement.status else {
-        return Err(BundleError::AgreementNotInForce(id));
-    };
-    let start = log
-        .get(&countersign)
-        .ok_or(BundleError::MissingOp(countersign))?
-        .created_at()
-        .clone();
-    let terms = agreement.terms.as_ref().clone();
-    let json = serde_json::to_value(&terms).map_err(|e| BundleError::Encode(e.to_string()))?;
-    let contract = Contract::from_record_json(&json)?;
-    let kind = request
-        .kind
-        .known()
-        .ok_or_else(|| BundleError::UnknownKind(request.kind.as_str().to_owned()))?;
-    let use_kind = match kind {
-        BundleKind::Training => UseKind::Train,
-        BundleKind::Evaluation => UseKind::Evaluate,
-    };
-    let Some(&user_class) = contract.user_classes.first() else {
-        return Err(BundleError::Terms(guild_license::LicenceError::Invalid(
-            "userClasses: empty".into(),
-        )));
-    };
-    let country = match &contract.territory {
-        Territory::Worldwide => None,
-        Territory::Only(list) => list.first(),
-    };
-    let licence = Agreement {
-        terms: &contract,
-        builder: &agreement.builder,
-        start: &start,
-        notice_given: None,
-    };
-    let ask = |record: &AtUri, consent: &Consent| {
-        may(
-            &licence,
-            consent,
-            &UseRequest {
-                record,
-                use_kind,
-                builder: &agreement.builder,
-                user_class,
-                country,
-                at: &cut.time,
-            },
-        )
-    };
-    // The agreement-level checks, asked once with no consent so that a bundle with no
-    // record is refused for the same reasons as one with records.
-    let probe = AtUri::record(
-        AtIdentifier::Did(agreement.builder.clone()),
-        Nsid::parse(crate::manifest::NSID).map_err(|e| BundleError::Encode(e.to_string()))?,
-        RecordKey::parse("self").map_err(|e| BundleError::Encode(e.to_string()))?,
-    );
-    if let Answer::No(r) = ask(&probe, &Consent::Never)
-        && about_the_agreement(&r)
-    {
-        return Err(BundleError::NotLicensed(r));
-    }
-
+    let selector = Selector::new(log, cut, request)?;
+    let kind = selector.kind();
+    let mut out = selector.empty();
     let mut sorted: Vec<&Replica> = replicas.iter().collect();
     sorted.sort_by(|a, b| a.did.cmp(&b.did));
-    let consenting = state.consenting(&agreement.template);
-    let mut out = Selection {
-        collective: state.collective,
-        agreement: id,
-        builder: agreement.builder.clone(),
-        start: start.clone(),
-        template: agreement.template.clone(),
-        terms,
-        contract: contract.clone(),
-        kind,
-        heads: cut.heads.clone(),
-        time: cut.time.clone(),
-        replicas: Vec::new(),
-        names: BTreeMap::new(),
-        records: Vec::new(),
-        excluded: Vec::new(),
-        ignored: Vec::new(),
-    };
-    let works: &BTreeSet<Nsid> = &state
-        .charter
-        .as_ref()
-        .ok_or(BundleError::NoCharter)?
-        .accepted_lexicons;
     let mut seen: BTreeSet<&Did> = BTreeSet::new();
     for replica in sorted {
         let did = &replica.did;
@@ -308,36 +427,20 @@ pub fn select(
         if let Some(w) = records.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(BundleError::DuplicateRecord(did.clone(), w[0].0.clone()));
         }
-        if !consenting.contains_key(did) {
-            out.ignored.push(did.clone());
+        if !selector.admit(
+            &mut out,
+            did,
+            &replica.rev,
+            replica.commit,
+            replica.name.as_deref(),
+        ) {
             continue;
         }
-        out.replicas.push(ReplicaHead {
-            did: did.clone(),
-            rev: replica.rev.clone(),
-            commit: CidRef(replica.commit),
-        });
-        if let Some(name) = &replica.name {
-            out.names.insert(did.clone(), name.clone());
-        }
-        let (consent, consent_op) = consent_of(state, did, &agreement.template);
+        let consent = selector.consent(did);
         for (path, r) in records {
-            // Only works: records of the types the charter accepts from members (not the
-            // space's declaration, nor any other bookkeeping record).
-            if !works.contains(&r.collection) {
-                out.excluded
-                    .push((did.clone(), path, Exclusion::NotAWork(r.collection.clone())));
-                continue;
-            }
-            let uri = AtUri::record(
-                AtIdentifier::Did(did.clone()),
-                r.collection.clone(),
-                r.rkey.clone(),
-            );
-            let why = match (ask(&uri, &consent), consent_op) {
-                (Answer::No(refusal), _) => Exclusion::Consent(refusal),
-                (Answer::Yes, None) => Exclusion::Consent(Refusal::NoConsent),
-                (Answer::Yes, Some(op)) => {
+            let why = match selector.judge(did, &consent, &r.collection, &r.rkey) {
+                Err(why) => why,
+                Ok(op) => {
                     let delivered = match kind {
                         BundleKind::Training => evaluations.delivered(did, &path, &r.cid),
                         BundleKind::Evaluation => None,

@@ -1,19 +1,19 @@
 //! Offline verification of a bundle file (`docs/bundle-format.md`): everything a model
-//! builder must trust, from the file alone.
+//! builder must trust, from the file alone, in one sequential pass over it.
 //!
-//! Two passes over the input. The first reads the CAR sequentially, checks every block
-//! against its CID, hashes the whole file, decodes the manifest (the first block, the one
-//! root) and its record pages (the blocks right after it) and keeps the governance ops
-//! (small), and indexes every other block by its digest
-//! (offset and length only). The second reads commits and MST nodes back by seek, checking
-//! their hashes again (the file may have changed between the passes); record bytes are never
-//! held, and never read twice.
+//! The file is read once, front to back, in large chunks (any `Read`: a file, a pipe, a
+//! download in progress); every block is hashed against its CID as it passes, on every
+//! core. The manifest, the governance ops and the proofs (commits and MST nodes) are kept;
+//! record blocks are hashed and dropped. The layout is canonical (§2): the verifier checks
+//! that every block is where the writer puts it, so that one manifest gives one file (and
+//! a file's SHA-256 names it), and it needs no index of the file.
 //!
-//! What is checked, in order (the first failure is returned):
+//! What is checked, in order (the first failure is returned, whichever core found it):
 //! 1. the file: a CAR v1 with one root, every block matching its CID, no block twice;
 //! 2. the manifest: the first block is the root, the next ones its record pages in the
 //!    order it names them; each decodes strictly and is valid against its lexicon, the pages
-//!    full but the last, their entries adding up to `recordCount`;
+//!    full but the last, their entries adding up to `recordCount`, in strictly increasing
+//!    (author, path) order;
 //! 3. the governance ops: each decodes and is signed by its author, and the fold accepts it
 //!    (guild-gov's authorisation against its causal past), inserted in file order from the
 //!    collective's charter (its CID is the manifest's `collective`): stewards, elections and
@@ -21,37 +21,54 @@
 //! 4. the seal: in the folded state the manifest's proposal is sealed by a quorum of
 //!    stewards' approvals with exactly the root as manifest, and the file carries no op
 //!    outside the causal past of those approvals;
-//! 5. each record: its commit is the cut's replica head of its author, signed by the
-//!    author, and its tree holds the record's CID at its path (the inclusion proof);
-//! 6. consent and the licence: the selection re-run over the proven records at the
-//!    proposal's cut (with no evaluation ledger) selects exactly the manifest's entries
-//!    with their consent ops, and the manifest rebuilt from it, with the deterministic
-//!    publication, is byte for byte the root;
-//! 7. every block in the file was used by one of the above.
+//! 5. each author's records: the commit is the cut's replica head of the author, signed by
+//!    the author; the proof blocks under it form a well-formed partial MST (every key at the
+//!    layer its hash gives, keys in order within the bounds of their subtree), which holds
+//!    each of the author's entries' CIDs at its path (the inclusion proofs, all of an
+//!    author's at once, in one walk of the tree in key order); the record blocks are exactly
+//!    the entries' CIDs, once each, in CID-byte order;
+//! 6. consent and the licence: each record is selected at the proposal's cut, by the same
+//!    judge the stewards' selection uses (guild-license's `may`, the charter's works), with
+//!    the consent op the entry names; and the manifest's root rebuilt from the agreement, the
+//!    cut, the checked entries and the deterministic publication is byte for byte the root;
+//! 7. every block is in its canonical place: the proofs in the order the writer emits them
+//!    (per entry, its commit then the MST path from the root, each block once), no block
+//!    that nothing refers to.
+//!
+//! The work is spread over the cores with rayon: the blocks of each chunk are hashed in
+//! parallel, the record pages and MST nodes decoded in parallel, and each author's tree
+//! walked and its consent judged in parallel with the hashing of the record blocks. The
+//! whole file's SHA-256 (for the Croissant file's `sha256`) is computed on a thread of its
+//! own when asked for ([`VerifyOptions::file_sha256`]); it is not needed to trust the
+//! bundle, since the canonical layout leaves no byte free.
 
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::Read;
+use std::ops::Range;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use guild_core::cids::{self, CidCheckError};
 use guild_core::syntax::Did;
 use guild_core::{Cid, Ipld};
 use guild_gov::body::BundleKind;
 use guild_gov::{Inserted, Log, SignedOp};
+use guild_repo::mst::{DecodedNode, decode_node, key_height};
 use guild_repo::verify_commit;
-use rustc_hash::FxHashMap;
+use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::canary::EvaluationLedger;
 use crate::cut::CutState;
-use crate::manifest::{self, Credit, Manifest, ManifestParams};
-use crate::package::{block_key, hex};
-use crate::select::{Exclusion, RecordListing, Replica, select};
-use crate::walk::{PathCache, WalkError};
+use crate::manifest::{self, Credit, Entry, Manifest, ManifestParams};
+use crate::package::hex;
+use crate::select::{Exclusion, Selector};
 
 /// The largest block read (a record is at most 1 MB; MST nodes and commits are smaller).
 const MAX_BLOCK: usize = 2 * 1024 * 1024;
 /// The largest CAR header read.
 const MAX_HEADER: usize = 64 * 1024;
+/// How much is read at a time.
+const CHUNK: usize = 8 << 20;
 
 /// Why a bundle file was refused. Each names what failed and where, on one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,6 +214,16 @@ pub enum VerifyError {
     /// A block no check used.
     #[error("block {0} is not part of the bundle (nothing refers to it)")]
     UnusedBlock(Cid),
+    /// A block out of its place in the canonical order (`docs/bundle-format.md` §2).
+    #[error("block {cid} at byte {offset} is out of place: {reason}")]
+    Order {
+        /// The block.
+        cid: Cid,
+        /// Where its section starts.
+        offset: u64,
+        /// What the order wants there.
+        reason: String,
+    },
 }
 
 /// What a verified bundle is.
@@ -230,94 +257,29 @@ pub struct Report {
     pub blocks: u64,
     /// The file's size.
     pub bytes: u64,
-    /// SHA-256 of the file.
-    pub sha256: [u8; 32],
+    /// SHA-256 of the file, when [`VerifyOptions::file_sha256`] asked for it.
+    pub sha256: Option<[u8; 32]>,
 }
 
 impl Report {
-    /// The file's SHA-256 in lower-case hex.
-    pub fn sha256_hex(&self) -> String {
-        hex(&self.sha256)
+    /// The file's SHA-256 in lower-case hex, when it was computed.
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.sha256.as_ref().map(|d| hex(d))
     }
 }
 
-/// How far the manifest is read in the first pass.
-enum Reading {
-    /// Nothing read: the next block is the root.
-    Start,
-    /// The root is read; its pages come next.
-    Pages(Box<manifest::Reading>),
-    /// The manifest is whole.
-    Done(Box<Manifest>),
+/// How to verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Also compute the whole file's SHA-256 (on a thread of its own): what the bundle's
+    /// Croissant file and feed event name it by. Not needed to trust the bundle.
+    pub file_sha256: bool,
 }
 
-/// Where a block is in the file.
-struct Slot {
-    offset: u64,
-    len: u32,
-    used: bool,
-}
-
-/// A reader that hashes and counts what goes through it.
-struct Hashing<R> {
-    inner: R,
-    /// The whole file's SHA-256 is computed on a second thread (the first one hashes every
-    /// block against its CID meanwhile): what is read is sent there in chunks.
-    to_hasher: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    hasher: Option<std::thread::JoinHandle<Sha256>>,
-    pos: u64,
-}
-
-impl<R> Hashing<R> {
-    fn new(inner: R) -> Result<Hashing<R>, VerifyError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-        let hasher = std::thread::Builder::new()
-            .name("bundle-sha256".into())
-            .spawn(move || {
-                let mut h = Sha256::new();
-                for chunk in rx {
-                    h.update(&chunk);
-                }
-                h
-            })
-            .map_err(|e| {
-                VerifyError::Io(format!("cannot start the thread hashing the file: {e}"))
-            })?;
-        Ok(Hashing {
-            inner,
-            to_hasher: Some(tx),
-            hasher: Some(hasher),
-            pos: 0,
-        })
-    }
-
-    /// The reader back, the bytes read and their SHA-256.
-    fn finish(mut self) -> Result<(R, u64, [u8; 32]), VerifyError> {
-        drop(self.to_hasher.take());
-        let digest = self
-            .hasher
-            .take()
-            .ok_or_else(|| VerifyError::Io("the file's hash was already taken".into()))?
-            .join()
-            .map_err(|_| VerifyError::Io("the thread hashing the file failed".into()))?
-            .finalize()
-            .into();
-        Ok((self.inner, self.pos, digest))
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let got = buf.get(..n).unwrap_or(buf);
-        if !got.is_empty()
-            && let Some(tx) = &self.to_hasher
-            && tx.send(got.to_vec()).is_err()
-        {
-            return Err(std::io::Error::other("the thread hashing the file stopped"));
-        }
-        self.pos += got.len() as u64;
-        Ok(n)
+impl Default for VerifyOptions {
+    /// With the file's SHA-256.
+    fn default() -> VerifyOptions {
+        VerifyOptions { file_sha256: true }
     }
 }
 
@@ -331,53 +293,296 @@ fn io(e: std::io::Error) -> VerifyError {
     VerifyError::Io(e.to_string())
 }
 
-/// Reads a varint; `Ok(None)` at a clean end of input.
-fn varint<R: Read>(r: &mut R, at: u64) -> Result<Option<u64>, VerifyError> {
+/// A varint at the start of `buf`: `Ok(None)` when `buf` ends inside it (read more),
+/// else its value and length. Refuses a non-minimal or overlong one.
+fn varint(buf: &[u8], at: u64) -> Result<Option<(u64, usize)>, VerifyError> {
+    let bad = || VerifyError::Car {
+        offset: at,
+        reason: "a length is not a minimal varint".into(),
+    };
     let mut v: u64 = 0;
     for i in 0..10 {
-        let mut b = [0u8; 1];
-        let n = loop {
-            match r.read(&mut b) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io(e)),
-            }
+        let Some(&b) = buf.get(i) else {
+            return Ok(None);
         };
-        if n == 0 {
-            if i == 0 {
-                return Ok(None);
-            }
-            return Err(VerifyError::Car {
-                offset: at,
-                reason: "truncated in a length".into(),
-            });
-        }
-        let b = b[0];
         if i == 9 && b > 1 {
-            break;
+            return Err(bad());
         }
         v |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
             if i > 0 && b == 0 {
-                break;
+                return Err(bad());
             }
-            return Ok(Some(v));
+            return Ok(Some((v, i + 1)));
         }
     }
-    Err(VerifyError::Car {
-        offset: at,
-        reason: "a length is not a minimal varint".into(),
-    })
+    Err(bad())
 }
 
-fn read_exact<R: Read>(r: &mut R, buf: &mut [u8], at: u64, what: &str) -> Result<(), VerifyError> {
-    r.read_exact(buf).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => VerifyError::Car {
-            offset: at,
-            reason: format!("truncated in {what}"),
-        },
-        _ => io(e),
-    })
+/// The whole file's SHA-256, computed on a thread of its own from copies of what is read
+/// (the buffers go back to be used again).
+struct FileHasher {
+    tx: Option<SyncSender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+    handle: Option<std::thread::JoinHandle<Sha256>>,
+}
+
+impl FileHasher {
+    fn start() -> Result<FileHasher, VerifyError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        let handle = std::thread::Builder::new()
+            .name("bundle-sha256".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for chunk in rx {
+                    h.update(&chunk);
+                    let _ = back.send(chunk);
+                }
+                h
+            })
+            .map_err(|e| {
+                VerifyError::Io(format!("cannot start the thread hashing the file: {e}"))
+            })?;
+        Ok(FileHasher {
+            tx: Some(tx),
+            spare,
+            handle: Some(handle),
+        })
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), VerifyError> {
+        let mut chunk = self.spare.try_recv().unwrap_or_default();
+        chunk.clear();
+        chunk.extend_from_slice(bytes);
+        match &self.tx {
+            Some(tx) if tx.send(chunk).is_ok() => Ok(()),
+            _ => Err(VerifyError::Io(
+                "the thread hashing the file stopped".into(),
+            )),
+        }
+    }
+
+    fn finish(mut self) -> Result<[u8; 32], VerifyError> {
+        drop(self.tx.take());
+        let h = self
+            .handle
+            .take()
+            .ok_or_else(|| VerifyError::Io("the file's hash was already taken".into()))?
+            .join()
+            .map_err(|_| VerifyError::Io("the thread hashing the file failed".into()))?;
+        Ok(h.finalize().into())
+    }
+}
+
+/// One block of the file, as found in the read buffer.
+struct Section {
+    /// Where the section (its length) starts in the file.
+    offset: u64,
+    cid: Cid,
+    /// The block's bytes, in the buffer.
+    data: Range<usize>,
+}
+
+/// The file, read in chunks into one buffer, cut into sections.
+struct Stream<R> {
+    input: R,
+    buf: Vec<u8>,
+    /// The unparsed bytes are `buf[start..]`; `buf[start]` is at `offset` in the file.
+    start: usize,
+    offset: u64,
+    eof: bool,
+    hasher: Option<FileHasher>,
+}
+
+impl<R: Read> Stream<R> {
+    fn new(input: R, file_sha256: bool) -> Result<Stream<R>, VerifyError> {
+        Ok(Stream {
+            input,
+            buf: Vec::new(),
+            start: 0,
+            offset: 0,
+            eof: false,
+            hasher: if file_sha256 {
+                Some(FileHasher::start()?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn available(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or(&[])
+    }
+
+    /// Reads until `want` bytes are unparsed or the input ends (at least a chunk at a
+    /// time; into the vector's spare capacity, which `read_to_end` grows as needed, so that
+    /// a small file takes a small buffer).
+    fn fill(&mut self, want: usize) -> Result<(), VerifyError> {
+        while self.buf.len() - self.start < want && !self.eof {
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let limit = (want - self.buf.len()).max(CHUNK);
+            let before = self.buf.len();
+            (&mut self.input)
+                .take(limit as u64)
+                .read_to_end(&mut self.buf)
+                .map_err(io)?;
+            let got = self.buf.get(before..).unwrap_or(&[]);
+            if got.len() < limit {
+                self.eof = true;
+            }
+            if let Some(h) = &mut self.hasher
+                && !got.is_empty()
+            {
+                h.feed(got)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.offset += n as u64;
+    }
+
+    /// The CAR header's roots.
+    fn header(&mut self) -> Result<Vec<Cid>, VerifyError> {
+        self.fill(10)?;
+        let (hlen, vlen) = varint(self.available(), 0)?.ok_or(VerifyError::Car {
+            offset: 0,
+            reason: if self.available().is_empty() {
+                "empty input".into()
+            } else {
+                "truncated in a length".into()
+            },
+        })?;
+        let hlen = usize::try_from(hlen).unwrap_or(usize::MAX);
+        if hlen > MAX_HEADER {
+            return Err(VerifyError::Car {
+                offset: 0,
+                reason: format!("a header of {hlen} bytes"),
+            });
+        }
+        self.fill(vlen + hlen)?;
+        let Some(bytes) = self.available().get(vlen..vlen + hlen) else {
+            return Err(VerifyError::Car {
+                offset: 0,
+                reason: "truncated in the header".into(),
+            });
+        };
+        let header: Header = guild_core::data::decode_as(bytes).map_err(|e| VerifyError::Car {
+            offset: 0,
+            reason: format!("the header: {e}"),
+        })?;
+        if header.version != 1 {
+            return Err(VerifyError::Car {
+                offset: 0,
+                reason: format!("version {} (a bundle is CAR v1)", header.version),
+            });
+        }
+        self.consume(vlen + hlen);
+        Ok(header.roots)
+    }
+
+    /// The next sections (at least one, about a chunk's worth), each block checked against
+    /// its CID (in parallel); empty at the end of the input. The blocks' bytes stay valid
+    /// in `self.buf` until the next call.
+    fn batch(&mut self) -> Result<Vec<Section>, VerifyError> {
+        self.fill(CHUNK)?;
+        let mut out = Vec::new();
+        let mut at = self.start;
+        loop {
+            let file_at = self.offset + (at - self.start) as u64;
+            let rest = self.buf.get(at..).unwrap_or(&[]);
+            if rest.is_empty() {
+                if out.is_empty() && !self.eof {
+                    self.fill(1)?;
+                    at = self.start;
+                    continue;
+                }
+                break;
+            }
+            let section = match varint(rest, file_at)? {
+                None => None,
+                Some((len, vlen)) => {
+                    let len = usize::try_from(len).unwrap_or(usize::MAX);
+                    if len > MAX_BLOCK + 128 {
+                        return Err(VerifyError::Car {
+                            offset: file_at,
+                            reason: format!("a section of {len} bytes"),
+                        });
+                    }
+                    rest.get(vlen..vlen + len).map(|s| (vlen, len, s))
+                }
+            };
+            let Some((vlen, len, bytes)) = section else {
+                // Incomplete in the buffer.
+                if !out.is_empty() {
+                    break;
+                }
+                if self.eof {
+                    return Err(VerifyError::Car {
+                        offset: file_at,
+                        reason: "truncated in a block".into(),
+                    });
+                }
+                // One section larger than what is buffered: read on (`fill` keeps
+                // `buf[start..]`, and `at` is `start` here).
+                let need = rest.len() + CHUNK;
+                self.fill(need.min(MAX_BLOCK + 256))?;
+                at = self.start;
+                continue;
+            };
+            let mut cursor = std::io::Cursor::new(bytes);
+            let cid = Cid::read_bytes(&mut cursor).map_err(|e| VerifyError::Car {
+                offset: file_at,
+                reason: format!("a block's CID: {e}"),
+            })?;
+            let cid_len = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+            let cid_bytes = bytes.get(..cid_len).unwrap_or(&[]);
+            if !guild_core::cbor::cid_encoding_is(&cid, cid_bytes) {
+                return Err(VerifyError::Car {
+                    offset: file_at,
+                    reason: "a block's CID is not in its canonical encoding".into(),
+                });
+            }
+            let data_at = at + vlen + cid_len;
+            out.push(Section {
+                offset: file_at,
+                cid,
+                data: data_at..at + vlen + len,
+            });
+            at += vlen + len;
+            if at - self.start >= CHUNK {
+                break;
+            }
+        }
+        let buf = &self.buf;
+        let checked: Vec<Result<(), VerifyError>> = out
+            .par_iter()
+            .map(|s| {
+                let data = buf.get(s.data.clone()).unwrap_or(&[]);
+                cids::verify_block(&s.cid, data).map_err(|e: CidCheckError| {
+                    VerifyError::BlockHash {
+                        offset: s.offset,
+                        reason: e.to_string(),
+                    }
+                })
+            })
+            .collect();
+        // The first failure in file order, whichever core found it.
+        checked.into_iter().collect::<Result<Vec<()>, _>>()?;
+        let used = at - self.start;
+        self.consume(used);
+        Ok(out)
+    }
+
+    fn bytes_of(&self, s: &Section) -> &[u8] {
+        self.buf.get(s.data.clone()).unwrap_or(&[])
+    }
 }
 
 /// The first differing field of two data-model values, as a path.
@@ -419,156 +624,232 @@ fn first_difference(a: &Ipld, b: &Ipld, path: &str) -> Option<String> {
     }
 }
 
-/// The first differing field of two manifests: in the records (`records[3].consent`), else
-/// in the root block.
-fn manifest_difference(a: &Manifest, b: &Manifest) -> Result<String, crate::BundleError> {
-    let entry = |e: &crate::manifest::Entry| {
-        ipld_core::serde::to_ipld(e).map_err(|e| crate::BundleError::Encode(e.to_string()))
+/// The first differing field of two manifests' root blocks (their records are equal: the
+/// verifier builds the expected one from the file's entries).
+fn root_difference(a: &Manifest, b: &Manifest) -> Result<String, crate::BundleError> {
+    let strip = |m: &Manifest| Manifest {
+        records: Vec::new(),
+        ..m.clone()
     };
-    for (i, (x, y)) in a.records.iter().zip(&b.records).enumerate() {
-        if x != y
-            && let Some(d) = first_difference(&entry(x)?, &entry(y)?, &format!("records[{i}]"))
-        {
-            return Ok(d);
-        }
-    }
-    if a.records.len() != b.records.len() {
-        return Ok("records (length)".to_owned());
-    }
-    let (x, y) = (a.to_ipld()?, b.to_ipld()?);
+    let (x, y) = (strip(a).to_ipld()?, strip(b).to_ipld()?);
     Ok(first_difference(&x, &y, "").unwrap_or_else(|| "(encoding)".to_owned()))
 }
 
-/// Verifies the bundle file read from `input` (see the module documentation for what is
-/// checked). Reads it once sequentially, then seeks back to read commits and MST nodes.
-/// Hand it an unbuffered reader (a `File`): the sequential pass buffers itself, and the reads
-/// back go to each block's offset, where a `BufReader` would discard its buffer every time.
-pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
-    // Pass 1: the header, every block hashed and indexed, the manifest and the ops kept.
-    let mut r = BufReader::with_capacity(1 << 20, Hashing::new(input)?);
-    let hlen = varint(&mut r, 0)?.ok_or(VerifyError::Car {
-        offset: 0,
-        reason: "empty input".into(),
-    })?;
-    let hlen = usize::try_from(hlen).unwrap_or(usize::MAX);
-    if hlen > MAX_HEADER {
-        return Err(VerifyError::Car {
-            offset: 0,
-            reason: format!("a header of {hlen} bytes"),
-        });
+/// Where the first pass is.
+enum Phase {
+    /// Nothing read: the next block is the root.
+    Root,
+    /// The root is read; its pages come next.
+    Pages(Box<manifest::Reading>),
+    /// The governance ops, up to the first entry's commit.
+    Ops,
+    /// The commits and MST nodes, up to the first record block.
+    Proofs,
+}
+
+/// A proof block kept from the first pass: a commit's bytes, or an MST node decoded.
+struct Kept {
+    offset: u64,
+    cid: Cid,
+    bytes: Option<Vec<u8>>,
+    node: Option<Result<DecodedNode, String>>,
+}
+
+/// Decodes the pages of this chunk taken so far (`pages`: their sections), on every core,
+/// into `reading`, in order.
+fn decode_pages(
+    buf: &[u8],
+    batch: &[Section],
+    pages: &mut Vec<usize>,
+    reading: &mut manifest::Reading,
+    root: &Cid,
+) -> Result<(), VerifyError> {
+    let decoded: Vec<Result<Vec<Entry>, String>> = pages
+        .par_iter()
+        .filter_map(|&i| batch.get(i))
+        .map(|s| manifest::decode_page(&s.cid, buf.get(s.data.clone()).unwrap_or(&[]), true))
+        .collect();
+    pages.clear();
+    for entries in decoded {
+        entries
+            .and_then(|e| reading.push_decoded(e))
+            .map_err(|reason| VerifyError::Manifest { cid: *root, reason })?;
     }
-    let mut hbytes = vec![0u8; hlen];
-    read_exact(&mut r, &mut hbytes, 0, "the header")?;
-    let header: Header = guild_core::data::decode_as(&hbytes).map_err(|e| VerifyError::Car {
-        offset: 0,
-        reason: format!("the header: {e}"),
-    })?;
-    if header.version != 1 {
-        return Err(VerifyError::Car {
-            offset: 0,
-            reason: format!("version {} (a bundle is CAR v1)", header.version),
-        });
-    }
-    let [root] = header.roots[..] else {
-        return Err(VerifyError::Roots(header.roots.len()));
+    Ok(())
+}
+
+/// Verifies the bundle file read from `input`, with the file's SHA-256 (see the module
+/// documentation for what is checked). Reads it once, sequentially, in large chunks: hand
+/// it the `File` itself, not a `BufReader`.
+pub fn verify_bundle<R: Read + Send>(input: R) -> Result<Report, VerifyError> {
+    verify_bundle_with(input, &VerifyOptions::default())
+}
+
+/// [`verify_bundle`], with options.
+pub fn verify_bundle_with<R: Read + Send>(
+    input: R,
+    options: &VerifyOptions,
+) -> Result<Report, VerifyError> {
+    let mut stream = Stream::new(input, options.file_sha256)?;
+    let roots = stream.header()?;
+    let [root] = roots[..] else {
+        return Err(VerifyError::Roots(roots.len()));
     };
-    let mut pos = (hbytes.len() + varint_len(hlen as u64)) as u64;
-    let mut index: FxHashMap<(u64, [u8; 32]), Slot> = FxHashMap::default();
-    let mut manifest = Reading::Start;
+
+    // Pass 1, up to the record blocks: the manifest, the governance ops, the proofs. The
+    // pages and the proofs of each chunk are decoded on every core, from the read buffer.
+    let mut phase = Phase::Root;
+    let mut manifest: Option<Manifest> = None;
     let mut manifest_bytes = Vec::new();
-    // The governance section: every block after the manifest up to the first entry's commit.
-    let mut ops: Vec<(Cid, Vec<u8>)> = Vec::new();
-    let mut in_ops = true;
-    let mut section = Vec::new();
+    let mut page_cids: Vec<Cid> = Vec::new();
+    // The entries' record keys, sorted, once each, with an entry of each: the record
+    // section's exact order.
+    let mut expected: Vec<(Key, usize)> = Vec::new();
+    let mut commits: FxHashSet<Cid> = FxHashSet::default();
+    let mut ops: Vec<(u64, Cid, Vec<u8>)> = Vec::new();
+    let mut proofs: Vec<Kept> = Vec::new();
     let mut blocks = 0u64;
-    while let Some(len) = varint(&mut r, pos)? {
-        let start = pos;
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len > MAX_BLOCK + 128 {
-            return Err(VerifyError::Car {
-                offset: start,
-                reason: format!("a section of {len} bytes"),
-            });
+    // The manifest's blocks, where they are.
+    let mut early: Vec<(u64, Cid)> = Vec::new();
+    // Sections read but not taken by pass 1 (the first record blocks).
+    let mut rest: Vec<Section> = Vec::new();
+    loop {
+        let batch = stream.batch()?;
+        if batch.is_empty() {
+            break;
         }
-        let data_start = start + varint_len(len as u64) as u64;
-        section.resize(len, 0);
-        read_exact(&mut r, &mut section, start, "a block")?;
-        pos = data_start + len as u64;
-        let mut cursor = std::io::Cursor::new(&section[..]);
-        let cid = Cid::read_bytes(&mut cursor).map_err(|e| VerifyError::Car {
-            offset: start,
-            reason: format!("a block's CID: {e}"),
-        })?;
-        let cid_len = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
-        let (cid_bytes, data) = section.split_at(cid_len.min(section.len()));
-        if !guild_core::cbor::cid_encoding_is(&cid, cid_bytes) {
-            return Err(VerifyError::Car {
-                offset: start,
-                reason: "a block's CID is not in its canonical encoding".into(),
-            });
-        }
-        cids::verify_block(&cid, data).map_err(|e: CidCheckError| VerifyError::BlockHash {
-            offset: start,
-            reason: e.to_string(),
-        })?;
-        blocks += 1;
-        let slot = Slot {
-            offset: data_start + cid_len as u64,
-            len: data.len() as u32,
-            used: false,
-        };
-        if index.insert(block_key(&cid), slot).is_some() {
-            return Err(VerifyError::DuplicateBlock { cid, offset: start });
-        }
-        let used = match &mut manifest {
-            Reading::Start => {
-                if cid != root {
-                    return Err(VerifyError::RootNotFirst { root, found: cid });
-                }
-                let bad = |reason: String| VerifyError::Manifest { cid, reason };
-                let reading = manifest::Reading::root(&cid, data, true).map_err(bad)?;
-                manifest_bytes = data.to_vec();
-                manifest = Reading::Pages(Box::new(reading));
-                true
+        // This chunk's pages and proof blocks, to decode together.
+        let mut pages: Vec<usize> = Vec::new();
+        let mut proof_sections: Vec<usize> = Vec::new();
+        let mut split = batch.len();
+        for (i, s) in batch.iter().enumerate() {
+            let data = stream.bytes_of(s);
+            if matches!(phase, Phase::Proofs)
+                && expected
+                    .first()
+                    .is_some_and(|(k, _)| *k == block_key(&s.cid))
+            {
+                split = i;
+                break;
             }
-            Reading::Pages(reading) => {
-                reading
-                    .page(&cid, data, true)
+            blocks += 1;
+            match &mut phase {
+                Phase::Root => {
+                    if s.cid != root {
+                        return Err(VerifyError::RootNotFirst { root, found: s.cid });
+                    }
+                    let bad = |reason: String| VerifyError::Manifest { cid: root, reason };
+                    let reading = manifest::Reading::root(&s.cid, data, true).map_err(bad)?;
+                    page_cids = Manifest::record_pages_of(&root, data).map_err(bad)?;
+                    manifest_bytes = data.to_vec();
+                    early.push((s.offset, s.cid));
+                    phase = Phase::Pages(Box::new(reading));
+                }
+                Phase::Pages(reading) => {
+                    reading
+                        .expect_page(&s.cid)
+                        .map_err(|reason| VerifyError::Manifest { cid: root, reason })?;
+                    early.push((s.offset, s.cid));
+                    pages.push(i);
+                }
+                Phase::Ops => {
+                    let first = manifest
+                        .as_ref()
+                        .and_then(|m| m.records.first())
+                        .map(|e| e.commit.0);
+                    if first == Some(s.cid) {
+                        phase = Phase::Proofs;
+                        proof_sections.push(i);
+                    } else {
+                        ops.push((s.offset, s.cid, data.to_vec()));
+                    }
+                }
+                Phase::Proofs => proof_sections.push(i),
+            }
+            if let Phase::Pages(reading) = &mut phase
+                && reading.next_page().is_none()
+            {
+                // The last page: the manifest is needed now (its first commit ends the
+                // governance section, its records the proofs).
+                decode_pages(&stream.buf, &batch, &mut pages, reading, &root)?;
+                let Phase::Pages(reading) = std::mem::replace(&mut phase, Phase::Ops) else {
+                    continue;
+                };
+                let m = reading
+                    .finish()
                     .map_err(|reason| VerifyError::Manifest { cid: root, reason })?;
-                true
-            }
-            Reading::Done(m) => {
-                if in_ops && m.records.first().is_some_and(|e| e.commit.0 == cid) {
-                    in_ops = false;
+                if let Some(w) = m.records.par_windows(2).find_first(|w| {
+                    (&w[0].author, w[0].path.as_bytes()) >= (&w[1].author, w[1].path.as_bytes())
+                }) {
+                    return Err(VerifyError::Manifest {
+                        cid: root,
+                        reason: format!(
+                            "entry {} of {} follows {} of {}: entries are in strictly \
+                             increasing (author, path) order",
+                            w[1].path, w[1].author, w[0].path, w[0].author
+                        ),
+                    });
                 }
-                if in_ops {
-                    ops.push((cid, data.to_vec()));
-                }
-                in_ops
+                expected = m
+                    .records
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, e)| (block_key(&e.cid.0), i))
+                    .collect();
+                expected.par_sort_unstable();
+                expected.dedup_by(|a, b| a.0 == b.0);
+                // (the entries come in runs of one author, each of one commit)
+                commits = m
+                    .records
+                    .chunk_by(|a, b| a.commit == b.commit)
+                    .filter_map(|run| run.first())
+                    .map(|e| e.commit.0)
+                    .collect();
+                manifest = Some(m);
             }
-        };
-        if used && let Some(s) = index.get_mut(&block_key(&cid)) {
-            s.used = true;
         }
-        if let Reading::Pages(reading) = &manifest
-            && reading.next_page().is_none()
-            && let Reading::Pages(reading) = std::mem::replace(&mut manifest, Reading::Start)
-        {
-            let m = reading
-                .finish()
-                .map_err(|reason| VerifyError::Manifest { cid: root, reason })?;
-            manifest = Reading::Done(Box::new(m));
+        if let Phase::Pages(reading) = &mut phase {
+            decode_pages(&stream.buf, &batch, &mut pages, reading, &root)?;
+        }
+        // The proof blocks: commits kept as bytes, every other block decoded as an MST
+        // node (one that is not fails only if a tree refers to it).
+        let buf = stream.buf.as_slice();
+        let decoded: Vec<Kept> = proof_sections
+            .par_iter()
+            .filter_map(|&i| batch.get(i))
+            .map(|s| {
+                let data = buf.get(s.data.clone()).unwrap_or(&[]);
+                let (bytes, node) = if commits.contains(&s.cid) {
+                    (Some(data.to_vec()), None)
+                } else {
+                    (
+                        None,
+                        Some(decode_node(&s.cid, data).map_err(|e| e.to_string())),
+                    )
+                };
+                Kept {
+                    offset: s.offset,
+                    cid: s.cid,
+                    bytes,
+                    node,
+                }
+            })
+            .collect();
+        proofs.extend(decoded);
+        if split < batch.len() {
+            rest = batch.into_iter().skip(split).collect();
+            break;
         }
     }
-    let manifest = match manifest {
-        Reading::Done(m) => *m,
-        Reading::Start => {
+    let mut manifest = match (manifest, phase) {
+        (Some(m), _) => m,
+        (None, Phase::Root) => {
             return Err(VerifyError::Car {
-                offset: pos,
+                offset: stream.offset,
                 reason: "no block (the manifest is missing)".into(),
             });
         }
-        Reading::Pages(reading) => {
+        (None, Phase::Pages(reading)) => {
             return Err(VerifyError::Manifest {
                 cid: root,
                 reason: format!(
@@ -577,19 +858,47 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
                 ),
             });
         }
+        (None, _) => {
+            return Err(VerifyError::Manifest {
+                cid: root,
+                reason: "not read".into(),
+            });
+        }
     };
-    let (mut file, bytes, sha256) = r.into_inner().finish()?;
+    if rest.is_empty()
+        && let Some(first) = manifest.records.first()
+    {
+        // The file ended before the records.
+        let (cid, what) = if proofs.is_empty() {
+            (first.commit.0, "commit")
+        } else {
+            let i = expected.first().map_or(0, |(_, i)| *i);
+            (manifest.records.get(i).unwrap_or(first).cid.0, "record")
+        };
+        let e = manifest
+            .records
+            .iter()
+            .find(|e| e.cid.0 == cid || e.commit.0 == cid)
+            .unwrap_or(first);
+        return Err(VerifyError::MissingBlock {
+            cid,
+            what,
+            author: e.author.clone(),
+            path: e.path.clone(),
+        });
+    }
 
     // The governance ops, folded from the charter.
     let collective = manifest.collective.0;
     let mut log = Log::new(collective);
-    for (cid, bytes) in &ops {
+    for (_, cid, bytes) in &ops {
+        let cid = *cid;
         let op = SignedOp::decode(bytes).map_err(|e| VerifyError::OpInvalid {
-            op: *cid,
+            op: cid,
             reason: e.to_string(),
         })?;
         let refused = |reason: String| VerifyError::OpRefused {
-            op: *cid,
+            op: cid,
             kind: op.kind().nsid().to_owned(),
             reason,
         };
@@ -641,7 +950,7 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
         }
     };
     let past = log.ancestors(&approvals);
-    if let Some((extra, _)) = ops.iter().find(|(c, _)| !past.contains(c)) {
+    if let Some((_, extra, _)) = ops.iter().find(|(_, c, _)| !past.contains(c)) {
         return Err(VerifyError::ExtraOp(*extra));
     }
     let mut stewards: Vec<Did> = approvals
@@ -651,113 +960,7 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
         .collect();
     stewards.sort();
 
-    // The records: commits, inclusion proofs.
-    let heads: FxHashMap<&Did, &guild_gov::body::ReplicaHead> =
-        manifest.cut.replicas.iter().map(|r| (&r.did, r)).collect();
-    let mut listings: FxHashMap<Did, Vec<RecordListing>> = FxHashMap::default();
-    let mut cache = PathCache::default();
-    let mut current: Option<(Cid, Cid)> = None;
-    let mut buf = Vec::new();
-    for e in &manifest.records {
-        let commit = e.commit.0;
-        let commit_err = |reason: String| VerifyError::Commit {
-            commit,
-            author: e.author.clone(),
-            path: e.path.clone(),
-            reason,
-        };
-        let data = match current {
-            Some((c, data)) if c == commit => data,
-            _ => {
-                let head = heads.get(&e.author).ok_or_else(|| {
-                    commit_err("the author has no replica head in the cut".into())
-                })?;
-                if head.commit.0 != commit {
-                    return Err(commit_err(format!(
-                        "the cut's replica head of the author is {}",
-                        head.commit.0
-                    )));
-                }
-                let bytes = read_block(&mut file, &mut index, &commit, &mut buf)?.ok_or(
-                    VerifyError::MissingBlock {
-                        cid: commit,
-                        what: "commit",
-                        author: e.author.clone(),
-                        path: e.path.clone(),
-                    },
-                )?;
-                let c = verify_commit(&commit, bytes).map_err(|err| commit_err(err.to_string()))?;
-                if c.did != e.author.as_str() {
-                    return Err(commit_err(format!("signed by {}, not the author", c.did)));
-                }
-                if c.rev != head.rev {
-                    return Err(commit_err(format!(
-                        "revision {} is not the cut's {}",
-                        c.rev.as_str(),
-                        head.rev.as_str()
-                    )));
-                }
-                cache.clear();
-                current = Some((commit, c.data));
-                c.data
-            }
-        };
-        let proof_err = |reason: String| VerifyError::Proof {
-            author: e.author.clone(),
-            path: e.path.clone(),
-            reason,
-        };
-        let walked = cache
-            .walk(data, e.path.as_bytes(), |cid| {
-                read_block(&mut file, &mut index, cid, &mut buf).map(|b| b.map(<[u8]>::to_vec))
-            })
-            .map_err(|err| match err {
-                WalkError::Fetch(v) => v,
-                WalkError::Missing(cid) => VerifyError::MissingBlock {
-                    cid,
-                    what: "MST node",
-                    author: e.author.clone(),
-                    path: e.path.clone(),
-                },
-                WalkError::Node(m) => proof_err(m.to_string()),
-            })?;
-        match walked.found {
-            Some(c) if c == e.cid.0 => {}
-            Some(c) => {
-                return Err(proof_err(format!(
-                    "the tree holds {c} there, not the manifest's {}",
-                    e.cid.0
-                )));
-            }
-            None => return Err(proof_err("the tree holds no record there".into())),
-        }
-        match index.get_mut(&block_key(&e.cid.0)) {
-            Some(s) => s.used = true,
-            None => {
-                return Err(VerifyError::MissingBlock {
-                    cid: e.cid.0,
-                    what: "record",
-                    author: e.author.clone(),
-                    path: e.path.clone(),
-                });
-            }
-        }
-        let (collection, rkey) =
-            guild_repo::parse_path(&e.path).map_err(|err| proof_err(err.to_string()))?;
-        listings
-            .entry(e.author.clone())
-            .or_default()
-            .push(RecordListing {
-                collection,
-                rkey,
-                cid: e.cid.0,
-            });
-    }
-    if let Some((k, _)) = index.iter().find(|(_, s)| !s.used) {
-        return Err(VerifyError::UnusedBlock(cids::cid_from_digest(k.0, &k.1)));
-    }
-
-    // Consent and the licence: the selection re-run, the manifest rebuilt.
+    // The selection's agreement-level half at the proposal's cut, and the replicas.
     let selection_err = |e: crate::BundleError| VerifyError::Selection(e.to_string());
     let proposal_op = log.get(&proposal).ok_or_else(|| {
         not_sealed("the proposal op is not in the bundle's governance ops".into())
@@ -766,87 +969,98 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
         ManifestParams::from_proposal(proposal_op).map_err(selection_err)?;
     params.estimates = manifest.estimates.clone();
     let cut = CutState::at(&log, &cut_heads).map_err(selection_err)?;
+    let selector = Selector::new(&log, &cut, &request).map_err(selection_err)?;
+    let mut selection = selector.empty();
     let names: FxHashMap<&Did, &str> = manifest
         .credits
         .iter()
         .map(|c| (&c.did, c.name.as_str()))
         .collect();
-    let replicas: Vec<Replica> = manifest
+    if let Some(w) = manifest
         .cut
         .replicas
+        .windows(2)
+        .find(|w| w[0].did >= w[1].did)
+    {
+        return Err(VerifyError::Selection(format!(
+            "the cut's replicas are not in strictly increasing DID order at {}",
+            w[1].did
+        )));
+    }
+    let mut admitted: FxHashMap<&Did, &guild_gov::body::ReplicaHead> = FxHashMap::default();
+    for h in &manifest.cut.replicas {
+        let name = names.get(&h.did).copied();
+        if selector.admit(&mut selection, &h.did, &h.rev, h.commit.0, name) {
+            admitted.insert(&h.did, h);
+        }
+    }
+    let heads: FxHashMap<&Did, &guild_gov::body::ReplicaHead> =
+        manifest.cut.replicas.iter().map(|r| (&r.did, r)).collect();
+
+    // The proofs, decoded on every core (a block that is not an MST node fails here and
+    // fails only if a tree refers to it).
+    let index: FxHashMap<Key, usize> = proofs
         .iter()
-        .map(|h| Replica {
-            did: h.did.clone(),
-            rev: h.rev.clone(),
-            commit: h.commit.0,
-            name: names.get(&h.did).map(|n| (*n).to_owned()),
-            records: listings.remove(&h.did).unwrap_or_default(),
-        })
+        .enumerate()
+        .map(|(i, k)| (block_key(&k.cid), i))
         .collect();
-    let selection = select(&log, &cut, &request, &replicas, &EvaluationLedger::empty())
-        .map_err(selection_err)?;
-    let chosen: FxHashMap<(&Did, &str), Cid> = selection
-        .records
-        .iter()
-        .map(|s| ((&s.author, s.path.as_str()), s.consent))
-        .collect();
-    let left_out: FxHashMap<(&Did, &str), &Exclusion> = selection
-        .excluded
-        .iter()
-        .map(|(a, p, why)| ((a, p.as_str()), why))
-        .collect();
-    for e in &manifest.records {
-        let consent_err = |reason: String| VerifyError::Consent {
-            author: e.author.clone(),
-            path: e.path.clone(),
-            reason,
-        };
-        match chosen.get(&(&e.author, e.path.as_str())) {
-            Some(c) if *c == e.consent.0 => {}
-            Some(c) => {
-                return Err(consent_err(format!(
-                    "covered by consent op {c}, not the manifest's {}",
-                    e.consent.0
-                )));
-            }
-            None => {
-                return Err(consent_err(
-                    match left_out.get(&(&e.author, e.path.as_str())) {
-                        Some(Exclusion::Consent(r)) => {
-                            format!("not covered by consent at the cut: {r}")
-                        }
-                        Some(Exclusion::DeliveredForEvaluation(m)) => {
-                            format!("delivered for evaluation in {m}")
-                        }
-                        Some(Exclusion::NotAWork(c)) => {
-                            format!("{c} is not a record type the charter accepts as a work")
-                        }
-                        None => "the author's consent to the template is not granted at the cut"
-                            .to_owned(),
-                    },
-                ));
+    if index.len() != proofs.len() {
+        let mut seen = FxHashSet::default();
+        if let Some(k) = proofs.iter().find(|k| !seen.insert(block_key(&k.cid))) {
+            return Err(VerifyError::DuplicateBlock {
+                cid: k.cid,
+                offset: k.offset,
+            });
+        }
+    }
+    // Every block before the records, to refuse a record block that repeats one of them.
+    let mut earlier: FxHashSet<Key> = index.keys().copied().collect();
+    earlier.extend(early.iter().map(|(_, c)| block_key(c)));
+    earlier.extend(ops.iter().map(|(_, c, _)| block_key(c)));
+    if earlier.len() != early.len() + ops.len() + proofs.len() {
+        // A page, an op or a proof block twice (the sections keep each other's order).
+        let mut seen = FxHashSet::default();
+        let all = early
+            .iter()
+            .copied()
+            .chain(ops.iter().map(|(o, c, _)| (*o, *c)))
+            .chain(proofs.iter().map(|k| (k.offset, k.cid)));
+        for (offset, cid) in all {
+            if !seen.insert(block_key(&cid)) {
+                return Err(VerifyError::DuplicateBlock { cid, offset });
             }
         }
     }
-    let rebuilt = Manifest::build(&selection, &params).map_err(selection_err)?;
-    // The pages are a function of the records: when the rebuilt records equal the file's
-    // (whose pages were checked against the root's links and for canonical bytes), only the
-    // root needs encoding again, with the file's page links.
-    let (_, rebuilt_bytes) = if rebuilt.records == manifest.records {
-        let pages = Manifest::record_pages_of(&root, &manifest_bytes)
-            .map_err(|reason| VerifyError::Manifest { cid: root, reason })?;
-        rebuilt.encode_root_with(pages).map_err(selection_err)?
-    } else {
-        rebuilt.encode().map_err(selection_err)?
+
+    // Pass 1, the records (hashed on every core), beside the authors' trees and consent.
+    let records = &manifest.records;
+    let (tail, authors) = rayon::join(
+        || read_records(&mut stream, rest, &expected, &earlier, records),
+        || check_authors(records, &heads, &admitted, &selector, &proofs, &index),
+    );
+    let (record_blocks, bytes) = tail?;
+    blocks += record_blocks;
+    let sequences = authors?;
+    check_proof_order(&proofs, &sequences)?;
+    let sha256 = match stream.hasher.take() {
+        Some(h) => Some(h.finish()?),
+        None => None,
     };
+
+    // The root rebuilt from the agreement, the cut and the checked entries.
+    let entries = std::mem::take(&mut manifest.records);
+    let mut rebuilt = Manifest::build_from(&selection, entries, &params).map_err(selection_err)?;
+    let (_, rebuilt_bytes) = rebuilt
+        .encode_root_with(page_cids.clone())
+        .map_err(selection_err)?;
     if rebuilt_bytes != manifest_bytes {
-        let field =
-            manifest_difference(&manifest, &rebuilt).map_err(|e| VerifyError::Manifest {
-                cid: root,
-                reason: e.to_string(),
-            })?;
+        let field = root_difference(&manifest, &rebuilt).map_err(|e| VerifyError::Manifest {
+            cid: root,
+            reason: e.to_string(),
+        })?;
         return Err(VerifyError::ManifestField { field });
     }
+    manifest.records = std::mem::take(&mut rebuilt.records);
 
     Ok(Report {
         manifest: root,
@@ -867,33 +1081,488 @@ pub fn verify_bundle<R: Read + Seek>(input: R) -> Result<Report, VerifyError> {
     })
 }
 
-fn varint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
+/// A block's key: its codec and digest, the digest as two big-endian integers (compared
+/// and hashed as integers). For the CIDs a bundle holds (CIDv1, SHA-256, a one-byte codec)
+/// the order of keys is the order of the CIDs' bytes.
+type Key = (u64, u128, u128);
+
+fn block_key(cid: &Cid) -> Key {
+    let mut d = [0u8; 32];
+    let digest = cid.hash().digest();
+    let n = digest.len().min(32);
+    d[..n].copy_from_slice(&digest[..n]);
+    let (hi, lo) = d.split_at(16);
+    let half = |b: &[u8]| {
+        let mut x = [0u8; 16];
+        x.copy_from_slice(b);
+        u128::from_be_bytes(x)
+    };
+    // (the multihash code and size are checked with the block's hash; a key of another
+    // hash never matches a block)
+    (cid.codec() ^ (cid.hash().code() << 32), half(hi), half(lo))
 }
 
-/// Reads an indexed block back (marking it used), checking its hash again. `None`: not in
-/// the file.
-fn read_block<'b, R: Read + Seek>(
-    file: &mut R,
-    index: &mut FxHashMap<(u64, [u8; 32]), Slot>,
-    cid: &Cid,
-    buf: &'b mut Vec<u8>,
-) -> Result<Option<&'b [u8]>, VerifyError> {
-    let Some(slot) = index.get_mut(&block_key(cid)) else {
-        return Ok(None);
+/// The record section: exactly the entries' record CIDs (`expected`: their keys, sorted,
+/// once each, with an entry of each), in that order, none repeating an earlier block.
+/// Returns the blocks read and the file's size. A record missing is reported before a
+/// block that is not one (a record's bytes changed under a CID of their own are both).
+fn read_records<R: Read>(
+    stream: &mut Stream<R>,
+    first: Vec<Section>,
+    expected: &[(Key, usize)],
+    earlier: &FxHashSet<Key>,
+    entries: &[Entry],
+) -> Result<(u64, u64), VerifyError> {
+    // A merge of the file's blocks with the expected keys: `next` is the first expected
+    // key not passed yet; a key passed without its block is missing.
+    let mut next = 0usize;
+    let mut missing: Option<usize> = None;
+    let mut last: Option<Key> = None;
+    let mut unused: Option<Cid> = None;
+    let mut blocks = 0u64;
+    let mut batch = first;
+    while !batch.is_empty() {
+        // Whether each block repeats an earlier one, on every core.
+        let keys: Vec<(Key, bool)> = batch
+            .par_iter()
+            .map(|s| {
+                let key = block_key(&s.cid);
+                (key, earlier.contains(&key))
+            })
+            .collect();
+        for (s, (key, repeat)) in batch.iter().zip(keys) {
+            blocks += 1;
+            if repeat || last == Some(key) {
+                return Err(VerifyError::DuplicateBlock {
+                    cid: s.cid,
+                    offset: s.offset,
+                });
+            }
+            if last.is_some_and(|l| l > key) {
+                if expected.binary_search_by(|(k, _)| k.cmp(&key)).is_err() {
+                    // Not a record of the manifest: reported after any missing record.
+                    unused.get_or_insert(s.cid);
+                    continue;
+                }
+                return Err(VerifyError::Order {
+                    cid: s.cid,
+                    offset: s.offset,
+                    reason: "the record blocks are in the order of their CIDs' bytes".into(),
+                });
+            }
+            last = Some(key);
+            while expected.get(next).is_some_and(|(k, _)| *k < key) {
+                missing.get_or_insert(next);
+                next += 1;
+            }
+            match expected.get(next) {
+                Some((k, _)) if *k == key => next += 1,
+                _ => {
+                    unused.get_or_insert(s.cid);
+                }
+            }
+        }
+        batch = stream.batch()?;
+    }
+    if next < expected.len() {
+        missing.get_or_insert(next);
+    }
+    if let Some(i) = missing
+        && let Some(e) = expected.get(i).and_then(|(_, e)| entries.get(*e))
+    {
+        return Err(VerifyError::MissingBlock {
+            cid: e.cid.0,
+            what: "record",
+            author: e.author.clone(),
+            path: e.path.clone(),
+        });
+    }
+    if let Some(cid) = unused {
+        return Err(VerifyError::UnusedBlock(cid));
+    }
+    Ok((blocks, stream.offset))
+}
+
+/// An author's checks that failed: the first about the commit or a proof (check 5), the
+/// first about consent (check 6).
+#[derive(Default)]
+struct Failures {
+    proof: Option<VerifyError>,
+    consent: Option<VerifyError>,
+}
+
+/// Every author's commit, tree and consent, in parallel. Returns each author's proof
+/// blocks in the order the writer emits them (the commit, then the tree's nodes in
+/// pre-order), authors in manifest order; or the first failure (every proof failure before
+/// any consent failure, each in manifest order).
+#[allow(clippy::too_many_arguments)]
+fn check_authors(
+    entries: &[Entry],
+    heads: &FxHashMap<&Did, &guild_gov::body::ReplicaHead>,
+    admitted: &FxHashMap<&Did, &guild_gov::body::ReplicaHead>,
+    selector: &Selector<'_>,
+    proofs: &[Kept],
+    index: &FxHashMap<Key, usize>,
+) -> Result<Vec<Vec<Cid>>, VerifyError> {
+    // The authors' runs (the entries are in author order).
+    let mut runs: Vec<&[Entry]> = Vec::new();
+    let mut from = 0;
+    for i in 1..=entries.len() {
+        if i == entries.len() || entries[i].author != entries[from].author {
+            runs.push(&entries[from..i]);
+            from = i;
+        }
+    }
+    let tree = Tree { proofs, index };
+    let results: Vec<(Vec<Cid>, Failures)> = runs
+        .par_iter()
+        .map(|run| check_author(run, heads, admitted, selector, &tree))
+        .collect();
+    let mut sequences = Vec::with_capacity(results.len());
+    let mut consent = None;
+    for (seq, f) in results {
+        if let Some(e) = f.proof {
+            return Err(e);
+        }
+        if consent.is_none() {
+            consent = f.consent;
+        }
+        sequences.push(seq);
+    }
+    match consent {
+        Some(e) => Err(e),
+        None => Ok(sequences),
+    }
+}
+
+/// The proof blocks, decoded.
+struct Tree<'a> {
+    proofs: &'a [Kept],
+    index: &'a FxHashMap<Key, usize>,
+}
+
+impl<'a> Tree<'a> {
+    fn bytes(&self, cid: &Cid) -> Option<&'a [u8]> {
+        let i = *self.index.get(&block_key(cid))?;
+        self.proofs.get(i)?.bytes.as_deref()
+    }
+
+    /// `None`: not in the file.
+    fn node(&self, cid: &Cid) -> Option<Result<&'a DecodedNode, String>> {
+        let i = *self.index.get(&block_key(cid))?;
+        match self.proofs.get(i).map(|k| &k.node) {
+            Some(Some(Ok(n))) => Some(Ok(n)),
+            Some(Some(Err(e))) => Some(Err(e.clone())),
+            _ => Some(Err(format!("{cid} is a commit, not an MST node"))),
+        }
+    }
+}
+
+/// One author's run of entries: the commit, the tree, consent.
+fn check_author(
+    run: &[Entry],
+    heads: &FxHashMap<&Did, &guild_gov::body::ReplicaHead>,
+    admitted: &FxHashMap<&Did, &guild_gov::body::ReplicaHead>,
+    selector: &Selector<'_>,
+    tree: &Tree<'_>,
+) -> (Vec<Cid>, Failures) {
+    let mut f = Failures::default();
+    let Some(first) = run.first() else {
+        return (Vec::new(), f);
     };
-    slot.used = true;
-    buf.resize(slot.len as usize, 0);
-    file.seek(SeekFrom::Start(slot.offset)).map_err(io)?;
-    read_exact(file, buf, slot.offset, "a block read back")?;
-    cids::verify_block(cid, buf).map_err(|e| VerifyError::BlockHash {
-        offset: slot.offset,
-        reason: format!("changed since it was first read: {e}"),
-    })?;
-    Ok(Some(&buf[..]))
+    let author = &first.author;
+    let commit = first.commit.0;
+    let commit_err = |e: &Entry, reason: String| VerifyError::Commit {
+        commit: e.commit.0,
+        author: e.author.clone(),
+        path: e.path.clone(),
+        reason,
+    };
+    let Some(head) = heads.get(author) else {
+        f.proof = Some(commit_err(
+            first,
+            "the author has no replica head in the cut".into(),
+        ));
+        return (Vec::new(), f);
+    };
+    if let Some(e) = run.iter().find(|e| e.commit.0 != head.commit.0) {
+        f.proof = Some(commit_err(
+            e,
+            format!("the cut's replica head of the author is {}", head.commit.0),
+        ));
+        return (Vec::new(), f);
+    }
+    let Some(bytes) = tree.bytes(&commit) else {
+        f.proof = Some(VerifyError::MissingBlock {
+            cid: commit,
+            what: "commit",
+            author: author.clone(),
+            path: first.path.clone(),
+        });
+        return (Vec::new(), f);
+    };
+    let c = match verify_commit(&commit, bytes) {
+        Ok(c) => c,
+        Err(err) => {
+            f.proof = Some(commit_err(first, err.to_string()));
+            return (Vec::new(), f);
+        }
+    };
+    if c.did != author.as_str() {
+        f.proof = Some(commit_err(
+            first,
+            format!("signed by {}, not the author", c.did),
+        ));
+        return (Vec::new(), f);
+    }
+    if c.rev != head.rev {
+        f.proof = Some(commit_err(
+            first,
+            format!(
+                "revision {} is not the cut's {}",
+                c.rev.as_str(),
+                head.rev.as_str()
+            ),
+        ));
+        return (Vec::new(), f);
+    }
+    let mut walk = Walk {
+        tree,
+        entries: run,
+        next: 0,
+        order: vec![commit],
+    };
+    if let Err(e) = walk.visit(c.data, None, None, None) {
+        f.proof = Some(e);
+        return (Vec::new(), f);
+    }
+    // Consent: each record judged at the cut as the stewards' selection judges it.
+    let consent_err = |e: &Entry, reason: String| VerifyError::Consent {
+        author: e.author.clone(),
+        path: e.path.clone(),
+        reason,
+    };
+    if !admitted.contains_key(author) {
+        f.consent = Some(consent_err(
+            first,
+            "the author's consent to the template is not granted at the cut".into(),
+        ));
+        return (walk.order, f);
+    }
+    let consent = selector.consent(author);
+    for e in run {
+        let (collection, rkey) = match guild_repo::parse_path(&e.path) {
+            Ok(p) => p,
+            Err(err) => {
+                f.consent = Some(VerifyError::Proof {
+                    author: e.author.clone(),
+                    path: e.path.clone(),
+                    reason: err.to_string(),
+                });
+                break;
+            }
+        };
+        let reason = match selector.judge(author, &consent, &collection, &rkey) {
+            Ok(op) if op == e.consent.0 => continue,
+            Ok(op) => format!(
+                "covered by consent op {op}, not the manifest's {}",
+                e.consent.0
+            ),
+            Err(Exclusion::Consent(r)) => format!("not covered by consent at the cut: {r}"),
+            Err(Exclusion::DeliveredForEvaluation(m)) => {
+                format!("delivered for evaluation in {m}")
+            }
+            Err(Exclusion::NotAWork(c)) => {
+                format!("{c} is not a record type the charter accepts as a work")
+            }
+        };
+        f.consent = Some(consent_err(e, reason));
+        break;
+    }
+    (walk.order, f)
+}
+
+/// A walk of one author's partial MST in key order, matching the author's entries
+/// (sorted by path) as it goes.
+struct Walk<'t, 'a> {
+    tree: &'t Tree<'a>,
+    entries: &'t [Entry],
+    /// The first entry not matched yet.
+    next: usize,
+    /// The blocks visited, in pre-order (the writer's order), the commit first.
+    order: Vec<Cid>,
+}
+
+impl<'a> Walk<'_, 'a> {
+    fn proof_err(&self, e: &Entry, reason: String) -> VerifyError {
+        VerifyError::Proof {
+            author: e.author.clone(),
+            path: e.path.clone(),
+            reason,
+        }
+    }
+
+    /// The next unmatched entry, if its path is below `hi` (`None`: no bound).
+    fn pending_below(&self, hi: Option<&[u8]>) -> Option<&Entry> {
+        self.entries
+            .get(self.next)
+            .filter(|e| hi.is_none_or(|h| e.path.as_bytes() < h))
+    }
+
+    /// Visits the subtree `cid` whose keys lie strictly between `lo` and `hi`, one layer
+    /// below `parent` (`None`: the root). Returns how many entries it matched.
+    fn visit(
+        &mut self,
+        cid: Cid,
+        parent: Option<u32>,
+        lo: Option<&'a [u8]>,
+        hi: Option<&'a [u8]>,
+    ) -> Result<usize, VerifyError> {
+        let node = match self.tree.node(&cid) {
+            None => {
+                // Pruned: fine, unless an entry of ours lies in its range.
+                if let Some(e) = self.pending_below(hi) {
+                    return Err(VerifyError::MissingBlock {
+                        cid,
+                        what: "MST node",
+                        author: e.author.clone(),
+                        path: e.path.clone(),
+                    });
+                }
+                return Ok(0);
+            }
+            Some(Err(reason)) => {
+                let e = self.pending_below(hi).or(self.entries.get(self.next));
+                let e = e.or(self.entries.last());
+                return Err(match e {
+                    Some(e) => self.proof_err(e, reason),
+                    None => VerifyError::UnusedBlock(cid),
+                });
+            }
+            Some(Ok(node)) => node,
+        };
+        let bad = |walk: &Self, reason: String| {
+            let e = walk
+                .pending_below(hi)
+                .or(walk.entries.get(walk.next))
+                .or(walk.entries.last());
+            match e {
+                Some(e) => walk.proof_err(e, format!("MST node {cid}: {reason}")),
+                None => VerifyError::UnusedBlock(cid),
+            }
+        };
+        let layer = match parent {
+            None => node.entries.first().map_or(0, |(k, _, _)| key_height(k)),
+            Some(p) => p.saturating_sub(1),
+        };
+        if parent.is_some() && node.entries.is_empty() && node.left.is_none() {
+            return Err(bad(self, "an empty node below the root".into()));
+        }
+        if layer == 0 && (node.left.is_some() || node.entries.iter().any(|e| e.2.is_some())) {
+            return Err(bad(self, "a subtree below layer 0".into()));
+        }
+        let mut prev = lo;
+        for (k, _, _) in &node.entries {
+            if prev.is_some_and(|p| k.as_slice() <= p) {
+                return Err(bad(
+                    self,
+                    "keys out of order or outside the subtree's range".into(),
+                ));
+            }
+            let h = key_height(k);
+            if h != layer {
+                return Err(bad(
+                    self,
+                    format!(
+                        "key {} of height {h} in a node of layer {layer}",
+                        String::from_utf8_lossy(k)
+                    ),
+                ));
+            }
+            prev = Some(k.as_slice());
+        }
+        if let (Some(p), Some(h)) = (prev, hi)
+            && p >= h
+        {
+            return Err(bad(self, "a key outside the subtree's range".into()));
+        }
+        self.order.push(cid);
+        let before = self.next;
+        let first_key = node.entries.first().map(|(k, _, _)| k.as_slice()).or(hi);
+        self.slot(node.left, layer, lo, first_key)?;
+        for (i, (k, v, right)) in node.entries.iter().enumerate() {
+            if let Some(e) = self.entries.get(self.next)
+                && e.path.as_bytes() == k.as_slice()
+            {
+                if e.cid.0 != *v {
+                    return Err(self.proof_err(
+                        e,
+                        format!("the tree holds {v} there, not the manifest's {}", e.cid.0),
+                    ));
+                }
+                self.next += 1;
+            }
+            let upper = node.entries.get(i + 1).map(|(k, _, _)| k.as_slice()).or(hi);
+            self.slot(*right, layer, Some(k.as_slice()), upper)?;
+        }
+        let matched = self.next - before;
+        if matched == 0 {
+            // No entry lies under it: the writer would not have put it in the file.
+            return Err(VerifyError::UnusedBlock(cid));
+        }
+        Ok(matched)
+    }
+
+    /// A subtree slot of a node at `layer` between `lo` and `hi`: the subtree if any, then
+    /// no entry of ours may be left in the range.
+    fn slot(
+        &mut self,
+        child: Option<Cid>,
+        layer: u32,
+        lo: Option<&'a [u8]>,
+        hi: Option<&'a [u8]>,
+    ) -> Result<(), VerifyError> {
+        if let Some(c) = child {
+            self.visit(c, Some(layer), lo, hi)?;
+        }
+        if let Some(e) = self.pending_below(hi) {
+            return Err(self.proof_err(e, "the tree holds no record there".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The proof section is the writer's: the authors' sequences in manifest order, each
+/// block the first time it comes, and nothing else.
+fn check_proof_order(proofs: &[Kept], sequences: &[Vec<Cid>]) -> Result<(), VerifyError> {
+    let mut written: FxHashSet<Key> = FxHashSet::default();
+    let mut at = 0usize;
+    for cid in sequences.iter().flatten() {
+        if !written.insert(block_key(cid)) {
+            continue;
+        }
+        match proofs.get(at) {
+            Some(k) if k.cid == *cid => at += 1,
+            Some(k) => {
+                let wanted = sequences.iter().flatten().any(|c| c == &k.cid);
+                return Err(if wanted {
+                    VerifyError::Order {
+                        cid: k.cid,
+                        offset: k.offset,
+                        reason: format!(
+                            "the proofs follow the manifest's entries, and {cid} comes first"
+                        ),
+                    }
+                } else {
+                    VerifyError::UnusedBlock(k.cid)
+                });
+            }
+            // (every block of a sequence was found in the proof section)
+            None => break,
+        }
+    }
+    match proofs.get(at) {
+        Some(k) => Err(VerifyError::UnusedBlock(k.cid)),
+        None => Ok(()),
+    }
 }

@@ -361,7 +361,7 @@ fn a_bundle_round_trips_through_verify() {
     got.sort();
     assert_eq!(got, ids);
     assert_eq!(report.bytes, car.len() as u64);
-    assert_eq!(report.sha256, cids::sha256(car));
+    assert_eq!(report.sha256, Some(cids::sha256(car)));
     // Every licence form is there, with the deterministic publication's IRIs.
     let licence = m.licence.as_ref().unwrap();
     let odrl = licence.odrl.as_ref().unwrap();
@@ -671,6 +671,38 @@ fn extra_blocks_are_refused() {
     bs.push((cids::cid_for_cbor(&extra), extra));
     let err = verify(&rebuild(root, &bs)).unwrap_err();
     assert!(matches!(err, VerifyError::UnusedBlock(_)), "{err}");
+}
+
+#[test]
+fn blocks_out_of_their_canonical_place_are_refused() {
+    let (_, m, _, car) = fixture();
+    let (root, bs) = blocks(car);
+    // Two record blocks swapped (the records come in CID-byte order).
+    let n = bs.len();
+    let mut swapped = bs.clone();
+    swapped.swap(n - 1, n - 2);
+    let err = verify(&rebuild(root, &swapped)).unwrap_err();
+    assert!(matches!(err, VerifyError::Order { .. }), "{err}");
+    // A record block moved before the proofs: the proof section ends early, and the
+    // commit and MST nodes after it are out of place.
+    let first_record = bs
+        .iter()
+        .position(|(c, _)| m.records.iter().any(|e| e.cid.0 == *c))
+        .unwrap();
+    let commit_at = bs
+        .iter()
+        .position(|(c, _)| *c == m.records[0].commit.0)
+        .unwrap();
+    assert!(commit_at < first_record);
+    let mut moved = bs.clone();
+    let rec = moved.remove(n - 1);
+    moved.insert(commit_at + 1, rec);
+    assert!(verify(&rebuild(root, &moved)).is_err());
+    // Two proof blocks swapped: the writer's order is the pre-order of each tree.
+    let mut proofs = bs.clone();
+    proofs.swap(commit_at + 1, commit_at + 2);
+    let err = verify(&rebuild(root, &proofs)).unwrap_err();
+    assert!(matches!(err, VerifyError::Order { .. }), "{err}");
 }
 
 #[test]

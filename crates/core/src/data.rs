@@ -145,6 +145,13 @@ pub fn decode_as<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     serde_ipld_dagcbor::from_slice(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))
 }
 
+/// [`decode_as`] into a type that borrows its strings and byte strings from `bytes`
+/// (no copy; for large blocks of many small strings).
+pub fn decode_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    cbor::check(bytes)?;
+    serde_ipld_dagcbor::from_slice(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))
+}
+
 /// Strictly decodes `bytes` into `T` and checks that they are the canonical encoding of the
 /// result (re-encoding gives the same bytes). Use for structures whose every field is known
 /// (MST nodes, commits), where a non-canonical encoding would give a second CID for one value.
