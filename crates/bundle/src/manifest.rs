@@ -525,8 +525,12 @@ fn decode_checked<T: serde::de::DeserializeOwned>(
 /// verification does as the blocks stream past).
 pub(crate) struct Reading {
     root: Root,
-    pages: Vec<Vec<Entry>>,
-    /// Pages taken but not decoded yet ([`Reading::expect_page`]), after `pages`.
+    /// The entries of the pages read so far, in order (appended page by page, so that a
+    /// million entries are held once, not once per page and once more).
+    records: Vec<Entry>,
+    /// How many entries each page read so far held.
+    sizes: Vec<usize>,
+    /// Pages taken but not decoded yet ([`Reading::expect_page`]), after those.
     pending: Vec<Cid>,
 }
 
@@ -535,7 +539,8 @@ impl Reading {
     pub(crate) fn root(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Reading, String> {
         let root = decode_root(cid, bytes, hashed)?;
         Ok(Reading {
-            pages: Vec::with_capacity(root.record_pages.len()),
+            records: Vec::new(),
+            sizes: Vec::with_capacity(root.record_pages.len()),
             pending: Vec::new(),
             root,
         })
@@ -545,7 +550,7 @@ impl Reading {
     pub(crate) fn next_page(&self) -> Option<&Cid> {
         self.root
             .record_pages
-            .get(self.pages.len() + self.pending.len())
+            .get(self.sizes.len() + self.pending.len())
     }
 
     fn expect_next(&self, cid: &Cid) -> Result<(), String> {
@@ -553,7 +558,7 @@ impl Reading {
             Some(next) if next == cid => Ok(()),
             Some(next) => Err(format!(
                 "record page {} is {next}, not {cid}",
-                self.pages.len() + self.pending.len()
+                self.sizes.len() + self.pending.len()
             )),
             None => Err(format!("{cid} is not one of the record pages")),
         }
@@ -565,7 +570,8 @@ impl Reading {
         if !self.pending.is_empty() {
             return Err("pages taken as bytes are not decoded yet".into());
         }
-        self.pages.push(decode_page(cid, bytes, hashed)?);
+        let entries = decode_page(cid, bytes, hashed)?;
+        self.append(entries);
         Ok(())
     }
 
@@ -584,8 +590,18 @@ impl Reading {
             return Err("a page decoded that was not taken".into());
         }
         self.pending.remove(0);
-        self.pages.push(entries);
+        self.append(entries);
         Ok(())
+    }
+
+    fn append(&mut self, entries: Vec<Entry>) {
+        if self.records.capacity() == 0 {
+            // The count is the root's claim: reserve for at most a million entries up front.
+            let claimed = usize::try_from(self.root.record_count).unwrap_or(usize::MAX);
+            self.records.reserve(claimed.min(1 << 20));
+        }
+        self.sizes.push(entries.len());
+        self.records.extend(entries);
     }
 
     /// The manifest, once every page is read.
@@ -596,7 +612,7 @@ impl Reading {
         if let Some(page) = self.pending.first() {
             return Err(format!("the record page {page} is not decoded"));
         }
-        assemble(self.root, self.pages)
+        assemble(self.root, self.records, &self.sizes)
     }
 }
 
@@ -769,19 +785,16 @@ pub(crate) fn decode_page(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Vec<E
 }
 
 /// The manifest of a decoded root and its decoded pages (checked: full pages but the last).
-fn assemble(r: Root, pages: Vec<Vec<Entry>>) -> Result<Manifest, String> {
-    let n = pages.len();
-    let mut records = Vec::with_capacity(usize::try_from(r.record_count).unwrap_or(0));
-    for (i, p) in pages.into_iter().enumerate() {
-        let full = p.len() == PAGE_SIZE;
-        let last_ok = i + 1 == n && !p.is_empty() && p.len() <= PAGE_SIZE;
+fn assemble(r: Root, records: Vec<Entry>, sizes: &[usize]) -> Result<Manifest, String> {
+    let n = sizes.len();
+    for (i, &len) in sizes.iter().enumerate() {
+        let full = len == PAGE_SIZE;
+        let last_ok = i + 1 == n && len > 0 && len <= PAGE_SIZE;
         if !(full || last_ok) {
             return Err(format!(
-                "record page {i} holds {} entries; pages hold {PAGE_SIZE} but the last",
-                p.len()
+                "record page {i} holds {len} entries; pages hold {PAGE_SIZE} but the last"
             ));
         }
-        records.extend(p);
     }
     if records.len() as u64 != r.record_count {
         return Err(format!(
