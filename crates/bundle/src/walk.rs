@@ -1,6 +1,7 @@
-//! The MST walk shared by packaging and verification: from a commit's tree root toward one
-//! key, as guild-repo's inclusion proofs walk, remembering the nodes of the previous walk so
-//! that a run of keys in order decodes each node once.
+//! The MST walk packaging uses to emit each entry's proof: from a commit's tree root toward
+//! one key, as guild-repo's inclusion proofs walk, remembering the nodes of the previous walk
+//! so that a run of keys in order decodes each node once. (Verification checks the same
+//! blocks with one in-order walk of each author's partial tree: `verify::Walk`.)
 
 use guild_core::Cid;
 use guild_repo::MstError;
