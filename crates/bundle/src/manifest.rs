@@ -411,11 +411,6 @@ impl Manifest {
         data::encode_record(&value).map_err(|e| BundleError::Encode(e.to_string()))
     }
 
-    /// The record pages a root block names.
-    pub(crate) fn record_pages_of(root: &Cid, bytes: &[u8]) -> Result<Vec<Cid>, String> {
-        Ok(decode_root(root, bytes, true)?.record_pages)
-    }
-
     /// The manifest's root block: its canonical DAG-CBOR bytes and their CID (the bundle's
     /// id, which the stewards sign in their approvals; it covers the pages by their CIDs).
     pub fn encode(&self) -> Result<(Cid, Vec<u8>), BundleError> {
@@ -544,6 +539,11 @@ impl Reading {
             pending: Vec::new(),
             root,
         })
+    }
+
+    /// The record pages the root names, in order.
+    pub(crate) fn page_cids(&self) -> &[Cid] {
+        &self.root.record_pages
     }
 
     /// The CID of the page to read next, if any is left.

@@ -75,13 +75,25 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// A block's identity for "written once": its codec and SHA-256 digest.
-pub(crate) fn block_key(cid: &Cid) -> (u64, [u8; 32]) {
+/// A block's key: its codec and digest, the digest as two big-endian integers (compared
+/// and hashed as integers). For the CIDs a bundle holds (CIDv1, SHA-256, a one-byte codec)
+/// the order of keys is the order of the CIDs' bytes.
+pub(crate) type Key = (u64, u128, u128);
+
+pub(crate) fn block_key(cid: &Cid) -> Key {
     let mut d = [0u8; 32];
     let digest = cid.hash().digest();
     let n = digest.len().min(32);
     d[..n].copy_from_slice(&digest[..n]);
-    (cid.codec(), d)
+    let (hi, lo) = d.split_at(16);
+    let half = |b: &[u8]| {
+        let mut x = [0u8; 16];
+        x.copy_from_slice(b);
+        u128::from_be_bytes(x)
+    };
+    // (the multihash code and size are checked with the block's hash; a key of another
+    // hash never matches a block)
+    (cid.codec() ^ (cid.hash().code() << 32), half(hi), half(lo))
 }
 
 /// The manifest's blocks (root first, then its pages), as [`Manifest::blocks`] gives them.
@@ -136,7 +148,7 @@ pub fn write_bundle<W: Write>(
         bytes: 0,
     };
     let mut car = CarWriter::new(BufWriter::with_capacity(1 << 20, sink), &[root])?;
-    let mut written: FxHashSet<(u64, [u8; 32])> = FxHashSet::default();
+    let mut written: FxHashSet<Key> = FxHashSet::default();
     let mut blocks = 0u64;
     for (cid, bytes) in &manifest_blocks {
         if written.insert(block_key(cid)) {

@@ -60,7 +60,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cut::CutState;
 use crate::manifest::{self, Credit, Entry, Manifest, ManifestParams};
-use crate::package::hex;
+use crate::package::{Key, block_key, hex};
 use crate::select::{Exclusion, Selector};
 
 /// The largest block read (a record is at most 1 MB; MST nodes and commits are smaller).
@@ -740,7 +740,7 @@ pub fn verify_bundle_with<R: Read + Send>(
                     }
                     let bad = |reason: String| VerifyError::Manifest { cid: root, reason };
                     let reading = manifest::Reading::root(&s.cid, data, true).map_err(bad)?;
-                    page_cids = Manifest::record_pages_of(&root, data).map_err(bad)?;
+                    page_cids = reading.page_cids().to_vec();
                     manifest_bytes = data.to_vec();
                     early.push((s.offset, s.cid));
                     phase = Phase::Pages(Box::new(reading));
@@ -987,11 +987,11 @@ pub fn verify_bundle_with<R: Read + Send>(
             w[1].did
         )));
     }
-    let mut admitted: FxHashMap<&Did, &guild_gov::body::ReplicaHead> = FxHashMap::default();
+    let mut admitted: FxHashSet<&Did> = FxHashSet::default();
     for h in &manifest.cut.replicas {
         let name = names.get(&h.did).copied();
         if selector.admit(&mut selection, &h.did, &h.rev, h.commit.0, name) {
-            admitted.insert(&h.did, h);
+            admitted.insert(&h.did);
         }
     }
     let heads: FxHashMap<&Did, &guild_gov::body::ReplicaHead> =
@@ -1079,27 +1079,6 @@ pub fn verify_bundle_with<R: Read + Send>(
         bytes,
         sha256,
     })
-}
-
-/// A block's key: its codec and digest, the digest as two big-endian integers (compared
-/// and hashed as integers). For the CIDs a bundle holds (CIDv1, SHA-256, a one-byte codec)
-/// the order of keys is the order of the CIDs' bytes.
-type Key = (u64, u128, u128);
-
-fn block_key(cid: &Cid) -> Key {
-    let mut d = [0u8; 32];
-    let digest = cid.hash().digest();
-    let n = digest.len().min(32);
-    d[..n].copy_from_slice(&digest[..n]);
-    let (hi, lo) = d.split_at(16);
-    let half = |b: &[u8]| {
-        let mut x = [0u8; 16];
-        x.copy_from_slice(b);
-        u128::from_be_bytes(x)
-    };
-    // (the multihash code and size are checked with the block's hash; a key of another
-    // hash never matches a block)
-    (cid.codec() ^ (cid.hash().code() << 32), half(hi), half(lo))
 }
 
 /// The record section: exactly the entries' record CIDs (`expected`: their keys, sorted,
@@ -1199,7 +1178,7 @@ struct Failures {
 fn check_authors(
     entries: &[Entry],
     heads: &FxHashMap<&Did, &guild_gov::body::ReplicaHead>,
-    admitted: &FxHashMap<&Did, &guild_gov::body::ReplicaHead>,
+    admitted: &FxHashSet<&Did>,
     selector: &Selector<'_>,
     proofs: &[Kept],
     index: &FxHashMap<Key, usize>,
@@ -1262,7 +1241,7 @@ impl<'a> Tree<'a> {
 fn check_author(
     run: &[Entry],
     heads: &FxHashMap<&Did, &guild_gov::body::ReplicaHead>,
-    admitted: &FxHashMap<&Did, &guild_gov::body::ReplicaHead>,
+    admitted: &FxHashSet<&Did>,
     selector: &Selector<'_>,
     tree: &Tree<'_>,
 ) -> (Vec<Cid>, Failures) {
@@ -1342,7 +1321,7 @@ fn check_author(
         path: e.path.clone(),
         reason,
     };
-    if !admitted.contains_key(author) {
+    if !admitted.contains(author) {
         f.consent = Some(consent_err(
             first,
             "the author's consent to the template is not granted at the cut".into(),
