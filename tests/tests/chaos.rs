@@ -13,7 +13,7 @@ use guild_devnet::{ChaosOptions, Exe};
 fn a_short_chaos_run_keeps_every_invariant() {
     let root = tempfile::tempdir().expect("tempdir");
     let seed = 20261202;
-    let report = guild_devnet::chaos(ChaosOptions {
+    let run = guild_devnet::chaos(ChaosOptions {
         exe: Exe::guild(env!("CARGO_BIN_EXE_guild-e2e")),
         root: root.path().join("chaos"),
         nodes: 4,
@@ -21,13 +21,26 @@ fn a_short_chaos_run_keeps_every_invariant() {
         seed,
         max_rss_mib: 1024,
         disk_full: true,
-    })
-    .unwrap_or_else(|e| panic!("the chaos run failed (seed {seed}): {e:#}"));
-    assert!(
-        report.violations.is_empty(),
-        "seed {seed}: {:#?}",
-        report.violations
-    );
+    });
+    let report = match run {
+        Ok(report) => report,
+        Err(e) => {
+            // Keep the nodes' data directories and logs for the post-mortem.
+            let kept = root.keep();
+            panic!(
+                "the chaos run failed (seed {seed}; logs kept in {}): {e:#}",
+                kept.display()
+            )
+        }
+    };
+    if !report.violations.is_empty() {
+        let kept = root.keep();
+        panic!(
+            "seed {seed} (logs kept in {}): {:#?}",
+            kept.display(),
+            report.violations
+        );
+    }
     let faults: u64 = report.faults.values().sum();
     assert!(faults >= 5, "faults were injected: {:?}", report.faults);
     assert!(report.records > 0, "records were written");

@@ -872,7 +872,21 @@ fn store_with_one_repo(dir: &tempfile::TempDir, repo: &RepoKey) -> RepoHead {
 }
 
 fn raw_tree(dir: &tempfile::TempDir, name: &str, f: impl FnOnce(&::sled::Tree)) {
-    let db = ::sled::open(dir.path()).unwrap();
+    // A store dropped a moment ago may still hold sled's file lock while its background
+    // threads wind down (`SledStore::open` retries the same way): poll with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let db = loop {
+        match ::sled::open(dir.path()) {
+            Ok(db) => break db,
+            Err(::sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening {} raw: {e}", dir.path().display()),
+        }
+    };
     f(&db.open_tree(name).unwrap());
     db.flush().unwrap();
 }
