@@ -57,6 +57,69 @@ pub struct Config {
     pub sync: SyncConfig,
     /// Test-only settings (the devnet's chaos run); production configs leave them out.
     pub testing: TestingConfig,
+    /// Builders' feeds and downloads.
+    pub feeds: FeedsConfig,
+}
+
+/// `[feeds]`: what a steward's node serves model builders.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedsConfig {
+    /// The public address builders reach the feeds and downloads at (only those: the admin API
+    /// stays on `[http] listen`). Empty: served on `[http] listen` only.
+    pub listen: String,
+    /// Days an event stays replayable.
+    pub retention_days: u64,
+    /// Events kept replayable at most.
+    pub max_events: usize,
+    /// Events a subscriber may lag behind before it is dropped with `ConsumerTooSlow`.
+    pub queue: usize,
+    /// Seconds a login challenge lives.
+    pub challenge_ttl_secs: u64,
+    /// Seconds a builder's bearer token lives.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        FeedsConfig {
+            listen: String::new(),
+            retention_days: 7,
+            max_events: 100_000,
+            queue: 256,
+            challenge_ttl_secs: 120,
+            token_ttl_secs: 3600,
+        }
+    }
+}
+
+impl FeedsConfig {
+    /// The feeds' settings.
+    pub fn settings(&self) -> guild_service::FeedConfig {
+        let secs = |s: u64| i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        guild_service::FeedConfig {
+            retention: guild_feed::Retention {
+                max_age_micros: secs(self.retention_days.saturating_mul(86_400)),
+                max_events: self.max_events.max(1),
+            },
+            queue: self.queue.max(1),
+            challenge_ttl_micros: secs(self.challenge_ttl_secs.max(1)),
+            token_ttl_micros: secs(self.token_ttl_secs.max(1)),
+            ..guild_service::FeedConfig::default()
+        }
+    }
+
+    /// The public address, if one is set.
+    pub fn public_listen(&self) -> Result<Option<SocketAddr>> {
+        if self.listen.trim().is_empty() {
+            return Ok(None);
+        }
+        self.listen
+            .trim()
+            .parse()
+            .map(Some)
+            .with_context(|| format!("[feeds] listen = {:?} is not an address", self.listen))
+    }
 }
 
 /// `[testing]`: **test-only** settings, for rehearsing faults on one machine. A production
@@ -252,6 +315,21 @@ body_read_timeout_secs = 30
 # for room, else is refused with NotEnoughResources (503). At least max_body_bytes.
 max_inflight_body_bytes = 67108864
 inflight_wait_secs = 10
+
+[feeds]
+# What a steward's node serves model builders: their feeds (coop.guild.feed.subscribe) and
+# bundle downloads (coop.guild.bundle.get), after a signed-challenge login. `listen` is the
+# public address for those alone (say "0.0.0.0:2584"; the admin API stays on [http] listen);
+# empty serves them on [http] listen only.
+listen = ""
+# Events stay replayable for retention_days, at most max_events of them.
+retention_days = 7
+max_events = 100000
+# Events a subscriber may lag behind before it is dropped with ConsumerTooSlow.
+queue = 256
+# Seconds a login challenge, and a builder's bearer token, live.
+challenge_ttl_secs = 120
+token_ttl_secs = 3600
 
 [lexicons]
 # Directories of extension lexicons (*.json), loaded at start. Relative paths are inside the

@@ -308,13 +308,29 @@ impl Node<'_> {
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
+        // Builders' feeds: events derived from the collectives' state after each pass.
+        let feeds = Arc::new(
+            guild_service::Feeds::open(
+                self.service.clone(),
+                collectives.clone(),
+                bundles.clone(),
+                &did,
+                config.feeds.settings(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("cannot open the feed log")?,
+        );
         let worker = bundles.clone();
+        let feed_worker = feeds.clone();
         let bundle_task = tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
                 worker.step().await;
+                if let Err(e) = feed_worker.refresh().await {
+                    tracing::warn!("feed refresh: {e}");
+                }
             }
         });
         let limits = config.http.limits();
@@ -326,6 +342,7 @@ impl Node<'_> {
             clock: self.clock,
             collectives: Some(collectives),
             bundles: Some(bundles),
+            feeds: Some(feeds),
         });
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
@@ -349,8 +366,32 @@ impl Node<'_> {
             listen = ?p2p.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "peer-to-peer"
         );
+        // Builders' feeds and downloads on the public address, when one is set.
+        let public = match config.feeds.public_listen()? {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} ([feeds] listen)"))?;
+                tracing::info!(url = %format!("http://{}", l.local_addr()?), "serving builders");
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                let app = guild_api::public_router(state.clone());
+                let limits = limits.clone();
+                let task = tokio::spawn(async move {
+                    guild_api::serve(l, app, &limits, async {
+                        let _ = rx.await;
+                    })
+                    .await;
+                });
+                Some((tx, task))
+            }
+            None => None,
+        };
         // Until a shutdown signal; then requests in progress finish.
         guild_api::serve(listener, router(state), &limits, shutdown_signal()).await;
+        if let Some((stop, task)) = public {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         bundle_task.abort();
         // Store what arrived since the last tick, then leave the swarm.
         if let Err(e) = engine.flush().await {

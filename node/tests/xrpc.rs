@@ -104,6 +104,7 @@ fn start(rt: &tokio::runtime::Runtime, n: u8, networking: bool) -> Node {
             clock: Clock::system(),
             collectives,
             bundles: None,
+            feeds: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -1,13 +1,13 @@
 //! Guild's bundle endpoints (`coop.guild.bundle.*`) on a steward's node: propose a bundle,
 //! list the collective's bundles, read the revocation notices, download a sealed bundle's
-//! CAR. They call the node's [`Stewardship`]; the rules are guild-gov's and guild-bundle's.
-//! Every one needs the admin token (builders' own access to their bundles comes with feeds).
+//! They call the node's [`Stewardship`]; the rules are guild-gov's and guild-bundle's.
+//! Every one needs the admin token; the download, which builders use too, is in
+//! [`crate::feeds`].
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use guild_gov::body::{BundleKind, Token as _};
 use guild_service::{NodeStore, Stewardship, StewardshipError};
 
@@ -32,7 +32,7 @@ fn desk<S>(state: &ApiState<S>) -> Result<&Stewardship<S>, XrpcError> {
     })
 }
 
-fn failed(e: StewardshipError) -> XrpcError {
+pub(crate) fn failed(e: StewardshipError) -> XrpcError {
     match e {
         StewardshipError::Engine(e) => explain(e),
         StewardshipError::Bundle(e) => XrpcError::invalid(e.to_string()),
@@ -139,32 +139,4 @@ pub(crate) async fn revocations<S: NodeStore>(
             })
             .collect(),
     })
-}
-
-/// `coop.guild.bundle.get`: the sealed bundle's CAR, streamed from the node's file.
-pub(crate) async fn get<S: NodeStore>(
-    State(state): State<Arc<ApiState<S>>>,
-    axum::extract::RawQuery(raw): axum::extract::RawQuery,
-) -> XrpcResult {
-    let params = crate::server::query_params(raw.as_deref());
-    let Some((_, cid)) = params.iter().find(|(k, _)| k == "cid") else {
-        return Err(XrpcError::invalid("cid: required"));
-    };
-    let cid = parse_cid(cid, "cid")?;
-    let path = desk(&state)?.car_path(&cid).await.map_err(failed)?;
-    let file = tokio::fs::File::open(&path).await.map_err(|e| {
-        err(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            format!("cannot open the bundle: {e}"),
-        )
-    })?;
-    let len = file.metadata().await.map(|m| m.len()).ok();
-    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
-    let mut resp = ([(header::CONTENT_TYPE, "application/vnd.ipld.car")], body).into_response();
-    if let Some(len) = len {
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
-    }
-    Ok(resp)
 }

@@ -28,6 +28,7 @@ mod agreement;
 pub mod bundles;
 pub mod client;
 pub mod collective;
+pub mod feeds;
 pub mod methods;
 pub mod serve;
 pub mod server;
@@ -42,5 +43,5 @@ pub use guild_service::{
 };
 pub use methods::{Kind, Method};
 pub use serve::{Bodies, Limits, serve};
-pub use server::{ApiState, XrpcError, router};
+pub use server::{ApiState, XrpcError, public_router, router};
 pub use storage::STORAGE_UNAVAILABLE;

@@ -27,7 +27,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt as _;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -84,7 +83,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_READ_BUFFER);
-    let graceful = GracefulShutdown::new();
+    // Graceful shutdown by hand: hyper-util's `GracefulShutdown` does not watch connections
+    // that may upgrade (the builders' feed is a WebSocket).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tracker = tokio_util::task::TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // A free slot first: until one is, new connections wait in the listen backlog.
@@ -105,29 +107,60 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let conn = builder.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
-        let conn = graceful.watch(conn);
-        tokio::spawn(serve_connection(conn, slot));
+        // With upgrades: the builders' feed is a WebSocket (an upgraded connection leaves
+        // this task, and its slot, once the upgrade is done).
+        let conn = builder
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(router.clone()),
+            )
+            .with_upgrades();
+        tracker.spawn(serve_connection(conn, stopped.clone(), slot));
     }
     drop(listener);
-    tracing::debug!(
-        connections = graceful.count(),
-        "waiting for open connections"
-    );
-    graceful.shutdown().await;
+    tracing::debug!(connections = tracker.len(), "waiting for open connections");
+    let _ = stop.send(true);
+    tracker.close();
+    tracker.wait().await;
 }
 
-async fn serve_connection(
-    conn: impl Future<Output = Result<(), hyper::Error>>,
+async fn serve_connection<C>(
+    conn: C,
+    mut stop: tokio::sync::watch::Receiver<bool>,
     slot: OwnedSemaphorePermit,
-) {
-    if let Err(e) = conn.await {
+) where
+    C: Future<Output = Result<(), hyper::Error>> + GracefulConn,
+{
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { while !*stop.borrow_and_update() { if stop.changed().await.is_err() { break; } } } => {
+            conn.as_mut().shut_down();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!("connection closed: {e}");
     }
     drop(slot);
+}
+
+/// A connection that can finish its request in progress and then close.
+trait GracefulConn {
+    fn shut_down(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulConn for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shut_down(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
 }
 
 /// A failed `accept`: a connection reset before it was taken is nothing; anything else (too

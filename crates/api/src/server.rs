@@ -124,6 +124,8 @@ pub struct ApiState<S> {
     pub collectives: Option<crate::collective::Collectives>,
     /// The node's bundle work (propose, approve, package), when it runs networking.
     pub bundles: Option<crate::bundles::Bundles<S>>,
+    /// The builders' feeds and logins, when it runs networking.
+    pub feeds: Option<Arc<guild_service::Feeds<S>>>,
 }
 
 impl<S> std::fmt::Debug for ApiState<S> {
@@ -219,8 +221,12 @@ fn routes<S: NodeStore>() -> Vec<Route<S>> {
         (
             "coop.guild.bundle.get".to_owned(),
             Kind::Query,
-            get(crate::bundles::get::<S>),
+            get(crate::feeds::get_bundle::<S>),
         ),
+        typed::<crate::methods::feed::get_challenge::GetChallenge, S>(get(
+            crate::feeds::get_challenge::<S>,
+        )),
+        typed::<crate::methods::feed::login::Login, S>(post(crate::feeds::login::<S>)),
     ]);
     out.extend(crate::agreement::routes::<S>());
     out
@@ -235,11 +241,30 @@ pub fn methods<S: NodeStore>() -> Vec<(String, Kind)> {
         .collect()
 }
 
+/// The methods a steward's node serves builders on its public address (`[feeds] listen`),
+/// besides the feed itself.
+const BUILDER_METHODS: &[&str] = &[
+    crate::methods::feed::get_challenge::NSID,
+    crate::methods::feed::login::NSID,
+    "coop.guild.bundle.get",
+];
+
 /// The router for every XRPC endpoint.
 pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
+    build(state, |_| true)
+}
+
+/// The router for a steward's public address: builders' login, feed and downloads only.
+pub fn public_router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
+    build(state, |nsid| BUILDER_METHODS.contains(&nsid))
+}
+
+fn build<S: NodeStore>(state: Arc<ApiState<S>>, keep: impl Fn(&str) -> bool) -> Router {
     let mut router = Router::new();
     for (nsid, _, route) in routes::<S>() {
-        router = router.route(&format!("/xrpc/{nsid}"), route);
+        if keep(&nsid) {
+            router = router.route(&format!("/xrpc/{nsid}"), route);
+        }
     }
     // Bodies are read by `validation::read_body`, within `max_body_bytes`; an axum extractor
     // reading one would get the same limit, not axum's default of 2 MB.
@@ -256,6 +281,11 @@ pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
             crate::storage::gate::<S>,
         ))
         .route("/xrpc/_health", get(crate::storage::health::<S>))
+        // A subscription, not a query or procedure: it checks its own parameters and token.
+        .route(
+            "/xrpc/coop.guild.feed.subscribe",
+            get(crate::feeds::subscribe::<S>),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

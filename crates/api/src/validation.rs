@@ -77,6 +77,10 @@ pub(crate) const PUBLIC: &[&str] = &[
     crate::methods::agreement::get_offer::NSID,
     crate::methods::agreement::submit_accept::NSID,
     crate::methods::agreement::list_agreements::NSID,
+    crate::methods::feed::get_challenge::NSID,
+    crate::methods::feed::login::NSID,
+    // (the admin token or the builder's bearer token: `feeds::get_bundle` checks)
+    "coop.guild.bundle.get",
 ];
 
 /// Authenticates and validates a request to `nsid`; the request to hand on, with what was

@@ -139,6 +139,7 @@ fn handlers_date_ops_and_invites_by_the_configured_clock() {
         clock,
         collectives: Some(engine.clone() as Arc<dyn CollectiveEngine>),
         bundles: None,
+        feeds: None,
     });
     let url = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

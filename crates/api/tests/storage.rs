@@ -161,6 +161,7 @@ fn a_failed_store_refuses_writes_with_503_and_health_says_so_until_it_heals() {
         clock: Clock::system(),
         collectives: None,
         bundles: None,
+        feeds: None,
     });
     let url = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

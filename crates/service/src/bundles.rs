@@ -499,6 +499,22 @@ impl<S: NodeStore> Stewardship<S> {
         Err(StewardshipError::NotFound(*manifest))
     }
 
+    /// The agreement a sealed bundle (by manifest CID) was delivered under.
+    pub async fn agreement_of(&self, manifest: &Cid) -> Result<Cid, StewardshipError> {
+        for c in self.engine.collectives().await? {
+            let status = self.engine.status(c).await?;
+            if let Some(b) = status
+                .state
+                .bundles
+                .values()
+                .find(|b| b.sealed.as_ref().map(|(m, _)| m) == Some(manifest))
+            {
+                return Ok(b.agreement);
+            }
+        }
+        Err(StewardshipError::NotFound(*manifest))
+    }
+
     /// Every bundle proposed in the collective, with what this node knows of it.
     pub async fn list(&self, collective: Cid) -> Result<Vec<BundleInfo>, StewardshipError> {
         let status = self.engine.status(collective).await?;

@@ -29,6 +29,7 @@
 pub mod bundles;
 pub mod clock;
 pub mod engine;
+pub mod feeds;
 pub mod repos;
 pub mod service;
 
@@ -38,6 +39,7 @@ pub use engine::{
     BoxFuture, CollectiveEngine, Departed, EngineError, FieldsFn, Memberships, NodePeers, OpFields,
     Peer, ReplicaRefusal, Status,
 };
+pub use feeds::{FeedConfig, FeedError, Feeds, Subscription};
 pub use repos::{RepoHead, RepoSyncError, Repos};
 pub use service::{
     NodeStore, ReplicaError, RepoService, ServiceError, WriteOp, WriteOutcome, WriteResult,

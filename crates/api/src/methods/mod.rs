@@ -10,6 +10,7 @@
 pub mod agreement;
 pub mod bundle;
 pub mod collective;
+pub mod feed;
 pub mod node;
 
 use serde::de::DeserializeOwned;
