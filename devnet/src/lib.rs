@@ -22,6 +22,7 @@ use guild_api::Client;
 use serde_json::{Value, json};
 
 mod chaos;
+mod feed;
 mod licensing;
 
 pub use chaos::{ChaosOptions, ChaosReport, chaos};
@@ -685,8 +686,12 @@ pub fn demo(opts: DemoOptions) -> Result<DemoReport> {
     story.replicas()?;
     story.kill_and_restart()?;
     let offer = story.agreement()?;
+    let mut follower = story.subscribe()?;
     let first = story.bundle(&offer, "first")?;
-    story.revoke_and_rebundle(&offer, &first)?;
+    story.feed_bundle(&mut follower, &first)?;
+    let second = story.revoke_and_rebundle(&offer, &first)?;
+    story.feed_revocation(&mut follower, &second)?;
+    drop(follower);
     story.leave()?;
     let Story { d, steps, id, .. } = story;
     let rss = d.rss_kib();

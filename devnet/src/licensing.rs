@@ -266,7 +266,11 @@ impl Story {
 
     /// A member revokes; the next bundle leaves them out and a revocation notice lists what
     /// the first bundle delivered of theirs.
-    pub(super) fn revoke_and_rebundle(&mut self, offer: &str, first: &BundleOut) -> Result<()> {
+    pub(super) fn revoke_and_rebundle(
+        &mut self,
+        offer: &str,
+        first: &BundleOut,
+    ) -> Result<BundleOut> {
         let t = Instant::now();
         let r = self.n - 1;
         let did = self.d.nodes[r].did.clone();
@@ -308,7 +312,7 @@ impl Story {
             ),
             None,
         );
-        Ok(())
+        Ok(second)
     }
 
     /// The stewards' node indices, as node-1's view has them.
@@ -328,7 +332,7 @@ impl Story {
             .collect()
     }
 
-    fn name_of(&self, did: &str) -> String {
+    pub(super) fn name_of(&self, did: &str) -> String {
         self.d
             .nodes
             .iter()
@@ -339,8 +343,8 @@ impl Story {
 
 /// A sealed bundle as the builder holds it.
 pub(super) struct BundleOut {
-    manifest: String,
-    credits: Vec<(String, u64)>,
+    pub(super) manifest: String,
+    pub(super) credits: Vec<(String, u64)>,
 }
 
 /// Node `i`'s view of the agreement's status.
@@ -361,7 +365,7 @@ fn first_words(why: &str) -> String {
     format!("{}…", words.join(" "))
 }
 
-fn short(s: &str) -> String {
+pub(super) fn short(s: &str) -> String {
     if s.len() > 20 {
         format!("{}…{}", &s[..12], &s[s.len() - 6..])
     } else {

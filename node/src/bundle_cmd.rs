@@ -377,29 +377,15 @@ fn show_file(path: &Path, json: bool) -> Result<ExitCode> {
 
 /// `guild bundle export`: the CAR from the node, checked, and its Croissant metadata,
 /// dataset card and disclosure file beside it.
-fn export(data_dir: &Path, manifest: &str, out: &Path) -> Result<()> {
-    let (client, _) = connect(data_dir)?;
-    let bytes = client
-        .query_bytes("coop.guild.bundle.get", &[("cid", manifest)])
-        .map_err(explain)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let car_path = out.join("bundle.car");
-    // Verified under a temporary name; only a bundle that verifies gets its final one.
-    let unchecked = out.join("bundle.car.unverified");
-    write_file(&unchecked, &bytes)?;
-    let report = match check_file(&unchecked, true)? {
-        Ok(r) => r,
-        Err(why) => {
-            let _ = std::fs::remove_file(&unchecked);
-            bail!("the node's bundle fails verification: {why}");
-        }
-    };
-    if report.manifest.to_string() != manifest {
-        let _ = std::fs::remove_file(&unchecked);
-        bail!("the node sent bundle {}, not {manifest}", report.manifest);
-    }
-    std::fs::rename(&unchecked, &car_path)
-        .with_context(|| format!("cannot write {}", car_path.display()))?;
+/// Writes a verified bundle's `croissant.json`, `README.md` (its dataset card) and
+/// `disclosure.json` into `out`, for the CAR at `car_path` (named `bundle.car` in them).
+pub(crate) fn write_forms(
+    car_path: &Path,
+    report: &guild_bundle::Report,
+    out: &Path,
+) -> Result<()> {
+    let bytes =
+        std::fs::read(car_path).with_context(|| format!("cannot read {}", car_path.display()))?;
     let car = guild_repo::read_car(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     // (`read_car` checked every block's hash; `verify_bundle` everything else.)
     let m = guild_bundle::Manifest::decode_blocks(&report.manifest, |c| {
@@ -423,6 +409,33 @@ fn export(data_dir: &Path, manifest: &str, out: &Path) -> Result<()> {
         let text = text.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         write_file(&out.join(name), text.as_bytes())?;
     }
+    Ok(())
+}
+
+fn export(data_dir: &Path, manifest: &str, out: &Path) -> Result<()> {
+    let (client, _) = connect(data_dir)?;
+    let bytes = client
+        .query_bytes("coop.guild.bundle.get", &[("cid", manifest)])
+        .map_err(explain)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let car_path = out.join("bundle.car");
+    // Verified under a temporary name; only a bundle that verifies gets its final one.
+    let unchecked = out.join("bundle.car.unverified");
+    write_file(&unchecked, &bytes)?;
+    let report = match check_file(&unchecked, true)? {
+        Ok(r) => r,
+        Err(why) => {
+            let _ = std::fs::remove_file(&unchecked);
+            bail!("the node's bundle fails verification: {why}");
+        }
+    };
+    if report.manifest.to_string() != manifest {
+        let _ = std::fs::remove_file(&unchecked);
+        bail!("the node sent bundle {}, not {manifest}", report.manifest);
+    }
+    write_forms(&unchecked, &report, out)?;
+    std::fs::rename(&unchecked, &car_path)
+        .with_context(|| format!("cannot write {}", car_path.display()))?;
     println!("{}", car_path.display());
     eprintln!(
         "exported {} ({} records, {} bytes) with croissant.json, README.md and disclosure.json into {}",

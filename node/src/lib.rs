@@ -11,6 +11,8 @@ mod bundle_cmd;
 mod client_cmd;
 mod collective_cmd;
 pub mod config;
+pub mod feed_client;
+mod feed_cmd;
 mod files;
 mod key_cmd;
 mod lexicon_cmd;
@@ -120,6 +122,10 @@ enum Command {
     /// only a key), countersign.
     #[command(subcommand)]
     Agreement(agreement_cmd::AgreementCmd),
+    /// Builders' feeds: follow a steward node's feed of your agreements (a model builder,
+    /// with only a key).
+    #[command(subcommand)]
+    Feed(feed_cmd::FeedCmd),
     /// The node's peer-to-peer identity, listen addresses and connected peers.
     Peers {
         /// Print the node's JSON answer.
@@ -207,6 +213,7 @@ where
         Command::Consent(cmd) => collective_cmd::consent(&data_dir, cmd),
         Command::Election(cmd) => collective_cmd::election(&data_dir, cmd),
         Command::Agreement(cmd) => agreement_cmd::run(&data_dir, cmd),
+        Command::Feed(cmd) => feed_cmd::run(cmd),
         Command::Peers { json } => collective_cmd::peers(&data_dir, json),
         Command::Key(cmd) => key_cmd::run(cmd),
         Command::Repo(cmd) => repo_cmd::run(cmd),

@@ -256,6 +256,14 @@ async fn stream<S: NodeStore>(
             return;
         }
     }
+    // The subscriber is caught up (a client run with `--once` stops here).
+    let done = Frame::Message(Event::Info(guild_feed::InfoEvent {
+        name: "ReplayComplete".into(),
+        message: None,
+    }));
+    if !send(&mut socket, &done, json).await {
+        return;
+    }
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     beat.tick().await;
