@@ -365,12 +365,11 @@ async fn session(
         }
         match handle(opts, http, &token, &event).await {
             Ok(h) => {
-                if let Some(seq) = event.seq() {
-                    if let Err(e) =
+                if let Some(seq) = event.seq()
+                    && let Err(e) =
                         write_durably(&opts.out.join("cursor"), seq.to_string().as_bytes())
-                    {
-                        return End::Fatal(e);
-                    }
+                {
+                    return End::Fatal(e);
                 }
                 report(&h);
             }

@@ -342,7 +342,7 @@ impl Node<'_> {
             clock: self.clock,
             collectives: Some(collectives),
             bundles: Some(bundles),
-            feeds: Some(feeds),
+            feeds: Some(feeds.hub().clone()),
         });
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await

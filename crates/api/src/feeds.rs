@@ -5,7 +5,7 @@
 //! requests and an `ETag`). None needs the admin token; the feed and the download take the
 //! builder's bearer token instead, and show a builder only its own agreements' events and
 //! bundles. The rules are guild-feed's, the log and the subscribers guild-service's
-//! [`Feeds`]; this module moves frames and bytes.
+//! [`FeedHub`]; this module moves frames and bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use guild_core::syntax::Did;
 use guild_feed::{Event, Frame};
-use guild_service::{FeedError, Feeds, NodeStore};
+use guild_service::{FeedError, FeedHub, NodeStore};
 
 use crate::collective::{err, ok};
 use crate::methods::feed::{get_challenge, login};
@@ -31,7 +31,7 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 /// A subscriber whose socket takes longer than this to take one frame is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn feeds<S>(state: &ApiState<S>) -> Result<&Arc<Feeds<S>>, XrpcError> {
+fn feeds<S>(state: &ApiState<S>) -> Result<&Arc<FeedHub<S>>, XrpcError> {
     state.feeds.as_ref().ok_or_else(|| {
         err(
             StatusCode::NOT_IMPLEMENTED,
@@ -113,7 +113,7 @@ fn bearer<'a>(headers: &'a HeaderMap, params: &'a [(String, String)]) -> Option<
 
 /// The builder a request authenticates as.
 fn builder<S: NodeStore>(
-    feeds: &Feeds<S>,
+    feeds: &FeedHub<S>,
     headers: &HeaderMap,
     params: &[(String, String)],
 ) -> Result<Did, XrpcError> {
@@ -219,7 +219,7 @@ async fn close_with(socket: &mut WebSocket, frame: Frame, json: bool) {
 /// as error frames, then the socket closes.
 async fn stream<S: NodeStore>(
     mut socket: WebSocket,
-    feeds: Arc<Feeds<S>>,
+    feeds: Arc<FeedHub<S>>,
     did: Did,
     cursor: Option<u64>,
     json: bool,

@@ -38,8 +38,8 @@ mod validation;
 pub use client::{Client, ClientError};
 pub use collective::Collectives;
 pub use guild_service::{
-    Clock, CollectiveEngine, NodeStore, ReplicaError, RepoService, ServiceError, WriteOp,
-    WriteOutcome, WriteResult,
+    Clock, CollectiveEngine, FeedConfig, FeedHub, Found, NodeStore, ReplicaError, RepoService,
+    ServiceError, WriteOp, WriteOutcome, WriteResult,
 };
 pub use methods::{Kind, Method};
 pub use serve::{Bodies, Limits, serve};

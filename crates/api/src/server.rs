@@ -125,7 +125,7 @@ pub struct ApiState<S> {
     /// The node's bundle work (propose, approve, package), when it runs networking.
     pub bundles: Option<crate::bundles::Bundles<S>>,
     /// The builders' feeds and logins, when it runs networking.
-    pub feeds: Option<Arc<guild_service::Feeds<S>>>,
+    pub feeds: Option<Arc<guild_service::FeedHub<S>>>,
 }
 
 impl<S> std::fmt::Debug for ApiState<S> {

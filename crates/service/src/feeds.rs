@@ -121,22 +121,45 @@ impl Subscription {
     }
 }
 
-/// The node's feeds (see the module doc).
-pub struct Feeds<S> {
-    service: Arc<RepoService<S>>,
-    engine: Arc<dyn CollectiveEngine>,
-    stewardship: Arc<Stewardship<S>>,
+/// The feed log, its subscribers and the logins (see the module doc): what the API serves.
+/// Events come in through [`FeedHub::publish`]; [`Feeds`] derives them from the node's state.
+pub struct FeedHub<S> {
+    store: Arc<S>,
+    clock: crate::Clock,
     config: FeedConfig,
     inner: Mutex<Inner>,
     gate: Mutex<Gate>,
 }
 
-impl<S> std::fmt::Debug for Feeds<S> {
+impl<S> std::fmt::Debug for FeedHub<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Feeds")
+        f.debug_struct("FeedHub")
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// A steward node's feeds: the [`FeedHub`], fed from the collectives' state (agreements,
+/// sealed bundles, revocation notices) by [`Feeds::refresh`].
+pub struct Feeds<S> {
+    hub: Arc<FeedHub<S>>,
+    engine: Arc<dyn CollectiveEngine>,
+    stewardship: Arc<Stewardship<S>>,
+}
+
+impl<S> std::fmt::Debug for Feeds<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feeds").field("hub", &self.hub).finish()
+    }
+}
+
+/// Events found in the node's state, by source, with each agreement's builder.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// `(source, event)`: the event as derived (its `seq` and `time` are the log's to set).
+    pub events: Vec<(String, Event)>,
+    /// Each agreement's builder.
+    pub builders: BTreeMap<Cid, Did>,
 }
 
 fn seq_key(seq: u64) -> Vec<u8> {
@@ -175,68 +198,48 @@ impl<S: NodeStore> Feeds<S> {
         audience: &str,
         config: FeedConfig,
     ) -> Result<Self, FeedError> {
-        let log = load(service.store().as_ref(), config.retention)?;
+        let hub = FeedHub::open(
+            service.store().clone(),
+            service.clock().clone(),
+            audience,
+            config,
+        )?;
         Ok(Feeds {
-            gate: Mutex::new(Gate::new(
-                audience,
-                config.challenge_ttl_micros,
-                config.token_ttl_micros,
-                config.max_challenges,
-            )),
-            service,
+            hub: Arc::new(hub),
             engine,
             stewardship,
-            config,
-            inner: Mutex::new(Inner {
-                log,
-                subs: Vec::new(),
-                builders: BTreeMap::new(),
-            }),
         })
     }
 
-    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The hub the API serves.
+    pub fn hub(&self) -> &Arc<FeedHub<S>> {
+        &self.hub
     }
 
-    fn now(&self) -> i64 {
-        self.service.clock().now_micros()
-    }
-
-    /// The last `seq` issued.
-    pub fn last_seq(&self) -> u64 {
-        self.inner().log.last_seq()
-    }
-
-    /// Every event in the window (oldest first), whoever it is for.
-    pub fn events(&self) -> Vec<Event> {
-        self.inner().log.events().cloned().collect()
-    }
-
-    /// The builder of an agreement, as last refreshed.
-    pub fn builder_of(&self, agreement: &Cid) -> Option<Did> {
-        self.inner().builders.get(agreement).cloned()
-    }
-
-    /// Derives the events the collectives' state calls for and have not been logged, logs
-    /// them (durably, before any subscriber sees them), hands them to the subscribers of
-    /// their builders, and prunes the window. Returns how many were logged.
+    /// Derives the events the collectives' state calls for and publishes those not logged
+    /// yet (see [`FeedHub::publish`]). Returns how many were logged.
     pub async fn refresh(&self) -> Result<usize, FeedError> {
-        let mut found: Vec<(String, Event)> = Vec::new();
-        let mut builders = BTreeMap::new();
+        let found = self.derive().await?;
+        self.hub.publish(found)
+    }
+
+    /// The events the collectives' state calls for: each agreement's current state, each
+    /// sealed bundle this node packaged, each revocation notice.
+    pub async fn derive(&self) -> Result<Found, FeedError> {
+        let mut found = Found::default();
         let blank = Datetime::from_unix_micros(0);
         for c in self.engine.collectives().await.map_err(store_err)? {
             let status = self.engine.status(c).await.map_err(store_err)?;
             let mut duty: BTreeMap<Cid, String> = BTreeMap::new();
             for (id, a) in status.state.agreements.iter() {
-                builders.insert(*id, a.builder.clone());
+                found.builders.insert(*id, a.builder.clone());
                 duty.insert(*id, a.terms.on_termination.clone());
                 let state = status_name(&a.status);
                 let op = match &a.status {
                     AgreementStatus::Offered => *id,
                     AgreementStatus::Accepted(op) | AgreementStatus::InForce(op) => *op,
                 };
-                found.push((
+                found.events.push((
                     format!("agreement:{id}:{state}"),
                     Event::Agreement(AgreementEvent {
                         seq: 0,
@@ -253,7 +256,7 @@ impl<S: NodeStore> Feeds<S> {
                 else {
                     continue;
                 };
-                found.push((
+                found.events.push((
                     format!("bundle:{manifest}"),
                     Event::Bundle(BundleEvent {
                         seq: 0,
@@ -288,7 +291,7 @@ impl<S: NodeStore> Feeds<S> {
                     .chunks(guild_feed::event::MAX_REVOCATION_RECORDS)
                     .enumerate()
                 {
-                    found.push((
+                    found.events.push((
                         format!("revocation:{}:{}:{i}", n.revocation, n.bundle),
                         Event::Revocation(RevocationEvent {
                             seq: 0,
@@ -304,16 +307,76 @@ impl<S: NodeStore> Feeds<S> {
                 }
             }
         }
+        Ok(found)
+    }
+}
+
+impl<S: NodeStore> FeedHub<S> {
+    /// A hub over `store` (its log read back from it), for the node whose DID is
+    /// `audience`, reading time from `clock`.
+    pub fn open(
+        store: Arc<S>,
+        clock: crate::Clock,
+        audience: &str,
+        config: FeedConfig,
+    ) -> Result<Self, FeedError> {
+        let log = load(store.as_ref(), config.retention)?;
+        Ok(FeedHub {
+            gate: Mutex::new(Gate::new(
+                audience,
+                config.challenge_ttl_micros,
+                config.token_ttl_micros,
+                config.max_challenges,
+            )),
+            store,
+            clock,
+            config,
+            inner: Mutex::new(Inner {
+                log,
+                subs: Vec::new(),
+                builders: BTreeMap::new(),
+            }),
+        })
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_micros()
+    }
+
+    /// The last `seq` issued.
+    pub fn last_seq(&self) -> u64 {
+        self.inner().log.last_seq()
+    }
+
+    /// Every event in the window (oldest first), whoever it is for.
+    pub fn events(&self) -> Vec<Event> {
+        self.inner().log.events().cloned().collect()
+    }
+
+    /// The builder of an agreement, as last published.
+    pub fn builder_of(&self, agreement: &Cid) -> Option<Did> {
+        self.inner().builders.get(agreement).cloned()
+    }
+
+    /// Logs the events not logged yet (durably, in one batch, before any subscriber sees
+    /// them), hands them to the subscribers of their agreements' builders (dropping a
+    /// subscriber whose queue is full: `ConsumerTooSlow`), and prunes the window. Returns
+    /// how many were logged.
+    pub fn publish(&self, found: Found) -> Result<usize, FeedError> {
         let now_micros = self.now();
         let now = Datetime::from_unix_micros(now_micros);
-        let store = self.service.store().clone();
+        let store = self.store.clone();
         let mut inner = self.inner();
-        inner.builders = builders;
+        inner.builders = found.builders;
         // Appended to a copy first: the live log changes only once the batch is durable.
         let mut log = inner.log.clone();
         let mut new = Vec::new();
         let mut ops = Vec::new();
-        for (source, event) in found {
+        for (source, event) in found.events {
             if let Some(e) = log.append(&source, event, &now) {
                 let seq = e.seq().unwrap_or(0);
                 let frame = Frame::Message(e.clone()).to_cbor().map_err(store_err)?;

@@ -39,7 +39,7 @@ pub use engine::{
     BoxFuture, CollectiveEngine, Departed, EngineError, FieldsFn, Memberships, NodePeers, OpFields,
     Peer, ReplicaRefusal, Status,
 };
-pub use feeds::{FeedConfig, FeedError, Feeds, Subscription};
+pub use feeds::{FeedConfig, FeedError, FeedHub, Feeds, Found, Subscription};
 pub use repos::{RepoHead, RepoSyncError, Repos};
 pub use service::{
     NodeStore, ReplicaError, RepoService, ServiceError, WriteOp, WriteOutcome, WriteResult,

@@ -1,0 +1,537 @@
+//! The builders' feed over real sockets: a node's API served on loopback with a feed hub over
+//! a memory store, events published into it, builders logging in with their keys and
+//! subscribing with a stock WebSocket client (tokio-tungstenite).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use guild_api::{ApiState, Bodies, Clock, FeedConfig, FeedHub, Found, Limits, RepoService, router};
+use guild_core::Keypair;
+use guild_core::syntax::{Datetime, Did};
+use guild_feed::{BundleEvent, Event, Frame, RecordRef, Retention, RevocationEvent};
+use guild_gov::body::CidRef;
+use guild_lexicon::Registry;
+use guild_store::MemoryStore;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+const NODE: &str = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+
+struct Net {
+    rt: tokio::runtime::Runtime,
+    url: String,
+    hub: Arc<FeedHub<MemoryStore>>,
+}
+
+fn cid(s: &str) -> cid::Cid {
+    guild_core::cids::cid_for_raw(s.as_bytes())
+}
+
+fn start(config: FeedConfig) -> Net {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let clock = Clock::system();
+    let service = Arc::new(
+        RepoService::new(
+            store.clone(),
+            Keypair::from_secret_bytes(&[9; 32]),
+            Arc::new(Registry::builtin()),
+        )
+        .unwrap()
+        .with_clock(clock.clone()),
+    );
+    let hub = Arc::new(FeedHub::open(store, clock.clone(), NODE, config).unwrap());
+    let limits = Limits::default();
+    let state = Arc::new(ApiState {
+        service,
+        admin_token: "admin".into(),
+        bodies: Bodies::new(&limits),
+        started: Instant::now(),
+        clock,
+        collectives: None,
+        bundles: None,
+        feeds: Some(hub.clone()),
+    });
+    let url = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            guild_api::serve(listener, router(state), &limits, std::future::pending()).await
+        });
+        url
+    });
+    Net { rt, url, hub }
+}
+
+fn builder(n: u8) -> (Keypair, Did) {
+    let k = Keypair::from_secret_bytes(&[n; 32]);
+    let did = Did::parse(&k.did()).unwrap();
+    (k, did)
+}
+
+/// Agreement `A` is builder 1's, `X` builder 2's.
+fn builders() -> BTreeMap<cid::Cid, Did> {
+    BTreeMap::from([(cid("A"), builder(1).1), (cid("X"), builder(2).1)])
+}
+
+fn bundle(agreement: &str, n: usize) -> (String, Event) {
+    (
+        format!("bundle:{agreement}{n}"),
+        Event::Bundle(BundleEvent {
+            seq: 0,
+            time: Datetime::from_unix_micros(0),
+            agreement: CidRef(cid(agreement)),
+            bundle: CidRef(cid(&format!("{agreement}{n}"))),
+            size: 1000 + n as u64,
+            records: n as u64,
+        }),
+    )
+}
+
+fn publish(net: &Net, events: Vec<(String, Event)>) {
+    net.hub
+        .publish(Found {
+            events,
+            builders: builders(),
+        })
+        .unwrap();
+}
+
+/// The login as a builder's client does it: a challenge, signed, for a token.
+async fn login(url: &str, key: &Keypair) -> String {
+    let http = reqwest::Client::new();
+    let c: serde_json::Value = http
+        .get(format!("{url}/xrpc/coop.guild.feed.getChallenge"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let msg = guild_feed::auth::signed_message(
+        c["audience"].as_str().unwrap(),
+        &key.did(),
+        c["nonce"].as_str().unwrap(),
+        c["expiresAt"].as_str().unwrap(),
+    );
+    let sig = key.sign(&msg);
+    let resp = http
+        .post(format!("{url}/xrpc/coop.guild.feed.login"))
+        .json(&serde_json::json!({
+            "did": key.did(),
+            "nonce": c["nonce"],
+            "signature": guild_core::data::to_json(&guild_core::Ipld::Bytes(sig.to_vec())),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let s: serde_json::Value = resp.json().await.unwrap();
+    s["token"].as_str().unwrap().to_owned()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscribe(url: &str, token: Option<&str>, query: &str) -> Result<Ws, String> {
+    let ws = url.replacen("http://", "ws://", 1);
+    let mut req = format!("{ws}/xrpc/coop.guild.feed.subscribe{query}")
+        .into_client_request()
+        .unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| e.to_string())
+}
+
+/// The next frame (skipping pings), within a generous deadline.
+async fn next(ws: &mut Ws) -> Option<Frame> {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a frame within 30 s")?;
+        match m.ok()? {
+            Message::Binary(b) => return Some(Frame::from_cbor(&b).expect("a valid frame")),
+            Message::Text(t) => return Some(Frame::from_json(&t).expect("a valid JSON frame")),
+            Message::Close(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+/// The `seq`s of a replay, up to `#info ReplayComplete`.
+async fn replay(ws: &mut Ws) -> Vec<u64> {
+    let mut got = Vec::new();
+    loop {
+        let f = next(ws).await.unwrap();
+        if is_info(&f, "ReplayComplete") {
+            return got;
+        }
+        got.push(seq(&f).unwrap());
+    }
+}
+
+fn seq(f: &Frame) -> Option<u64> {
+    match f {
+        Frame::Message(e) => e.seq(),
+        Frame::Error { .. } => None,
+    }
+}
+
+fn is_info(f: &Frame, name: &str) -> bool {
+    matches!(f, Frame::Message(Event::Info(i)) if i.name == name)
+}
+
+#[test]
+fn a_builder_replays_its_own_events_then_follows_live() {
+    let net = start(FeedConfig::default());
+    // Builder 1's agreement A gets bundles 1..=3, builder 2's X one.
+    publish(&net, vec![bundle("A", 1), bundle("X", 1), bundle("A", 2)]);
+    publish(&net, vec![bundle("A", 3)]);
+    let (k1, _) = builder(1);
+    net.rt.block_on(async {
+        let t = login(&net.url, &k1).await;
+        let mut ws = subscribe(&net.url, Some(&t), "?cursor=0").await.unwrap();
+        let got = replay(&mut ws).await;
+        // Builder 2's event (seq 2) is not builder 1's to see.
+        assert_eq!(got, [1, 3, 4]);
+        // From a cursor: only what follows it.
+        let mut from = subscribe(&net.url, Some(&t), "?cursor=3").await.unwrap();
+        assert_eq!(seq(&next(&mut from).await.unwrap()), Some(4));
+        assert!(is_info(&next(&mut from).await.unwrap(), "ReplayComplete"));
+        // Live, on both.
+        publish(&net, vec![bundle("A", 4), bundle("X", 2)]);
+        assert_eq!(seq(&next(&mut ws).await.unwrap()), Some(5));
+        assert_eq!(seq(&next(&mut from).await.unwrap()), Some(5));
+        // Without a cursor: live only.
+        let mut live = subscribe(&net.url, Some(&t), "").await.unwrap();
+        assert!(is_info(&next(&mut live).await.unwrap(), "ReplayComplete"));
+        publish(&net, vec![bundle("A", 5)]);
+        assert_eq!(seq(&next(&mut live).await.unwrap()), Some(7));
+        // The JSON variant: text frames of the same events.
+        let mut json = subscribe(&net.url, Some(&t), "?cursor=6&encoding=json")
+            .await
+            .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(30), json.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = first else {
+            panic!("{first:?}")
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["$type"], "coop.guild.feed.subscribe#bundle");
+        assert_eq!(v["seq"], 7);
+    });
+}
+
+#[test]
+fn the_switch_from_replay_to_live_loses_and_repeats_nothing() {
+    let net = Arc::new(start(FeedConfig::default()));
+    let (k1, _) = builder(1);
+    publish(&net, (0..20).map(|n| bundle("A", n)).collect());
+    let t = net.rt.block_on(login(&net.url, &k1));
+    // Subscribers connect from different cursors while events keep coming.
+    let publisher = {
+        let net = net.clone();
+        std::thread::spawn(move || {
+            for n in 20..220 {
+                publish(&net, vec![bundle("A", n)]);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    net.rt.block_on(async {
+        let mut tasks = Vec::new();
+        for cursor in [0u64, 5, 19] {
+            let (url, t) = (net.url.clone(), t.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut ws = subscribe(&url, Some(&t), &format!("?cursor={cursor}"))
+                    .await
+                    .unwrap();
+                let mut got = Vec::new();
+                while got.last() != Some(&220) {
+                    let f = next(&mut ws).await.unwrap();
+                    if let Some(s) = seq(&f) {
+                        got.push(s);
+                    }
+                }
+                (cursor, got)
+            }));
+        }
+        for task in tasks {
+            let (cursor, got) = task.await.unwrap();
+            let want: Vec<u64> = (cursor + 1..=220).collect();
+            assert_eq!(got, want, "from cursor {cursor}");
+        }
+    });
+    publisher.join().unwrap();
+}
+
+#[test]
+fn future_and_outdated_cursors() {
+    let net = start(FeedConfig {
+        retention: Retention {
+            max_age_micros: i64::MAX,
+            max_events: 3,
+        },
+        ..FeedConfig::default()
+    });
+    publish(&net, (1..=6).map(|n| bundle("A", n)).collect());
+    let (k1, _) = builder(1);
+    net.rt.block_on(async {
+        let t = login(&net.url, &k1).await;
+        // Ahead of the stream: an error frame, then the socket closes.
+        let mut ws = subscribe(&net.url, Some(&t), "?cursor=99").await.unwrap();
+        match next(&mut ws).await.unwrap() {
+            Frame::Error { error, message } => {
+                assert_eq!(error, "FutureCursor");
+                assert!(message.unwrap().contains("99"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(next(&mut ws).await.is_none(), "closed after the error");
+        // Older than the window (events 1..=3 left it): #info, then the whole window.
+        let mut ws = subscribe(&net.url, Some(&t), "?cursor=1").await.unwrap();
+        assert!(is_info(&next(&mut ws).await.unwrap(), "OutdatedCursor"));
+        let got = replay(&mut ws).await;
+        assert_eq!(got, [4, 5, 6]);
+    });
+}
+
+#[test]
+fn strangers_bad_tokens_and_replayed_challenges_are_refused() {
+    let net = start(FeedConfig::default());
+    publish(&net, vec![bundle("A", 1), bundle("X", 1)]);
+    net.rt.block_on(async {
+        // No token, a made-up token: refused before the upgrade.
+        let e = subscribe(&net.url, None, "?cursor=0").await.unwrap_err();
+        assert!(e.contains("401"), "{e}");
+        let e = subscribe(&net.url, Some("made-up"), "?cursor=0")
+            .await
+            .unwrap_err();
+        assert!(e.contains("401"), "{e}");
+        // Builder 2's token: only builder 2's event.
+        let (k2, _) = builder(2);
+        let t2 = login(&net.url, &k2).await;
+        let mut ws = subscribe(&net.url, Some(&t2), "?cursor=0").await.unwrap();
+        assert_eq!(seq(&next(&mut ws).await.unwrap()), Some(2));
+        assert!(is_info(&next(&mut ws).await.unwrap(), "ReplayComplete"));
+        // A builder with no agreement sees nothing.
+        let (k3, _) = builder(3);
+        let t3 = login(&net.url, &k3).await;
+        let mut ws = subscribe(&net.url, Some(&t3), "?cursor=0").await.unwrap();
+        assert!(is_info(&next(&mut ws).await.unwrap(), "ReplayComplete"));
+        // A challenge signed twice, or by another key: refused.
+        let http = reqwest::Client::new();
+        let c: serde_json::Value = http
+            .get(format!("{}/xrpc/coop.guild.feed.getChallenge", net.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (k1, _) = builder(1);
+        let msg = guild_feed::auth::signed_message(
+            c["audience"].as_str().unwrap(),
+            &k1.did(),
+            c["nonce"].as_str().unwrap(),
+            c["expiresAt"].as_str().unwrap(),
+        );
+        let body = |key: &Keypair| {
+            serde_json::json!({
+                "did": k1.did(),
+                "nonce": c["nonce"],
+                "signature": guild_core::data::to_json(&guild_core::Ipld::Bytes(key.sign(&msg).to_vec())),
+            })
+        };
+        let login_url = format!("{}/xrpc/coop.guild.feed.login", net.url);
+        let forged = http.post(&login_url).json(&body(&k2)).send().await.unwrap();
+        assert_eq!(forged.status(), 400);
+        let v: serde_json::Value = forged.json().await.unwrap();
+        assert_eq!(v["error"], "InvalidChallenge");
+        // (the forged attempt used the challenge up: the genuine signature is now a replay)
+        let replayed = http.post(&login_url).json(&body(&k1)).send().await.unwrap();
+        assert_eq!(replayed.status(), 400);
+    });
+}
+
+#[test]
+fn a_stalled_subscriber_is_dropped_while_others_keep_receiving() {
+    let net = start(FeedConfig {
+        queue: 4,
+        ..FeedConfig::default()
+    });
+    let (k1, _) = builder(1);
+    // Large events (5,000 records each), so that a subscriber that stops reading fills the
+    // socket's buffers after a few.
+    let big = |n: usize| {
+        let (_, did) = builder(7);
+        (
+            format!("revocation:{n}"),
+            Event::Revocation(RevocationEvent {
+                seq: 0,
+                time: Datetime::from_unix_micros(0),
+                agreement: CidRef(cid("A")),
+                member: did.clone(),
+                revoke: CidRef(cid(&format!("r{n}"))),
+                effective_from: Datetime::from_unix_micros(0),
+                records: (0..5000)
+                    .map(|i| RecordRef {
+                        uri: format!("at://{did}/coop.guild.data.text/{n}-{i}"),
+                        cid: CidRef(cid(&format!("{n}-{i}"))),
+                    })
+                    .collect(),
+                duty: "delete-records".into(),
+            }),
+        )
+    };
+    net.rt.block_on(async {
+        let t = login(&net.url, &k1).await;
+        let mut stalled = subscribe(&net.url, Some(&t), "").await.unwrap();
+        let mut reader = subscribe(&net.url, Some(&t), "").await.unwrap();
+        assert!(is_info(
+            &next(&mut stalled).await.unwrap(),
+            "ReplayComplete"
+        ));
+        assert!(is_info(&next(&mut reader).await.unwrap(), "ReplayComplete"));
+        let mut sent = 0u64;
+        // Publish one at a time; the reader takes each; the stalled one reads nothing.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while net.hub.subscribers() == 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the stalled subscriber was never dropped"
+            );
+            sent += 1;
+            publish(&net, vec![big(sent as usize)]);
+            assert_eq!(seq(&next(&mut reader).await.unwrap()), Some(sent));
+        }
+        // The reader keeps receiving.
+        publish(&net, vec![big(10_000)]);
+        assert_eq!(seq(&next(&mut reader).await.unwrap()), Some(sent + 1));
+        // The stalled one, once it reads: what was queued, then ConsumerTooSlow, then the end.
+        let mut last = None;
+        loop {
+            match next(&mut stalled).await {
+                Some(Frame::Error { error, .. }) => {
+                    assert_eq!(error, "ConsumerTooSlow");
+                    break;
+                }
+                Some(f) => last = seq(&f),
+                None => panic!("closed without ConsumerTooSlow (last seq {last:?})"),
+            }
+        }
+        assert!(last.is_some_and(|l| l < sent), "{last:?} of {sent}");
+        let _ = stalled.close(None).await;
+    });
+}
+
+#[test]
+fn the_log_survives_a_restart_and_derives_nothing_twice() {
+    let store = Arc::new(MemoryStore::new());
+    let open =
+        || FeedHub::open(store.clone(), Clock::system(), NODE, FeedConfig::default()).unwrap();
+    let hub = open();
+    let found = |events| Found {
+        events,
+        builders: builders(),
+    };
+    assert_eq!(
+        hub.publish(found(vec![bundle("A", 1), bundle("A", 2)]))
+            .unwrap(),
+        2
+    );
+    drop(hub);
+    let hub = open();
+    assert_eq!(hub.last_seq(), 2);
+    assert_eq!(
+        hub.publish(found(vec![bundle("A", 2), bundle("A", 3)]))
+            .unwrap(),
+        1
+    );
+    assert_eq!(hub.last_seq(), 3);
+    let seqs: Vec<_> = hub.events().iter().filter_map(Event::seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}
+
+/// The Python AT Protocol SDK's interpreter: `GUILD_ATPROTO_PYTHON` (set by `.ci/run`, which
+/// installs `scripts/atclient/requirements.txt` into a venv), or `None` with the reason.
+fn atproto_python() -> Result<String, String> {
+    match std::env::var("GUILD_ATPROTO_PYTHON") {
+        Ok(p) if !p.is_empty() => Ok(p),
+        _ => Err(
+            "GUILD_ATPROTO_PYTHON is not set (.ci/run installs the Python atproto SDK \
+                  into target/atclient-venv and sets it)"
+                .into(),
+        ),
+    }
+}
+
+#[test]
+fn a_stock_at_client_reads_the_feed() {
+    let python = match atproto_python() {
+        Ok(p) => p,
+        Err(why) if std::env::var_os("GUILD_REQUIRE_ATPROTO").is_none() => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        Err(why) => panic!("GUILD_REQUIRE_ATPROTO=1: {why}"),
+    };
+    let net = start(FeedConfig::default());
+    publish(&net, vec![bundle("A", 1), bundle("X", 1), bundle("A", 2)]);
+    let (k1, _) = builder(1);
+    let token = net.rt.block_on(login(&net.url, &k1));
+    let base = format!("{}/xrpc", net.url.replacen("http://", "ws://", 1));
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/atclient/read_feed.py"
+    );
+    let out = std::process::Command::new(&python)
+        .args([script, &base, &token, "0"])
+        .output()
+        .expect("runs the Python client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(String, Option<u64>)> = lines
+        .iter()
+        .map(|l| (l["t"].as_str().unwrap_or("?").to_owned(), l["seq"].as_u64()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("#bundle".to_owned(), Some(1)),
+            ("#bundle".to_owned(), Some(3)),
+            ("#info".to_owned(), None),
+        ],
+        "{lines:?}"
+    );
+    assert_eq!(lines[0]["body"]["bundle"], cid("A1").to_string());
+    assert_eq!(lines[0]["body"]["records"], 1);
+    // Its error frames too: a cursor ahead of the stream.
+    let out = std::process::Command::new(&python)
+        .args([script, &base, &token, "99"])
+        .output()
+        .expect("runs the Python client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FutureCursor"), "{text}");
+}
