@@ -191,6 +191,20 @@ impl Story {
             .into_iter()
             .find(|e| e["$type"] == "coop.guild.feed.subscribe#revocation")
             .context("the revocation notice vanished")?;
+        // The builder's receipt for the notice reaches the log: the stewards' list shows it.
+        let member = notice["member"].as_str().unwrap_or_default().to_owned();
+        let receipt = self
+            .d
+            .wait_for("the builder's receipt on the revocation notice", |d| {
+                let out = d.guild(0, &["bundle", "revocations", "--json"])?;
+                let v: Value = serde_json::from_str(&out).context("revocations: not JSON")?;
+                Ok(v["notices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|n| n["member"] == member.as_str() && n["receipt"].is_string()))
+            })?;
+        let _ = receipt;
         // A fresh client replays the whole feed once: the same events, in the same order.
         let fresh = f.out.with_file_name("feed-replay");
         let _ = std::fs::remove_dir_all(&fresh);
@@ -214,7 +228,7 @@ impl Story {
         self.steps.done(
             t.elapsed(),
             &format!(
-                "the restarted client resumed: it received the revocation notice ({} records of {}, duty {}) and bundle {}; {} events handled, none lost or twice (a fresh replay agrees)",
+                "the restarted client resumed: it received the revocation notice ({} records of {}, duty {}), acknowledged it (node-1 shows the builder's receipt), and bundle {}; {} events handled, none lost or twice (a fresh replay agrees)",
                 notice["records"].as_array().map_or(0, Vec::len),
                 self.name_of(notice["member"].as_str().unwrap_or_default()),
                 notice["duty"].as_str().unwrap_or_default(),

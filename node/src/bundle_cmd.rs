@@ -180,6 +180,10 @@ pub fn bundle(data_dir: &Path, cmd: BundleCmd) -> Result<ExitCode> {
                         n.bundle,
                         n.agreement
                     );
+                    match &n.receipt {
+                        Some(r) => println!("    acknowledged by the builder: receipt {r}"),
+                        None => println!("    not acknowledged by the builder yet"),
+                    }
                     for r in &n.records {
                         println!("    {}  {}", r.uri, r.cid);
                     }

@@ -23,6 +23,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt as _;
 use guild_core::keys::Keypair;
 use guild_feed::{Event, Frame};
+use guild_gov::body::ReceiptBody;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
@@ -61,6 +62,8 @@ pub enum Handled {
         bytes: u64,
         /// Its directory.
         dir: PathBuf,
+        /// The receipt op the node took.
+        receipt: String,
     },
     /// A bundle that failed verification (deleted; not used).
     Rejected {
@@ -85,6 +88,8 @@ pub enum Handled {
         effective: String,
         /// What the builder must do.
         duty: String,
+        /// The receipt op the node took.
+        receipt: String,
     },
     /// An agreement's state changed.
     Agreement {
@@ -114,10 +119,11 @@ impl std::fmt::Display for Handled {
                 records,
                 bytes,
                 dir,
+                receipt,
             } => write!(
                 f,
                 "bundle {cid} seq={seq} agreement={agreement} records={records} bytes={bytes} \
-                 verified {}",
+                 verified {} receipt={receipt}",
                 dir.display()
             ),
             Handled::Rejected { seq, cid, why } => write!(f, "rejected {cid} seq={seq}: {why}"),
@@ -128,10 +134,11 @@ impl std::fmt::Display for Handled {
                 records,
                 effective,
                 duty,
+                receipt,
             } => write!(
                 f,
                 "revocation seq={seq} agreement={agreement} member={member} records={records} \
-                 effective={effective} duty={duty}"
+                 effective={effective} duty={duty} receipt={receipt}"
             ),
             Handled::Agreement {
                 seq,
@@ -395,14 +402,26 @@ async fn handle(
         Event::Bundle(b) => {
             let cid = b.bundle.0.to_string();
             match fetch_bundle(opts, http, token, &cid, b.size).await? {
-                Ok(dir) => Handled::Bundle {
-                    seq: b.seq,
-                    cid,
-                    agreement: b.agreement.0.to_string(),
-                    records: b.records,
-                    bytes: b.size,
-                    dir,
-                },
+                Ok((dir, report)) => {
+                    // Acknowledged: prev is the approvals that sealed what was verified.
+                    let body = ReceiptBody {
+                        agreement: b.agreement,
+                        bundle: Some(b.bundle),
+                        revoke: None,
+                    };
+                    let receipt =
+                        send_receipt(opts, http, &report.collective, body, &report.approvals)
+                            .await?;
+                    Handled::Bundle {
+                        seq: b.seq,
+                        cid,
+                        agreement: b.agreement.0.to_string(),
+                        records: b.records,
+                        bytes: b.size,
+                        dir,
+                        receipt,
+                    }
+                }
                 Err(why) => {
                     append_line(
                         &opts.out.join("events.jsonl"),
@@ -416,14 +435,26 @@ async fn handle(
                 }
             }
         }
-        Event::Revocation(r) => Handled::Revocation {
-            seq: r.seq,
-            agreement: r.agreement.0.to_string(),
-            member: r.member.to_string(),
-            records: r.records.len(),
-            effective: r.effective_from.to_string(),
-            duty: r.duty.clone(),
-        },
+        Event::Revocation(r) => {
+            let collective = r
+                .collective
+                .ok_or_else(|| anyhow!("the revocation notice names no collective"))?;
+            let body = ReceiptBody {
+                agreement: r.agreement,
+                bundle: None,
+                revoke: Some(r.revoke),
+            };
+            let receipt = send_receipt(opts, http, &collective.0, body, &[r.revoke.0]).await?;
+            Handled::Revocation {
+                seq: r.seq,
+                agreement: r.agreement.0.to_string(),
+                member: r.member.to_string(),
+                records: r.records.len(),
+                effective: r.effective_from.to_string(),
+                duty: r.duty.clone(),
+                receipt,
+            }
+        }
         Event::Agreement(a) => Handled::Agreement {
             seq: a.seq,
             agreement: a.agreement.0.to_string(),
@@ -446,11 +477,15 @@ async fn fetch_bundle(
     token: &str,
     cid: &str,
     size: u64,
-) -> Result<std::result::Result<PathBuf, String>> {
+) -> Result<std::result::Result<(PathBuf, guild_bundle::Report), String>> {
     let dir = opts.out.join("bundles").join(cid);
     if dir.join("bundle.car").is_file() {
-        // Verified before (the client stopped before recording the cursor).
-        return Ok(Ok(dir));
+        // Verified before (the client stopped before recording the cursor): checked again
+        // for the report the receipt needs.
+        return match verify_file(&dir.join("bundle.car")).await? {
+            Ok(r) => Ok(Ok((dir, r))),
+            Err(why) => Ok(Err(why)),
+        };
     }
     let part = opts.out.join("downloads").join(format!("{cid}.car.part"));
     let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
@@ -522,16 +557,7 @@ async fn fetch_bundle(
     if got < size {
         bail!("the download of {cid} stopped at {got} of {size} bytes");
     }
-    // Verified offline, off the async runtime.
-    let check = part.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&check)?;
-        Ok::<_, std::io::Error>(guild_bundle::verify_bundle(file))
-    })
-    .await
-    .map_err(|e| anyhow!("verification stopped: {e}"))?
-    .with_context(|| format!("cannot read {}", part.display()))?;
-    let report = match report {
+    let report = match verify_file(&part).await? {
         Ok(r) if r.manifest.to_string() == cid => r,
         Ok(r) => {
             let _ = std::fs::remove_file(&part);
@@ -540,14 +566,69 @@ async fn fetch_bundle(
                 r.manifest
             )));
         }
-        Err(e) => {
+        Err(why) => {
             let _ = std::fs::remove_file(&part);
-            return Ok(Err(e.to_string()));
+            return Ok(Err(why));
         }
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     crate::bundle_cmd::write_forms(&part, &report, &dir)?;
     std::fs::rename(&part, dir.join("bundle.car"))
         .with_context(|| format!("cannot move the bundle into {}", dir.display()))?;
-    Ok(Ok(dir))
+    Ok(Ok((dir, report)))
+}
+
+/// Verifies a bundle file offline, off the async runtime (with its SHA-256, which the
+/// Croissant file records).
+async fn verify_file(path: &Path) -> Result<std::result::Result<guild_bundle::Report, String>> {
+    let check = path.to_owned();
+    let report = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&check)?;
+        Ok::<_, std::io::Error>(guild_bundle::verify_bundle(file))
+    })
+    .await
+    .map_err(|e| anyhow!("verification stopped: {e}"))?
+    .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(report.map_err(|e| e.to_string()))
+}
+
+/// Signs a receipt op (`coop.guild.bundle.receipt`) whose `prev` is what it acknowledges,
+/// and posts it to the node (`coop.guild.feed.submitReceipt`). A receipt the collective
+/// already holds for the same delivery (a client restarted after sending it) is not an
+/// error. Returns the receipt op's id (or `acknowledged` for one held already).
+async fn send_receipt(
+    opts: &FollowOptions,
+    http: &reqwest::Client,
+    collective: &guild_core::Cid,
+    body: ReceiptBody,
+    prev: &[guild_core::Cid],
+) -> Result<String> {
+    let now = guild_core::syntax::Datetime::from_unix_micros(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or(0),
+    );
+    let op = guild_gov::Op::write(
+        &guild_gov::body::OpBody::BundleReceipt(body),
+        Some(collective),
+        &opts.key,
+        prev,
+        &now,
+    )
+    .map_err(|e| anyhow!("cannot sign the receipt: {e}"))?;
+    let resp = http
+        .post(format!("{}/xrpc/coop.guild.feed.submitReceipt", opts.node))
+        .json(&serde_json::json!({
+            "collective": collective.to_string(),
+            "op": guild_core::data::to_json(&guild_core::Ipld::Bytes(op.bytes().to_vec())),
+        }))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", opts.node))?;
+    match xrpc_json(resp).await {
+        Ok(v) => Ok(v["op"].as_str().unwrap_or_default().to_owned()),
+        Err(e) if format!("{e:#}").contains("already acknowledged") => Ok("acknowledged".into()),
+        Err(e) => Err(e.context("the node refused the receipt")),
+    }
 }

@@ -220,6 +220,27 @@ pub(crate) async fn submit_accept<S: NodeStore>(
     })
 }
 
+/// `coop.guild.feed.submitReceipt` (no token: the op's signature authenticates it).
+pub(crate) async fn submit_receipt<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    Xrpc(input): Xrpc<crate::methods::feed::submit_receipt::SubmitReceipt>,
+) -> XrpcResult {
+    let c = net(&state)?;
+    let id = parse_cid(&input.collective, "collective")?;
+    let op = SignedOp::decode(&input.op.0)
+        .map_err(|e| explain(EngineError::Refused(Reason::Invalid(e))))?;
+    if op.kind() != OpKind::BundleReceipt {
+        return Err(explain(EngineError::Refused(Reason::NotSubmittable(
+            op.kind().nsid().to_owned(),
+        ))));
+    }
+    let taken = c.submit(id, input.op.0).await.map_err(explain)?;
+    ok(OpWritten {
+        op: taken.to_string(),
+        collective: id.to_string(),
+    })
+}
+
 /// `coop.guild.agreement.countersignAgreement`.
 pub(crate) async fn countersign_agreement<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,

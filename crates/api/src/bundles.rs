@@ -136,6 +136,7 @@ pub(crate) async fn revocations<S: NodeStore>(
                         cid: cid.to_string(),
                     })
                     .collect(),
+                receipt: n.receipt.map(|r| r.to_string()),
             })
             .collect(),
     })

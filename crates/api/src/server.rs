@@ -227,6 +227,9 @@ fn routes<S: NodeStore>() -> Vec<Route<S>> {
             crate::feeds::get_challenge::<S>,
         )),
         typed::<crate::methods::feed::login::Login, S>(post(crate::feeds::login::<S>)),
+        typed::<crate::methods::feed::submit_receipt::SubmitReceipt, S>(post(
+            crate::agreement::submit_receipt::<S>,
+        )),
     ]);
     out.extend(crate::agreement::routes::<S>());
     out
@@ -246,6 +249,7 @@ pub fn methods<S: NodeStore>() -> Vec<(String, Kind)> {
 const BUILDER_METHODS: &[&str] = &[
     crate::methods::feed::get_challenge::NSID,
     crate::methods::feed::login::NSID,
+    crate::methods::feed::submit_receipt::NSID,
     "coop.guild.bundle.get",
 ];
 

@@ -79,6 +79,7 @@ pub(crate) const PUBLIC: &[&str] = &[
     crate::methods::agreement::list_agreements::NSID,
     crate::methods::feed::get_challenge::NSID,
     crate::methods::feed::login::NSID,
+    crate::methods::feed::submit_receipt::NSID,
     // (the admin token or the builder's bearer token: `feeds::get_bundle` checks)
     "coop.guild.bundle.get",
 ];

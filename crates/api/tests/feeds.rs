@@ -84,6 +84,7 @@ fn bundle(agreement: &str, n: usize) -> (String, Event) {
     (
         format!("bundle:{agreement}{n}"),
         Event::Bundle(BundleEvent {
+            collective: None,
             seq: 0,
             time: Datetime::from_unix_micros(0),
             agreement: CidRef(cid(agreement)),
@@ -382,6 +383,7 @@ fn a_stalled_subscriber_is_dropped_while_others_keep_receiving() {
         (
             format!("revocation:{n}"),
             Event::Revocation(RevocationEvent {
+                collective: None,
                 seq: 0,
                 time: Datetime::from_unix_micros(0),
                 agreement: CidRef(cid("A")),

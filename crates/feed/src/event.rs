@@ -17,6 +17,9 @@ pub struct BundleEvent {
     pub seq: u64,
     /// When the event was emitted.
     pub time: Datetime,
+    /// The collective whose agreement it is (where a receipt goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collective: Option<CidRef>,
     /// The agreement.
     pub agreement: CidRef,
     /// The bundle's manifest CID (fetch it with `coop.guild.bundle.get`).
@@ -45,6 +48,9 @@ pub struct RevocationEvent {
     pub seq: u64,
     /// When the event was emitted.
     pub time: Datetime,
+    /// The collective whose agreement it is (where a receipt goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collective: Option<CidRef>,
     /// The agreement the records were delivered under.
     pub agreement: CidRef,
     /// The member who revoked.
@@ -68,6 +74,9 @@ pub struct AgreementEvent {
     pub seq: u64,
     /// When the event was emitted.
     pub time: Datetime,
+    /// The collective whose agreement it is (where a receipt goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collective: Option<CidRef>,
     /// The agreement.
     pub agreement: CidRef,
     /// Its new state (`offered`, `accepted`, `in-force`, `terminated`, `expired`; open set).

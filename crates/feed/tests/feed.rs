@@ -17,6 +17,7 @@ fn at(micros: i64) -> Datetime {
 
 fn bundle(agreement: &str, manifest: &str) -> Event {
     Event::Bundle(BundleEvent {
+        collective: None,
         seq: 0,
         time: at(0),
         agreement: cid(agreement),
@@ -28,6 +29,7 @@ fn bundle(agreement: &str, manifest: &str) -> Event {
 
 fn revocation() -> Event {
     Event::Revocation(RevocationEvent {
+        collective: None,
         seq: 7,
         time: at(1_000_000),
         agreement: cid("a"),
@@ -72,6 +74,7 @@ fn every_event_and_an_error_round_trip_in_both_forms() {
         Frame::Message(bundle("a", "m")),
         Frame::Message(revocation()),
         Frame::Message(Event::Agreement(AgreementEvent {
+            collective: None,
             seq: 9,
             time: at(5),
             agreement: cid("a"),
@@ -177,7 +180,7 @@ proptest! {
     #[test]
     fn bundle_events_round_trip(seq in 0..=i64::MAX as u64, size in 0..=i64::MAX as u64, records in 0..=i64::MAX as u64, t in 0i64..253_402_300_799_000_000) {
         let f = Frame::Message(Event::Bundle(BundleEvent {
-            seq, time: at(t), agreement: cid("a"), bundle: cid("b"), size, records,
+            collective: Some(cid("c")), seq, time: at(t), agreement: cid("a"), bundle: cid("b"), size, records,
         }));
         prop_assert_eq!(Frame::from_cbor(&f.to_cbor().unwrap()).unwrap(), f.clone());
         prop_assert_eq!(Frame::from_json(&f.to_json().unwrap()).unwrap(), f);

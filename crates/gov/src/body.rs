@@ -890,6 +890,19 @@ pub struct AcceptBody {
     pub contact: Option<String>,
 }
 
+/// `coop.guild.bundle.receipt`: exactly one of `bundle` and `revoke`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptBody {
+    /// The agreement the delivery was under.
+    pub agreement: CidRef,
+    /// The manifest of the bundle downloaded and verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<CidRef>,
+    /// The revoke op whose notice was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke: Option<CidRef>,
+}
+
 /// `coop.guild.agreement.countersign`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountersignBody {
@@ -1032,6 +1045,8 @@ pub enum OpBody {
     BundleApproval(ApprovalBody),
     /// `coop.guild.payout.statement`.
     PayoutStatement(StatementBody),
+    /// `coop.guild.bundle.receipt`.
+    BundleReceipt(ReceiptBody),
 }
 
 /// The envelope's own fields, which no body has.
@@ -1060,6 +1075,7 @@ impl OpBody {
             OpBody::BundleProposal(_) => OpKind::BundleProposal,
             OpBody::BundleApproval(_) => OpKind::BundleApproval,
             OpBody::PayoutStatement(_) => OpKind::PayoutStatement,
+            OpBody::BundleReceipt(_) => OpKind::BundleReceipt,
         }
     }
 
@@ -1090,6 +1106,7 @@ impl OpBody {
             OpKind::BundleProposal => OpBody::BundleProposal(de(bytes)?),
             OpKind::BundleApproval => OpBody::BundleApproval(de(bytes)?),
             OpKind::PayoutStatement => OpBody::PayoutStatement(de(bytes)?),
+            OpKind::BundleReceipt => OpBody::BundleReceipt(de(bytes)?),
         })
     }
 
@@ -1120,6 +1137,7 @@ impl OpBody {
             OpBody::BundleProposal(b) => ipld_core::serde::to_ipld(b),
             OpBody::BundleApproval(b) => ipld_core::serde::to_ipld(b),
             OpBody::PayoutStatement(b) => ipld_core::serde::to_ipld(b),
+            OpBody::BundleReceipt(b) => ipld_core::serde::to_ipld(b),
         };
         match v.map_err(|e| OpError::Body(e.to_string()))? {
             Ipld::Map(m) => Ok(m),

@@ -58,11 +58,13 @@ pub enum OpKind {
     BundleApproval,
     /// `coop.guild.payout.statement`: a steward publishes a payout statement.
     PayoutStatement,
+    /// `coop.guild.bundle.receipt`: a builder acknowledges a bundle or a revocation notice.
+    BundleReceipt,
 }
 
 impl OpKind {
     /// Every kind.
-    pub const ALL: [OpKind; 18] = [
+    pub const ALL: [OpKind; 19] = [
         OpKind::Charter,
         OpKind::Amendment,
         OpKind::Invite,
@@ -81,6 +83,7 @@ impl OpKind {
         OpKind::BundleProposal,
         OpKind::BundleApproval,
         OpKind::PayoutStatement,
+        OpKind::BundleReceipt,
     ];
 
     /// The kind's NSID (its `$type`).
@@ -104,6 +107,7 @@ impl OpKind {
             OpKind::BundleProposal => "coop.guild.bundle.proposal",
             OpKind::BundleApproval => "coop.guild.bundle.approval",
             OpKind::PayoutStatement => "coop.guild.payout.statement",
+            OpKind::BundleReceipt => "coop.guild.bundle.receipt",
         }
     }
 

@@ -855,8 +855,32 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
                 ]),
             ),
             (12, _) => {
-                // The builder accepts an offer on this replica, or a steward countersigns.
+                // The builder acknowledges a sealed bundle, accepts an offer on this replica,
+                // or a steward countersigns.
                 let builder = key(20);
+                let unacknowledged = st.bundles.values().find_map(|b| {
+                    let (m, _) = b.sealed.as_ref()?;
+                    (!st.receipts.contains_key(&(b.agreement, *m))).then_some((b.agreement, *m))
+                });
+                if let Some((agreement, manifest)) = unacknowledged {
+                    let op = Op::sign(
+                        OpKind::BundleReceipt,
+                        Some(&cid),
+                        fields(&[
+                            ("agreement", s(&agreement.to_string())),
+                            ("bundle", s(&manifest.to_string())),
+                        ]),
+                        &builder,
+                        &heads,
+                        &t(secs),
+                    )
+                    .unwrap();
+                    if let Inserted::Rejected(_) = replicas[a].insert(op.clone(), 0) {
+                        continue;
+                    }
+                    all.push(op);
+                    continue;
+                }
                 let found = st.agreements.iter().find_map(|(id, a)| match a.status {
                     AgreementStatus::Offered => Some((*id, None)),
                     AgreementStatus::Accepted(acc) if role == Some(Role::Steward) => {

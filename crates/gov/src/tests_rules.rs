@@ -934,6 +934,66 @@ fn revocation_wins_over_a_concurrent_bundle() {
 }
 
 #[test]
+fn receipts_come_from_the_builder_for_what_its_agreement_delivered_once() {
+    let (mut c, m2, offer) = in_force();
+    let f = proposal_fields(&c, &offer, &[&m2]);
+    let p = c.ok(OpKind::BundleProposal, f, &key(1));
+    c.ok(OpKind::BundleApproval, approval_fields(&p, b"m"), &key(1));
+    let revoke = c.ok(OpKind::ConsentRevoke, revoke_fields(2), &m2);
+    let manifest = cids::cid_for_raw(b"m").to_string();
+    let agreement = offer.id().to_string();
+    let bundle_f = || fields(&[("agreement", s(&agreement)), ("bundle", s(&manifest))]);
+    let revoke_f = || {
+        fields(&[
+            ("agreement", s(&agreement)),
+            ("revoke", s(&revoke.id().to_string())),
+        ])
+    };
+    // Only the agreement's builder acknowledges.
+    assert_eq!(
+        c.err(OpKind::BundleReceipt, bundle_f(), &key(1)),
+        Reason::NotBuilder(key(1).did())
+    );
+    // Only what was delivered: a sealed bundle of the agreement, a revoke of its template.
+    let f = fields(&[
+        ("agreement", s(&agreement)),
+        ("bundle", s(&cids::cid_for_raw(b"other").to_string())),
+    ]);
+    assert!(matches!(
+        c.err(OpKind::BundleReceipt, f, &key(20)),
+        Reason::BadReceipt(_)
+    ));
+    let f = fields(&[
+        ("agreement", s(&agreement)),
+        ("revoke", s(&p.id().to_string())),
+    ]);
+    assert!(matches!(
+        c.err(OpKind::BundleReceipt, f, &key(20)),
+        Reason::BadReceipt(_)
+    ));
+    // Exactly one subject.
+    let mut both = bundle_f();
+    both.insert("revoke".into(), s(&revoke.id().to_string()));
+    assert!(matches!(
+        c.err(OpKind::BundleReceipt, both, &key(20)),
+        Reason::BadReceipt(_)
+    ));
+    let r1 = c.ok(OpKind::BundleReceipt, bundle_f(), &key(20));
+    let r2 = c.ok(OpKind::BundleReceipt, revoke_f(), &key(20));
+    let st = c.log.state();
+    assert_eq!(
+        st.receipts[&(*offer.id(), cids::cid_for_raw(b"m"))],
+        *r1.id()
+    );
+    assert_eq!(st.receipts[&(*offer.id(), *revoke.id())], *r2.id());
+    // Once each.
+    assert_eq!(
+        c.err(OpKind::BundleReceipt, revoke_f(), &key(20)),
+        Reason::BadReceipt("already acknowledged")
+    );
+}
+
+#[test]
 fn payout_statements_sum_exactly() {
     let (mut c, m2, offer) = in_force();
     let line = |who: &str, amount: i64| {

@@ -164,6 +164,11 @@ fn instances() -> Vec<(OpKind, Value, Value)> {
                 "total": money, "method": "largest-remainder", "lines": [
                     {"member": DID2, "weight": 3, "memberDays": 30, "amount": 1200}]}),
         ),
+        (
+            OpKind::BundleReceipt,
+            json!({"agreement": CID, "revoke": CID}),
+            json!({"agreement": CID, "bundle": CID}),
+        ),
     ]
 }
 

@@ -111,6 +111,8 @@ pub struct RevocationNotice {
     pub agreement: Cid,
     /// The member's records in the bundle, as `at://<did>/<path>` URIs, with their CIDs.
     pub records: Vec<(String, Cid)>,
+    /// The builder's receipt op for this notice, once it sent one.
+    pub receipt: Option<Cid>,
 }
 
 /// Why this node did not (yet) approve a proposal.
@@ -620,6 +622,7 @@ impl<S: NodeStore> Stewardship<S> {
                         bundle: *manifest,
                         agreement: b.agreement,
                         records,
+                        receipt: st.receipts.get(&(b.agreement, *r)).copied(),
                     });
                 }
             }

@@ -242,6 +242,7 @@ impl<S: NodeStore> Feeds<S> {
                 found.events.push((
                     format!("agreement:{id}:{state}"),
                     Event::Agreement(AgreementEvent {
+                        collective: Some(CidRef(c)),
                         seq: 0,
                         time: blank.clone(),
                         agreement: CidRef(*id),
@@ -259,6 +260,7 @@ impl<S: NodeStore> Feeds<S> {
                 found.events.push((
                     format!("bundle:{manifest}"),
                     Event::Bundle(BundleEvent {
+                        collective: Some(CidRef(c)),
                         seq: 0,
                         time: blank.clone(),
                         agreement: CidRef(b.agreement),
@@ -294,6 +296,7 @@ impl<S: NodeStore> Feeds<S> {
                     found.events.push((
                         format!("revocation:{}:{}:{i}", n.revocation, n.bundle),
                         Event::Revocation(RevocationEvent {
+                            collective: Some(CidRef(c)),
                             seq: 0,
                             time: blank.clone(),
                             agreement: CidRef(n.agreement),

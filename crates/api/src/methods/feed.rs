@@ -65,3 +65,28 @@ pub mod login {
         pub expires_at: String,
     }
 }
+
+/// `coop.guild.feed.submitReceipt`.
+pub mod submit_receipt {
+    use serde::{Deserialize, Serialize};
+
+    /// The method's NSID.
+    pub const NSID: &str = "coop.guild.feed.submitReceipt";
+
+    crate::methods::method!(
+        /// `coop.guild.feed.submitReceipt`.
+        procedure SubmitReceipt
+    );
+
+    /// The builder's signed receipt op.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Input {
+        /// The collective's id.
+        pub collective: String,
+        /// The signed receipt op.
+        pub op: crate::methods::agreement::AtBytes,
+    }
+
+    /// The receipt op.
+    pub type Output = crate::methods::collective::OpWritten;
+}

@@ -48,9 +48,23 @@ impl State {
     /// [`super::MAX_CLOCK_SKEW_MICROS`] of this node's clock (so that an accept cannot be
     /// backdated to beat the offer's expiry), by the offer's builder, of an offer still open
     /// and not expired by this node's clock. The log's rules then decide as for any op.
+    ///
+    /// A builder's receipt (`coop.guild.bundle.receipt`) is taken the same way: dated within
+    /// the skew, by the agreement's builder, for what the agreement delivered.
     pub fn may_take_accept(&self, op: &SignedOp, now_micros: i64) -> Result<(), Reason> {
-        let crate::body::OpBody::AgreementAccept(b) = op.body() else {
-            return Err(Reason::NotSubmittable(op.kind().nsid().to_owned()));
+        let b = match op.body() {
+            crate::body::OpBody::AgreementAccept(b) => b,
+            crate::body::OpBody::BundleReceipt(r) => {
+                let created = op.created_at().to_unix_micros();
+                if created.abs_diff(now_micros) > super::MAX_CLOCK_SKEW_MICROS.unsigned_abs() {
+                    return Err(Reason::AcceptMisdated {
+                        created_at: op.created_at().as_str().to_owned(),
+                        now: Datetime::from_unix_micros(now_micros).as_str().to_owned(),
+                    });
+                }
+                return self.authorize_receipt(op, r);
+            }
+            _ => return Err(Reason::NotSubmittable(op.kind().nsid().to_owned())),
         };
         let created = op.created_at().to_unix_micros();
         if created.abs_diff(now_micros) > super::MAX_CLOCK_SKEW_MICROS.unsigned_abs() {

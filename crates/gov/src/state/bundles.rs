@@ -118,6 +118,62 @@ impl State {
         Ok(())
     }
 
+    /// A builder's receipt: by the agreement's builder, for exactly one of a bundle sealed
+    /// under the agreement and a revoke of a member's consent to the agreement's template,
+    /// once per (agreement, subject).
+    pub(super) fn authorize_receipt(
+        &self,
+        op: &SignedOp,
+        b: &crate::body::ReceiptBody,
+    ) -> Result<(), Reason> {
+        let a = self.agreement(&b.agreement.0, "agreement")?;
+        if a.builder != *op.author_did() {
+            return Err(Reason::NotBuilder(op.author().to_owned()));
+        }
+        let subject = match (&b.bundle, &b.revoke) {
+            (Some(m), None) => {
+                let sealed = self.bundles.values().any(|x| {
+                    x.agreement == b.agreement.0
+                        && x.sealed.as_ref().is_some_and(|(s, _)| *s == m.0)
+                });
+                if !sealed {
+                    return Err(Reason::BadReceipt(
+                        "no bundle sealed under the agreement has this manifest",
+                    ));
+                }
+                m.0
+            }
+            (None, Some(r)) => {
+                let known = self
+                    .revocations
+                    .iter()
+                    .any(|((_, template), ops)| *template == a.template && ops.contains(&r.0));
+                if !known {
+                    return Err(Reason::BadReceipt(
+                        "no revoke of consent to the agreement's template has this id",
+                    ));
+                }
+                r.0
+            }
+            _ => {
+                return Err(Reason::BadReceipt(
+                    "it names exactly one of a bundle and a revoke",
+                ));
+            }
+        };
+        if self.receipts.contains_key(&(b.agreement.0, subject)) {
+            return Err(Reason::BadReceipt("already acknowledged"));
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply_receipt(&mut self, id: Cid, b: &crate::body::ReceiptBody) {
+        let subject = b.bundle.or(b.revoke).map(|c| c.0);
+        if let Some(subject) = subject {
+            self.receipts.entry((b.agreement.0, subject)).or_insert(id);
+        }
+    }
+
     pub(super) fn apply_proposal(&mut self, op: &SignedOp, b: &ProposalBody, causal: &dyn Causal) {
         let id = *op.id();
         let agreement = b.agreement.0;

@@ -138,6 +138,9 @@ pub struct State {
     pub bundles: OrdMap<Cid, Bundle>,
     /// Payout statements by op id.
     pub payouts: OrdMap<Cid, PayoutRef>,
+    /// Builders' receipts, by (agreement, what they acknowledge: a bundle's manifest CID or
+    /// a revoke op id): the first receipt's op id.
+    pub receipts: OrdMap<(Cid, Cid), Cid>,
 }
 
 /// The CID of an electorate: DAG-CBOR (SHA-256) of the sorted list of member DIDs.
@@ -175,6 +178,7 @@ impl State {
             agreements: OrdMap::new(),
             bundles: OrdMap::new(),
             payouts: OrdMap::new(),
+            receipts: OrdMap::new(),
         }
     }
 
@@ -301,6 +305,7 @@ impl State {
             OpBody::BundleProposal(b) => self.authorize_proposal(author, b),
             OpBody::BundleApproval(b) => self.authorize_approval(author, b),
             OpBody::PayoutStatement(b) => self.authorize_statement(author, b),
+            OpBody::BundleReceipt(b) => self.authorize_receipt(op, b),
         }
     }
 
@@ -327,6 +332,7 @@ impl State {
             OpBody::BundleProposal(b) => self.apply_proposal(op, b, causal),
             OpBody::BundleApproval(b) => self.apply_approval(author, id, b, causal),
             OpBody::PayoutStatement(b) => self.apply_statement(author, id, b),
+            OpBody::BundleReceipt(b) => self.apply_receipt(id, b),
         }
     }
 }

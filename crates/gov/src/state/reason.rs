@@ -159,12 +159,17 @@ pub enum Reason {
     /// A steward approving or countersigning twice.
     #[error("{0} has already signed")]
     AlreadySigned(String),
+    /// A receipt that acknowledges nothing this agreement delivered (not exactly one of a
+    /// bundle and a revoke; a bundle not sealed for the agreement; a revoke of consent to
+    /// another template), or acknowledges it twice.
+    #[error("bad receipt: {0}")]
+    BadReceipt(&'static str),
     /// A payout statement whose lines do not sum to its total, or name strangers.
     #[error("bad payout statement: {0}")]
     BadPayout(&'static str),
     /// An op submitted to a node by someone who is not a member (a builder), of a kind only
     /// members write through their own node: only a builder's accept may be submitted.
-    #[error("only a builder's accept may be submitted, not a {0} op")]
+    #[error("only a builder's accept or receipt may be submitted, not a {0} op")]
     NotSubmittable(String),
     /// An accept submitted to this node dated further from its clock than
     /// [`super::MAX_CLOCK_SKEW_MICROS`] (a builder backdating an accept to beat the offer's

@@ -1,5 +1,5 @@
-//! Ops signed elsewhere and submitted to this node over its API: a builder's accept (a
-//! builder has a key, not a node). The op is decoded strictly, checked by guild-gov
+//! Ops signed elsewhere and submitted to this node over its API: a builder's accept or
+//! receipt (a builder has a key, not a node). The op is decoded strictly, checked by guild-gov
 //! (`State::may_take_accept`) against this node's state and clock, its parents must be in
 //! the log, and then it goes through the driver like a local write: inserted by the rules,
 //! stored, gossiped.

@@ -47,6 +47,9 @@ pub struct Notice {
     pub agreement: String,
     /// The member's records the bundle delivered.
     pub records: Vec<Record>,
+    /// The builder's receipt for the notice, once sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 /// A delivered record.
