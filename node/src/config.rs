@@ -78,6 +78,8 @@ pub struct FeedsConfig {
     pub challenge_ttl_secs: u64,
     /// Seconds a builder's bearer token lives.
     pub token_ttl_secs: u64,
+    /// Logins and downloads one client address may start per minute.
+    pub requests_per_minute: u32,
 }
 
 impl Default for FeedsConfig {
@@ -89,6 +91,7 @@ impl Default for FeedsConfig {
             queue: 256,
             challenge_ttl_secs: 120,
             token_ttl_secs: 3600,
+            requests_per_minute: 60,
         }
     }
 }
@@ -105,6 +108,7 @@ impl FeedsConfig {
             queue: self.queue.max(1),
             challenge_ttl_micros: secs(self.challenge_ttl_secs.max(1)),
             token_ttl_micros: secs(self.token_ttl_secs.max(1)),
+            requests_per_minute: self.requests_per_minute.max(1),
             ..guild_service::FeedConfig::default()
         }
     }
@@ -330,6 +334,9 @@ queue = 256
 # Seconds a login challenge, and a builder's bearer token, live.
 challenge_ttl_secs = 120
 token_ttl_secs = 3600
+# Logins (challenge, sign-in) and downloads one client address may start per minute, in a burst
+# of as many; more are refused with RateLimitExceeded (429, Retry-After).
+requests_per_minute = 60
 
 [lexicons]
 # Directories of extension lexicons (*.json), loaded at start. Relative paths are inside the

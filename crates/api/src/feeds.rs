@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use guild_core::syntax::Did;
 use guild_feed::{Event, Frame};
 use guild_service::{FeedError, FeedHub, NodeStore};
+use std::net::SocketAddr;
 
 use crate::collective::{err, ok};
 use crate::methods::feed::{get_challenge, login};
@@ -41,8 +42,28 @@ fn feeds<S>(state: &ApiState<S>) -> Result<&Arc<FeedHub<S>>, XrpcError> {
     })
 }
 
+/// Refuses a client over its address's rate (logins and downloads).
+fn limit<S: NodeStore>(
+    hub: &FeedHub<S>,
+    peer: Option<&ConnectInfo<SocketAddr>>,
+) -> Result<(), XrpcError> {
+    match peer {
+        Some(ConnectInfo(addr)) => hub.allow(addr.ip()).map_err(feed_err),
+        None => Ok(()),
+    }
+}
+
 fn feed_err(e: FeedError) -> XrpcError {
     match e {
+        FeedError::RateLimited { retry_after_ms, .. } => {
+            let mut e = err(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RateLimitExceeded",
+                e.to_string(),
+            );
+            e.retry_after_secs = Some(retry_after_ms.div_ceil(1000).max(1));
+            e
+        }
         FeedError::Auth(guild_feed::AuthError::TooManyChallenges) => err(
             StatusCode::TOO_MANY_REQUESTS,
             "RateLimitExceeded",
@@ -70,9 +91,12 @@ fn feed_err(e: FeedError) -> XrpcError {
 /// `coop.guild.feed.getChallenge`.
 pub(crate) async fn get_challenge<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     Xrpc(_): Xrpc<get_challenge::GetChallenge>,
 ) -> XrpcResult {
-    let c = feeds(&state)?.challenge().map_err(feed_err)?;
+    let hub = feeds(&state)?;
+    limit(hub, peer.as_ref().map(|p| &p.0))?;
+    let c = hub.challenge().map_err(feed_err)?;
     ok(get_challenge::Output {
         nonce: c.nonce,
         audience: c.audience,
@@ -83,9 +107,11 @@ pub(crate) async fn get_challenge<S: NodeStore>(
 /// `coop.guild.feed.login`.
 pub(crate) async fn login<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     Xrpc(input): Xrpc<login::Login>,
 ) -> XrpcResult {
     let did = Did::parse(&input.did).map_err(|e| XrpcError::invalid(format!("did: {e}")))?;
+    limit(feeds(&state)?, peer.as_ref().map(|p| &p.0))?;
     let s = feeds(&state)?
         .login(&did, &input.nonce, &input.signature.0)
         .map_err(feed_err)?;
@@ -326,6 +352,7 @@ pub(crate) async fn get_bundle<S: NodeStore>(
     let admin = crate::server::check_auth(&state, req.headers()).is_ok();
     if !admin {
         let feeds = feeds(&state)?;
+        limit(feeds, req.extensions().get::<ConnectInfo<SocketAddr>>())?;
         let did = builder(feeds, req.headers(), &params)?;
         let agreement = desk
             .agreement_of(&cid)

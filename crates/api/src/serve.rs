@@ -97,9 +97,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -109,11 +109,13 @@ pub async fn serve(
         };
         // With upgrades: the builders' feed is a WebSocket (an upgraded connection leaves
         // this task, and its slot, once the upgrade is done).
+        // The client's address, for handlers that rate-limit by it.
+        let service = tower::Layer::layer(
+            &axum::Extension(axum::extract::ConnectInfo(peer)),
+            router.clone(),
+        );
         let conn = builder
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
-            )
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
             .with_upgrades();
         tracker.spawn(serve_connection(conn, stopped.clone(), slot));
     }

@@ -37,6 +37,8 @@ pub struct XrpcError {
     status: StatusCode,
     error: &'static str,
     message: String,
+    /// Sent as `Retry-After` (seconds), for a rate-limited request.
+    pub(crate) retry_after_secs: Option<u64>,
 }
 
 impl XrpcError {
@@ -45,6 +47,7 @@ impl XrpcError {
             status,
             error,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -65,11 +68,16 @@ impl XrpcError {
 
 impl IntoResponse for XrpcError {
     fn into_response(self) -> Response {
-        (
+        let mut resp = (
             self.status,
             axum::Json(json!({"error": self.error, "message": self.message})),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        resp
     }
 }
 

@@ -442,6 +442,31 @@ fn a_stalled_subscriber_is_dropped_while_others_keep_receiving() {
 }
 
 #[test]
+fn logins_are_rate_limited_per_address() {
+    let net = start(FeedConfig {
+        requests_per_minute: 3,
+        ..FeedConfig::default()
+    });
+    net.rt.block_on(async {
+        let http = reqwest::Client::new();
+        let url = format!("{}/xrpc/coop.guild.feed.getChallenge", net.url);
+        for _ in 0..3 {
+            assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+        }
+        let refused = http.get(&url).send().await.unwrap();
+        assert_eq!(refused.status(), 429);
+        let wait: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=20).contains(&wait), "{wait}");
+        let v: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(v["error"], "RateLimitExceeded");
+    });
+}
+
+#[test]
 fn the_log_survives_a_restart_and_derives_nothing_twice() {
     let store = Arc::new(MemoryStore::new());
     let open =

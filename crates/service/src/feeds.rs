@@ -47,6 +47,9 @@ pub struct FeedConfig {
     pub token_ttl_micros: i64,
     /// Challenges pending at once, at most.
     pub max_challenges: usize,
+    /// Logins (challenges and sign-ins) and downloads one client address may start per
+    /// minute (a burst of as many, then that rate).
+    pub requests_per_minute: u32,
 }
 
 impl Default for FeedConfig {
@@ -57,6 +60,7 @@ impl Default for FeedConfig {
             challenge_ttl_micros: 120 * 1_000_000,
             token_ttl_micros: 3600 * 1_000_000,
             max_challenges: 10_000,
+            requests_per_minute: 60,
         }
     }
 }
@@ -81,6 +85,14 @@ pub enum FeedError {
     /// The operating system gave no random bytes.
     #[error("no random bytes: {0}")]
     Random(String),
+    /// Too many requests from one address.
+    #[error("too many requests from {ip}; retry in {retry_after_ms} ms")]
+    RateLimited {
+        /// The client's address.
+        ip: std::net::IpAddr,
+        /// When it may try again.
+        retry_after_ms: u64,
+    },
 }
 
 fn store_err(e: impl std::fmt::Display) -> FeedError {
@@ -129,6 +141,7 @@ pub struct FeedHub<S> {
     config: FeedConfig,
     inner: Mutex<Inner>,
     gate: Mutex<Gate>,
+    limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
 
 impl<S> std::fmt::Debug for FeedHub<S> {
@@ -331,6 +344,10 @@ impl<S: NodeStore> FeedHub<S> {
                 config.token_ttl_micros,
                 config.max_challenges,
             )),
+            limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(config.requests_per_minute.max(1))
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+            )),
             store,
             clock,
             config,
@@ -353,6 +370,24 @@ impl<S: NodeStore> FeedHub<S> {
     /// The last `seq` issued.
     pub fn last_seq(&self) -> u64 {
         self.inner().log.last_seq()
+    }
+
+    /// Whether a client at `ip` may start a login or a download now (see
+    /// [`FeedConfig::requests_per_minute`]).
+    pub fn allow(&self, ip: std::net::IpAddr) -> Result<(), FeedError> {
+        use governor::clock::Clock as _;
+        self.limiter.check_key(&ip).map_err(|not_until| {
+            let now = governor::clock::DefaultClock::default().now();
+            FeedError::RateLimited {
+                ip,
+                retry_after_ms: not_until.wait_time_from(now).as_millis() as u64,
+            }
+        })?;
+        // Addresses that are back to a full allowance are forgotten (bounded memory).
+        if self.limiter.len() > 10_000 {
+            self.limiter.retain_recent();
+        }
+        Ok(())
     }
 
     /// Every event in the window (oldest first), whoever it is for.
