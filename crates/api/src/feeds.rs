@@ -205,7 +205,12 @@ pub(crate) async fn subscribe<S: NodeStore>(
             "coop.guild.feed.subscribe is a WebSocket: send an upgrade request ({e})"
         ))
     })?;
+    // A subscriber only reads: small buffers for what it sends (BENCHMARKS.md has the memory
+    // per subscriber), and a bound on any message it sends anyway.
     Ok(ws
+        .read_buffer_size(4 * 1024)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
         .on_upgrade(move |socket| stream(socket, feeds, did, cursor, json))
         .into_response())
 }
@@ -338,7 +343,6 @@ pub(crate) async fn get_bundle<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
     req: axum::extract::Request,
 ) -> XrpcResult {
-    use tower::ServiceExt as _;
     let params = query_params(req.uri().query());
     let cid = param(&params, "cid")?.ok_or_else(|| XrpcError::invalid("cid: required"))?;
     let cid = crate::collective::parse_cid(cid, "cid")?;
@@ -367,6 +371,18 @@ pub(crate) async fn get_bundle<S: NodeStore>(
         }
     }
     let path = desk.car_path(&cid).await.map_err(crate::bundles::failed)?;
+    serve_bundle_file(&path, &cid, req).await
+}
+
+/// The transfer half of `coop.guild.bundle.get`, once the caller is authorised: the CAR at
+/// `path` with `ETag` (the manifest CID) and `If-None-Match`, and range requests
+/// (`Range`, `If-Range`: 206 or 416), streamed from the file.
+pub async fn serve_bundle_file(
+    path: &std::path::Path,
+    cid: &cid::Cid,
+    req: axum::extract::Request,
+) -> Result<Response, XrpcError> {
+    use tower::ServiceExt as _;
     let etag = format!("\"{cid}\"");
     if req
         .headers()
@@ -376,7 +392,7 @@ pub(crate) async fn get_bundle<S: NodeStore>(
     {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
-    let mut resp = tower_http::services::ServeFile::new(&path)
+    let mut resp = tower_http::services::ServeFile::new(path)
         .oneshot(req)
         .await
         .map_err(|e| {
