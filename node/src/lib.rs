@@ -4,7 +4,9 @@
 //!
 //! This binary wires libraries together; it holds no protocol logic of its own. Offline tools
 //! (`key`, `repo`, `lexicon`) work on files; `init` and `node` create and run the daemon;
-//! `record`, `import`, `export` and `status` talk to a running daemon over its XRPC API.
+//! `record`, `import`, `export` and `status` talk to a running daemon over its XRPC API;
+//! `feed subscribe` is a model builder's client of a steward node's feed ([`feed_client`],
+//! usable as a library).
 
 pub mod agreement_cmd;
 mod bundle_cmd;

@@ -3,7 +3,9 @@
 //! The node's XRPC API: the axum server with AT Protocol's `com.atproto.*` endpoints and
 //! Guild's `coop.guild.*` ones ([`server`]), the collective endpoints served by the node's
 //! collectives engine ([`collective`]), the typed inputs and outputs of Guild's own methods
-//! ([`methods`]), and a blocking client for the `guild` command line ([`client`]).
+//! ([`methods`]), builders' login, feed WebSocket and bundle download ([`feeds`], also served
+//! alone on a public address by [`public_router`]), and a blocking client for the `guild`
+//! command line ([`client`]).
 //!
 //! The handlers call the repository service (`guild_service::RepoService`, re-exported here)
 //! and reach the collectives engine through `guild_service::CollectiveEngine`; this crate does

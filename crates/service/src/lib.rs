@@ -16,6 +16,9 @@
 //! - bundles on a steward's node ([`bundles`]: proposing, recomputing and approving,
 //!   packaging sealed bundles, revocation notices; the rules are guild-bundle's and
 //!   guild-gov's);
+//! - builders' feeds ([`feeds`]: the feed log persisted in the node's store, events derived from
+//!   the collectives' state, live subscribers, logins and rate limits; the rules are
+//!   guild-feed's);
 //! - the node's [`Clock`], the one source of "now" the node hands to its engine, its API and
 //!   its repo service.
 //!
