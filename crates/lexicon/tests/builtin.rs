@@ -144,5 +144,5 @@ fn every_op_has_the_shared_op_fields() {
             "the genesis charter cannot name its own collective"
         );
     }
-    assert_eq!(ops, 18);
+    assert_eq!(ops, 19);
 }

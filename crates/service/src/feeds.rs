@@ -264,6 +264,10 @@ impl<S: NodeStore> Feeds<S> {
                     }),
                 ));
             }
+            // No agreement, nothing to announce (and no log to read for bundles or notices).
+            if status.state.agreements.is_empty() {
+                continue;
+            }
             for b in self.stewardship.list(c).await.map_err(store_err)? {
                 let (BundleStatus::Sealed, Some(manifest), Some((_, size)), Some((records, _))) =
                     (b.status, b.manifest, b.car, b.records)
