@@ -68,6 +68,10 @@ pub(super) fn configure(
         sync.insert("interval_secs".into(), 5.into());
         sync.insert("jitter_secs".into(), 5.into());
         sub(t, "testing")?.insert("clock_offset_secs".into(), clock_offset_secs.into());
+        // For a post-mortem: the nodes' log filter (`GUILD_CHAOS_LOG=info,guild_net=debug`).
+        if let Ok(filter) = std::env::var("GUILD_CHAOS_LOG") {
+            sub(t, "log")?.insert("filter".into(), filter.into());
+        }
         Ok(())
     })
 }
