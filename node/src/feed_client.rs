@@ -595,7 +595,9 @@ async fn verify_file(path: &Path) -> Result<std::result::Result<guild_bundle::Re
 /// Signs a receipt op (`coop.guild.bundle.receipt`) whose `prev` is what it acknowledges,
 /// and posts it to the node (`coop.guild.feed.submitReceipt`). A receipt the collective
 /// already holds for the same delivery (a client restarted after sending it) is not an
-/// error. Returns the receipt op's id (or `acknowledged` for one held already).
+/// error. Returns the receipt op's id, `acknowledged` for one held already, or
+/// `refused(<why>)` when the node answered with a refusal; an unreachable node is an error
+/// (the event is handled again after reconnecting).
 async fn send_receipt(
     opts: &FollowOptions,
     http: &reqwest::Client,
@@ -629,6 +631,12 @@ async fn send_receipt(
     match xrpc_json(resp).await {
         Ok(v) => Ok(v["op"].as_str().unwrap_or_default().to_owned()),
         Err(e) if format!("{e:#}").contains("already acknowledged") => Ok("acknowledged".into()),
-        Err(e) => Err(e.context("the node refused the receipt")),
+        // The node answered and refused (a clock more than five minutes off, say): retrying
+        // the same receipt cannot help, so the event is handled and the refusal reported.
+        Err(e) => {
+            let why = format!("{e:#}");
+            tracing::warn!("the node refused the receipt: {why}");
+            Ok(format!("refused({})", why.replace(' ', "_")))
+        }
     }
 }
