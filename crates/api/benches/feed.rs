@@ -29,6 +29,9 @@ use guild_store::MemoryStore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
+#[path = "../tests/common/feed_login.rs"]
+mod feed_login;
+
 fn cid(s: &str) -> cid::Cid {
     guild_core::cids::cid_for_raw(s.as_bytes())
 }
@@ -129,37 +132,13 @@ fn serve(car: &str) {
     }
 }
 
-async fn login(url: &str) -> String {
-    let key = builder();
-    let http = reqwest::Client::new();
-    let c: serde_json::Value = http
-        .get(format!("{url}/xrpc/coop.guild.feed.getChallenge"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let msg = guild_feed::auth::signed_message(
-        c["audience"].as_str().unwrap(),
-        &key.did(),
-        c["nonce"].as_str().unwrap(),
-        c["expiresAt"].as_str().unwrap(),
-    );
-    let s: serde_json::Value = http
-        .post(format!("{url}/xrpc/coop.guild.feed.login"))
-        .json(&serde_json::json!({
-            "did": key.did(),
-            "nonce": c["nonce"],
-            "signature": guild_core::data::to_json(&guild_core::Ipld::Bytes(key.sign(&msg).to_vec())),
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    s["token"].as_str().unwrap().to_owned()
+/// Reads a download's body to the end; its length.
+async fn drain(mut resp: reqwest::Response) -> u64 {
+    let mut got = 0u64;
+    while let Some(c) = resp.chunk().await.unwrap() {
+        got += c.len() as u64;
+    }
+    got
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -226,7 +205,7 @@ fn main() {
         .unwrap();
     println!("feed bench: {n} subscribers, {events} events, server pid {pid} at {url}");
 
-    let token = rt.block_on(login(&url));
+    let token = rt.block_on(feed_login::login(&url, &builder()));
     let before = rss_kib(pid);
     // Every subscriber decodes each frame and reports (event seq, when) on a channel.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
@@ -309,20 +288,16 @@ fn main() {
     for _ in 0..3 {
         let t = Instant::now();
         let got = rt.block_on(async {
-            let mut resp = http.get(format!("{url}/bench/car")).send().await.unwrap();
+            let resp = http.get(format!("{url}/bench/car")).send().await.unwrap();
             assert_eq!(resp.status(), 200);
-            let mut got = 0u64;
-            while let Some(c) = resp.chunk().await.unwrap() {
-                got += c.len() as u64;
-            }
-            got
+            drain(resp).await
         });
         assert_eq!(got, size);
         best = best.min(t.elapsed().as_secs_f64());
     }
     let half = size / 2;
     let resumed = rt.block_on(async {
-        let mut resp = http
+        let resp = http
             .get(format!("{url}/bench/car"))
             .header("range", format!("bytes={half}-"))
             .header("if-range", format!("\"{}\"", cid("bench")))
@@ -330,11 +305,7 @@ fn main() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 206);
-        let mut got = 0u64;
-        while let Some(c) = resp.chunk().await.unwrap() {
-            got += c.len() as u64;
-        }
-        got
+        drain(resp).await
     });
     assert_eq!(resumed, size - half);
     println!(

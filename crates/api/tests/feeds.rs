@@ -17,6 +17,10 @@ use guild_store::MemoryStore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
+#[path = "common/feed_login.rs"]
+mod feed_login;
+use feed_login::{challenge, login, login_body};
+
 const NODE: &str = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
 
 struct Net {
@@ -106,39 +110,6 @@ fn publish(net: &Net, events: Vec<(String, Event)>) {
             builders: builders(),
         })
         .unwrap();
-}
-
-/// The login as a builder's client does it: a challenge, signed, for a token.
-async fn login(url: &str, key: &Keypair) -> String {
-    let http = reqwest::Client::new();
-    let c: serde_json::Value = http
-        .get(format!("{url}/xrpc/coop.guild.feed.getChallenge"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let msg = guild_feed::auth::signed_message(
-        c["audience"].as_str().unwrap(),
-        &key.did(),
-        c["nonce"].as_str().unwrap(),
-        c["expiresAt"].as_str().unwrap(),
-    );
-    let sig = key.sign(&msg);
-    let resp = http
-        .post(format!("{url}/xrpc/coop.guild.feed.login"))
-        .json(&serde_json::json!({
-            "did": key.did(),
-            "nonce": c["nonce"],
-            "signature": guild_core::data::to_json(&guild_core::Ipld::Bytes(sig.to_vec())),
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let s: serde_json::Value = resp.json().await.unwrap();
-    s["token"].as_str().unwrap().to_owned()
 }
 
 type Ws =
@@ -340,28 +311,9 @@ fn strangers_bad_tokens_and_replayed_challenges_are_refused() {
         assert!(is_info(&next(&mut ws).await.unwrap(), "ReplayComplete"));
         // A challenge signed twice, or by another key: refused.
         let http = reqwest::Client::new();
-        let c: serde_json::Value = http
-            .get(format!("{}/xrpc/coop.guild.feed.getChallenge", net.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let c = challenge(&net.url).await;
         let (k1, _) = builder(1);
-        let msg = guild_feed::auth::signed_message(
-            c["audience"].as_str().unwrap(),
-            &k1.did(),
-            c["nonce"].as_str().unwrap(),
-            c["expiresAt"].as_str().unwrap(),
-        );
-        let body = |key: &Keypair| {
-            serde_json::json!({
-                "did": k1.did(),
-                "nonce": c["nonce"],
-                "signature": guild_core::data::to_json(&guild_core::Ipld::Bytes(key.sign(&msg).to_vec())),
-            })
-        };
+        let body = |key: &Keypair| login_body(&c, &k1.did(), key);
         let login_url = format!("{}/xrpc/coop.guild.feed.login", net.url);
         let forged = http.post(&login_url).json(&body(&k2)).send().await.unwrap();
         assert_eq!(forged.status(), 400);

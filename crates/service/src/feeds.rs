@@ -568,44 +568,53 @@ impl<S: NodeStore> FeedHub<S> {
 
 /// Reads the feed log back from the store.
 fn load<S: NodeStore>(store: &S, retention: Retention) -> Result<FeedLog, FeedError> {
-    let next = match store.kv_get(TREE, b"m/next").map_err(store_err)? {
-        Some(b) => u64_of(&b, "m/next")?,
-        None => 1,
+    let meta = |key: &[u8], default: u64| -> Result<u64, FeedError> {
+        match store.kv_get(TREE, key).map_err(store_err)? {
+            Some(b) => u64_of(&b, &String::from_utf8_lossy(key)),
+            None => Ok(default),
+        }
     };
-    let pruned = match store.kv_get(TREE, b"m/pruned").map_err(store_err)? {
-        Some(b) => u64_of(&b, "m/pruned")?,
-        None => 0,
-    };
+    let (next, pruned) = (meta(b"m/next", 1)?, meta(b"m/pruned", 0)?);
     let mut events = Vec::new();
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = store
-            .kv_scan(TREE, b"e/", after.as_deref(), 1000)
-            .map_err(store_err)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (k, v) in page {
-            let seq = u64_of(k.get(2..).unwrap_or(&[]), "an event key")?;
-            match Frame::from_cbor(&v) {
-                Ok(Frame::Message(e)) if e.seq() == Some(seq) => events.push(e),
-                Ok(_) => return Err(FeedError::Store(format!("event {seq}: not its event"))),
-                Err(e) => return Err(FeedError::Store(format!("event {seq}: {e}"))),
+    scan_all(store, b"e/", |k, v| {
+        let seq = u64_of(k, "an event key")?;
+        match Frame::from_cbor(v) {
+            Ok(Frame::Message(e)) if e.seq() == Some(seq) => {
+                events.push(e);
+                Ok(())
             }
+            Ok(_) => Err(FeedError::Store(format!("event {seq}: not its event"))),
+            Err(e) => Err(FeedError::Store(format!("event {seq}: {e}"))),
         }
-    }
+    })?;
     let mut sources = Vec::new();
+    scan_all(store, b"s/", |k, _| {
+        let s = std::str::from_utf8(k)
+            .map_err(|_| FeedError::Store("a source key is not UTF-8".into()))?;
+        sources.push(s.to_owned());
+        Ok(())
+    })?;
+    FeedLog::restore(retention, next, pruned, events, sources).map_err(store_err)
+}
+
+/// Every entry of [`TREE`] under `prefix`, in key order, a page at a time: `f` gets each key
+/// without the prefix, and its value.
+fn scan_all<S: NodeStore>(
+    store: &S,
+    prefix: &[u8],
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), FeedError>,
+) -> Result<(), FeedError> {
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = store
-            .kv_scan(TREE, b"s/", after.as_deref(), 1000)
+            .kv_scan(TREE, prefix, after.as_deref(), 1000)
             .map_err(store_err)?;
-        let Some((last, _)) = page.last() else { break };
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
         after = Some(last.clone());
-        for (k, _) in page {
-            let s = std::str::from_utf8(k.get(2..).unwrap_or(&[]))
-                .map_err(|_| FeedError::Store("a source key is not UTF-8".into()))?;
-            sources.push(s.to_owned());
+        for (k, v) in &page {
+            f(k.get(prefix.len()..).unwrap_or(&[]), v)?;
         }
     }
-    FeedLog::restore(retention, next, pruned, events, sources).map_err(store_err)
 }
