@@ -153,6 +153,9 @@ pub fn emit(manifest: &Manifest, car: &CarInfo) -> Result<String, BundleError> {
          inclusion proof, every record's consent at the cut, the licence against the \
          agreement's, and every hash. It needs no network and no Guild node."
     );
+    if let Some(l) = f.licensee_canary_limitation() {
+        let _ = writeln!(out, "\n## Licensee canaries\n\n{l}");
+    }
     if let (Some(c), Some(g)) = (&f.canary, &f.guid) {
         let _ = writeln!(out, "\n## Evaluation canary\n");
         let _ = writeln!(

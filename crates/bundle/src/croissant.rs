@@ -210,6 +210,7 @@ pub fn emit(manifest: &Manifest, car: &CarInfo) -> Result<String, BundleError> {
         f.agreement_iri, f.template_id, f.template_version
     )];
     limitations.extend(f.canary_limitation());
+    limitations.extend(f.licensee_canary_limitation());
     let mut time_frame = Vec::new();
     if let Some((a, b)) = &f.period {
         time_frame.push(a.as_str().to_owned());

@@ -127,6 +127,8 @@ pub struct Facts {
     pub created_at: String,
     pub canary: Option<String>,
     pub guid: Option<String>,
+    /// How many per-licensee canary records the bundle carries.
+    pub licensee_canaries: u64,
     pub sha256: String,
     pub bytes: u64,
     pub file_name: String,
@@ -235,6 +237,7 @@ impl Facts {
             created_at: manifest.created_at.as_str().to_owned(),
             canary: manifest.canary.clone(),
             guid: manifest.guid.clone(),
+            licensee_canaries: manifest.licensee_canaries.len() as u64,
             sha256: car.sha256_hex(),
             bytes: car.bytes,
             file_name: car.file_name.clone(),
@@ -278,6 +281,20 @@ impl Facts {
              train or fine-tune a model, nor enter a training corpus; a corpus that contains \
              the canary GUID {g} is contaminated. Canary string: \"{c}\"."
         ))
+    }
+
+    /// The limitation a bundle with per-licensee canaries carries (`None` without).
+    pub fn licensee_canary_limitation(&self) -> Option<String> {
+        let n = self.licensee_canaries;
+        (n > 0).then(|| {
+            format!(
+                "Traceable copy: besides its members' records this bundle carries {n} canary \
+                 record{} made for its licensee alone (the manifest's licenseeCanaries). They \
+                 are part of the licensed data; a copy of the data, or a model trained on it, \
+                 that holds them is traced to this licensee.",
+                plural(n)
+            )
+        })
     }
 
     /// The collection period in words.

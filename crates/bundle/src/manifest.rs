@@ -19,7 +19,7 @@ use guild_lexicon::Registry;
 use guild_license::{AgreementParty, Format, Publication};
 use serde::{Deserialize, Serialize};
 
-use crate::canary::{canary_guid, canary_string};
+use crate::canary::{canary_guid, canary_string, licensee_canaries};
 use crate::error::BundleError;
 use crate::select::{SelectRequest, Selection};
 
@@ -127,6 +127,9 @@ pub struct Manifest {
     pub canary: Option<String>,
     /// Evaluation bundles: the bundle's GUID.
     pub guid: Option<String>,
+    /// The per-licensee canary records' CIDs, in index order (empty unless the charter
+    /// asks for them and the bundle has records): [`crate::canary::licensee_canaries`].
+    pub licensee_canaries: Vec<Cid>,
     /// The proposal's `createdAt`.
     pub created_at: Datetime,
 }
@@ -155,6 +158,8 @@ struct Root {
     canary: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     guid: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    licensee_canaries: Vec<Cid>,
     created_at: Datetime,
 }
 
@@ -326,6 +331,19 @@ impl Manifest {
             BundleKind::Evaluation => Some(canary_guid(&params.proposal)),
             BundleKind::Training => None,
         };
+        let licensee_canaries = if records.is_empty() {
+            Vec::new()
+        } else {
+            licensee_canaries(
+                &params.proposal,
+                &selection.builder,
+                &params.created_at,
+                selection.canaries,
+            )?
+            .into_iter()
+            .map(|c| c.cid)
+            .collect()
+        };
         Ok(Manifest {
             record_type: NSID.to_owned(),
             collective: CidRef(selection.collective),
@@ -343,6 +361,7 @@ impl Manifest {
             licence,
             canary: guid.as_deref().map(canary_string),
             guid,
+            licensee_canaries,
             created_at: params.created_at.clone(),
         })
     }
@@ -370,6 +389,7 @@ impl Manifest {
             licence: self.licence.clone(),
             canary: self.canary.clone(),
             guid: self.guid.clone(),
+            licensee_canaries: self.licensee_canaries.clone(),
             created_at: self.created_at.clone(),
         };
         checked(&root)
@@ -817,6 +837,7 @@ fn assemble(r: Root, records: Vec<Entry>, sizes: &[usize]) -> Result<Manifest, S
         licence: r.licence,
         canary: r.canary,
         guid: r.guid,
+        licensee_canaries: r.licensee_canaries,
         created_at: r.created_at,
     })
 }

@@ -6,8 +6,9 @@
 //!    approvals included), in the log's topological order, each as its exact signed bytes;
 //! 3. for each manifest entry in manifest order: the entry's commit and the MST nodes from
 //!    the root to the node holding its path, leaving out any block written earlier;
-//! 4. every entry's record block, in the order of the CIDs' bytes (the store's key order, so
-//!    that a large bundle's records are read leaf by leaf).
+//! 4. every entry's record block and every per-licensee canary record the manifest lists, in
+//!    the order of the CIDs' bytes (the store's key order, so that a large bundle's records
+//!    are read leaf by leaf).
 //!
 //! The same manifest, log and replicas give byte-identical files. Record bytes are read from
 //! the block source and written one at a time; what is held in memory is the set of written
@@ -18,9 +19,10 @@ use std::io::{BufWriter, Write};
 use guild_core::Cid;
 use guild_gov::Log;
 use guild_repo::{BlockSource, CarWriter, verify_commit};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use sha2::{Digest, Sha256};
 
+use crate::canary::licensee_canaries;
 use crate::error::BundleError;
 use crate::manifest::Manifest;
 use crate::walk::{PathCache, WalkError};
@@ -131,6 +133,35 @@ pub fn sealing_ops<'a>(
     Ok((cid, blocks, ops))
 }
 
+/// The blocks of the per-licensee canaries `manifest` lists, made again from its proposal,
+/// its agreement's builder (in `log`) and its `createdAt`; fails if they are not the ones
+/// listed.
+fn licensee_canary_blocks(
+    manifest: &Manifest,
+    log: &Log,
+) -> Result<FxHashMap<Cid, Vec<u8>>, BundleError> {
+    if manifest.licensee_canaries.is_empty() {
+        return Ok(FxHashMap::default());
+    }
+    let agreement = manifest.agreement.0;
+    let builder = &log
+        .state_ref()
+        .agreements
+        .get(&agreement)
+        .ok_or(BundleError::UnknownAgreement(agreement))?
+        .builder;
+    let count = u32::try_from(manifest.licensee_canaries.len()).unwrap_or(u32::MAX);
+    let made = licensee_canaries(&manifest.proposal.0, builder, &manifest.created_at, count)?;
+    let ours: Vec<Cid> = made.iter().map(|c| c.cid).collect();
+    if manifest.licensee_canaries != ours {
+        return Err(BundleError::Encode(
+            "the manifest's licensee canaries are not the ones its proposal and builder make"
+                .into(),
+        ));
+    }
+    Ok(made.into_iter().map(|c| (c.cid, c.bytes)).collect())
+}
+
 /// Writes the bundle of the sealed `manifest` as one CAR v1 to `out`: the manifest, the
 /// governance ops that seal it (from `log`), and every record's inclusion proof read from
 /// `repos` (the replicas' blocks). Fails if the manifest is not sealed in `log`, or if a
@@ -231,13 +262,26 @@ pub fn write_bundle<W: Write>(
             records.push(e.cid.0);
         }
     }
+    // The per-licensee canaries: made again from the proposal and the builder, and they
+    // must be the ones the manifest lists.
+    let canaries = licensee_canary_blocks(manifest, log)?;
+    for cid in canaries.keys() {
+        if written.insert(block_key(cid)) {
+            records.push(*cid);
+        }
+    }
     // The record blocks last, in the order of their CIDs' bytes: the store keys blocks by
     // those bytes, so reading them in that order walks its tree leaf by leaf instead of
     // jumping (a million records: most of the assembly time is these reads).
     records.sort_by_cached_key(|c| c.to_bytes());
     for cid in &records {
-        let bytes = get(cid)?.ok_or(BundleError::MissingBlock(*cid))?;
-        car.write_block(cid, &bytes)?;
+        match canaries.get(cid) {
+            Some(bytes) => car.write_block(cid, bytes)?,
+            None => {
+                let bytes = get(cid)?.ok_or(BundleError::MissingBlock(*cid))?;
+                car.write_block(cid, &bytes)?;
+            }
+        }
         blocks += 1;
     }
     let sink = car

@@ -130,6 +130,8 @@ pub struct Selection {
     pub heads: Vec<Cid>,
     /// The cut's time.
     pub time: Datetime,
+    /// Per-licensee canary records the charter at the cut asks of each bundle (0: none).
+    pub canaries: u32,
     /// The replica heads of the members whose consent register for the template is granted
     /// at the cut, in DID order (the replicas a proposal may name).
     pub replicas: Vec<ReplicaHead>,
@@ -323,6 +325,11 @@ impl<'a> Selector<'a> {
             kind: self.kind,
             heads: self.cut.heads.clone(),
             time: self.cut.time.clone(),
+            canaries: self
+                .state
+                .charter
+                .as_ref()
+                .map_or(0, |c| c.body.canaries_per_bundle()),
             replicas: Vec::new(),
             names: BTreeMap::new(),
             records: Vec::new(),

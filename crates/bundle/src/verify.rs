@@ -211,6 +211,14 @@ pub enum VerifyError {
         /// The first differing field (`licence.odrl`, `records[3].cid`, …).
         field: String,
     },
+    /// A per-licensee canary record the manifest lists is not among the record blocks.
+    #[error("licensee canary {index} ({cid}) is missing from the record blocks")]
+    MissingCanary {
+        /// Its index in the manifest's `licenseeCanaries`.
+        index: usize,
+        /// Its CID.
+        cid: Cid,
+    },
     /// A block no check used.
     #[error("block {0} is not part of the bundle (nothing refers to it)")]
     UnusedBlock(Cid),
@@ -796,6 +804,15 @@ pub fn verify_bundle_with<R: Read + Send>(
                     .enumerate()
                     .map(|(i, e)| (block_key(&e.cid.0), i))
                     .collect();
+                // The per-licensee canaries' blocks are among the records (numbered after
+                // the entries); which canaries they must be is checked with the root.
+                let n = m.records.len();
+                expected.extend(
+                    m.licensee_canaries
+                        .iter()
+                        .enumerate()
+                        .map(|(j, c)| (block_key(c), n + j)),
+                );
                 expected.par_sort_unstable();
                 expected.dedup_by(|a, b| a.0 == b.0);
                 // (the entries come in runs of one author, each of one commit)
@@ -1035,7 +1052,17 @@ pub fn verify_bundle_with<R: Read + Send>(
     // Pass 1, the records (hashed on every core), beside the authors' trees and consent.
     let records = &manifest.records;
     let (tail, authors) = rayon::join(
-        || read_records(&mut stream, rest, &expected, &earlier, records),
+        || {
+            read_records(
+                &mut stream,
+                rest,
+                &expected,
+                &earlier,
+                records,
+                &manifest.licensee_canaries,
+                &root,
+            )
+        },
         || check_authors(records, &heads, &admitted, &selector, &proofs, &index),
     );
     let (record_blocks, bytes) = tail?;
@@ -1081,8 +1108,9 @@ pub fn verify_bundle_with<R: Read + Send>(
     })
 }
 
-/// The record section: exactly the entries' record CIDs (`expected`: their keys, sorted,
-/// once each, with an entry of each), in that order, none repeating an earlier block.
+/// The record section: exactly the entries' record CIDs and the licensee canaries' CIDs
+/// (`expected`: their keys, sorted, once each, with an entry of each, a canary numbered
+/// after the entries), in that order, none repeating an earlier block.
 /// Returns the blocks read and the file's size. A record missing is reported before a
 /// block that is not one (a record's bytes changed under a CID of their own are both).
 fn read_records<R: Read>(
@@ -1091,6 +1119,8 @@ fn read_records<R: Read>(
     expected: &[(Key, usize)],
     earlier: &FxHashSet<Key>,
     entries: &[Entry],
+    canaries: &[Cid],
+    root: &Cid,
 ) -> Result<(u64, u64), VerifyError> {
     // A merge of the file's blocks with the expected keys: `next` is the first expected
     // key not passed yet; a key passed without its block is missing.
@@ -1147,13 +1177,23 @@ fn read_records<R: Read>(
         missing.get_or_insert(next);
     }
     if let Some(i) = missing
-        && let Some(e) = expected.get(i).and_then(|(_, e)| entries.get(*e))
+        && let Some((key, e)) = expected.get(i)
     {
-        return Err(VerifyError::MissingBlock {
-            cid: e.cid.0,
-            what: "record",
-            author: e.author.clone(),
-            path: e.path.clone(),
+        return Err(match entries.get(*e) {
+            Some(e) => VerifyError::MissingBlock {
+                cid: e.cid.0,
+                what: "record",
+                author: e.author.clone(),
+                path: e.path.clone(),
+            },
+            None => VerifyError::MissingCanary {
+                index: e.saturating_sub(entries.len()),
+                cid: canaries
+                    .iter()
+                    .find(|c| block_key(c) == *key)
+                    .copied()
+                    .unwrap_or_else(|| *root),
+            },
         });
     }
     if let Some(cid) = unused {

@@ -8,6 +8,7 @@ use std::io::Cursor;
 use std::sync::OnceLock;
 
 use common::{START, TEXT, TRAIN, at, did, key};
+use guild_bundle::canary::licensee_canaries;
 use guild_bundle::{
     CutState, EvaluationLedger, Manifest, ManifestParams, Replica, VerifyError, select,
     verify_bundle, write_bundle,
@@ -59,9 +60,15 @@ impl World {
     }
 
     fn new(records_per_member: usize) -> World {
+        World::with_canaries(records_per_member, 0)
+    }
+
+    /// [`World::new`], with a charter that asks for `canaries` per-licensee canaries.
+    fn with_canaries(records_per_member: usize, canaries: u32) -> World {
         let keys: Vec<Keypair> = (1..=6).map(key).collect();
         let mut params = CharterParams::new("Poets");
         params.countersignatures = 2;
+        params.canaries_per_bundle = canaries;
         let charter = Op::write(&params.body(), None, &keys[0], &[], &at(0)).unwrap();
         let id = *charter.id();
         let mut log = Log::new(id);
@@ -703,6 +710,87 @@ fn blocks_out_of_their_canonical_place_are_refused() {
     proofs.swap(commit_at + 1, commit_at + 2);
     let err = verify(&rebuild(root, &proofs)).unwrap_err();
     assert!(matches!(err, VerifyError::Order { .. }), "{err}");
+}
+
+#[test]
+fn per_licensee_canaries_travel_with_the_records() {
+    let mut w = World::with_canaries(5, 3);
+    let (m, _) = w.sealed(|_| {});
+    let car = w.car(&m);
+    let report = verify(&car).unwrap();
+    // The members' records are what they were; the canaries come on top.
+    assert_eq!(report.records, 15);
+    assert_eq!(m.licensee_canaries.len(), 3);
+    let builder = did(&w.builder);
+    let made = licensee_canaries(&m.proposal.0, &builder, &m.created_at, 3).unwrap();
+    let listed: Vec<Cid> = m.licensee_canaries.clone();
+    assert_eq!(listed, made.iter().map(|c| c.cid).collect::<Vec<_>>());
+    // Their blocks are among the record blocks, after every proof, as text records.
+    let (_, bs) = blocks(&car);
+    let first_record = bs
+        .iter()
+        .position(|(c, _)| m.records.iter().any(|e| e.cid.0 == *c) || listed.contains(c))
+        .unwrap();
+    for c in &made {
+        let at = bs.iter().position(|(b, _)| *b == c.cid).unwrap();
+        assert!(at >= first_record);
+        assert_eq!(bs[at].1, c.bytes);
+        let record = guild_core::data::to_json(&guild_core::data::decode(&c.bytes).unwrap());
+        assert_eq!(record["$type"], "coop.guild.data.text");
+        assert_eq!(record["body"], c.body.as_str());
+        assert!(c.body.split(' ').count() >= 30, "{}", c.body);
+    }
+    // Unique to the builder and to the bundle: another builder, or another proposal, gets
+    // other canaries; the same inputs the same ones.
+    let other = licensee_canaries(&m.proposal.0, &did(&key(21)), &m.created_at, 3).unwrap();
+    assert!(other.iter().all(|o| made.iter().all(|c| c.body != o.body)));
+    let later = licensee_canaries(&m.agreement.0, &builder, &m.created_at, 3).unwrap();
+    assert!(later.iter().all(|o| made.iter().all(|c| c.body != o.body)));
+    assert_eq!(
+        licensee_canaries(&m.proposal.0, &builder, &m.created_at, 3).unwrap(),
+        made
+    );
+    // Named in the bundle's forms, which only the builder receives.
+    let info = guild_bundle::CarInfo {
+        sha256: cids::sha256(&car),
+        bytes: car.len() as u64,
+        file_name: "bundle.car".into(),
+    };
+    let croissant = guild_bundle::croissant::emit(&m, &info).unwrap();
+    assert!(
+        croissant.contains("3 canary records made for its licensee alone"),
+        "{croissant}"
+    );
+}
+
+#[test]
+fn a_missing_or_unlisted_canary_is_refused() {
+    let mut w = World::with_canaries(5, 2);
+    let (m, _) = w.sealed(|_| {});
+    let car = w.car(&m);
+    let (root, bs) = blocks(&car);
+    // A canary block dropped from the file.
+    let gone = m.licensee_canaries[1];
+    let without: Vec<_> = bs.iter().filter(|(c, _)| *c != gone).cloned().collect();
+    let err = verify(&rebuild(root, &without)).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::MissingCanary { index: 1, cid } if cid == gone),
+        "{err}"
+    );
+    // Stewards who seal a manifest without the canaries the charter asks for seal a manifest
+    // the cut does not give.
+    let mut w = World::with_canaries(5, 2);
+    let (m, _) = w.sealed(|m| m.licensee_canaries.clear());
+    let err = verify(&w.car(&m)).unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::ManifestField { field } if field.starts_with("licenseeCanaries")),
+        "{err}"
+    );
+    // Or with canaries of their own choosing: the writer refuses to package them.
+    let mut w = World::with_canaries(5, 2);
+    let (m, _) = w.sealed(|m| m.licensee_canaries[0] = m.records[0].cid.0);
+    let mut out = Vec::new();
+    assert!(write_bundle(&m, &w.log, &w.store, &mut out).is_err());
 }
 
 #[test]

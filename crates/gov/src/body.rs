@@ -544,6 +544,14 @@ pub struct Quorum {
     pub countersignatures: u32,
 }
 
+/// `coop.guild.collective.defs#canaryPolicy`: per-licensee canary records in every bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryPolicy {
+    /// Canary records per bundle (0: none).
+    pub per_bundle: u32,
+}
+
 /// `coop.guild.collective.defs#payoutPolicy`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -584,6 +592,16 @@ pub struct CharterBody {
     /// Whether agreements' prices stay off the public agreement list (absent: public).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_prices: Option<bool>,
+    /// Per-licensee canary records in every bundle (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canaries: Option<CanaryPolicy>,
+}
+
+impl CharterBody {
+    /// How many per-licensee canary records each bundle carries (0: none).
+    pub fn canaries_per_bundle(&self) -> u32 {
+        self.canaries.as_ref().map_or(0, |c| c.per_bundle)
+    }
 }
 
 /// `coop.guild.collective.amendment#changes`: the charter fields an amendment replaces.
@@ -617,6 +635,9 @@ pub struct CharterChanges {
     /// Whether prices become private (true) or public (false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_prices: Option<bool>,
+    /// A new canary policy (`perBundle: 0` turns canaries off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canaries: Option<CanaryPolicy>,
 }
 
 impl CharterChanges {
@@ -655,6 +676,9 @@ impl CharterChanges {
         }
         if let Some(v) = s.private_prices {
             c.private_prices = Some(v);
+        }
+        if let Some(v) = s.canaries {
+            c.canaries = Some(v);
         }
         c
     }

@@ -6,9 +6,9 @@ use guild_core::{Cid, cids};
 use serde_bytes::ByteBuf;
 
 use crate::body::{
-    Admission, AdmissionPolicy, ApprovalMode, Attribution, BallotBody, CharterBody, Choice, CidRef,
-    Compensation, ConsentBody, FlowDown, InviteBody, JoinBody, Money, OpBody, Open, OpenBody,
-    PayoutPolicy, Quorum, Reporting, Scope, SealBody, Stewardship, TellerRule, Template,
+    Admission, AdmissionPolicy, ApprovalMode, Attribution, BallotBody, CanaryPolicy, CharterBody,
+    Choice, CidRef, Compensation, ConsentBody, FlowDown, InviteBody, JoinBody, Money, OpBody, Open,
+    OpenBody, PayoutPolicy, Quorum, Reporting, Scope, SealBody, Stewardship, TellerRule, Template,
     VotingMethod,
 };
 use crate::state::{ElectionKind, State};
@@ -178,6 +178,8 @@ pub struct CharterParams {
     pub payout_method: String,
     /// Whether agreements' prices stay off the public agreement list.
     pub private_prices: bool,
+    /// Per-licensee canary records in every bundle (0: none).
+    pub canaries_per_bundle: u32,
 }
 
 impl CharterParams {
@@ -205,6 +207,7 @@ impl CharterParams {
             payout_period: "monthly".into(),
             payout_method: "equal".into(),
             private_prices: false,
+            canaries_per_bundle: 0,
         }
     }
 
@@ -240,6 +243,9 @@ impl CharterParams {
             },
             // Absent unless set, so that a default charter's bytes do not change.
             private_prices: self.private_prices.then_some(true),
+            canaries: (self.canaries_per_bundle > 0).then_some(CanaryPolicy {
+                per_bundle: self.canaries_per_bundle,
+            }),
         })
     }
 }
