@@ -15,6 +15,9 @@ use serde_json::Value;
 use super::Story;
 use super::licensing::{BundleOut, short};
 
+/// Per-licensee canaries the demo's charter asks for in every bundle.
+pub(super) const CANARIES: usize = 2;
+
 /// The builder's `guild feed subscribe` process.
 pub(super) struct Follower {
     child: Option<Child>,
@@ -164,6 +167,77 @@ impl Story {
                 cursor.trim()
             ),
             Some(c),
+        );
+        Ok(())
+    }
+
+    /// The charter asks for per-licensee canaries: the builder's copy carries them, and a
+    /// leak of that copy is traced to the builder by a steward's node.
+    pub(super) fn trace_leak(&mut self, f: &Follower, bundle: &BundleOut) -> Result<()> {
+        let t = Instant::now();
+        let car = f
+            .out
+            .join("bundles")
+            .join(&bundle.manifest)
+            .join("bundle.car");
+        let car_s = car.to_string_lossy().into_owned();
+        let shown = self.d.guild_bare(&["bundle", "show", &car_s, "--json"])?;
+        let shown: serde_json::Value =
+            serde_json::from_str(&shown).context("bundle show: not JSON")?;
+        let builder = shown["builder"].as_str().unwrap_or_default().to_owned();
+        let canaries: Vec<String> = shown["licenseeCanaries"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["body"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if canaries.len() != CANARIES {
+            bail!(
+                "check `licensee canaries`: the builder's copy carries {} canaries, the charter asks for {CANARIES}",
+                canaries.len()
+            );
+        }
+        // A "leak": some of the builder's copy pasted into a web page, re-wrapped and
+        // upper-cased, with one canary's second sentence in it.
+        let sentence = canaries[1]
+            .split_terminator('.')
+            .nth(1)
+            .context("a canary has three sentences")?
+            .trim()
+            .to_uppercase()
+            .replacen(' ', "\n  ", 3);
+        let dir = self.d.root.join("leak");
+        std::fs::create_dir_all(&dir)?;
+        let leak = dir.join("scraped.html");
+        std::fs::write(
+            &leak,
+            format!("<html><body><p>Found online:</p><p>{sentence}.</p></body></html>\n"),
+        )?;
+        let clean = dir.join("clean.txt");
+        std::fs::write(&clean, "Nothing from the collective here.\n")?;
+        let traced = self
+            .d
+            .guild(0, &["bundle", "trace", &leak.to_string_lossy(), "--json"])?;
+        let hit: serde_json::Value = serde_json::from_str(traced.lines().next().unwrap_or(""))
+            .with_context(|| format!("bundle trace: not JSON: {traced}"))?;
+        if hit["builder"] != builder.as_str() || hit["bundle"] != bundle.manifest.as_str() {
+            bail!(
+                "check `trace a leak`: expected builder {builder} and bundle {}, got {hit}",
+                bundle.manifest
+            );
+        }
+        self.d
+            .guild_fails(0, &["bundle", "trace", &clean.to_string_lossy()])?;
+        self.steps.done(
+            t.elapsed(),
+            &format!(
+                "the builder's copy of bundle {} carries {CANARIES} canary records made for it alone; a leaked sentence of one, re-wrapped, is traced by node-1 to builder {} (and a clean file to no one)",
+                short(&bundle.manifest),
+                short(&builder)
+            ),
+            None,
         );
         Ok(())
     }

@@ -689,6 +689,7 @@ pub fn demo(opts: DemoOptions) -> Result<DemoReport> {
     let mut follower = story.subscribe()?;
     let first = story.bundle(&offer, "first")?;
     story.feed_bundle(&mut follower, &first)?;
+    story.trace_leak(&follower, &first)?;
     let second = story.revoke_and_rebundle(&offer, &first)?;
     story.feed_revocation(&mut follower, &second)?;
     drop(follower);
@@ -741,6 +742,8 @@ fn found(d: &Devnet, steps: &mut Steps) -> Result<String> {
             "2",
             "--admission",
             "invite",
+            "--canaries",
+            &feed::CANARIES.to_string(),
         ],
     )?;
     let s = d.collective_status(0)?;
@@ -753,7 +756,8 @@ fn found(d: &Devnet, steps: &mut Steps) -> Result<String> {
     steps.done(
         t.elapsed(),
         &format!(
-            "node-1 founded {id}: 3 steward seats, 2 countersignatures, invite admission, {templates} licence templates"
+            "node-1 founded {id}: 3 steward seats, 2 countersignatures, invite admission, {templates} licence templates, {} licensee canaries per bundle",
+            feed::CANARIES
         ),
         None,
     );

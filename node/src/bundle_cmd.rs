@@ -82,6 +82,20 @@ pub enum BundleCmd {
         #[arg(long)]
         sha256: bool,
     },
+    /// Trace a leak: search files (a leaked dataset, a model's outputs) for the per-licensee
+    /// canaries of every bundle this node knows sealed, and name the builder each found
+    /// canary was made for. Exits 0 when one is found, 1 when none is.
+    Trace {
+        /// The files to search (read as text).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The collective (default: the only one this node holds).
+        #[arg(long)]
+        collective: Option<String>,
+        /// Print one JSON object per canary found.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revocations after sealed bundles, with the records they delivered.
     Revocations {
         /// The collective (default: the only one this node holds).
@@ -159,6 +173,11 @@ pub fn bundle(data_dir: &Path, cmd: BundleCmd) -> Result<ExitCode> {
             json,
             sha256,
         } => return verify(&file, agreement.as_deref(), json, sha256),
+        BundleCmd::Trace {
+            files,
+            collective,
+            json,
+        } => return trace(data_dir, &files, collective, json),
         BundleCmd::Revocations { collective, json } => {
             let out = call::<list_revocations::ListRevocations>(
                 data_dir,
@@ -277,6 +296,7 @@ fn report_json(r: &guild_bundle::Report) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "stewards": r.stewards.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "approvals": r.approvals.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "licenseeCanaries": r.licensee_canaries.len(),
         "ops": r.ops,
         "blocks": r.blocks,
         "bytes": r.bytes,
@@ -335,8 +355,37 @@ fn show_file(path: &Path, json: bool) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    // The canaries' texts, from the file (verified: each block hashes to its CID).
+    let canaries: Vec<(String, String)> = if report.licensee_canaries.is_empty() {
+        Vec::new()
+    } else {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let car = guild_repo::read_car(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        report
+            .licensee_canaries
+            .iter()
+            .map(|c| {
+                let record = car
+                    .blocks
+                    .get(c)
+                    .and_then(|b| guild_core::data::decode(b).ok())
+                    .map(|v| guild_core::data::to_json(&v))
+                    .with_context(|| format!("canary {c} is not a record in the file"))?;
+                Ok((
+                    c.to_string(),
+                    record["body"].as_str().unwrap_or_default().to_owned(),
+                ))
+            })
+            .collect::<Result<_>>()?
+    };
     if json {
-        println!("{}", report_json(&report));
+        let mut v = report_json(&report);
+        v["licenseeCanaries"] = canaries
+            .iter()
+            .map(|(cid, body)| serde_json::json!({"cid": cid, "body": body}))
+            .collect();
+        println!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -371,11 +420,105 @@ fn show_file(path: &Path, json: bool) -> Result<ExitCode> {
             }
         );
     }
+    if !canaries.is_empty() {
+        println!(
+            "canaries   {} made for {} alone (part of the licensed data; they trace a leak)",
+            canaries.len(),
+            report.builder
+        );
+    }
     println!(
         "sha256     {}  {} bytes",
         report.sha256_hex().unwrap_or_default(),
         report.bytes
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `guild bundle trace`: every sealed bundle's canaries (the most a charter may ask for:
+/// canaries past a bundle's own count were never delivered, so never found), searched for in
+/// each file.
+fn trace(
+    data_dir: &Path,
+    files: &[PathBuf],
+    collective: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    use guild_api::methods::agreement::list_agreements;
+    use guild_bundle::canary::{MAX_LICENSEE_CANARIES, find_canaries, licensee_canaries};
+    let bundles = call::<list_bundles::ListBundles>(
+        data_dir,
+        &list_bundles::Params {
+            collective: collective.clone(),
+        },
+    )?;
+    let agreements =
+        call::<list_agreements::ListAgreements>(data_dir, &list_agreements::Params { collective })?;
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+            Ok((
+                f.display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let mut found = 0usize;
+    for b in bundles.bundles.iter().filter(|b| b.status == "sealed") {
+        let Some(a) = agreements
+            .agreements
+            .iter()
+            .find(|a| a.offer == b.agreement)
+        else {
+            continue;
+        };
+        let proposal = guild_core::syntax::parse_cid_str(&b.proposal)
+            .map_err(|e| anyhow::anyhow!("the node's proposal id {}: {e}", b.proposal))?;
+        let builder = guild_core::syntax::Did::parse(&a.builder)
+            .map_err(|e| anyhow::anyhow!("the node's builder DID {}: {e}", a.builder))?;
+        let at = guild_core::syntax::Datetime::parse(&b.proposed_at)
+            .map_err(|e| anyhow::anyhow!("the node's proposal time {}: {e}", b.proposed_at))?;
+        let canaries = licensee_canaries(&proposal, &builder, &at, MAX_LICENSEE_CANARIES)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for (file, text) in &texts {
+            for i in find_canaries(text, &canaries) {
+                found += 1;
+                let manifest = b.manifest.as_deref().unwrap_or_default();
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "file": file,
+                            "canary": i,
+                            "cid": canaries.get(i).map(|c| c.cid.to_string()),
+                            "bundle": manifest,
+                            "proposal": b.proposal,
+                            "agreement": b.agreement,
+                            "builder": a.builder,
+                        })
+                    );
+                } else {
+                    println!(
+                        "{file}: canary {i} of bundle {manifest} (agreement {}), made for builder {}",
+                        b.agreement, a.builder
+                    );
+                }
+            }
+        }
+    }
+    if found == 0 {
+        eprintln!(
+            "no canary of the {} sealed bundle(s) found in {} file(s)",
+            bundles
+                .bundles
+                .iter()
+                .filter(|b| b.status == "sealed")
+                .count(),
+            texts.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

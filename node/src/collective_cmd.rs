@@ -44,6 +44,10 @@ pub enum CollectiveCmd {
         /// Keep agreements' prices off the public agreement list.
         #[arg(long)]
         private_prices: bool,
+        /// Per-licensee canary records in every bundle (0 to 64; default none): each
+        /// builder's bundles carry canaries made for it alone, so a leak is traced to it.
+        #[arg(long, value_name = "N")]
+        canaries: Option<i64>,
     },
     /// Invite someone (stewards only): prints one invite string to hand over.
     Invite {
@@ -206,10 +210,12 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             admission,
             templates,
             private_prices,
+            canaries,
         } => {
             let mut input = create_input(name, purpose, seats, &admission, templates);
             input.countersignatures = Some(countersignatures);
             input.private_prices = private_prices.then_some(true);
+            input.canaries_per_bundle = canaries;
             let out = call::<create::Create>(data_dir, &input)?;
             println!("{}", out.collective);
             eprintln!("founded; invite members with: guild collective invite");
@@ -297,6 +303,7 @@ fn create_input(
         admission: Some(admission),
         templates,
         private_prices: None,
+        canaries_per_bundle: None,
     }
 }
 

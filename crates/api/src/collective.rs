@@ -180,6 +180,12 @@ pub(crate) async fn create<S: NodeStore>(
         create::Admission::Vote => (AdmissionPolicy::InviteOrRequest, ApprovalMode::Vote),
     };
     params.private_prices = input.private_prices.unwrap_or(false);
+    if let Some(n) = input.canaries_per_bundle {
+        params.canaries_per_bundle = u32::try_from(n)
+            .ok()
+            .filter(|n| *n <= guild_bundle::canary::MAX_LICENSEE_CANARIES)
+            .ok_or_else(|| XrpcError::invalid("canariesPerBundle: 0 to 64"))?;
+    }
     params.admission_policy = policy;
     params.admission_approval = approval;
     if !input.templates.is_empty() {

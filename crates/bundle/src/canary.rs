@@ -208,6 +208,31 @@ pub fn licensee_canaries(
         .collect()
 }
 
+/// Which of `canaries` `text` holds: the indexes of those one of whose sentences (ten
+/// words drawn from 80 bits of hash) appears in it, compared case-insensitively with runs of
+/// white space as one space, so that a canary survives re-wrapping and re-casing.
+pub fn find_canaries(text: &str, canaries: &[LicenseeCanary]) -> Vec<usize> {
+    fn normalise(s: &str) -> String {
+        s.split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+    let hay = normalise(text);
+    canaries
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            c.body
+                .split_terminator('.')
+                .map(normalise)
+                .filter(|s| !s.is_empty())
+                .any(|s| hay.contains(&s))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// The words a canary's sentences are made of, one per hash byte.
 const WORDS: [&str; 256] = [
     "acorn", "almond", "amber", "anchor", "apple", "arrow", "autumn", "badge", "badger", "bakery",

@@ -259,6 +259,8 @@ pub struct Report {
     pub stewards: Vec<Did>,
     /// The sealing approval ops.
     pub approvals: Vec<Cid>,
+    /// The per-licensee canary records' CIDs (the manifest's `licenseeCanaries`).
+    pub licensee_canaries: Vec<Cid>,
     /// Governance ops carried.
     pub ops: u64,
     /// Blocks in the file.
@@ -1101,6 +1103,7 @@ pub fn verify_bundle_with<R: Read + Send>(
         credits: manifest.credits.clone(),
         stewards,
         approvals,
+        licensee_canaries: manifest.licensee_canaries.clone(),
         ops: ops.len() as u64,
         blocks,
         bytes,

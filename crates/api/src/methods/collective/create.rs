@@ -52,6 +52,9 @@ pub struct Input {
     /// Keep agreements' prices off the public agreement list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_prices: Option<bool>,
+    /// Per-licensee canary records in every bundle (0 or absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canaries_per_bundle: Option<i64>,
 }
 
 /// The new collective.
