@@ -1195,7 +1195,7 @@ fn read_records<R: Read>(
                     .iter()
                     .find(|c| block_key(c) == *key)
                     .copied()
-                    .unwrap_or_else(|| *root),
+                    .unwrap_or(*root),
             },
         });
     }
