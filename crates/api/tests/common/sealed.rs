@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use cid::Cid;
+use guild_core::Cid;
 use guild_core::syntax::Did;
 use guild_gov::State;
 use guild_gov::body::{BundleKind, Open};
