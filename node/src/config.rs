@@ -80,6 +80,8 @@ pub struct FeedsConfig {
     pub token_ttl_secs: u64,
     /// Logins and downloads one client address may start per minute.
     pub requests_per_minute: u32,
+    /// Days the delivery log keeps an entry (which builder got which bundle or event, when).
+    pub delivery_retention_days: u64,
 }
 
 impl Default for FeedsConfig {
@@ -92,6 +94,7 @@ impl Default for FeedsConfig {
             challenge_ttl_secs: 120,
             token_ttl_secs: 3600,
             requests_per_minute: 60,
+            delivery_retention_days: 30,
         }
     }
 }
@@ -109,6 +112,7 @@ impl FeedsConfig {
             challenge_ttl_micros: secs(self.challenge_ttl_secs.max(1)),
             token_ttl_micros: secs(self.token_ttl_secs.max(1)),
             requests_per_minute: self.requests_per_minute.max(1),
+            delivery_retention_micros: secs(self.delivery_retention_days.saturating_mul(86_400)),
             ..guild_service::FeedConfig::default()
         }
     }
@@ -337,6 +341,9 @@ token_ttl_secs = 3600
 # Logins (challenge, sign-in) and downloads one client address may start per minute, in a burst
 # of as many; more are refused with RateLimitExceeded (429, Retry-After).
 requests_per_minute = 60
+# The delivery log (which builder downloaded which bundle, which feed events were sent to it,
+# when, from where; `guild feed deliveries`) keeps an entry this many days.
+delivery_retention_days = 30
 
 [lexicons]
 # Directories of extension lexicons (*.json), loaded at start. Relative paths are inside the

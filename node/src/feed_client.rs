@@ -11,9 +11,16 @@
 //! - `cursor`: the `seq` of the last event handled (written to a temporary file and renamed);
 //! - `bundles/<manifest CID>/`: `bundle.car`, `croissant.json`, `README.md`,
 //!   `disclosure.json` (only bundles that verified);
-//! - `downloads/<manifest CID>.car.part`: a download in progress;
+//! - `downloads/<manifest CID>.car.part`: a download in progress (resumed with a range
+//!   request; if the resumed whole does not verify, the partial file is discarded and the
+//!   bundle downloaded once more from its start);
 //! - `events.jsonl`: every event handled, as the feed's JSON form, one per line (revocation
 //!   notices and agreement changes included), with `rejected` bundles marked.
+//!
+//! A bundle that does not verify (tampered, truncated, another bundle) is never kept: its
+//! file is deleted, it is reported as [`Handled::Rejected`] with the verifier's reason and
+//! marked in `events.jsonl`, and the cursor moves past its event (the node would serve the
+//! same bytes again: retrying forever cannot help; the builder sends no receipt for it).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -488,7 +495,58 @@ async fn fetch_bundle(
         };
     }
     let part = opts.out.join("downloads").join(format!("{cid}.car.part"));
-    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    // A resumed download trusts the bytes already on disk; if the whole does not verify, the
+    // partial file may be what is wrong (a disk error, a different file left there), so it is
+    // discarded and the bundle downloaded once more from its start before it is rejected.
+    let mut resume = true;
+    let report = loop {
+        let (resumed, verdict) = download(opts, http, token, cid, size, &part, resume).await?;
+        match verdict {
+            Ok(r) if r.manifest.to_string() == cid => break r,
+            Ok(r) => {
+                let _ = std::fs::remove_file(&part);
+                return Ok(Err(format!(
+                    "the node sent bundle {}, not {cid}",
+                    r.manifest
+                )));
+            }
+            Err(why) => {
+                let _ = std::fs::remove_file(&part);
+                if resumed {
+                    tracing::warn!(
+                        "bundle {cid}: the resumed download does not verify ({why}); \
+                         discarding the partial file and downloading it again"
+                    );
+                    resume = false;
+                    continue;
+                }
+                return Ok(Err(why));
+            }
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::bundle_cmd::write_forms(&part, &report, &dir)?;
+    std::fs::rename(&part, dir.join("bundle.car"))
+        .with_context(|| format!("cannot move the bundle into {}", dir.display()))?;
+    Ok(Ok((dir, report)))
+}
+
+/// Downloads the bundle into `part` (resuming what is there when `resume`) and verifies
+/// it: whether bytes already on disk were kept, and the verdict.
+async fn download(
+    opts: &FollowOptions,
+    http: &reqwest::Client,
+    token: &str,
+    cid: &str,
+    size: u64,
+    part: &Path,
+    resume: bool,
+) -> Result<(bool, std::result::Result<guild_bundle::Report, String>)> {
+    let have = if resume {
+        std::fs::metadata(part).map(|m| m.len()).unwrap_or(0)
+    } else {
+        0
+    };
     let mut req = http
         .get(format!("{}/xrpc/coop.guild.bundle.get", opts.node))
         .query(&[("cid", cid)])
@@ -507,7 +565,7 @@ async fn fetch_bundle(
         reqwest::StatusCode::PARTIAL_CONTENT => true,
         reqwest::StatusCode::OK => false,
         reqwest::StatusCode::RANGE_NOT_SATISFIABLE => {
-            let _ = std::fs::remove_file(&part);
+            let _ = std::fs::remove_file(part);
             bail!("the partial download of {cid} does not fit the bundle; starting again");
         }
         _ => {
@@ -520,7 +578,7 @@ async fn fetch_bundle(
         .write(true)
         .append(append)
         .truncate(!append)
-        .open(&part)
+        .open(part)
         .with_context(|| format!("cannot write {}", part.display()))?;
     let start = if append { have } else { 0 };
     let bar = if opts.progress {
@@ -557,25 +615,7 @@ async fn fetch_bundle(
     if got < size {
         bail!("the download of {cid} stopped at {got} of {size} bytes");
     }
-    let report = match verify_file(&part).await? {
-        Ok(r) if r.manifest.to_string() == cid => r,
-        Ok(r) => {
-            let _ = std::fs::remove_file(&part);
-            return Ok(Err(format!(
-                "the node sent bundle {}, not {cid}",
-                r.manifest
-            )));
-        }
-        Err(why) => {
-            let _ = std::fs::remove_file(&part);
-            return Ok(Err(why));
-        }
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    crate::bundle_cmd::write_forms(&part, &report, &dir)?;
-    std::fs::rename(&part, dir.join("bundle.car"))
-        .with_context(|| format!("cannot move the bundle into {}", dir.display()))?;
-    Ok(Ok((dir, report)))
+    Ok((append && start > 0, verify_file(part).await?))
 }
 
 /// Verifies a bundle file offline, off the async runtime (with its SHA-256, which the

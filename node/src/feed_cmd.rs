@@ -1,12 +1,13 @@
 //! `guild feed`: a model builder follows a steward node's feed ([`crate::feed_client`]).
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use crate::client_cmd::{connect, explain};
 use crate::feed_client::{FollowOptions, follow};
 use crate::files::read_key_file;
 
@@ -35,11 +36,42 @@ pub enum FeedCmd {
         #[arg(long)]
         live: bool,
     },
+    /// On a steward's node: its delivery log (which builder downloaded which bundle, which
+    /// feed events were sent to it, when, from where), oldest first, one JSON object per line.
+    Deliveries {
+        /// Only this builder's (a DID).
+        #[arg(long, value_name = "DID")]
+        builder: Option<String>,
+        /// Only those of this bundle (its manifest CID).
+        #[arg(long, value_name = "CID")]
+        bundle: Option<String>,
+    },
 }
 
 /// Runs a `guild feed` command.
-pub fn run(cmd: FeedCmd) -> Result<ExitCode> {
+pub fn run(data_dir: &Path, cmd: FeedCmd) -> Result<ExitCode> {
     match cmd {
+        FeedCmd::Deliveries { builder, bundle } => {
+            use guild_api::methods::feed::list_deliveries::{ListDeliveries, MAX_LIMIT, Params};
+            let (client, _) = connect(data_dir)?;
+            let mut params = Params {
+                builder,
+                bundle,
+                cursor: None,
+                limit: Some(MAX_LIMIT),
+            };
+            loop {
+                let page = client.call::<ListDeliveries>(&params).map_err(explain)?;
+                for d in &page.deliveries {
+                    println!("{}", serde_json::to_string(d)?);
+                }
+                match page.cursor {
+                    Some(c) => params.cursor = Some(c),
+                    None => break,
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         FeedCmd::Subscribe {
             node,
             key,

@@ -215,7 +215,7 @@ where
         Command::Consent(cmd) => collective_cmd::consent(&data_dir, cmd),
         Command::Election(cmd) => collective_cmd::election(&data_dir, cmd),
         Command::Agreement(cmd) => agreement_cmd::run(&data_dir, cmd),
-        Command::Feed(cmd) => feed_cmd::run(cmd),
+        Command::Feed(cmd) => feed_cmd::run(&data_dir, cmd),
         Command::Peers { json } => collective_cmd::peers(&data_dir, json),
         Command::Key(cmd) => key_cmd::run(cmd),
         Command::Repo(cmd) => repo_cmd::run(cmd),

@@ -16,7 +16,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use guild_core::syntax::Did;
 use guild_feed::{Event, Frame};
-use guild_service::{FeedError, FeedHub, NodeStore};
+use guild_service::deliveries::FLUSH_EVERY;
+use guild_service::{Delivered, Delivery, FeedError, FeedHub, NodeStore};
 use std::net::SocketAddr;
 
 use crate::collective::{err, ok};
@@ -80,7 +81,7 @@ fn feed_err(e: FeedError) -> XrpcError {
         FeedError::FutureCursor { .. } => {
             err(StatusCode::BAD_REQUEST, "FutureCursor", e.to_string())
         }
-        FeedError::Store(_) | FeedError::Random(_) => err(
+        FeedError::Store(_) | FeedError::Random(_) | FeedError::Delivery(_) => err(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerError",
             e.to_string(),
@@ -167,6 +168,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Result<Option<&'a st
 /// `coop.guild.feed.subscribe`: the builder's feed, over a WebSocket.
 pub(crate) async fn subscribe<S: NodeStore>(
     State(state): State<Arc<ApiState<S>>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -211,7 +213,10 @@ pub(crate) async fn subscribe<S: NodeStore>(
         .read_buffer_size(4 * 1024)
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
-        .on_upgrade(move |socket| stream(socket, feeds, did, cursor, json))
+        .on_upgrade(move |socket| {
+            let remote = peer.map(|p| p.0.0.to_string());
+            stream(socket, feeds, did, remote, cursor, json)
+        })
         .into_response())
 }
 
@@ -252,6 +257,7 @@ async fn stream<S: NodeStore>(
     mut socket: WebSocket,
     feeds: Arc<FeedHub<S>>,
     did: Did,
+    remote: Option<String>,
     cursor: Option<u64>,
     json: bool,
 ) {
@@ -277,15 +283,26 @@ async fn stream<S: NodeStore>(
         }
     };
     tracing::info!(builder = %did, ?cursor, replay = sub.replay.len(), "feed subscriber");
+    // Every logged event sent is a delivery; they reach the log in batches, off this task
+    // (and the rest when the subscription ends, whichever way: `Sent`'s drop).
+    let mut sent = Sent {
+        feeds: feeds.clone(),
+        builder: did.to_string(),
+        remote,
+        connection: sub.connection,
+        buf: Vec::new(),
+    };
     if let Some(info) = sub.info.take()
         && !send(&mut socket, &Frame::Message(Event::Info(info)), json).await
     {
         return;
     }
     for e in std::mem::take(&mut sub.replay) {
+        let delivered = sent.entry(&e);
         if !send(&mut socket, &Frame::Message(e), json).await {
             return;
         }
+        sent.push(delivered);
     }
     // The subscriber is caught up (a client run with `--once` stops here).
     let done = Frame::Message(Event::Info(guild_feed::InfoEvent {
@@ -315,13 +332,16 @@ async fn stream<S: NodeStore>(
                     return;
                 }
                 Some(e) => {
+                    let delivered = sent.entry(&e);
                     if !send(&mut socket, &Frame::Message(e), json).await {
                         return;
                     }
+                    sent.push(delivered);
                 }
                 None => return,
             },
             _ = beat.tick() => {
+                sent.flush();
                 let ping = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Ping(Vec::new().into())));
                 if !matches!(ping.await, Ok(Ok(()))) {
                     return;
@@ -334,6 +354,152 @@ async fn stream<S: NodeStore>(
             },
         }
     }
+}
+
+/// The feed events a subscription has sent and not yet handed to the delivery log.
+struct Sent<S: NodeStore> {
+    feeds: Arc<FeedHub<S>>,
+    builder: String,
+    remote: Option<String>,
+    connection: u64,
+    buf: Vec<Delivery>,
+}
+
+impl<S: NodeStore> Sent<S> {
+    /// The delivery of `e`, if it is a logged event (not `#info`).
+    fn entry(&self, e: &Event) -> Option<Delivery> {
+        let event_seq = e.seq()?;
+        let (event_type, bundle) = match e {
+            Event::Bundle(b) => ("#bundle", Some(b.bundle.0.to_string())),
+            Event::Revocation(_) => ("#revocation", None),
+            Event::Agreement(_) => ("#agreement", None),
+            Event::Info(_) => return None,
+        };
+        Some(Delivery {
+            version: guild_service::deliveries::VERSION,
+            seq: 0,
+            builder: self.builder.clone(),
+            time_micros: self.feeds.now_micros(),
+            remote: self.remote.clone(),
+            what: Delivered::Event {
+                event_seq,
+                event_type: event_type.to_owned(),
+                bundle,
+                connection: self.connection,
+            },
+        })
+    }
+
+    fn push(&mut self, d: Option<Delivery>) {
+        if let Some(d) = d {
+            self.buf.push(d);
+            if self.buf.len() >= FLUSH_EVERY {
+                self.flush();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        self.feeds.record(std::mem::take(&mut self.buf));
+    }
+}
+
+impl<S: NodeStore> Drop for Sent<S> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// A download's body, counting the bytes handed to the connection; when it ends or is
+/// dropped (the client went away), one entry goes to the delivery log.
+struct Counted<S: NodeStore> {
+    inner: axum::body::BodyDataStream,
+    sent: u64,
+    /// The body's `Content-Length`: the server stops reading the body once that much is sent.
+    expected: Option<u64>,
+    complete: bool,
+    entry: Option<(Arc<FeedHub<S>>, Delivery)>,
+}
+
+impl<S: NodeStore> futures::Stream for Counted<S> {
+    type Item = Result<axum::body::Bytes, axum::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let next = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        match &next {
+            std::task::Poll::Ready(Some(Ok(b))) => self.sent += b.len() as u64,
+            std::task::Poll::Ready(None) => {
+                self.complete = true;
+                self.finish();
+            }
+            _ => {}
+        }
+        next
+    }
+}
+
+impl<S: NodeStore> Counted<S> {
+    fn finish(&mut self) {
+        if let Some((feeds, mut d)) = self.entry.take() {
+            if let Delivered::Download {
+                bytes, complete, ..
+            } = &mut d.what
+            {
+                *bytes = self.sent;
+                *complete = self.complete || self.expected.is_some_and(|n| self.sent >= n);
+            }
+            feeds.record(vec![d]);
+        }
+    }
+}
+
+impl<S: NodeStore> Drop for Counted<S> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// `resp` with its body counted into a delivery-log entry for `builder`.
+fn logged<S: NodeStore>(
+    feeds: Arc<FeedHub<S>>,
+    builder: &Did,
+    remote: Option<String>,
+    cid: &cid::Cid,
+    range: Option<String>,
+    resp: Response,
+) -> Response {
+    let entry = Delivery {
+        version: guild_service::deliveries::VERSION,
+        seq: 0,
+        builder: builder.to_string(),
+        time_micros: feeds.now_micros(),
+        remote,
+        what: Delivered::Download {
+            bundle: cid.to_string(),
+            file: "car".to_owned(),
+            range,
+            status: resp.status().as_u16(),
+            bytes: 0,
+            complete: false,
+        },
+    };
+    let (parts, body) = resp.into_parts();
+    let expected = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let counted = Counted {
+        inner: body.into_data_stream(),
+        sent: 0,
+        expected,
+        complete: false,
+        entry: Some((feeds, entry)),
+    };
+    Response::from_parts(parts, axum::body::Body::from_stream(counted))
 }
 
 /// `coop.guild.bundle.get`: the sealed bundle's CAR, for the admin (token) or for the
@@ -354,9 +520,11 @@ pub(crate) async fn get_bundle<S: NodeStore>(
         )
     })?;
     let admin = crate::server::check_auth(&state, req.headers()).is_ok();
+    let mut delivery = None;
     if !admin {
         let feeds = feeds(&state)?;
-        limit(feeds, req.extensions().get::<ConnectInfo<SocketAddr>>())?;
+        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>();
+        limit(feeds, peer)?;
         let did = builder(feeds, req.headers(), &params)?;
         let agreement = desk
             .agreement_of(&cid)
@@ -369,9 +537,20 @@ pub(crate) async fn get_bundle<S: NodeStore>(
                 format!("{did} is not the builder of bundle {cid}'s agreement"),
             ));
         }
+        let remote = peer.map(|ConnectInfo(a)| a.to_string());
+        delivery = Some((feeds.clone(), did, remote));
     }
     let path = desk.car_path(&cid).await.map_err(crate::bundles::failed)?;
-    serve_bundle_file(&path, &cid, req).await
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let resp = serve_bundle_file(&path, &cid, req).await?;
+    // A builder's download is a delivery (the admin's is not: no builder got anything).
+    Ok(match delivery {
+        Some((feeds, did, remote)) => logged(feeds, &did, remote, &cid, range, resp),
+        None => resp,
+    })
 }
 
 /// The transfer half of `coop.guild.bundle.get`, once the caller is authorised: the CAR at
@@ -416,4 +595,92 @@ pub async fn serve_bundle_file(
         header::HeaderValue::from_static("bytes"),
     );
     Ok(resp)
+}
+
+/// `coop.guild.feed.listDeliveries` (admin): the delivery log, a page at a time.
+pub(crate) async fn list_deliveries<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    Xrpc(params): Xrpc<crate::methods::feed::list_deliveries::ListDeliveries>,
+) -> XrpcResult {
+    use crate::methods::feed::list_deliveries as m;
+    let hub = feeds(&state)?.clone();
+    let cursor = match params.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(c.parse::<u64>().map_err(|_| {
+            XrpcError::invalid(format!("cursor: {c:?} is not a cursor of this log"))
+        })?),
+    };
+    let limit = params.limit.unwrap_or(50).clamp(1, m::MAX_LIMIT) as usize;
+    let filter = guild_service::deliveries::Filter {
+        builder: params.builder,
+        bundle: params.bundle,
+    };
+    // (a filtered page reads at most this many entries, then ends early with a cursor)
+    const SCAN_BUDGET: usize = 10_000;
+    let page = tokio::task::spawn_blocking(move || {
+        hub.deliveries().list(&filter, cursor, limit, SCAN_BUDGET)
+    })
+    .await
+    .map_err(|e| {
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            e.to_string(),
+        )
+    })?
+    .map_err(|e| feed_err(e.into()))?;
+    ok(m::Output {
+        deliveries: page.deliveries.into_iter().map(delivery_view).collect(),
+        cursor: page.cursor.map(|c| c.to_string()),
+    })
+}
+
+fn delivery_view(d: Delivery) -> crate::methods::feed::list_deliveries::Delivery {
+    let mut v = crate::methods::feed::list_deliveries::Delivery {
+        seq: d.seq,
+        builder: d.builder,
+        time: guild_core::syntax::Datetime::from_unix_micros(d.time_micros).to_string(),
+        remote: d.remote,
+        kind: String::new(),
+        bundle: None,
+        file: None,
+        range: None,
+        status: None,
+        bytes: None,
+        complete: None,
+        event_seq: None,
+        event_type: None,
+        connection: None,
+    };
+    match d.what {
+        Delivered::Download {
+            bundle,
+            file,
+            range,
+            status,
+            bytes,
+            complete,
+        } => {
+            v.kind = "download".into();
+            v.bundle = Some(bundle);
+            v.file = Some(file);
+            v.range = range;
+            v.status = Some(u64::from(status));
+            v.bytes = Some(bytes);
+            v.complete = Some(complete);
+        }
+        Delivered::Event {
+            event_seq,
+            event_type,
+            bundle,
+            connection,
+        } => {
+            v.kind = "event".into();
+            v.bundle = bundle;
+            v.event_seq = Some(event_seq);
+            v.event_type = Some(event_type);
+            v.connection = Some(connection);
+        }
+    }
+    v
 }

@@ -235,6 +235,9 @@ fn routes<S: NodeStore>() -> Vec<Route<S>> {
             crate::feeds::get_challenge::<S>,
         )),
         typed::<crate::methods::feed::login::Login, S>(post(crate::feeds::login::<S>)),
+        typed::<crate::methods::feed::list_deliveries::ListDeliveries, S>(get(
+            crate::feeds::list_deliveries::<S>,
+        )),
         typed::<crate::methods::feed::submit_receipt::SubmitReceipt, S>(post(
             crate::agreement::submit_receipt::<S>,
         )),

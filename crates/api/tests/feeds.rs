@@ -19,6 +19,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 #[path = "common/feed_login.rs"]
 mod feed_login;
+#[path = "common/sealed.rs"]
+mod sealed;
 use feed_login::{challenge, login, login_body};
 
 const NODE: &str = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
@@ -39,6 +41,16 @@ fn start(config: FeedConfig) -> Net {
 
 /// A node's API over `store` (a restarted node: the same store again).
 fn start_on(store: Arc<MemoryStore>, config: FeedConfig) -> Net {
+    start_full(store, config, None)
+}
+
+/// A node's API over `store`, serving the sealed bundles `engine` names from `dir` (their
+/// CARs at `dir/sealed/<manifest>.car`).
+fn start_full(
+    store: Arc<MemoryStore>,
+    config: FeedConfig,
+    sealed: Option<(std::path::PathBuf, sealed::Sealed)>,
+) -> Net {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -55,6 +67,9 @@ fn start_on(store: Arc<MemoryStore>, config: FeedConfig) -> Net {
         .with_clock(clock.clone()),
     );
     let hub = Arc::new(FeedHub::open(store, clock.clone(), NODE, config).unwrap());
+    let bundles = sealed.map(|(dir, engine)| {
+        Arc::new(guild_service::Stewardship::new(service.clone(), Arc::new(engine), dir).unwrap())
+    });
     let limits = Limits::default();
     let state = Arc::new(ApiState {
         service,
@@ -63,7 +78,7 @@ fn start_on(store: Arc<MemoryStore>, config: FeedConfig) -> Net {
         started: Instant::now(),
         clock,
         collectives: None,
-        bundles: None,
+        bundles,
         feeds: Some(hub.clone()),
     });
     let url = rt.block_on(async {
@@ -546,4 +561,201 @@ fn a_stock_at_client_reads_the_feed() {
         .expect("runs the Python client");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FutureCursor"), "{text}");
+}
+
+/// The delivery log's entries, through the admin method.
+async fn deliveries(url: &str, query: &str) -> Vec<serde_json::Value> {
+    let resp = reqwest::Client::new()
+        .get(format!("{url}/xrpc/coop.guild.feed.listDeliveries{query}"))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    v["deliveries"].as_array().unwrap().clone()
+}
+
+/// Polls the delivery log (written off the request path) until `done` holds.
+async fn deliveries_until(
+    url: &str,
+    query: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = deliveries(url, query).await;
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delivery log still holds {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn the_delivery_log_lists_what_each_builder_downloaded_and_was_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bundle A1 is sealed under builder 1's agreement A; its CAR is 5,000 bytes.
+    let manifest = cid("A1");
+    let car: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::create_dir_all(dir.path().join("sealed")).unwrap();
+    std::fs::write(dir.path().join(format!("sealed/{manifest}.car")), &car).unwrap();
+    let engine = || sealed::Sealed {
+        collective: cid("collective"),
+        bundles: vec![(manifest, cid("A"))],
+    };
+    let store = Arc::new(MemoryStore::new());
+    let net = start_full(
+        store.clone(),
+        FeedConfig::default(),
+        Some((dir.path().to_owned(), engine())),
+    );
+    publish(&net, vec![bundle("A", 1), bundle("X", 1)]);
+    let (k1, d1) = builder(1);
+    let (k2, d2) = builder(2);
+    let get = |url: String, token: String, range: Option<&'static str>| async move {
+        let mut req = reqwest::Client::new()
+            .get(format!("{url}/xrpc/coop.guild.bundle.get"))
+            .query(&[("cid", manifest.to_string())])
+            .bearer_auth(token);
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.unwrap())
+    };
+    net.rt.block_on(async {
+        let t1 = login(&net.url, &k1).await;
+        let t2 = login(&net.url, &k2).await;
+        // Builder 1: the whole CAR, then a resumed range.
+        let (status, body) = get(net.url.clone(), t1.clone(), None).await;
+        assert_eq!((status, body.len()), (200, 5000));
+        let (status, body) = get(net.url.clone(), t1.clone(), Some("bytes=4000-")).await;
+        assert_eq!((status, &body[..]), (206, &car[4000..]));
+        // Builder 2 is not the builder of A: refused, and not a delivery.
+        let (status, _) = get(net.url.clone(), t2.clone(), None).await;
+        assert_eq!(status, 403);
+        // Builder 1's feed: the #bundle event of A1 (seq 1), not X1's (seq 2).
+        let mut ws = subscribe(&net.url, Some(&t1), "?cursor=0").await.unwrap();
+        assert_eq!(replay(&mut ws).await, [1]);
+        drop(ws);
+
+        let mine = |e: &serde_json::Value| e["builder"] == d1.to_string();
+        let got = deliveries_until(&net.url, "", |got| got.len() >= 3).await;
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(got.iter().all(mine), "{got:#?}");
+        assert!(got.iter().all(|e| e["builder"] != d2.to_string()));
+        assert!(
+            got.iter()
+                .all(|e| e["remote"].as_str().unwrap().starts_with("127.0.0.1:"))
+        );
+        let downloads: Vec<_> = got.iter().filter(|e| e["kind"] == "download").collect();
+        assert_eq!(downloads.len(), 2, "{got:#?}");
+        let full = downloads.iter().find(|e| e["status"] == 200).unwrap();
+        assert_eq!(full["bundle"], manifest.to_string());
+        assert_eq!(full["file"], "car");
+        assert_eq!(full["bytes"], 5000);
+        assert_eq!(full["complete"], true);
+        assert!(full.get("range").is_none());
+        let part = downloads.iter().find(|e| e["status"] == 206).unwrap();
+        assert_eq!(part["range"], "bytes=4000-");
+        assert_eq!(part["bytes"], 1000);
+        assert_eq!(part["complete"], true);
+        let event = got.iter().find(|e| e["kind"] == "event").unwrap();
+        assert_eq!(event["eventSeq"], 1);
+        assert_eq!(event["eventType"], "#bundle");
+        assert_eq!(event["bundle"], manifest.to_string());
+        // Filters: by builder, by bundle; paging with a cursor.
+        let q = format!("?builder={}", d2);
+        assert!(deliveries(&net.url, &q).await.is_empty());
+        let q = format!("?bundle={manifest}&limit=2");
+        let resp: serde_json::Value = reqwest::Client::new()
+            .get(format!(
+                "{}/xrpc/coop.guild.feed.listDeliveries{q}",
+                net.url
+            ))
+            .bearer_auth("admin")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(resp["deliveries"].as_array().unwrap().len(), 2);
+        let cursor = resp["cursor"].as_str().unwrap();
+        let rest = deliveries(&net.url, &format!("?bundle={manifest}&cursor={cursor}")).await;
+        assert_eq!(rest.len(), 1);
+        // The admin method needs the admin token: a builder's bearer token is not it.
+        let resp = reqwest::Client::new()
+            .get(format!("{}/xrpc/coop.guild.feed.listDeliveries", net.url))
+            .bearer_auth(&t1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    });
+    // A restarted node (the same store) still lists them, and numbers on after them.
+    drop(net);
+    let net = start_full(
+        store,
+        FeedConfig::default(),
+        Some((dir.path().to_owned(), engine())),
+    );
+    net.rt.block_on(async {
+        let got = deliveries(&net.url, "").await;
+        assert_eq!(got.len(), 3, "{got:#?}");
+        // (the restarted node learns the agreements' builders again from its state)
+        publish(&net, Vec::new());
+        let t1 = login(&net.url, &k1).await;
+        let (status, _) = get(net.url.clone(), t1, Some("bytes=0-9")).await;
+        assert_eq!(status, 206);
+        let got = deliveries_until(&net.url, "", |got| got.len() >= 4).await;
+        let seqs: Vec<u64> = got.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(got[3]["bytes"], 10);
+    });
+}
+
+#[test]
+fn the_delivery_log_forgets_entries_past_its_retention() {
+    use guild_service::{Delivered, Delivery, DeliveryLog};
+    let store = Arc::new(MemoryStore::new());
+    let log = DeliveryLog::open(store.clone(), 1_000).unwrap();
+    let entry = |t: i64| Delivery {
+        version: 0,
+        seq: 0,
+        builder: builder(1).1.to_string(),
+        time_micros: t,
+        remote: None,
+        what: Delivered::Event {
+            event_seq: 1,
+            event_type: "#bundle".into(),
+            bundle: None,
+            connection: 1,
+        },
+    };
+    log.append(vec![entry(0), entry(10)], 10).unwrap();
+    log.append(vec![entry(2_000)], 2_000).unwrap();
+    let page = log
+        .list(&Default::default(), None, 100, usize::MAX)
+        .unwrap();
+    let kept: Vec<(u64, i64)> = page
+        .deliveries
+        .iter()
+        .map(|d| (d.seq, d.time_micros))
+        .collect();
+    // Entries 1 and 2 are older than 1 ms at 2 ms; entry 3 is new. Reopened, it counts on.
+    assert_eq!(kept, [(3, 2_000)]);
+    let log = DeliveryLog::open(store, 1_000).unwrap();
+    log.append(vec![entry(2_001)], 2_001).unwrap();
+    let page = log
+        .list(&Default::default(), None, 100, usize::MAX)
+        .unwrap();
+    assert_eq!(page.deliveries.last().unwrap().seq, 4);
+    assert_eq!(page.deliveries.last().unwrap().version, 1);
 }

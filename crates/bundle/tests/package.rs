@@ -824,3 +824,23 @@ proptest! {
         prop_assert!(verify(&bytes).is_err());
     }
 }
+
+/// `fixtures/bundle/sealed.car` is this file's sealed bundle (3 members × 5 records), for
+/// tests elsewhere that need a real bundle (the feed client's, in `node/tests/`). Packaging
+/// is deterministic, so the file is checked here; `GUILD_BLESS=1` rewrites it.
+#[test]
+fn the_fixture_bundle_file_is_current() {
+    let (_, _, _, car) = fixture();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/bundle/sealed.car");
+    if std::env::var_os("GUILD_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, car).unwrap();
+    }
+    let on_disk =
+        std::fs::read(&path).expect("fixtures/bundle/sealed.car (GUILD_BLESS=1 writes it)");
+    assert!(
+        on_disk == *car,
+        "fixtures/bundle/sealed.car is stale: rerun with GUILD_BLESS=1"
+    );
+}

@@ -13,7 +13,7 @@
 //! its replay under it, so it misses nothing between the two and gets nothing twice.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cid::Cid;
@@ -28,6 +28,7 @@ use guild_store::KvOp;
 use tokio::sync::mpsc;
 
 use crate::bundles::{BundleStatus, Stewardship};
+use crate::deliveries::{Delivery, DeliveryLog};
 use crate::engine::CollectiveEngine;
 use crate::service::{NodeStore, RepoService};
 
@@ -50,6 +51,8 @@ pub struct FeedConfig {
     /// Logins (challenges and sign-ins) and downloads one client address may start per
     /// minute (a burst of as many, then that rate).
     pub requests_per_minute: u32,
+    /// How long the delivery log ([`crate::deliveries`]) keeps an entry, in microseconds.
+    pub delivery_retention_micros: i64,
 }
 
 impl Default for FeedConfig {
@@ -61,6 +64,7 @@ impl Default for FeedConfig {
             token_ttl_micros: 3600 * 1_000_000,
             max_challenges: 10_000,
             requests_per_minute: 60,
+            delivery_retention_micros: 30 * 24 * 3600 * 1_000_000,
         }
     }
 }
@@ -85,6 +89,9 @@ pub enum FeedError {
     /// The operating system gave no random bytes.
     #[error("no random bytes: {0}")]
     Random(String),
+    /// The delivery log failed.
+    #[error(transparent)]
+    Delivery(#[from] crate::deliveries::DeliveryError),
     /// Too many requests from one address.
     #[error("too many requests from {ip}; retry in {retry_after_ms} ms")]
     RateLimited {
@@ -123,6 +130,8 @@ pub struct Subscription {
     /// Live events, in `seq` order, after the replay. It ends when the node drops the
     /// subscriber: see [`Subscription::too_slow`].
     pub live: mpsc::Receiver<Event>,
+    /// The number the node gives this subscription in its delivery log.
+    pub connection: u64,
     slow: Arc<AtomicBool>,
 }
 
@@ -142,6 +151,8 @@ pub struct FeedHub<S> {
     inner: Mutex<Inner>,
     gate: Mutex<Gate>,
     limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    deliveries: Arc<DeliveryLog<S>>,
+    connections: AtomicU64,
 }
 
 impl<S> std::fmt::Debug for FeedHub<S> {
@@ -341,7 +352,13 @@ impl<S: NodeStore> FeedHub<S> {
         config: FeedConfig,
     ) -> Result<Self, FeedError> {
         let log = load(store.as_ref(), config.retention)?;
+        let deliveries = Arc::new(DeliveryLog::open(
+            store.clone(),
+            config.delivery_retention_micros,
+        )?);
         Ok(FeedHub {
+            deliveries,
+            connections: AtomicU64::new(1),
             gate: Mutex::new(Gate::new(
                 audience,
                 config.challenge_ttl_micros,
@@ -369,6 +386,37 @@ impl<S: NodeStore> FeedHub<S> {
 
     fn now(&self) -> i64 {
         self.clock.now_micros()
+    }
+
+    /// "Now" by the node's clock, in microseconds.
+    pub fn now_micros(&self) -> i64 {
+        self.now()
+    }
+
+    /// The delivery log.
+    pub fn deliveries(&self) -> &Arc<DeliveryLog<S>> {
+        &self.deliveries
+    }
+
+    /// Appends `entries` to the delivery log on a blocking thread of the current runtime,
+    /// without waiting for it (a failure is logged); without a runtime, right here.
+    pub fn record(&self, entries: Vec<Delivery>) {
+        if entries.is_empty() {
+            return;
+        }
+        let log = self.deliveries.clone();
+        let now = self.now();
+        let write = move || {
+            if let Err(e) = log.append(entries, now) {
+                tracing::error!("cannot record deliveries: {e}");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(write);
+            }
+            Err(_) => write(),
+        }
     }
 
     /// The last `seq` issued.
@@ -522,6 +570,7 @@ impl<S: NodeStore> FeedHub<S> {
             info,
             replay,
             live,
+            connection: self.connections.fetch_add(1, Ordering::Relaxed),
             slow,
         })
     }

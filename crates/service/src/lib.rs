@@ -31,6 +31,7 @@
 
 pub mod bundles;
 pub mod clock;
+pub mod deliveries;
 pub mod engine;
 pub mod feeds;
 pub mod repos;
@@ -38,6 +39,7 @@ pub mod service;
 
 pub use bundles::{BundleInfo, BundleStatus, RevocationNotice, Stewardship, StewardshipError};
 pub use clock::Clock;
+pub use deliveries::{Delivered, Delivery, DeliveryError, DeliveryLog};
 pub use engine::{
     BoxFuture, CollectiveEngine, Departed, EngineError, FieldsFn, Memberships, NodePeers, OpFields,
     Peer, ReplicaRefusal, Status,
