@@ -3,7 +3,9 @@
 //! verifies the bundle through it, is killed with SIGKILL and restarted, and resumes from
 //! its cursor; after a member revokes, it receives the revocation notice and the next
 //! bundle, with no event lost or handled twice (checked against a fresh client's replay of
-//! the whole feed).
+//! the whole feed). Node-1 serves its builders' feed on a public address over TLS, with a
+//! self-signed certificate the builder trusts with `--ca`: the feed arrives over wss, the
+//! bundles over https.
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -25,6 +27,8 @@ pub(super) struct Follower {
     out: PathBuf,
     node: String,
     key: PathBuf,
+    /// The node's self-signed certificate, trusted with `--ca`.
+    ca: PathBuf,
     starts: usize,
 }
 
@@ -66,6 +70,50 @@ fn events(out: &std::path::Path) -> Result<Vec<Value>> {
         .collect()
 }
 
+/// Node-1's certificate and key, in its data directory.
+const TLS_CERT: &str = "tls/cert.pem";
+const TLS_KEY: &str = "tls/key.pem";
+
+/// Gives `node` (not started yet) a public address for builders on a free port, served over
+/// TLS with a self-signed certificate for 127.0.0.1 written into its data directory.
+pub(super) fn serve_tls(node: &super::Node) -> Result<()> {
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .context("cannot make a self-signed certificate")?;
+    std::fs::create_dir_all(node.dir.join("tls"))?;
+    std::fs::write(node.dir.join(TLS_CERT), cert.pem())?;
+    std::fs::write(node.dir.join(TLS_KEY), key_pair.serialize_pem())?;
+    let path = node.dir.join("config.toml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut config: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not TOML", path.display()))?;
+    let feeds = config
+        .entry("feeds")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(feeds) = feeds.as_table_mut() else {
+        bail!("{}: [feeds] is not a table", path.display());
+    };
+    feeds.insert("listen".into(), "127.0.0.1:0".into());
+    feeds.insert("tls_cert".into(), TLS_CERT.into());
+    feeds.insert("tls_key".into(), TLS_KEY.into());
+    std::fs::write(&path, toml::to_string(&config)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The builders' URL `node` logged last (`serving builders url=…`).
+fn public_url(node: &super::Node) -> Result<String> {
+    let log = std::fs::read_to_string(node.log())
+        .with_context(|| format!("cannot read {}", node.log().display()))?;
+    log.lines()
+        .rev()
+        .filter(|l| l.contains("serving builders"))
+        .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("url=")))
+        .map(str::to_owned)
+        .context("node-1 did not log its builders' address")
+}
+
 impl Story {
     fn spawn_follower(&self, f: &mut Follower) -> Result<()> {
         let log = std::fs::OpenOptions::new()
@@ -80,6 +128,8 @@ impl Story {
             .command()
             .args(["feed", "subscribe", "--node", &f.node, "--key"])
             .arg(&f.key)
+            .arg("--ca")
+            .arg(&f.ca)
             .arg("--out")
             .arg(&f.out)
             .current_dir(&self.d.root)
@@ -97,15 +147,16 @@ impl Story {
     pub(super) fn subscribe(&mut self) -> Result<Follower> {
         let t = Instant::now();
         let builder = self.d.root.join("builder");
-        let node = self.d.nodes[0]
-            .api
-            .clone()
-            .context("node-1 is not running")?;
+        let node = public_url(&self.d.nodes[0])?;
+        if !node.starts_with("https://") {
+            bail!("node-1 serves builders at {node}, not over TLS");
+        }
         let mut f = Follower {
             child: None,
             out: builder.join("feed"),
             node,
             key: builder.join("builder.key"),
+            ca: self.d.nodes[0].dir.join(TLS_CERT),
             starts: 0,
         };
         let _ = std::fs::remove_dir_all(&f.out);
@@ -120,7 +171,7 @@ impl Story {
             })?;
         self.steps.done(
             t.elapsed(),
-            "the builder subscribed to node-1's feed with its key (`guild feed subscribe`), before any bundle was sealed; the agreement's changes arrived on it",
+            "the builder subscribed to node-1's feed with its key (`guild feed subscribe --node https://… --ca`: wss, and https downloads), before any bundle was sealed; the agreement's changes arrived on it",
             Some(c),
         );
         Ok(f)
@@ -291,6 +342,8 @@ impl Story {
             &f.key.to_string_lossy(),
             "--out",
             &fresh.to_string_lossy(),
+            "--ca",
+            &f.ca.to_string_lossy(),
             "--once",
         ])?;
         let (mine, all) = (seqs(&f.out)?, seqs(&fresh)?);

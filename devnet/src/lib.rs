@@ -713,12 +713,15 @@ fn start_nodes(opts: &DemoOptions, stop: Arc<AtomicBool>, steps: &mut Steps) -> 
     // Kept nodes outlive the demo: out of the terminal's process group, so a later Ctrl-C
     // there does not stop them.
     d.detached = opts.keep;
+    feed::serve_tls(&d.nodes[0])?;
     for i in 0..n {
         d.start(i)?;
     }
     steps.done(
         t.elapsed(),
-        &format!("started {n} nodes, each with its own key, data directory and ports (mDNS off)"),
+        &format!(
+            "started {n} nodes, each with its own key, data directory and ports (mDNS off); node-1 serves builders on a public address over TLS (a self-signed certificate)"
+        ),
         None,
     );
     Ok(d)

@@ -68,6 +68,11 @@ pub struct FeedsConfig {
     /// The public address builders reach the feeds and downloads at (only those: the admin API
     /// stays on `[http] listen`). Empty: served on `[http] listen` only.
     pub listen: String,
+    /// The PEM certificate chain (end-entity certificate first) served on `listen` over TLS;
+    /// set with `tls_key`, or neither (plain HTTP). Relative paths are in the data directory.
+    pub tls_cert: String,
+    /// The PEM private key (PKCS#8, SEC1 or RSA) of `tls_cert`.
+    pub tls_key: String,
     /// Days an event stays replayable.
     pub retention_days: u64,
     /// Events kept replayable at most.
@@ -88,6 +93,8 @@ impl Default for FeedsConfig {
     fn default() -> Self {
         FeedsConfig {
             listen: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             retention_days: 7,
             max_events: 100_000,
             queue: 256,
@@ -127,6 +134,43 @@ impl FeedsConfig {
             .parse()
             .map(Some)
             .with_context(|| format!("[feeds] listen = {:?} is not an address", self.listen))
+    }
+
+    /// The TLS certificate and key files, when both are set (relative paths are in
+    /// `data_dir`); an error when only one is, or when there is no public address to serve
+    /// them on.
+    pub fn tls_files(&self, data_dir: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
+        let path = |p: &str| {
+            let p = PathBuf::from(p.trim());
+            if p.is_relative() { data_dir.join(p) } else { p }
+        };
+        match (
+            self.tls_cert.trim().is_empty(),
+            self.tls_key.trim().is_empty(),
+        ) {
+            (true, true) => Ok(None),
+            (false, true) => {
+                bail!("[feeds] tls_cert is set but tls_key is not: set both (TLS) or neither")
+            }
+            (true, false) => {
+                bail!("[feeds] tls_key is set but tls_cert is not: set both (TLS) or neither")
+            }
+            (false, false) if self.listen.trim().is_empty() => bail!(
+                "[feeds] tls_cert and tls_key are set but [feeds] listen is not: TLS is served on \
+                 the public address only (the admin API stays plain HTTP on loopback)"
+            ),
+            (false, false) => Ok(Some((path(&self.tls_cert), path(&self.tls_key)))),
+        }
+    }
+
+    /// The public address's TLS configuration, read from `tls_cert` and `tls_key`, if set.
+    pub fn server_tls(&self, data_dir: &Path) -> Result<Option<guild_api::ServerTls>> {
+        let Some((cert, key)) = self.tls_files(data_dir)? else {
+            return Ok(None);
+        };
+        guild_api::ServerTls::from_pem_files(&cert, &key)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("[feeds] tls_cert / tls_key: {e}"))
     }
 }
 
@@ -330,6 +374,11 @@ inflight_wait_secs = 10
 # public address for those alone (say "0.0.0.0:2584"; the admin API stays on [http] listen);
 # empty serves them on [http] listen only.
 listen = ""
+# TLS on that address (rustls): a PEM certificate chain (end-entity first) and its PEM private
+# key (PKCS#8, SEC1 or RSA). Set both, or neither for plain HTTP (say behind a TLS-terminating
+# proxy). Relative paths are inside the data directory. The admin API stays plain HTTP.
+tls_cert = ""
+tls_key = ""
 # Events stay replayable for retention_days, at most max_events of them.
 retention_days = 7
 max_events = 100000
@@ -469,6 +518,9 @@ impl Config {
         if self.sync.interval_secs == 0 {
             bail!("sync.interval_secs must be at least 1");
         }
+        self.feeds.public_listen()?;
+        // Both or neither (the files themselves are read when the node starts).
+        self.feeds.tls_files(Path::new(""))?;
         self.net
             .validate()
             .map_err(|e| anyhow::anyhow!("[net]: {e}"))?;
@@ -537,6 +589,38 @@ mod tests {
             let e = c.check().unwrap_err().to_string();
             assert!(e.contains(bad.split(' ').next().unwrap()), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_a_public_address() {
+        let c = |text: &str| toml::from_str::<Config>(&format!("[feeds]\n{text}")).unwrap();
+        c("listen = \"0.0.0.0:2584\"").check().unwrap();
+        let both = c("listen = \"0.0.0.0:2584\"\ntls_cert = \"c.pem\"\ntls_key = \"/k.pem\"");
+        both.check().unwrap();
+        assert_eq!(
+            both.feeds.tls_files(Path::new("/data")).unwrap(),
+            Some((PathBuf::from("/data/c.pem"), PathBuf::from("/k.pem")))
+        );
+        for (bad, says) in [
+            (
+                "listen = \"0.0.0.0:1\"\ntls_key = \"k.pem\"",
+                "tls_key is set but tls_cert",
+            ),
+            (
+                "listen = \"0.0.0.0:1\"\ntls_cert = \"c.pem\"",
+                "tls_cert is set but tls_key",
+            ),
+            ("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"", "listen is not"),
+        ] {
+            let e = c(bad).check().unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let e = both
+            .feeds
+            .server_tls(Path::new("/nonexistent"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/c.pem"), "{e}");
     }
 
     #[test]

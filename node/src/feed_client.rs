@@ -7,6 +7,12 @@
 //! killed at any point resumes with nothing lost or handled twice. Disconnections are retried
 //! with exponential backoff and jitter.
 //!
+//! An `https://` node is reached over TLS (rustls): downloads and receipts over https, the
+//! feed over wss, both with one client configuration that trusts the usual web roots
+//! (webpki-roots) and, with [`FollowOptions::ca`], the certificates of a PEM file (a devnet's
+//! self-signed certificate, a private CA). A certificate the client does not trust stops it at
+//! once (retrying cannot help); `http://` is plain, as before.
+//!
 //! The output directory:
 //! - `cursor`: the `seq` of the last event handled (written to a temporary file and renamed);
 //! - `bundles/<manifest CID>/`: `bundle.car`, `croissant.json`, `README.md`,
@@ -24,6 +30,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -37,8 +44,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 /// What to follow and where to keep it.
 #[derive(Debug, Clone)]
 pub struct FollowOptions {
-    /// The steward node's base URL (`http://host:port`).
+    /// The steward node's base URL (`http://host:port`, or `https://host:port` for a node
+    /// serving its public address over TLS).
     pub node: String,
+    /// A PEM file of certificates to trust besides the usual web roots (a node's self-signed
+    /// certificate, or the CA that signed it).
+    pub ca: Option<PathBuf>,
     /// The builder's key.
     pub key: Keypair,
     /// The output directory.
@@ -167,6 +178,58 @@ enum End {
     Fatal(anyhow::Error),
 }
 
+/// The TLS client configuration for `https://` and `wss://`: the web's usual roots
+/// (webpki-roots) and, if given, every certificate in the PEM file `ca`.
+pub fn tls_config(ca: Option<&Path>) -> Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        let mut added = 0;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| anyhow!("{} is not valid PEM: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow!("{}: a certificate cannot be trusted: {e}", ca.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            bail!(
+                "{} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
+                ca.display()
+            );
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow!("cannot make a TLS client: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The reason, if `e` (or an error it wraps) is the node's certificate failing verification.
+fn certificate_problem(e: &anyhow::Error) -> Option<String> {
+    for cause in e.chain() {
+        let rustls_error = cause.downcast_ref::<rustls::Error>().or_else(|| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(why)) = rustls_error {
+            return Some(format!("{why:?}"));
+        }
+    }
+    // (the rustls error is not always reachable by downcasting through the HTTP client's
+    // wrappers; its text is)
+    let text = format!("{e:#}");
+    text.split_once("invalid peer certificate: ")
+        .map(|(_, why)| why.to_owned())
+}
+
 /// The cursor kept in `out`.
 pub fn read_cursor(out: &Path) -> Result<Option<u64>> {
     let p = out.join("cursor");
@@ -263,10 +326,19 @@ pub async fn follow(opts: &FollowOptions, mut report: impl FnMut(&Handled)) -> R
         std::fs::create_dir_all(opts.out.join(d))
             .with_context(|| format!("cannot create {}", opts.out.join(d).display()))?;
     }
+    if !opts.node.starts_with("http://") && !opts.node.starts_with("https://") {
+        bail!(
+            "{}: the node's URL starts with http:// or https://",
+            opts.node
+        );
+    }
+    let tls = tls_config(opts.ca.as_deref())?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        .use_preconfigured_tls(tls.clone())
         .build()
         .context("cannot make an HTTP client")?;
+    let tls = Arc::new(tls);
     let mut backoff = Duration::from_millis(250);
     let mut seed = u64::from_le_bytes(
         opts.key.public().to_bytes()[..8]
@@ -274,7 +346,7 @@ pub async fn follow(opts: &FollowOptions, mut report: impl FnMut(&Handled)) -> R
             .unwrap_or([0; 8]),
     );
     loop {
-        match session(opts, &http, &mut report, &mut backoff).await {
+        match session(opts, &http, &tls, &mut report, &mut backoff).await {
             End::CaughtUp => return Ok(()),
             End::Fatal(e) => return Err(e),
             End::Retry(e) => {
@@ -297,13 +369,14 @@ pub async fn follow(opts: &FollowOptions, mut report: impl FnMut(&Handled)) -> R
 async fn session(
     opts: &FollowOptions,
     http: &reqwest::Client,
+    tls: &Arc<rustls::ClientConfig>,
     report: &mut impl FnMut(&Handled),
     backoff: &mut Duration,
 ) -> End {
     let token = match login(http, &opts.node, &opts.key).await {
         Ok(t) => t,
         Err(e) if format!("{e:#}").contains("InvalidChallenge") => return End::Fatal(e),
-        Err(e) => return End::Retry(e),
+        Err(e) => return untrusted_or_retry(e),
     };
     let cursor = match read_cursor(&opts.out) {
         Ok(c) => c,
@@ -330,9 +403,22 @@ async fn session(
         }
         Err(e) => return End::Fatal(anyhow!("the token is not a header value: {e}")),
     }
-    let (mut ws, _) = match tokio_tungstenite::connect_async(request).await {
+    // The same TLS configuration as the HTTP client's (used for wss:// only).
+    let connector = tokio_tungstenite::Connector::Rustls(tls.clone());
+    let (mut ws, _) = match tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        None,
+        false,
+        Some(connector),
+    )
+    .await
+    {
         Ok(c) => c,
-        Err(e) => return End::Retry(anyhow!("cannot subscribe at {url}: {e}")),
+        Err(e) => {
+            return untrusted_or_retry(
+                anyhow::Error::new(e).context(format!("cannot subscribe at {url}")),
+            );
+        }
     };
     tracing::info!(%url, "subscribed");
     while let Some(msg) = ws.next().await {
@@ -392,6 +478,23 @@ async fn session(
         }
     }
     End::Retry(anyhow!("the node closed the feed"))
+}
+
+/// A certificate the client does not trust ends the session for good (retrying cannot
+/// help); anything else is retried.
+fn untrusted_or_retry(e: anyhow::Error) -> End {
+    match certificate_problem(&e) {
+        Some(why) if why.contains("CaUsedAsEndEntity") => End::Fatal(e.context(
+            "the node's TLS certificate is not trusted: it is a CA certificate serving as the \
+             node's own (a self-signed certificate for a node needs basicConstraints CA:FALSE; \
+             docs/feeds.md shows how to make one)",
+        )),
+        Some(_) => End::Fatal(e.context(
+            "the node's TLS certificate is not trusted; for a self-signed certificate or a \
+             private CA, pass its PEM file with --ca FILE",
+        )),
+        None => End::Retry(e),
+    }
 }
 
 /// Handles one event (not `#info`): a bundle is downloaded and verified; every event is

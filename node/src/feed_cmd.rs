@@ -19,9 +19,14 @@ pub enum FeedCmd {
     /// dataset card and disclosure file) and print every revocation notice, resuming from
     /// the cursor kept in DIR after any interruption. One line per event on stdout.
     Subscribe {
-        /// The steward node's base URL (its `[feeds] listen` address, or its API).
+        /// The steward node's base URL (its `[feeds] listen` address, or its API):
+        /// `https://…` when the node serves TLS there, else `http://…`.
         #[arg(long, value_name = "URL")]
         node: String,
+        /// A PEM file of certificates to trust besides the usual web roots: the node's
+        /// self-signed certificate (a devnet) or the CA that signed it.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
         /// Your key file (`guild key generate --out FILE`): the DID your agreements name.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
@@ -74,6 +79,7 @@ pub fn run(data_dir: &Path, cmd: FeedCmd) -> Result<ExitCode> {
         }
         FeedCmd::Subscribe {
             node,
+            ca,
             key,
             out,
             once,
@@ -82,6 +88,7 @@ pub fn run(data_dir: &Path, cmd: FeedCmd) -> Result<ExitCode> {
             let key = read_key_file(&key)?;
             let opts = FollowOptions {
                 node: node.trim_end_matches('/').to_owned(),
+                ca,
                 key,
                 out,
                 once,

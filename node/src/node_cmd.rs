@@ -151,6 +151,9 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
         config.http.listen = l;
     }
     config.check()?;
+    // The public address's certificate and key, read now: a node given files it cannot
+    // serve refuses to start, naming the file and the problem.
+    let tls = config.feeds.server_tls(data_dir)?;
     crate::init_logging(&config.log.filter);
     let key_path = data_dir.join(files::KEY);
     check_init_file(data_dir, &key_path, "key file")?;
@@ -206,6 +209,7 @@ pub fn run(data_dir: &Path, flags: NodeFlags) -> Result<ExitCode> {
         started,
         clock,
         addr_path: &addr_path,
+        tls,
     };
     let result: Result<()> = runtime.block_on(
         node.serve()
@@ -257,6 +261,8 @@ struct Node<'a> {
     clock: Clock,
     /// Where the API's URL is written once it listens.
     addr_path: &'a Path,
+    /// TLS for the public address (`[feeds] tls_cert`, `tls_key`).
+    tls: Option<guild_api::ServerTls>,
 }
 
 impl Node<'_> {
@@ -372,15 +378,23 @@ impl Node<'_> {
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr} ([feeds] listen)"))?;
-                tracing::info!(url = %format!("http://{}", l.local_addr()?), "serving builders");
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                tracing::info!(
+                    url = %format!("{scheme}://{}", l.local_addr()?),
+                    "serving builders"
+                );
                 let (tx, rx) = tokio::sync::oneshot::channel::<()>();
                 let app = guild_api::public_router(state.clone());
                 let limits = limits.clone();
+                let tls = self.tls.clone();
                 let task = tokio::spawn(async move {
-                    guild_api::serve(l, app, &limits, async {
+                    let stop = async {
                         let _ = rx.await;
-                    })
-                    .await;
+                    };
+                    match tls {
+                        Some(tls) => guild_api::serve_tls(l, app, &limits, tls, stop).await,
+                        None => guild_api::serve(l, app, &limits, stop).await,
+                    }
                 });
                 Some((tx, task))
             }

@@ -17,7 +17,8 @@
 //!
 //! It serves the router itself ([`mod@serve`]): its accept loop bounds the connections open, the
 //! time to send headers and bodies, and the memory request bodies take at once, so that no
-//! client can exhaust the node.
+//! client can exhaust the node; on the public address, over TLS when a certificate is
+//! configured ([`mod@tls`], rustls).
 //!
 //! It owns request parsing, authentication with the local admin token, error shaping and the
 //! orchestration of a write (validate with guild-lexicon, apply with guild-repo, persist with
@@ -35,6 +36,7 @@ pub mod methods;
 pub mod serve;
 pub mod server;
 mod storage;
+pub mod tls;
 mod validation;
 
 pub use client::{Client, ClientError};
@@ -44,6 +46,7 @@ pub use guild_service::{
     ServiceError, WriteOp, WriteOutcome, WriteResult,
 };
 pub use methods::{Kind, Method};
-pub use serve::{Bodies, Limits, serve};
+pub use serve::{Bodies, Limits, serve, serve_tls};
 pub use server::{ApiState, XrpcError, public_router, router};
 pub use storage::STORAGE_UNAVAILABLE;
+pub use tls::{ServerTls, TlsError};

@@ -14,6 +14,10 @@
 //!   largest allowed when it declares none) before it is read, waits at most
 //!   [`Limits::inflight_wait`] for room, else is refused with `NotEnoughResources` (503).
 //!
+//! [`serve_tls`] serves the same over TLS only (the public address, when a certificate is
+//! configured): a connection holds its slot during its handshake, which must complete within
+//! the configuration's handshake timeout.
+//!
 //! Every refusal is an XRPC error, `{"error", "message"}`. On shutdown the loop stops
 //! accepting, lets every request in progress finish, and closes idle connections.
 
@@ -32,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::server::XrpcError;
+use crate::tls::ServerTls;
 
 /// The most a connection's read buffer holds, so the most a request's line and headers may
 /// take (hyper answers 431 beyond); hyper's default is about 400 kB.
@@ -75,6 +80,29 @@ pub async fn serve(
     limits: &Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    serve_with(listener, router, limits, None, shutdown).await;
+}
+
+/// As [`serve`], over TLS only: each connection first completes a TLS handshake within the
+/// configuration's handshake timeout (a connection slot is held meanwhile); a client whose
+/// handshake fails or stalls is dropped (logged at debug) and nothing else is affected.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: &Limits,
+    tls: ServerTls,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    serve_with(listener, router, limits, Some(tls), shutdown).await;
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: &Limits,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     let slots = Arc::new(Semaphore::new(
         limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
@@ -110,20 +138,64 @@ pub async fn serve(
         // With upgrades: the builders' feed is a WebSocket (an upgraded connection leaves
         // this task, and its slot, once the upgrade is done).
         // The client's address, for handlers that rate-limit by it.
-        let service = tower::Layer::layer(
+        let service = TowerToHyperService::new(tower::Layer::layer(
             &axum::Extension(axum::extract::ConnectInfo(peer)),
             router.clone(),
-        );
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .with_upgrades();
-        tracker.spawn(serve_connection(conn, stopped.clone(), slot));
+        ));
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                tracker.spawn(serve_connection(conn, stopped.clone(), slot));
+            }
+            Some(tls) => {
+                let (tls, builder, mut stop) = (tls.clone(), builder.clone(), stopped.clone());
+                tracker.spawn(async move {
+                    let handshake = tokio::time::timeout(
+                        tls.handshake_timeout(),
+                        tls.acceptor().accept(stream),
+                    );
+                    let stream = tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(
+                                    %peer,
+                                    "no TLS handshake within {} s; connection closed",
+                                    tls.handshake_timeout().as_secs_f64()
+                                );
+                                return;
+                            }
+                        },
+                        () = stopping(&mut stop) => return,
+                    };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    serve_connection(conn, stop, slot).await;
+                });
+            }
+        }
     }
     drop(listener);
     tracing::debug!(connections = tracker.len(), "waiting for open connections");
     let _ = stop.send(true);
     tracker.close();
     tracker.wait().await;
+}
+
+/// Completes once the server stops (or its stop signal is gone).
+async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
 }
 
 async fn serve_connection<C>(
@@ -136,7 +208,7 @@ async fn serve_connection<C>(
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = async { while !*stop.borrow_and_update() { if stop.changed().await.is_err() { break; } } } => {
+        () = stopping(&mut stop) => {
             conn.as_mut().shut_down();
             conn.await
         }
