@@ -122,6 +122,7 @@ fn follow_once(s: &Steward, key: &Keypair, out: &Path) -> Vec<Handled> {
         once: true,
         progress: false,
         live: false,
+        ca: None,
     };
     let mut got = Vec::new();
     s.rt.block_on(async {
