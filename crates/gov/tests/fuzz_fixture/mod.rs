@@ -257,6 +257,19 @@ fn build() -> Fixture {
         &founder,
         10,
     );
+    // A member's consent to the agreement's template, then its revoke: what the builder's
+    // receipt seed acknowledges.
+    b.add(OpKind::ConsentGrant, grant(1), &m3, 11);
+    let revoke = b.add(
+        OpKind::ConsentRevoke,
+        fields(&[
+            ("rev", int(2)),
+            ("templates", list(vec![s(TEMPLATE)])),
+            ("effectiveFrom", s(t(11).as_str())),
+        ]),
+        &m3,
+        11,
+    );
 
     // The seeds, all on the final heads.
     let heads = b.log.heads();
@@ -300,7 +313,7 @@ fn build() -> Fixture {
             ]),
             &m2,
         ),
-        ("consent-grant", OpKind::ConsentGrant, grant(1), &m3),
+        ("consent-grant", OpKind::ConsentGrant, grant(3), &m3),
         (
             "consent-revoke",
             OpKind::ConsentRevoke,
@@ -367,6 +380,15 @@ fn build() -> Fixture {
             &m3,
         ),
         ("offer", OpKind::AgreementOffer, offer_fields, &founder),
+        (
+            "receipt",
+            OpKind::BundleReceipt,
+            fields(&[
+                ("agreement", s(&offer.to_string())),
+                ("revoke", s(&revoke.to_string())),
+            ]),
+            &builder,
+        ),
         (
             "bundle-proposal",
             OpKind::BundleProposal,
