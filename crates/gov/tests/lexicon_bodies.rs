@@ -40,7 +40,9 @@ fn charter_fields() -> Value {
         "acceptedLexicons": ["coop.guild.data.text"],
         "licenceTemplates": [template()],
         "payoutPolicy": {"period": "monthly", "method": "equal", "stewardShare": 500,
-            "reserveShare": 200}
+            "reserveShare": 200},
+        "privatePrices": true,
+        "canaries": {"perBundle": 3}
     })
 }
 
