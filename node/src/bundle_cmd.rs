@@ -581,6 +581,34 @@ fn export(data_dir: &Path, manifest: &str, out: &Path) -> Result<()> {
         bail!("the node sent bundle {}, not {manifest}", report.manifest);
     }
     write_forms(&unchecked, &report, out)?;
+    // The node serves the forms it wrote when it packaged the bundle: they must be the ones
+    // computed here from the verified CAR (a node that packaged the bundle before it wrote
+    // forms serves none; that is not an error).
+    for (file, name) in [
+        ("croissant", "croissant.json"),
+        ("card", "README.md"),
+        ("disclosure", "disclosure.json"),
+    ] {
+        let served = match client.query_bytes(
+            "coop.guild.bundle.get",
+            &[("cid", manifest), ("file", file)],
+        ) {
+            Ok(b) => b,
+            Err(e) if e.to_string().contains("was packaged without its") => continue,
+            Err(e) => {
+                let _ = std::fs::remove_file(&unchecked);
+                return Err(explain(e)).context(format!("the node's {name}"));
+            }
+        };
+        let ours = std::fs::read(out.join(name))
+            .with_context(|| format!("cannot read {}", out.join(name).display()))?;
+        if served != ours {
+            let _ = std::fs::remove_file(&unchecked);
+            bail!(
+                "the node's {name} differs from the one the verified bundle gives: do not trust the node's forms"
+            );
+        }
+    }
     std::fs::rename(&unchecked, &car_path)
         .with_context(|| format!("cannot write {}", car_path.display()))?;
     println!("{}", car_path.display());

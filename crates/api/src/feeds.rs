@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use guild_core::syntax::Did;
 use guild_feed::{Event, Frame};
 use guild_service::deliveries::FLUSH_EVERY;
-use guild_service::{Delivered, Delivery, FeedError, FeedHub, NodeStore};
+use guild_service::{BundleFile, Delivered, Delivery, FeedError, FeedHub, NodeStore};
 use std::net::SocketAddr;
 
 use crate::collective::{err, ok};
@@ -468,6 +468,7 @@ fn logged<S: NodeStore>(
     builder: &Did,
     remote: Option<String>,
     cid: &cid::Cid,
+    file: BundleFile,
     range: Option<String>,
     resp: Response,
 ) -> Response {
@@ -479,7 +480,7 @@ fn logged<S: NodeStore>(
         remote,
         what: Delivered::Download {
             bundle: cid.to_string(),
-            file: "car".to_owned(),
+            file: file.as_str().to_owned(),
             range,
             status: resp.status().as_u16(),
             bytes: 0,
@@ -512,6 +513,14 @@ pub(crate) async fn get_bundle<S: NodeStore>(
     let params = query_params(req.uri().query());
     let cid = param(&params, "cid")?.ok_or_else(|| XrpcError::invalid("cid: required"))?;
     let cid = crate::collective::parse_cid(cid, "cid")?;
+    let file = match param(&params, "file")? {
+        None => BundleFile::Car,
+        Some(f) => BundleFile::parse(f).ok_or_else(|| {
+            XrpcError::invalid(format!(
+                "file: {f:?} is not one of car, croissant, card, disclosure"
+            ))
+        })?,
+    };
     let desk = state.bundles.as_deref().ok_or_else(|| {
         err(
             StatusCode::NOT_IMPLEMENTED,
@@ -540,15 +549,29 @@ pub(crate) async fn get_bundle<S: NodeStore>(
         let remote = peer.map(|ConnectInfo(a)| a.to_string());
         delivery = Some((feeds.clone(), did, remote));
     }
-    let path = desk.car_path(&cid).await.map_err(crate::bundles::failed)?;
+    let path = desk
+        .file_path(&cid, file)
+        .await
+        .map_err(crate::bundles::failed)?;
     let range = req
         .headers()
         .get(header::RANGE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let resp = serve_bundle_file(&path, &cid, req).await?;
+    let mut resp = serve_bundle_file(&path, &cid, req).await?;
+    if file != BundleFile::Car {
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(file.media_type()),
+        );
+        // (one ETag per file of the bundle)
+        if let Ok(v) = header::HeaderValue::from_str(&format!("\"{cid}-{}\"", file.as_str())) {
+            headers.insert(header::ETAG, v);
+        }
+    }
     // A builder's download is a delivery (the admin's is not: no builder got anything).
     Ok(match delivery {
-        Some((feeds, did, remote)) => logged(feeds, &did, remote, &cid, range, resp),
+        Some((feeds, did, remote)) => logged(feeds, &did, remote, &cid, file, range, resp),
         None => resp,
     })
 }

@@ -597,6 +597,81 @@ async fn deliveries_until(
 }
 
 #[test]
+fn a_bundles_forms_are_served_to_its_builder_beside_the_car() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = cid("A1");
+    std::fs::create_dir_all(dir.path().join("sealed")).unwrap();
+    std::fs::write(dir.path().join(format!("sealed/{manifest}.car")), b"car").unwrap();
+    let croissant = br#"{"@type": "sc:Dataset"}"#;
+    std::fs::write(
+        dir.path().join(format!("sealed/{manifest}.croissant.json")),
+        croissant,
+    )
+    .unwrap();
+    let engine = sealed::Sealed {
+        collective: cid("collective"),
+        bundles: vec![(manifest, cid("A"))],
+    };
+    let net = start_full(
+        Arc::new(MemoryStore::new()),
+        FeedConfig::default(),
+        Some((dir.path().to_owned(), engine)),
+    );
+    publish(&net, vec![bundle("A", 1)]);
+    let (k1, _) = builder(1);
+    let (k2, _) = builder(2);
+    let get = |token: String, file: &'static str| {
+        let url = net.url.clone();
+        async move {
+            let resp = reqwest::Client::new()
+                .get(format!("{url}/xrpc/coop.guild.bundle.get"))
+                .query(&[("cid", manifest.to_string()), ("file", file.to_owned())])
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            (status, headers, resp.bytes().await.unwrap())
+        }
+    };
+    net.rt.block_on(async {
+        let t1 = login(&net.url, &k1).await;
+        let t2 = login(&net.url, &k2).await;
+        let (status, headers, body) = get(t1.clone(), "croissant").await;
+        assert_eq!((status, &body[..]), (200, &croissant[..]));
+        assert_eq!(headers["content-type"], "application/ld+json");
+        assert_eq!(
+            headers["etag"],
+            format!("\"{manifest}-croissant\"").as_str()
+        );
+        let (status, headers, body) = get(t1.clone(), "car").await;
+        assert_eq!((status, &body[..]), (200, &b"car"[..]));
+        assert_eq!(headers["content-type"], "application/vnd.ipld.car");
+        // Another builder is refused the forms as the CAR.
+        let (status, _, _) = get(t2, "croissant").await;
+        assert_eq!(status, 403);
+        // A form the node did not write, and a file that is not one.
+        let (status, _, body) = get(t1.clone(), "card").await;
+        assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("without its card file"));
+        let (status, _, body) = get(t1.clone(), "keys").await;
+        assert_eq!(status, 400);
+        assert!(String::from_utf8_lossy(&body).contains("not one of car, croissant"));
+        // The form's download is a delivery, with its file.
+        let got = deliveries_until(&net.url, "", |got| {
+            got.iter().any(|e| e["file"] == "croissant")
+        })
+        .await;
+        let form = got.iter().find(|e| e["file"] == "croissant").unwrap();
+        assert_eq!(
+            (form["status"].as_u64(), form["complete"].as_bool()),
+            (Some(200), Some(true))
+        );
+    });
+}
+
+#[test]
 fn the_delivery_log_lists_what_each_builder_downloaded_and_was_sent() {
     let dir = tempfile::tempdir().unwrap();
     // Bundle A1 is sealed under builder 1's agreement A; its CAR is 5,000 bytes.

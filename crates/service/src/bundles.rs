@@ -170,6 +170,76 @@ pub enum StewardshipError {
     },
 }
 
+/// The files of a packaged bundle: the CAR and the forms a builder needs with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleFile {
+    /// The CAR (`application/vnd.ipld.car`).
+    Car,
+    /// The Croissant 1.1 metadata (`croissant.json`).
+    Croissant,
+    /// The dataset card (`README.md`).
+    Card,
+    /// The disclosure file (`disclosure.json`).
+    Disclosure,
+}
+
+impl BundleFile {
+    /// The forms, written beside the CAR.
+    pub const FORMS: [BundleFile; 3] = [
+        BundleFile::Croissant,
+        BundleFile::Card,
+        BundleFile::Disclosure,
+    ];
+
+    /// Its name in `coop.guild.bundle.get`'s `file` parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BundleFile::Car => "car",
+            BundleFile::Croissant => "croissant",
+            BundleFile::Card => "card",
+            BundleFile::Disclosure => "disclosure",
+        }
+    }
+
+    /// From the `file` parameter.
+    pub fn parse(s: &str) -> Option<BundleFile> {
+        [
+            BundleFile::Car,
+            BundleFile::Croissant,
+            BundleFile::Card,
+            BundleFile::Disclosure,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+    }
+
+    /// Its media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            BundleFile::Car => "application/vnd.ipld.car",
+            BundleFile::Croissant => "application/ld+json",
+            BundleFile::Card => "text/markdown; charset=utf-8",
+            BundleFile::Disclosure => "application/json",
+        }
+    }
+
+    /// The name a builder's client writes it under.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            BundleFile::Car => "bundle.car",
+            BundleFile::Croissant => "croissant.json",
+            BundleFile::Card => "README.md",
+            BundleFile::Disclosure => "disclosure.json",
+        }
+    }
+}
+
+/// Where a packaged bundle's form is kept: `sealed/<manifest>.<file name>`.
+fn form_path(dir: &std::path::Path, manifest: &Cid, file: BundleFile) -> PathBuf {
+    dir.join("sealed")
+        .join(format!("{manifest}.{}", file.file_name()))
+}
+
 fn io(e: impl std::fmt::Display) -> StewardshipError {
     StewardshipError::Io(e.to_string())
 }
@@ -465,6 +535,24 @@ impl<S: NodeStore> Stewardship<S> {
                 .map_err(|e| io(e.error()))?
                 .sync_all()
                 .map_err(io)?;
+            // The bundle's forms beside it, before the CAR takes its name (the CAR's presence
+            // means the bundle is packaged, forms included).
+            let info = guild_bundle::CarInfo {
+                sha256: summary.sha256,
+                bytes: summary.bytes,
+                file_name: "bundle.car".to_owned(),
+            };
+            for form in BundleFile::FORMS {
+                let text = match form {
+                    BundleFile::Croissant => guild_bundle::croissant::emit(&m, &info)?,
+                    BundleFile::Card => guild_bundle::card::emit(&m, &info)?,
+                    _ => guild_bundle::disclosure::emit(&m, &info)?,
+                };
+                let to = form_path(&dir, &manifest, form);
+                let tmp_form = to.with_extension("tmp");
+                std::fs::write(&tmp_form, text.as_bytes()).map_err(io)?;
+                std::fs::rename(&tmp_form, &to).map_err(io)?;
+            }
             std::fs::rename(&tmp, &path).map_err(io)?;
             tracing::info!(%manifest, bytes = summary.bytes, records = m.records.len(), "bundle sealed and packaged");
             Ok(())
@@ -499,6 +587,30 @@ impl<S: NodeStore> Stewardship<S> {
             }
         }
         Err(StewardshipError::NotFound(*manifest))
+    }
+
+    /// One file of a bundle sealed, and not voided since: the CAR ([`Stewardship::car_path`])
+    /// or one of the forms written beside it when it was packaged.
+    pub async fn file_path(
+        &self,
+        manifest: &Cid,
+        file: BundleFile,
+    ) -> Result<PathBuf, StewardshipError> {
+        let car = self.car_path(manifest).await?;
+        if file == BundleFile::Car {
+            return Ok(car);
+        }
+        let p = form_path(&self.dir, manifest, file);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            // (a bundle packaged by a node older than the forms)
+            Err(StewardshipError::Io(format!(
+                "bundle {manifest} was packaged without its {} file: `guild bundle export` \
+                 writes it from the CAR",
+                file.as_str()
+            )))
+        }
     }
 
     /// The agreement a sealed bundle (by manifest CID) was delivered under.

@@ -37,7 +37,9 @@ pub mod feeds;
 pub mod repos;
 pub mod service;
 
-pub use bundles::{BundleInfo, BundleStatus, RevocationNotice, Stewardship, StewardshipError};
+pub use bundles::{
+    BundleFile, BundleInfo, BundleStatus, RevocationNotice, Stewardship, StewardshipError,
+};
 pub use clock::Clock;
 pub use deliveries::{Delivered, Delivery, DeliveryError, DeliveryLog};
 pub use engine::{
