@@ -67,7 +67,7 @@ pub enum Delivered {
     Download {
         /// The bundle's manifest CID.
         bundle: String,
-        /// Which file: `car` (the bundle itself; the only file the node serves today).
+        /// Which file: `car` (the bundle itself), `croissant`, `card` or `disclosure`.
         file: String,
         /// The `Range` header the request sent, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
