@@ -35,6 +35,34 @@ where
     eventually_within(what, Duration::from_secs(20), check).await;
 }
 
+/// A member cut off right after joining (its inviter restarted, a partition) must still know
+/// where a member is: the invite's addresses go into the address book at the join, before any
+/// redial tick could learn them from a connection (the chaos run's node-4 once had none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_remembers_the_invites_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("peers.txt");
+    let a = member(1).await;
+    let b = member_on(
+        2,
+        Arc::new(MemoryStore::new()),
+        EngineConfig {
+            address_book: Some(book.clone()),
+            // No redial tick during the test: only the join can write the book.
+            redial: Duration::from_secs(3600),
+            ..engine_config()
+        },
+    )
+    .await;
+    let id = a.engine.create(CharterParams::new("Poets")).await.unwrap();
+    let code = a.engine.invite(id, None, None).await.unwrap();
+    b.engine.join(code.clone()).await.unwrap();
+    let text = std::fs::read_to_string(&book).unwrap();
+    for p in &code.peers {
+        assert!(text.lines().any(|l| l == p), "{p} not in {text}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn found_invite_join_and_spread() {
     let a = member(1).await;

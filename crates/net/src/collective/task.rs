@@ -187,7 +187,20 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 let _ = reply.send(result);
             }
             Cmd::Adopt { code, ops, reply } => {
-                let _ = reply.send(self.adopt(code, ops).await);
+                // The invite's member addresses go into the address book: a connection that
+                // ends before the first redial tick (the member restarted, a partition)
+                // must not leave this node with no member to dial.
+                let bootstrap: Vec<_> = code
+                    .peers
+                    .iter()
+                    .filter_map(|p| p.parse::<libp2p::Multiaddr>().ok())
+                    .filter_map(|a| super::peers::p2p_of(&a).map(|peer| (peer, a)))
+                    .collect();
+                let adopted = self.adopt(code, ops).await;
+                if adopted.is_ok() {
+                    self.learn_addrs(bootstrap);
+                }
+                let _ = reply.send(adopted);
             }
             Cmd::Abandon(id, reply) => {
                 self.abandon(&id);
