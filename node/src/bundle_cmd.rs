@@ -464,7 +464,10 @@ fn trace(
             ))
         })
         .collect::<Result<_>>()?;
-    let mut found = 0usize;
+    // Every sealed bundle's canaries, with where each comes from: each file is then
+    // normalised and searched once.
+    let mut canaries = Vec::new();
+    let mut origin = Vec::new();
     for b in bundles.bundles.iter().filter(|b| b.status == "sealed") {
         let Some(a) = agreements
             .agreements
@@ -479,31 +482,37 @@ fn trace(
             .map_err(|e| anyhow::anyhow!("the node's builder DID {}: {e}", a.builder))?;
         let at = guild_core::syntax::Datetime::parse(&b.proposed_at)
             .map_err(|e| anyhow::anyhow!("the node's proposal time {}: {e}", b.proposed_at))?;
-        let canaries = licensee_canaries(&proposal, &builder, &at, MAX_LICENSEE_CANARIES)
+        let made = licensee_canaries(&proposal, &builder, &at, MAX_LICENSEE_CANARIES)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        for (file, text) in &texts {
-            for i in find_canaries(text, &canaries) {
-                found += 1;
-                let manifest = b.manifest.as_deref().unwrap_or_default();
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "file": file,
-                            "canary": i,
-                            "cid": canaries.get(i).map(|c| c.cid.to_string()),
-                            "bundle": manifest,
-                            "proposal": b.proposal,
-                            "agreement": b.agreement,
-                            "builder": a.builder,
-                        })
-                    );
-                } else {
-                    println!(
-                        "{file}: canary {i} of bundle {manifest} (agreement {}), made for builder {}",
-                        b.agreement, a.builder
-                    );
-                }
+        origin.extend((0..made.len()).map(|i| (b, a, i)));
+        canaries.extend(made);
+    }
+    let mut found = 0usize;
+    for (file, text) in &texts {
+        for k in find_canaries(text, &canaries) {
+            let (Some((b, a, i)), Some(c)) = (origin.get(k), canaries.get(k)) else {
+                continue;
+            };
+            found += 1;
+            let manifest = b.manifest.as_deref().unwrap_or_default();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "file": file,
+                        "canary": i,
+                        "cid": c.cid.to_string(),
+                        "bundle": manifest,
+                        "proposal": b.proposal,
+                        "agreement": b.agreement,
+                        "builder": a.builder,
+                    })
+                );
+            } else {
+                println!(
+                    "{file}: canary {i} of bundle {manifest} (agreement {}), made for builder {}",
+                    b.agreement, a.builder
+                );
             }
         }
     }

@@ -9,19 +9,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use guild_api::{ApiState, Bodies, Clock, FeedConfig, FeedHub, Found, Limits, RepoService, router};
+use guild_api::{FeedConfig, FeedHub, Found, Limits};
 use guild_core::Keypair;
 use guild_core::syntax::{Datetime, Did};
 use guild_feed::{BundleEvent, Event};
 use guild_gov::body::CidRef;
-use guild_lexicon::Registry;
 use guild_node::feed_client::{FollowOptions, Handled, follow, read_cursor};
 use guild_store::MemoryStore;
 
+#[path = "../../crates/api/tests/common/feed_state.rs"]
+mod feed_state;
 #[path = "../../crates/api/tests/common/sealed.rs"]
 mod sealed;
-
-const NODE: &str = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+use feed_state::{feed_state, serve_http};
 
 fn fixture() -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bundle/sealed.car"))
@@ -50,45 +50,18 @@ fn steward(report: &guild_bundle::Report, served: &[u8], builder: &Did) -> Stewa
         .enable_all()
         .build()
         .unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let clock = Clock::system();
-    let service = Arc::new(
-        RepoService::new(
-            store.clone(),
-            Keypair::from_secret_bytes(&[9; 32]),
-            Arc::new(Registry::builtin()),
-        )
-        .unwrap()
-        .with_clock(clock.clone()),
-    );
-    let hub = Arc::new(FeedHub::open(store, clock.clone(), NODE, FeedConfig::default()).unwrap());
     let engine = sealed::Sealed {
         collective: report.collective,
         bundles: vec![(report.manifest, report.agreement)],
     };
-    let bundles = Some(Arc::new(
-        guild_service::Stewardship::new(service.clone(), Arc::new(engine), dir.path().into())
-            .unwrap(),
-    ));
     let limits = Limits::default();
-    let state = Arc::new(ApiState {
-        service,
-        admin_token: "admin".into(),
-        bodies: Bodies::new(&limits),
-        started: Instant::now(),
-        clock,
-        collectives: None,
-        bundles,
-        feeds: Some(hub.clone()),
-    });
-    let url = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            guild_api::serve(listener, router(state), &limits, std::future::pending()).await
-        });
-        url
-    });
+    let (state, hub) = feed_state(
+        Arc::new(MemoryStore::new()),
+        FeedConfig::default(),
+        Some((dir.path().into(), Arc::new(engine))),
+        &limits,
+    );
+    let url = rt.block_on(serve_http(state, limits));
     hub.publish(Found {
         events: vec![(
             format!("bundle:{}", report.manifest),
@@ -135,6 +108,19 @@ fn follow_once(s: &Steward, key: &Keypair, out: &Path) -> Vec<Handled> {
         .unwrap();
     });
     got
+}
+
+/// [`downloads`], once the delivery log holds at least `n` (polled for up to 30 s).
+fn downloads_once(s: &Steward, n: usize) -> Vec<u16> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = downloads(s);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{got:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The downloads the steward's delivery log holds, by status.
@@ -188,12 +174,7 @@ fn a_corrupt_partial_download_is_discarded_and_the_bundle_downloaded_again() {
     assert!(!part(out.path(), &cid).exists());
     assert_eq!(read_cursor(out.path()).unwrap(), Some(1));
     // The node saw a range request (the resume), then a whole download.
-    let deadline = Instant::now() + std::time::Duration::from_secs(30);
-    while downloads(&s).len() < 2 {
-        assert!(Instant::now() < deadline, "{:?}", downloads(&s));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(downloads(&s), [206, 200]);
+    assert_eq!(downloads_once(&s, 2), [206, 200]);
 }
 
 #[test]
@@ -248,12 +229,7 @@ fn tampered_bytes_from_the_node_are_rejected_and_never_kept() {
         );
         assert_eq!(read_cursor(out.path()).unwrap(), Some(1), "{name}");
         if seed_part {
-            let deadline = Instant::now() + std::time::Duration::from_secs(30);
-            while downloads(&s).len() < 2 {
-                assert!(Instant::now() < deadline, "{:?}", downloads(&s));
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            assert_eq!(downloads(&s), [206, 200], "{name}");
+            assert_eq!(downloads_once(&s, 2), [206, 200], "{name}");
         }
     }
 }

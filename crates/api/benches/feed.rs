@@ -19,18 +19,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use guild_api::{ApiState, Bodies, Clock, FeedConfig, FeedHub, Found, Limits, RepoService, router};
+use guild_api::{FeedConfig, Found, Limits, router};
 use guild_core::Keypair;
 use guild_core::syntax::{Datetime, Did};
 use guild_feed::{BundleEvent, Event, Frame};
 use guild_gov::body::CidRef;
-use guild_lexicon::Registry;
 use guild_store::MemoryStore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 #[path = "../tests/common/feed_login.rs"]
 mod feed_login;
+#[path = "../tests/common/feed_state.rs"]
+mod feed_state;
+use feed_state::feed_state;
 
 fn cid(s: &str) -> cid::Cid {
     guild_core::cids::cid_for_raw(s.as_bytes())
@@ -55,37 +57,16 @@ fn serve(car: &str) {
         .enable_all()
         .build()
         .unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let clock = Clock::system();
-    let service = Arc::new(
-        RepoService::new(
-            store.clone(),
-            Keypair::from_secret_bytes(&[9; 32]),
-            Arc::new(Registry::builtin()),
-        )
-        .unwrap()
-        .with_clock(clock.clone()),
-    );
     let config = FeedConfig {
         requests_per_minute: 1_000_000,
         queue: 1024,
         ..FeedConfig::default()
     };
-    let hub = Arc::new(FeedHub::open(store, clock.clone(), "did:key:node", config).unwrap());
     let limits = Limits {
         max_connections: 4096,
         ..Limits::default()
     };
-    let state = Arc::new(ApiState {
-        service,
-        admin_token: "admin".into(),
-        bodies: Bodies::new(&limits),
-        started: Instant::now(),
-        clock,
-        collectives: None,
-        bundles: None,
-        feeds: Some(hub.clone()),
-    });
+    let (state, hub) = feed_state(Arc::new(MemoryStore::new()), config, None, &limits);
     let car = std::path::PathBuf::from(car);
     let app = router(state).route(
         "/bench/car",

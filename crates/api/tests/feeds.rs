@@ -7,23 +7,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use guild_api::{ApiState, Bodies, Clock, FeedConfig, FeedHub, Found, Limits, RepoService, router};
+use guild_api::{Clock, FeedConfig, FeedHub, Found, Limits};
 use guild_core::Keypair;
 use guild_core::syntax::{Datetime, Did};
 use guild_feed::{BundleEvent, Event, Frame, RecordRef, Retention, RevocationEvent};
 use guild_gov::body::CidRef;
-use guild_lexicon::Registry;
 use guild_store::MemoryStore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 #[path = "common/feed_login.rs"]
 mod feed_login;
+#[path = "common/feed_state.rs"]
+mod feed_state;
 #[path = "common/sealed.rs"]
 mod sealed;
 use feed_login::{challenge, login, login_body};
-
-const NODE: &str = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+use feed_state::{NODE, feed_state, serve_http};
 
 struct Net {
     rt: tokio::runtime::Runtime,
@@ -56,39 +56,10 @@ fn start_full(
         .enable_all()
         .build()
         .unwrap();
-    let clock = Clock::system();
-    let service = Arc::new(
-        RepoService::new(
-            store.clone(),
-            Keypair::from_secret_bytes(&[9; 32]),
-            Arc::new(Registry::builtin()),
-        )
-        .unwrap()
-        .with_clock(clock.clone()),
-    );
-    let hub = Arc::new(FeedHub::open(store, clock.clone(), NODE, config).unwrap());
-    let bundles = sealed.map(|(dir, engine)| {
-        Arc::new(guild_service::Stewardship::new(service.clone(), Arc::new(engine), dir).unwrap())
-    });
+    let desk = sealed.map(|(dir, engine)| (dir, Arc::new(engine) as Arc<_>));
     let limits = Limits::default();
-    let state = Arc::new(ApiState {
-        service,
-        admin_token: "admin".into(),
-        bodies: Bodies::new(&limits),
-        started: Instant::now(),
-        clock,
-        collectives: None,
-        bundles,
-        feeds: Some(hub.clone()),
-    });
-    let url = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            guild_api::serve(listener, router(state), &limits, std::future::pending()).await
-        });
-        url
-    });
+    let (state, hub) = feed_state(store, config, desk, &limits);
+    let url = rt.block_on(serve_http(state, limits));
     Net { rt, url, hub }
 }
 

@@ -10,15 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use guild_api::{
-    ApiState, Bodies, Clock, FeedConfig, FeedHub, Found, Limits, RepoService, ServerTls, TlsError,
-    public_router,
-};
+use guild_api::{FeedConfig, FeedHub, Found, Limits, ServerTls, TlsError, public_router};
 use guild_core::Keypair;
 use guild_core::syntax::{Datetime, Did};
 use guild_feed::{BundleEvent, Event, Frame};
 use guild_gov::body::CidRef;
-use guild_lexicon::Registry;
 use guild_store::MemoryStore;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
@@ -26,9 +22,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 #[path = "common/feed_login.rs"]
 mod feed_login;
-use feed_login::login_body;
-
-const NODE: &str = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+#[path = "common/feed_state.rs"]
+mod feed_state;
+use feed_login::login_with as login;
+use feed_state::feed_state;
 
 /// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files.
 struct Cert {
@@ -80,28 +77,12 @@ fn bundle(n: u64) -> (String, Event) {
 
 /// The public router over TLS on a free port; its `https://` URL and feed hub.
 async fn start_tls(tls: ServerTls, limits: Limits) -> (String, Arc<FeedHub<MemoryStore>>) {
-    let store = Arc::new(MemoryStore::new());
-    let clock = Clock::system();
-    let service = Arc::new(
-        RepoService::new(
-            store.clone(),
-            Keypair::from_secret_bytes(&[9; 32]),
-            Arc::new(Registry::builtin()),
-        )
-        .unwrap()
-        .with_clock(clock.clone()),
+    let (state, hub) = feed_state(
+        Arc::new(MemoryStore::new()),
+        FeedConfig::default(),
+        None,
+        &limits,
     );
-    let hub = Arc::new(FeedHub::open(store, clock.clone(), NODE, FeedConfig::default()).unwrap());
-    let state = Arc::new(ApiState {
-        service,
-        admin_token: "admin".into(),
-        bodies: Bodies::new(&limits),
-        started: Instant::now(),
-        clock,
-        collectives: None,
-        bundles: None,
-        feeds: Some(hub.clone()),
-    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -158,26 +139,6 @@ async fn health(http: &reqwest::Client, url: &str) -> Result<reqwest::StatusCode
         .await
         .map(|r| r.status())
         .map_err(|e| chain(&e))
-}
-
-async fn login(http: &reqwest::Client, url: &str, key: &Keypair) -> String {
-    let c: serde_json::Value = http
-        .get(format!("{url}/xrpc/coop.guild.feed.getChallenge"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let resp = http
-        .post(format!("{url}/xrpc/coop.guild.feed.login"))
-        .json(&login_body(&c, &key.did(), key))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let s: serde_json::Value = resp.json().await.unwrap();
-    s["token"].as_str().unwrap().to_owned()
 }
 
 /// The next frame (skipping pings), within a generous deadline.

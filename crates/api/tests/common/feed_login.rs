@@ -1,13 +1,17 @@
 //! A builder's login as its client does it (a challenge, signed with the builder's key, for
-//! a bearer token), shared by `tests/feeds.rs` and `benches/feed.rs`.
+//! a bearer token), shared by `tests/feeds.rs`, `tests/tls.rs` and `benches/feed.rs`.
 #![allow(dead_code)]
 
 use guild_core::Keypair;
 
 /// A fresh challenge from the node at `url`.
 pub async fn challenge(url: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(format!("{url}/xrpc/coop.guild.feed.getChallenge"))
+    challenge_with(&reqwest::Client::new(), url).await
+}
+
+/// [`challenge`], with this HTTP client (one that trusts a test certificate, say).
+pub async fn challenge_with(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(format!("{url}/xrpc/coop.guild.feed.getChallenge"))
         .send()
         .await
         .unwrap()
@@ -34,8 +38,13 @@ pub fn login_body(c: &serde_json::Value, did: &str, signer: &Keypair) -> serde_j
 
 /// Logs in as `key`'s DID; its bearer token.
 pub async fn login(url: &str, key: &Keypair) -> String {
-    let c = challenge(url).await;
-    let resp = reqwest::Client::new()
+    login_with(&reqwest::Client::new(), url, key).await
+}
+
+/// [`login`], with this HTTP client.
+pub async fn login_with(http: &reqwest::Client, url: &str, key: &Keypair) -> String {
+    let c = challenge_with(http, url).await;
+    let resp = http
         .post(format!("{url}/xrpc/coop.guild.feed.login"))
         .json(&login_body(&c, &key.did(), key))
         .send()
