@@ -20,6 +20,7 @@ mod key_cmd;
 mod lexicon_cmd;
 mod node_cmd;
 mod repo_cmd;
+mod value_cmd;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -143,6 +144,10 @@ enum Command {
     /// Lexicons: check schema files, validate a record, list the known set.
     #[command(subcommand)]
     Lexicon(lexicon_cmd::LexiconCmd),
+    /// Data valuation on JSONL files: KNN-Shapley, leave-one-out and group values, over an
+    /// optional baseline (the commons).
+    #[command(subcommand)]
+    Value(value_cmd::ValueCmd),
 }
 
 /// Sets up logging to stderr; `GUILD_LOG` overrides `default`. Later calls are no-ops.
@@ -220,6 +225,7 @@ where
         Command::Key(cmd) => key_cmd::run(cmd),
         Command::Repo(cmd) => repo_cmd::run(cmd),
         Command::Lexicon(cmd) => lexicon_cmd::run(cmd),
+        Command::Value(cmd) => value_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,7 @@
 //! Distances between evaluation points and a pool of points, a block at a time.
 
+use std::borrow::Cow;
+
 use ndarray::{Array2, ArrayView2, linalg::general_mat_mul};
 
 use crate::{Points, ValuationError};
@@ -39,17 +41,18 @@ pub enum Backend {
 
 /// A pool (training points, then baseline points) prepared for a metric.
 #[derive(Debug)]
-pub(crate) struct Prepared {
-    pub(crate) points: Points,
+pub(crate) struct Prepared<'a> {
+    pub(crate) points: Cow<'a, Points>,
     norms: Vec<f64>,
     metric: Metric,
 }
 
-impl Prepared {
-    pub(crate) fn new(points: &Points, metric: Metric) -> Self {
+impl<'a> Prepared<'a> {
+    /// Borrows the points for L2; keeps unit vectors for cosine.
+    pub(crate) fn new(points: Cow<'a, Points>, metric: Metric) -> Self {
         let points = match metric {
-            Metric::L2 => points.clone(),
-            Metric::Cosine => normalised(points),
+            Metric::L2 => points,
+            Metric::Cosine => Cow::Owned(normalised(&points)),
         };
         let norms = (0..points.len())
             .map(|i| dot(points.row(i), points.row(i)))
@@ -73,31 +76,29 @@ impl Prepared {
         let n = self.points.len();
         let b = t1 - t0;
         let dim = self.points.dim();
-        let mut out = vec![0.0f64; b * n];
-        match backend {
+        let mut out = match backend {
             Backend::Portable => {
+                let mut out = vec![0.0f64; b * n];
                 for (r, t) in (t0..t1).enumerate() {
                     let tr = tests.points.row(t);
                     for (j, o) in out[r * n..(r + 1) * n].iter_mut().enumerate() {
                         *o = dot(tr, self.points.row(j));
                     }
                 }
+                out
             }
             Backend::Gemm => {
-                if n > 0 && b > 0 && dim > 0 {
-                    let tests_view =
-                        ArrayView2::from_shape((b, dim), &tests.points.data()[t0 * dim..t1 * dim]);
-                    let pool_view = ArrayView2::from_shape((n, dim), self.points.data());
-                    if let (Ok(tv), Ok(pv)) = (tests_view, pool_view) {
-                        let mut c = Array2::<f64>::zeros((b, n));
-                        general_mat_mul(1.0, &tv, &pv.t(), 0.0, &mut c);
-                        for (o, v) in out.iter_mut().zip(c.iter()) {
-                            *o = *v;
-                        }
-                    }
+                let tests_view =
+                    ArrayView2::from_shape((b, dim), &tests.points.data()[t0 * dim..t1 * dim]);
+                let pool_view = ArrayView2::from_shape((n, dim), self.points.data());
+                let mut c = Array2::<f64>::zeros((b, n));
+                if let (Ok(tv), Ok(pv)) = (tests_view, pool_view) {
+                    general_mat_mul(1.0, &tv, &pv.t(), 0.0, &mut c);
                 }
+                // A fresh array is in standard (row-major) layout with no offset.
+                c.into_raw_vec_and_offset().0
             }
-        }
+        };
         for (r, t) in (t0..t1).enumerate() {
             let tn = tests.norms[t];
             for (j, o) in out[r * n..(r + 1) * n].iter_mut().enumerate() {

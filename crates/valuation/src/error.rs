@@ -34,6 +34,9 @@ pub enum ValuationError {
     /// A set that must not be empty is.
     #[error("the {0} set is empty")]
     Empty(&'static str),
+    /// More training and baseline points than an index of 32 bits counts.
+    #[error("{0} training and baseline points: at most 2^32 − 1")]
+    TooManyPoints(usize),
     /// K must be at least 1.
     #[error("k must be at least 1")]
     ZeroK,

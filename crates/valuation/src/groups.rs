@@ -78,7 +78,8 @@ impl GroupGame {
                 let y = p.test.labels()[t];
                 let mut taken = vec![0usize; groups + 1];
                 let mut list = Vec::with_capacity((groups + 1) * k);
-                for &j in order {
+                for &(_, j) in order {
+                    let j = j as usize;
                     let (owner, slot, label) = if j < n {
                         (group_of[j] as u32, group_of[j], train_labels[j])
                     } else {

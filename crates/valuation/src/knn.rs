@@ -22,15 +22,19 @@
 //! the sort; without a baseline it reduces to Jia's recursion, and both are tested against
 //! enumeration of every subset ([`crate::reference`]).
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 use crate::distance::{Prepared, same_dim};
 use crate::{Backend, Metric, Points, ValuationError};
 
-/// Evaluation points per distance block (a block is one GEMM and one task).
-const BLOCK: usize = 16;
+/// Evaluation points per distance block (a block is one GEMM and one task). The GEMM packs
+/// the whole pool once per block, so a block must be wide enough to pay for that; its
+/// distances take `BLOCK × pool × 8` bytes (51 MB for a pool of 100 k).
+const BLOCK: usize = 64;
 /// Blocks whose partial sums are held at once before they are added in order.
-const BLOCKS_IN_FLIGHT: usize = 8;
+const BLOCKS_IN_FLIGHT: usize = 4;
 
 /// One valuation problem.
 #[derive(Debug, Clone, Copy)]
@@ -64,30 +68,36 @@ impl Problem<'_> {
         if let Some(b) = self.baseline {
             same_dim("baseline", b, self.train)?;
         }
+        let pool = self.train.len() + self.baseline.map_or(0, Points::len);
+        if u32::try_from(pool).is_err() {
+            return Err(ValuationError::TooManyPoints(pool));
+        }
         Ok(())
     }
 
     /// The pool: training points, then baseline points.
-    pub(crate) fn pool(&self) -> Prepared {
+    pub(crate) fn pool(&self) -> Prepared<'_> {
         match self.baseline {
-            Some(b) if !b.is_empty() => Prepared::new(&self.train.concat(b), self.metric),
-            _ => Prepared::new(self.train, self.metric),
+            Some(b) if !b.is_empty() => {
+                Prepared::new(Cow::Owned(self.train.concat(b)), self.metric)
+            }
+            _ => Prepared::new(Cow::Borrowed(self.train), self.metric),
         }
     }
 
-    /// Calls `per_test(test index, its label, pool order)` for every evaluation point, where
-    /// the order lists pool indices nearest first, ties by index; blocks run in parallel and
+    /// Calls `per_test(accumulator, test index, pool order)` for every evaluation point, where
+    /// the order lists (distance, pool index) nearest first, ties by index; blocks run in parallel and
     /// `fold` adds each block's accumulator into the total in block order (deterministic).
     pub(crate) fn for_each_ordered<A: Send>(
         &self,
         progress: Option<&(dyn Fn(usize) + Sync)>,
         init: impl Fn() -> A + Sync,
-        per_test: impl Fn(&mut A, usize, &[usize]) + Sync,
+        per_test: impl Fn(&mut A, usize, &[(f64, u32)]) + Sync,
         mut fold: impl FnMut(A),
         partial: bool,
     ) {
         let pool = self.pool();
-        let tests = Prepared::new(self.test, self.metric);
+        let tests = Prepared::new(Cow::Borrowed(self.test), self.metric);
         let n = pool.points.len();
         let blocks: Vec<(usize, usize)> = (0..self.test.len())
             .step_by(BLOCK)
@@ -100,26 +110,20 @@ impl Problem<'_> {
                 .map(|&(t0, t1)| {
                     let dist = pool.block(&tests, t0, t1, self.backend);
                     let mut acc = init();
-                    let mut keys: Vec<u128> = Vec::with_capacity(n);
-                    let mut order: Vec<usize> = Vec::with_capacity(n);
+                    let mut keys: Vec<(f64, u32)> = Vec::with_capacity(n);
+                    let mut scratch = Scratch::default();
                     for (r, t) in (t0..t1).enumerate() {
-                        keys.clear();
-                        // Distances are ≥ +0.0, so their bits order like the numbers; the low
-                        // half breaks ties by index.
-                        keys.extend(
-                            dist[r * n..(r + 1) * n]
-                                .iter()
-                                .enumerate()
-                                .map(|(j, d)| (u128::from(d.to_bits()) << 64) | j as u128),
-                        );
+                        let row = &dist[r * n..(r + 1) * n];
                         if partial && keep < n {
-                            keys.select_nth_unstable(keep);
+                            keys.clear();
+                            keys.extend(row.iter().enumerate().map(|(j, d)| (*d, j as u32)));
+                            keys.select_nth_unstable_by(keep, by_distance_then_index);
                             keys.truncate(keep);
+                            keys.sort_unstable_by(by_distance_then_index);
+                        } else {
+                            sort_row(row, &mut keys, &mut scratch);
                         }
-                        keys.sort_unstable();
-                        order.clear();
-                        order.extend(keys.iter().map(|k| (*k as u64) as usize));
-                        per_test(&mut acc, t, &order);
+                        per_test(&mut acc, t, &keys);
                     }
                     if let Some(p) = progress {
                         p(t1 - t0);
@@ -156,29 +160,34 @@ pub fn knn_shapley(
             // Walk from the farthest: `d` training and `b` baseline points are nearer than
             // the current one once it is taken off.
             let (mut d, mut b) = (n, n_base);
+            let inv_k = 1.0 / k as f64;
             let mut suffix = 0.0f64;
-            for &j in order.iter().rev() {
+            for &(_, j) in order.iter().rev() {
+                let j = j as usize;
                 if j < n {
                     d -= 1;
-                    let a = f64::from(u8::from(train_labels[j] == y));
                     if b >= k {
+                        continue;
+                    }
+                    if train_labels[j] != y {
+                        // a_j = 0: no own term and nothing passed to nearer points.
+                        acc[j] += suffix * inv_k;
                         continue;
                     }
                     let t_j = (k - b) as f64;
                     let m = d as f64;
-                    let own = a * t_j.min(m + 1.0) / (m + 1.0);
-                    acc[j] += (own + suffix) / k as f64;
+                    let own = t_j.min(m + 1.0) / (m + 1.0);
+                    acc[j] += (own + suffix) * inv_k;
                     if d >= k - b {
-                        suffix -= a * t_j / ((m + 1.0) * m);
+                        suffix -= t_j / ((m + 1.0) * m);
                     }
                 } else {
                     b -= 1;
-                    if b >= k {
+                    if b >= k || base_labels[j - n] != y {
                         continue;
                     }
-                    let a = f64::from(u8::from(base_labels[j - n] == y));
                     if d >= k - b && d > 0 {
-                        suffix -= a / d as f64;
+                        suffix -= 1.0 / d as f64;
                     }
                 }
             }
@@ -220,8 +229,9 @@ pub fn leave_one_out(
         |acc, t, order| {
             let y = p.test.labels()[t];
             let a = |j: usize| f64::from(u8::from(label(j) == y));
-            let next = order.get(k).map(|&j| a(j)).unwrap_or(0.0);
-            for &j in order.iter().take(k) {
+            let next = order.get(k).map(|&(_, j)| a(j as usize)).unwrap_or(0.0);
+            for &(_, j) in order.iter().take(k) {
+                let j = j as usize;
                 if j < n {
                     acc.push((j, (a(j) - next) / k as f64));
                 }
@@ -236,4 +246,64 @@ pub fn leave_one_out(
     );
     let tests = p.test.len() as f64;
     Ok(total.into_iter().map(|v| v / tests).collect())
+}
+
+/// `(distance, index)` order: the tie-break by input order.
+fn by_distance_then_index(a: &(f64, u32), b: &(f64, u32)) -> std::cmp::Ordering {
+    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+}
+
+/// Reusable buffers of [`sort_row`].
+#[derive(Default)]
+struct Scratch {
+    starts: Vec<u32>,
+}
+
+/// Sorts one row of distances into `(distance, index)` pairs, nearest first, ties by index:
+/// a bucket pass (buckets are equal slices of [min, max], so bucket order is distance order;
+/// points enter their bucket in index order) then a sort within each bucket. About four
+/// points to a bucket: two linear passes and many tiny sorts, several times faster than a
+/// comparison or LSD radix sort of the whole row.
+fn sort_row(row: &[f64], out: &mut Vec<(f64, u32)>, scratch: &mut Scratch) {
+    let n = row.len();
+    out.clear();
+    if n == 0 {
+        return;
+    }
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &d in row {
+        lo = lo.min(d);
+        hi = hi.max(d);
+    }
+    let buckets = (n / 4).max(1);
+    let scale = if hi > lo {
+        (buckets - 1) as f64 / (hi - lo)
+    } else {
+        0.0
+    };
+    // Monotone in d: (d − lo) and the product by a positive scale never decrease as d grows.
+    let bucket = |d: f64| (((d - lo) * scale) as usize).min(buckets - 1);
+    let starts = &mut scratch.starts;
+    starts.clear();
+    starts.resize(buckets + 1, 0);
+    for &d in row {
+        starts[bucket(d) + 1] += 1;
+    }
+    for b in 0..buckets {
+        starts[b + 1] += starts[b];
+    }
+    out.resize(n, (0.0, 0));
+    // `starts[b]` is now where bucket b begins; fill with a moving cursor per bucket.
+    let mut cursor: Vec<u32> = starts[..buckets].to_vec();
+    for (j, &d) in row.iter().enumerate() {
+        let b = bucket(d);
+        out[cursor[b] as usize] = (d, j as u32);
+        cursor[b] += 1;
+    }
+    for b in 0..buckets {
+        let (s, e) = (starts[b] as usize, starts[b + 1] as usize);
+        if e - s > 1 {
+            out[s..e].sort_unstable_by(by_distance_then_index);
+        }
+    }
 }
