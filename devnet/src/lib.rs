@@ -30,6 +30,10 @@ pub use chaos::{ChaosOptions, ChaosReport, chaos};
 /// The sample corpus shipped in `devnet/data/` (texts written for the project, each labelled
 /// with its topic).
 pub const CORPUS: &str = include_str!("../data/corpus.jsonl");
+/// The demo builder's labelled evaluation set (`{"label", "text"}` lines; see data/README.md).
+pub const EVAL: &str = include_str!("../data/eval.jsonl");
+/// Open data the demo builder already has in one topic (the commons baseline).
+pub const COMMONS: &str = include_str!("../data/commons.jsonl");
 
 /// How long any one wait may take before the check fails.
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -688,8 +692,10 @@ pub fn demo(opts: DemoOptions) -> Result<DemoReport> {
     let offer = story.agreement()?;
     let mut follower = story.subscribe()?;
     let first = story.bundle(&offer, "first")?;
+    story.contributions(&first)?;
     story.feed_bundle(&mut follower, &first)?;
     story.trace_leak(&follower, &first)?;
+    story.payouts(&offer)?;
     let second = story.revoke_and_rebundle(&offer, &first)?;
     story.feed_revocation(&mut follower, &second)?;
     drop(follower);

@@ -101,7 +101,27 @@ impl Story {
                 &offer_s,
             ],
         )?;
-        let accepted = d.guild_bare(&["agreement", "accept", "--key", &key_s, &offer_s])?;
+        // The builder's target task: a small labelled evaluation set, and open data it already
+        // has in one of the topics (the commons), by which the stewards value each member.
+        let eval = builder_dir.join("eval.jsonl");
+        let commons = builder_dir.join("commons.jsonl");
+        std::fs::write(&eval, crate::EVAL)?;
+        std::fs::write(&commons, crate::COMMONS)?;
+        let accepted = d.guild_bare(&[
+            "agreement",
+            "accept",
+            "--key",
+            &key_s,
+            &offer_s,
+            "--eval",
+            &eval.to_string_lossy(),
+            "--eval-baseline",
+            &commons.to_string_lossy(),
+            "--eval-k",
+            "3",
+            "--label-field",
+            "topic",
+        ])?;
         // A quorum of stewards countersigns (node-1, node-2, node-4 hold the seats).
         let stewards = self.stewards();
         for &i in stewards.iter().take(self.quorum) {
@@ -261,7 +281,186 @@ impl Story {
             .map(|(did, n)| format!("{} {n}", self.name_of(did)))
             .collect();
         println!("      credits: {}", names.join(", "));
-        Ok(BundleOut { manifest, credits })
+        let estimates = shown["estimates"].as_array().cloned().unwrap_or_default();
+        Ok(BundleOut {
+            manifest,
+            credits,
+            estimates,
+        })
+    }
+
+    /// Every member's estimated contribution to the bundle, on the builder's evaluation set,
+    /// with and without the builder's commons as a baseline.
+    pub(super) fn contributions(&mut self, b: &BundleOut) -> Result<()> {
+        let t = Instant::now();
+        let value = |member: &str, method: &str| -> Option<f64> {
+            b.estimates
+                .iter()
+                .find(|e| e["member"] == member && e["method"] == method)
+                .and_then(|e| e["value"].as_str())
+                .and_then(|v| v.parse().ok())
+        };
+        let mut rows = Vec::new();
+        for (did, _) in &b.credits {
+            let (Some(alone), Some(over)) = (
+                value(did, "group-shapley"),
+                value(did, "group-shapley-over-baseline"),
+            ) else {
+                bail!(
+                    "check `contribution estimates`: the manifest has no group-shapley estimates (with and without the baseline) for {did}: {:?}",
+                    b.estimates
+                );
+            };
+            rows.push((self.name_of(did), alone, over));
+        }
+        let (sum, sum_over): (f64, f64) =
+            rows.iter().fold((0.0, 0.0), |a, r| (a.0 + r.1, a.1 + r.2));
+        // Efficiency: the values add up to what the whole collective is worth, which the
+        // commons can only lower (it answers part of the task already).
+        if sum_over > sum + 1e-9 {
+            bail!(
+                "check `contribution estimates`: worth more over the commons ({sum_over}) than alone ({sum})"
+            );
+        }
+        let params = b
+            .estimates
+            .first()
+            .and_then(|e| e["parameters"].as_str())
+            .unwrap_or("");
+        self.steps.done(
+            t.elapsed(),
+            &format!(
+                "every member's contribution to the bundle estimated by every steward (exact group KNN-Shapley on the builder's 12 labelled texts; {params}): the collective is worth {sum:.3} alone and {sum_over:.3} over the builder's commons"
+            ),
+            None,
+        );
+        for (name, alone, over) in &rows {
+            println!("      {name:<8} contribution {alone:>8.4}   over the commons {over:>8.4}");
+        }
+        Ok(())
+    }
+
+    /// A steward books the agreement's revenue for a period; every other steward recomputes
+    /// the statement and publishes the same bytes; every member reads their line, and the
+    /// lines sum exactly to the revenue.
+    pub(super) fn payouts(&mut self, offer: &str) -> Result<()> {
+        let d = &self.d;
+        let t = Instant::now();
+        // A 30-day period from today's midnight (UTC): member-days start tomorrow for the
+        // members consenting now.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let start = now - now.rem_euclid(86_400);
+        let end = start + 30 * 86_400;
+        let iso = |secs: i64| {
+            guild_core::syntax::Datetime::from_unix_micros(secs * 1_000_000).to_string()
+        };
+        let period = format!("demo-{}", &iso(start)[..10]);
+        const TOTAL: i64 = 100_000;
+        let booked = d.guild(
+            0,
+            &[
+                "payout",
+                "book",
+                "--agreement",
+                offer,
+                "--period",
+                &period,
+                "--start",
+                &iso(start),
+                "--end",
+                &iso(end),
+                "--amount",
+                &TOTAL.to_string(),
+                "--currency",
+                "EUR",
+                "--json",
+            ],
+        )?;
+        let booked: Value = serde_json::from_str(&booked).context("payout book: not JSON")?;
+        let stewards = self.stewards();
+        let c = d.wait_for("every steward published the same statement", |d| {
+            let list = d.guild(0, &["payout", "list", "--period", &period, "--json"])?;
+            let list: Value = serde_json::from_str(&list)?;
+            let Some(all) = list["statements"].as_array() else {
+                return Ok(false);
+            };
+            if all.len() > 1 {
+                bail!(
+                    "check `statements`: the stewards published {} different statements: {list}",
+                    all.len()
+                );
+            }
+            Ok(all
+                .first()
+                .and_then(|s| s["publishedBy"].as_array())
+                .is_some_and(|p| p.len() == stewards.len()))
+        })?;
+        // Every member reads their own line on their own node; the lines sum exactly.
+        let mut paid = 0i64;
+        let mut rows = Vec::new();
+        let mut reporter = None;
+        for i in 0..self.n {
+            let out = d.guild(i, &["statement", "--period", &period, "--json"])?;
+            let v: Value = serde_json::from_str(&out).context("statement: not JSON")?;
+            for e in v["earnings"].as_array().into_iter().flatten() {
+                let amount = e["amount"].as_i64().context("statement: no amount")?;
+                if e["stewards"].as_array().map_or(0, Vec::len) != stewards.len() {
+                    bail!(
+                        "check `statement`: {} sees a statement not every steward published: {e}",
+                        d.nodes[i].name
+                    );
+                }
+                paid += amount;
+                reporter.get_or_insert(i);
+                rows.push((
+                    d.nodes[i].name.clone(),
+                    amount,
+                    e["memberDays"].as_u64().unwrap_or(0),
+                    e["weight"].as_u64().unwrap_or(0),
+                ));
+            }
+        }
+        let lines = booked["statement"]["lines"].as_array().map_or(0, Vec::len);
+        if paid != TOTAL || rows.len() != lines {
+            bail!(
+                "check `statements sum`: {} members read {paid} cents of {TOTAL} over {lines} lines",
+                rows.len()
+            );
+        }
+        let report_dir = d.root.join("reports");
+        let reporter = reporter.context("no member has a line")?;
+        let report_s = report_dir.to_string_lossy().into_owned();
+        d.guild(
+            reporter,
+            &["report", "--period", &period, "--out", &report_s],
+        )?;
+        for ext in ["md", "json"] {
+            let f = report_dir.join(format!("report-{period}.{ext}"));
+            if !f.is_file() {
+                bail!("check `report`: {} missing", f.display());
+            }
+        }
+        self.steps.done(
+            t.elapsed(),
+            &format!(
+                "node-1 booked 1000.00 EUR of the agreement for {period} (largest remainder over the estimates times member-days); {} stewards recomputed it and published byte-identical statements; {} members read lines summing to exactly 100000 cents; {}'s report written (Markdown and JSON)",
+                stewards.len(),
+                rows.len(),
+                d.nodes[reporter].name
+            ),
+            Some(c),
+        );
+        for (name, amount, days, weight) in &rows {
+            println!(
+                "      {name:<8} {:>4}.{:02} EUR  ({days} member-days, weight {weight})",
+                amount / 100,
+                amount % 100
+            );
+        }
+        Ok(())
     }
 
     /// A member revokes; the next bundle leaves them out and a revocation notice lists what
@@ -345,6 +544,8 @@ impl Story {
 pub(super) struct BundleOut {
     pub(super) manifest: String,
     pub(super) credits: Vec<(String, u64)>,
+    /// The manifest's contribution estimates (`guild bundle show --json`).
+    pub(super) estimates: Vec<Value>,
 }
 
 /// Node `i`'s view of the agreement's status.

@@ -16,7 +16,7 @@ use guild_api::methods::agreement::{
 use guild_api::methods::collective::OpWritten;
 use guild_core::syntax::{Datetime, parse_cid_str};
 use guild_core::{Cid, Keypair};
-use guild_gov::body::{AcceptBody, OfferBody, OpBody};
+use guild_gov::body::{AcceptBody, Evaluation, LabelledText, OfferBody, OpBody};
 use guild_gov::{Op, OpKind, SignedOp};
 
 use crate::client_cmd::{connect, explain};
@@ -99,6 +99,8 @@ pub enum AgreementCmd {
         /// How the collective can reach you (an email address or URL).
         #[arg(long)]
         contact: Option<String>,
+        #[command(flatten)]
+        evaluation: EvaluationArgs,
     },
     /// Countersign an accepted offer (stewards only); at the charter's quorum it is in force.
     Countersign {
@@ -212,7 +214,9 @@ pub fn run(data_dir: &Path, cmd: AgreementCmd) -> Result<ExitCode> {
             offer,
             node,
             contact,
+            evaluation,
         } => {
+            let evaluation = evaluation.read()?;
             let key = read_key_file(&key)?;
             let fetch_from = node.clone().unwrap_or_default();
             let doc = if Path::new(&offer).is_file() {
@@ -232,7 +236,7 @@ pub fn run(data_dir: &Path, cmd: AgreementCmd) -> Result<ExitCode> {
             let url = node
                 .or_else(|| doc.node.clone())
                 .context("the offer document names no node: give --node URL")?;
-            let bytes = accept_op(&key, &doc, contact, &now())?;
+            let bytes = accept_op(&key, &doc, contact, evaluation, &now())?;
             let out = submit_accept(&url, &doc.collective, bytes)?;
             println!("{}", out.op);
             eprintln!("accepted; the collective's stewards countersign next");
@@ -330,6 +334,7 @@ pub fn accept_op(
     key: &Keypair,
     doc: &OfferDocument,
     contact: Option<String>,
+    evaluation: Option<Evaluation>,
     at: &Datetime,
 ) -> Result<Vec<u8>> {
     let (offer, body) = verify_offer(doc)?;
@@ -353,6 +358,7 @@ pub fn accept_op(
     let accept = OpBody::AgreementAccept(AcceptBody {
         offer: (*offer.id()).into(),
         contact,
+        evaluation,
     });
     let op = Op::write(&accept, Some(&collective), key, &[*offer.id()], &at)
         .context("cannot sign the accept")?;
@@ -406,4 +412,89 @@ fn print_list(out: &list_agreements::Output) {
             a.countersigned_by.len()
         );
     }
+}
+
+/// The builder's evaluation set, given with the accept (`guild agreement accept --eval …`).
+#[derive(Debug, clap::Args)]
+pub struct EvaluationArgs {
+    /// Your labelled evaluation set (your target task), a JSONL file of
+    /// `{"label": string|integer, "text": string}` lines: the stewards estimate each member's
+    /// contribution to every bundle by it (exact group KNN-Shapley). It travels in the signed
+    /// accept, so the collective's members can read it; at most 1000 lines, and the accept
+    /// must stay under the 64 KiB op limit.
+    #[arg(long = "eval", value_name = "FILE.jsonl")]
+    eval: Option<PathBuf>,
+    /// Open data you already have in this domain (the commons), same shape: contributions
+    /// are also estimated over it.
+    #[arg(long = "eval-baseline", value_name = "FILE.jsonl", requires = "eval")]
+    eval_baseline: Option<PathBuf>,
+    /// K of the KNN classifier.
+    #[arg(long = "eval-k", default_value_t = 5, requires = "eval")]
+    eval_k: u64,
+    /// The distance between featurized texts.
+    #[arg(long = "eval-metric", default_value = "cosine", value_parser = ["cosine", "l2"], requires = "eval")]
+    eval_metric: String,
+    /// The record field a record's label is read from (a string, or an array of strings
+    /// whose first element among the evaluation labels is taken).
+    #[arg(long = "label-field", default_value = "tags", requires = "eval")]
+    label_field: String,
+}
+
+impl EvaluationArgs {
+    /// The evaluation set, if one was given.
+    pub fn read(&self) -> Result<Option<Evaluation>> {
+        let Some(path) = &self.eval else {
+            return Ok(None);
+        };
+        Ok(Some(Evaluation {
+            k: self.eval_k,
+            metric: Some(self.eval_metric.clone()),
+            label_field: Some(self.label_field.clone()),
+            points: read_labelled(path)?,
+            baseline: match &self.eval_baseline {
+                Some(p) => read_labelled(p)?,
+                None => Vec::new(),
+            },
+        }))
+    }
+}
+
+/// Reads `{"label", "text"}` lines; errors name the file and line.
+pub fn read_labelled(path: &Path) -> Result<Vec<LabelledText>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Line {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        label: serde_json::Value,
+        text: String,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let l: Line =
+            serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        let _ = l.id;
+        let label = match l.label {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+            _ => bail!(
+                "{}:{}: \"label\" must be a string or an integer",
+                path.display(),
+                n + 1
+            ),
+        };
+        out.push(LabelledText {
+            label,
+            text: l.text,
+        });
+    }
+    if out.is_empty() {
+        bail!("{}: no evaluation points", path.display());
+    }
+    Ok(out)
 }

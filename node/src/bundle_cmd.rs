@@ -294,6 +294,14 @@ fn report_json(r: &guild_bundle::Report) -> serde_json::Value {
             "name": c.name,
             "records": c.records,
         })).collect::<Vec<_>>(),
+        "estimates": r.estimates.iter().map(|e| serde_json::json!({
+            "member": e.member.to_string(),
+            "method": e.method,
+            "value": e.value,
+            "parameters": e.parameters,
+            "evaluationSet": e.evaluation_set,
+            "baseline": e.baseline,
+        })).collect::<Vec<_>>(),
         "stewards": r.stewards.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "approvals": r.approvals.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "licenseeCanaries": r.licensee_canaries.len(),
@@ -419,6 +427,12 @@ fn show_file(path: &Path, json: bool) -> Result<ExitCode> {
                 String::new()
             }
         );
+    }
+    if !report.estimates.is_empty() {
+        println!("contribution estimates (on the builder's evaluation set):");
+        for e in &report.estimates {
+            println!("  {:>24}  {:<28}  {}", e.value, e.method, e.member);
+        }
     }
     if !canaries.is_empty() {
         println!(

@@ -19,6 +19,7 @@ mod files;
 mod key_cmd;
 mod lexicon_cmd;
 mod node_cmd;
+mod payout_cmd;
 mod repo_cmd;
 mod value_cmd;
 
@@ -144,6 +145,29 @@ enum Command {
     /// Lexicons: check schema files, validate a record, list the known set.
     #[command(subcommand)]
     Lexicon(lexicon_cmd::LexiconCmd),
+    /// Payouts: book a period's revenue for an agreement (stewards), list the statements.
+    #[command(subcommand)]
+    Payout(payout_cmd::PayoutCmd),
+    /// What you earned: your lines of the collective's payout statements, by period and
+    /// agreement, with the builders, bundles, your estimated contribution and the method.
+    Statement {
+        /// Only this period's (its id, such as 2026-Q4).
+        #[arg(long)]
+        period: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write your periodic report (which builders trained on the collective's data, your
+    /// estimated contribution, your share of the revenue) as Markdown and JSON.
+    Report {
+        /// The period's id.
+        #[arg(long)]
+        period: String,
+        /// The directory to write report-<period>.md and .json into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Data valuation on JSONL files: KNN-Shapley, leave-one-out and group values, over an
     /// optional baseline (the commons).
     #[command(subcommand)]
@@ -226,6 +250,9 @@ where
         Command::Repo(cmd) => repo_cmd::run(cmd),
         Command::Lexicon(cmd) => lexicon_cmd::run(cmd),
         Command::Value(cmd) => value_cmd::run(cmd),
+        Command::Payout(cmd) => payout_cmd::run(&data_dir, cmd),
+        Command::Statement { period, json } => payout_cmd::statement(&data_dir, period, json),
+        Command::Report { period, out } => payout_cmd::report(&data_dir, period, out),
     };
     match result {
         Ok(code) => code,

@@ -312,13 +312,14 @@ fn a_builder_accepts_with_only_a_key_and_two_stewards_put_it_in_force() {
 
     // Refusals: another key's accept (the CLI's builder refuses it first), a garbled op.
     let now = Datetime::from_unix_micros(now_micros());
-    let err = accept_op(&stranger, &fetched, None, &now).unwrap_err();
+    let err = accept_op(&stranger, &fetched, None, None, &now).unwrap_err();
     assert!(err.to_string().contains("not to this key"), "{err}");
     let offer_cid = guild_core::syntax::parse_cid_str(&offer_id).unwrap();
     let forged = Op::write(
         &OpBody::AgreementAccept(AcceptBody {
             offer: offer_cid.into(),
             contact: None,
+            evaluation: None,
         }),
         Some(&id),
         &stranger,
@@ -349,7 +350,14 @@ fn a_builder_accepts_with_only_a_key_and_two_stewards_put_it_in_force() {
     assert!(e.2.contains("only a builder's accept"), "{e:?}");
 
     // The builder accepts with only its key: the CLI's own functions, posted to b's node.
-    let accept = accept_op(&builder, &fetched, Some("ml@builder.example".into()), &now).unwrap();
+    let accept = accept_op(
+        &builder,
+        &fetched,
+        Some("ml@builder.example".into()),
+        None,
+        &now,
+    )
+    .unwrap();
     let accepted = post_accept(&b.url, &id.to_string(), accept.clone()).unwrap();
     // A replay of the same accept changes nothing and names the same op.
     assert_eq!(post_raw(&b, id, accept).unwrap().op, accepted.op);
@@ -357,6 +365,7 @@ fn a_builder_accepts_with_only_a_key_and_two_stewards_put_it_in_force() {
     let again = accept_op(
         &builder,
         &fetched,
+        None,
         None,
         &Datetime::from_unix_micros(now_micros() + 1000),
     )
@@ -424,13 +433,14 @@ fn a_builder_accepts_with_only_a_key_and_two_stewards_put_it_in_force() {
     let short = offer(&a, id, &builder.did(), Some(1));
     std::thread::sleep(Duration::from_millis(1200));
     let late = Datetime::from_unix_micros(now_micros());
-    let err = accept_op(&builder, &short.offer, None, &late).unwrap_err();
+    let err = accept_op(&builder, &short.offer, None, None, &late).unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
     let short_id = guild_core::syntax::parse_cid_str(&short.op).unwrap();
     let expired = Op::write(
         &OpBody::AgreementAccept(AcceptBody {
             offer: short_id.into(),
             contact: None,
+            evaluation: None,
         }),
         Some(&id),
         &builder,
@@ -445,6 +455,7 @@ fn a_builder_accepts_with_only_a_key_and_two_stewards_put_it_in_force() {
         &OpBody::AgreementAccept(AcceptBody {
             offer: short_id.into(),
             contact: None,
+            evaluation: None,
         }),
         Some(&id),
         &builder,

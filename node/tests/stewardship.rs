@@ -174,6 +174,7 @@ fn world() -> World {
         &OpBody::AgreementAccept(AcceptBody {
             offer: CidRef(offer),
             contact: None,
+            evaluation: None,
         }),
         Some(&id),
         &builder,

@@ -212,7 +212,7 @@ fn guild_methods() -> Vec<(String, Kind)> {
 fn every_guild_route_has_a_lexicon_of_its_kind() {
     let registry = Registry::builtin();
     let methods = guild_methods();
-    assert_eq!(methods.len(), 37, "{methods:?}");
+    assert_eq!(methods.len(), 39, "{methods:?}");
     for (nsid, kind) in &methods {
         let def = registry
             .get(nsid)

@@ -36,6 +36,7 @@ pub(crate) fn failed(e: StewardshipError) -> XrpcError {
     match e {
         StewardshipError::Engine(e) => explain(e),
         StewardshipError::Bundle(e) => XrpcError::invalid(e.to_string()),
+        StewardshipError::Payout(e) => XrpcError::invalid(e.to_string()),
         StewardshipError::NotFound(cid) => err(
             StatusCode::NOT_FOUND,
             "BundleNotFound",
@@ -137,6 +138,65 @@ pub(crate) async fn revocations<S: NodeStore>(
                     })
                     .collect(),
                 receipt: n.receipt.map(|r| r.to_string()),
+            })
+            .collect(),
+    })
+}
+
+/// `coop.guild.payout.bookStatement`.
+pub(crate) async fn book_statement<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    Xrpc(input): Xrpc<crate::methods::payout::book_statement::BookStatement>,
+) -> XrpcResult {
+    use crate::methods::payout::book_statement as m;
+    let id = which(net(&state)?, input.collective.as_deref()).await?;
+    let agreement = parse_cid(&input.agreement, "agreement")?;
+    let basis_text = input.basis.as_deref().unwrap_or("estimates:group-shapley");
+    let basis = guild_payout::Basis::parse(basis_text).ok_or_else(|| {
+        XrpcError::invalid(format!(
+            "basis: {basis_text:?} is neither estimates:<method> nor records"
+        ))
+    })?;
+    let (op, statement) = desk(&state)?
+        .book_statement(id, agreement, input.period, input.total, basis)
+        .await
+        .map_err(failed)?;
+    ok(m::Output {
+        op: op.to_string(),
+        collective: id.to_string(),
+        statement,
+    })
+}
+
+/// `coop.guild.payout.listStatements`.
+pub(crate) async fn list_statements<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    Xrpc(params): Xrpc<crate::methods::payout::list_statements::ListStatements>,
+) -> XrpcResult {
+    use crate::methods::payout::list_statements as m;
+    let id = which(net(&state)?, params.collective.as_deref()).await?;
+    let all = desk(&state)?.statements(id).await.map_err(failed)?;
+    ok(m::Output {
+        collective: id.to_string(),
+        statements: all
+            .into_iter()
+            .filter(|v| {
+                params
+                    .period
+                    .as_ref()
+                    .is_none_or(|p| &v.body.period.id == p)
+            })
+            .map(|v| m::StatementView {
+                statement: v.body,
+                builder: v.builder.map(|b| b.to_string()),
+                published_by: v
+                    .by
+                    .into_iter()
+                    .map(|(steward, op)| m::Publication {
+                        steward: steward.to_string(),
+                        op: op.to_string(),
+                    })
+                    .collect(),
             })
             .collect(),
     })

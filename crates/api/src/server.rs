@@ -226,6 +226,12 @@ fn routes<S: NodeStore>() -> Vec<Route<S>> {
         typed::<crate::methods::bundle::list_revocations::ListRevocations, S>(get(
             crate::bundles::revocations::<S>,
         )),
+        typed::<crate::methods::payout::book_statement::BookStatement, S>(post(
+            crate::bundles::book_statement::<S>,
+        )),
+        typed::<crate::methods::payout::list_statements::ListStatements, S>(get(
+            crate::bundles::list_statements::<S>,
+        )),
         (
             "coop.guild.bundle.get".to_owned(),
             Kind::Query,

@@ -328,6 +328,7 @@ fn main() {
             OpBody::AgreementAccept(AcceptBody {
                 offer: CidRef(offer),
                 contact: None,
+                evaluation: None,
             }),
             &builder,
         )

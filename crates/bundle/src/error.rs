@@ -7,6 +7,9 @@ use guild_license::{LicenceError, Refusal};
 /// Why a bundle cannot be selected or its manifest built.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    /// The contribution estimates cannot be computed (guild-valuation's reason).
+    #[error("valuation: {0}")]
+    Valuation(String),
     /// The cut's state has no charter (a log always starts with one: a bug or a forged cut).
     #[error("the cut's state has no charter")]
     NoCharter,

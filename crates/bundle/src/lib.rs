@@ -40,6 +40,7 @@ pub mod croissant;
 pub mod cut;
 pub mod disclosure;
 pub mod error;
+pub mod estimate;
 mod facts;
 pub mod manifest;
 pub mod package;

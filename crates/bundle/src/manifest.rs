@@ -64,6 +64,7 @@ pub struct Credit {
 
 /// One member's estimated contribution (`coop.guild.bundle.manifest#estimate`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Estimate {
     /// The member.
     pub member: Did,
@@ -71,6 +72,15 @@ pub struct Estimate {
     pub method: String,
     /// The estimate as an exact decimal string.
     pub value: String,
+    /// The method's parameters (K, metric, features, exact or sampled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<String>,
+    /// `sha256:<hex>` of the evaluation set (its points' DAG-CBOR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_set: Option<String>,
+    /// `sha256:<hex>` of the baseline the value is over, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
 }
 
 /// The licence in machine-readable forms (`coop.guild.bundle.manifest#licenceForms`).

@@ -255,6 +255,8 @@ pub struct Report {
     pub records: u64,
     /// The members credited, with their record counts.
     pub credits: Vec<Credit>,
+    /// The members' contribution estimates, by member then method (the manifest's).
+    pub estimates: Vec<crate::manifest::Estimate>,
     /// The stewards whose approvals sealed it, in DID order.
     pub stewards: Vec<Did>,
     /// The sealing approval ops.
@@ -1101,6 +1103,7 @@ pub fn verify_bundle_with<R: Read + Send>(
         kind: selection.kind,
         records: manifest.records.len() as u64,
         credits: manifest.credits.clone(),
+        estimates: manifest.estimates.clone(),
         stewards,
         approvals,
         licensee_canaries: manifest.licensee_canaries.clone(),

@@ -137,6 +137,9 @@ fn licence_forms_and_estimates_fill_their_slots() {
         member: m.clone(),
         method: method.into(),
         value: v.into(),
+        parameters: None,
+        evaluation_set: None,
+        baseline: None,
     };
     params.estimates = vec![
         est(&m2, "leave-one-out", "0.25"),

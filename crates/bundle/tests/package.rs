@@ -207,6 +207,7 @@ impl World {
                 OpBody::AgreementAccept(AcceptBody {
                     offer: CidRef(offer),
                     contact: None,
+                    evaluation: None,
                 }),
                 &b,
                 &prev,

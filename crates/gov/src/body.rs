@@ -912,6 +912,39 @@ pub struct AcceptBody {
     /// How to reach the builder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<String>,
+    /// The builder's labelled evaluation set, by which the stewards estimate each member's
+    /// contribution to every bundle of the agreement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+}
+
+/// `coop.guild.agreement.accept#evaluation`: the builder's target task, as labelled texts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evaluation {
+    /// K of the KNN classifier whose utility values the records.
+    pub k: u64,
+    /// `cosine` (the default) or `l2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// The record field a bundle record's label is read from (default `tags`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_field: Option<String>,
+    /// The labelled evaluation points.
+    pub points: Vec<LabelledText>,
+    /// Open data the builder already has (the commons): points always present, over which
+    /// the members' contributions are also estimated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline: Vec<LabelledText>,
+}
+
+/// `coop.guild.agreement.accept#labelledText`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelledText {
+    /// The label.
+    pub label: String,
+    /// The text.
+    pub text: String,
 }
 
 /// `coop.guild.bundle.receipt`: exactly one of `bundle` and `revoke`.
@@ -1022,6 +1055,12 @@ pub struct StatementBody {
     pub total: Money,
     /// The rounding method.
     pub method: String,
+    /// What the weights are (`estimates:group-shapley`, `records`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
+    /// The sealed bundles (manifest CIDs) whose estimates or credits gave the weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<CidRef>,
     /// One line per member paid.
     pub lines: Vec<PayoutLine>,
 }

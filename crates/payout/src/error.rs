@@ -28,4 +28,10 @@ pub enum PayoutError {
     /// More lines than a statement may carry.
     #[error("{0} lines, more than a statement may carry ({max})", max = crate::MAX_LINES)]
     TooManyLines(usize),
+    /// The agreement is not known at the cut.
+    #[error("no agreement {0} at the cut")]
+    UnknownAgreement(guild_core::Cid),
+    /// A manifest's estimate is not a decimal number.
+    #[error("an estimate {0:?} is not a decimal number")]
+    BadEstimate(String),
 }

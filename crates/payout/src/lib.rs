@@ -13,6 +13,8 @@
 //!   `SHA-256(period id ‖ 0x00 ‖ DID)` (smallest digest first), then by DID. The amounts sum to
 //!   `R` exactly, each is its floor quota or one more, and the result does not depend on the
 //!   order of the input;
+//! - a statement from the log and the sealed bundles at a cut ([`compute`]): member-days
+//!   from the consent ops in the cut's past, weights from the bundles' estimates or credits;
 //! - the statement ([`statement`]): weights floored at zero, pro-rated by member-days (the
 //!   effective weight is `weight × memberDays`), split with method `largest-remainder`, one
 //!   line per member in DID byte order.
@@ -43,11 +45,13 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod compute;
 mod days;
 mod error;
 mod split;
 mod statement;
 
+pub use compute::{Basis, billionths, compute, in_force};
 pub use days::{DAY_SECONDS, Window, member_days};
 pub use error::PayoutError;
 pub use split::{split, tie_digest};

@@ -90,6 +90,8 @@ pub fn statement(
         period,
         total,
         method: METHOD.to_owned(),
+        basis: None,
+        bundles: Vec::new(),
         lines,
     })
 }

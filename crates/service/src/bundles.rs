@@ -117,7 +117,7 @@ pub struct RevocationNotice {
 
 /// Why this node did not (yet) approve a proposal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Hold {
+pub(crate) enum Hold {
     /// It will retry: a replica head it names has not reached this node yet.
     Waiting(String),
     /// It will not approve: the proposal cannot be recomputed identically here.
@@ -126,10 +126,10 @@ enum Hold {
 
 /// A steward node's bundle work: see the module doc.
 pub struct Stewardship<S> {
-    service: Arc<RepoService<S>>,
-    engine: Arc<dyn CollectiveEngine>,
-    dir: PathBuf,
-    holds: Mutex<BTreeMap<Cid, Hold>>,
+    pub(crate) service: Arc<RepoService<S>>,
+    pub(crate) engine: Arc<dyn CollectiveEngine>,
+    pub(crate) dir: PathBuf,
+    pub(crate) holds: Mutex<BTreeMap<Cid, Hold>>,
     /// Sealed bundles whose packaging failed, with when to try again.
     retry: Mutex<BTreeMap<Cid, std::time::Instant>>,
 }
@@ -160,6 +160,9 @@ pub enum StewardshipError {
     /// No such bundle on this node.
     #[error("no sealed bundle {0} on this node")]
     NotFound(Cid),
+    /// The payout rules refused (guild-payout's reason).
+    #[error(transparent)]
+    Payout(#[from] guild_payout::PayoutError),
     /// The bundle was sealed, then voided (a contributor's revocation concurrent with it).
     #[error("bundle {manifest} is void: revocation {by} was concurrent with it")]
     Voided {
@@ -240,7 +243,7 @@ fn form_path(dir: &std::path::Path, manifest: &Cid, file: BundleFile) -> PathBuf
         .join(format!("{manifest}.{}", file.file_name()))
 }
 
-fn io(e: impl std::fmt::Display) -> StewardshipError {
+pub(crate) fn io(e: impl std::fmt::Display) -> StewardshipError {
     StewardshipError::Io(e.to_string())
 }
 
@@ -396,6 +399,13 @@ impl<S: NodeStore> Stewardship<S> {
                 }
             }
         }
+        if !st.payouts.is_empty() {
+            let log = match &log {
+                Some(l) => l.clone(),
+                None => Arc::new(self.engine.log(collective).await?),
+            };
+            self.confirm_statements(collective, &log, st, &me).await?;
+        }
         Ok(())
     }
 
@@ -460,6 +470,7 @@ impl<S: NodeStore> Stewardship<S> {
                     | StewardshipError::Engine(_) => Hold::Waiting(why.clone()),
                     StewardshipError::Bundle(_)
                     | StewardshipError::NotFound(_)
+                    | StewardshipError::Payout(_)
                     | StewardshipError::Voided { .. } => Hold::Refused(why.clone()),
                 };
                 tracing::warn!(%proposal, why, "bundle: not approved");
@@ -754,7 +765,7 @@ enum Computed {
     Hold(Hold),
 }
 
-fn read_manifest(dir: &Path, cid: &Cid) -> Result<Option<Vec<u8>>, StewardshipError> {
+pub(crate) fn read_manifest(dir: &Path, cid: &Cid) -> Result<Option<Vec<u8>>, StewardshipError> {
     let p = dir.join("manifests").join(format!("{cid}.car"));
     match std::fs::read(&p) {
         Ok(b) => Ok(Some(b)),
@@ -810,6 +821,21 @@ fn listing<S: NodeStore>(
 }
 
 /// Recomputes the manifest of `proposal` from this node's replicas (blocking work).
+/// The evaluation set the builder's accept carries, for an agreement in force at the cut.
+fn evaluation_of(log: &Log, state: &State, agreement: &Cid) -> Option<guild_gov::body::Evaluation> {
+    let a = state.agreements.get(agreement)?;
+    let guild_gov::AgreementStatus::InForce(countersign) = a.status else {
+        return None;
+    };
+    let OpBody::AgreementCountersign(cs) = log.get(&countersign)?.body() else {
+        return None;
+    };
+    let OpBody::AgreementAccept(accept) = log.get(&cs.accept.0)?.body() else {
+        return None;
+    };
+    accept.evaluation.clone()
+}
+
 fn compute<S: NodeStore>(
     service: &RepoService<S>,
     dir: &Path,
@@ -881,6 +907,25 @@ fn compute<S: NodeStore>(
         .collect();
     let ledger = EvaluationLedger::for_cut(&cut, &refs)?;
     let selection = select(log, &cut, &request, &replicas, &ledger)?;
+    let mut params = params;
+    if let Some(eval) = evaluation_of(log, &cut.state, &request.agreement) {
+        let mut blocks = Vec::with_capacity(selection.records.len());
+        for r in &selection.records {
+            let bytes = store
+                .get_block(&r.cid)
+                .map_err(io)?
+                .ok_or(StewardshipError::NotFound(r.cid))?;
+            blocks.push((&r.author, bytes));
+        }
+        let valued: Vec<guild_bundle::estimate::Valued<'_>> = blocks
+            .iter()
+            .map(|(author, bytes)| guild_bundle::estimate::Valued {
+                author,
+                bytes: bytes.as_ref(),
+            })
+            .collect();
+        params.estimates = guild_bundle::estimate::estimates(&valued, &eval, &proposal)?;
+    }
     let manifest = Manifest::build(&selection, &params)?;
     let (cid, _) = manifest.encode()?;
     let bytes = manifest.to_car()?;

@@ -34,6 +34,7 @@ pub mod clock;
 pub mod deliveries;
 pub mod engine;
 pub mod feeds;
+pub mod payouts;
 pub mod repos;
 pub mod service;
 

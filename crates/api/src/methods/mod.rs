@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod collective;
 pub mod feed;
 pub mod node;
+pub mod payout;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};

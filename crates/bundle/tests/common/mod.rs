@@ -136,6 +136,7 @@ impl Fx {
             OpBody::AgreementAccept(AcceptBody {
                 offer: CidRef(offer),
                 contact: None,
+                evaluation: None,
             }),
             None,
         );

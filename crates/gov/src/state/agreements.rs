@@ -115,6 +115,9 @@ impl State {
         {
             return Err(Reason::OfferExpired);
         }
+        if let Some(e) = &b.evaluation {
+            check_evaluation(e)?;
+        }
         Ok(())
     }
 
@@ -175,4 +178,27 @@ impl State {
             }
         }
     }
+}
+
+/// The most evaluation (and baseline) points an accept carries (the lexicon's bound).
+pub const MAX_EVALUATION_POINTS: usize = 1000;
+
+/// An evaluation set the stewards can value with: K in 1..=100, 1..=1000 points, at most
+/// 1000 baseline points, a known metric.
+fn check_evaluation(e: &crate::body::Evaluation) -> Result<(), Reason> {
+    if !(1..=100).contains(&e.k) {
+        return Err(Reason::BadEvaluation("k must be between 1 and 100"));
+    }
+    if e.points.is_empty() || e.points.len() > MAX_EVALUATION_POINTS {
+        return Err(Reason::BadEvaluation(
+            "between 1 and 1000 evaluation points",
+        ));
+    }
+    if e.baseline.len() > MAX_EVALUATION_POINTS {
+        return Err(Reason::BadEvaluation("at most 1000 baseline points"));
+    }
+    if !matches!(e.metric.as_deref(), None | Some("cosine" | "l2")) {
+        return Err(Reason::BadEvaluation("the metric is cosine or l2"));
+    }
+    Ok(())
 }

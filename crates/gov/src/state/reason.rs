@@ -164,6 +164,9 @@ pub enum Reason {
     /// another template), or acknowledges it twice.
     #[error("bad receipt: {0}")]
     BadReceipt(&'static str),
+    /// An accept's evaluation set the stewards cannot value with.
+    #[error("bad evaluation set: {0}")]
+    BadEvaluation(&'static str),
     /// A payout statement whose lines do not sum to its total, or name strangers.
     #[error("bad payout statement: {0}")]
     BadPayout(&'static str),
