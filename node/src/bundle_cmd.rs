@@ -107,7 +107,8 @@ pub enum BundleCmd {
     },
 }
 
-fn call<M: Method>(data_dir: &Path, input: &M::Input) -> Result<M::Output> {
+/// Calls `M` on the running node.
+pub(crate) fn call<M: Method>(data_dir: &Path, input: &M::Input) -> Result<M::Output> {
     let (client, _) = connect(data_dir)?;
     client.call::<M>(input).map_err(explain)
 }

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use guild_api::Method;
 use guild_api::methods::payout::{book_statement, list_statements};
 use guild_core::syntax::Datetime;
 use guild_gov::body::{Money, Period};
 
+use crate::bundle_cmd::call;
 use crate::client_cmd::{connect, explain};
 
 /// `guild payout …`
@@ -62,11 +62,6 @@ pub enum PayoutCmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn call<M: Method>(data_dir: &Path, input: &M::Input) -> Result<M::Output> {
-    let (client, _) = connect(data_dir)?;
-    client.call::<M>(input).map_err(explain)
 }
 
 fn money(minor: i64, currency: &str) -> String {

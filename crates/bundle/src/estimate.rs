@@ -265,3 +265,120 @@ fn push_strings(v: &Ipld, out: &mut String) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(text: &str, topic: &str) -> Vec<u8> {
+        let json = serde_json::json!({
+            "$type": "coop.guild.data.text",
+            "body": text,
+            "topic": topic,
+            "createdAt": "2026-12-01T00:00:00.000Z",
+        });
+        guild_core::data::encode_record_json(&json).unwrap().1
+    }
+
+    fn did(n: u8) -> Did {
+        Did::parse(&format!("did:example:m{n}")).unwrap()
+    }
+
+    fn eval(baseline: bool) -> Evaluation {
+        let p = |l: &str, t: &str| LabelledText {
+            label: l.into(),
+            text: t.into(),
+        };
+        Evaluation {
+            k: 2,
+            metric: None,
+            label_field: Some("topic".into()),
+            points: vec![
+                p("stars", "the moon and the stars at night"),
+                p("bread", "bread dough rises in a warm oven"),
+            ],
+            baseline: if baseline {
+                vec![p("stars", "stars shine at night")]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[test]
+    fn estimates_are_exact_group_shapley_and_the_same_every_time() {
+        let (a, b, c) = (did(1), did(2), did(3));
+        let bytes = [
+            (&a, record("the moon rises over the stars", "stars")),
+            (&a, record("night sky full of stars", "stars")),
+            (&b, record("warm bread from the oven", "bread")),
+            (&c, record("tide tables for sailors", "sailing")),
+        ];
+        let valued: Vec<Valued<'_>> = bytes
+            .iter()
+            .map(|(author, bytes)| Valued { author, bytes })
+            .collect();
+        let proposal = guild_core::data::encode_with_cid(&Ipld::String("p".into()))
+            .unwrap()
+            .0;
+        let with = estimates(&valued, &eval(true), &proposal).unwrap();
+        // Two methods per member, by member then method.
+        assert_eq!(with.len(), 6);
+        let value = |m: &Did, method: &str| -> f64 {
+            with.iter()
+                .find(|e| &e.member == m && e.method == method)
+                .unwrap()
+                .value
+                .parse()
+                .unwrap()
+        };
+        // The sailing member answers neither evaluation point: a null player.
+        assert_eq!(value(&c, METHOD), 0.0);
+        // Over a baseline that already answers "stars", the stars member adds less.
+        assert!(value(&a, METHOD) > 0.0 && value(&b, METHOD) > 0.0);
+        assert!(value(&a, METHOD_OVER_BASELINE) < value(&a, METHOD));
+        // Efficiency: the values sum to U(D). With K = 2, the stars point's two nearest are
+        // a's two stars texts (2 matches of 2) and the bread point's hold b's one bread text
+        // (1 of 2): U(D) = (1 + 1/2) / 2.
+        let sum: f64 = [&a, &b, &c].iter().map(|m| value(m, METHOD)).sum();
+        assert!((sum - 0.75).abs() < 1e-12, "efficiency: {sum}");
+        assert!(with.iter().all(|e| {
+            e.evaluation_set
+                .as_deref()
+                .is_some_and(|h| h.starts_with("sha256:"))
+        }));
+        assert!(
+            with.iter()
+                .filter(|e| e.method == METHOD_OVER_BASELINE)
+                .all(|e| e.baseline.is_some())
+        );
+        // Deterministic, whatever the thread count.
+        let again = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| estimates(&valued, &eval(true), &proposal).unwrap());
+        assert_eq!(again, with);
+        // No baseline: one method only.
+        assert_eq!(
+            estimates(&valued, &eval(false), &proposal).unwrap().len(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_is_an_error() {
+        let a = did(1);
+        let valued = [Valued {
+            author: &a,
+            bytes: &[0xff, 0x00],
+        }];
+        let proposal = guild_core::data::encode_with_cid(&Ipld::String("p".into()))
+            .unwrap()
+            .0;
+        assert!(matches!(
+            estimates(&valued, &eval(false), &proposal),
+            Err(BundleError::Valuation(_))
+        ));
+    }
+}

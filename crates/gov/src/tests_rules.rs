@@ -711,7 +711,27 @@ fn agreements_need_the_builder_and_a_quorum_of_stewards() {
         c.err(OpKind::ConsentGrant, grant_fields(1), &key(20)),
         Reason::UnknownAuthor(key(20).did())
     );
-    let accept = c.ok(OpKind::AgreementAccept, accept_f.clone(), &key(20));
+    // An evaluation set the stewards cannot value with is refused, and changes nothing (a K
+    // outside 1..=100 already breaks the lexicon; an unknown metric is lexicon-valid, an
+    // open set, and the rule refuses it).
+    let with_eval = |metric: &str, points: usize| {
+        let mut f = accept_f.clone();
+        let point = obj(&[("label", s("stars")), ("text", s("the moon at night"))]);
+        f.insert(
+            "evaluation".into(),
+            obj(&[
+                ("k", int(3)),
+                ("metric", s(metric)),
+                ("points", Ipld::List(vec![point; points])),
+            ]),
+        );
+        f
+    };
+    assert_eq!(
+        c.err(OpKind::AgreementAccept, with_eval("manhattan", 3), &key(20)),
+        Reason::BadEvaluation("the metric is cosine or l2")
+    );
+    let accept = c.ok(OpKind::AgreementAccept, with_eval("cosine", 3), &key(20));
     assert_eq!(
         c.err(OpKind::AgreementAccept, accept_f, &key(20)),
         Reason::AgreementState("already accepted")
