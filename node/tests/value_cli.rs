@@ -216,3 +216,69 @@ fn bad_lines_are_named_by_file_and_line() {
         assert!(err.contains(why), "{line}: {err}");
     }
 }
+
+/// The pinned pyDVL interpreter: `GUILD_PYDVL_PYTHON` (set by `.ci/run`, which installs
+/// `bench/requirements-valuation.txt` with `bench/setup-venv.sh`), else the venv that script
+/// makes under this build's target directory if it exists, or `Err` with the reason.
+fn pydvl_python() -> Result<std::path::PathBuf, String> {
+    if let Some(p) = std::env::var_os("GUILD_PYDVL_PYTHON").filter(|p| !p.is_empty()) {
+        return Ok(p.into());
+    }
+    // This test runs from <target>/<profile>/deps/.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let venv = exe
+        .ancestors()
+        .nth(3)
+        .map(|target| target.join("pyvenv-valuation/bin/python"));
+    match venv {
+        Some(p) if p.exists() => Ok(p),
+        _ => Err(
+            "GUILD_PYDVL_PYTHON is not set and there is no target/pyvenv-valuation \
+                  (.ci/run installs pyDVL 0.10 with bench/setup-venv.sh and sets it)"
+                .into(),
+        ),
+    }
+}
+
+/// Issue 16: the same values as pyDVL 0.10's `KNNShapleyValuation` to 1e-6, on the data of
+/// `bench/knn_shapley_vs_pydvl.py` at its small size (2 000 × 100, d = 32, K = 5, L2).
+#[test]
+fn knn_shapley_agrees_with_pydvl() {
+    let python = match pydvl_python() {
+        Ok(p) => p,
+        Err(why) if std::env::var_os("GUILD_REQUIRE_PYDVL").is_none() => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        Err(why) => panic!("GUILD_REQUIRE_PYDVL=1: {why}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../bench/knn_shapley_vs_pydvl.py"
+    );
+    let out = Command::new(&python)
+        .arg(script)
+        .args(["--guild", env!("CARGO_BIN_EXE_guild")])
+        .args(["--n-train", "2000", "--n-test", "100", "--dim", "32"])
+        .args(["--tolerance", "1e-6", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("runs the pyDVL comparison");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench/knn_shapley_vs_pydvl.py exited {:?}\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(summary["compared"], "guild vs pydvl", "{summary}");
+    assert_eq!(summary["pass"], true, "{summary}");
+    assert!(
+        summary["max_abs_diff"].as_f64().unwrap() <= 1e-6,
+        "{summary}"
+    );
+    eprintln!("{}", stdout.lines().last().unwrap_or_default());
+}
