@@ -399,12 +399,15 @@ impl<S: NodeStore> Stewardship<S> {
                 }
             }
         }
-        if !st.payouts.is_empty() {
+        // The log is copied only when another steward's statement awaits this node's
+        // recomputation (most passes have none).
+        let pending = self.statements_to_confirm(st, &me);
+        if !pending.is_empty() {
             let log = match &log {
                 Some(l) => l.clone(),
                 None => Arc::new(self.engine.log(collective).await?),
             };
-            self.confirm_statements(collective, &log, st, &me).await?;
+            self.confirm_statements(collective, &log, &pending).await?;
         }
         Ok(())
     }

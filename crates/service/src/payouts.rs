@@ -122,30 +122,35 @@ impl<S: NodeStore> Stewardship<S> {
         Ok((op, body))
     }
 
-    /// Recomputes every statement another steward published that this node has not
-    /// published itself, and publishes the same body when its recomputation agrees.
-    pub(crate) async fn confirm_statements(
-        &self,
-        collective: Cid,
-        log: &Arc<Log>,
-        st: &State,
-        me: &str,
-    ) -> Result<(), StewardshipError> {
-        // (agreement, period) this node has published, including in this pass (the state
-        // was read before it).
-        let mut published: std::collections::BTreeSet<(Option<Cid>, String)> = st
+    /// The statements other stewards published for an (agreement, period) this node has not
+    /// published for, and has not refused: one per (agreement, period), the first by op id.
+    pub(crate) fn statements_to_confirm(&self, st: &State, me: &str) -> Vec<Cid> {
+        let mut seen: std::collections::BTreeSet<(Option<Cid>, String)> = st
             .payouts
             .values()
             .filter(|q| q.by.as_str() == me)
             .map(|q| (q.agreement, q.period.clone()))
             .collect();
-        for (id, p) in &st.payouts {
-            if p.by.as_str() == me
-                || self.held(id)
-                || published.contains(&(p.agreement, p.period.clone()))
-            {
-                continue;
-            }
+        st.payouts
+            .iter()
+            .filter(|(id, p)| {
+                p.by.as_str() != me
+                    && !self.held(id)
+                    && seen.insert((p.agreement, p.period.clone()))
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Recomputes each statement of `pending` (see [`Self::statements_to_confirm`]) at its
+    /// op's cut, and publishes the same body when its recomputation agrees.
+    pub(crate) async fn confirm_statements(
+        &self,
+        collective: Cid,
+        log: &Arc<Log>,
+        pending: &[Cid],
+    ) -> Result<(), StewardshipError> {
+        for id in pending {
             let Some(op) = log.get(id) else { continue };
             let OpBody::PayoutStatement(theirs) = op.body() else {
                 continue;
@@ -182,7 +187,6 @@ impl<S: NodeStore> Stewardship<S> {
                             Box::new(move |_, _| Ok(OpBody::PayoutStatement(body))),
                         )
                         .await?;
-                    published.insert((p.agreement, p.period.clone()));
                     tracing::info!(statement = %id, confirmation = %op, "payout statement recomputed identically and published");
                 }
                 Ok(_) => self.hold_statement(
