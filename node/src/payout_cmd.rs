@@ -10,6 +10,7 @@ use clap::Subcommand;
 use guild_api::methods::payout::{book_statement, list_statements};
 use guild_core::syntax::Datetime;
 use guild_gov::body::{Money, Period};
+use guild_license::terms::{Currency, Money as LicenceMoney};
 
 use crate::bundle_cmd::call;
 use crate::client_cmd::{connect, explain};
@@ -64,10 +65,13 @@ pub enum PayoutCmd {
     },
 }
 
-fn money(minor: i64, currency: &str) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    let m = minor.unsigned_abs();
-    format!("{sign}{}.{:02} {currency}", m / 100, m % 100)
+/// An amount in minor units as guild-license writes money (`1999` EUR → `19.99 EUR`, with
+/// the currency's own number of decimals).
+fn money<N: TryInto<u64> + Copy + std::fmt::Display>(minor: N, currency: &str) -> String {
+    match (minor.try_into(), Currency::parse(currency)) {
+        (Ok(amount), Ok(currency)) => LicenceMoney { amount, currency }.to_string(),
+        _ => format!("{minor} minor units of {currency}"),
+    }
 }
 
 /// Runs `guild payout`.
@@ -118,7 +122,7 @@ pub fn run(data_dir: &Path, cmd: PayoutCmd) -> Result<ExitCode> {
                     println!(
                         "  {}  {:>14}  weight {}  {} member-days",
                         l.member,
-                        money(l.amount as i64, &s.total.currency),
+                        money(l.amount, &s.total.currency),
                         l.weight,
                         l.member_days
                     );
@@ -259,7 +263,7 @@ pub fn statement(data_dir: &Path, period: Option<String>, json: bool) -> Result<
             e.bundles.len(),
             share(e),
             e.member_days,
-            money(e.amount as i64, &e.currency),
+            money(e.amount, &e.currency),
             e.stewards.len()
         );
     }
@@ -315,7 +319,7 @@ pub fn report(data_dir: &Path, period: String, out: PathBuf) -> Result<ExitCode>
             e.total_weight,
             share(e),
             e.member_days,
-            money(e.amount as i64, &e.currency)
+            money(e.amount, &e.currency)
         );
     }
     let _ = writeln!(
