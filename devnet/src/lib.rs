@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 mod chaos;
 mod feed;
 mod licensing;
+mod web;
 
 pub use chaos::{ChaosOptions, ChaosReport, chaos};
 
@@ -699,6 +700,7 @@ pub fn demo(opts: DemoOptions) -> Result<DemoReport> {
     let second = story.revoke_and_rebundle(&offer, &first)?;
     story.feed_revocation(&mut follower, &second)?;
     drop(follower);
+    story.web()?;
     story.leave()?;
     let Story { d, steps, id, .. } = story;
     let rss = d.rss_kib();

@@ -515,7 +515,7 @@ impl Story {
     }
 
     /// The stewards' node indices, as node-1's view has them.
-    fn stewards(&self) -> Vec<usize> {
+    pub(super) fn stewards(&self) -> Vec<usize> {
         let s = self.d.collective_status(0).ok();
         let stewards: Vec<String> = s
             .as_ref()

@@ -830,3 +830,31 @@ fn batch_body(did: &str, space: &Space, chunk: &[(Item, String, String)]) -> Val
         .collect();
     with_space(json!({"repo": did, "writes": writes}), space)
 }
+
+/// `guild dashboard`: a one-time login link for the node's dashboard, minted with the admin
+/// token read from the data directory (the node checks it; see `guild_api::web::login`).
+pub fn dashboard(data_dir: &Path, json: bool) -> Result<std::process::ExitCode> {
+    // (`connect` checks that the node is up and takes the token: a link to a dead node helps
+    // nobody)
+    let (client, _) = connect(data_dir)?;
+    let token = crate::node_cmd::read_token(data_dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    let now = i64::try_from(now.as_micros()).context("the system clock is past year 294 247")?;
+    let code = guild_api::web::login_code(&token, now)?;
+    let base = client.base().trim_end_matches('/');
+    let login = format!("{base}/dashboard/login?code={code}");
+    let contracts = format!("{base}/contracts");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"login": login, "contracts": contracts})
+        );
+    } else {
+        println!("Dashboard: {login}");
+        println!("  (open it in a browser on this machine; the link works once, for 10 minutes)");
+        println!("Contracts: {contracts}");
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

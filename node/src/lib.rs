@@ -136,6 +136,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prints a one-time link that opens the node's dashboard in a browser (it works once,
+    /// for 10 minutes, on this machine), and the address of its public contracts page.
+    Dashboard {
+        /// Print `{"login": URL, "contracts": URL}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Identity keys: generate one, or show the DID of one.
     #[command(subcommand)]
     Key(key_cmd::KeyCmd),
@@ -246,6 +253,7 @@ where
         Command::Agreement(cmd) => agreement_cmd::run(&data_dir, cmd),
         Command::Feed(cmd) => feed_cmd::run(&data_dir, cmd),
         Command::Peers { json } => collective_cmd::peers(&data_dir, json),
+        Command::Dashboard { json } => client_cmd::dashboard(&data_dir, json),
         Command::Key(cmd) => key_cmd::run(cmd),
         Command::Repo(cmd) => repo_cmd::run(cmd),
         Command::Lexicon(cmd) => lexicon_cmd::run(cmd),

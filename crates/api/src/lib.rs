@@ -38,6 +38,7 @@ pub mod server;
 mod storage;
 pub mod tls;
 mod validation;
+pub mod web;
 
 pub use client::{Client, ClientError};
 pub use collective::Collectives;

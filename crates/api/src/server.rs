@@ -271,13 +271,22 @@ const BUILDER_METHODS: &[&str] = &[
 ];
 
 /// The router for every XRPC endpoint.
+/// With it, the web pages ([`crate::web`]): the dashboard and the public ones.
 pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
-    build(state, |_| true)
+    let api = build(state.clone(), |_| true);
+    let web = crate::web::Web::new(api.clone(), state.admin_token.clone(), state.clock.clone());
+    api.merge(crate::web::routes(web))
 }
 
 /// The router for a steward's public address: builders' login, feed and downloads only.
+/// With them, the public pages (`/contracts`), which read only what the public methods show.
 pub fn public_router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
-    build(state, |nsid| BUILDER_METHODS.contains(&nsid))
+    let web = crate::web::Web::new(
+        build(state.clone(), |_| true),
+        state.admin_token.clone(),
+        state.clock.clone(),
+    );
+    build(state, |nsid| BUILDER_METHODS.contains(&nsid)).merge(crate::web::public_routes(web))
 }
 
 fn build<S: NodeStore>(state: Arc<ApiState<S>>, keep: impl Fn(&str) -> bool) -> Router {

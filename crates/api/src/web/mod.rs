@@ -1,0 +1,679 @@
+//! The node's web pages: server-rendered HTML (maud, compiled into the binary; the stylesheet
+//! embedded), readable without JavaScript.
+//!
+//! - `/contracts` (public, on the admin address and on the public address): the collective's
+//!   agreements, in force and past, with each template's plain summary; prices unless the
+//!   charter keeps them private.
+//! - `/dashboard/…` (the admin address only, which is loopback by default; refused from any
+//!   other peer address): the member's overview, works, consent (grant and revoke, with a
+//!   confirmation), collective, bundles and statements. Opened with a one-time login link that
+//!   `guild dashboard` prints ([`login`]); live updates by server-sent events.
+//!
+//! Every page reads, and every action writes, through the same XRPC methods the CLI calls
+//! (an in-process request to the node's own router, with the admin token for the dashboard
+//! and without it for public pages): no rule lives only in a page.
+
+pub mod login;
+mod pages;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, RawForm, State};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use futures::Stream;
+use guild_service::Clock;
+use serde::Deserialize;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use crate::methods::{Kind, Method};
+pub use login::{LoginError, Sessions, login_code};
+
+/// The largest XRPC answer a page reads.
+const MAX_ANSWER: usize = 64 << 20;
+
+/// What the pages share: the node's XRPC router (called in process), the admin token, the
+/// clock, the dashboard's sessions.
+pub struct Web {
+    api: Router,
+    admin_token: String,
+    clock: Clock,
+    sessions: Sessions,
+}
+
+/// Why a page could not be shown.
+#[derive(Debug)]
+pub(crate) enum PageError {
+    /// An XRPC method refused or failed.
+    Xrpc {
+        status: StatusCode,
+        error: String,
+        message: String,
+    },
+    /// Not logged in (or the session expired).
+    Login,
+    /// A login link refused.
+    Link(LoginError),
+    /// From a peer address that is not loopback.
+    NotLocal,
+    /// A form without its session's token.
+    Form(String),
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            PageError::Xrpc {
+                status,
+                error,
+                message,
+            } => (status, error, message),
+            PageError::Login => {
+                return (StatusCode::UNAUTHORIZED, pages::html(pages::login_needed()))
+                    .into_response();
+            }
+            PageError::Link(e) => (
+                StatusCode::UNAUTHORIZED,
+                "Login link refused".into(),
+                e.to_string(),
+            ),
+            PageError::NotLocal => (
+                StatusCode::FORBIDDEN,
+                "Loopback only".into(),
+                "the dashboard answers on the node's own machine only".into(),
+            ),
+            PageError::Form(m) => (StatusCode::BAD_REQUEST, "Form refused".into(), m),
+        };
+        (status, pages::html(pages::error(&title, &message))).into_response()
+    }
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Web").finish_non_exhaustive()
+    }
+}
+
+impl Web {
+    /// Pages over `api` (the node's full XRPC router).
+    pub fn new(api: Router, admin_token: String, clock: Clock) -> Arc<Web> {
+        Arc::new(Web {
+            api,
+            admin_token,
+            clock,
+            sessions: Sessions::default(),
+        })
+    }
+
+    /// Calls a typed method in process.
+    async fn call<M: Method>(&self, input: &M::Input, admin: bool) -> Result<M::Output, PageError> {
+        let bytes = self.send(M::NSID, M::KIND, input, admin).await?;
+        serde_json::from_slice(&bytes).map_err(|e| PageError::Xrpc {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "InternalServerError".into(),
+            message: format!("{}: {e}", M::NSID),
+        })
+    }
+
+    /// Calls a query by NSID with string parameters; its JSON.
+    async fn query(&self, nsid: &str, params: &[(&str, &str)]) -> Result<Value, PageError> {
+        let bytes = self.send(nsid, Kind::Query, &params, true).await?;
+        serde_json::from_slice(&bytes).map_err(|e| PageError::Xrpc {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "InternalServerError".into(),
+            message: format!("{nsid}: {e}"),
+        })
+    }
+
+    async fn send<I: serde::Serialize + ?Sized>(
+        &self,
+        nsid: &str,
+        kind: Kind,
+        input: &I,
+        admin: bool,
+    ) -> Result<bytes::Bytes, PageError> {
+        let internal = |message: String| PageError::Xrpc {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "InternalServerError".into(),
+            message,
+        };
+        let mut req = match kind {
+            Kind::Query => {
+                let q = serde_urlencoded::to_string(input).map_err(|e| internal(e.to_string()))?;
+                let uri = if q.is_empty() {
+                    format!("/xrpc/{nsid}")
+                } else {
+                    format!("/xrpc/{nsid}?{q}")
+                };
+                Request::get(uri).body(Body::empty())
+            }
+            Kind::Procedure => {
+                let body = serde_json::to_vec(input).map_err(|e| internal(e.to_string()))?;
+                Request::post(format!("/xrpc/{nsid}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+            }
+        }
+        .map_err(|e| internal(e.to_string()))?;
+        if admin {
+            let value = HeaderValue::from_str(&format!("Bearer {}", self.admin_token))
+                .map_err(|e| internal(e.to_string()))?;
+            req.headers_mut().insert(header::AUTHORIZATION, value);
+        }
+        let resp = self
+            .api
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e: Infallible| internal(e.to_string()))?;
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), MAX_ANSWER)
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(PageError::Xrpc {
+            status,
+            error: body["error"].as_str().unwrap_or("Error").to_owned(),
+            message: body["message"].as_str().unwrap_or("").to_owned(),
+        })
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_micros()
+    }
+}
+
+/// The public pages (`/contracts`, the stylesheet), for the admin and the public address.
+pub fn public_routes(web: Arc<Web>) -> Router {
+    Router::new()
+        .route("/contracts", get(contracts))
+        .route("/assets/guild.css", get(stylesheet))
+        .with_state(web)
+}
+
+/// Every page: the public ones and the dashboard (the admin address only).
+pub fn routes(web: Arc<Web>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/dashboard/login", get(login))
+        .route("/dashboard/logout", axum::routing::post(logout))
+        .route("/dashboard", get(overview))
+        .route("/dashboard/works", get(works))
+        .route("/dashboard/consent", get(consent).post(consent_post))
+        .route("/dashboard/collective", get(collective))
+        .route("/dashboard/bundles", get(bundles))
+        .route("/dashboard/statements", get(statements))
+        .route("/dashboard/events", get(events))
+        .with_state(web.clone())
+        .merge(public_routes(web))
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        pages::CSS,
+    )
+        .into_response()
+}
+
+/// Which collective a page shows (`?collective=`; default: the node's only one).
+#[derive(Debug, Default, Deserialize)]
+struct Which {
+    collective: Option<String>,
+}
+
+async fn contracts(
+    State(web): State<Arc<Web>>,
+    Query(w): Query<Which>,
+) -> Result<Response, PageError> {
+    use crate::methods::agreement::list_agreements as la;
+    let list = web
+        .call::<la::ListAgreements>(
+            &la::Params {
+                collective: w.collective,
+            },
+            false,
+        )
+        .await?;
+    Ok(pages::html(pages::contracts(&list)).into_response())
+}
+
+/// The session of a dashboard request: from a loopback peer, with a live session cookie.
+fn session(
+    web: &Web,
+    peer: Option<&ConnectInfo<SocketAddr>>,
+    headers: &HeaderMap,
+) -> Result<String, PageError> {
+    local(peer)?;
+    let id = cookie(headers, login::COOKIE).ok_or(PageError::Login)?;
+    if web.sessions.valid(&id, web.now()) {
+        Ok(id)
+    } else {
+        Err(PageError::Login)
+    }
+}
+
+fn local(peer: Option<&ConnectInfo<SocketAddr>>) -> Result<(), PageError> {
+    match peer {
+        Some(ConnectInfo(a)) if !a.ip().is_loopback() => Err(PageError::NotLocal),
+        _ => Ok(()),
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
+
+fn peer_of(p: &Peer) -> Option<&ConnectInfo<SocketAddr>> {
+    p.as_ref().map(|axum::Extension(c)| c)
+}
+
+#[derive(Deserialize)]
+struct Code {
+    code: String,
+}
+
+async fn login(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    Query(c): Query<Code>,
+) -> Result<Response, PageError> {
+    local(peer_of(&peer))?;
+    let id = web
+        .sessions
+        .open(&web.admin_token, &c.code, web.now())
+        .map_err(PageError::Link)?;
+    let cookie = format!(
+        "{}={id}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={}",
+        login::COOKIE,
+        login::SESSION_TTL_MICROS / 1_000_000
+    );
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/dashboard".to_owned()),
+            (header::SET_COOKIE, cookie),
+        ],
+    )
+        .into_response())
+}
+
+async fn logout(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Result<Response, PageError> {
+    let id = session(&web, peer_of(&peer), &headers)?;
+    let f = Fields::parse(&form);
+    check_form(&web, &id, &f)?;
+    web.sessions.close(&id);
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/dashboard".to_owned()),
+            (
+                header::SET_COOKIE,
+                format!("{}=; Path=/dashboard; Max-Age=0", login::COOKIE),
+            ),
+        ],
+    )
+        .into_response())
+}
+
+/// A form's fields (repeated names kept in order).
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn parse(raw: &[u8]) -> Fields {
+        Fields(form_urlencoded::parse(raw).into_owned().collect())
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn check_form(web: &Web, session: &str, f: &Fields) -> Result<(), PageError> {
+    match f.get("csrf") {
+        Some(t) if Sessions::form_token_ok(&web.admin_token, session, t) => Ok(()),
+        _ => Err(PageError::Form(
+            "this form is not from this session's pages (reload the page and try again)".into(),
+        )),
+    }
+}
+
+/// What every dashboard page shows in its frame.
+pub(crate) struct Frame {
+    pub did: String,
+    pub collective: Option<String>,
+    pub csrf: String,
+}
+
+async fn frame(
+    web: &Web,
+    session: &str,
+    which: &Which,
+) -> Result<
+    (
+        Frame,
+        Option<crate::methods::collective::get_status::Output>,
+    ),
+    PageError,
+> {
+    use crate::methods::collective::get_status as gs;
+    use crate::methods::node::get_status as ns;
+    let node = web.call::<ns::GetStatus>(&ns::Params {}, true).await?;
+    let status = web
+        .call::<gs::GetStatus>(
+            &gs::Params {
+                collective: which.collective.clone(),
+            },
+            true,
+        )
+        .await
+        .ok();
+    Ok((
+        Frame {
+            did: node.did,
+            collective: status.as_ref().map(|s| s.collective.clone()),
+            csrf: Sessions::form_token(&web.admin_token, session),
+        },
+        status,
+    ))
+}
+
+async fn overview(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    headers: HeaderMap,
+    Query(w): Query<Which>,
+) -> Result<Response, PageError> {
+    use crate::methods::collective::list_collectives as lc;
+    use crate::methods::node::{get_peers as gp, get_status as ns};
+    let id = session(&web, peer_of(&peer), &headers)?;
+    let (frame, status) = frame(&web, &id, &w).await?;
+    let node = web.call::<ns::GetStatus>(&ns::Params {}, true).await?;
+    let peers = web.call::<gp::GetPeers>(&gp::Params {}, true).await?;
+    let list = web
+        .call::<lc::ListCollectives>(&lc::Params {}, true)
+        .await?;
+    Ok(pages::html(pages::overview(
+        &frame,
+        &node,
+        &peers,
+        &list,
+        status.as_ref(),
+    ))
+    .into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WorksQuery {
+    collective: Option<String>,
+    collection: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn works(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    headers: HeaderMap,
+    Query(q): Query<WorksQuery>,
+) -> Result<Response, PageError> {
+    let id = session(&web, peer_of(&peer), &headers)?;
+    let which = Which {
+        collective: q.collective.clone(),
+    };
+    let (frame, _) = frame(&web, &id, &which).await?;
+    let collection = q
+        .collection
+        .clone()
+        .unwrap_or_else(|| "coop.guild.data.text".to_owned());
+    let listing = match &frame.collective {
+        Some(space) => {
+            let mut params: Vec<(&str, &str)> = vec![
+                ("space", space),
+                ("repo", &frame.did),
+                ("collection", &collection),
+                ("limit", "50"),
+            ];
+            if let Some(c) = &q.cursor {
+                params.push(("cursor", c));
+            }
+            Some(web.query("coop.guild.repo.listRecords", &params).await?)
+        }
+        None => None,
+    };
+    Ok(pages::html(pages::works(&frame, &collection, listing.as_ref())).into_response())
+}
+
+async fn consent(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    headers: HeaderMap,
+    Query(w): Query<Which>,
+) -> Result<Response, PageError> {
+    let id = session(&web, peer_of(&peer), &headers)?;
+    let (frame, status) = frame(&web, &id, &w).await?;
+    Ok(pages::html(pages::consent(&frame, status.as_ref(), None)).into_response())
+}
+
+async fn consent_post(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Result<Response, PageError> {
+    use crate::methods::collective::{ConsentInput, grant_consent, revoke_consent};
+    let id = session(&web, peer_of(&peer), &headers)?;
+    let f = Fields::parse(&form);
+    check_form(&web, &id, &f)?;
+    let which = Which {
+        collective: f
+            .get("collective")
+            .map(str::to_owned)
+            .filter(|s| !s.is_empty()),
+    };
+    let template = f
+        .get("template")
+        .ok_or_else(|| PageError::Form("no template chosen".into()))?
+        .to_owned();
+    let action = f.get("action").unwrap_or("");
+    if !matches!(action, "grant" | "revoke") {
+        return Err(PageError::Form(format!(
+            "unknown action {action:?}: grant or revoke"
+        )));
+    }
+    if f.get("confirmed") != Some("yes") {
+        // First the confirmation page: what the change means, and the button that makes it.
+        let (frame, status) = frame(&web, &id, &which).await?;
+        return Ok(pages::html(pages::consent_confirm(
+            &frame,
+            status.as_ref(),
+            action,
+            &template,
+        ))
+        .into_response());
+    }
+    let input = ConsentInput {
+        collective: which.collective.clone(),
+        templates: vec![template.clone()],
+        ..ConsentInput::default()
+    };
+    let written = if action == "grant" {
+        web.call::<grant_consent::GrantConsent>(&input, true)
+            .await?
+    } else {
+        web.call::<revoke_consent::RevokeConsent>(&input, true)
+            .await?
+    };
+    let (frame, status) = frame(&web, &id, &which).await?;
+    let done = format!(
+        "{} {template}: op {}",
+        if action == "grant" {
+            "Granted"
+        } else {
+            "Revoked"
+        },
+        written.op
+    );
+    Ok(pages::html(pages::consent(&frame, status.as_ref(), Some(&done))).into_response())
+}
+
+async fn collective(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    headers: HeaderMap,
+    Query(w): Query<Which>,
+) -> Result<Response, PageError> {
+    use crate::methods::agreement::list_agreements as la;
+    let id = session(&web, peer_of(&peer), &headers)?;
+    let (frame, status) = frame(&web, &id, &w).await?;
+    let agreements = match &frame.collective {
+        Some(c) => Some(
+            web.call::<la::ListAgreements>(
+                &la::Params {
+                    collective: Some(c.clone()),
+                },
+                true,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    Ok(pages::html(pages::collective(
+        &frame,
+        status.as_ref(),
+        agreements.as_ref(),
+    ))
+    .into_response())
+}
+
+async fn bundles(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    headers: HeaderMap,
+    Query(w): Query<Which>,
+) -> Result<Response, PageError> {
+    use crate::methods::bundle::list_bundles as lb;
+    let id = session(&web, peer_of(&peer), &headers)?;
+    let (frame, _) = frame(&web, &id, &w).await?;
+    let list = match &frame.collective {
+        Some(c) => Some(
+            web.call::<lb::ListBundles>(
+                &lb::Params {
+                    collective: Some(c.clone()),
+                },
+                true,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    Ok(pages::html(pages::bundles(&frame, list.as_ref())).into_response())
+}
+
+async fn statements(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    headers: HeaderMap,
+    Query(w): Query<Which>,
+) -> Result<Response, PageError> {
+    use crate::methods::payout::list_statements as ls;
+    let id = session(&web, peer_of(&peer), &headers)?;
+    let (frame, _) = frame(&web, &id, &w).await?;
+    let list = match &frame.collective {
+        Some(c) => Some(
+            web.call::<ls::ListStatements>(
+                &ls::Params {
+                    collective: Some(c.clone()),
+                    period: None,
+                },
+                true,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    Ok(pages::html(pages::statements(&frame, list.as_ref())).into_response())
+}
+
+/// Server-sent events: `change` whenever the collective's log or the node's repos change
+/// (checked every second through the same status methods the pages read).
+async fn events(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    headers: HeaderMap,
+    Query(w): Query<Which>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
+    session(&web, peer_of(&peer), &headers)?;
+    let stream = futures::stream::unfold((web, w, None::<String>), |(web, w, last)| async move {
+        loop {
+            let now = fingerprint(&web, &w).await;
+            if last.is_some() && now != last {
+                let event = Event::default()
+                    .event("change")
+                    .data(now.clone().unwrap_or_default());
+                return Some((Ok(event), (web, w, now)));
+            }
+            if last.is_none() {
+                let event = Event::default()
+                    .event("hello")
+                    .data(now.clone().unwrap_or_default());
+                return Some((Ok(event), (web, w, now)));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// What changes when gossip or a write changes the state a page shows.
+async fn fingerprint(web: &Web, w: &Which) -> Option<String> {
+    use crate::methods::collective::get_status as gs;
+    use crate::methods::node::get_status as ns;
+    let node = web.call::<ns::GetStatus>(&ns::Params {}, true).await.ok()?;
+    let repos: Vec<String> = node
+        .repos
+        .iter()
+        .map(|r| format!("{}:{}", r.space, r.rev))
+        .collect();
+    let log = web
+        .call::<gs::GetStatus>(
+            &gs::Params {
+                collective: w.collective.clone(),
+            },
+            true,
+        )
+        .await
+        .map(|s| format!("{}:{}", s.sync.ops, s.sync.heads.join(",")))
+        .unwrap_or_default();
+    Some(format!("{log};{}", repos.join(",")))
+}

@@ -1,0 +1,610 @@
+//! The pages' HTML (maud): pure functions from the XRPC methods' typed outputs to markup.
+
+use axum::response::Html;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde_json::Value;
+
+use super::Frame;
+use crate::methods::agreement::list_agreements;
+use crate::methods::bundle::list_bundles;
+use crate::methods::collective::{get_status, list_collectives};
+use crate::methods::node::{get_peers, get_status as node_status};
+use crate::methods::payout::list_statements;
+
+/// The stylesheet, embedded.
+pub(crate) const CSS: &str = include_str!("guild.css");
+
+/// A whole page as an HTML response body.
+pub(crate) fn html(m: Markup) -> Html<String> {
+    Html(m.into_string())
+}
+
+fn layout(title: &str, frame: Option<&Frame>, active: &str, body: Markup) -> Markup {
+    let q = frame
+        .and_then(|f| f.collective.as_deref())
+        .map(|c| format!("?collective={c}"))
+        .unwrap_or_default();
+    let tabs = [
+        ("/dashboard", "Overview"),
+        ("/dashboard/works", "Works"),
+        ("/dashboard/consent", "Consent"),
+        ("/dashboard/collective", "Collective"),
+        ("/dashboard/bundles", "Bundles"),
+        ("/dashboard/statements", "Statements"),
+    ];
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Guild" }
+                link rel="stylesheet" href="/assets/guild.css";
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header {
+                    p.brand { "Guild" }
+                    @if let Some(f) = frame {
+                        nav aria-label="Dashboard" {
+                            ul {
+                                @for (href, name) in tabs {
+                                    li {
+                                        @if name == active {
+                                            a href=(format!("{href}{q}")) aria-current="page" { (name) }
+                                        } @else {
+                                            a href=(format!("{href}{q}")) { (name) }
+                                        }
+                                    }
+                                }
+                                li { a href="/contracts" { "Contracts" } }
+                            }
+                        }
+                        p.who { "Signed in as " code { (f.did) } }
+                    } @else {
+                        nav aria-label="Public" { ul { li { a href="/contracts" { "Contracts" } } } }
+                    }
+                }
+                main #main {
+                    h1 { (title) }
+                    (body)
+                }
+                footer {
+                    p { "Served by this Guild node. Every figure here comes from the node's XRPC methods, as the " code { "guild" } " command line shows them." }
+                    @if let Some(f) = frame {
+                        form method="post" action="/dashboard/logout" {
+                            input type="hidden" name="csrf" value=(f.csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                @if frame.is_some() {
+                    (PreEscaped(LIVE_SCRIPT.replace("{q}", &q)))
+                }
+            }
+        }
+    }
+}
+
+/// Reloads the page when the node reports a change (server-sent events); the page works
+/// without it.
+const LIVE_SCRIPT: &str = r#"<script>
+(function () {
+  if (!window.EventSource) return;
+  var es = new EventSource("/dashboard/events{q}");
+  es.addEventListener("change", function () {
+    if (document.querySelector("form[data-busy]")) return;
+    var s = document.getElementById("live");
+    if (s) s.textContent = "The collective changed: reloading…";
+    window.location.reload();
+  });
+})();
+</script>"#;
+
+pub(crate) fn login_needed() -> Markup {
+    layout(
+        "Sign in",
+        None,
+        "",
+        html! {
+            p { "The dashboard opens with a one-time link. On this machine, run:" }
+            pre { code { "guild dashboard" } }
+            p { "and open the link it prints (it works once, for ten minutes)." }
+        },
+    )
+}
+
+pub(crate) fn error(title: &str, message: &str) -> Markup {
+    layout(
+        title,
+        None,
+        "",
+        html! {
+            p.error role="alert" { (message) }
+            p { a href="/dashboard" { "Back to the dashboard" } }
+        },
+    )
+}
+
+fn summary_of(template: &str) -> String {
+    match guild_license::standard_template(template) {
+        Some(c) => guild_license::text::summary(&c),
+        None => "A template defined in this collective's charter.".to_owned(),
+    }
+}
+
+fn title_of(template: &str) -> String {
+    guild_license::standard_template(template)
+        .map(|c| c.title)
+        .unwrap_or_else(|| template.to_owned())
+}
+
+fn price(p: &Option<list_agreements::Price>) -> String {
+    match p {
+        None => "not public".to_owned(),
+        Some(p) => {
+            let amount = p.amount.as_ref().map(|m| money(m.amount, &m.currency));
+            match (p.kind.as_str(), amount, p.share) {
+                (_, _, Some(bp)) => format!("revenue share {}.{:02} %", bp / 100, bp % 100),
+                (k, Some(a), _) => match &p.period {
+                    Some(per) => format!("{k} {a} per {per}"),
+                    None => format!("{k} {a}"),
+                },
+                (k, None, None) => k.to_owned(),
+            }
+        }
+    }
+}
+
+fn money(minor: i64, currency: &str) -> String {
+    match (
+        u64::try_from(minor),
+        guild_license::terms::Currency::parse(currency),
+    ) {
+        (Ok(amount), Ok(currency)) => guild_license::terms::Money { amount, currency }.to_string(),
+        _ => format!("{minor} (minor units) {currency}"),
+    }
+}
+
+pub(crate) fn contracts(list: &list_agreements::Output) -> Markup {
+    let (current, past): (Vec<_>, Vec<_>) = list
+        .agreements
+        .iter()
+        .partition(|a| matches!(a.status.as_str(), "in-force" | "offered" | "accepted"));
+    let table = |rows: &[&list_agreements::Agreement]| {
+        html! {
+            @if rows.is_empty() {
+                p { "None." }
+            } @else {
+                div.scroll {
+                    table {
+                        thead { tr { th scope="col" { "Template" } th scope="col" { "Builder" } th scope="col" { "Status" } th scope="col" { "Term" } th scope="col" { "Price" } } }
+                        tbody {
+                            @for a in rows {
+                                tr {
+                                    td { strong { (title_of(&a.template)) } br; small { code { (a.template) } " v" (a.template_version) } }
+                                    td { code.id { (a.builder) } }
+                                    td { (a.status) @if let Some(s) = &a.in_force_since { br; small { "since " (s) } } }
+                                    td {
+                                        @if let Some(d) = a.term.days { (d) " days" }
+                                        @if let Some(s) = &a.term.start { br; small { (s) } }
+                                        @if let Some(e) = &a.term.end { small { " to " (e) } }
+                                    }
+                                    td { (price(&a.price)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let mut templates: Vec<&str> = list
+        .agreements
+        .iter()
+        .map(|a| a.template.as_str())
+        .collect();
+    templates.sort();
+    templates.dedup();
+    layout(
+        "Contracts",
+        None,
+        "",
+        html! {
+            p { "The agreements of collective " code.id { (list.collective) } ": who may use its members' works, for what, on which terms. "
+                @if list.prices_private { "This collective's charter keeps prices private." } }
+            h2 { "In force and offered" }
+            (table(&current))
+            h2 { "Past" }
+            (table(&past))
+            h2 { "The templates, in plain words" }
+            @if templates.is_empty() { p { "No agreement yet." } }
+            dl {
+                @for t in &templates {
+                    dt { (title_of(t)) " " small { code { (t) } } }
+                    dd { (summary_of(t)) }
+                }
+            }
+        },
+    )
+}
+
+pub(crate) fn overview(
+    frame: &Frame,
+    node: &node_status::Output,
+    peers: &get_peers::Output,
+    list: &list_collectives::Output,
+    status: Option<&get_status::Output>,
+) -> Markup {
+    layout(
+        "Overview",
+        Some(frame),
+        "Overview",
+        html! {
+            p #live aria-live="polite" {}
+            section {
+                h2 { "This node" }
+                dl.facts {
+                    dt { "Member" } dd { code.id { (node.did) } }
+                    dt { "Version" } dd { (node.version) }
+                    dt { "Up for" } dd { (node.uptime_secs) " s" }
+                    dt { "Lexicons" } dd { (node.lexicons) }
+                    dt { "Peers connected" } dd { (peers.peers.len()) }
+                }
+            }
+            section {
+                h2 { "Collectives" }
+                @if list.collectives.is_empty() { p { "This node is in no collective yet." } }
+                ul {
+                    @for c in &list.collectives {
+                        li {
+                            a href=(format!("/dashboard/collective?collective={}", c.collective)) {
+                                (c.name.clone().unwrap_or_else(|| c.collective.clone()))
+                            }
+                            " · " (c.members) " members" @if !c.member { " (not a member)" }
+                        }
+                    }
+                }
+            }
+            @if let Some(s) = status {
+                section {
+                    h2 { "Sync" }
+                    dl.facts {
+                        dt { "Your role" } dd { (s.role.clone().unwrap_or_else(|| "not a member".into())) }
+                        dt { "Governance ops" } dd { (s.sync.ops) }
+                        dt { "Heads" } dd { (s.sync.heads.len()) }
+                        dt { "Waiting for parents" } dd { (s.sync.pending) }
+                        dt { "Wanted from peers" } dd { (s.sync.wanted) }
+                    }
+                }
+            }
+            section {
+                h2 { "Your repositories" }
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Space" } th scope="col" { "Records" } th scope="col" { "Revision" } } }
+                    tbody {
+                        @for r in node.repos.iter().filter(|r| r.did == node.did) {
+                            tr { td { code.id { (r.space) } } td.num { (r.records) } td { code { (r.rev) } } }
+                        }
+                    }
+                } }
+            }
+        },
+    )
+}
+
+pub(crate) fn works(frame: &Frame, collection: &str, listing: Option<&Value>) -> Markup {
+    let empty = Vec::new();
+    let records = listing
+        .and_then(|l| l["records"].as_array())
+        .unwrap_or(&empty);
+    let cursor = listing.and_then(|l| l["cursor"].as_str());
+    layout(
+        "Works",
+        Some(frame),
+        "Works",
+        html! {
+            p { "Your records of " code { (collection) } " in the collective's space. Add them with "
+                code { "guild record add" } " or a folder at once with " code { "guild import" } "." }
+            @if records.is_empty() { p { "No record here yet." } }
+            ul.records {
+                @for r in records {
+                    li {
+                        @let v = &r["value"];
+                        strong { (v["title"].as_str().or(v["name"].as_str()).unwrap_or("(untitled)")) }
+                        @if let Some(t) = v["text"].as_str() {
+                            p { (t.chars().take(240).collect::<String>()) @if t.chars().count() > 240 { "…" } }
+                        }
+                        small { code { (r["uri"].as_str().unwrap_or("")) } }
+                    }
+                }
+            }
+            @if let (Some(c), Some(col)) = (cursor, frame.collective.as_deref()) {
+                p { a href=(format!("/dashboard/works?collective={col}&collection={collection}&cursor={c}")) { "More" } }
+            }
+        },
+    )
+}
+
+/// The member's current consent per template: granted, and the op.
+fn my_consents(s: &get_status::Output) -> Vec<&get_status::Consent> {
+    s.consents.iter().filter(|c| c.member == s.you).collect()
+}
+
+fn revocation_words(template: &str) -> String {
+    let notice = guild_license::standard_template(template)
+        .map(|c| {
+            format!(
+                " The template's terms give builders {} days' notice for what they already hold.",
+                c.notice_days
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "A revocation takes effect as soon as the stewards' nodes hold it: your records are left \
+         out of every bundle proposed after it. Bundles already sealed keep them; the builders \
+         who received those are sent a revocation notice on their feed listing your records.{notice}"
+    )
+}
+
+pub(crate) fn consent(
+    frame: &Frame,
+    status: Option<&get_status::Output>,
+    done: Option<&str>,
+) -> Markup {
+    let Some(s) = status else {
+        return layout(
+            "Consent",
+            Some(frame),
+            "Consent",
+            html! { p { "This node is in no collective yet." } },
+        );
+    };
+    let mine = my_consents(s);
+    let templates: Vec<String> = s.templates.clone().unwrap_or_else(|| {
+        guild_license::STANDARD_IDS
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect()
+    });
+    layout(
+        "Consent",
+        Some(frame),
+        "Consent",
+        html! {
+            @if let Some(d) = done { p.done role="status" { (d) } }
+            p #live aria-live="polite" {}
+            p { "For each licence template of the collective: what it lets a builder do, and whether your works may be licensed under it." }
+            @for t in &templates {
+                @let granted = mine.iter().any(|c| &c.template == t && c.granted);
+                section.template {
+                    h2 { (title_of(t)) " " small { code { (t) } } }
+                    p { (summary_of(t)) }
+                    p { "Your consent: " strong.state data-template=(t) { @if granted { "granted" } @else { "not granted" } } }
+                    form method="post" action="/dashboard/consent" {
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        input type="hidden" name="collective" value=(s.collective);
+                        input type="hidden" name="template" value=(t);
+                        @if granted {
+                            input type="hidden" name="action" value="revoke";
+                            button type="submit" { "Revoke " (title_of(t)) "…" }
+                        } @else {
+                            input type="hidden" name="action" value="grant";
+                            button type="submit" { "Grant " (title_of(t)) "…" }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub(crate) fn consent_confirm(
+    frame: &Frame,
+    status: Option<&get_status::Output>,
+    action: &str,
+    template: &str,
+) -> Markup {
+    let collective = status.map(|s| s.collective.clone()).unwrap_or_default();
+    let verb = if action == "grant" { "Grant" } else { "Revoke" };
+    layout(
+        &format!("{verb} consent?"),
+        Some(frame),
+        "Consent",
+        html! {
+            h2 { (title_of(template)) " " small { code { (template) } } }
+            p { (summary_of(template)) }
+            @if action == "grant" {
+                p { "Granting lets the stewards include your records in bundles licensed under this template, from the next bundle they propose." }
+            } @else {
+                p { (revocation_words(template)) }
+            }
+            form method="post" action="/dashboard/consent" {
+                input type="hidden" name="csrf" value=(frame.csrf);
+                input type="hidden" name="collective" value=(collective);
+                input type="hidden" name="template" value=(template);
+                input type="hidden" name="action" value=(action);
+                input type="hidden" name="confirmed" value="yes";
+                button type="submit" { "Yes, " (verb.to_lowercase()) }
+                " "
+                a href="/dashboard/consent" { "Cancel" }
+            }
+        },
+    )
+}
+
+pub(crate) fn collective(
+    frame: &Frame,
+    status: Option<&get_status::Output>,
+    agreements: Option<&list_agreements::Output>,
+) -> Markup {
+    let Some(s) = status else {
+        return layout(
+            "Collective",
+            Some(frame),
+            "Collective",
+            html! { p { "This node is in no collective yet." } },
+        );
+    };
+    layout(
+        s.name.as_deref().unwrap_or("Collective"),
+        Some(frame),
+        "Collective",
+        html! {
+            p { "Collective " code.id { (s.collective) } ". Quorum: " (s.quorum) " steward approvals." }
+            p #live aria-live="polite" {}
+            section {
+                h2 { "Members (" (s.members.len()) ")" }
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Member" } th scope="col" { "Role" } th scope="col" { "Since" } } }
+                    tbody { @for m in &s.members { tr { td { code.id { (m.did) } } td { (m.role) } td { (m.since) } } } }
+                } }
+                @if !s.departed.is_empty() {
+                    p { (s.departed.len()) " departed." }
+                }
+            }
+            section {
+                h2 { "Stewards" }
+                ul { @for st in &s.stewards { li { code.id { (st) } } } }
+            }
+            section {
+                h2 { "Elections" }
+                @if s.elections.is_empty() { p { "None yet." } }
+                @for e in &s.elections {
+                    article.election {
+                        h3 { (e.kind) ", " (e.seats) " seat(s) " small { code { (e.id) } } }
+                        p { (e.voters) " voted; closes after " (e.closes_after) "; " (e.seals) " seal(s)." }
+                        @if let Some(c) = &e.certified {
+                            p { "Certified: " (c.outcome) " from " (c.ballots) " ballots." }
+                            @if !c.elected.is_empty() { p { "Elected: " @for d in &c.elected { code.id { (d) } " " } } }
+                            table {
+                                thead { tr { th scope="col" { "Candidate" } th scope="col" { "Approvals" } } }
+                                tbody { @for t in &c.tally { tr { td { code.id { (t.choice) } } td.num { (t.approvals) } } } }
+                            }
+                        } @else {
+                            p { "Candidates: " @for d in &e.candidates { code.id { (d) } " " } }
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { "Agreements" }
+                @match agreements {
+                    Some(a) if !a.agreements.is_empty() => {
+                        div.scroll { table {
+                            thead { tr { th scope="col" { "Template" } th scope="col" { "Builder" } th scope="col" { "Status" } th scope="col" { "Price" } } }
+                            tbody { @for g in &a.agreements { tr {
+                                td { (title_of(&g.template)) } td { code.id { (g.builder) } } td { (g.status) } td { (price(&g.price)) }
+                            } } }
+                        } }
+                        p { "Their full terms: " a href=(format!("/contracts?collective={}", s.collective)) { "the public contracts page" } "." }
+                    }
+                    _ => { p { "No agreement yet." } }
+                }
+            }
+        },
+    )
+}
+
+pub(crate) fn bundles(frame: &Frame, list: Option<&list_bundles::Output>) -> Markup {
+    let rows: &[list_bundles::BundleView] = list.map(|l| l.bundles.as_slice()).unwrap_or(&[]);
+    layout(
+        "Bundles",
+        Some(frame),
+        "Bundles",
+        html! {
+            p { "The bundles the stewards assembled from members' consented records, for which builder's agreement. " code { "guild bundle show" } " gives a bundle's credits and contribution estimates." }
+            p #live aria-live="polite" {}
+            @if rows.is_empty() { p { "No bundle yet." } }
+            @else {
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Proposal" } th scope="col" { "Template" } th scope="col" { "Status" } th scope="col" { "Records" } th scope="col" { "Members" } th scope="col" { "Approvals" } } }
+                    tbody { @for b in rows { tr {
+                        td { code.id { (b.proposal) } br; small { (b.proposed_at) } }
+                        td { (title_of(&b.template)) br; small { (b.kind) } }
+                        td { (b.status) @if let Some(n) = &b.note { br; small { (n) } } }
+                        td.num { (b.records.map(|r| r.to_string()).unwrap_or_else(|| "–".into())) }
+                        td.num { (b.authors.map(|r| r.to_string()).unwrap_or_else(|| "–".into())) }
+                        td.num { (b.approvals.len()) " / " (b.quorum) }
+                    } } }
+                } }
+            }
+        },
+    )
+}
+
+/// A bar chart of the member's amount per statement, as inline SVG.
+fn earnings_chart(points: &[(String, u64)], unit: &str) -> Markup {
+    let max = points.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    let (w, h, bar) = (560u64, 180u64, 48u64);
+    let width = (points.len() as u64 * (bar + 16) + 40).max(w);
+    html! {
+        svg role="img" aria-labelledby="chart-title" viewBox=(format!("0 0 {width} {}", h + 40)) width="100%" height=(h + 40) xmlns="http://www.w3.org/2000/svg" {
+            title #chart-title { "Your amount per statement, in " (unit) }
+            line x1="30" y1=(h) x2=(width) y2=(h) stroke="#555" {}
+            @for (i, (label, v)) in points.iter().enumerate() {
+                @let x = 40 + i as u64 * (bar + 16);
+                @let bh = v * (h - 20) / max;
+                rect x=(x) y=(h - bh) width=(bar) height=(bh) fill="#2f6f4f" {}
+                text x=(x + bar / 2) y=(h - bh - 4) text-anchor="middle" font-size="11" { (v) }
+                text x=(x + bar / 2) y=(h + 16) text-anchor="middle" font-size="11" { (label) }
+            }
+        }
+    }
+}
+
+pub(crate) fn statements(frame: &Frame, list: Option<&list_statements::Output>) -> Markup {
+    let views: &[list_statements::StatementView] =
+        list.map(|l| l.statements.as_slice()).unwrap_or(&[]);
+    let mine: Vec<(
+        &list_statements::StatementView,
+        Option<&guild_gov::body::PayoutLine>,
+    )> = views
+        .iter()
+        .map(|v| {
+            (
+                v,
+                v.statement
+                    .lines
+                    .iter()
+                    .find(|l| l.member.as_str() == frame.did),
+            )
+        })
+        .collect();
+    let currency = views
+        .first()
+        .map(|v| v.statement.total.currency.clone())
+        .unwrap_or_default();
+    let points: Vec<(String, u64)> = mine
+        .iter()
+        .filter(|(v, _)| v.statement.total.currency == currency)
+        .map(|(v, l)| (v.statement.period.id.clone(), l.map_or(0, |l| l.amount)))
+        .collect();
+    layout(
+        "Statements",
+        Some(frame),
+        "Statements",
+        html! {
+            p { "What each builder's payment for a period gives you, by the method the statement names. "
+                code { "guild report --period P" } " writes one as Markdown and JSON." }
+            p #live aria-live="polite" {}
+            @if views.is_empty() { p { "No statement yet." } }
+            @else {
+                @if !points.is_empty() { figure { (earnings_chart(&points, &format!("minor units of {currency}"))) figcaption { "Your amount per statement (minor units of " (currency) ")." } } }
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Period" } th scope="col" { "Builder" } th scope="col" { "Total" } th scope="col" { "Method" } th scope="col" { "Your weight" } th scope="col" { "Member-days" } th scope="col" { "Your amount" } th scope="col" { "Published by" } } }
+                    tbody { @for (v, l) in &mine { tr {
+                        td { (v.statement.period.id) }
+                        td { code.id { (v.builder.clone().unwrap_or_default()) } }
+                        td.num { (money(v.statement.total.amount, &v.statement.total.currency)) }
+                        td { (v.statement.method) @if let Some(b) = &v.statement.basis { br; small { (b) } } }
+                        td.num { (l.map(|l| l.weight.to_string()).unwrap_or_else(|| "–".into())) }
+                        td.num { (l.map(|l| l.member_days.to_string()).unwrap_or_else(|| "–".into())) }
+                        td.num { (l.map(|l| money(l.amount as i64, &v.statement.total.currency)).unwrap_or_else(|| "–".into())) }
+                        td.num { (v.published_by.len()) " steward(s)" }
+                    } } }
+                } }
+            }
+        },
+    )
+}

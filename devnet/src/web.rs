@@ -1,0 +1,131 @@
+//! The demo's web step: a member's dashboard through its one-time login link, and a
+//! steward's public contracts page, fetched over HTTP from the running nodes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+use super::Story;
+
+fn http() -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("cannot make an HTTP client")
+}
+
+/// GETs `url` (with a cookie): its status and body.
+fn get(
+    c: &reqwest::blocking::Client,
+    url: &str,
+    cookie: Option<&str>,
+) -> Result<(u16, String, Option<String>)> {
+    let mut req = c.get(url);
+    if let Some(k) = cookie {
+        req = req.header(reqwest::header::COOKIE, k);
+    }
+    let resp = req.send().with_context(|| format!("GET {url}"))?;
+    let status = resp.status().as_u16();
+    let set_cookie = resp
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let body = resp
+        .text()
+        .with_context(|| format!("GET {url}: the body"))?;
+    Ok((status, body, set_cookie))
+}
+
+impl Story {
+    /// A member opens the dashboard with `guild dashboard`'s link; a steward's contracts page
+    /// lists the agreement.
+    pub(super) fn web(&mut self) -> Result<()> {
+        let t = Instant::now();
+        let d = &self.d;
+        let stewards = self.stewards();
+        let member = (0..self.n).find(|i| !stewards.contains(i)).unwrap_or(0);
+        let steward = stewards.first().copied().unwrap_or(0);
+        let out = d.guild(member, &["dashboard", "--json"])?;
+        let links: Value = serde_json::from_str(out.trim()).context("guild dashboard --json")?;
+        let login = links["login"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no login link in {out}"))?;
+        let c = http()?;
+        let (status, _, cookie) = get(&c, login, None)?;
+        let cookie = match (status, cookie) {
+            (303, Some(k)) => k,
+            (s, _) => bail!(
+                "check `dashboard`: the login link answered {s}, not 303 with a session cookie"
+            ),
+        };
+        let base = login
+            .split("/dashboard/login")
+            .next()
+            .ok_or_else(|| anyhow!("login link {login}"))?;
+        let did = &d.nodes[member].did;
+        let mut pages = Vec::new();
+        for page in [
+            "",
+            "/works",
+            "/consent",
+            "/collective",
+            "/bundles",
+            "/statements",
+        ] {
+            let url = format!("{base}/dashboard{page}");
+            let (s, body, _) = get(&c, &url, Some(&cookie))?;
+            if s != 200 || !body.contains(did.as_str()) {
+                bail!("check `dashboard`: {url} answered {s} (or without the member's DID)");
+            }
+            pages.push(body.len());
+        }
+        let (again, _, _) = get(&c, login, None)?;
+        if again != 401 {
+            bail!("check `dashboard`: the used login link answered {again}, not 401");
+        }
+        let (anon, _, _) = get(&c, &format!("{base}/dashboard"), None)?;
+        if anon != 401 {
+            bail!("check `dashboard`: the dashboard without a session answered {anon}, not 401");
+        }
+        // The contracts page of a steward, without any token.
+        let api = d.nodes[steward]
+            .api
+            .clone()
+            .ok_or_else(|| anyhow!("{} is not running", d.nodes[steward].name))?;
+        let contracts = format!("{}/contracts", api.trim_end_matches('/'));
+        let (s, body, _) = get(&c, &contracts, None)?;
+        let list = d.nodes[steward].query("coop.guild.agreement.listAgreements", &[])?;
+        let builders: Vec<&str> = list["agreements"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g["builder"].as_str()).collect())
+            .unwrap_or_default();
+        if s != 200 || builders.is_empty() || !builders.iter().all(|b| body.contains(b)) {
+            bail!("check `contracts`: {contracts} answered {s} without every agreement's builder");
+        }
+        self.steps.done(
+            t.elapsed(),
+            &format!(
+                "{}'s dashboard opened by its one-time link (6 pages, {} KB of HTML; the link refused a second time, the pages without a session); {}'s public contracts page lists {} agreement(s)",
+                d.nodes[member].name,
+                pages.iter().sum::<usize>() / 1024,
+                d.nodes[steward].name,
+                builders.len()
+            ),
+            None,
+        );
+        println!(
+            "      dashboard of {}: `guild dashboard --data-dir {}` prints a one-time link like {base}/dashboard/login?code=…",
+            d.nodes[member].name,
+            d.nodes[member].dir.display()
+        );
+        println!(
+            "      contracts page of {}: {contracts}",
+            d.nodes[steward].name
+        );
+        Ok(())
+    }
+}
