@@ -15,6 +15,10 @@
 //! Every `coop.guild.*` method has a lexicon in `lexicons/coop/guild/`; the router checks each
 //! request against it (parameters, input) before the handler runs.
 //!
+//! The node's web pages ([`web`]): a member's dashboard (loopback, one-time login link) and
+//! the public contracts page, server-rendered, reading and writing only through the router's
+//! own XRPC methods.
+//!
 //! It serves the router itself ([`mod@serve`]): its accept loop bounds the connections open, the
 //! time to send headers and bodies, and the memory request bodies take at once, so that no
 //! client can exhaust the node; on the public address, over TLS when a certificate is

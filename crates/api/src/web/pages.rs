@@ -176,7 +176,7 @@ pub(crate) fn contracts(list: &list_agreements::Output) -> Markup {
             @if rows.is_empty() {
                 p { "None." }
             } @else {
-                div.scroll {
+                div.scroll tabindex="0" {
                     table {
                         thead { tr { th scope="col" { "Template" } th scope="col" { "Builder" } th scope="col" { "Status" } th scope="col" { "Term" } th scope="col" { "Price" } } }
                         tbody {
@@ -280,7 +280,7 @@ pub(crate) fn overview(
             }
             section {
                 h2 { "Your repositories" }
-                div.scroll { table {
+                div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Space" } th scope="col" { "Records" } th scope="col" { "Revision" } } }
                     tbody {
                         @for r in node.repos.iter().filter(|r| r.did == node.did) {
@@ -455,7 +455,7 @@ pub(crate) fn collective(
             p #live aria-live="polite" {}
             section {
                 h2 { "Members (" (s.members.len()) ")" }
-                div.scroll { table {
+                div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Member" } th scope="col" { "Role" } th scope="col" { "Since" } } }
                     tbody { @for m in &s.members { tr { td { code.id { (m.did) } } td { (m.role) } td { (m.since) } } } }
                 } }
@@ -491,7 +491,7 @@ pub(crate) fn collective(
                 h2 { "Agreements" }
                 @match agreements {
                     Some(a) if !a.agreements.is_empty() => {
-                        div.scroll { table {
+                        div.scroll tabindex="0" { table {
                             thead { tr { th scope="col" { "Template" } th scope="col" { "Builder" } th scope="col" { "Status" } th scope="col" { "Price" } } }
                             tbody { @for g in &a.agreements { tr {
                                 td { (title_of(&g.template)) } td { code.id { (g.builder) } } td { (g.status) } td { (price(&g.price)) }
@@ -517,7 +517,7 @@ pub(crate) fn bundles(frame: &Frame, list: Option<&list_bundles::Output>) -> Mar
             p #live aria-live="polite" {}
             @if rows.is_empty() { p { "No bundle yet." } }
             @else {
-                div.scroll { table {
+                div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Proposal" } th scope="col" { "Template" } th scope="col" { "Status" } th scope="col" { "Records" } th scope="col" { "Members" } th scope="col" { "Approvals" } } }
                     tbody { @for b in rows { tr {
                         td { code.id { (b.proposal) } br; small { (b.proposed_at) } }
@@ -539,7 +539,7 @@ fn earnings_chart(points: &[(String, u64)], unit: &str) -> Markup {
     let (w, h, bar) = (560u64, 180u64, 48u64);
     let width = (points.len() as u64 * (bar + 16) + 40).max(w);
     html! {
-        svg role="img" aria-labelledby="chart-title" viewBox=(format!("0 0 {width} {}", h + 40)) width="100%" height=(h + 40) xmlns="http://www.w3.org/2000/svg" {
+        svg role="img" aria-labelledby="chart-title" viewBox=(format!("0 0 {width} {}", h + 40)) width="100%" xmlns="http://www.w3.org/2000/svg" {
             title #chart-title { "Your amount per statement, in " (unit) }
             line x1="30" y1=(h) x2=(width) y2=(h) stroke="#555" {}
             @for (i, (label, v)) in points.iter().enumerate() {
@@ -591,7 +591,7 @@ pub(crate) fn statements(frame: &Frame, list: Option<&list_statements::Output>) 
             @if views.is_empty() { p { "No statement yet." } }
             @else {
                 @if !points.is_empty() { figure { (earnings_chart(&points, &format!("minor units of {currency}"))) figcaption { "Your amount per statement (minor units of " (currency) ")." } } }
-                div.scroll { table {
+                div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Period" } th scope="col" { "Builder" } th scope="col" { "Total" } th scope="col" { "Method" } th scope="col" { "Your weight" } th scope="col" { "Member-days" } th scope="col" { "Your amount" } th scope="col" { "Published by" } } }
                     tbody { @for (v, l) in &mine { tr {
                         td { (v.statement.period.id) }

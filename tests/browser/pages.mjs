@@ -1,0 +1,91 @@
+// Drives a real Guild node's pages in headless Chromium (playwright-core, Debian's chromium)
+// and checks each with axe-core. Run by tests/tests/web.rs; prints one JSON object per line.
+//
+// Environment:
+//   GUILD_LOGIN      a one-time dashboard login link (`guild dashboard --json`)
+//   GUILD_CONTRACTS  the public contracts page of a steward's node
+//   GUILD_TEMPLATE   the template whose consent the test flips through the consent page
+//   GUILD_SHOTS      where to write the screenshots (<page>-<width>.png)
+//   GUILD_CHROMIUM   the browser (default /usr/bin/chromium)
+import { createRequire } from "node:module";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const require = createRequire(import.meta.url);
+const axePath = require.resolve("axe-core/axe.min.js");
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const login = env("GUILD_LOGIN");
+const contracts = env("GUILD_CONTRACTS");
+const template = env("GUILD_TEMPLATE");
+const shots = env("GUILD_SHOTS");
+mkdirSync(shots, { recursive: true });
+const base = login.split("/dashboard/login")[0];
+const out = (o) => console.log(JSON.stringify(o));
+
+const browser = await chromium.launch({
+  executablePath: process.env.GUILD_CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const first = await page.goto(login);
+  if (!page.url().endsWith("/dashboard")) throw new Error(`the login link led to ${page.url()} (${first.status()})`);
+
+  const pages = [
+    ["overview", `${base}/dashboard`],
+    ["works", `${base}/dashboard/works`],
+    ["consent", `${base}/dashboard/consent`],
+    ["collective", `${base}/dashboard/collective`],
+    ["bundles", `${base}/dashboard/bundles`],
+    ["statements", `${base}/dashboard/statements`],
+    ["contracts", contracts],
+  ];
+  for (const [width, height] of [[1280, 900], [390, 844]]) {
+    await page.setViewportSize({ width, height });
+    for (const [name, url] of pages) {
+      const t = Date.now();
+      const resp = await page.goto(url, { waitUntil: "load" });
+      const ms = Date.now() - t;
+      await page.addScriptTag({ path: axePath });
+      const result = await page.evaluate(async () => {
+        const r = await window.axe.run(document, { resultTypes: ["violations"] });
+        return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help }));
+      });
+      const count = (i) => result.filter((v) => v.impact === i).length;
+      // No horizontal scrolling of the page itself (tables scroll in their own box).
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      await page.screenshot({ path: `${shots}/${name}-${width}.png`, fullPage: true });
+      out({
+        page: name, width, status: resp.status(), ms, overflow,
+        axe: { critical: count("critical"), serious: count("serious"), moderate: count("moderate"), minor: count("minor") },
+        violations: result,
+      });
+    }
+  }
+
+  // Flip one template's consent through the page: its button, the confirmation, the result.
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.goto(`${base}/dashboard/consent`);
+  const state = () => page.locator(`strong.state[data-template="${template}"]`).innerText();
+  const before = await state();
+  const section = page.locator("section.template", { has: page.locator(`strong.state[data-template="${template}"]`) });
+  await section.locator("button[type=submit]").click();
+  await page.waitForLoadState("load");
+  const confirmTitle = await page.locator("h1").innerText();
+  await page.screenshot({ path: `${shots}/consent-confirm-1280.png`, fullPage: true });
+  await page.locator("form button[type=submit]", { hasText: /^Yes, / }).click();
+  await page.waitForLoadState("load");
+  const done = await page.locator("p.done").innerText();
+  const after = await state();
+  out({ consent: template, before, confirm: confirmTitle, done, after });
+} finally {
+  await browser.close();
+}

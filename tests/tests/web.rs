@@ -1,0 +1,187 @@
+//! The web pages in a real browser: the demo's collective on 5 real node processes (kept
+//! running), then Debian's headless Chromium driven by `tests/browser/pages.mjs`
+//! (playwright-core) opens a member's dashboard with `guild dashboard`'s one-time link, loads
+//! every page at a desktop and a phone width, runs axe-core on each (no serious or critical
+//! violation, no sideways scrolling of the page), saves screenshots, and grants or revokes a
+//! consent through the consent page's buttons and its confirmation; the node's own state
+//! (`coop.guild.collective.getStatus`) must show the change.
+//!
+//! Needs `/usr/bin/chromium` (or `GUILD_CHROMIUM`), Node.js and `npm ci` in `tests/browser`;
+//! skips with a reason otherwise, unless `GUILD_REQUIRE_BROWSER=1` (set by `.ci/run`, which
+//! installs them). Screenshots go to `GUILD_SHOTS` (default `target/browser-shots`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use guild_devnet::{DemoOptions, Exe};
+use serde_json::Value;
+
+const GUILD: &str = env!("CARGO_BIN_EXE_guild-e2e");
+const TEMPLATE: &str = "training-commercial-attribution";
+
+fn guild(args: &[&str]) -> String {
+    let out = Command::new(GUILD).args(args).output().expect("run guild");
+    assert!(
+        out.status.success(),
+        "guild {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(args: &[&str]) -> Value {
+    serde_json::from_str(guild(args).trim()).expect("JSON")
+}
+
+/// Whether `member`'s consent to `TEMPLATE` is granted, as the node reports it.
+fn granted(dir: &str) -> bool {
+    let s = json(&["collective", "status", "--data-dir", dir, "--json"]);
+    let you = s["you"].as_str().unwrap_or_default().to_owned();
+    s["consents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["member"] == you && c["template"] == TEMPLATE)
+        .any(|c| c["granted"] == true)
+}
+
+/// Stops the kept devnet however the test ends.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = guild_devnet::down(&self.0);
+    }
+}
+
+fn which(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn the_pages_work_in_a_real_browser() {
+    let required = std::env::var("GUILD_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let chromium = std::env::var("GUILD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let missing = if !Path::new(&chromium).exists() {
+        Some(format!(
+            "no browser at {chromium} (apt-get install chromium)"
+        ))
+    } else if !which("node") {
+        Some("no Node.js".to_owned())
+    } else if !browser_dir.join("node_modules/playwright-core").is_dir()
+        || !browser_dir.join("node_modules/axe-core").is_dir()
+    {
+        Some(format!(
+            "no playwright-core or axe-core (npm ci in {})",
+            browser_dir.display()
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        assert!(!required, "GUILD_REQUIRE_BROWSER=1 but {why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("devnet");
+    let _down = Down(root.clone());
+    guild_devnet::demo(DemoOptions {
+        exe: Exe::guild(GUILD),
+        root: root.clone(),
+        nodes: 5,
+        records: Some(60),
+        keep: true,
+        corpus: guild_devnet::CORPUS.to_string(),
+    })
+    .unwrap_or_else(|e| panic!("the demo failed: {e:#}"));
+
+    let dirs: Vec<String> = (1..=5)
+        .map(|i| {
+            root.join(format!("node-{i}"))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let member = dirs
+        .iter()
+        .find(|d| json(&["collective", "status", "--data-dir", d, "--json"])["role"] == "member")
+        .expect("a member who is not a steward");
+    let login = json(&["dashboard", "--data-dir", member, "--json"])["login"]
+        .as_str()
+        .expect("login link")
+        .to_owned();
+    let contracts = json(&["dashboard", "--data-dir", &dirs[0], "--json"])["contracts"]
+        .as_str()
+        .expect("contracts page")
+        .to_owned();
+    let before = granted(member);
+
+    let shots = std::env::var("GUILD_SHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser-shots"));
+    let out = Command::new("node")
+        .arg(browser_dir.join("pages.mjs"))
+        .env("GUILD_LOGIN", &login)
+        .env("GUILD_CONTRACTS", &contracts)
+        .env("GUILD_TEMPLATE", TEMPLATE)
+        .env("GUILD_SHOTS", &shots)
+        .env("GUILD_CHROMIUM", &chromium)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pages.mjs failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let pages: Vec<&Value> = lines.iter().filter(|l| l.get("page").is_some()).collect();
+    assert_eq!(pages.len(), 14, "7 pages at 2 widths: {stdout}");
+    for p in &pages {
+        let name = format!("{} at {}px", p["page"], p["width"]);
+        eprintln!(
+            "{name}: HTTP {}, loaded in {} ms, axe {}",
+            p["status"], p["ms"], p["axe"]
+        );
+        assert_eq!(p["status"], 200, "{name}");
+        assert_eq!(p["axe"]["critical"], 0, "{name}: {}", p["violations"]);
+        assert_eq!(p["axe"]["serious"], 0, "{name}: {}", p["violations"]);
+        assert!(
+            p["overflow"].as_i64().is_some_and(|o| o <= 0),
+            "{name} scrolls sideways by {} px",
+            p["overflow"]
+        );
+        let shot = shots.join(format!(
+            "{}-{}.png",
+            p["page"].as_str().unwrap_or(""),
+            p["width"]
+        ));
+        assert!(shot.is_file(), "{} missing", shot.display());
+    }
+    let flip = lines
+        .iter()
+        .find(|l| l.get("consent").is_some())
+        .expect("the consent flip");
+    let (word_before, word_after) = if before {
+        ("granted", "not granted")
+    } else {
+        ("not granted", "granted")
+    };
+    assert_eq!(flip["before"], word_before, "{flip}");
+    assert_eq!(flip["after"], word_after, "{flip}");
+    // The node's own state changed: the same answer the CLI reads.
+    assert_eq!(
+        granted(member),
+        !before,
+        "the node's consent state after the page's action"
+    );
+}
