@@ -115,8 +115,30 @@ pub enum RecordCmd {
         /// Lexicon validation: true requires a lexicon, false skips it (default: validate known types).
         #[arg(long)]
         validate: Option<bool>,
+        /// Publish it to the commons: in the public repo, with a `coop.guild.commons.licence`
+        /// record naming `--licence`, both in one commit.
+        #[arg(long, requires = "licence")]
+        commons: bool,
+        /// The commons licence: a standard template (research-open, eval-public, …).
+        #[arg(long, requires = "commons")]
+        licence: Option<String>,
+        /// A use-restricted commons: only these classes of users (commercial, research,
+        /// non-profit, public-sector, personal; repeatable).
+        #[arg(long = "restricted-to", requires = "commons")]
+        restricted_to: Vec<String>,
         #[command(flatten)]
         target: Target,
+    },
+    /// Put a record already in the public repo in the commons, under a licence.
+    Commons {
+        /// `<collection>/<rkey>` of the public repo.
+        path: String,
+        /// The licence: a standard template (research-open, eval-public, …).
+        #[arg(long)]
+        licence: String,
+        /// A use-restricted commons: only these classes of users (repeatable).
+        #[arg(long = "restricted-to")]
+        restricted_to: Vec<String>,
     },
     /// Print a record as JSON.
     Get {
@@ -184,11 +206,29 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
             json,
             file,
             validate,
+            commons,
+            licence,
+            restricted_to,
             target,
         } => {
             let text = record_text(json, file)?;
             let record: Value =
                 serde_json::from_str(&text).context("the record is not valid JSON")?;
+            if commons {
+                if !target.space.is_public() {
+                    bail!("--commons publishes to the public repo: leave out --space");
+                }
+                let licence = licence.unwrap_or_default();
+                let commons = Commons::new(&licence, restricted_to)?;
+                let rkey = match rkey {
+                    Some(k) => k,
+                    None => TidClock::new(0x155).next(now_micros()).as_str().to_owned(),
+                };
+                let out =
+                    commons.publish(&client, &did, &collection, &rkey, Some(record), validate)?;
+                println!("{out}");
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut body = json!({"repo": did, "collection": collection, "record": record});
             if let Some(k) = rkey {
                 body["rkey"] = Value::String(k);
@@ -207,6 +247,18 @@ pub fn record(data_dir: &Path, cmd: RecordCmd) -> Result<ExitCode> {
                 out["uri"].as_str().unwrap_or_default(),
                 out["cid"].as_str().unwrap_or_default()
             );
+        }
+        RecordCmd::Commons {
+            path,
+            licence,
+            restricted_to,
+        } => {
+            let (repo, c, k) = split_path(&path)?;
+            if repo.is_some_and(|r| r != did) {
+                bail!("only your own records go to your commons");
+            }
+            let commons = Commons::new(&licence, restricted_to)?;
+            println!("{}", commons.publish(&client, &did, &c, &k, None, None)?);
         }
         RecordCmd::Get { path, target } => get_record(&client, did, &path, &target.space)?,
         RecordCmd::List {
@@ -857,4 +909,99 @@ pub fn dashboard(data_dir: &Path, json: bool) -> Result<std::process::ExitCode> 
         println!("Contracts: {contracts}");
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A commons licence to write: a standard template, and the user classes of a
+/// use-restricted commons.
+struct Commons {
+    template: String,
+    restricted_to: Vec<String>,
+}
+
+impl Commons {
+    fn new(template: &str, restricted_to: Vec<String>) -> Result<Commons> {
+        if guild_license::standard_template(template).is_none() {
+            bail!(
+                "--licence {template:?} is not a standard template (one of: {})",
+                guild_license::STANDARD_IDS.join(", ")
+            );
+        }
+        for class in &restricted_to {
+            class
+                .parse::<guild_license::terms::UserClass>()
+                .map_err(|e| anyhow::anyhow!("--restricted-to {class:?}: {e}"))?;
+        }
+        Ok(Commons {
+            template: template.to_owned(),
+            restricted_to,
+        })
+    }
+
+    /// Writes the licence record (and the record itself, when given) in one commit of the
+    /// public repo; prints `<record uri> <licence uri>`.
+    fn publish(
+        &self,
+        client: &Client,
+        did: &str,
+        collection: &str,
+        rkey: &str,
+        record: Option<Value>,
+        validate: Option<bool>,
+    ) -> Result<String> {
+        let subject = format!("at://{did}/{collection}/{rkey}");
+        if record.is_none() {
+            // The record must exist already.
+            client
+                .query(
+                    "com.atproto.repo.getRecord",
+                    &[("repo", did), ("collection", collection), ("rkey", rkey)],
+                )
+                .map_err(explain)?;
+        }
+        let created = Datetime::from_unix_micros(i64::try_from(now_micros()).unwrap_or(i64::MAX));
+        let mut licence = json!({
+            "$type": "coop.guild.commons.licence",
+            "subject": subject,
+            "template": self.template,
+            "createdAt": created.as_str(),
+        });
+        if !self.restricted_to.is_empty() {
+            licence["restrictedTo"] = json!(self.restricted_to);
+        }
+        let mut writes = Vec::new();
+        if let Some(r) = record {
+            writes.push(json!({
+                "$type": "com.atproto.repo.applyWrites#create",
+                "collection": collection,
+                "rkey": rkey,
+                "value": r,
+            }));
+        }
+        writes.push(json!({
+            "$type": "com.atproto.repo.applyWrites#create",
+            "collection": "coop.guild.commons.licence",
+            "value": licence,
+        }));
+        let mut body = json!({"repo": did, "writes": writes});
+        if let Some(v) = validate {
+            body["validate"] = Value::Bool(v);
+        }
+        let out = client
+            .procedure("com.atproto.repo.applyWrites", &body)
+            .map_err(explain)?;
+        let uris: Vec<&str> = out["results"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|x| x["uri"].as_str()).collect())
+            .unwrap_or_default();
+        Ok(format!(
+            "{subject} {}",
+            uris.last().copied().unwrap_or_default()
+        ))
+    }
 }

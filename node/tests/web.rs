@@ -186,3 +186,167 @@ fn the_dashboard_opens_once_per_link_and_its_forms_need_their_session() {
     assert_eq!(r.status(), 303);
     assert_eq!(page("/dashboard").0, 401);
 }
+
+#[test]
+fn a_member_publishes_to_the_commons_and_crawlers_read_its_licences() {
+    let d = DataDir::init();
+    let node = d.start();
+    let http = no_redirects();
+    let base = node.url.trim_end_matches('/').to_owned();
+    let get = |path: &str| {
+        let r = http.get(format!("{base}{path}")).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let count = |collection: &str| {
+        let out = d.guild(&["record", "list", "--collection", collection]);
+        if !out.status.success() && common::stderr(&out).contains("RepoNotFound") {
+            return 0; // no public commit yet
+        }
+        ok(&out).lines().count()
+    };
+    let licences = || count("coop.guild.commons.licence");
+    // An empty commons: a page that says so, robots.txt without a licence, no TDM rule.
+    let (s, body) = get("/commons");
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("No record in the commons"), "{body}");
+    let (_, robots) = get("/robots.txt");
+    assert!(!robots.contains("License:"), "{robots}");
+    assert_eq!(get("/.well-known/tdmrep.json").1.trim(), "[]");
+
+    // Refused before anything is written: an unknown template, a user class that is none.
+    let record = r#"{"$type": "coop.guild.data.text", "title": "Tide tables of 1911", "body": "Hand-copied tide tables from the harbour office.", "language": "en", "tags": ["sea"], "createdAt": "2026-12-03T10:00:00.000Z"}"#;
+    for bad in [
+        vec!["--licence", "all-rights-waived"],
+        vec!["--licence", "research-open", "--restricted-to", "robots"],
+    ] {
+        let mut args = vec![
+            "record",
+            "add",
+            "--commons",
+            "--collection",
+            "coop.guild.data.text",
+            "--json",
+            record,
+        ];
+        args.extend(bad);
+        let out = d.guild(&args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+    }
+    assert_eq!(licences(), 0);
+    assert_eq!(count("coop.guild.data.text"), 0);
+
+    // Published: the record and its licence in one commit.
+    let out = ok(&d.guild(&[
+        "record",
+        "add",
+        "--commons",
+        "--licence",
+        "research-open",
+        "--restricted-to",
+        "research",
+        "--collection",
+        "coop.guild.data.text",
+        "--json",
+        record,
+    ]));
+    let uri = out.split_whitespace().next().unwrap().to_owned();
+    assert!(
+        uri.starts_with(&format!("at://{}/coop.guild.data.text/", d.did)),
+        "{out}"
+    );
+    assert_eq!(licences(), 1);
+    // An existing public record put in the commons afterwards.
+    let other = r#"{"$type": "coop.guild.data.text", "title": "Lighthouse log", "body": "Nightly entries.", "language": "fr", "createdAt": "2026-12-03T10:00:00.000Z"}"#;
+    let plain = ok(&d.guild(&[
+        "record",
+        "add",
+        "--collection",
+        "coop.guild.data.text",
+        "--json",
+        other,
+    ]));
+    let lighthouse = plain
+        .split_whitespace()
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .map(|k| format!("coop.guild.data.text/{k}"))
+        .unwrap();
+    ok(&d.guild(&["record", "commons", &lighthouse, "--licence", "eval-public"]));
+    let e = d.guild(&[
+        "record",
+        "commons",
+        "coop.guild.data.text/3aaaaaaaaaaaa",
+        "--licence",
+        "eval-public",
+    ]);
+    assert!(!e.status.success(), "a missing record put in the commons");
+    assert_eq!(licences(), 2);
+
+    let (s, body) = get("/commons");
+    assert_eq!(s, 200);
+    for want in [
+        "Tide tables of 1911",
+        "Lighthouse log",
+        "Research, open",
+        "only for: research",
+        "com.atproto.sync.getRecord",
+    ] {
+        assert!(body.contains(want), "the commons page lacks {want:?}");
+    }
+    // Filters: licence, type, language, tag, text.
+    for (query, has, lacks) in [
+        ("?licence=eval-public", "Lighthouse log", "Tide tables"),
+        ("?lang=en", "Tide tables", "Lighthouse log"),
+        ("?tag=sea", "Tide tables", "Lighthouse log"),
+        ("?q=NIGHTLY", "Lighthouse log", "Tide tables"),
+        (
+            "?type=coop.guild.data.file",
+            "No record in the commons",
+            "Tide tables",
+        ),
+    ] {
+        let (s, body) = get(&format!("/commons{query}"));
+        assert_eq!(s, 200);
+        assert!(body.contains(has) && !body.contains(lacks), "{query}");
+    }
+    let (_, by) = get("/commons/by-licence/research-open");
+    assert!(by.contains("Tide tables") && !by.contains("Lighthouse log"));
+
+    // What crawlers read.
+    let (_, robots) = get("/robots.txt");
+    assert!(
+        robots.contains("Content-Usage: train-ai=n, search=n"),
+        "{robots}"
+    );
+    assert!(robots.contains("Disallow: /dashboard"), "{robots}");
+    for t in ["research-open", "eval-public"] {
+        let line = format!("License: {base}/commons/licences/{t}/v1/rsl.xml");
+        assert!(robots.contains(&line), "{robots}");
+        let (s, rsl) = get(&format!("/commons/licences/{t}/v1/rsl.xml"));
+        assert_eq!(s, 200);
+        assert!(rsl.contains("<rsl"), "{rsl}");
+        let (s, odrl) = get(&format!("/commons/licences/{t}/v1/odrl.jsonld"));
+        assert_eq!(s, 200);
+        let odrl: Value = serde_json::from_str(&odrl).unwrap();
+        assert!(odrl.get("@context").is_some());
+    }
+    assert_eq!(get("/commons/licences/research-open/v9/rsl.xml").0, 404);
+    assert_eq!(get("/commons/licences/no-such/v1/rsl.xml").0, 404);
+    assert_eq!(get("/commons/licences/research-open/v1/evil.txt").0, 404);
+    let rules: Value = serde_json::from_str(&get("/.well-known/tdmrep.json").1).unwrap();
+    let rules = rules.as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    assert!(rules.iter().all(|r| r["tdm-reservation"] == 1));
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["location"] == "/commons/by-licence/research-open*")
+    );
+    // The records themselves, as stock AT clients read them.
+    let rkey = uri.rsplit('/').next().unwrap();
+    let (s, rec) = get(&format!(
+        "/xrpc/com.atproto.repo.getRecord?repo={}&collection=coop.guild.data.text&rkey={rkey}",
+        d.did
+    ));
+    assert_eq!(s, 200, "{rec}");
+}

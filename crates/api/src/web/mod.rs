@@ -194,10 +194,16 @@ impl Web {
     }
 }
 
-/// The public pages (`/contracts`, the stylesheet), for the admin and the public address.
+/// The public pages (`/contracts`, `/commons` with its licences' forms, `robots.txt`,
+/// `/.well-known/tdmrep.json`, the stylesheet), for the admin and the public address.
 pub fn public_routes(web: Arc<Web>) -> Router {
     Router::new()
         .route("/contracts", get(contracts))
+        .route("/commons", get(commons))
+        .route("/commons/by-licence/{id}", get(commons_by_licence))
+        .route("/commons/licences/{id}/{version}/{file}", get(licence_form))
+        .route("/robots.txt", get(robots))
+        .route("/.well-known/tdmrep.json", get(tdmrep))
         .route("/assets/guild.css", get(stylesheet))
         .with_state(web)
 }
@@ -676,4 +682,406 @@ async fn fingerprint(web: &Web, w: &Which) -> Option<String> {
         .map(|s| format!("{}:{}", s.sync.ops, s.sync.heads.join(",")))
         .unwrap_or_default();
     Some(format!("{log};{}", repos.join(",")))
+}
+
+/// The commons licence collection.
+const LICENCE: &str = "coop.guild.commons.licence";
+/// The most licence records a commons page reads.
+const MAX_LICENCES: usize = 10_000;
+/// Records per commons page.
+const PER_PAGE: usize = 50;
+
+/// One record of the commons: its licence and the record as the public repo serves it.
+pub(crate) struct CommonsItem {
+    pub uri: String,
+    pub collection: String,
+    pub rkey: String,
+    pub template: String,
+    pub restricted_to: Vec<String>,
+    pub licensed_at: String,
+    pub cid: String,
+    pub value: Value,
+}
+
+/// The commons' listing filters (`?type=&licence=&lang=&tag=&q=&page=`).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct CommonsQuery {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub licence: Option<String>,
+    pub lang: Option<String>,
+    pub tag: Option<String>,
+    pub q: Option<String>,
+    pub page: Option<usize>,
+}
+
+impl Web {
+    /// The node's member DID (the owner of the public repo the commons is in).
+    async fn member(&self) -> Result<String, PageError> {
+        use crate::methods::node::get_status as ns;
+        Ok(self.call::<ns::GetStatus>(&ns::Params {}, true).await?.did)
+    }
+
+    /// The commons' licences, newest per record: (subject, template, restricted, createdAt),
+    /// read with the public `com.atproto.repo.listRecords`.
+    async fn licences(
+        &self,
+        did: &str,
+    ) -> Result<Vec<(String, String, Vec<String>, String)>, PageError> {
+        let mut by_subject: std::collections::BTreeMap<String, (String, Vec<String>, String)> =
+            std::collections::BTreeMap::new();
+        let mut cursor: Option<String> = None;
+        let mut read = 0usize;
+        loop {
+            let mut params: Vec<(&str, &str)> =
+                vec![("repo", did), ("collection", LICENCE), ("limit", "100")];
+            if let Some(c) = &cursor {
+                params.push(("cursor", c));
+            }
+            let page = match self
+                .send("com.atproto.repo.listRecords", Kind::Query, &params, false)
+                .await
+            {
+                Ok(p) => p,
+                // No public commit yet: an empty commons.
+                Err(PageError::Xrpc { error, .. }) if error == "RepoNotFound" => break,
+                Err(e) => return Err(e),
+            };
+            let page: Value = serde_json::from_slice(&page).unwrap_or(Value::Null);
+            let records = page["records"].as_array().cloned().unwrap_or_default();
+            read += records.len();
+            for r in &records {
+                let v = &r["value"];
+                let (Some(subject), Some(template)) =
+                    (v["subject"].as_str(), v["template"].as_str())
+                else {
+                    continue;
+                };
+                let restricted: Vec<String> = v["restrictedTo"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let at = v["createdAt"].as_str().unwrap_or_default().to_owned();
+                // Records come in key (TID) order: a later licence of the same record wins.
+                by_subject.insert(subject.to_owned(), (template.to_owned(), restricted, at));
+            }
+            cursor = page["cursor"].as_str().map(str::to_owned);
+            if cursor.is_none() || records.is_empty() || read >= MAX_LICENCES {
+                break;
+            }
+        }
+        Ok(by_subject
+            .into_iter()
+            .map(|(s, (t, r, a))| (s, t, r, a))
+            .collect())
+    }
+
+    /// A public record, by `com.atproto.repo.getRecord`; `None` if it is gone.
+    async fn public_record(
+        &self,
+        did: &str,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<(String, Value)>, PageError> {
+        let params = [("repo", did), ("collection", collection), ("rkey", rkey)];
+        match self
+            .send("com.atproto.repo.getRecord", Kind::Query, &params, false)
+            .await
+        {
+            Ok(bytes) => {
+                let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                Ok(Some((
+                    v["cid"].as_str().unwrap_or_default().to_owned(),
+                    v["value"].clone(),
+                )))
+            }
+            Err(PageError::Xrpc { error, .. }) if error == "RecordNotFound" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn matches(q: &CommonsQuery, item: &CommonsItem) -> bool {
+    let v = &item.value;
+    let lang_ok = q
+        .lang
+        .as_deref()
+        .is_none_or(|l| l.is_empty() || v["language"].as_str() == Some(l));
+    let tag_ok = q.tag.as_deref().is_none_or(|t| {
+        t.is_empty()
+            || v["tags"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(t)))
+    });
+    let q_ok = q.q.as_deref().is_none_or(|needle| {
+        let needle = needle.trim().to_lowercase();
+        needle.is_empty()
+            || ["title", "body", "text", "name", "description"]
+                .iter()
+                .any(|f| {
+                    v[*f]
+                        .as_str()
+                        .is_some_and(|s| s.to_lowercase().contains(&needle))
+                })
+    });
+    lang_ok && tag_ok && q_ok
+}
+
+async fn commons_by_licence(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(mut q): Query<CommonsQuery>,
+) -> Result<Response, PageError> {
+    q.licence = Some(id);
+    commons(State(web), headers, Query(q)).await
+}
+
+async fn commons(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(q): Query<CommonsQuery>,
+) -> Result<Response, PageError> {
+    let did = web.member().await?;
+    let licences = web.licences(&did).await?;
+    let mut templates: Vec<String> = licences.iter().map(|l| l.1.clone()).collect();
+    templates.sort();
+    templates.dedup();
+    let mut kinds: Vec<String> = Vec::new();
+    let mut items = Vec::new();
+    let skip = q.page.unwrap_or(0).saturating_mul(PER_PAGE);
+    let mut matched = 0usize;
+    for (subject, template, restricted_to, licensed_at) in licences {
+        let Some(rest) = subject.strip_prefix(&format!("at://{did}/")) else {
+            continue;
+        };
+        let Some((collection, rkey)) = rest.split_once('/') else {
+            continue;
+        };
+        if !kinds.iter().any(|k| k == collection) {
+            kinds.push(collection.to_owned());
+        }
+        if q.kind
+            .as_deref()
+            .is_some_and(|k| !k.is_empty() && k != collection)
+            || q.licence
+                .as_deref()
+                .is_some_and(|l| !l.is_empty() && l != template)
+        {
+            continue;
+        }
+        if matched >= skip + PER_PAGE {
+            // Counted for the page links only when no text filter needs the record.
+            if q.q.is_none() && q.lang.is_none() && q.tag.is_none() {
+                matched += 1;
+            }
+            continue;
+        }
+        let Some((cid, value)) = web.public_record(&did, collection, rkey).await? else {
+            continue;
+        };
+        let item = CommonsItem {
+            uri: subject.clone(),
+            collection: collection.to_owned(),
+            rkey: rkey.to_owned(),
+            template,
+            restricted_to,
+            licensed_at,
+            cid,
+            value,
+        };
+        if !matches(&q, &item) {
+            continue;
+        }
+        matched += 1;
+        if matched > skip {
+            items.push(item);
+        }
+    }
+    kinds.sort();
+    let commit = web
+        .send(
+            "com.atproto.sync.getLatestCommit",
+            Kind::Query,
+            &[("did", did.as_str())],
+            false,
+        )
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let view = pages::CommonsView {
+        did: &did,
+        origin: &origin(&headers),
+        items: &items,
+        templates: &templates,
+        kinds: &kinds,
+        query: &q,
+        commit: commit
+            .as_ref()
+            .and_then(|c| c["cid"].as_str())
+            .unwrap_or_default(),
+        more: matched > skip + items.len(),
+    };
+    Ok(pages::html(pages::commons(&view)).into_response())
+}
+
+/// `scheme://host` of the request, for the licences' IRIs (the node's own address).
+fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https")
+        .unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+/// Where a commons' licence is published: its forms under `/commons/licences/`, the records
+/// under it listed at `/commons/by-licence/<id>` (the location TDMRep and RSL name).
+pub(crate) fn publication(origin: &str, did: &str, template: &str) -> guild_license::Publication {
+    guild_license::Publication {
+        base: format!("{origin}/commons/licences"),
+        assigner: did.to_owned(),
+        target: format!("{origin}/commons/by-licence/{template}"),
+        location: format!("/commons/by-licence/{template}*"),
+        agreement: None,
+    }
+}
+
+#[derive(Deserialize)]
+struct FormPath {
+    id: String,
+    version: String,
+    file: String,
+}
+
+/// A standard template's form: `/commons/licences/<id>/v<version>/<odrl.jsonld|rsl.xml|…|terms.txt>`.
+async fn licence_form(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    axum::extract::Path(p): axum::extract::Path<FormPath>,
+) -> Result<Response, PageError> {
+    let not_found = || PageError::Xrpc {
+        status: StatusCode::NOT_FOUND,
+        error: "NotFound".into(),
+        message: format!("no licence form {}/{}/{}", p.id, p.version, p.file),
+    };
+    let contract = guild_license::standard_template(&p.id).ok_or_else(not_found)?;
+    if p.version != format!("v{}", contract.version) {
+        return Err(not_found());
+    }
+    let did = web.member().await?;
+    let publication = publication(&origin(&headers), &did, &p.id);
+    let (body, mime) = if p.file == "terms.txt" {
+        (
+            guild_license::text::terms(&contract),
+            "text/plain; charset=utf-8",
+        )
+    } else {
+        let format = guild_license::Format::ALL
+            .into_iter()
+            .find(|f| f.ext() == p.file)
+            .ok_or_else(not_found)?;
+        let mime = match format {
+            guild_license::Format::Odrl => "application/ld+json",
+            guild_license::Format::Rsl => "application/rsl+xml",
+            guild_license::Format::CcSignals | guild_license::Format::Tdmrep => "application/json",
+            guild_license::Format::ContentUsage | guild_license::Format::ContentSignal => {
+                "text/plain; charset=utf-8"
+            }
+        };
+        let body = format
+            .emit(&contract, &publication)
+            .map_err(|e| PageError::Xrpc {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                error: "InternalServerError".into(),
+                message: e.to_string(),
+            })?;
+        (body, mime)
+    };
+    Ok(([(header::CONTENT_TYPE, mime)], body).into_response())
+}
+
+/// The templates of the commons' licences, as contracts.
+async fn commons_contracts(
+    web: &Web,
+) -> Result<(String, Vec<guild_license::terms::Contract>), PageError> {
+    let did = web.member().await?;
+    let mut ids: Vec<String> = web.licences(&did).await?.into_iter().map(|l| l.1).collect();
+    ids.sort();
+    ids.dedup();
+    Ok((
+        did,
+        ids.iter()
+            .filter_map(|t| guild_license::standard_template(t))
+            .collect(),
+    ))
+}
+
+fn emit_err(e: guild_license::LicenceError) -> PageError {
+    PageError::Xrpc {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        error: "InternalServerError".into(),
+        message: e.to_string(),
+    }
+}
+
+/// `robots.txt`: the commons open to crawlers, with the AI-preferences `Content-Usage` line
+/// and an RSL `License:` line per licence in use; the dashboard closed.
+async fn robots(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Response, PageError> {
+    let (did, contracts) = commons_contracts(&web).await?;
+    let origin = origin(&headers);
+    let base = format!("{origin}/commons/licences");
+    let usage = guild_license::emit::content_usage().map_err(emit_err)?;
+    let mut out = format!(
+        "# Guild node of {did}. Its commons is public: {origin}/commons lists each record with its licence.\n\
+         # Every use the licences below do not grant is reserved (Content-Usage); each licence's RSL form follows.\n\
+         User-Agent: *\n\
+         Allow: /commons\n\
+         Allow: /contracts\n\
+         Allow: /xrpc/com.atproto.\n\
+         Disallow: /dashboard\n\
+         Disallow: /xrpc/coop.guild.\n\
+         Content-Usage: {usage}\n"
+    );
+    for c in &contracts {
+        out.push_str(&format!(
+            "License: {base}/{}/v{}/rsl.xml\n",
+            c.id, c.version
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response())
+}
+
+/// `/.well-known/tdmrep.json`: one rule per licence in use (TDM reserved, the policy its ODRL
+/// form); an empty list when the commons is empty.
+async fn tdmrep(State(web): State<Arc<Web>>, headers: HeaderMap) -> Result<Response, PageError> {
+    let (did, contracts) = commons_contracts(&web).await?;
+    let origin = origin(&headers);
+    let mut rules: Vec<Value> = Vec::new();
+    for c in &contracts {
+        let p = publication(&origin, &did, c.id.as_str());
+        let one: Value = serde_json::from_str(
+            &guild_license::emit::tdmrep(c, &p).map_err(emit_err)?,
+        )
+        .map_err(|e| {
+            emit_err(guild_license::LicenceError::Emit {
+                format: "tdmrep",
+                message: e.to_string(),
+            })
+        })?;
+        rules.extend(one.as_array().cloned().unwrap_or_default());
+    }
+    Ok(axum::Json(Value::Array(rules)).into_response())
 }

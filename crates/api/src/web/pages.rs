@@ -58,11 +58,12 @@ fn layout(title: &str, frame: Option<&Frame>, active: &str, body: Markup) -> Mar
                                     }
                                 }
                                 li { a href="/contracts" { "Contracts" } }
+                                li { a href="/commons" { "Commons" } }
                             }
                         }
                         p.who { "Signed in as " code { (f.did) } }
                     } @else {
-                        nav aria-label="Public" { ul { li { a href="/contracts" { "Contracts" } } } }
+                        nav aria-label="Public" { ul { li { a href="/commons" { "Commons" } } li { a href="/contracts" { "Contracts" } } } }
                     }
                 }
                 main #main {
@@ -605,6 +606,126 @@ pub(crate) fn statements(frame: &Frame, list: Option<&list_statements::Output>) 
                     } } }
                 } }
             }
+        },
+    )
+}
+
+/// What the commons page shows.
+pub(crate) struct CommonsView<'a> {
+    pub did: &'a str,
+    pub origin: &'a str,
+    pub items: &'a [super::CommonsItem],
+    pub templates: &'a [String],
+    pub kinds: &'a [String],
+    pub query: &'a super::CommonsQuery,
+    /// The public repo's latest commit.
+    pub commit: &'a str,
+    /// Whether a next page exists.
+    pub more: bool,
+}
+
+fn licence_links(origin: &str, template: &str) -> Markup {
+    let version = guild_license::standard_template(template).map_or(1, |c| c.version);
+    let base = format!("{origin}/commons/licences/{template}/v{version}");
+    html! {
+        a href=(format!("{base}/terms.txt")) { "full terms" } " · "
+        a href=(format!("{base}/odrl.jsonld")) { "ODRL" } " · "
+        a href=(format!("{base}/rsl.xml")) { "RSL" }
+    }
+}
+
+pub(crate) fn commons(v: &CommonsView<'_>) -> Markup {
+    let q = v.query;
+    let sel = |current: &Option<String>, value: &str| current.as_deref() == Some(value);
+    let page = q.page.unwrap_or(0);
+    let next = {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        for (k, val) in [
+            ("type", &q.kind),
+            ("licence", &q.licence),
+            ("lang", &q.lang),
+            ("tag", &q.tag),
+            ("q", &q.q),
+        ] {
+            if let Some(x) = val.as_ref().filter(|x| !x.is_empty()) {
+                params.push((k, x.clone()));
+            }
+        }
+        params.push(("page", (page + 1).to_string()));
+        serde_urlencoded::to_string(&params).unwrap_or_default()
+    };
+    layout(
+        "Commons",
+        None,
+        "",
+        html! {
+            p { "Works " code.id { (v.did) } " put in the open, each under the licence it names: anyone may use them on its terms "
+                "(a use-restricted licence names who may). Every record is served as AT Protocol serves it "
+                "(" code { "com.atproto.repo.getRecord" } "), with a proof of inclusion in the signed repository." }
+            form.filters method="get" action="/commons" role="search" {
+                label for="q" { "Search" } " "
+                input #q type="search" name="q" value=(q.q.clone().unwrap_or_default());
+                " "
+                label for="licence" { "Licence" } " "
+                select #licence name="licence" {
+                    option value="" { "any" }
+                    @for t in v.templates {
+                        @if sel(&q.licence, t) { option value=(t) selected { (title_of(t)) } }
+                        @else { option value=(t) { (title_of(t)) } }
+                    }
+                }
+                " "
+                label for="type" { "Type" } " "
+                select #type name="type" {
+                    option value="" { "any" }
+                    @for k in v.kinds {
+                        @if sel(&q.kind, k) { option value=(k) selected { (k) } }
+                        @else { option value=(k) { (k) } }
+                    }
+                }
+                " "
+                label for="lang" { "Language" } " "
+                input #lang type="text" name="lang" size="5" value=(q.lang.clone().unwrap_or_default());
+                " "
+                label for="tag" { "Tag" } " "
+                input #tag type="text" name="tag" size="10" value=(q.tag.clone().unwrap_or_default());
+                " "
+                button type="submit" { "Filter" }
+            }
+            @if v.items.is_empty() { p { "No record in the commons matches." } }
+            ul.records {
+                @for item in v.items {
+                    li {
+                        @let val = &item.value;
+                        h2 { (val["title"].as_str().or(val["name"].as_str()).unwrap_or("(untitled)")) }
+                        @if let Some(t) = val["body"].as_str().or(val["text"].as_str()) {
+                            p { (t.chars().take(400).collect::<String>()) @if t.chars().count() > 400 { "…" } }
+                        }
+                        p {
+                            strong { "Licence: " (title_of(&item.template)) }
+                            @if !item.restricted_to.is_empty() { " (only for: " (item.restricted_to.join(", ")) ")" }
+                            br; small { (summary_of(&item.template)) }
+                            br; small { (licence_links(v.origin, &item.template)) }
+                        }
+                        details {
+                            summary { "Provenance" }
+                            dl.facts {
+                                dt { "Author" } dd { code.id { (v.did) } }
+                                dt { "Record" } dd { code.id { (item.uri) } }
+                                dt { "CID" } dd { code.id { (item.cid) } }
+                                dt { "Repository commit" } dd { code.id { (v.commit) } }
+                                dt { "In the commons since" } dd { (item.licensed_at) }
+                                dt { "Type" } dd { code { (item.collection) } }
+                                @if let Some(l) = val["language"].as_str() { dt { "Language" } dd { (l) } }
+                                dt { "Proof" } dd {
+                                    a href=(format!("/xrpc/com.atproto.sync.getRecord?did={}&collection={}&rkey={}", v.did, item.collection, item.rkey)) { "download (CAR: commit, MST path, record)" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if v.more { p { a href=(format!("/commons?{next}")) { "Next page" } } }
         },
     )
 }
