@@ -106,17 +106,55 @@ impl Story {
         if s != 200 || builders.is_empty() || !builders.iter().all(|b| body.contains(b)) {
             bail!("check `contracts`: {contracts} answered {s} without every agreement's builder");
         }
+        // The member puts a work in the commons; their node's public commons page lists it
+        // with its licence, and robots.txt names the licence's RSL form.
+        let work = r#"{"$type": "coop.guild.data.text", "title": "Notes on the tides (commons)", "body": "Observations anyone may use for research, on the Research-Open terms.", "language": "en", "tags": ["sea"], "createdAt": "2026-12-03T10:00:00.000Z"}"#;
+        let published = d.guild(
+            member,
+            &[
+                "record",
+                "add",
+                "--commons",
+                "--licence",
+                "research-open",
+                "--collection",
+                "coop.guild.data.text",
+                "--json",
+                work,
+            ],
+        )?;
+        let commons = format!("{base}/commons");
+        let (s, page, _) = get(&c, &commons, None)?;
+        if s != 200
+            || !page.contains("Notes on the tides (commons)")
+            || !page.contains("Research, open")
+        {
+            bail!(
+                "check `commons`: {commons} answered {s} without the published work and its licence"
+            );
+        }
+        let (s, robots, _) = get(&c, &format!("{base}/robots.txt"), None)?;
+        if s != 200 || !robots.contains("/commons/licences/research-open/v1/rsl.xml") {
+            bail!("check `commons`: robots.txt answered {s} without the licence's RSL line");
+        }
+        let uri = published
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         self.steps.done(
             t.elapsed(),
             &format!(
-                "{}'s dashboard opened by its one-time link (6 pages, {} KB of HTML; the link refused a second time, the pages without a session); {}'s public contracts page lists {} agreement(s)",
+                "{}'s dashboard opened by its one-time link (6 pages, {} KB of HTML; the link refused a second time, the pages without a session); {}'s public contracts page lists {} agreement(s); the member put a work in the commons ({}, Research-Open): their public commons page lists it with its licence and robots.txt names its RSL form",
                 d.nodes[member].name,
                 pages.iter().sum::<usize>() / 1024,
                 d.nodes[steward].name,
-                builders.len()
+                builders.len(),
+                super::licensing::short(&uri)
             ),
             None,
         );
+        println!("      commons page of {}: {commons}", d.nodes[member].name);
         println!(
             "      dashboard of {}: `guild dashboard --data-dir {}` prints a one-time link like {base}/dashboard/login?code=…",
             d.nodes[member].name,

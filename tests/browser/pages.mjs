@@ -47,6 +47,7 @@ try {
     ["bundles", `${base}/dashboard/bundles`],
     ["statements", `${base}/dashboard/statements`],
     ["contracts", contracts],
+    ["commons", `${base}/commons`],
   ];
   for (const [width, height] of [[1280, 900], [390, 844]]) {
     await page.setViewportSize({ width, height });

@@ -145,7 +145,7 @@ fn the_pages_work_in_a_real_browser() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     let pages: Vec<&Value> = lines.iter().filter(|l| l.get("page").is_some()).collect();
-    assert_eq!(pages.len(), 14, "7 pages at 2 widths: {stdout}");
+    assert_eq!(pages.len(), 16, "8 pages at 2 widths: {stdout}");
     for p in &pages {
         let name = format!("{} at {}px", p["page"], p["width"]);
         eprintln!(
