@@ -176,6 +176,89 @@ fn the_dashboard_opens_once_per_link_and_its_forms_need_their_session() {
     assert_eq!(r.status(), 200);
     assert!(r.text().unwrap().contains(&id));
 
+    // A work added through the page lands in the collective's space; search finds it.
+    let add = |fields: &[(&str, &str)]| {
+        let r = http
+            .post(format!("{base}/dashboard/works"))
+            .header("cookie", &cookie)
+            .form(fields)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let space_records = || {
+        ok(&d.guild(&[
+            "record",
+            "list",
+            "--space",
+            &id,
+            "--collection",
+            "coop.guild.data.text",
+        ]))
+        .lines()
+        .count()
+    };
+    let before_add = space_records();
+    let (s, _) = add(&[("title", "Harbour song"), ("body", "Verses.")]);
+    assert_eq!(s, 400, "a form without the session's token");
+    assert_eq!(space_records(), before_add);
+    let (s, body) = add(&[
+        ("csrf", &csrf),
+        ("title", "Harbour song"),
+        ("body", "Verses about the harbour at dawn."),
+        ("language", "en"),
+        ("tags", "sea, song"),
+    ]);
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("Added at://"), "{body}");
+    assert_eq!(space_records(), before_add + 1);
+    let (s, found) = page("/dashboard/works?q=HARBOUR");
+    assert_eq!(s, 200);
+    assert!(
+        found.contains("Harbour song") && found.contains("1 match(es)"),
+        "{found}"
+    );
+    let (_, none) = page("/dashboard/works?q=no-such-words");
+    assert!(none.contains("0 match(es)"), "{none}");
+
+    // Live updates: the events stream says hello, then `change` after a write.
+    {
+        use std::io::BufRead as _;
+        let sse = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let resp = sse
+            .get(format!("{base}/dashboard/events"))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let mut lines = std::io::BufReader::new(resp).lines();
+        let mut next_event = || loop {
+            let line = lines.next().expect("the stream ended").expect("read");
+            if let Some(e) = line.strip_prefix("event: ") {
+                return e.to_owned();
+            }
+        };
+        assert_eq!(next_event(), "hello");
+        ok(&d.guild(&[
+            "record",
+            "add",
+            "--collection",
+            "coop.guild.data.text",
+            "--json",
+            r#"{"$type": "coop.guild.data.text", "title": "Live", "body": "x", "createdAt": "2026-12-03T10:00:00.000Z"}"#,
+        ]));
+        assert_eq!(next_event(), "change");
+    }
+
     // Sign out ends the session.
     let r = http
         .post(format!("{base}/dashboard/logout"))

@@ -215,7 +215,7 @@ pub fn routes(web: Arc<Web>) -> Router {
         .route("/dashboard/login", get(login))
         .route("/dashboard/logout", axum::routing::post(logout))
         .route("/dashboard", get(overview))
-        .route("/dashboard/works", get(works))
+        .route("/dashboard/works", get(works).post(works_post))
         .route("/dashboard/consent", get(consent).post(consent_post))
         .route("/dashboard/collective", get(collective))
         .route("/dashboard/bundles", get(bundles))
@@ -445,6 +445,7 @@ struct WorksQuery {
     collective: Option<String>,
     collection: Option<String>,
     cursor: Option<String>,
+    q: Option<String>,
 }
 
 async fn works(
@@ -462,8 +463,9 @@ async fn works(
         .collection
         .clone()
         .unwrap_or_else(|| "coop.guild.data.text".to_owned());
+    let needle = q.q.as_deref().map(str::trim).unwrap_or("").to_lowercase();
     let listing = match &frame.collective {
-        Some(space) => {
+        Some(space) if needle.is_empty() => {
             let mut params: Vec<(&str, &str)> = vec![
                 ("space", space),
                 ("repo", &frame.did),
@@ -475,9 +477,128 @@ async fn works(
             }
             Some(web.query("coop.guild.repo.listRecords", &params).await?)
         }
+        Some(space) => Some(search_works(&web, space, &frame.did, &collection, &needle).await?),
         None => None,
     };
-    Ok(pages::html(pages::works(&frame, &collection, listing.as_ref())).into_response())
+    let view = pages::WorksView {
+        collection: &collection,
+        listing: listing.as_ref(),
+        q: &needle,
+        done: None,
+    };
+    Ok(pages::html(pages::works(&frame, &view)).into_response())
+}
+
+/// The most records a works search reads.
+const MAX_SEARCH: usize = 20_000;
+
+/// The member's records whose title or body contains `needle` (lower case): the first 50,
+/// reading the collection page by page through `listRecords`.
+async fn search_works(
+    web: &Web,
+    space: &str,
+    did: &str,
+    collection: &str,
+    needle: &str,
+) -> Result<Value, PageError> {
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut scanned = 0usize;
+    loop {
+        let mut params: Vec<(&str, &str)> = vec![
+            ("space", space),
+            ("repo", did),
+            ("collection", collection),
+            ("limit", "100"),
+        ];
+        if let Some(c) = &cursor {
+            params.push(("cursor", c));
+        }
+        let page = web.query("coop.guild.repo.listRecords", &params).await?;
+        let records = page["records"].as_array().cloned().unwrap_or_default();
+        scanned += records.len();
+        for r in records {
+            let v = &r["value"];
+            let hit = ["title", "body", "text", "name"].iter().any(|f| {
+                v[*f]
+                    .as_str()
+                    .is_some_and(|s| s.to_lowercase().contains(needle))
+            });
+            if hit && found.len() < PER_PAGE {
+                found.push(r);
+            }
+        }
+        cursor = page["cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() || found.len() >= PER_PAGE || scanned >= MAX_SEARCH {
+            break;
+        }
+    }
+    Ok(serde_json::json!({"records": found, "scanned": scanned}))
+}
+
+/// Adds one work to the collective's space (`coop.guild.repo.createRecord`, as `guild record
+/// add --space` does).
+async fn works_post(
+    State(web): State<Arc<Web>>,
+    peer: Peer,
+    headers: HeaderMap,
+    RawForm(form): RawForm,
+) -> Result<Response, PageError> {
+    let id = session(&web, peer_of(&peer), &headers)?;
+    let f = Fields::parse(&form);
+    check_form(&web, &id, &f)?;
+    let which = Which {
+        collective: f
+            .get("collective")
+            .map(str::to_owned)
+            .filter(|s| !s.is_empty()),
+    };
+    let (frame, _) = frame(&web, &id, &which).await?;
+    let Some(space) = frame.collective.clone() else {
+        return Err(PageError::Form("this node is in no collective yet".into()));
+    };
+    let field = |k: &str| f.get(k).map(str::trim).unwrap_or("").to_owned();
+    let created = guild_core::syntax::Datetime::from_unix_micros(web.now());
+    let mut record = serde_json::json!({
+        "$type": "coop.guild.data.text",
+        "title": field("title"),
+        "body": field("body"),
+        "createdAt": created.as_str(),
+    });
+    if !field("language").is_empty() {
+        record["language"] = Value::String(field("language"));
+    }
+    let tags: Vec<String> = field("tags")
+        .split(',')
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !tags.is_empty() {
+        record["tags"] = serde_json::json!(tags);
+    }
+    let body = serde_json::json!({
+        "space": space, "repo": frame.did, "collection": "coop.guild.data.text", "record": record,
+    });
+    let out = web
+        .send("coop.guild.repo.createRecord", Kind::Procedure, &body, true)
+        .await?;
+    let out: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+    let done = format!("Added {}", out["uri"].as_str().unwrap_or("the work"));
+    let params: Vec<(&str, &str)> = vec![
+        ("space", &space),
+        ("repo", &frame.did),
+        ("collection", "coop.guild.data.text"),
+        ("limit", "50"),
+        ("reverse", "true"),
+    ];
+    let listing = web.query("coop.guild.repo.listRecords", &params).await?;
+    let view = pages::WorksView {
+        collection: "coop.guild.data.text",
+        listing: Some(&listing),
+        q: "",
+        done: Some(&done),
+    };
+    Ok(pages::html(pages::works(&frame, &view)).into_response())
 }
 
 async fn consent(

@@ -294,34 +294,73 @@ pub(crate) fn overview(
     )
 }
 
-pub(crate) fn works(frame: &Frame, collection: &str, listing: Option<&Value>) -> Markup {
+/// What the works page shows.
+pub(crate) struct WorksView<'a> {
+    pub collection: &'a str,
+    pub listing: Option<&'a Value>,
+    /// The search, lower case ("" for none).
+    pub q: &'a str,
+    /// What was just done.
+    pub done: Option<&'a str>,
+}
+
+pub(crate) fn works(frame: &Frame, v: &WorksView<'_>) -> Markup {
     let empty = Vec::new();
-    let records = listing
+    let records = v
+        .listing
         .and_then(|l| l["records"].as_array())
         .unwrap_or(&empty);
-    let cursor = listing.and_then(|l| l["cursor"].as_str());
+    let cursor = v.listing.and_then(|l| l["cursor"].as_str());
+    let collection = v.collection;
+    let collective = frame.collective.clone().unwrap_or_default();
     layout(
         "Works",
         Some(frame),
         "Works",
         html! {
-            p { "Your records of " code { (collection) } " in the collective's space. Add them with "
-                code { "guild record add" } " or a folder at once with " code { "guild import" } "." }
+            @if let Some(d) = v.done { p.done role="status" { (d) } }
+            p { "Your records of " code { (collection) } " in the collective's space. A folder at once: "
+                code { "guild import DIR --space " (collective) } " (it shows a progress bar)." }
+            form method="get" action="/dashboard/works" role="search" {
+                input type="hidden" name="collective" value=(collective);
+                label for="q" { "Search your works" } " "
+                input #q type="search" name="q" value=(v.q);
+                " "
+                button type="submit" { "Search" }
+            }
+            @if !v.q.is_empty() {
+                p { (records.len()) " match(es) for “" (v.q) "” among "
+                    (v.listing.and_then(|l| l["scanned"].as_u64()).unwrap_or(0)) " records read." }
+            }
             @if records.is_empty() { p { "No record here yet." } }
             ul.records {
                 @for r in records {
                     li {
-                        @let v = &r["value"];
-                        strong { (v["title"].as_str().or(v["name"].as_str()).unwrap_or("(untitled)")) }
-                        @if let Some(t) = v["text"].as_str() {
+                        @let val = &r["value"];
+                        strong { (val["title"].as_str().or(val["name"].as_str()).unwrap_or("(untitled)")) }
+                        @if let Some(t) = val["body"].as_str().or(val["text"].as_str()) {
                             p { (t.chars().take(240).collect::<String>()) @if t.chars().count() > 240 { "…" } }
                         }
                         small { code { (r["uri"].as_str().unwrap_or("")) } }
                     }
                 }
             }
-            @if let (Some(c), Some(col)) = (cursor, frame.collective.as_deref()) {
-                p { a href=(format!("/dashboard/works?collective={col}&collection={collection}&cursor={c}")) { "More" } }
+            @if let (Some(c), true) = (cursor, v.q.is_empty()) {
+                p { a href=(format!("/dashboard/works?collective={collective}&collection={collection}&cursor={c}")) { "More" } }
+            }
+            @if frame.collective.is_some() {
+                section.template {
+                    h2 { "Add a work" }
+                    form method="post" action="/dashboard/works" {
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        input type="hidden" name="collective" value=(collective);
+                        p { label for="title" { "Title" } br; input #title type="text" name="title" required size="40"; }
+                        p { label for="body" { "Text" } br; textarea #body name="body" required rows="6" cols="60" {} }
+                        p { label for="language" { "Language (e.g. en)" } br; input #language type="text" name="language" size="8"; }
+                        p { label for="tags" { "Tags, separated by commas" } br; input #tags type="text" name="tags" size="40"; }
+                        button type="submit" { "Add" }
+                    }
+                }
             }
         },
     )
