@@ -47,6 +47,8 @@ pub struct Web {
     admin_token: String,
     clock: Clock,
     sessions: Sessions,
+    /// The commons index at the public repo's last commit read.
+    commons: std::sync::Mutex<Option<Arc<CommonsIndex>>>,
 }
 
 /// Why a page could not be shown.
@@ -110,6 +112,7 @@ impl Web {
             admin_token,
             clock,
             sessions: Sessions::default(),
+            commons: std::sync::Mutex::new(None),
         })
     }
 
@@ -805,6 +808,12 @@ async fn fingerprint(web: &Web, w: &Which) -> Option<String> {
     Some(format!("{log};{}", repos.join(",")))
 }
 
+/// A licence as read: (subject, template, restricted to, createdAt).
+type LicenceRow = (String, String, Vec<String>, String);
+
+/// The works' usual collection.
+const TEXT: &str = "coop.guild.data.text";
+
 /// The commons licence collection.
 const LICENCE: &str = "coop.guild.commons.licence";
 /// The most licence records a commons page reads.
@@ -845,10 +854,7 @@ impl Web {
 
     /// The commons' licences, newest per record: (subject, template, restricted, createdAt),
     /// read with the public `com.atproto.repo.listRecords`.
-    async fn licences(
-        &self,
-        did: &str,
-    ) -> Result<Vec<(String, String, Vec<String>, String)>, PageError> {
+    async fn licences(&self, did: &str) -> Result<Vec<LicenceRow>, PageError> {
         let mut by_subject: std::collections::BTreeMap<String, (String, Vec<String>, String)> =
             std::collections::BTreeMap::new();
         let mut cursor: Option<String> = None;
@@ -900,30 +906,6 @@ impl Web {
             .map(|(s, (t, r, a))| (s, t, r, a))
             .collect())
     }
-
-    /// A public record, by `com.atproto.repo.getRecord`; `None` if it is gone.
-    async fn public_record(
-        &self,
-        did: &str,
-        collection: &str,
-        rkey: &str,
-    ) -> Result<Option<(String, Value)>, PageError> {
-        let params = [("repo", did), ("collection", collection), ("rkey", rkey)];
-        match self
-            .send("com.atproto.repo.getRecord", Kind::Query, &params, false)
-            .await
-        {
-            Ok(bytes) => {
-                let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                Ok(Some((
-                    v["cid"].as_str().unwrap_or_default().to_owned(),
-                    v["value"].clone(),
-                )))
-            }
-            Err(PageError::Xrpc { error, .. }) if error == "RecordNotFound" => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
 }
 
 fn matches(q: &CommonsQuery, item: &CommonsItem) -> bool {
@@ -967,87 +949,199 @@ async fn commons(
     headers: HeaderMap,
     Query(q): Query<CommonsQuery>,
 ) -> Result<Response, PageError> {
-    let did = web.member().await?;
-    let licences = web.licences(&did).await?;
-    let mut templates: Vec<String> = licences.iter().map(|l| l.1.clone()).collect();
-    templates.sort();
-    templates.dedup();
-    let mut kinds: Vec<String> = Vec::new();
-    let mut items = Vec::new();
+    let index = web.commons_index().await?;
     let skip = q.page.unwrap_or(0).saturating_mul(PER_PAGE);
     let mut matched = 0usize;
-    for (subject, template, restricted_to, licensed_at) in licences {
-        let Some(rest) = subject.strip_prefix(&format!("at://{did}/")) else {
-            continue;
-        };
-        let Some((collection, rkey)) = rest.split_once('/') else {
-            continue;
-        };
-        if !kinds.iter().any(|k| k == collection) {
-            kinds.push(collection.to_owned());
-        }
-        if q.kind
+    let mut items: Vec<&CommonsItem> = Vec::new();
+    for item in &index.items {
+        let kind_ok = q
+            .kind
             .as_deref()
-            .is_some_and(|k| !k.is_empty() && k != collection)
-            || q.licence
-                .as_deref()
-                .is_some_and(|l| !l.is_empty() && l != template)
-        {
-            continue;
-        }
-        if matched >= skip + PER_PAGE {
-            // Counted for the page links only when no text filter needs the record.
-            if q.q.is_none() && q.lang.is_none() && q.tag.is_none() {
-                matched += 1;
-            }
-            continue;
-        }
-        let Some((cid, value)) = web.public_record(&did, collection, rkey).await? else {
-            continue;
-        };
-        let item = CommonsItem {
-            uri: subject.clone(),
-            collection: collection.to_owned(),
-            rkey: rkey.to_owned(),
-            template,
-            restricted_to,
-            licensed_at,
-            cid,
-            value,
-        };
-        if !matches(&q, &item) {
+            .is_none_or(|k| k.is_empty() || k == item.collection);
+        let licence_ok = q
+            .licence
+            .as_deref()
+            .is_none_or(|l| l.is_empty() || l == item.template);
+        if !(kind_ok && licence_ok && matches(&q, item)) {
             continue;
         }
         matched += 1;
-        if matched > skip {
+        if matched > skip && items.len() < PER_PAGE {
             items.push(item);
         }
     }
-    kinds.sort();
-    let commit = web
-        .send(
-            "com.atproto.sync.getLatestCommit",
-            Kind::Query,
-            &[("did", did.as_str())],
-            false,
-        )
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     let view = pages::CommonsView {
-        did: &did,
+        did: &index.did,
         origin: &origin(&headers),
         items: &items,
-        templates: &templates,
-        kinds: &kinds,
+        templates: &index.templates,
+        kinds: &index.kinds,
         query: &q,
-        commit: commit
-            .as_ref()
-            .and_then(|c| c["cid"].as_str())
-            .unwrap_or_default(),
+        commit: &index.commit,
         more: matched > skip + items.len(),
     };
     Ok(pages::html(pages::commons(&view)).into_response())
+}
+
+/// The commons of the node's public repo at one commit: every licensed record, joined with
+/// its record (read a collection at a time with `listRecords`).
+pub(crate) struct CommonsIndex {
+    pub did: String,
+    /// The public repo's commit the index was read at ("" before the first).
+    pub commit: String,
+    /// In subject order.
+    pub items: Vec<CommonsItem>,
+    pub templates: Vec<String>,
+    pub kinds: Vec<String>,
+}
+
+impl Web {
+    /// The commons index at the public repo's latest commit: read once per commit, then
+    /// served from memory until the repo changes.
+    async fn commons_index(&self) -> Result<Arc<CommonsIndex>, PageError> {
+        let did = self.member().await?;
+        let commit = match self
+            .send(
+                "com.atproto.sync.getLatestCommit",
+                Kind::Query,
+                &[("did", did.as_str())],
+                false,
+            )
+            .await
+        {
+            Ok(b) => serde_json::from_slice::<Value>(&b)
+                .ok()
+                .and_then(|v| v["cid"].as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            Err(PageError::Xrpc { error, .. }) if error == "RepoNotFound" => String::new(),
+            Err(e) => return Err(e),
+        };
+        if let Some(held) = self
+            .commons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            && held.commit == commit
+            && held.did == did
+        {
+            return Ok(Arc::clone(held));
+        }
+        // The licences, and beside them (concurrently) the collections the last index drew
+        // its records from: a new commit seldom adds a collection.
+        let previous: Vec<String> = self
+            .commons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|i| i.kinds.clone())
+            .unwrap_or_else(|| vec![TEXT.to_owned()]);
+        let (licences, prefetched) = if commit.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let lists =
+                futures::future::join_all(previous.iter().map(|c| self.whole_collection(&did, c)));
+            let (licences, lists) = futures::join!(self.licences(&did), lists);
+            let mut prefetched = Vec::new();
+            for (c, l) in previous.into_iter().zip(lists) {
+                prefetched.push((c, l?));
+            }
+            (licences?, prefetched)
+        };
+        let mut prefetched: std::collections::HashMap<String, _> = prefetched.into_iter().collect();
+        // The licensed records' collections, each listed whole.
+        let prefix = format!("at://{did}/");
+        let mut wanted: std::collections::BTreeMap<String, Vec<LicenceRow>> =
+            std::collections::BTreeMap::new();
+        for (subject, template, restricted, at) in licences {
+            let Some((collection, rkey)) = subject
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once('/'))
+                .map(|(c, k)| (c.to_owned(), k.to_owned()))
+            else {
+                continue;
+            };
+            wanted
+                .entry(collection)
+                .or_default()
+                .push((rkey, template, restricted, at));
+        }
+        let mut items = Vec::new();
+        for (collection, entries) in wanted {
+            let records = match prefetched.remove(&collection) {
+                Some(r) => r,
+                None => self.whole_collection(&did, &collection).await?,
+            };
+            for (rkey, template, restricted_to, licensed_at) in entries {
+                let Some((cid, value)) = records.get(&rkey) else {
+                    continue; // a licence of a record since deleted
+                };
+                items.push(CommonsItem {
+                    uri: format!("{prefix}{collection}/{rkey}"),
+                    collection: collection.clone(),
+                    rkey,
+                    template,
+                    restricted_to,
+                    licensed_at,
+                    cid: cid.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+        items.sort_by(|a, b| a.uri.cmp(&b.uri));
+        let mut templates: Vec<String> = items.iter().map(|i| i.template.clone()).collect();
+        templates.sort();
+        templates.dedup();
+        let mut kinds: Vec<String> = items.iter().map(|i| i.collection.clone()).collect();
+        kinds.sort();
+        kinds.dedup();
+        let index = Arc::new(CommonsIndex {
+            did,
+            commit,
+            items,
+            templates,
+            kinds,
+        });
+        *self
+            .commons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&index));
+        Ok(index)
+    }
+
+    /// Every record of a public collection (up to [`MAX_LICENCES`]): rkey → (CID, value).
+    async fn whole_collection(
+        &self,
+        did: &str,
+        collection: &str,
+    ) -> Result<std::collections::HashMap<String, (String, Value)>, PageError> {
+        let mut out = std::collections::HashMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params: Vec<(&str, &str)> =
+                vec![("repo", did), ("collection", collection), ("limit", "100")];
+            if let Some(c) = &cursor {
+                params.push(("cursor", c));
+            }
+            let page = self
+                .send("com.atproto.repo.listRecords", Kind::Query, &params, false)
+                .await?;
+            let page: Value = serde_json::from_slice(&page).unwrap_or(Value::Null);
+            let records = page["records"].as_array().cloned().unwrap_or_default();
+            for r in &records {
+                let (Some(uri), Some(cid)) = (r["uri"].as_str(), r["cid"].as_str()) else {
+                    continue;
+                };
+                if let Some(rkey) = uri.rsplit('/').next() {
+                    out.insert(rkey.to_owned(), (cid.to_owned(), r["value"].clone()));
+                }
+            }
+            cursor = page["cursor"].as_str().map(str::to_owned);
+            if cursor.is_none() || records.is_empty() || out.len() >= MAX_LICENCES {
+                break;
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// `scheme://host` of the request, for the licences' IRIs (the node's own address).
@@ -1138,13 +1232,12 @@ async fn licence_form(
 async fn commons_contracts(
     web: &Web,
 ) -> Result<(String, Vec<guild_license::terms::Contract>), PageError> {
-    let did = web.member().await?;
-    let mut ids: Vec<String> = web.licences(&did).await?.into_iter().map(|l| l.1).collect();
-    ids.sort();
-    ids.dedup();
+    let index = web.commons_index().await?;
     Ok((
-        did,
-        ids.iter()
+        index.did.clone(),
+        index
+            .templates
+            .iter()
             .filter_map(|t| guild_license::standard_template(t))
             .collect(),
     ))

@@ -653,7 +653,7 @@ pub(crate) fn statements(frame: &Frame, list: Option<&list_statements::Output>) 
 pub(crate) struct CommonsView<'a> {
     pub did: &'a str,
     pub origin: &'a str,
-    pub items: &'a [super::CommonsItem],
+    pub items: &'a [&'a super::CommonsItem],
     pub templates: &'a [String],
     pub kinds: &'a [String],
     pub query: &'a super::CommonsQuery,
