@@ -188,6 +188,29 @@ mod tests {
         assert!(!s.valid(&id, 3_000));
     }
 
+    proptest::proptest! {
+        /// Whatever a link carries, it opens no session unless the token made it, and
+        /// nothing panics.
+        #[test]
+        fn arbitrary_codes_open_nothing(code in ".{0,200}", now in proptest::prelude::any::<i64>()) {
+            let s = Sessions::default();
+            proptest::prop_assert!(s.open("tok", &code, now).is_err());
+            proptest::prop_assert!(!s.valid(&code, now));
+        }
+
+        /// A real code with any byte changed opens nothing.
+        #[test]
+        fn a_changed_code_opens_nothing(at in 0usize..200, with in proptest::prelude::any::<char>()) {
+            let code = login_code("tok", 1_000).unwrap();
+            let mut chars: Vec<char> = code.chars().collect();
+            let i = at % chars.len();
+            proptest::prop_assume!(chars[i] != with);
+            chars[i] = with;
+            let changed: String = chars.into_iter().collect();
+            proptest::prop_assert!(Sessions::default().open("tok", &changed, 2_000).is_err());
+        }
+    }
+
     #[test]
     fn form_tokens_belong_to_their_session() {
         let t = Sessions::form_token("tok", "s1");
