@@ -8,7 +8,9 @@
 //   GUILD_SHOTS      where to write the screenshots (<page>-<width>.png)
 //   GUILD_CHROMIUM   the browser (default /usr/bin/chromium)
 import { createRequire } from "node:module";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 const require = createRequire(import.meta.url);
@@ -87,6 +89,34 @@ try {
   const done = await page.locator("p.done").innerText();
   const after = await state();
   out({ consent: template, before, confirm: confirmTitle, done, after });
+
+  // Import a folder of three text files through the works page, with its progress bar.
+  const folder = mkdtempSync(join(tmpdir(), "guild-import-"));
+  const stamp = Date.now();
+  for (const i of [1, 2, 3]) {
+    writeFileSync(`${folder}/imported-${stamp}-${i}.txt`, `Imported work ${i}, from a folder.`);
+  }
+  const posts = [];
+  page.on("response", (r) => { if (r.request().method() === "POST") posts.push(r.status()); });
+  await page.goto(`${base}/dashboard/works`);
+  await page.setInputFiles("#folder", folder);
+  const chosen = await page.locator("#folder").evaluate((e) => e.files.length);
+  await page.locator("#import button[type=submit]").click();
+  let status = "";
+  for (let t = 0; t < 300 && !status.includes("3 of 3 imported"); t++) {
+    status = await page.locator("#import-status").innerText().catch((e) => `(${e.message})`);
+    await page.waitForTimeout(100);
+  }
+  const progress = await page.locator("#import-progress").evaluate((p) => [p.value, p.max]).catch(() => null);
+  if (!status.includes("3 of 3 imported")) {
+    out({ imported: 0, chosen, status, posts, progress, url: page.url() });
+    throw new Error(`the import did not finish: ${status}`);
+  }
+  await page.screenshot({ path: `${shots}/works-import-1280.png`, fullPage: true });
+  await page.goto(`${base}/dashboard/works?q=imported-${stamp}`);
+  const listed = await page.locator("ul.records li").count();
+  out({ imported: 3, progress, listed });
+  rmSync(folder, { recursive: true, force: true });
 } finally {
   await browser.close();
 }

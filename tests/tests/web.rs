@@ -178,6 +178,15 @@ fn the_pages_work_in_a_real_browser() {
     };
     assert_eq!(flip["before"], word_before, "{flip}");
     assert_eq!(flip["after"], word_after, "{flip}");
+    let import = lines
+        .iter()
+        .find(|l| l.get("imported").is_some())
+        .expect("the folder import");
+    assert_eq!(import["progress"], serde_json::json!([3, 3]), "{import}");
+    assert_eq!(
+        import["listed"], 3,
+        "the imported works are found: {import}"
+    );
     // The node's own state changed: the same answer the CLI reads.
     assert_eq!(
         granted(member),

@@ -40,6 +40,7 @@ fn layout(title: &str, frame: Option<&Frame>, active: &str, body: Markup) -> Mar
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Guild" }
                 link rel="stylesheet" href="/assets/guild.css";
+                link rel="icon" href="data:,";
             }
             body {
                 a.skip href="#main" { "Skip to content" }
@@ -87,15 +88,59 @@ fn layout(title: &str, frame: Option<&Frame>, active: &str, body: Markup) -> Mar
     }
 }
 
+/// Imports a folder's text files one by one through the works form (the same
+/// `createRecord` as adding one), with a progress bar.
+const IMPORT_SCRIPT: &str = r#"<script>
+(function () {
+  var form = document.getElementById("import");
+  if (!form || !window.fetch) return;
+  form.addEventListener("submit", async function (ev) {
+    ev.preventDefault();
+    var files = Array.from(document.getElementById("folder").files || [])
+      .filter(function (f) { return /\.(txt|md)$/i.test(f.name); });
+    var bar = document.getElementById("import-progress");
+    var status = document.getElementById("import-status");
+    form.setAttribute("data-busy", "1");
+    bar.max = Math.max(files.length, 1);
+    bar.value = 0;
+    var done = 0, failed = 0;
+    for (var f of files) {
+      var body = new URLSearchParams({
+        csrf: form.dataset.csrf, collective: form.dataset.collective,
+        title: f.name.replace(/\.(txt|md)$/i, ""), body: await f.text()
+      });
+      var r = await fetch("/dashboard/works", { method: "POST", body: body, credentials: "same-origin" });
+      if (r.ok) { done++; } else { failed++; }
+      bar.value = done + failed;
+      status.textContent = done + " of " + files.length + " imported" + (failed ? ", " + failed + " refused" : "");
+    }
+    if (files.length === 0) status.textContent = "No .txt or .md file in that folder.";
+    // (left busy: the live reload would wipe the result; the list updates on the next visit)
+  });
+})();
+</script>"#;
+
 /// Reloads the page when the node reports a change (server-sent events); the page works
 /// without it.
 const LIVE_SCRIPT: &str = r#"<script>
 (function () {
   if (!window.EventSource) return;
   var es = new EventSource("/dashboard/events{q}");
+  // Something typed or chosen in a form, or an import running: tell, do not reload.
+  function dirty() {
+    if (document.querySelector("form[data-busy]")) return true;
+    return Array.prototype.some.call(document.querySelectorAll("input, textarea"), function (e) {
+      if (e.type === "file") return e.files && e.files.length > 0;
+      if (e.type === "hidden" || e.type === "submit") return false;
+      return e.value !== e.defaultValue;
+    });
+  }
   es.addEventListener("change", function () {
-    if (document.querySelector("form[data-busy]")) return;
     var s = document.getElementById("live");
+    if (dirty()) {
+      if (s) s.innerHTML = 'The collective changed: <a href="">reload</a> to see it.';
+      return;
+    }
     if (s) s.textContent = "The collective changed: reloading…";
     window.location.reload();
   });
@@ -319,6 +364,7 @@ pub(crate) fn works(frame: &Frame, v: &WorksView<'_>) -> Markup {
         "Works",
         html! {
             @if let Some(d) = v.done { p.done role="status" { (d) } }
+            p #live aria-live="polite" {}
             p { "Your records of " code { (collection) } " in the collective's space. A folder at once: "
                 code { "guild import DIR --space " (collective) } " (it shows a progress bar)." }
             form method="get" action="/dashboard/works" role="search" {
@@ -349,6 +395,19 @@ pub(crate) fn works(frame: &Frame, v: &WorksView<'_>) -> Markup {
                 p { a href=(format!("/dashboard/works?collective={collective}&collection={collection}&cursor={c}")) { "More" } }
             }
             @if frame.collective.is_some() {
+                section.template {
+                    h2 { "Import a folder" }
+                    p { "Each " code { ".txt" } " or " code { ".md" } " file becomes one work (its name the title). Without JavaScript, use "
+                        code { "guild import DIR --space " (collective) } "." }
+                    form #import data-csrf=(frame.csrf) data-collective=(collective) {
+                        label for="folder" { "Folder" } " "
+                        input #folder type="file" webkitdirectory multiple accept=".txt,.md,text/plain,text/markdown";
+                        " "
+                        button type="submit" { "Import" }
+                        p { progress #import-progress max="1" value="0" aria-label="Import progress" {} " " span #import-status role="status" {} }
+                    }
+                    (PreEscaped(IMPORT_SCRIPT))
+                }
                 section.template {
                     h2 { "Add a work" }
                     form method="post" action="/dashboard/works" {
