@@ -11,7 +11,8 @@
 //!
 //! Every page reads, and every action writes, through the same XRPC methods the CLI calls
 //! (an in-process request to the node's own router, with the admin token for the dashboard
-//! and without it for public pages): no rule lives only in a page.
+//! and without it for public pages, which use it only to learn the node's own DID): no rule
+//! lives only in a page.
 
 pub mod login;
 mod pages;
@@ -592,7 +593,6 @@ async fn works_post(
         ("repo", &frame.did),
         ("collection", "coop.guild.data.text"),
         ("limit", "50"),
-        ("reverse", "true"),
     ];
     let listing = web.query("coop.guild.repo.listRecords", &params).await?;
     let view = pages::WorksView {
@@ -763,21 +763,28 @@ async fn events(
     headers: HeaderMap,
     Query(w): Query<Which>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
-    session(&web, peer_of(&peer), &headers)?;
-    let stream = futures::stream::unfold((web, w, None::<String>), |(web, w, last)| async move {
+    let id = session(&web, peer_of(&peer), &headers)?;
+    // State: the last fingerprint read (a failed read changes nothing), whether `hello`
+    // went out, the session (rechecked: the stream ends at sign-out or expiry).
+    let start = (web, w, None::<String>, false, id);
+    let stream = futures::stream::unfold(start, |(web, w, mut last, hello, id)| async move {
         loop {
-            let now = fingerprint(&web, &w).await;
-            if last.is_some() && now != last {
-                let event = Event::default()
-                    .event("change")
-                    .data(now.clone().unwrap_or_default());
-                return Some((Ok(event), (web, w, now)));
+            if !web.sessions.valid(&id, web.now()) {
+                return None;
             }
-            if last.is_none() {
+            let now = fingerprint(&web, &w).await;
+            if !hello {
                 let event = Event::default()
                     .event("hello")
                     .data(now.clone().unwrap_or_default());
-                return Some((Ok(event), (web, w, now)));
+                return Some((Ok(event), (web, w, now, true, id)));
+            }
+            if let Some(n) = &now {
+                if last.as_ref().is_some_and(|l| l != n) {
+                    let event = Event::default().event("change").data(n.clone());
+                    return Some((Ok(event), (web, w, now, true, id)));
+                }
+                last = now;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

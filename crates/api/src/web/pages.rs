@@ -643,7 +643,7 @@ fn earnings_chart(points: &[(String, u64)], unit: &str) -> Markup {
             line x1="30" y1=(h) x2=(width) y2=(h) stroke="#555" {}
             @for (i, (label, v)) in points.iter().enumerate() {
                 @let x = 40 + i as u64 * (bar + 16);
-                @let bh = v * (h - 20) / max;
+                @let bh = u64::try_from(u128::from(*v) * u128::from(h - 20) / u128::from(max)).unwrap_or(h - 20);
                 rect x=(x) y=(h - bh) width=(bar) height=(bh) fill="#2f6f4f" {}
                 text x=(x + bar / 2) y=(h - bh - 4) text-anchor="middle" font-size="11" { (v) }
                 text x=(x + bar / 2) y=(h + 16) text-anchor="middle" font-size="11" { (label) }
@@ -699,7 +699,7 @@ pub(crate) fn statements(frame: &Frame, list: Option<&list_statements::Output>) 
                         td { (v.statement.method) @if let Some(b) = &v.statement.basis { br; small { (b) } } }
                         td.num { (l.map(|l| l.weight.to_string()).unwrap_or_else(|| "–".into())) }
                         td.num { (l.map(|l| l.member_days.to_string()).unwrap_or_else(|| "–".into())) }
-                        td.num { (l.map(|l| money(l.amount as i64, &v.statement.total.currency)).unwrap_or_else(|| "–".into())) }
+                        td.num { (l.map(|l| money(i64::try_from(l.amount).unwrap_or(i64::MAX), &v.statement.total.currency)).unwrap_or_else(|| "–".into())) }
                         td.num { (v.published_by.len()) " steward(s)" }
                     } } }
                 } }
@@ -723,7 +723,10 @@ pub(crate) struct CommonsView<'a> {
 }
 
 fn licence_links(origin: &str, template: &str) -> Markup {
-    let version = guild_license::standard_template(template).map_or(1, |c| c.version);
+    // Forms exist for the standard templates only.
+    let Some(version) = guild_license::standard_template(template).map(|c| c.version) else {
+        return html! { "(a template without published forms)" };
+    };
     let base = format!("{origin}/commons/licences/{template}/v{version}");
     html! {
         a href=(format!("{base}/terms.txt")) { "full terms" } " · "
