@@ -287,11 +287,12 @@ impl Node<'_> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("cannot load the collectives")?;
-        // Each commit to a collective space is announced to the collective, so that its
-        // stewards pull it into their replicas.
+        // Each commit to a collective space is announced to the collective, and each commit
+        // to the public repo (the commons) to every collective, so that their stewards pull
+        // it into their replicas.
         let announcer = engine.clone();
-        self.service.on_commit(move |collective, head| {
-            if !announcer.announce(*collective, head.rev.to_string(), head.commit) {
+        self.service.on_commit(move |space, head| {
+            if !announcer.announce_commit(space, head.rev.to_string(), head.commit) {
                 tracing::debug!("head not announced now; stewards catch up by heads sync");
             }
         });

@@ -20,7 +20,7 @@ use guild_lexicon::Registry;
 use guild_net::collective::topic;
 use guild_net::collective::wire::{Flag, Reply, Request};
 use guild_net::{
-    Engine, EngineConfig, EngineError, Multiaddr, Net, NetConfig, NetHandle, RepoHead,
+    Engine, EngineConfig, EngineError, Multiaddr, Net, NetConfig, NetHandle, RepoHead, RepoKind,
     RepoSyncError, Repos,
 };
 use guild_repo::{MemoryBlockStore, Repo, Write};
@@ -79,7 +79,7 @@ async fn node_with(
     .unwrap();
     let announcer = engine.clone();
     service.on_commit(move |c, h| {
-        announcer.announce(*c, h.rev.to_string(), h.commit);
+        announcer.announce_commit(c, h.rev.to_string(), h.commit);
     });
     service.check_memberships(Arc::new(engine.memberships()));
     Node {
@@ -379,6 +379,134 @@ async fn a_steward_that_was_offline_catches_up() {
     assert_eq!(a.store.record_count(&key).unwrap(), 7);
 }
 
+/// Writes to the member's public repo (one commit): a work, its commons licence, and a
+/// record of a type no Guild lexicon knows (kept unchecked, as AT public repos do).
+fn publish(n: &Node, body: &str) -> (String, Cid) {
+    let key = n.service.repo_key(&did(n), &Space::Public).unwrap();
+    let out = n
+        .service
+        .apply_writes(
+            &key,
+            vec![WriteOp::Create {
+                collection: "coop.guild.data.text".into(),
+                rkey: None,
+                record: json!({
+                    "$type": "coop.guild.data.text",
+                    "body": body,
+                    "createdAt": "2026-01-01T00:00:00.000Z",
+                }),
+            }],
+            None,
+            None,
+        )
+        .unwrap();
+    let r = &out.results[0];
+    let uri = r.uri.clone();
+    n.service
+        .apply_writes(
+            &key,
+            vec![
+                WriteOp::Create {
+                    collection: "coop.guild.commons.licence".into(),
+                    rkey: None,
+                    record: json!({
+                        "$type": "coop.guild.commons.licence",
+                        "subject": uri,
+                        "template": "research-open",
+                        "createdAt": "2026-01-01T00:00:00.000Z",
+                    }),
+                },
+                WriteOp::Create {
+                    collection: "com.example.unknown.note".into(),
+                    rkey: None,
+                    record: json!({"$type": "com.example.unknown.note", "n": 1}),
+                },
+            ],
+            Some(false),
+            None,
+        )
+        .unwrap();
+    (
+        r.uri.rsplit('/').next().unwrap().to_string(),
+        r.cid.unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_public_repos_replicate_to_stewards_for_the_commons() {
+    let a = node(71).await;
+    let b = node(72).await;
+    let stranger = node(73).await;
+    let id = collective(&a, &[&b]).await;
+    let (rkey, cid) = publish(&b, "a poem for the commons");
+    let public_of = |owner: &str| RepoKey::public(Did::parse(owner).unwrap());
+    let b_head = b.store.head(&public_of(&did(&b))).unwrap().unwrap();
+    // The steward's node holds B's public repo, verified, and serves its records.
+    eventually("B's public repo at the steward", || async {
+        a.store.head(&public_of(&did(&b))).unwrap() == Some(b_head.clone())
+    })
+    .await;
+    let key = a.service.read_key(&did(&b), &Space::Public).unwrap();
+    let (got, _) = a
+        .service
+        .get_record(&key, "coop.guild.data.text", &rkey, None)
+        .unwrap();
+    assert_eq!(got, cid);
+    assert_eq!(a.store.record_count(&key).unwrap(), 3);
+    // B, a member only, keeps no replica of anyone's public repo; the steward's own public
+    // repo (none yet) is not invented.
+    assert!(b.store.head(&public_of(&did(&a))).unwrap().is_none());
+
+    // A heads reply lists B's public repo, marked public, beside the space repos.
+    let heads = b.engine.remote_heads(id, &did(&a)).await.unwrap();
+    assert!(
+        heads.iter().any(|h| h.kind == RepoKind::Public
+            && h.did.as_str() == did(&b)
+            && h.commit == b_head.commit),
+        "{heads:?}"
+    );
+
+    // The stranger publishes too: a member asking for the stranger's public repo gets
+    // not-found, and the stranger asking for B's gets not-a-member.
+    publish(&stranger, "not in the collective");
+    let ask = |owner: &str| Request::Repo {
+        did: guild_core::syntax::Did::parse(owner).unwrap(),
+        public: true,
+        since: None,
+        offset: 0,
+    };
+    let answer = b
+        .net
+        .request(
+            a.net.peer_id(),
+            &topic(&id),
+            ask(&did(&stranger)).encode().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(Reply::decode(&answer), Ok(Reply::refused("not-found")));
+    stranger.net.dial(addr(&a).await).await.unwrap();
+    let answer = stranger
+        .net
+        .request(
+            a.net.peer_id(),
+            &topic(&id),
+            ask(&did(&b)).encode().unwrap(),
+        )
+        .await
+        .unwrap();
+    refused_as_non_member(&answer);
+    // The witness that the stranger's repo never came: B's next public commit arrives at
+    // the steward, the stranger's repo is still absent there.
+    publish(&b, "a second poem");
+    let b_head = b.store.head(&public_of(&did(&b))).unwrap().unwrap();
+    eventually("B's second public commit at the steward", || async {
+        a.store.head(&public_of(&did(&b))).unwrap() == Some(b_head.clone())
+    })
+    .await;
+    assert!(a.store.head(&public_of(&did(&stranger))).unwrap().is_none());
+}
+
 fn refused_as_non_member(bytes: &[u8]) {
     assert_eq!(
         Reply::decode(bytes),
@@ -399,6 +527,7 @@ async fn non_members_and_removed_members_are_refused() {
     // A member may ask for A's repo.
     let whole = Request::Repo {
         did: guild_core::syntax::Did::parse(&a_did).unwrap(),
+        public: false,
         since: None,
         offset: 0,
     };
@@ -484,16 +613,25 @@ impl Repos for Tamper {
     fn heads(&self, collective: &Cid) -> Result<Vec<RepoHead>, RepoSyncError> {
         Repos::heads(&*self.inner, collective)
     }
-    fn head(&self, did: &Did, collective: &Cid) -> Result<Option<RepoHead>, RepoSyncError> {
-        Repos::head(&*self.inner, did, collective)
+    fn public_heads(&self) -> Result<Vec<RepoHead>, RepoSyncError> {
+        Repos::public_heads(&*self.inner)
+    }
+    fn head(
+        &self,
+        did: &Did,
+        collective: &Cid,
+        kind: RepoKind,
+    ) -> Result<Option<RepoHead>, RepoSyncError> {
+        Repos::head(&*self.inner, did, collective, kind)
     }
     fn export_since(
         &self,
         did: &Did,
         collective: &Cid,
+        kind: RepoKind,
         since: Option<&str>,
     ) -> Result<(RepoHead, Vec<u8>), RepoSyncError> {
-        let (head, mut car) = Repos::export_since(&*self.inner, did, collective, since)?;
+        let (head, mut car) = Repos::export_since(&*self.inner, did, collective, kind, since)?;
         if self.garble.load(Ordering::SeqCst) {
             self.garbled.fetch_add(1, Ordering::SeqCst);
             let n = car.len();
@@ -505,9 +643,10 @@ impl Repos for Tamper {
         &self,
         did: &Did,
         collective: &Cid,
+        kind: RepoKind,
         car: &[u8],
     ) -> Result<RepoHead, RepoSyncError> {
-        Repos::import_replica(&*self.inner, did, collective, car)
+        Repos::import_replica(&*self.inner, did, collective, kind, car)
     }
 }
 

@@ -92,7 +92,7 @@ fn start(rt: &tokio::runtime::Runtime, n: u8, networking: bool) -> Node {
             .unwrap();
             let announcer = engine.clone();
             service.on_commit(move |c, h| {
-                announcer.announce(*c, h.rev.to_string(), h.commit);
+                announcer.announce_commit(c, h.rev.to_string(), h.commit);
             });
             Some(Arc::new(NetCollectives { engine, net }) as guild_api::collective::Collectives)
         } else {

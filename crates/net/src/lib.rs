@@ -14,7 +14,7 @@
 //! - request-response on `/guild/sync/1` with opaque byte bodies;
 //! - byte counters on every substream ([`NetHandle::traffic`], [`Traffic`]);
 //! - the collectives engine ([`collective`]), which runs the governance drivers over the swarm
-//!   and replicates members' collective repos through the node's [`Repos`] ([`replica`]);
+//!   and replicates members' collective and public repos through the node's [`Repos`] ([`replica`]);
 //! - [`NetCollectives`], the engine and swarm behind `guild_service::CollectiveEngine`, which
 //!   is how the node's API reaches them.
 //!
@@ -50,7 +50,7 @@ pub use config::{ConfigError, DialVia, NetConfig, ScoreConfig, TransportKind};
 pub use error::{
     DialError, NetError, PublishError, RequestError, RespondError, Stopped, SubscribeError,
 };
-pub use guild_service::{RepoHead, RepoSyncError, Repos};
+pub use guild_service::{RepoHead, RepoKind, RepoSyncError, Repos};
 pub use handle::{MsgId, NetEvent, NetHandle, PeerInfo, ResponseToken, Traffic, Validation};
 pub use identity::{DidError, did_from_peer_id, peer_id_from_did, short_id};
 pub use service_impl::NetCollectives;

@@ -10,7 +10,12 @@
 //!   collective's space (its own and its replicas), a `heads` reply. Stewards ask it of each
 //!   member peer on connect and of one member peer every `repo_sync_interval`, so a steward
 //!   that was offline catches up, from the author or from another replica.
-//! - **Repo** (request `repo: {did, since?, offset}`): one page of the CAR of `did`'s repo
+//! - **Public repos**: a head or a repo request with `public: true` is about a member's public
+//!   repo (its commons). A member's node announces its public commits on every collective it
+//!   belongs to; a heads reply lists the public repos held of the collective's members; a
+//!   steward's node replicates them beside the space repos, verified the same way (no space
+//!   declaration; records of unknown types kept unchecked, as in any AT public repo).
+//! - **Repo** (request `repo: {did, public?, since?, offset}`): one page of the CAR of `did`'s repo
 //!   (whole, or since a revision), a `page` reply `{car, total, commit, rev}`. Pages are at
 //!   most `repo_page_bytes` (default 2 MB, the protocol's limit per sync message); the
 //!   responder keeps the last few exports for a while so that later pages are slices of the
@@ -32,7 +37,7 @@ use tracing::{debug, warn};
 
 use crate::collective::wire::{Head, MAX_HEADS, Page, Reply, ReplyError, Request};
 use crate::handle::NetHandle;
-use crate::repos::{RepoHead, RepoSyncError, Repos};
+use crate::repos::{RepoHead, RepoKind, RepoSyncError, Repos};
 
 /// The refusal for a repo that the responder does not hold.
 pub const NOT_FOUND: &str = "not-found";
@@ -57,12 +62,24 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| RepoSyncError::Store(format!("worker failed: {e}")))?
 }
 
-/// The answer to a heads request (the requester is a member: the engine checked). A head
-/// whose revision does not parse is left out.
-pub async fn serve_heads(repos: Option<Arc<dyn Repos>>, collective: Cid) -> Reply {
+/// The answer to a heads request (the requester is a member: the engine checked): the repos
+/// held in the collective's space, and the public repos held of the members `public_of`
+/// admits (the collective's members, as the engine's state has them). A head whose revision
+/// does not parse is left out.
+pub async fn serve_heads(
+    repos: Option<Arc<dyn Repos>>,
+    collective: Cid,
+    public_of: impl Fn(&Did) -> bool + Send + 'static,
+) -> Reply {
     let heads = match repos {
         None => Vec::new(),
-        Some(r) => match blocking(move || r.heads(&collective)).await {
+        Some(r) => match blocking(move || {
+            let mut heads = r.heads(&collective)?;
+            heads.extend(r.public_heads()?.into_iter().filter(|h| public_of(&h.did)));
+            Ok(heads)
+        })
+        .await
+        {
             Ok(h) => h,
             Err(e) => return Reply::refused(e.to_string()),
         },
@@ -84,6 +101,7 @@ pub async fn serve_heads(repos: Option<Arc<dyn Repos>>, collective: Cid) -> Repl
 struct Export {
     collective: Cid,
     did: Did,
+    kind: RepoKind,
     since: Option<String>,
     head: RepoHead,
     car: Arc<Vec<u8>>,
@@ -105,18 +123,29 @@ impl Exports {
         &self,
         collective: &Cid,
         did: &Did,
+        kind: RepoKind,
         since: Option<&str>,
     ) -> Option<(RepoHead, Arc<Vec<u8>>)> {
         let mut q = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         q.retain(|e| e.at.elapsed() < EXPORT_TTL);
         q.iter()
-            .find(|e| e.collective == *collective && e.did == *did && e.since.as_deref() == since)
+            .find(|e| {
+                e.collective == *collective
+                    && e.did == *did
+                    && e.kind == kind
+                    && e.since.as_deref() == since
+            })
             .map(|e| (e.head.clone(), Arc::clone(&e.car)))
     }
 
     fn put(&self, e: Export) {
         let mut q = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        q.retain(|x| !(x.collective == e.collective && x.did == e.did && x.since == e.since));
+        q.retain(|x| {
+            !(x.collective == e.collective
+                && x.did == e.did
+                && x.kind == e.kind
+                && x.since == e.since)
+        });
         while q.len() >= EXPORTS_KEPT {
             q.pop_front();
         }
@@ -124,21 +153,33 @@ impl Exports {
     }
 }
 
-/// The answer to a repo request (the requester is a member: the engine checked).
+/// What a repo request asks for: whose repo, which one, since which revision.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    /// Whose repo.
+    pub did: Did,
+    /// Which of the member's repos.
+    pub kind: RepoKind,
+    /// Only what is new since this revision.
+    pub since: Option<String>,
+}
+
+/// The answer to a repo request (the requester is a member, and for a public repo `did` is
+/// a member: the engine checked).
 pub async fn serve_repo(
     repos: Option<Arc<dyn Repos>>,
     exports: Arc<Exports>,
     collective: Cid,
-    did: Did,
-    since: Option<String>,
+    wanted: Wanted,
     offset: u64,
     page_bytes: usize,
 ) -> Reply {
     let Some(repos) = repos else {
         return Reply::refused(NOT_FOUND);
     };
+    let Wanted { did, kind, since } = wanted;
     let cached = if offset > 0 {
-        exports.get(&collective, &did, since.as_deref())
+        exports.get(&collective, &did, kind, since.as_deref())
     } else {
         None
     };
@@ -146,12 +187,13 @@ pub async fn serve_repo(
         Some(c) => c,
         None => {
             let (d, s) = (did.clone(), since.clone());
-            match blocking(move || repos.export_since(&d, &collective, s.as_deref())).await {
+            match blocking(move || repos.export_since(&d, &collective, kind, s.as_deref())).await {
                 Ok((head, car)) => {
                     let car = Arc::new(car);
                     exports.put(Export {
                         collective,
                         did,
+                        kind,
                         since,
                         head: head.clone(),
                         car: Arc::clone(&car),
@@ -242,6 +284,7 @@ async fn download(
     peer: PeerId,
     topic: &str,
     did: &Did,
+    kind: RepoKind,
     since: Option<&Tid>,
     limits: PullLimits,
 ) -> Result<Vec<u8>, DownloadError> {
@@ -251,6 +294,7 @@ async fn download(
     loop {
         let req = Request::Repo {
             did: did.clone(),
+            public: kind == RepoKind::Public,
             since: since.cloned(),
             offset: buf.len() as u64,
         };
@@ -295,8 +339,8 @@ async fn download(
     }
 }
 
-/// Brings this node's replica of `did`'s repo up to `rev` (or to whatever the peers hold, if
-/// `rev` is `None`): asks each peer in turn for the diff since the replica's revision (the
+/// Brings this node's replica of `did`'s repo of `kind` (`repo`) up to `rev` (or to whatever
+/// the peers hold, if `rev` is `None`): asks each peer in turn for the diff since the replica's revision (the
 /// whole repo if there is no replica, or if the peer has not seen that revision), and imports
 /// the first CAR that verifies. Returns the replica's head afterwards, or why every peer
 /// failed (with the import's last refusal apart, for the engine to report).
@@ -304,15 +348,16 @@ pub async fn pull(
     repos: Arc<dyn Repos>,
     net: NetHandle,
     collective: Cid,
-    did: Did,
+    repo: (Did, RepoKind),
     rev: Option<String>,
     peers: Vec<PeerId>,
     limits: PullLimits,
 ) -> Result<Option<RepoHead>, PullFailure> {
+    let (did, kind) = repo;
     let topic = crate::collective::topic(&collective);
     let held = {
         let (r, d) = (Arc::clone(&repos), did.clone());
-        blocking(move || r.head(&d, &collective))
+        blocking(move || r.head(&d, &collective, kind))
             .await
             .map_err(|e| PullFailure {
                 last: e.to_string(),
@@ -330,10 +375,10 @@ pub async fn pull(
         // A held revision that is not a TID is no revision to diff from: the whole repo.
         let mut since = held.as_ref().and_then(|h| Tid::parse(&h.rev).ok());
         loop {
-            match download(&net, peer, &topic, &did, since.as_ref(), limits).await {
+            match download(&net, peer, &topic, &did, kind, since.as_ref(), limits).await {
                 Ok(car) => {
                     let (r, d) = (Arc::clone(&repos), did.clone());
-                    match blocking(move || r.import_replica(&d, &collective, &car)).await {
+                    match blocking(move || r.import_replica(&d, &collective, kind, &car)).await {
                         Ok(head) => {
                             debug!(did = %did, rev = %head.rev, peer = %peer, "replica updated");
                             return Ok(Some(head));

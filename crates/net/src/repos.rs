@@ -6,4 +6,4 @@
 //! between [`Repos`] and the network. Whether a CAR is a valid replica is decided by the
 //! implementation.
 
-pub use guild_service::{RepoHead, RepoSyncError, Repos};
+pub use guild_service::{RepoHead, RepoKind, RepoSyncError, Repos};

@@ -48,7 +48,8 @@ pub use engine::{
     Peer, ReplicaRefusal, Status,
 };
 pub use feeds::{FeedConfig, FeedError, FeedHub, Feeds, Found, Subscription};
-pub use repos::{RepoHead, RepoSyncError, Repos};
+pub use guild_store::Space;
+pub use repos::{RepoHead, RepoKind, RepoSyncError, Repos};
 pub use service::{
     NodeStore, ReplicaError, RepoService, ServiceError, WriteOp, WriteOutcome, WriteResult,
 };

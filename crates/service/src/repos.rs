@@ -1,5 +1,6 @@
 //! What the collectives engine needs of the node's repositories to replicate members'
-//! collective repos (protocol.md §5, "Repo sync").
+//! collective repos (protocol.md §5, "Repo sync") and their public repos (the commons, which
+//! stewards' nodes list collective-wide).
 //!
 //! guild-net knows no repo, record or lexicon: it calls [`Repos`] (implemented here, on
 //! [`crate::RepoService`]), and the engine only moves heads and CAR bytes between it and the
@@ -8,11 +9,22 @@
 use guild_core::Cid;
 use guild_core::syntax::Did;
 
-/// The head of one member's repo in a collective's space.
+/// Which of a member's repos a head, a pull or an export is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RepoKind {
+    /// The member's repo in the collective's space (private to the collective).
+    Space,
+    /// The member's public repo (its commons records and their licences).
+    Public,
+}
+
+/// The head of one member's repo: in a collective's space, or its public repo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoHead {
     /// The repo's owner.
     pub did: Did,
+    /// Which of the member's repos.
+    pub kind: RepoKind,
     /// The head commit's revision (a TID).
     pub rev: String,
     /// The head commit's CID.
@@ -45,8 +57,18 @@ pub trait Repos: Send + Sync + 'static {
     /// and the replicas it keeps.
     fn heads(&self, collective: &Cid) -> Result<Vec<RepoHead>, RepoSyncError>;
 
-    /// The head of `did`'s repo in the collective's space, if this node holds it.
-    fn head(&self, did: &Did, collective: &Cid) -> Result<Option<RepoHead>, RepoSyncError>;
+    /// The heads of every public repo this node holds: its member's own and the replicas it
+    /// keeps (the engine tells only a collective's members' to that collective).
+    fn public_heads(&self) -> Result<Vec<RepoHead>, RepoSyncError>;
+
+    /// The head of `did`'s repo of `kind` (in the collective's space, or public), if this
+    /// node holds it.
+    fn head(
+        &self,
+        did: &Did,
+        collective: &Cid,
+        kind: RepoKind,
+    ) -> Result<Option<RepoHead>, RepoSyncError>;
 
     /// `did`'s repo as a CAR whose root is the head commit: the whole repo, or with `since`
     /// the blocks new since that revision (the commit, the changed MST nodes, the new
@@ -55,15 +77,19 @@ pub trait Repos: Send + Sync + 'static {
         &self,
         did: &Did,
         collective: &Cid,
+        kind: RepoKind,
         since: Option<&str>,
     ) -> Result<(RepoHead, Vec<u8>), RepoSyncError>;
 
     /// Verifies a CAR of `did`'s repo (whole, or a diff on top of the replica held) and, if it
-    /// is valid and newer, stores it as this node's replica. Writes nothing otherwise.
+    /// is valid and newer, stores it as this node's replica. Writes nothing otherwise. A
+    /// public repo needs no space declaration, and may hold records of types this node has no
+    /// lexicon for (AT's rule for public repos); those of known types must be valid.
     fn import_replica(
         &self,
         did: &Did,
         collective: &Cid,
+        kind: RepoKind,
         car: &[u8],
     ) -> Result<RepoHead, RepoSyncError>;
 }

@@ -22,7 +22,7 @@ use guild_store::{
 
 use crate::clock::Clock;
 use crate::engine::Memberships;
-use crate::repos::{self, RepoSyncError, Repos};
+use crate::repos::{self, RepoKind, RepoSyncError, Repos};
 
 /// The collection whose `self` record opens every collective (space) repository.
 pub const SPACE_DECLARATION: &str = "coop.guild.space.declaration";
@@ -168,9 +168,6 @@ pub enum ReplicaError {
     /// The repo is this node's own member's: only its owner writes it.
     #[error("this is the node's own repo; only its owner writes it")]
     Own,
-    /// Replicas are kept for collective spaces only, not of a public repo.
-    #[error("replicas are kept for collective spaces only, not \"public\"")]
-    NotASpace,
     /// The CAR cannot be read (truncated, a block that does not match its CID, …).
     #[error("bad CAR: {0}")]
     Car(#[from] CarError),
@@ -241,7 +238,7 @@ impl<S: BlockSource + ?Sized> BlockSource for Overlay<'_, S> {
 }
 
 /// Called after each commit to one of the member's collective spaces, with the collective.
-pub type CommitHook = Box<dyn Fn(&Cid, &RepoHead) + Send + Sync>;
+pub type CommitHook = Box<dyn Fn(&Space, &RepoHead) + Send + Sync>;
 
 /// Every store the service needs.
 pub trait NodeStore: RepoStore + KvStore + BlockStore + 'static {}
@@ -317,10 +314,11 @@ impl<S: NodeStore> RepoService<S> {
         })
     }
 
-    /// Installs the function called after each commit to one of the member's collective
-    /// spaces (the node announces the new head to the collective with it). Once only: returns
+    /// Installs the function called after each commit to one of the member's repos, a
+    /// collective space's or the public one (the node announces the new head to the
+    /// collective, or to every collective for the public repo, with it). Once only: returns
     /// false if one is installed already.
-    pub fn on_commit(&self, hook: impl Fn(&Cid, &RepoHead) + Send + Sync + 'static) -> bool {
+    pub fn on_commit(&self, hook: impl Fn(&Space, &RepoHead) + Send + Sync + 'static) -> bool {
         self.on_commit.set(Box::new(hook)).is_ok()
     }
 
@@ -397,11 +395,11 @@ impl<S: NodeStore> RepoService<S> {
         Ok(RepoKey::new(self.did.clone(), *space))
     }
 
-    /// The repo key for a read of `repo` in `space`: the member's own repos, and in a
-    /// collective space the replicas this node keeps of other members' repos (a steward's node
-    /// does). A repo this node does not hold is `RepoNotFound` when it is read.
+    /// The repo key for a read of `repo` in `space`: the member's own repos, and the replicas
+    /// this node keeps of other members' repos, in a collective space or public (a steward's
+    /// node does). A repo this node does not hold is `RepoNotFound` when it is read.
     pub fn read_key(&self, repo: &str, space: &Space) -> Result<RepoKey, ServiceError> {
-        if repo == self.did.as_str() || space.is_public() {
+        if repo == self.did.as_str() {
             return self.repo_key(repo, space);
         }
         let did = Did::parse(repo)
@@ -476,10 +474,8 @@ impl<S: NodeStore> RepoService<S> {
             CommitError::Store(s) => ServiceError::Internal(s.to_string()),
         })?;
         tracing::debug!(repo = %repo.space, rev = %rev, writes = statuses.len(), "committed");
-        if let Space::Collective(collective) = &repo.space
-            && let Some(hook) = self.on_commit.get()
-        {
-            hook(collective, &new_head);
+        if let Some(hook) = self.on_commit.get() {
+            hook(&repo.space, &new_head);
         }
         let results = statuses
             .into_iter()
@@ -861,12 +857,13 @@ impl<S: NodeStore> RepoService<S> {
         }
     }
 
-    /// Verifies a CAR of another member's repo in a collective space and stores it as this
-    /// node's replica: the whole repo, or a diff on top of the replica held (blocks the diff
+    /// Verifies a CAR of another member's repo, in a collective space or public, and stores it
+    /// as this node's replica: the whole repo, or a diff on top of the replica held (blocks the diff
     /// leaves out are read from the store, so a diff that does not chain onto the replica
     /// fails with a missing block). Checks the commit's signature by the repo's owner, the
     /// whole MST of the new head, every record block, every new or changed record against its
-    /// lexicon (collective repos take only known types), the space declaration naming this
+    /// lexicon (collective repos take only known types; a public repo's records of unknown
+    /// types are kept unchecked), in a collective space the declaration naming this
     /// collective, and that the revision is newer than the replica's and not dated in the
     /// future. Stores only the blocks of the verified tree, its index changes and the new
     /// head, in one atomic commit; writes nothing on any error.
@@ -877,9 +874,7 @@ impl<S: NodeStore> RepoService<S> {
         if repo.did == self.did {
             return Err(ReplicaError::Own);
         }
-        let Space::Collective(collective) = &repo.space else {
-            return Err(ReplicaError::NotASpace);
-        };
+        let public = repo.space.is_public();
         let car = guild_repo::read_car(car)?;
         let [commit] = car.roots[..] else {
             return Err(VerifyError::Roots(car.roots.len()).into());
@@ -903,8 +898,10 @@ impl<S: NodeStore> RepoService<S> {
         })?;
         self.check_replica_head(repo, held.as_ref(), &summary)?;
         let changes = replica_changes(&overlay, held.as_ref(), &summary)?;
-        let index = self.replica_index(&overlay, changes)?;
-        check_replica_declaration(&overlay, &summary, collective)?;
+        let index = self.replica_index(&overlay, changes, public)?;
+        if let Space::Collective(collective) = &repo.space {
+            check_replica_declaration(&overlay, &summary, collective)?;
+        }
         let new_head = RepoHead {
             commit,
             rev: summary.rev.clone(),
@@ -953,6 +950,7 @@ impl<S: NodeStore> RepoService<S> {
         &self,
         src: &dyn BlockSource,
         changes: Vec<(String, Option<Cid>)>,
+        public: bool,
     ) -> Result<Vec<IndexOp>, ReplicaError> {
         let mut index = Vec::with_capacity(changes.len());
         for (path, cid) in changes {
@@ -970,7 +968,7 @@ impl<S: NodeStore> RepoService<S> {
                 continue;
             };
             let value = read_replica_record(src, &path, &cid)?;
-            self.check_replica_record(&path, collection, rkey, &value)?;
+            self.check_replica_record(&path, collection, rkey, &value, public)?;
             index.push(IndexOp::Put {
                 collection: collection.to_string(),
                 rkey: rkey.to_string(),
@@ -980,13 +978,16 @@ impl<S: NodeStore> RepoService<S> {
         Ok(index)
     }
 
-    /// A replica's record: `$type` matching its collection, a lexicon for it, valid.
+    /// A replica's record: `$type` matching its collection, a lexicon for it (in a public
+    /// repo, a record of a type this node has no lexicon for is kept unchecked, as AT does),
+    /// valid.
     fn check_replica_record(
         &self,
         path: &str,
         collection: &str,
         rkey: &str,
         value: &Ipld,
+        public: bool,
     ) -> Result<(), ReplicaError> {
         let invalid = |message: String| ReplicaError::InvalidRecord {
             path: path.to_string(),
@@ -997,6 +998,9 @@ impl<S: NodeStore> RepoService<S> {
             _ => return Err(invalid("$type does not match the collection".into())),
         }
         if !self.registry.is_record_type(collection) {
+            if public {
+                return Ok(());
+            }
             return Err(invalid(format!(
                 "no lexicon for {collection}; collective repos accept only known record types"
             )));
@@ -1244,48 +1248,54 @@ fn index_ops(ops: &[guild_repo::RecordOp]) -> Vec<IndexOp> {
         .collect()
 }
 
-fn sync_key(did: &Did, collective: &Cid) -> RepoKey {
-    RepoKey::collective(did.clone(), *collective)
+fn sync_key(did: &Did, collective: &Cid, kind: RepoKind) -> RepoKey {
+    match kind {
+        RepoKind::Space => RepoKey::collective(did.clone(), *collective),
+        RepoKind::Public => RepoKey::public(did.clone()),
+    }
 }
 
-fn sync_head(did: &Did, h: RepoHead) -> repos::RepoHead {
+fn sync_head(did: &Did, kind: RepoKind, h: RepoHead) -> repos::RepoHead {
     repos::RepoHead {
         did: did.clone(),
+        kind,
         rev: h.rev.into_string(),
         commit: h.commit,
     }
 }
 
-/// What the collectives engine replicates through: the member's own collective repos are
-/// served, other members' are verified and kept as replicas.
+/// What the collectives engine replicates through: the member's own repos (collective and
+/// public) are served, other members' are verified and kept as replicas.
 impl<S: NodeStore> Repos for RepoService<S> {
     fn heads(&self, collective: &Cid) -> Result<Vec<repos::RepoHead>, RepoSyncError> {
-        let space = Space::Collective(*collective);
-        Ok(self
-            .store
-            .repos()
-            .map_err(|e| RepoSyncError::Store(e.to_string()))?
-            .into_iter()
-            .filter(|(k, _)| k.space == space)
-            .map(|(k, h)| sync_head(&k.did, h))
-            .collect())
+        self.heads_in(&Space::Collective(*collective), RepoKind::Space)
     }
 
-    fn head(&self, did: &Did, collective: &Cid) -> Result<Option<repos::RepoHead>, RepoSyncError> {
+    fn public_heads(&self) -> Result<Vec<repos::RepoHead>, RepoSyncError> {
+        self.heads_in(&Space::Public, RepoKind::Public)
+    }
+
+    fn head(
+        &self,
+        did: &Did,
+        collective: &Cid,
+        kind: RepoKind,
+    ) -> Result<Option<repos::RepoHead>, RepoSyncError> {
         Ok(self
             .store
-            .head(&sync_key(did, collective))
+            .head(&sync_key(did, collective, kind))
             .map_err(|e| RepoSyncError::Store(e.to_string()))?
-            .map(|h| sync_head(did, h)))
+            .map(|h| sync_head(did, kind, h)))
     }
 
     fn export_since(
         &self,
         did: &Did,
         collective: &Cid,
+        kind: RepoKind,
         since: Option<&str>,
     ) -> Result<(repos::RepoHead, Vec<u8>), RepoSyncError> {
-        let key = sync_key(did, collective);
+        let key = sync_key(did, collective, kind);
         if let Some(s) = since
             && !self
                 .knows_rev(&key, s)
@@ -1294,7 +1304,7 @@ impl<S: NodeStore> Repos for RepoService<S> {
             return Err(RepoSyncError::UnknownRev);
         }
         match self.repo_car_at(&key, since) {
-            Ok((head, car)) => Ok((sync_head(did, head), car)),
+            Ok((head, car)) => Ok((sync_head(did, kind, head), car)),
             Err(ServiceError::RepoNotFound(_)) => Err(RepoSyncError::NotFound),
             Err(ServiceError::InvalidRequest(_)) => Err(RepoSyncError::UnknownRev),
             Err(e) => Err(RepoSyncError::Store(e.to_string())),
@@ -1305,12 +1315,31 @@ impl<S: NodeStore> Repos for RepoService<S> {
         &self,
         did: &Did,
         collective: &Cid,
+        kind: RepoKind,
         car: &[u8],
     ) -> Result<repos::RepoHead, RepoSyncError> {
-        match RepoService::import_replica(self, &sync_key(did, collective), car) {
-            Ok(h) => Ok(sync_head(did, h)),
+        match RepoService::import_replica(self, &sync_key(did, collective, kind), car) {
+            Ok(h) => Ok(sync_head(did, kind, h)),
             Err(ReplicaError::Store(e)) => Err(RepoSyncError::Store(e)),
             Err(e) => Err(RepoSyncError::Refused(e.to_string())),
         }
+    }
+}
+
+impl<S: NodeStore> RepoService<S> {
+    /// The heads of every repo held in `space` (the member's own and the replicas).
+    fn heads_in(
+        &self,
+        space: &Space,
+        kind: RepoKind,
+    ) -> Result<Vec<repos::RepoHead>, RepoSyncError> {
+        Ok(self
+            .store
+            .repos()
+            .map_err(|e| RepoSyncError::Store(e.to_string()))?
+            .into_iter()
+            .filter(|(k, _)| k.space == *space)
+            .map(|(k, h)| sync_head(&k.did, kind, h))
+            .collect())
     }
 }

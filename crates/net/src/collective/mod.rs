@@ -48,7 +48,7 @@ use tracing::warn;
 use crate::clock::Clock;
 use crate::handle::{MsgId, NetEvent, NetHandle, ResponseToken};
 use crate::replica::Exports;
-use crate::repos::{RepoHead, Repos};
+use crate::repos::{RepoHead, RepoKind, Repos};
 use wire::{Flag, Reply, Request};
 
 /// The gossip topic of a collective.
@@ -170,6 +170,8 @@ enum Cmd {
     Log(Cid, oneshot::Sender<Result<guild_gov::Log, EngineError>>),
     /// This member committed to its repo in a collective's space.
     Announce(Cid, RepoHead),
+    /// This member committed to its public repo: announced on every collective it belongs to.
+    AnnouncePublic(RepoHead),
     /// An op signed elsewhere, to submit (see [`Engine::submit`]).
     Submit {
         collective: Cid,
@@ -190,6 +192,7 @@ enum Internal {
     Pulled {
         collective: Cid,
         did: Did,
+        kind: RepoKind,
         outcome: pulls::PullOutcome,
     },
     /// A member's node told where the other members' nodes it is connected to listen.
@@ -299,10 +302,10 @@ struct Task<S> {
     joining: BTreeSet<Cid>,
     /// The node's repos, when it replicates.
     repos: Option<Arc<dyn Repos>>,
-    /// Pulls in flight, by (collective, member).
-    pulls: HashMap<(Cid, Did), Pull>,
+    /// Pulls in flight, by (collective, member, which repo).
+    pulls: HashMap<(Cid, Did, RepoKind), Pull>,
     /// The revision of each replica held, as last seen (saves a store read per announcement).
-    held: HashMap<(Cid, Did), String>,
+    held: HashMap<(Cid, Did, RepoKind), String>,
     /// The last refusal of each member's repo as a replica by this node's steward, for the
     /// log and the status.
     refusals: pulls::Refusals,
@@ -547,9 +550,38 @@ impl Engine {
         let Some(did) = self.net.did().and_then(|d| Did::parse(&d).ok()) else {
             return false;
         };
-        self.tx
-            .try_send(Cmd::Announce(collective, RepoHead { did, rev, commit }))
-            .is_ok()
+        let head = RepoHead {
+            did,
+            kind: RepoKind::Space,
+            rev,
+            commit,
+        };
+        self.tx.try_send(Cmd::Announce(collective, head)).is_ok()
+    }
+
+    /// Announces a commit to one of this member's repos: [`Engine::announce`] for a
+    /// collective's space, [`Engine::announce_public`] for the public repo.
+    pub fn announce_commit(&self, space: &guild_service::Space, rev: String, commit: Cid) -> bool {
+        match space {
+            guild_service::Space::Collective(c) => self.announce(*c, rev, commit),
+            guild_service::Space::Public => self.announce_public(rev, commit),
+        }
+    }
+
+    /// Announces a new head of this member's public repo (its commons) on every collective
+    /// its member belongs to, so that their stewards' nodes replicate it and list its commons
+    /// records. Never waits, like [`Engine::announce`].
+    pub fn announce_public(&self, rev: String, commit: Cid) -> bool {
+        let Some(did) = self.net.did().and_then(|d| Did::parse(&d).ok()) else {
+            return false;
+        };
+        let head = RepoHead {
+            did,
+            kind: RepoKind::Public,
+            rev,
+            commit,
+        };
+        self.tx.try_send(Cmd::AnnouncePublic(head)).is_ok()
     }
 
     /// Asks the node of `peer` (a DID) which repo heads it holds in the collective's space (its

@@ -17,7 +17,7 @@ use super::{Internal, NOT_A_MEMBER, Pull, Task, collective_of, topic};
 use crate::handle::{ResponseToken, Validation};
 use crate::identity::did_from_peer_id;
 use crate::replica::{self, PullLimits};
-use crate::repos::RepoHead;
+use crate::repos::{RepoHead, RepoKind};
 use guild_service::ReplicaRefusal;
 
 impl<S: OpStore + Send + Sync + 'static> Task<S> {
@@ -93,15 +93,22 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             } else {
                 vec![author, source]
             };
-            self.want_pull(id, head.did, Some(head.rev), peers);
+            self.want_pull(id, head.did, head.kind, Some(head.rev), peers);
         }
         Validation::Accept
     }
 
     /// Starts a pull of `did`'s repo up to `rev`, unless the replica is there already or a
     /// pull of that repo is running (then it runs again after).
-    pub(super) fn want_pull(&mut self, id: Cid, did: Did, rev: Option<String>, peers: Vec<PeerId>) {
-        let key = (id, did);
+    pub(super) fn want_pull(
+        &mut self,
+        id: Cid,
+        did: Did,
+        kind: RepoKind,
+        rev: Option<String>,
+        peers: Vec<PeerId>,
+    ) {
+        let key = (id, did, kind);
         if let (Some(held), Some(rev)) = (self.held.get(&key), &rev)
             && held >= rev
         {
@@ -114,7 +121,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         let Some(repos) = self.repos.clone() else {
             return;
         };
-        let (id, did) = key.clone();
+        let (id, did, _) = key.clone();
         self.pulls.insert(key, Pull { again: None });
         let net = self.net.clone();
         let internal = self.internal.clone();
@@ -125,7 +132,9 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         tokio::spawn(async move {
             let outcome = match permits.acquire_owned().await {
                 Ok(_permit) => {
-                    match replica::pull(repos, net, id, did.clone(), rev, peers, limits).await {
+                    match replica::pull(repos, net, id, (did.clone(), kind), rev, peers, limits)
+                        .await
+                    {
                         Ok(head) => PullOutcome::Held(head.map(|h| h.rev)),
                         Err(e) => {
                             debug!(collective = %id, did = %did, error = %e, "pull failed");
@@ -142,6 +151,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 .send(Internal::Pulled {
                     collective: id,
                     did,
+                    kind,
                     outcome,
                 })
                 .await;
@@ -226,11 +236,31 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
 
     /// A pull ended: remember the revision held, report a refusal of the member's repo (see
     /// [`Refusals`]), and pull again if a newer head was announced meanwhile.
-    pub(super) fn pulled(&mut self, collective: Cid, did: Did, outcome: PullOutcome) {
-        let key = (collective, did);
+    pub(super) fn pulled(
+        &mut self,
+        collective: Cid,
+        did: Did,
+        kind: RepoKind,
+        outcome: PullOutcome,
+    ) {
+        let pull_key = (collective, did, kind);
         if let PullOutcome::Held(Some(rev)) = &outcome {
-            self.held.insert(key.clone(), rev.clone());
+            self.held.insert(pull_key.clone(), rev.clone());
         }
+        let again = self.pulls.remove(&pull_key).and_then(|p| p.again);
+        let (collective, did, _) = pull_key;
+        if let Some((rev, peers)) = again {
+            self.want_pull(collective, did.clone(), kind, rev, peers);
+        }
+        if kind == RepoKind::Public {
+            // A public repo is not the member's contribution to the collective: a refusal
+            // is logged, not told as a replica verdict.
+            if let PullOutcome::Refused(reason) = &outcome {
+                debug!(collective = %collective, did = %did, reason = %reason, "a member's public repo refused as a replica");
+            }
+            return;
+        }
+        let key = (collective, did);
         let now = self.now();
         match self.refusals.note(&key, &outcome, now) {
             Some(Change::Refused(reason)) => warn!(
@@ -254,12 +284,6 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         // so this is no more frequent than they are.
         if let PullOutcome::Refused(reason) = &outcome {
             self.tell_member(key.0, &key.1, Some(reason.clone()));
-        }
-        if let Some(Pull {
-            again: Some((rev, peers)),
-        }) = self.pulls.remove(&key)
-        {
-            self.want_pull(key.0, key.1, rev, peers);
         }
     }
 
@@ -364,7 +388,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         }
         for h in heads {
             if h.did.as_str() != self.me && self.is_member(&collective, h.did.as_str()) {
-                self.want_pull(collective, h.did, Some(h.rev), vec![peer]);
+                self.want_pull(collective, h.did, h.kind, Some(h.rev), vec![peer]);
             }
         }
     }
@@ -390,6 +414,24 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             super::respond(&self.net, token, Reply::refused(replica::BUSY)).await;
             return;
         };
+        // A public repo is served to a collective's members only if its owner is one too; a
+        // heads reply lists only the members' public repos (not which other collectives'
+        // members this node holds).
+        let members: Option<std::collections::HashSet<Did>> = match &req {
+            Request::RepoHeads(_) => self
+                .collectives
+                .get(&id)
+                .map(|c| c.driver.log().state_ref().members.keys().cloned().collect()),
+            _ => None,
+        };
+        if let Request::Repo {
+            did, public: true, ..
+        } = &req
+            && !self.is_member(&id, did.as_str())
+        {
+            super::respond(&self.net, token, Reply::refused(replica::NOT_FOUND)).await;
+            return;
+        }
         let net = self.net.clone();
         let repos = self.repos.clone();
         let exports = Arc::clone(&self.exports);
@@ -397,11 +439,27 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         tokio::spawn(async move {
             let _permit = permit;
             let reply = match req {
-                Request::Repo { did, since, offset } => {
-                    let since = since.map(|t| t.into_string());
-                    replica::serve_repo(repos, exports, id, did, since, offset, page).await
+                Request::Repo {
+                    did,
+                    public,
+                    since,
+                    offset,
+                } => {
+                    let wanted = replica::Wanted {
+                        did,
+                        kind: if public {
+                            RepoKind::Public
+                        } else {
+                            RepoKind::Space
+                        },
+                        since: since.map(|t| t.into_string()),
+                    };
+                    replica::serve_repo(repos, exports, id, wanted, offset, page).await
                 }
-                Request::RepoHeads(_) => replica::serve_heads(repos, id).await,
+                Request::RepoHeads(_) => {
+                    let members = members.unwrap_or_default();
+                    replica::serve_heads(repos, id, move |d| members.contains(d)).await
+                }
                 _ => Reply::refused("not a repo request"),
             };
             super::respond(&net, token, reply).await;

@@ -231,6 +231,12 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 let _ = reply.send(self.collectives.keys().copied().collect());
             }
             Cmd::Announce(id, head) => self.announce(id, head),
+            Cmd::AnnouncePublic(head) => {
+                let ids: Vec<Cid> = self.collectives.keys().copied().collect();
+                for id in ids {
+                    self.announce(id, head.clone());
+                }
+            }
             Cmd::Submit {
                 collective,
                 op,
@@ -465,8 +471,9 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             Internal::Pulled {
                 collective,
                 did,
+                kind,
                 outcome,
-            } => self.pulled(collective, did, outcome),
+            } => self.pulled(collective, did, kind, outcome),
             Internal::Heads {
                 collective,
                 peer,

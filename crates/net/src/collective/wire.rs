@@ -3,12 +3,13 @@
 //! - A **request** on `/guild/sync/1` is `{"v": 1, "req": <Request>}`: a driver message
 //!   between members (`sync`), a candidate's invite fetch (`fetch`) and join submission
 //!   (`submit`), a member asking where the other members' nodes listen (`addrs`), and the repo
-//!   replication requests (`repoHeads`, `repo`; see [`crate::replica`]), and a steward's
+//!   replication requests (`repoHeads`, `repo`; see [`crate::replica`]; a head or a repo
+//!   request with `public: true` is about the member's public repo, the commons), and a steward's
 //!   verdict on a member's repo as a replica (`replicaVerdict`: refused and why, or accepted
 //!   again), sent to that member's node.
 //! - A **reply** is `{"v": 1, "res": <Reply>}`: ops, addresses, repo heads, a page of a repo's
 //!   CAR, or a refusal (`not-a-member`, `busy`, …, or why a join was refused).
-//! - A repo-head **announcement** (gossip) is `{"repoHead": {did, rev, commit}, "v": 1}`: a map
+//! - A repo-head **announcement** (gossip) is `{"repoHead": {did, rev, commit, public?}, "v": 1}`: a map
 //!   without `$type`, so never taken for a governance op ([`classify_gossip`]).
 //!
 //! Every decoder reads untrusted bytes: the size first, then the strict DAG-CBOR scanner and
@@ -24,7 +25,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::repos::RepoHead;
+use crate::repos::{RepoHead, RepoKind};
 
 /// The version of every frame this module writes and reads.
 pub const VERSION: u64 = 1;
@@ -99,6 +100,9 @@ pub enum Request {
     Repo {
         /// Whose repo.
         did: Did,
+        /// The member's public repo rather than its repo in the collective's space.
+        #[serde(default, skip_serializing_if = "is_false")]
+        public: bool,
         /// Only what is new since this revision.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<Tid>,
@@ -179,6 +183,10 @@ struct RequestFrame {
 pub struct Head {
     /// The repo's owner.
     pub did: Did,
+    /// The member's public repo rather than its repo in the collective's space (absent:
+    /// false, the only encoding of false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub public: bool,
     /// The head commit's revision.
     pub rev: Tid,
     /// The head commit's CID.
@@ -189,6 +197,11 @@ impl From<Head> for RepoHead {
     fn from(h: Head) -> RepoHead {
         RepoHead {
             did: h.did,
+            kind: if h.public {
+                RepoKind::Public
+            } else {
+                RepoKind::Space
+            },
             rev: h.rev.into_string(),
             commit: h.commit,
         }
@@ -201,6 +214,7 @@ impl TryFrom<&RepoHead> for Head {
     fn try_from(h: &RepoHead) -> Result<Head, WireError> {
         Ok(Head {
             did: h.did.clone(),
+            public: h.kind == RepoKind::Public,
             rev: Tid::parse(&h.rev).map_err(|_| WireError::Invalid("revision in a repo head"))?,
             commit: h.commit,
         })
@@ -391,6 +405,10 @@ pub fn classify_gossip(bytes: &[u8]) -> Gossip {
     }
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 fn version(v: u64) -> Result<(), WireError> {
     if v == VERSION {
         Ok(())
@@ -429,6 +447,7 @@ mod tests {
     fn head() -> RepoHead {
         RepoHead {
             did: Did::parse("did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK").unwrap(),
+            kind: RepoKind::Space,
             rev: "3jzfcijpj2z2a".into(),
             commit: guild_core::cids::cid_for_cbor(b"\xa0"),
         }
@@ -447,11 +466,19 @@ mod tests {
             Request::RepoHeads(Flag),
             Request::Repo {
                 did: h.did.clone(),
+                public: false,
+                since: None,
+                offset: 0,
+            },
+            Request::Repo {
+                did: h.did.clone(),
+                public: true,
                 since: None,
                 offset: 0,
             },
             Request::Repo {
                 did: h.did,
+                public: false,
                 since: Some(h.rev),
                 offset: 4096,
             },
@@ -486,6 +513,26 @@ mod tests {
             ),
         ]);
         assert!(Request::decode(&null).is_err());
+    }
+
+    #[test]
+    fn a_public_head_round_trips_and_false_has_one_encoding() {
+        let mut public = head();
+        public.kind = RepoKind::Public;
+        let h = Head::try_from(&public).unwrap();
+        assert!(h.public);
+        let a = Announcement::new(&public).unwrap();
+        let back = Announcement::decode(&a.encode().unwrap()).unwrap();
+        assert_eq!(RepoHead::from(back.head), public);
+        // A space head carries no `public` key; `public: false` spelt out is not canonical.
+        let space = Head::try_from(&head()).unwrap();
+        let bytes = data::encode_serde(&space).unwrap();
+        let v: Ipld = data::decode_as(&bytes).unwrap();
+        let Ipld::Map(mut m) = v else { panic!() };
+        assert!(!m.contains_key("public"));
+        m.insert("public".into(), Ipld::Bool(false));
+        let frame = map(vec![("repoHead", Ipld::Map(m)), ("v", Ipld::Integer(1))]);
+        assert!(Announcement::decode(&frame).is_err());
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub fn gossip(input: &[u8]) {
 fn head() -> Head {
     Head {
         did: Did::parse("did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK").unwrap(),
+        public: false,
         rev: Tid::parse("3jzfcijpj2z2a").unwrap(),
         commit: guild_core::cids::cid_for_cbor(b"\xa0"),
     }
@@ -105,8 +106,18 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "repo-since",
             Request::Repo {
                 did: h.did.clone(),
+                public: false,
                 since: Some(h.rev.clone()),
                 offset: 4096,
+            },
+        ),
+        (
+            "repo-public",
+            Request::Repo {
+                did: h.did.clone(),
+                public: true,
+                since: None,
+                offset: 0,
             },
         ),
         (
