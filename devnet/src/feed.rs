@@ -71,7 +71,7 @@ fn events(out: &std::path::Path) -> Result<Vec<Value>> {
 }
 
 /// Node-1's certificate and key, in its data directory.
-const TLS_CERT: &str = "tls/cert.pem";
+pub(super) const TLS_CERT: &str = "tls/cert.pem";
 const TLS_KEY: &str = "tls/key.pem";
 
 /// Gives `node` (not started yet) a public address for builders on a free port, served over
@@ -103,7 +103,7 @@ pub(super) fn serve_tls(node: &super::Node) -> Result<()> {
 }
 
 /// The builders' URL `node` logged last (`serving builders url=…`).
-fn public_url(node: &super::Node) -> Result<String> {
+pub(super) fn public_url(node: &super::Node) -> Result<String> {
     let log = std::fs::read_to_string(node.log())
         .with_context(|| format!("cannot read {}", node.log().display()))?;
     log.lines()

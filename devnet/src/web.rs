@@ -142,19 +142,59 @@ impl Story {
             .next()
             .unwrap_or_default()
             .to_owned();
+        // node-1's public address (TLS, its own certificate) lists the member's work on its
+        // collective-wide commons page once its node has replicated the member's public repo,
+        // and serves that repo to stock AT clients (`com.atproto.sync.listRepos`, getRecord).
+        let public = super::feed::public_url(&d.nodes[0])?;
+        let pem = std::fs::read(d.nodes[0].dir.join(super::feed::TLS_CERT))
+            .context("node-1's certificate")?;
+        let tls = reqwest::blocking::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&pem).context("node-1's certificate")?,
+            )
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot make an HTTP client")?;
+        let steward_commons = format!("{}/commons", public.trim_end_matches('/'));
+        let replicated =
+            d.wait_for("the member's commons work on node-1's commons page", |_| {
+                let (s, page, _) = get(&tls, &steward_commons, None)?;
+                Ok(s == 200
+                    && page.contains("Notes on the tides (commons)")
+                    && page.contains(did.as_str()))
+            })?;
+        let list_repos = format!(
+            "{}/xrpc/com.atproto.sync.listRepos",
+            public.trim_end_matches('/')
+        );
+        let (s, repos, _) = get(&tls, &list_repos, None)?;
+        if s != 200 || !repos.contains(did.as_str()) {
+            bail!("check `commons`: {list_repos} answered {s} without the member's public repo");
+        }
+        let rkey = uri.rsplit('/').next().unwrap_or_default();
+        let record = format!(
+            "{}/xrpc/com.atproto.repo.getRecord?repo={did}&collection=coop.guild.data.text&rkey={rkey}",
+            public.trim_end_matches('/')
+        );
+        let (s, body, _) = get(&tls, &record, None)?;
+        if s != 200 || !body.contains("Notes on the tides (commons)") {
+            bail!("check `commons`: {record} answered {s} without the record");
+        }
         self.steps.done(
             t.elapsed(),
             &format!(
-                "{}'s dashboard opened by its one-time link (6 pages, {} KB of HTML; the link refused a second time, the pages without a session); {}'s public contracts page lists {} agreement(s); the member put a work in the commons ({}, Research-Open): their public commons page lists it with its licence and robots.txt names its RSL form",
+                "{}'s dashboard opened by its one-time link (6 pages, {} KB of HTML; the link refused a second time, the pages without a session); {}'s public contracts page lists {} agreement(s); the member put a work in the commons ({}, Research-Open): their public commons page lists it with its licence and robots.txt names its RSL form; node-1 replicated the member's public repo and lists the work on its collective-wide commons page at its public address ({} ms after the commit), where stock AT reads (listRepos, getRecord) serve it",
                 d.nodes[member].name,
                 pages.iter().sum::<usize>() / 1024,
                 d.nodes[steward].name,
                 builders.len(),
-                super::licensing::short(&uri)
+                super::licensing::short(&uri),
+                replicated.as_millis()
             ),
             None,
         );
         println!("      commons page of {}: {commons}", d.nodes[member].name);
+        println!("      collective commons of node-1 (public address): {steward_commons}");
         println!(
             "      dashboard of {}: `guild dashboard --data-dir {}` prints a one-time link like {base}/dashboard/login?code=…",
             d.nodes[member].name,

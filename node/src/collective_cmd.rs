@@ -333,7 +333,8 @@ fn print_heads(from: &str, out: get_remote_heads::Output) {
         println!("{from} holds no repos in this collective's space");
     }
     for h in out.heads {
-        println!("{}  rev {}  commit {}", h.did, h.rev, h.commit);
+        let which = if h.public { "  (public repo)" } else { "" };
+        println!("{}  rev {}  commit {}{which}", h.did, h.rev, h.commit);
     }
 }
 

@@ -432,4 +432,27 @@ fn a_member_publishes_to_the_commons_and_crawlers_read_its_licences() {
         d.did
     ));
     assert_eq!(s, 200, "{rec}");
+    // The public repos the node holds, as AT's listRepos gives them (here its own only).
+    let (s, repos) = get("/xrpc/com.atproto.sync.listRepos");
+    assert_eq!(s, 200, "{repos}");
+    let repos: Value = serde_json::from_str(&repos).unwrap();
+    let list = repos["repos"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{repos}");
+    assert_eq!(list[0]["did"], d.did.as_str());
+    let (_, latest) = get(&format!(
+        "/xrpc/com.atproto.sync.getLatestCommit?did={}",
+        d.did
+    ));
+    let latest: Value = serde_json::from_str(&latest).unwrap();
+    assert_eq!(list[0]["head"], latest["cid"]);
+    assert!(repos.get("cursor").is_none());
+    for bad in ["0", "1001", "x"] {
+        let (s, body) = get(&format!("/xrpc/com.atproto.sync.listRepos?limit={bad}"));
+        assert_eq!(s, 400, "{body}");
+    }
+    let (_, after) = get(&format!(
+        "/xrpc/com.atproto.sync.listRepos?cursor={}",
+        d.did
+    ));
+    assert!(after.contains("\"repos\":[]"), "{after}");
 }

@@ -7,6 +7,10 @@
 //   GUILD_TEMPLATE   the template whose consent the test flips through the consent page
 //   GUILD_SHOTS      where to write the screenshots (<page>-<width>.png)
 //   GUILD_CHROMIUM   the browser (default /usr/bin/chromium)
+//   GUILD_STEWARD_COMMONS, GUILD_COMMONS_TITLE
+//                    a steward's commons page, and the title of a work the member just put
+//                    in the commons: the page must list it, with its licence, once the
+//                    steward's node has replicated the member's public repo
 import { createRequire } from "node:module";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -117,6 +121,23 @@ try {
   const listed = await page.locator("ul.records li").count();
   out({ imported: 3, progress, listed });
   rmSync(folder, { recursive: true, force: true });
+
+  // The member's new commons work on a steward's commons page (the collective's commons).
+  const stewardCommons = process.env.GUILD_STEWARD_COMMONS;
+  const title = process.env.GUILD_COMMONS_TITLE;
+  if (stewardCommons && title) {
+    const item = page.locator("ul.records li", { hasText: title });
+    let found = 0;
+    for (let t = 0; t < 150 && found === 0; t++) {
+      await page.goto(`${stewardCommons}?q=${encodeURIComponent(title)}`, { waitUntil: "load" });
+      found = await item.count();
+      if (found === 0) await page.waitForTimeout(200);
+    }
+    const licence = found ? await item.first().locator("strong").first().innerText() : "";
+    const provenance = found ? await item.first().locator("details dl").textContent() : "";
+    await page.screenshot({ path: `${shots}/steward-commons-1280.png`, fullPage: true });
+    out({ stewardCommons: found, licence, provenance });
+  }
 } finally {
   await browser.close();
 }

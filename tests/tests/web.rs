@@ -4,7 +4,9 @@
 //! every page at a desktop and a phone width, runs axe-core on each (no serious or critical
 //! violation, no sideways scrolling of the page), saves screenshots, and grants or revokes a
 //! consent through the consent page's buttons and its confirmation; the node's own state
-//! (`coop.guild.collective.getStatus`) must show the change.
+//! (`coop.guild.collective.getStatus`) must show the change. The member then puts a work in
+//! the commons with the CLI, and a steward's commons page must list it with its licence and
+//! its author.
 //!
 //! Needs `/usr/bin/chromium` (or `GUILD_CHROMIUM`), Node.js and `npm ci` in `tests/browser`;
 //! skips with a reason otherwise, unless `GUILD_REQUIRE_BROWSER=1` (set by `.ci/run`, which
@@ -121,6 +123,40 @@ fn the_pages_work_in_a_real_browser() {
         .expect("contracts page")
         .to_owned();
     let before = granted(member);
+    // The member puts a work in the commons (the CLI's `record add --commons`); the browser
+    // must find it, with its licence, on a steward's (node-1's) commons page.
+    let title = format!(
+        "Harbour soundings {}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    );
+    let work = serde_json::json!({
+        "$type": "coop.guild.data.text",
+        "title": title,
+        "body": "Depths sounded at low water, for anyone's evaluation sets.",
+        "createdAt": "2026-12-03T10:00:00.000Z",
+    })
+    .to_string();
+    guild(&[
+        "record",
+        "add",
+        "--data-dir",
+        member,
+        "--commons",
+        "--licence",
+        "eval-public",
+        "--collection",
+        "coop.guild.data.text",
+        "--json",
+        &work,
+    ]);
+    let member_did = json(&["collective", "status", "--data-dir", member, "--json"])["you"]
+        .as_str()
+        .expect("the member's DID")
+        .to_owned();
+    let steward_commons = contracts.replace("/contracts", "/commons");
 
     let shots = std::env::var("GUILD_SHOTS")
         .map(PathBuf::from)
@@ -132,6 +168,8 @@ fn the_pages_work_in_a_real_browser() {
         .env("GUILD_TEMPLATE", TEMPLATE)
         .env("GUILD_SHOTS", &shots)
         .env("GUILD_CHROMIUM", &chromium)
+        .env("GUILD_STEWARD_COMMONS", &steward_commons)
+        .env("GUILD_COMMONS_TITLE", &title)
         .output()
         .expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -186,6 +224,23 @@ fn the_pages_work_in_a_real_browser() {
     assert_eq!(
         import["listed"], 3,
         "the imported works are found: {import}"
+    );
+    let commons = lines
+        .iter()
+        .find(|l| l.get("stewardCommons").is_some())
+        .expect("the steward's commons page");
+    assert_eq!(commons["stewardCommons"], 1, "{commons}");
+    assert!(
+        commons["licence"]
+            .as_str()
+            .is_some_and(|l| l.contains("Evaluation")),
+        "{commons}"
+    );
+    assert!(
+        commons["provenance"]
+            .as_str()
+            .is_some_and(|p| p.contains(&member_did)),
+        "the author's DID in the provenance: {commons}"
     );
     // The node's own state changed: the same answer the CLI reads.
     assert_eq!(

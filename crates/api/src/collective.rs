@@ -623,6 +623,7 @@ pub(crate) async fn get_remote_heads<S: NodeStore>(
                 did: h.did.to_string(),
                 rev: h.rev.clone(),
                 commit: h.commit.to_string(),
+                public: h.kind == guild_service::RepoKind::Public,
             })
             .collect(),
     })

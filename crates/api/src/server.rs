@@ -197,6 +197,11 @@ fn routes<S: NodeStore>() -> Vec<Route<S>> {
             ),
         ]);
     }
+    out.push((
+        "com.atproto.sync.listRepos".to_owned(),
+        Kind::Query,
+        get(list_repos::<S>),
+    ));
     use crate::collective as c;
     use crate::methods::collective as m;
     fn typed<M: Method, S>(r: MethodRouter<Arc<ApiState<S>>>) -> Route<S> {
@@ -278,15 +283,32 @@ pub fn router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
     api.merge(crate::web::routes(web))
 }
 
-/// The router for a steward's public address: builders' login, feed and downloads only.
-/// With them, the public pages (`/contracts`), which read only what the public methods show.
+/// AT's read methods, served on the public address too: they read public repos only (the
+/// node's member's and the replicas of members' public repos a steward's node keeps), so
+/// that stock AT tools read the commons.
+const PUBLIC_AT_READS: &[&str] = &[
+    "com.atproto.repo.getRecord",
+    "com.atproto.repo.listRecords",
+    "com.atproto.repo.describeRepo",
+    "com.atproto.sync.getRepo",
+    "com.atproto.sync.getLatestCommit",
+    "com.atproto.sync.getRecord",
+    "com.atproto.sync.listRepos",
+];
+
+/// The router for a steward's public address: builders' login, feed and downloads, and AT's
+/// reads of public repos ([`PUBLIC_AT_READS`]). With them, the public pages (`/contracts`,
+/// `/commons`, …), which read only what the public methods show.
 pub fn public_router<S: NodeStore>(state: Arc<ApiState<S>>) -> Router {
     let web = crate::web::Web::new(
         build(state.clone(), |_| true),
         state.admin_token.clone(),
         state.clock.clone(),
     );
-    build(state, |nsid| BUILDER_METHODS.contains(&nsid)).merge(crate::web::public_routes(web))
+    build(state, |nsid| {
+        BUILDER_METHODS.contains(&nsid) || PUBLIC_AT_READS.contains(&nsid)
+    })
+    .merge(crate::web::public_routes(web))
 }
 
 fn build<S: NodeStore>(state: Arc<ApiState<S>>, keep: impl Fn(&str) -> bool) -> Router {
@@ -815,6 +837,51 @@ async fn get_repo<S: NodeStore>(
     let service = state.service.clone();
     let car = blocking(move || service.repo_car(&key, since.as_deref())).await?;
     Ok(car_response(car))
+}
+
+/// `com.atproto.sync.listRepos`: the public repos this node holds, in DID order (`limit`
+/// 1–1000, default 500; `cursor` the last DID of the previous page).
+async fn list_repos<S: NodeStore>(
+    State(state): State<Arc<ApiState<S>>>,
+    RawQuery(raw): RawQuery,
+) -> XrpcResult {
+    let p = Params::parse(raw);
+    let limit = match p.opt("limit") {
+        None => 500,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(XrpcError::invalid(
+                    "limit must be an integer from 1 to 1000",
+                ));
+            }
+        },
+    };
+    let cursor = p.opt("cursor").map(str::to_owned);
+    let service = state.service.clone();
+    let repos = blocking(move || service.public_repos()).await?;
+    let mut page: Vec<Value> = Vec::new();
+    let mut more = false;
+    for (did, head) in repos
+        .iter()
+        .filter(|(d, _)| cursor.as_deref().is_none_or(|c| d.as_str() > c))
+    {
+        if page.len() == limit {
+            more = true;
+            break;
+        }
+        page.push(json!({
+            "did": did.as_str(),
+            "head": head.commit.to_string(),
+            "rev": head.rev.as_str(),
+            "active": true,
+        }));
+    }
+    let mut out = json!({ "repos": page });
+    if more && let Some(last) = out["repos"].as_array().and_then(|a| a.last()).cloned() {
+        out["cursor"] = last["did"].clone();
+    }
+    Ok(axum::Json(out).into_response())
 }
 
 async fn get_latest_commit<S: NodeStore>(

@@ -407,6 +407,20 @@ impl<S: NodeStore> RepoService<S> {
         Ok(RepoKey::new(did, *space))
     }
 
+    /// Every public repo this node holds (its member's own and, on a steward's node, the
+    /// replicas of members' public repos), in DID order.
+    pub fn public_repos(&self) -> Result<Vec<(Did, RepoHead)>, ServiceError> {
+        let mut out: Vec<(Did, RepoHead)> = self
+            .store
+            .repos()?
+            .into_iter()
+            .filter(|(k, _)| k.space.is_public())
+            .map(|(k, h)| (k.did, h))
+            .collect();
+        out.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        Ok(out)
+    }
+
     /// The head of a repo, or `RepoNotFound`.
     pub fn head(&self, repo: &RepoKey) -> Result<RepoHead, ServiceError> {
         self.store

@@ -48,8 +48,10 @@ pub struct Web {
     admin_token: String,
     clock: Clock,
     sessions: Sessions,
-    /// The commons index at the public repo's last commit read.
+    /// The commons index at the public repos' last commits read.
     commons: std::sync::Mutex<Option<Arc<CommonsIndex>>>,
+    /// Each public repo's part of it, by DID.
+    repo_commons: std::sync::Mutex<std::collections::HashMap<String, Arc<RepoCommons>>>,
 }
 
 /// Why a page could not be shown.
@@ -114,6 +116,7 @@ impl Web {
             clock,
             sessions: Sessions::default(),
             commons: std::sync::Mutex::new(None),
+            repo_commons: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -829,7 +832,12 @@ const MAX_LICENCES: usize = 10_000;
 const PER_PAGE: usize = 50;
 
 /// One record of the commons: its licence and the record as the public repo serves it.
+#[derive(Clone)]
 pub(crate) struct CommonsItem {
+    /// Its author (the public repo's owner).
+    pub did: String,
+    /// The repo's commit it was read at.
+    pub commit: String,
     pub uri: String,
     pub collection: String,
     pub rkey: String,
@@ -984,78 +992,143 @@ async fn commons(
         templates: &index.templates,
         kinds: &index.kinds,
         query: &q,
-        commit: &index.commit,
+        authors: index.repos.len(),
         more: matched > skip + items.len(),
     };
     Ok(pages::html(pages::commons(&view)).into_response())
 }
 
-/// The commons of the node's public repo at one commit: every licensed record, joined with
-/// its record (read a collection at a time with `listRecords`).
+/// The commons this node holds: every licensed record of every public repo it holds (its
+/// member's own and, on a steward's node, the replicas of members' public repos), joined with
+/// its record.
 pub(crate) struct CommonsIndex {
+    /// The node's member.
     pub did: String,
-    /// The public repo's commit the index was read at ("" before the first).
-    pub commit: String,
-    /// In subject order.
+    /// Each public repo's DID and the commit it was read at, in DID order.
+    pub repos: Vec<(String, String)>,
+    /// In author, then record order.
     pub items: Vec<CommonsItem>,
     pub templates: Vec<String>,
     pub kinds: Vec<String>,
 }
 
+/// One public repo's commons at one commit.
+pub(crate) struct RepoCommons {
+    commit: String,
+    items: Vec<CommonsItem>,
+    kinds: Vec<String>,
+}
+
+/// Most public repos the commons lists.
+const MAX_REPOS: usize = 100_000;
+
 impl Web {
-    /// The commons index at the public repo's latest commit: read once per commit, then
-    /// served from memory until the repo changes.
+    /// The public repos this node holds, with their head commits (`com.atproto.sync.listRepos`).
+    async fn public_repos(&self) -> Result<Vec<(String, String)>, PageError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params: Vec<(&str, &str)> = vec![("limit", "1000")];
+            if let Some(c) = &cursor {
+                params.push(("cursor", c));
+            }
+            let page = self
+                .send("com.atproto.sync.listRepos", Kind::Query, &params, false)
+                .await?;
+            let page: Value = serde_json::from_slice(&page).map_err(|e| PageError::Xrpc {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                error: "InternalServerError".into(),
+                message: format!("listRepos answered no JSON: {e}"),
+            })?;
+            let repos = page["repos"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            for r in repos {
+                if let (Some(did), Some(head)) = (r["did"].as_str(), r["head"].as_str()) {
+                    out.push((did.to_owned(), head.to_owned()));
+                }
+            }
+            cursor = page["cursor"].as_str().map(str::to_owned);
+            if cursor.is_none() || repos.is_empty() || out.len() >= MAX_REPOS {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The commons index at the public repos' latest commits: each repo's part read once per
+    /// commit, then served from memory until that repo changes.
     async fn commons_index(&self) -> Result<Arc<CommonsIndex>, PageError> {
         let did = self.member().await?;
-        let commit = match self
-            .send(
-                "com.atproto.sync.getLatestCommit",
-                Kind::Query,
-                &[("did", did.as_str())],
-                false,
-            )
-            .await
-        {
-            Ok(b) => serde_json::from_slice::<Value>(&b)
-                .ok()
-                .and_then(|v| v["cid"].as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            Err(PageError::Xrpc { error, .. }) if error == "RepoNotFound" => String::new(),
-            Err(e) => return Err(e),
-        };
+        let repos = self.public_repos().await?;
         if let Some(held) = self
             .commons
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
-            && held.commit == commit
+            && held.repos == repos
             && held.did == did
         {
             return Ok(Arc::clone(held));
         }
-        // The licences, and beside them (concurrently) the collections the last index drew
-        // its records from: a new commit seldom adds a collection.
-        let previous: Vec<String> = self
+        let mut items = Vec::new();
+        for (author, commit) in &repos {
+            let cached = self
+                .repo_commons
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(author)
+                .cloned();
+            let part = match cached {
+                Some(p) if p.commit == *commit => p,
+                previous => {
+                    let kinds = previous.map(|p| p.kinds.clone());
+                    let part = Arc::new(self.repo_commons(author, commit, kinds).await?);
+                    self.repo_commons
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(author.clone(), Arc::clone(&part));
+                    part
+                }
+            };
+            items.extend(part.items.iter().cloned());
+        }
+        let mut templates: Vec<String> = items.iter().map(|i| i.template.clone()).collect();
+        templates.sort();
+        templates.dedup();
+        let mut kinds: Vec<String> = items.iter().map(|i| i.collection.clone()).collect();
+        kinds.sort();
+        kinds.dedup();
+        let index = Arc::new(CommonsIndex {
+            did,
+            repos,
+            items,
+            templates,
+            kinds,
+        });
+        *self
             .commons
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map(|i| i.kinds.clone())
-            .unwrap_or_else(|| vec![TEXT.to_owned()]);
-        let (licences, prefetched) = if commit.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
-            let lists =
-                futures::future::join_all(previous.iter().map(|c| self.whole_collection(&did, c)));
-            let (licences, lists) = futures::join!(self.licences(&did), lists);
-            let mut prefetched = Vec::new();
-            for (c, l) in previous.into_iter().zip(lists) {
-                prefetched.push((c, l?));
-            }
-            (licences?, prefetched)
-        };
-        let mut prefetched: std::collections::HashMap<String, _> = prefetched.into_iter().collect();
-        // The licensed records' collections, each listed whole.
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&index));
+        Ok(index)
+    }
+
+    /// One public repo's commons at `commit`: its licences, and beside them (concurrently)
+    /// the collections its last index drew records from (`previous`; a new commit seldom
+    /// adds a collection), then any other licensed collection, each listed whole.
+    async fn repo_commons(
+        &self,
+        did: &str,
+        commit: &str,
+        previous: Option<Vec<String>>,
+    ) -> Result<RepoCommons, PageError> {
+        let previous = previous.unwrap_or_else(|| vec![TEXT.to_owned()]);
+        let lists =
+            futures::future::join_all(previous.iter().map(|c| self.whole_collection(did, c)));
+        let (licences, lists) = futures::join!(self.licences(did), lists);
+        let mut prefetched: std::collections::HashMap<String, _> = std::collections::HashMap::new();
+        for (c, l) in previous.into_iter().zip(lists) {
+            prefetched.insert(c, l?);
+        }
+        let licences = licences?;
         let prefix = format!("at://{did}/");
         let mut wanted: std::collections::BTreeMap<String, Vec<LicenceRow>> =
             std::collections::BTreeMap::new();
@@ -1065,7 +1138,7 @@ impl Web {
                 .and_then(|rest| rest.split_once('/'))
                 .map(|(c, k)| (c.to_owned(), k.to_owned()))
             else {
-                continue;
+                continue; // a licence of someone else's record licenses nothing
             };
             wanted
                 .entry(collection)
@@ -1076,13 +1149,15 @@ impl Web {
         for (collection, entries) in wanted {
             let records = match prefetched.remove(&collection) {
                 Some(r) => r,
-                None => self.whole_collection(&did, &collection).await?,
+                None => self.whole_collection(did, &collection).await?,
             };
             for (rkey, template, restricted_to, licensed_at) in entries {
                 let Some((cid, value)) = records.get(&rkey) else {
                     continue; // a licence of a record since deleted
                 };
                 items.push(CommonsItem {
+                    did: did.to_owned(),
+                    commit: commit.to_owned(),
                     uri: format!("{prefix}{collection}/{rkey}"),
                     collection: collection.clone(),
                     rkey,
@@ -1095,24 +1170,14 @@ impl Web {
             }
         }
         items.sort_by(|a, b| a.uri.cmp(&b.uri));
-        let mut templates: Vec<String> = items.iter().map(|i| i.template.clone()).collect();
-        templates.sort();
-        templates.dedup();
         let mut kinds: Vec<String> = items.iter().map(|i| i.collection.clone()).collect();
         kinds.sort();
         kinds.dedup();
-        let index = Arc::new(CommonsIndex {
-            did,
-            commit,
+        Ok(RepoCommons {
+            commit: commit.to_owned(),
             items,
-            templates,
             kinds,
-        });
-        *self
-            .commons
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&index));
-        Ok(index)
+        })
     }
 
     /// Every record of a public collection (up to [`MAX_LICENCES`]): rkey → (CID, value).

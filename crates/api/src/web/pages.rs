@@ -716,8 +716,8 @@ pub(crate) struct CommonsView<'a> {
     pub templates: &'a [String],
     pub kinds: &'a [String],
     pub query: &'a super::CommonsQuery,
-    /// The public repo's latest commit.
-    pub commit: &'a str,
+    /// How many public repos the commons is drawn from.
+    pub authors: usize,
     /// Whether a next page exists.
     pub more: bool,
 }
@@ -760,7 +760,10 @@ pub(crate) fn commons(v: &CommonsView<'_>) -> Markup {
         None,
         "",
         html! {
-            p { "Works " code.id { (v.did) } " put in the open, each under the licence it names: anyone may use them on its terms "
+            p { "Works put in the open by "
+                @if v.authors > 1 { (v.authors) " members of the collective (listed by the node of " code.id { (v.did) } ")" }
+                @else { code.id { (v.did) } }
+                ", each under the licence it names: anyone may use them on its terms "
                 "(a use-restricted licence names who may). Every record is served as AT Protocol serves it "
                 "(" code { "com.atproto.repo.getRecord" } "), with a proof of inclusion in the signed repository." }
             form.filters method="get" action="/commons" role="search" {
@@ -811,15 +814,15 @@ pub(crate) fn commons(v: &CommonsView<'_>) -> Markup {
                         details {
                             summary { "Provenance" }
                             dl.facts {
-                                dt { "Author" } dd { code.id { (v.did) } }
+                                dt { "Author" } dd { code.id { (item.did) } }
                                 dt { "Record" } dd { code.id { (item.uri) } }
                                 dt { "CID" } dd { code.id { (item.cid) } }
-                                dt { "Repository commit" } dd { code.id { (v.commit) } }
+                                dt { "Repository commit" } dd { code.id { (item.commit) } }
                                 dt { "In the commons since" } dd { (item.licensed_at) }
                                 dt { "Type" } dd { code { (item.collection) } }
                                 @if let Some(l) = val["language"].as_str() { dt { "Language" } dd { (l) } }
                                 dt { "Proof" } dd {
-                                    a href=(format!("/xrpc/com.atproto.sync.getRecord?did={}&collection={}&rkey={}", v.did, item.collection, item.rkey)) { "download (CAR: commit, MST path, record)" }
+                                    a href=(format!("/xrpc/com.atproto.sync.getRecord?did={}&collection={}&rkey={}", item.did, item.collection, item.rkey)) { "download (CAR: commit, MST path, record)" }
                                 }
                             }
                         }

@@ -1,5 +1,5 @@
 //! `coop.guild.collective.getRemoteHeads`: the repo heads another member's node holds in a
-//! collective's space, asked of that node over the network.
+//! collective's space (and of the members' public repos), asked of that node over the network.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +30,7 @@ pub struct Output {
     pub peer: String,
     /// The collective.
     pub collective: String,
-    /// One head per repo the peer holds in the space.
+    /// One head per repo the peer holds in the space, then per member's public repo.
     pub heads: Vec<Head>,
 }
 
@@ -44,4 +44,7 @@ pub struct Head {
     pub rev: String,
     /// Its head commit's CID.
     pub commit: String,
+    /// The member's public repo (its commons), not its repo in the space; absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
 }
