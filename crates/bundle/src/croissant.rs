@@ -37,7 +37,7 @@ pub const RAI_CONFORMS_TO: &str = "http://mlcommons.org/croissant/RAI/1.0";
 pub const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
 
 /// The inline `@context`: Croissant 1.1's, and `prov`.
-fn context() -> Value {
+pub(crate) fn context() -> Value {
     json!({
         "@language": "en",
         "@vocab": "https://schema.org/",

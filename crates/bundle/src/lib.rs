@@ -20,6 +20,9 @@
 //!   order, streamed to a writer;
 //! - verification ([`verify`]): everything a builder must trust, checked offline from the
 //!   file alone in two streaming passes, each failure a one-line [`VerifyError`];
+//! - the commons snapshot ([`snapshot`]): members' commons records, each with its licence
+//!   record, proven against the authors' signed commits in one CAR, verified offline from
+//!   the file alone, with its Croissant file and dataset card (`docs/commons-snapshot.md`);
 //! - the dataset forms, pure functions of a manifest and its CAR's [`CarInfo`]: Croissant
 //!   1.1 JSON-LD ([`croissant`]), the dataset card ([`card`]) and the disclosure file a
 //!   builder needs for its own obligations ([`disclosure`]); `docs/bundle-forms.md`.
@@ -45,6 +48,7 @@ mod facts;
 pub mod manifest;
 pub mod package;
 pub mod select;
+pub mod snapshot;
 pub mod verify;
 mod walk;
 

@@ -55,7 +55,7 @@ pub struct ProvenRecord {
 }
 
 /// Blocks as `(CID, bytes)` pairs.
-type Blocks = Vec<(Cid, Bytes)>;
+pub type Blocks = Vec<(Cid, Bytes)>;
 
 /// Walks from the MST root toward `key`, returning the nodes visited and the value if found.
 fn walk(src: &dyn BlockSource, root: Cid, key: &[u8]) -> Result<(Blocks, Option<Cid>), ProofError> {
@@ -115,6 +115,18 @@ pub fn prove(src: &dyn BlockSource, commit: Cid, path: &str) -> Result<Blocks, P
     blocks.extend(nodes);
     blocks.push((record, record_bytes));
     Ok(blocks)
+}
+
+/// Walks the tree whose root is `root` (a verified commit's `data`) toward `path`: the MST
+/// nodes on the way, in root-to-leaf order, and the value at `path` if the tree holds one
+/// (`None`: the nodes prove it absent). For proofs of many paths under one commit, whose
+/// signature is checked once.
+pub fn walk_path(
+    src: &dyn BlockSource,
+    root: Cid,
+    path: &str,
+) -> Result<(Blocks, Option<Cid>), ProofError> {
+    walk(src, root, path.as_bytes())
 }
 
 /// Verifies an inclusion proof for `path` using only the blocks in the proof CAR.
