@@ -295,6 +295,7 @@ fn a_member_publishes_to_the_commons_and_crawlers_read_its_licences() {
     let (_, robots) = get("/robots.txt");
     assert!(!robots.contains("License:"), "{robots}");
     assert_eq!(get("/.well-known/tdmrep.json").1.trim(), "[]");
+    assert_eq!(get("/commons/commons-snapshot.car").0, 404);
 
     // Refused before anything is written: an unknown template, a user class that is none.
     let record = r#"{"$type": "coop.guild.data.text", "title": "Tide tables of 1911", "body": "Hand-copied tide tables from the harbour office.", "language": "en", "tags": ["sea"], "createdAt": "2026-12-03T10:00:00.000Z"}"#;
@@ -432,6 +433,54 @@ fn a_member_publishes_to_the_commons_and_crawlers_read_its_licences() {
         d.did
     ));
     assert_eq!(s, 200, "{rec}");
+    // The snapshot: downloaded, verified offline by `guild bundle verify`, its forms.
+    let snap = http
+        .get(format!("{base}/commons/commons-snapshot.car"))
+        .send()
+        .unwrap();
+    assert_eq!(snap.status().as_u16(), 200);
+    let snap = snap.bytes().unwrap().to_vec();
+    let file = d.file("commons-snapshot.car");
+    std::fs::write(&file, &snap).unwrap();
+    let out = common::guild_plain(&["bundle", "verify", file.to_str().unwrap(), "--json"]);
+    let report: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(report["kind"], "commons-snapshot");
+    assert_eq!(report["records"], 2, "{report}");
+    assert_eq!(report["authors"][0]["did"], d.did.as_str());
+    let again = http
+        .get(format!("{base}/commons/commons-snapshot.car"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(
+        &again[..],
+        &snap[..],
+        "the same snapshot while the commons is unchanged"
+    );
+    let (s, croissant) = get("/commons/snapshot/croissant.json");
+    assert_eq!(s, 200);
+    let croissant: Value = serde_json::from_str(&croissant).unwrap();
+    assert_eq!(croissant["distribution"][0]["sha256"], report["sha256"]);
+    let (s, card) = get("/commons/snapshot/README.md");
+    assert_eq!(s, 200);
+    assert!(
+        card.starts_with("---\n") && card.contains("guild bundle verify"),
+        "{card}"
+    );
+    // A flipped byte: refused, with a reason.
+    let mut bad = snap.clone();
+    let n = bad.len();
+    bad[n - 2] ^= 1;
+    std::fs::write(&file, &bad).unwrap();
+    let out = common::guild_plain(&["bundle", "verify", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("FAILED verification"),
+        "{}",
+        common::stderr(&out)
+    );
+
     // The public repos the node holds, as AT's listRepos gives them (here its own only).
     let (s, repos) = get("/xrpc/com.atproto.sync.listRepos");
     assert_eq!(s, 200, "{repos}");

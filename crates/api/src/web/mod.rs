@@ -16,6 +16,7 @@
 
 pub mod login;
 mod pages;
+mod snapshot;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub struct Web {
     commons: std::sync::Mutex<Option<Arc<CommonsIndex>>>,
     /// Each public repo's part of it, by DID.
     repo_commons: std::sync::Mutex<std::collections::HashMap<String, Arc<RepoCommons>>>,
+    /// The commons snapshot last assembled (held while assembling: one at a time).
+    snapshot: tokio::sync::Mutex<Option<Arc<snapshot::Snapshot>>>,
 }
 
 /// Why a page could not be shown.
@@ -117,6 +120,7 @@ impl Web {
             sessions: Sessions::default(),
             commons: std::sync::Mutex::new(None),
             repo_commons: std::sync::Mutex::new(std::collections::HashMap::new()),
+            snapshot: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -209,6 +213,9 @@ pub fn public_routes(web: Arc<Web>) -> Router {
         .route("/commons", get(commons))
         .route("/commons/by-licence/{id}", get(commons_by_licence))
         .route("/commons/licences/{id}/{version}/{file}", get(licence_form))
+        .route("/commons/commons-snapshot.car", get(snapshot::car))
+        .route("/commons/snapshot/croissant.json", get(snapshot::croissant))
+        .route("/commons/snapshot/README.md", get(snapshot::card))
         .route("/robots.txt", get(robots))
         .route("/.well-known/tdmrep.json", get(tdmrep))
         .route("/assets/guild.css", get(stylesheet))
@@ -819,7 +826,18 @@ async fn fingerprint(web: &Web, w: &Which) -> Option<String> {
 }
 
 /// A licence as read: (subject, template, restricted to, createdAt).
-type LicenceRow = (String, String, Vec<String>, String);
+/// A commons licence record, as read: what it licenses and how, and where it is.
+#[derive(Clone)]
+struct LicenceRow {
+    /// The licensed record's AT URI.
+    subject: String,
+    template: String,
+    restricted: Vec<String>,
+    at: String,
+    /// The licence record's own path (`coop.guild.commons.licence/<rkey>`) and CID.
+    path: String,
+    cid: String,
+}
 
 /// The works' usual collection.
 const TEXT: &str = "coop.guild.data.text";
@@ -844,6 +862,9 @@ pub(crate) struct CommonsItem {
     pub template: String,
     pub restricted_to: Vec<String>,
     pub licensed_at: String,
+    /// The licence record's path and CID in the author's repo.
+    pub licence_path: String,
+    pub licence_cid: String,
     pub cid: String,
     pub value: Value,
 }
@@ -867,10 +888,10 @@ impl Web {
         Ok(self.call::<ns::GetStatus>(&ns::Params {}, true).await?.did)
     }
 
-    /// The commons' licences, newest per record: (subject, template, restricted, createdAt),
-    /// read with the public `com.atproto.repo.listRecords`.
+    /// The commons' licences, newest per record, read with the public
+    /// `com.atproto.repo.listRecords`.
     async fn licences(&self, did: &str) -> Result<Vec<LicenceRow>, PageError> {
-        let mut by_subject: std::collections::BTreeMap<String, (String, Vec<String>, String)> =
+        let mut by_subject: std::collections::BTreeMap<String, LicenceRow> =
             std::collections::BTreeMap::new();
         let mut cursor: Option<String> = None;
         let mut read = 0usize;
@@ -908,18 +929,31 @@ impl Web {
                     })
                     .unwrap_or_default();
                 let at = v["createdAt"].as_str().unwrap_or_default().to_owned();
+                let (Some(uri), Some(cid)) = (r["uri"].as_str(), r["cid"].as_str()) else {
+                    continue;
+                };
+                let Some(rkey) = uri.rsplit('/').next() else {
+                    continue;
+                };
                 // Records come in key (TID) order: a later licence of the same record wins.
-                by_subject.insert(subject.to_owned(), (template.to_owned(), restricted, at));
+                by_subject.insert(
+                    subject.to_owned(),
+                    LicenceRow {
+                        subject: subject.to_owned(),
+                        template: template.to_owned(),
+                        restricted,
+                        at,
+                        path: format!("{LICENCE}/{rkey}"),
+                        cid: cid.to_owned(),
+                    },
+                );
             }
             cursor = page["cursor"].as_str().map(str::to_owned);
             if cursor.is_none() || records.is_empty() || read >= MAX_LICENCES {
                 break;
             }
         }
-        Ok(by_subject
-            .into_iter()
-            .map(|(s, (t, r, a))| (s, t, r, a))
-            .collect())
+        Ok(by_subject.into_values().collect())
     }
 }
 
@@ -993,6 +1027,7 @@ async fn commons(
         kinds: &index.kinds,
         query: &q,
         authors: index.repos.len(),
+        total: index.items.len(),
         more: matched > skip + items.len(),
     };
     Ok(pages::html(pages::commons(&view)).into_response())
@@ -1130,20 +1165,18 @@ impl Web {
         }
         let licences = licences?;
         let prefix = format!("at://{did}/");
-        let mut wanted: std::collections::BTreeMap<String, Vec<LicenceRow>> =
+        let mut wanted: std::collections::BTreeMap<String, Vec<(String, LicenceRow)>> =
             std::collections::BTreeMap::new();
-        for (subject, template, restricted, at) in licences {
-            let Some((collection, rkey)) = subject
+        for row in licences {
+            let Some((collection, rkey)) = row
+                .subject
                 .strip_prefix(&prefix)
                 .and_then(|rest| rest.split_once('/'))
                 .map(|(c, k)| (c.to_owned(), k.to_owned()))
             else {
                 continue; // a licence of someone else's record licenses nothing
             };
-            wanted
-                .entry(collection)
-                .or_default()
-                .push((rkey, template, restricted, at));
+            wanted.entry(collection).or_default().push((rkey, row));
         }
         let mut items = Vec::new();
         for (collection, entries) in wanted {
@@ -1151,19 +1184,21 @@ impl Web {
                 Some(r) => r,
                 None => self.whole_collection(did, &collection).await?,
             };
-            for (rkey, template, restricted_to, licensed_at) in entries {
+            for (rkey, row) in entries {
                 let Some((cid, value)) = records.get(&rkey) else {
                     continue; // a licence of a record since deleted
                 };
                 items.push(CommonsItem {
                     did: did.to_owned(),
                     commit: commit.to_owned(),
-                    uri: format!("{prefix}{collection}/{rkey}"),
+                    uri: row.subject,
                     collection: collection.clone(),
                     rkey,
-                    template,
-                    restricted_to,
-                    licensed_at,
+                    template: row.template,
+                    restricted_to: row.restricted,
+                    licensed_at: row.at,
+                    licence_path: row.path,
+                    licence_cid: row.cid,
                     cid: cid.clone(),
                     value: value.clone(),
                 });

@@ -718,6 +718,8 @@ pub(crate) struct CommonsView<'a> {
     pub query: &'a super::CommonsQuery,
     /// How many public repos the commons is drawn from.
     pub authors: usize,
+    /// How many records the whole commons holds (unfiltered).
+    pub total: usize,
     /// Whether a next page exists.
     pub more: bool,
 }
@@ -766,6 +768,13 @@ pub(crate) fn commons(v: &CommonsView<'_>) -> Markup {
                 ", each under the licence it names: anyone may use them on its terms "
                 "(a use-restricted licence names who may). Every record is served as AT Protocol serves it "
                 "(" code { "com.atproto.repo.getRecord" } "), with a proof of inclusion in the signed repository." }
+            @if v.total > 0 {
+                p.snapshot { "The whole commons as one file anyone may download and check offline ("
+                    code { "guild bundle verify" } "): "
+                    a href="/commons/commons-snapshot.car" { "snapshot (CAR)" } ", "
+                    a href="/commons/snapshot/croissant.json" { "Croissant metadata" } ", "
+                    a href="/commons/snapshot/README.md" { "dataset card" } "." }
+            }
             form.filters method="get" action="/commons" role="search" {
                 label for="q" { "Search" } " "
                 input #q type="search" name="q" value=(q.q.clone().unwrap_or_default());
