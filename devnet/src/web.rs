@@ -180,21 +180,56 @@ impl Story {
         if s != 200 || !body.contains("Notes on the tides (commons)") {
             bail!("check `commons`: {record} answered {s} without the record");
         }
+        // Anyone downloads node-1's commons snapshot and verifies it offline.
+        let snapshot_url = format!(
+            "{}/commons/commons-snapshot.car",
+            public.trim_end_matches('/')
+        );
+        let resp = tls
+            .get(&snapshot_url)
+            .send()
+            .with_context(|| format!("GET {snapshot_url}"))?;
+        if resp.status().as_u16() != 200 {
+            bail!(
+                "check `snapshot`: {snapshot_url} answered {}",
+                resp.status()
+            );
+        }
+        let bytes = resp.bytes().context("the snapshot's bytes")?;
+        let file = d.root.join("builder").join("commons-snapshot.car");
+        std::fs::write(&file, &bytes)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        let verified = d.guild_bare(&["bundle", "verify", &file.to_string_lossy(), "--json"])?;
+        let verified: Value =
+            serde_json::from_str(verified.trim()).context("bundle verify --json: not JSON")?;
+        let authors: Vec<&str> = verified["authors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["did"].as_str()).collect())
+            .unwrap_or_default();
+        if verified["kind"] != "commons-snapshot" || !authors.contains(&did.as_str()) {
+            bail!("check `snapshot`: the verified snapshot lacks the member's work: {verified}");
+        }
         self.steps.done(
             t.elapsed(),
             &format!(
-                "{}'s dashboard opened by its one-time link (6 pages, {} KB of HTML; the link refused a second time, the pages without a session); {}'s public contracts page lists {} agreement(s); the member put a work in the commons ({}, Research-Open): their public commons page lists it with its licence and robots.txt names its RSL form; node-1 replicated the member's public repo and lists the work on its collective-wide commons page at its public address ({} ms after the commit), where stock AT reads (listRepos, getRecord) serve it",
+                "{}'s dashboard opened by its one-time link (6 pages, {} KB of HTML; the link refused a second time, the pages without a session); {}'s public contracts page lists {} agreement(s); the member put a work in the commons ({}, Research-Open): their public commons page lists it with its licence and robots.txt names its RSL form; node-1 replicated the member's public repo and lists the work on its collective-wide commons page at its public address ({} ms after the commit), where stock AT reads (listRepos, getRecord) serve it; its commons snapshot (records: {}; {} KB) downloaded and verified offline with `guild bundle verify`",
                 d.nodes[member].name,
                 pages.iter().sum::<usize>() / 1024,
                 d.nodes[steward].name,
                 builders.len(),
                 super::licensing::short(&uri),
-                replicated.as_millis()
+                replicated.as_millis(),
+                verified["records"],
+                bytes.len() / 1024
             ),
             None,
         );
         println!("      commons page of {}: {commons}", d.nodes[member].name);
         println!("      collective commons of node-1 (public address): {steward_commons}");
+        println!(
+            "      its snapshot: {snapshot_url} (verified copy: {})",
+            file.display()
+        );
         println!(
             "      dashboard of {}: `guild dashboard --data-dir {}` prints a one-time link like {base}/dashboard/login?code=…",
             d.nodes[member].name,

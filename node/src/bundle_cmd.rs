@@ -371,10 +371,12 @@ fn verify_snapshot(path: &Path, agreement: Option<&str>, json: bool) -> Result<E
         );
     } else {
         println!(
-            "OK {}: commons snapshot of {} records by {} authors under {}; every commit signature, inclusion proof and licence record checked",
+            "OK {}: commons snapshot of {} record{} by {} author{} under {}; every commit signature, inclusion proof and licence record checked",
             report.manifest,
             report.records,
+            if report.records == 1 { "" } else { "s" },
             report.authors.len(),
+            if report.authors.len() == 1 { "" } else { "s" },
             report
                 .templates
                 .iter()

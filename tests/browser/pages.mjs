@@ -137,6 +137,14 @@ try {
     const provenance = found ? await item.first().locator("details dl").textContent() : "";
     await page.screenshot({ path: `${shots}/steward-commons-1280.png`, fullPage: true });
     out({ stewardCommons: found, licence, provenance });
+    // Download the commons snapshot through the page's link, as a visitor would.
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.locator("p.snapshot a", { hasText: "snapshot (CAR)" }).click(),
+    ]);
+    const saved = join(shots, "..", "commons-snapshot.car");
+    await download.saveAs(saved);
+    out({ snapshot: saved, name: download.suggestedFilename() });
   }
 } finally {
   await browser.close();

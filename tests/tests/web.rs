@@ -6,7 +6,8 @@
 //! consent through the consent page's buttons and its confirmation; the node's own state
 //! (`coop.guild.collective.getStatus`) must show the change. The member then puts a work in
 //! the commons with the CLI, and a steward's commons page must list it with its licence and
-//! its author.
+//! its author; the commons snapshot downloaded through that page's link must pass
+//! `guild bundle verify`.
 //!
 //! Needs `/usr/bin/chromium` (or `GUILD_CHROMIUM`), Node.js and `npm ci` in `tests/browser`;
 //! skips with a reason otherwise, unless `GUILD_REQUIRE_BROWSER=1` (set by `.ci/run`, which
@@ -241,6 +242,30 @@ fn the_pages_work_in_a_real_browser() {
             .as_str()
             .is_some_and(|p| p.contains(&member_did)),
         "the author's DID in the provenance: {commons}"
+    );
+    // The snapshot the browser downloaded from the steward's commons page verifies offline
+    // and holds the member's works.
+    let snap = lines
+        .iter()
+        .find(|l| l.get("snapshot").is_some())
+        .expect("the snapshot download");
+    assert_eq!(snap["name"], "commons-snapshot.car", "{snap}");
+    let report = json(&[
+        "bundle",
+        "verify",
+        snap["snapshot"].as_str().expect("a path"),
+        "--json",
+    ]);
+    assert_eq!(report["kind"], "commons-snapshot", "{report}");
+    assert!(
+        report["authors"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["did"] == member_did.as_str())),
+        "{report}"
+    );
+    eprintln!(
+        "commons snapshot: {} records, {} bytes, verified",
+        report["records"], report["bytes"]
     );
     // The node's own state changed: the same answer the CLI reads.
     assert_eq!(

@@ -252,7 +252,7 @@ impl ManifestParams {
 }
 
 /// The built-in lexicons, parsed once.
-fn registry() -> &'static Registry {
+pub(crate) fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(Registry::builtin)
 }

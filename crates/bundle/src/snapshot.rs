@@ -406,6 +406,16 @@ fn type_of(v: &Ipld) -> Option<&str> {
     }
 }
 
+/// A manifest or page valid against its lexicon (`lexicons/coop/guild/commons/`).
+fn lexicon(what: &str, value: &Ipld) -> Result<(), SnapshotError> {
+    crate::manifest::registry()
+        .validate_record(value)
+        .map_err(|e| SnapshotError::Malformed {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
 /// Verifies a snapshot file from its bytes alone: the manifest and its pages, every
 /// author's signed commit, every entry's record and licence proven in its author's tree and
 /// agreeing with the entry, and no block left unused.
@@ -424,14 +434,14 @@ pub fn verify(bytes: &[u8]) -> Result<SnapshotReport, SnapshotError> {
             .ok_or(SnapshotError::Missing(*cid))
     };
     let manifest_bytes = block(&root)?;
-    if type_of(
-        &data::decode(&manifest_bytes).map_err(|e| SnapshotError::NotASnapshot(e.to_string()))?,
-    ) != Some(SNAPSHOT)
-    {
+    let value =
+        data::decode(&manifest_bytes).map_err(|e| SnapshotError::NotASnapshot(e.to_string()))?;
+    if type_of(&value) != Some(SNAPSHOT) {
         return Err(SnapshotError::NotASnapshot(format!(
             "the root's $type is not {SNAPSHOT}"
         )));
     }
+    lexicon("manifest", &value)?;
     let manifest: SnapshotManifest =
         data::decode_canonical(&manifest_bytes).map_err(|e| SnapshotError::Malformed {
             what: "manifest".into(),
@@ -455,11 +465,14 @@ pub fn verify(bytes: &[u8]) -> Result<SnapshotReport, SnapshotError> {
     let mut used: HashSet<Cid> = HashSet::from([root]);
     let mut entries: Vec<SnapshotEntry> = Vec::with_capacity(count);
     for (i, p) in manifest.pages.iter().enumerate() {
-        let page: Page =
-            data::decode_canonical(&block(p)?).map_err(|e| SnapshotError::Malformed {
-                what: format!("page {i}"),
-                reason: e.to_string(),
-            })?;
+        let bytes = block(p)?;
+        let page: Page = data::decode_canonical(&bytes).map_err(|e| SnapshotError::Malformed {
+            what: format!("page {i}"),
+            reason: e.to_string(),
+        })?;
+        if let Ok(v) = data::decode(&bytes) {
+            lexicon(&format!("page {i}"), &v)?;
+        }
         let last = i + 1 == manifest.pages.len();
         if page.kind != SNAPSHOT_PAGE
             || page.entries.is_empty()
@@ -629,6 +642,12 @@ pub fn croissant(
         "conformsTo": [crate::croissant::CONFORMS_TO, crate::croissant::RAI_CONFORMS_TO],
         "identifier": format!("urn:guild:commons-snapshot:{}", report.manifest),
         "version": "1.0.0",
+        "citeAs": format!(
+            "@misc{{guild-commons-{m},\n  title = {{{{Guild commons snapshot {m}}}}},\n  author = {{{authors}}},\n  year = {{{year}}},\n  note = {{{{Each record under its own licence}}}}\n}}",
+            m = report.manifest,
+            authors = report.authors.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(" and "),
+            year = report.created_at.as_str().get(..4).unwrap_or("")
+        ),
         "license": licences,
         "isAccessibleForFree": true,
         "creator": creators,
@@ -947,6 +966,41 @@ mod tests {
         // Truncated, empty, not a CAR.
         for bad in [&bytes[..bytes.len() / 2], &b""[..], b"not a car"] {
             assert!(verify(bad).is_err());
+        }
+    }
+
+    /// The forms of the fixture's snapshot under `tests/golden/` (`GUILD_BLESS=1` rewrites
+    /// them), which `scripts/conformance/run crates/bundle/tests/golden` validates with
+    /// mlcroissant and the Hugging Face card rules.
+    #[test]
+    fn golden_forms() {
+        let (authors, all) = fixture();
+        let (repos, entries) = inputs(&authors);
+        let (_, bytes) = build(at(), repos, entries, &all).unwrap();
+        let r = verify(&bytes).unwrap();
+        let base = "https://node.example/commons/";
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        for (name, text) in [
+            (
+                "commons-snapshot.croissant.json",
+                croissant(
+                    &r,
+                    "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
+                    base,
+                )
+                .unwrap(),
+            ),
+            ("commons-snapshot.card.md", card(&r, base)),
+        ] {
+            let path = dir.join(name);
+            if std::env::var_os("GUILD_BLESS").is_some() {
+                std::fs::write(&path, &text).unwrap();
+            } else {
+                let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                    panic!("{}: {e} (GUILD_BLESS=1 writes it)", path.display())
+                });
+                assert_eq!(text, want, "{name} changed (GUILD_BLESS=1 rewrites it)");
+            }
         }
     }
 

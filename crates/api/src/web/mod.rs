@@ -1019,6 +1019,9 @@ async fn commons(
             items.push(item);
         }
     }
+    // The authors with a record in the commons (items are grouped by author).
+    let mut authors: Vec<&str> = index.items.iter().map(|i| i.did.as_str()).collect();
+    authors.dedup();
     let view = pages::CommonsView {
         did: &index.did,
         origin: &origin(&headers),
@@ -1026,7 +1029,12 @@ async fn commons(
         templates: &index.templates,
         kinds: &index.kinds,
         query: &q,
-        authors: index.repos.len(),
+        authors: authors.len(),
+        sole_author: match &authors[..] {
+            [only] => Some(only),
+            [] => Some(index.did.as_str()),
+            _ => None,
+        },
         total: index.items.len(),
         more: matched > skip + items.len(),
     };

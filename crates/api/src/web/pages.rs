@@ -718,6 +718,8 @@ pub(crate) struct CommonsView<'a> {
     pub query: &'a super::CommonsQuery,
     /// How many public repos the commons is drawn from.
     pub authors: usize,
+    /// The only one's DID, when there is one (else the node's own, when it has none).
+    pub sole_author: Option<&'a str>,
     /// How many records the whole commons holds (unfiltered).
     pub total: usize,
     /// Whether a next page exists.
@@ -763,8 +765,8 @@ pub(crate) fn commons(v: &CommonsView<'_>) -> Markup {
         "",
         html! {
             p { "Works put in the open by "
-                @if v.authors > 1 { (v.authors) " members of the collective (listed by the node of " code.id { (v.did) } ")" }
-                @else { code.id { (v.did) } }
+                @if let Some(a) = v.sole_author { code.id { (a) } }
+                @else { (v.authors) " members of the collective (listed by the node of " code.id { (v.did) } ")" }
                 ", each under the licence it names: anyone may use them on its terms "
                 "(a use-restricted licence names who may). Every record is served as AT Protocol serves it "
                 "(" code { "com.atproto.repo.getRecord" } "), with a proof of inclusion in the signed repository." }
