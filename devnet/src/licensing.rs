@@ -257,6 +257,21 @@ impl Story {
         if records == 0 || credits.iter().map(|c| c.1).sum::<u64>() != records {
             bail!("check `bundle show`: {records} records, credits {credits:?}");
         }
+        // Every member's own node recomputes its part of the bundle from its own repo and the
+        // log (what its dashboard's bundles page shows): the manifest's credit, exactly.
+        for (i, node) in d.nodes.iter().enumerate().take(self.n) {
+            let credited = credits.iter().find(|c| c.0 == node.did).map_or(0, |c| c.1);
+            let list = bundles(d, i)?;
+            let mine = bundle(&list, &proposal)
+                .map(|b| b["mine"]["records"].as_u64())
+                .with_context(|| format!("{} does not list the bundle", node.name))?;
+            if mine != Some(credited) {
+                bail!(
+                    "check `a member's part`: {} counts {mine:?} of its records in the bundle, the manifest credits {credited}",
+                    node.name
+                );
+            }
+        }
         // Any change to the file is caught: one byte of a record flipped near the end.
         let tampered = dir.join("tampered.car");
         let mut bytes = std::fs::read(&car)?;
@@ -267,7 +282,7 @@ impl Story {
         self.steps.done(
             t.elapsed(),
             &format!(
-                "bundle {} ({records} records by {} members) recomputed by {} stewards, sealed by {approvals}; node-1 and {} wrote byte-identical files; the builder verified it offline; a flipped byte is refused ({})",
+                "bundle {} ({records} records by {} members) recomputed by {} stewards, sealed by {approvals}; node-1 and {} wrote byte-identical files; every member's node counts its own records in it as the manifest credits them; the builder verified it offline; a flipped byte is refused ({})",
                 short(&manifest),
                 credits.len(),
                 stewards.len(),

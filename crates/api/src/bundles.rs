@@ -106,6 +106,15 @@ pub(crate) async fn list<S: NodeStore>(
                 authors: b.records.map(|r| r.1),
                 car_bytes: b.car.map(|c| c.1),
                 note: b.note,
+                builder: b.builder.map(|d| d.to_string()),
+                mine: b.mine.map(|m| list_bundles::MyPart {
+                    records: m.records,
+                    paths: m.paths,
+                    estimate: m
+                        .estimate
+                        .map(|(method, value)| list_bundles::Estimate { method, value }),
+                }),
+                receipt: b.receipt.map(|r| r.to_string()),
             })
             .collect(),
     })

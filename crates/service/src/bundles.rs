@@ -91,7 +91,30 @@ pub struct BundleInfo {
     pub car: Option<(PathBuf, u64)>,
     /// Why this node has not approved it (waiting for a replica, or refused).
     pub note: Option<String>,
+    /// This node's member's records in it, as this node recomputes them from its own repo at
+    /// the commit the proposal names and the log (the stewards' deterministic selection,
+    /// restricted to this member): `None` when that commit is no longer held.
+    pub mine: Option<MyPart>,
+    /// The builder's receipt of the sealed bundle (its op), if the builder acknowledged it.
+    pub receipt: Option<Cid>,
+    /// The agreement's builder.
+    pub builder: Option<Did>,
 }
+
+/// A member's part of one bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MyPart {
+    /// How many of the member's records the bundle holds.
+    pub records: u64,
+    /// Their paths (`collection/rkey`), in the manifest's order (at most [`MY_PATHS`]).
+    pub paths: Vec<String>,
+    /// The member's contribution estimate in the manifest, when this node holds the manifest
+    /// (a steward's node): (method, value).
+    pub estimate: Option<(String, String)>,
+}
+
+/// Most paths a [`MyPart`] lists.
+pub const MY_PATHS: usize = 200;
 
 /// A revocation that came after a sealed bundle: the records of the revoking member the
 /// bundle delivered, which the builder must treat as the agreement's termination terms say.
@@ -132,6 +155,8 @@ pub struct Stewardship<S> {
     pub(crate) holds: Mutex<BTreeMap<Cid, Hold>>,
     /// Sealed bundles whose packaging failed, with when to try again.
     retry: Mutex<BTreeMap<Cid, std::time::Instant>>,
+    /// The member's selected records per proposal, once computed (deterministic).
+    mine: Mutex<BTreeMap<Cid, Option<Vec<guild_bundle::Selected>>>>,
 }
 
 /// How long after a failed packaging the next attempt waits (a missing block, a full disk).
@@ -266,6 +291,7 @@ impl<S: NodeStore> Stewardship<S> {
             dir,
             holds: Mutex::new(BTreeMap::new()),
             retry: Mutex::new(BTreeMap::new()),
+            mine: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -648,6 +674,7 @@ impl<S: NodeStore> Stewardship<S> {
         let status = self.engine.status(collective).await?;
         let st = &status.state;
         let log = self.engine.log(collective).await?;
+        let mine = self.my_parts(&log).await?;
         let mut out = Vec::new();
         for (pid, b) in st.bundles.iter() {
             let Some(op) = log.get(pid) else { continue };
@@ -660,12 +687,29 @@ impl<S: NodeStore> Stewardship<S> {
             };
             let computed = read_proposal(&self.dir, pid)?;
             let manifest = b.sealed.as_ref().map(|(m, _)| *m);
-            let records = match manifest.as_ref().or(computed.as_ref()) {
+            let held = match manifest.as_ref().or(computed.as_ref()) {
                 Some(m) => read_manifest(&self.dir, m)?
-                    .and_then(|bytes| Manifest::from_car(&bytes).ok().map(|(_, m)| m))
-                    .map(|m| (m.records.len() as u64, m.credits.len() as u64)),
+                    .and_then(|bytes| Manifest::from_car(&bytes).ok().map(|(_, m)| m)),
                 None => None,
             };
+            let records = held
+                .as_ref()
+                .map(|m| (m.records.len() as u64, m.credits.len() as u64));
+            let me = self.service.did();
+            let my_part = mine.get(pid).cloned().flatten().map(|sel| MyPart {
+                records: sel.len() as u64,
+                paths: sel.iter().take(MY_PATHS).map(|r| r.path.clone()).collect(),
+                estimate: held.as_ref().and_then(|m| {
+                    m.estimates
+                        .iter()
+                        .find(|e| e.member.as_str() == me)
+                        .map(|e| (e.method.clone(), e.value.clone()))
+                }),
+            });
+            let receipt = manifest
+                .as_ref()
+                .and_then(|m| st.receipts.get(&(b.agreement, *m)).copied());
+            let builder = st.agreements.get(&b.agreement).map(|a| a.builder.clone());
             let car = match &manifest {
                 Some(m) => {
                     let p = self.sealed_path(m);
@@ -697,10 +741,45 @@ impl<S: NodeStore> Stewardship<S> {
                 records,
                 car,
                 note,
+                mine: my_part,
+                receipt,
+                builder,
             });
         }
         out.sort_by(|a, b| (&a.proposed_at, &a.proposal).cmp(&(&b.proposed_at, &b.proposal)));
         Ok(out)
+    }
+
+    /// This node's member's selected records in each bundle of the log (computed once per
+    /// proposal, then remembered), on a blocking thread.
+    async fn my_parts(
+        &self,
+        log: &Log,
+    ) -> Result<BTreeMap<Cid, Option<Vec<guild_bundle::Selected>>>, StewardshipError> {
+        let proposals: Vec<Cid> = log.state_ref().bundles.keys().copied().collect();
+        let mut memo = self
+            .mine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if proposals.iter().all(|p| memo.contains_key(p)) {
+            return Ok(memo);
+        }
+        let service = Arc::clone(&self.service);
+        let log = log.clone();
+        let memo = tokio::task::spawn_blocking(move || {
+            for p in &proposals {
+                my_selection(&service, &log, p, &mut memo)?;
+            }
+            Ok::<_, StewardshipError>(memo)
+        })
+        .await
+        .map_err(|e| StewardshipError::Io(format!("worker failed: {e}")))??;
+        *self
+            .mine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = memo.clone();
+        Ok(memo)
     }
 
     /// The revocation notices of the collective: for each sealed bundle this node holds the
@@ -821,6 +900,62 @@ fn listing<S: NodeStore>(
         name: None,
         records,
     }))
+}
+
+/// The records of this node's member that `proposal`'s bundle holds: the stewards'
+/// selection run on the member's own repo at the commit the proposal names (`[]` when it
+/// names none of the member's), minus, for a training bundle, the member's records the
+/// evaluation bundles sealed at its cut delivered (computed the same way). `None` when the
+/// member's commit is no longer in the store. Remembered in `memo`. (The stewards also leave
+/// out a record whose bytes equal another member's record delivered for evaluation; a
+/// member's node, without the others' repos, cannot see that case.)
+fn my_selection<S: NodeStore>(
+    service: &RepoService<S>,
+    log: &Log,
+    proposal: &Cid,
+    memo: &mut BTreeMap<Cid, Option<Vec<guild_bundle::Selected>>>,
+) -> Result<Option<Vec<guild_bundle::Selected>>, StewardshipError> {
+    if let Some(known) = memo.get(proposal) {
+        return Ok(known.clone());
+    }
+    let op = log
+        .get(proposal)
+        .ok_or_else(|| StewardshipError::Io(format!("proposal {proposal} is not in the log")))?;
+    let OpBody::BundleProposal(body) = op.body() else {
+        return Err(StewardshipError::Io(format!(
+            "{proposal} is not a proposal"
+        )));
+    };
+    let me = service.did();
+    let Some(head) = body.cut.replicas.iter().find(|r| r.did.as_str() == me) else {
+        memo.insert(*proposal, Some(Vec::new()));
+        return Ok(Some(Vec::new()));
+    };
+    let store: &S = service.store();
+    let Some(replica) = listing(store, head)? else {
+        memo.insert(*proposal, None);
+        return Ok(None);
+    };
+    let (request, heads, _) = ManifestParams::from_proposal(op)?;
+    let cut = CutState::at(log, &heads)?;
+    let selection = select(log, &cut, &request, &[replica], &EvaluationLedger::empty())?;
+    let mut records = selection.records;
+    if !body.kind.is(BundleKind::Evaluation) {
+        let evaluations: Vec<Cid> = cut
+            .state
+            .bundles
+            .iter()
+            .filter(|(_, b)| b.kind.is(BundleKind::Evaluation) && b.sealed.is_some())
+            .map(|(p, _)| *p)
+            .collect();
+        for e in evaluations {
+            if let Some(delivered) = my_selection(service, log, &e, memo)? {
+                records.retain(|r| !delivered.iter().any(|d| d.path == r.path || d.cid == r.cid));
+            }
+        }
+    }
+    memo.insert(*proposal, Some(records.clone()));
+    Ok(Some(records))
 }
 
 /// Recomputes the manifest of `proposal` from this node's replicas (blocking work).

@@ -612,21 +612,34 @@ pub(crate) fn bundles(frame: &Frame, list: Option<&list_bundles::Output>) -> Mar
         Some(frame),
         "Bundles",
         html! {
-            p { "The bundles the stewards assembled from members' consented records, for which builder's agreement. " code { "guild bundle show" } " gives a bundle's credits and contribution estimates." }
+            p { "The bundles the stewards assembled from members' consented records, for which builder's agreement, and which of your records each holds. "
+                "Your part is recomputed by your own node from your repository and the collective's log: the same selection the stewards ran, for you alone. "
+                code { "guild bundle show" } " gives a bundle file's credits and contribution estimates." }
             p #live aria-live="polite" {}
             @if rows.is_empty() { p { "No bundle yet." } }
             @else {
                 div.scroll tabindex="0" { table {
-                    thead { tr { th scope="col" { "Proposal" } th scope="col" { "Template" } th scope="col" { "Status" } th scope="col" { "Records" } th scope="col" { "Members" } th scope="col" { "Approvals" } } }
+                    thead { tr { th scope="col" { "Proposal" } th scope="col" { "Template, builder" } th scope="col" { "Status" } th scope="col" { "Your records" } th scope="col" { "Records" } th scope="col" { "Members" } th scope="col" { "Approvals" } th scope="col" { "Receipt" } } }
                     tbody { @for b in rows { tr {
                         td { code.id { (b.proposal) } br; small { (b.proposed_at) } }
-                        td { (title_of(&b.template)) br; small { (b.kind) } }
+                        td { (title_of(&b.template)) br; small { (b.kind) } @if let Some(by) = &b.builder { br; small { "for " code.id { (by) } } } }
                         td { (b.status) @if let Some(n) = &b.note { br; small { (n) } } }
+                        td.num { @match &b.mine { Some(m) => { (m.records) @if let Some(e) = &m.estimate { br; small { "estimate " (e.value) " (" (e.method) ")" } } }, None => { "–" } } }
                         td.num { (b.records.map(|r| r.to_string()).unwrap_or_else(|| "–".into())) }
                         td.num { (b.authors.map(|r| r.to_string()).unwrap_or_else(|| "–".into())) }
                         td.num { (b.approvals.len()) " / " (b.quorum) }
+                        td { @match &b.receipt { Some(r) => { "acknowledged" br; small { code.id { (r) } } }, None => { @if b.status == "sealed" { "not yet" } @else { "–" } } } }
                     } } }
                 } }
+                @for b in rows.iter().filter(|b| b.mine.as_ref().is_some_and(|m| m.records > 0)) {
+                    @if let Some(m) = &b.mine {
+                        details {
+                            summary { "Your " (m.records) " record" @if m.records != 1 { "s" } " in " (title_of(&b.template)) " bundle " code.id { (b.proposal.chars().take(16).collect::<String>()) "…" } }
+                            ul.paths { @for p in &m.paths { li { code.id { (p) } } } }
+                            @if (m.paths.len() as u64) < m.records { p { small { "… and " (m.records - m.paths.len() as u64) " more." } } }
+                        }
+                    }
+                }
             }
         },
     )

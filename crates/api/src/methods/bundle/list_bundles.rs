@@ -69,6 +69,38 @@ pub struct BundleView {
     /// Why this node has not approved it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The agreement's builder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+    /// This node's member's records in it, as this node recomputes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mine: Option<MyPart>,
+    /// The builder's receipt of the sealed bundle (its op), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
+}
+
+/// A member's part of one bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MyPart {
+    /// How many of the member's records the bundle holds.
+    pub records: u64,
+    /// Their paths (the first 200), in the manifest's order.
+    pub paths: Vec<String>,
+    /// The member's contribution estimate, when this node holds the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+}
+
+/// A contribution estimate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Estimate {
+    /// The method.
+    pub method: String,
+    /// The value, as the manifest writes it.
+    pub value: String,
 }
 
 /// A steward's approval.
