@@ -14,6 +14,7 @@
 //! and without it for public pages, which use it only to learn the node's own DID): no rule
 //! lives only in a page.
 
+mod charts;
 pub mod login;
 mod pages;
 mod snapshot;

@@ -645,23 +645,11 @@ pub(crate) fn bundles(frame: &Frame, list: Option<&list_bundles::Output>) -> Mar
     )
 }
 
-/// A bar chart of the member's amount per statement, as inline SVG.
-fn earnings_chart(points: &[(String, u64)], unit: &str) -> Markup {
-    let max = points.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
-    let (w, h, bar) = (560u64, 180u64, 48u64);
-    let width = (points.len() as u64 * (bar + 16) + 40).max(w);
-    html! {
-        svg role="img" aria-labelledby="chart-title" viewBox=(format!("0 0 {width} {}", h + 40)) width="100%" xmlns="http://www.w3.org/2000/svg" {
-            title #chart-title { "Your amount per statement, in " (unit) }
-            line x1="30" y1=(h) x2=(width) y2=(h) stroke="#555" {}
-            @for (i, (label, v)) in points.iter().enumerate() {
-                @let x = 40 + i as u64 * (bar + 16);
-                @let bh = u64::try_from(u128::from(*v) * u128::from(h - 20) / u128::from(max)).unwrap_or(h - 20);
-                rect x=(x) y=(h - bh) width=(bar) height=(bh) fill="#2f6f4f" {}
-                text x=(x + bar / 2) y=(h - bh - 4) text-anchor="middle" font-size="11" { (v) }
-                text x=(x + bar / 2) y=(h + 16) text-anchor="middle" font-size="11" { (label) }
-            }
-        }
+/// A server-side SVG chart (plotters), or a note that it could not be drawn.
+fn chart(points: &[(String, f64)], unit: &str, label: &str) -> Markup {
+    match super::charts::bars(points, unit, label) {
+        Ok(svg) => PreEscaped(svg),
+        Err(e) => html! { p { small { "(chart not drawn: " (e.0) ")" } } },
     }
 }
 
@@ -687,10 +675,35 @@ pub(crate) fn statements(frame: &Frame, list: Option<&list_statements::Output>) 
         .first()
         .map(|v| v.statement.total.currency.clone())
         .unwrap_or_default();
-    let points: Vec<(String, u64)> = mine
+    // Amounts in major units of the first statement's currency (statements in another
+    // currency are left out of the chart, not the table).
+    let scale = guild_license::terms::Currency::parse(&currency).map_or(1.0, |c| {
+        10f64.powi(i32::try_from(c.exponent()).unwrap_or(0))
+    });
+    let points: Vec<(String, f64)> = mine
         .iter()
         .filter(|(v, _)| v.statement.total.currency == currency)
-        .map(|(v, l)| (v.statement.period.id.clone(), l.map_or(0, |l| l.amount)))
+        .map(|(v, l)| {
+            (
+                v.statement.period.id.clone(),
+                l.map_or(0.0, |l| l.amount as f64 / scale),
+            )
+        })
+        .collect();
+    // The member's share of each statement's weights, in percent: their contribution over
+    // time, as the stewards' estimates and member-days weighed it.
+    let shares: Vec<(String, f64)> = mine
+        .iter()
+        .map(|(v, l)| {
+            let total: u128 = v.statement.lines.iter().map(|x| u128::from(x.weight)).sum();
+            let mine = l.map_or(0, |l| u128::from(l.weight));
+            let share = if total == 0 {
+                0.0
+            } else {
+                mine as f64 * 100.0 / total as f64
+            };
+            (v.statement.period.id.clone(), share)
+        })
         .collect();
     layout(
         "Statements",
@@ -702,7 +715,10 @@ pub(crate) fn statements(frame: &Frame, list: Option<&list_statements::Output>) 
             p #live aria-live="polite" {}
             @if views.is_empty() { p { "No statement yet." } }
             @else {
-                @if !points.is_empty() { figure { (earnings_chart(&points, &format!("minor units of {currency}"))) figcaption { "Your amount per statement (minor units of " (currency) ")." } } }
+                @if !points.is_empty() {
+                    figure { (chart(&points, &currency, &format!("Your amount per statement, in {currency}"))) figcaption { "Your amount per statement, in " (currency) "." } }
+                    figure { (chart(&shares, "% of the weights", "Your share of each statement's weights, in percent")) figcaption { "Your contribution: your share of each statement's weights (the stewards' estimates times your member-days), in percent." } }
+                }
                 div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Period" } th scope="col" { "Builder" } th scope="col" { "Total" } th scope="col" { "Method" } th scope="col" { "Your weight" } th scope="col" { "Member-days" } th scope="col" { "Your amount" } th scope="col" { "Published by" } } }
                     tbody { @for (v, l) in &mine { tr {
