@@ -7,6 +7,9 @@
 //   GUILD_TEMPLATE   the template whose consent the test flips through the consent page
 //   GUILD_SHOTS      where to write the screenshots (<page>-<width>.png)
 //   GUILD_CHROMIUM   the browser (default /usr/bin/chromium)
+//   GUILD_EARNER_LOGIN
+//                    a one-time login link of a member with payout lines (a steward): its
+//                    statements page must draw both charts, with no axe violation
 //   GUILD_STEWARD_COMMONS, GUILD_COMMONS_TITLE
 //                    a steward's commons page, and the title of a work the member just put
 //                    in the commons: the page must list it, with its licence, once the
@@ -145,6 +148,31 @@ try {
     const saved = join(shots, "..", "commons-snapshot.car");
     await download.saveAs(saved);
     out({ snapshot: saved, name: download.suggestedFilename() });
+  }
+
+  // A member with earnings: the statements page's two server-side charts.
+  const earner = process.env.GUILD_EARNER_LOGIN;
+  if (earner) {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const p2 = await ctx.newPage();
+    await p2.goto(earner);
+    const statementsUrl = `${earner.split("/dashboard/login")[0]}/dashboard/statements`;
+    for (const [width, height] of [[1280, 900], [390, 844]]) {
+      await p2.setViewportSize({ width, height });
+      const resp = await p2.goto(statementsUrl, { waitUntil: "load" });
+      await p2.addScriptTag({ path: axePath });
+      const result = await p2.evaluate(async () => {
+        const r = await window.axe.run(document, { resultTypes: ["violations"] });
+        return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help }));
+      });
+      const serious = result.filter((v) => v.impact === "serious" || v.impact === "critical").length;
+      const charts = await p2.locator("figure svg[role=img]").count();
+      const bars = await p2.locator("figure svg[role=img] rect").count();
+      const overflow = await p2.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      await p2.screenshot({ path: `${shots}/statements-earner-${width}.png`, fullPage: true });
+      out({ earner: width, status: resp.status(), charts, bars, serious, overflow, violations: result });
+    }
+    await ctx.close();
   }
 } finally {
   await browser.close();

@@ -124,6 +124,11 @@ fn the_pages_work_in_a_real_browser() {
         .expect("contracts page")
         .to_owned();
     let before = granted(member);
+    // A steward with payout lines, for the statements page's charts.
+    let earner = json(&["dashboard", "--data-dir", &dirs[0], "--json"])["login"]
+        .as_str()
+        .expect("login link")
+        .to_owned();
     // The member puts a work in the commons (the CLI's `record add --commons`); the browser
     // must find it, with its licence, on a steward's (node-1's) commons page.
     let title = format!(
@@ -170,6 +175,7 @@ fn the_pages_work_in_a_real_browser() {
         .env("GUILD_SHOTS", &shots)
         .env("GUILD_CHROMIUM", &chromium)
         .env("GUILD_STEWARD_COMMONS", &steward_commons)
+        .env("GUILD_EARNER_LOGIN", &earner)
         .env("GUILD_COMMONS_TITLE", &title)
         .output()
         .expect("run node");
@@ -243,6 +249,19 @@ fn the_pages_work_in_a_real_browser() {
             .is_some_and(|p| p.contains(&member_did)),
         "the author's DID in the provenance: {commons}"
     );
+    let earner: Vec<&Value> = lines.iter().filter(|l| l.get("earner").is_some()).collect();
+    assert_eq!(
+        earner.len(),
+        2,
+        "the earner's statements at two widths: {stdout}"
+    );
+    for e in earner {
+        assert_eq!(e["status"], 200, "{e}");
+        assert_eq!(e["charts"], 2, "earnings and contribution charts: {e}");
+        assert!(e["bars"].as_u64().is_some_and(|b| b > 0), "{e}");
+        assert_eq!(e["serious"], 0, "{e}");
+        assert!(e["overflow"].as_i64().is_some_and(|o| o <= 0), "{e}");
+    }
     // The snapshot the browser downloaded from the steward's commons page verifies offline
     // and holds the member's works.
     let snap = lines

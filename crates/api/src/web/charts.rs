@@ -66,6 +66,16 @@ pub(crate) fn bars(
         root.present().map_err(err)?;
     }
     let label = label.replace(['"', '<', '>', '&'], " ");
+    // Scales to the page's width (a phone's too): the drawing keeps its viewBox.
+    let sized = format!("width=\"{width}\" height=\"240\"");
+    if !svg.contains(&sized) || !svg.contains("viewBox") {
+        return Err(ChartError("plotters wrote an SVG of another shape".into()));
+    }
+    let svg = svg.replacen(
+        &sized,
+        &format!("width=\"100%\" style=\"max-width:{width}px;height:auto\""),
+        1,
+    );
     Ok(svg.replacen(
         "<svg ",
         &format!("<svg role=\"img\" aria-label=\"{label}\" "),
@@ -94,6 +104,10 @@ mod tests {
             "{svg}"
         );
         assert!(svg.contains("<rect"), "{svg}");
+        assert!(
+            svg.contains("width=\"100%\"") && svg.contains("viewBox"),
+            "{svg}"
+        );
         // Nothing, or zeros, draw an empty chart, not an error.
         assert!(bars(&[], "EUR", "x").is_ok());
         assert!(bars(&[("a".into(), 0.0)], "EUR", "x").is_ok());

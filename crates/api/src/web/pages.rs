@@ -715,7 +715,9 @@ pub(crate) fn statements(frame: &Frame, list: Option<&list_statements::Output>) 
             p #live aria-live="polite" {}
             @if views.is_empty() { p { "No statement yet." } }
             @else {
-                @if !points.is_empty() {
+                @if points.iter().chain(&shares).all(|p| p.1 <= 0.0) {
+                    p { "No amount for you in these statements yet: your records were in none of the bundles they pay for." }
+                } @else {
                     figure { (chart(&points, &currency, &format!("Your amount per statement, in {currency}"))) figcaption { "Your amount per statement, in " (currency) "." } }
                     figure { (chart(&shares, "% of the weights", "Your share of each statement's weights, in percent")) figcaption { "Your contribution: your share of each statement's weights (the stewards' estimates times your member-days), in percent." } }
                 }
