@@ -170,10 +170,16 @@ fn try_add_text(
     id: &Cid,
     body: &str,
 ) -> Result<guild_api::WriteOutcome, guild_api::ServiceError> {
-    let key = n
-        .service
-        .repo_key(&did(n), &Space::Collective(*id))
-        .unwrap();
+    try_add_text_in(n, &Space::Collective(*id), body)
+}
+
+/// Tries to add a text record to the member's repo in `space`.
+fn try_add_text_in(
+    n: &Node,
+    space: &Space,
+    body: &str,
+) -> Result<guild_api::WriteOutcome, guild_api::ServiceError> {
+    let key = n.service.repo_key(&did(n), space).unwrap();
     n.service.apply_writes(
         &key,
         vec![WriteOp::Create {
@@ -383,23 +389,7 @@ async fn a_steward_that_was_offline_catches_up() {
 /// record of a type no Guild lexicon knows (kept unchecked, as AT public repos do).
 fn publish(n: &Node, body: &str) -> (String, Cid) {
     let key = n.service.repo_key(&did(n), &Space::Public).unwrap();
-    let out = n
-        .service
-        .apply_writes(
-            &key,
-            vec![WriteOp::Create {
-                collection: "coop.guild.data.text".into(),
-                rkey: None,
-                record: json!({
-                    "$type": "coop.guild.data.text",
-                    "body": body,
-                    "createdAt": "2026-01-01T00:00:00.000Z",
-                }),
-            }],
-            None,
-            None,
-        )
-        .unwrap();
+    let out = try_add_text_in(n, &Space::Public, body).unwrap();
     let r = &out.results[0];
     let uri = r.uri.clone();
     n.service
