@@ -42,6 +42,7 @@ pub mod card;
 pub mod croissant;
 pub mod cut;
 pub mod disclosure;
+mod entries;
 pub mod error;
 pub mod estimate;
 mod facts;

@@ -285,23 +285,39 @@ impl Manifest {
         params: &ManifestParams,
     ) -> Result<Manifest, BundleError> {
         // Records are in author order, so each author's run is contiguous.
-        let mut credits: Vec<Credit> = Vec::new();
+        let mut runs: Vec<(&Did, u64)> = Vec::new();
         for e in &records {
-            match credits.last_mut() {
-                Some(c) if c.did == e.author => {
-                    c.records = Some(c.records.unwrap_or(0) + 1);
-                }
-                _ => credits.push(Credit {
-                    did: e.author.clone(),
-                    name: selection
-                        .names
-                        .get(&e.author)
-                        .cloned()
-                        .unwrap_or_else(|| e.author.to_string()),
-                    records: Some(1),
-                }),
+            match runs.last_mut() {
+                Some((did, n)) if **did == e.author => *n += 1,
+                _ => runs.push((&e.author, 1)),
             }
         }
+        let mut manifest = Manifest::build_counted(selection, runs, records.len(), params)?;
+        manifest.records = records;
+        Ok(manifest)
+    }
+
+    /// [`Manifest::build_from`] without the entries: each author's number of records (in
+    /// the entries' author order) and their total stand for them. The manifest's `records`
+    /// is empty; [`Manifest::encode_root_with`] is told the count.
+    pub(crate) fn build_counted<'d>(
+        selection: &Selection,
+        runs: impl IntoIterator<Item = (&'d Did, u64)>,
+        record_count: usize,
+        params: &ManifestParams,
+    ) -> Result<Manifest, BundleError> {
+        let credits: Vec<Credit> = runs
+            .into_iter()
+            .map(|(did, n)| Credit {
+                did: did.clone(),
+                name: selection
+                    .names
+                    .get(did)
+                    .cloned()
+                    .unwrap_or_else(|| did.to_string()),
+                records: Some(n),
+            })
+            .collect();
         let authors: BTreeSet<&Did> = credits.iter().map(|c| &c.did).collect();
         let mut estimates = params.estimates.clone();
         estimates.sort_by(|a, b| (&a.member, &a.method).cmp(&(&b.member, &b.method)));
@@ -341,7 +357,7 @@ impl Manifest {
             BundleKind::Evaluation => Some(canary_guid(&params.proposal)),
             BundleKind::Training => None,
         };
-        let licensee_canaries = if records.is_empty() {
+        let licensee_canaries = if record_count == 0 {
             Vec::new()
         } else {
             licensee_canaries(
@@ -365,7 +381,7 @@ impl Manifest {
                 heads: selection.heads.iter().copied().map(CidRef).collect(),
                 replicas: selection.replicas.clone(),
             },
-            records,
+            records: Vec::new(),
             credits,
             estimates,
             licence,
@@ -380,10 +396,13 @@ impl Manifest {
     /// named by `recordPages`, their pages' CIDs, which this computes).
     pub fn to_ipld(&self) -> Result<Ipld, BundleError> {
         let pages = self.pages()?;
-        self.root_ipld(pages.iter().map(|(c, _)| *c).collect())
+        self.root_ipld(
+            self.records.len() as u64,
+            pages.iter().map(|(c, _)| *c).collect(),
+        )
     }
 
-    fn root_ipld(&self, record_pages: Vec<Cid>) -> Result<Ipld, BundleError> {
+    fn root_ipld(&self, record_count: u64, record_pages: Vec<Cid>) -> Result<Ipld, BundleError> {
         let root = Root {
             record_type: self.record_type.clone(),
             collective: self.collective,
@@ -392,7 +411,7 @@ impl Manifest {
             kind: self.kind.clone(),
             terms: self.terms.clone(),
             cut: self.cut.clone(),
-            record_count: self.records.len() as u64,
+            record_count,
             record_pages,
             credits: self.credits.clone(),
             estimates: self.estimates.clone(),
@@ -430,14 +449,15 @@ impl Manifest {
             .collect()
     }
 
-    /// The root block for record pages whose CIDs the caller already has (a verifier that
-    /// read the pages and found its rebuilt records equal to theirs): the pages are a function
-    /// of the records, so they need not be encoded again.
+    /// The root block for `record_count` records in pages whose CIDs the caller already has
+    /// (a verifier that checked the file's pages and entries): the pages are a function of
+    /// the records, so they need not be encoded again, nor the records held here.
     pub(crate) fn encode_root_with(
         &self,
+        record_count: u64,
         record_pages: Vec<Cid>,
     ) -> Result<(Cid, Vec<u8>), BundleError> {
-        let value = self.root_ipld(record_pages)?;
+        let value = self.root_ipld(record_count, record_pages)?;
         data::encode_record(&value).map_err(|e| BundleError::Encode(e.to_string()))
     }
 
@@ -454,7 +474,10 @@ impl Manifest {
     /// Every block of the manifest: the root first, then its record pages in order.
     pub fn blocks(&self) -> Result<Vec<(Cid, Vec<u8>)>, BundleError> {
         let pages = self.pages()?;
-        let value = self.root_ipld(pages.iter().map(|(c, _)| *c).collect())?;
+        let value = self.root_ipld(
+            self.records.len() as u64,
+            pages.iter().map(|(c, _)| *c).collect(),
+        )?;
         let root = data::encode_record(&value).map_err(|e| BundleError::Encode(e.to_string()))?;
         let mut out = Vec::with_capacity(pages.len() + 1);
         out.push(root);
@@ -546,25 +569,50 @@ fn decode_checked<T: serde::de::DeserializeOwned>(
     data::decode_as::<T>(bytes).map_err(|e| format!("block {cid}: {e}"))
 }
 
+/// Where a manifest's entries go as its pages are read: a vector of [`Entry`], or the
+/// compact form verification holds a million of (`crate::entries`).
+pub(crate) trait Records: Default {
+    /// One page's entries, decoded on its own (on any core).
+    type Page: EntrySink + Default + Send;
+    /// Room for `n` entries.
+    fn reserve(&mut self, n: usize);
+    /// Appends a page's entries; returns how many.
+    fn append(&mut self, page: Self::Page) -> Result<usize, String>;
+}
+
+impl Records for Vec<Entry> {
+    type Page = Vec<Entry>;
+
+    fn reserve(&mut self, n: usize) {
+        Vec::reserve(self, n);
+    }
+
+    fn append(&mut self, page: Vec<Entry>) -> Result<usize, String> {
+        let n = page.len();
+        self.extend(page);
+        Ok(n)
+    }
+}
+
 /// A manifest read block by block: the root, then each page it names, in order (what
 /// verification does as the blocks stream past).
-pub(crate) struct Reading {
+pub(crate) struct Reading<S = Vec<Entry>> {
     root: Root,
     /// The entries of the pages read so far, in order (appended page by page, so that a
     /// million entries are held once, not once per page and once more).
-    records: Vec<Entry>,
+    records: S,
     /// How many entries each page read so far held.
     sizes: Vec<usize>,
     /// Pages taken but not decoded yet ([`Reading::expect_page`]), after those.
     pending: Vec<Cid>,
 }
 
-impl Reading {
+impl<S: Records> Reading<S> {
     /// Starts from the root block (`hashed`: the caller checked its hash).
-    pub(crate) fn root(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Reading, String> {
+    pub(crate) fn root(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Reading<S>, String> {
         let root = decode_root(cid, bytes, hashed)?;
         Ok(Reading {
-            records: Vec::new(),
+            records: S::default(),
             sizes: Vec::with_capacity(root.record_pages.len()),
             pending: Vec::new(),
             root,
@@ -600,13 +648,13 @@ impl Reading {
         if !self.pending.is_empty() {
             return Err("pages taken as bytes are not decoded yet".into());
         }
-        let entries = decode_page(cid, bytes, hashed)?;
-        self.append(entries);
-        Ok(())
+        let mut entries = S::Page::default();
+        decode_page_into(cid, bytes, hashed, &mut entries)?;
+        self.append(entries)
     }
 
     /// Takes the next page's place (its CID checked against the root's list); its entries
-    /// come later, decoded by the caller with [`decode_page`], in order, through
+    /// come later, decoded by the caller with [`decode_page_into`], in order, through
     /// [`Reading::push_decoded`].
     pub(crate) fn expect_page(&mut self, cid: &Cid) -> Result<(), String> {
         self.expect_next(cid)?;
@@ -615,34 +663,44 @@ impl Reading {
     }
 
     /// The entries of the oldest page taken with [`Reading::expect_page`].
-    pub(crate) fn push_decoded(&mut self, entries: Vec<Entry>) -> Result<(), String> {
+    pub(crate) fn push_decoded(&mut self, entries: S::Page) -> Result<(), String> {
         if self.pending.is_empty() {
             return Err("a page decoded that was not taken".into());
         }
         self.pending.remove(0);
-        self.append(entries);
-        Ok(())
+        self.append(entries)
     }
 
-    fn append(&mut self, entries: Vec<Entry>) {
-        if self.records.capacity() == 0 {
+    fn append(&mut self, entries: S::Page) -> Result<(), String> {
+        if self.sizes.is_empty() {
             // The count is the root's claim: reserve for at most a million entries up front.
             let claimed = usize::try_from(self.root.record_count).unwrap_or(usize::MAX);
             self.records.reserve(claimed.min(1 << 20));
         }
-        self.sizes.push(entries.len());
-        self.records.extend(entries);
+        let n = self.records.append(entries)?;
+        self.sizes.push(n);
+        Ok(())
     }
 
-    /// The manifest, once every page is read.
-    pub(crate) fn finish(self) -> Result<Manifest, String> {
+    /// The manifest, once every page is read, without its entries (its `records` is
+    /// empty), and the entries.
+    pub(crate) fn finish_parts(self) -> Result<(Manifest, S), String> {
         if let Some(next) = self.next_page() {
             return Err(format!("the record page {next} is missing"));
         }
         if let Some(page) = self.pending.first() {
             return Err(format!("the record page {page} is not decoded"));
         }
-        assemble(self.root, self.records, &self.sizes)
+        Ok((assemble(self.root, &self.sizes)?, self.records))
+    }
+}
+
+impl Reading<Vec<Entry>> {
+    /// The manifest, once every page is read.
+    pub(crate) fn finish(self) -> Result<Manifest, String> {
+        let (mut manifest, records) = self.finish_parts()?;
+        manifest.records = records;
+        Ok(manifest)
     }
 }
 
@@ -749,7 +807,7 @@ struct Last<'a, T> {
     value: Option<T>,
 }
 
-impl<'a, T: Clone> Last<'a, T> {
+impl<'a, T> Last<'a, T> {
     fn new() -> Self {
         Last {
             text: "",
@@ -761,24 +819,62 @@ impl<'a, T: Clone> Last<'a, T> {
         &mut self,
         s: &'a str,
         parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<T, String> {
-        match &self.value {
-            Some(v) if self.text == s => Ok(v.clone()),
-            _ => {
-                let v = parse(s)?;
-                self.text = s;
-                self.value = Some(v.clone());
-                Ok(v)
-            }
+    ) -> Result<&T, String> {
+        if self.value.is_none() || self.text != s {
+            self.value = Some(parse(s)?);
+            self.text = s;
         }
+        self.value
+            .as_ref()
+            .ok_or_else(|| format!("{s} was not parsed"))
     }
 }
 
-/// Decodes a page: canonical DAG-CBOR with exactly the lexicon's fields (no unknown one),
-/// typed (the DIDs and CIDs parse, each in its canonical string form, so that encoding the
-/// entries again gives the same bytes), within the page lexicon. A page holds runs of one
-/// author, commit and consent op: each distinct string is parsed once.
-pub(crate) fn decode_page(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Vec<Entry>, String> {
+/// Where a page's entries go as they are decoded, each typed and checked.
+pub(crate) trait EntrySink {
+    /// One entry: its author, commit, path (at most [`MAX_PATH`] bytes), record and consent
+    /// op.
+    fn entry(
+        &mut self,
+        author: &Did,
+        commit: &Cid,
+        path: &str,
+        cid: &Cid,
+        consent: &Cid,
+    ) -> Result<(), String>;
+}
+
+impl EntrySink for Vec<Entry> {
+    fn entry(
+        &mut self,
+        author: &Did,
+        commit: &Cid,
+        path: &str,
+        cid: &Cid,
+        consent: &Cid,
+    ) -> Result<(), String> {
+        self.push(Entry {
+            author: author.clone(),
+            commit: CidRef(*commit),
+            path: path.to_owned(),
+            cid: CidRef(*cid),
+            consent: CidRef(*consent),
+        });
+        Ok(())
+    }
+}
+
+/// Decodes a page into `sink`: canonical DAG-CBOR with exactly the lexicon's fields (no
+/// unknown one), typed (the DIDs and CIDs parse, each in its canonical string form, so that
+/// encoding the entries again gives the same bytes), within the page lexicon. A page holds
+/// runs of one author, commit and consent op: each distinct string is parsed once. Returns
+/// the number of entries.
+pub(crate) fn decode_page_into(
+    cid: &Cid,
+    bytes: &[u8],
+    hashed: bool,
+    sink: &mut impl EntrySink,
+) -> Result<usize, String> {
     if !hashed {
         guild_core::cids::verify_block(cid, bytes).map_err(|e| format!("block {cid}: {e}"))?;
     }
@@ -790,9 +886,20 @@ pub(crate) fn decode_page(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Vec<E
             p.record_type
         ));
     }
+    if p.entries.is_empty() || p.entries.len() > PAGE_SIZE {
+        return Err(bad(format!(
+            "a record page of {} entries (1 to {PAGE_SIZE})",
+            p.entries.len()
+        )));
+    }
     let (mut author, mut commit, mut consent) = (Last::new(), Last::new(), Last::new());
-    let mut entries = Vec::with_capacity(p.entries.len());
     for e in &p.entries {
+        if e.path.len() > MAX_PATH {
+            return Err(bad(format!(
+                "a path of {} bytes (at most {MAX_PATH})",
+                e.path.len()
+            )));
+        }
         let did = author
             .get(e.author, |s| {
                 let d = Did::parse(s).map_err(|e| e.to_string())?;
@@ -802,20 +909,18 @@ pub(crate) fn decode_page(cid: &Cid, bytes: &[u8], hashed: bool) -> Result<Vec<E
                 Ok(d)
             })
             .map_err(bad)?;
-        entries.push(Entry {
-            author: did,
-            commit: CidRef(commit.get(e.commit, canonical_cid).map_err(bad)?),
-            path: e.path.to_owned(),
-            cid: CidRef(canonical_cid(e.cid).map_err(bad)?),
-            consent: CidRef(consent.get(e.consent, canonical_cid).map_err(bad)?),
-        });
+        let commit = commit.get(e.commit, canonical_cid).map_err(bad)?;
+        let consent = consent.get(e.consent, canonical_cid).map_err(bad)?;
+        let record = canonical_cid(e.cid).map_err(bad)?;
+        sink.entry(did, commit, e.path, &record, consent)
+            .map_err(bad)?;
     }
-    check_entries(&entries).map_err(bad)?;
-    Ok(entries)
+    Ok(p.entries.len())
 }
 
-/// The manifest of a decoded root and its decoded pages (checked: full pages but the last).
-fn assemble(r: Root, records: Vec<Entry>, sizes: &[usize]) -> Result<Manifest, String> {
+/// The manifest of a decoded root and the sizes of its decoded pages (checked: full pages
+/// but the last, adding up to `recordCount`), its `records` empty.
+fn assemble(r: Root, sizes: &[usize]) -> Result<Manifest, String> {
     let n = sizes.len();
     for (i, &len) in sizes.iter().enumerate() {
         let full = len == PAGE_SIZE;
@@ -826,10 +931,10 @@ fn assemble(r: Root, records: Vec<Entry>, sizes: &[usize]) -> Result<Manifest, S
             ));
         }
     }
-    if records.len() as u64 != r.record_count {
+    let count: usize = sizes.iter().sum();
+    if count as u64 != r.record_count {
         return Err(format!(
-            "the pages hold {} records, recordCount says {}",
-            records.len(),
+            "the pages hold {count} records, recordCount says {}",
             r.record_count
         ));
     }
@@ -841,7 +946,7 @@ fn assemble(r: Root, records: Vec<Entry>, sizes: &[usize]) -> Result<Manifest, S
         kind: r.kind,
         terms: r.terms,
         cut: r.cut,
-        records,
+        records: Vec::new(),
         credits: r.credits,
         estimates: r.estimates,
         licence: r.licence,

@@ -59,9 +59,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::cut::CutState;
-use crate::manifest::{self, Credit, Entry, Manifest, ManifestParams};
+use crate::entries::{Entries, View};
+use crate::manifest::{self, Credit, Manifest, ManifestParams};
 use crate::package::{Key, block_key, hex};
 use crate::select::{Exclusion, Selector};
+use guild_license::{Consent, ConsentScope};
 
 /// The largest block read (a record is at most 1 MB; MST nodes and commits are smaller).
 const MAX_BLOCK: usize = 2 * 1024 * 1024;
@@ -652,19 +654,21 @@ enum Phase {
     /// Nothing read: the next block is the root.
     Root,
     /// The root is read; its pages come next.
-    Pages(Box<manifest::Reading>),
+    Pages(Box<manifest::Reading<Entries>>),
     /// The governance ops, up to the first entry's commit.
     Ops,
     /// The commits and MST nodes, up to the first record block.
     Proofs,
 }
 
-/// A proof block kept from the first pass: a commit's bytes, or an MST node decoded.
+/// A proof block kept from the first pass: a commit, or an MST node (decoded when a walk
+/// reaches it, on the core the record blocks' hashing leaves), its bytes in the proofs'
+/// arena.
 struct Kept {
     offset: u64,
     cid: Cid,
-    bytes: Option<Vec<u8>>,
-    node: Option<Result<DecodedNode, String>>,
+    bytes: Range<usize>,
+    commit: bool,
 }
 
 /// Decodes the pages of this chunk taken so far (`pages`: their sections), on every core,
@@ -673,13 +677,17 @@ fn decode_pages(
     buf: &[u8],
     batch: &[Section],
     pages: &mut Vec<usize>,
-    reading: &mut manifest::Reading,
+    reading: &mut manifest::Reading<Entries>,
     root: &Cid,
 ) -> Result<(), VerifyError> {
-    let decoded: Vec<Result<Vec<Entry>, String>> = pages
+    let decoded: Vec<Result<Entries, String>> = pages
         .par_iter()
         .filter_map(|&i| batch.get(i))
-        .map(|s| manifest::decode_page(&s.cid, buf.get(s.data.clone()).unwrap_or(&[]), true))
+        .map(|s| {
+            let mut page = Entries::default();
+            let data = buf.get(s.data.clone()).unwrap_or(&[]);
+            manifest::decode_page_into(&s.cid, data, true, &mut page).map(|_| page)
+        })
         .collect();
     pages.clear();
     for entries in decoded {
@@ -712,6 +720,8 @@ pub fn verify_bundle_with<R: Read + Send>(
     // pages and the proofs of each chunk are decoded on every core, from the read buffer.
     let mut phase = Phase::Root;
     let mut manifest: Option<Manifest> = None;
+    // The manifest's entries, once read (its `records` stays empty).
+    let mut entries = Entries::default();
     let mut manifest_bytes = Vec::new();
     let mut page_cids: Vec<Cid> = Vec::new();
     // The entries' record keys, sorted, once each, with an entry of each: the record
@@ -720,6 +730,8 @@ pub fn verify_bundle_with<R: Read + Send>(
     let mut commits: FxHashSet<Cid> = FxHashSet::default();
     let mut ops: Vec<(u64, Cid, Vec<u8>)> = Vec::new();
     let mut proofs: Vec<Kept> = Vec::new();
+    // The proof blocks' bytes, one after another.
+    let mut arena: Vec<u8> = Vec::new();
     let mut blocks = 0u64;
     // The manifest's blocks, where they are.
     let mut early: Vec<(u64, Cid)> = Vec::new();
@@ -765,10 +777,7 @@ pub fn verify_bundle_with<R: Read + Send>(
                     pages.push(i);
                 }
                 Phase::Ops => {
-                    let first = manifest
-                        .as_ref()
-                        .and_then(|m| m.records.first())
-                        .map(|e| e.commit.0);
+                    let first = entries.get(0).map(|e| *e.commit);
                     if first == Some(s.cid) {
                         phase = Phase::Proofs;
                         proof_sections.push(i);
@@ -787,30 +796,42 @@ pub fn verify_bundle_with<R: Read + Send>(
                 let Phase::Pages(reading) = std::mem::replace(&mut phase, Phase::Ops) else {
                     continue;
                 };
-                let m = reading
-                    .finish()
+                let (m, read) = reading
+                    .finish_parts()
                     .map_err(|reason| VerifyError::Manifest { cid: root, reason })?;
-                if let Some(w) = m.records.par_windows(2).find_first(|w| {
-                    (&w[0].author, w[0].path.as_bytes()) >= (&w[1].author, w[1].path.as_bytes())
-                }) {
+                entries = read;
+                let e = &entries;
+                let disorder =
+                    (1..e.len())
+                        .into_par_iter()
+                        .find_first(|&i| match (e.get(i - 1), e.get(i)) {
+                            (Some(a), Some(b)) => {
+                                let same = a.author_id == b.author_id;
+                                if same {
+                                    a.path.as_bytes() >= b.path.as_bytes()
+                                } else {
+                                    a.author >= b.author
+                                }
+                            }
+                            _ => true,
+                        });
+                if let Some((Some(a), Some(b))) = disorder.map(|i| (e.get(i - 1), e.get(i))) {
                     return Err(VerifyError::Manifest {
                         cid: root,
                         reason: format!(
                             "entry {} of {} follows {} of {}: entries are in strictly \
                              increasing (author, path) order",
-                            w[1].path, w[1].author, w[0].path, w[0].author
+                            b.path, b.author, a.path, a.author
                         ),
                     });
                 }
-                expected = m
-                    .records
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, e)| (block_key(&e.cid.0), i))
+                expected = (0..e.len())
+                    .into_par_iter()
+                    .filter_map(|i| Some((e.key(i)?, i)))
                     .collect();
                 // The per-licensee canaries' blocks are among the records (numbered after
                 // the entries); which canaries they must be is checked with the root.
-                let n = m.records.len();
+                let n = e.len();
                 expected.extend(
                     m.licensee_canaries
                         .iter()
@@ -820,49 +841,37 @@ pub fn verify_bundle_with<R: Read + Send>(
                 expected.par_sort_unstable();
                 expected.dedup_by(|a, b| a.0 == b.0);
                 // (the entries come in runs of one author, each of one commit)
-                commits = m
-                    .records
-                    .chunk_by(|a, b| a.commit == b.commit)
-                    .filter_map(|run| run.first())
-                    .map(|e| e.commit.0)
-                    .collect();
+                let mut last = None;
+                for v in e.iter() {
+                    if last != Some(v.commit) {
+                        commits.insert(*v.commit);
+                        last = Some(v.commit);
+                    }
+                }
                 manifest = Some(m);
             }
         }
         if let Phase::Pages(reading) = &mut phase {
             decode_pages(&stream.buf, &batch, &mut pages, reading, &root)?;
         }
-        // The proof blocks: commits kept as bytes, every other block decoded as an MST
-        // node (one that is not fails only if a tree refers to it).
-        let buf = stream.buf.as_slice();
-        let decoded: Vec<Kept> = proof_sections
-            .par_iter()
-            .filter_map(|&i| batch.get(i))
-            .map(|s| {
-                let data = buf.get(s.data.clone()).unwrap_or(&[]);
-                let (bytes, node) = if commits.contains(&s.cid) {
-                    (Some(data.to_vec()), None)
-                } else {
-                    (
-                        None,
-                        Some(decode_node(&s.cid, data).map_err(|e| e.to_string())),
-                    )
-                };
-                Kept {
-                    offset: s.offset,
-                    cid: s.cid,
-                    bytes,
-                    node,
-                }
-            })
-            .collect();
-        proofs.extend(decoded);
+        // The proof blocks, as bytes: a commit, or what a tree walk decodes as an MST node
+        // (a block that is not one fails only if a tree refers to it).
+        for s in proof_sections.iter().filter_map(|&i| batch.get(i)) {
+            let at = arena.len();
+            arena.extend_from_slice(stream.bytes_of(s));
+            proofs.push(Kept {
+                offset: s.offset,
+                cid: s.cid,
+                bytes: at..arena.len(),
+                commit: commits.contains(&s.cid),
+            });
+        }
         if split < batch.len() {
             rest = batch.into_iter().skip(split).collect();
             break;
         }
     }
-    let mut manifest = match (manifest, phase) {
+    let manifest = match (manifest, phase) {
         (Some(m), _) => m,
         (None, Phase::Root) => {
             return Err(VerifyError::Car {
@@ -887,25 +896,24 @@ pub fn verify_bundle_with<R: Read + Send>(
         }
     };
     if rest.is_empty()
-        && let Some(first) = manifest.records.first()
+        && let Some(first) = entries.get(0)
     {
         // The file ended before the records.
         let (cid, what) = if proofs.is_empty() {
-            (first.commit.0, "commit")
+            (*first.commit, "commit")
         } else {
             let i = expected.first().map_or(0, |(_, i)| *i);
-            (manifest.records.get(i).unwrap_or(first).cid.0, "record")
+            (entries.get(i).unwrap_or(first).cid(), "record")
         };
-        let e = manifest
-            .records
+        let e = entries
             .iter()
-            .find(|e| e.cid.0 == cid || e.commit.0 == cid)
+            .find(|e| e.is(&cid) || *e.commit == cid)
             .unwrap_or(first);
         return Err(VerifyError::MissingBlock {
             cid,
             what,
             author: e.author.clone(),
-            path: e.path.clone(),
+            path: e.path.to_owned(),
         });
     }
 
@@ -1054,7 +1062,6 @@ pub fn verify_bundle_with<R: Read + Send>(
     }
 
     // Pass 1, the records (hashed on every core), beside the authors' trees and consent.
-    let records = &manifest.records;
     let (tail, authors) = rayon::join(
         || {
             read_records(
@@ -1062,12 +1069,19 @@ pub fn verify_bundle_with<R: Read + Send>(
                 rest,
                 &expected,
                 &earlier,
-                records,
+                &entries,
                 &manifest.licensee_canaries,
                 &root,
             )
         },
-        || check_authors(records, &heads, &admitted, &selector, &proofs, &index),
+        || {
+            let tree = Tree {
+                proofs: &proofs,
+                arena: &arena,
+                index: &index,
+            };
+            check_authors(&entries, &heads, &admitted, &selector, &tree)
+        },
     );
     let (record_blocks, bytes) = tail?;
     blocks += record_blocks;
@@ -1079,10 +1093,14 @@ pub fn verify_bundle_with<R: Read + Send>(
     };
 
     // The root rebuilt from the agreement, the cut and the checked entries.
-    let entries = std::mem::take(&mut manifest.records);
-    let mut rebuilt = Manifest::build_from(&selection, entries, &params).map_err(selection_err)?;
+    let runs = entries.runs();
+    let counts = runs
+        .iter()
+        .filter_map(|r| Some((entries.get(r.start)?.author, r.len() as u64)));
+    let rebuilt = Manifest::build_counted(&selection, counts, entries.len(), &params)
+        .map_err(selection_err)?;
     let (_, rebuilt_bytes) = rebuilt
-        .encode_root_with(page_cids.clone())
+        .encode_root_with(entries.len() as u64, page_cids.clone())
         .map_err(selection_err)?;
     if rebuilt_bytes != manifest_bytes {
         let field = root_difference(&manifest, &rebuilt).map_err(|e| VerifyError::Manifest {
@@ -1091,7 +1109,6 @@ pub fn verify_bundle_with<R: Read + Send>(
         })?;
         return Err(VerifyError::ManifestField { field });
     }
-    manifest.records = std::mem::take(&mut rebuilt.records);
 
     Ok(Report {
         manifest: root,
@@ -1101,7 +1118,7 @@ pub fn verify_bundle_with<R: Read + Send>(
         template: selection.template.clone(),
         summary: guild_license::text::summary(&selection.contract),
         kind: selection.kind,
-        records: manifest.records.len() as u64,
+        records: entries.len() as u64,
         credits: manifest.credits.clone(),
         estimates: manifest.estimates.clone(),
         stewards,
@@ -1124,7 +1141,7 @@ fn read_records<R: Read>(
     first: Vec<Section>,
     expected: &[(Key, usize)],
     earlier: &FxHashSet<Key>,
-    entries: &[Entry],
+    entries: &Entries,
     canaries: &[Cid],
     root: &Cid,
 ) -> Result<(u64, u64), VerifyError> {
@@ -1187,10 +1204,10 @@ fn read_records<R: Read>(
     {
         return Err(match entries.get(*e) {
             Some(e) => VerifyError::MissingBlock {
-                cid: e.cid.0,
+                cid: e.cid(),
                 what: "record",
                 author: e.author.clone(),
-                path: e.path.clone(),
+                path: e.path.to_owned(),
             },
             None => VerifyError::MissingCanary {
                 index: e.saturating_sub(entries.len()),
@@ -1222,26 +1239,23 @@ struct Failures {
 /// any consent failure, each in manifest order).
 #[allow(clippy::too_many_arguments)]
 fn check_authors(
-    entries: &[Entry],
+    entries: &Entries,
     heads: &FxHashMap<&Did, &guild_gov::body::ReplicaHead>,
     admitted: &FxHashSet<&Did>,
     selector: &Selector<'_>,
-    proofs: &[Kept],
-    index: &FxHashMap<Key, usize>,
+    tree: &Tree<'_>,
 ) -> Result<Vec<Vec<Cid>>, VerifyError> {
     // The authors' runs (the entries are in author order).
-    let mut runs: Vec<&[Entry]> = Vec::new();
-    let mut from = 0;
-    for i in 1..=entries.len() {
-        if i == entries.len() || entries[i].author != entries[from].author {
-            runs.push(&entries[from..i]);
-            from = i;
-        }
-    }
-    let tree = Tree { proofs, index };
+    let runs = entries.runs();
     let results: Vec<(Vec<Cid>, Failures)> = runs
         .par_iter()
-        .map(|run| check_author(run, heads, admitted, selector, &tree))
+        .map(|run| {
+            let run = Run {
+                entries,
+                range: run.clone(),
+            };
+            check_author(&run, heads, admitted, selector, tree)
+        })
         .collect();
     let mut sequences = Vec::with_capacity(results.len());
     let mut consent = None;
@@ -1260,32 +1274,65 @@ fn check_authors(
     }
 }
 
-/// The proof blocks, decoded.
+/// The proof blocks.
 struct Tree<'a> {
     proofs: &'a [Kept],
+    arena: &'a [u8],
     index: &'a FxHashMap<Key, usize>,
 }
 
 impl<'a> Tree<'a> {
+    /// A commit's bytes (`None`: not in the file, or not a commit).
     fn bytes(&self, cid: &Cid) -> Option<&'a [u8]> {
         let i = *self.index.get(&block_key(cid))?;
-        self.proofs.get(i)?.bytes.as_deref()
+        let k = self.proofs.get(i).filter(|k| k.commit)?;
+        self.arena.get(k.bytes.clone())
     }
 
-    /// `None`: not in the file.
-    fn node(&self, cid: &Cid) -> Option<Result<&'a DecodedNode, String>> {
+    /// An MST node, decoded (`None`: not in the file).
+    fn node(&self, cid: &Cid) -> Option<Result<DecodedNode, String>> {
         let i = *self.index.get(&block_key(cid))?;
-        match self.proofs.get(i).map(|k| &k.node) {
-            Some(Some(Ok(n))) => Some(Ok(n)),
-            Some(Some(Err(e))) => Some(Err(e.clone())),
-            _ => Some(Err(format!("{cid} is a commit, not an MST node"))),
+        let k = self.proofs.get(i)?;
+        if k.commit {
+            return Some(Err(format!("{cid} is a commit, not an MST node")));
         }
+        let bytes = self.arena.get(k.bytes.clone()).unwrap_or(&[]);
+        Some(decode_node(cid, bytes).map_err(|e| e.to_string()))
+    }
+}
+
+/// One author's entries.
+struct Run<'e> {
+    entries: &'e Entries,
+    range: Range<usize>,
+}
+
+impl<'e> Run<'e> {
+    /// Entry `i` (an index into all the entries) if it is in the run.
+    fn get(&self, i: usize) -> Option<View<'e>> {
+        if self.range.contains(&i) {
+            self.entries.get(i)
+        } else {
+            None
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = View<'e>> + '_ {
+        self.range.clone().filter_map(|i| self.entries.get(i))
+    }
+
+    fn first(&self) -> Option<View<'e>> {
+        self.get(self.range.start)
+    }
+
+    fn last(&self) -> Option<View<'e>> {
+        self.range.end.checked_sub(1).and_then(|i| self.get(i))
     }
 }
 
 /// One author's run of entries: the commit, the tree, consent.
 fn check_author(
-    run: &[Entry],
+    run: &Run<'_>,
     heads: &FxHashMap<&Did, &guild_gov::body::ReplicaHead>,
     admitted: &FxHashSet<&Did>,
     selector: &Selector<'_>,
@@ -1295,12 +1342,12 @@ fn check_author(
     let Some(first) = run.first() else {
         return (Vec::new(), f);
     };
-    let author = &first.author;
-    let commit = first.commit.0;
-    let commit_err = |e: &Entry, reason: String| VerifyError::Commit {
-        commit: e.commit.0,
+    let author = first.author;
+    let commit = *first.commit;
+    let commit_err = |e: View<'_>, reason: String| VerifyError::Commit {
+        commit: *e.commit,
         author: e.author.clone(),
-        path: e.path.clone(),
+        path: e.path.to_owned(),
         reason,
     };
     let Some(head) = heads.get(author) else {
@@ -1310,7 +1357,7 @@ fn check_author(
         ));
         return (Vec::new(), f);
     };
-    if let Some(e) = run.iter().find(|e| e.commit.0 != head.commit.0) {
+    if let Some(e) = run.iter().find(|e| *e.commit != head.commit.0) {
         f.proof = Some(commit_err(
             e,
             format!("the cut's replica head of the author is {}", head.commit.0),
@@ -1322,7 +1369,7 @@ fn check_author(
             cid: commit,
             what: "commit",
             author: author.clone(),
-            path: first.path.clone(),
+            path: first.path.to_owned(),
         });
         return (Vec::new(), f);
     };
@@ -1353,8 +1400,8 @@ fn check_author(
     }
     let mut walk = Walk {
         tree,
-        entries: run,
-        next: 0,
+        run,
+        next: run.range.start,
         order: vec![commit],
     };
     if let Err(e) = walk.visit(c.data, None, None, None) {
@@ -1362,9 +1409,9 @@ fn check_author(
         return (Vec::new(), f);
     }
     // Consent: each record judged at the cut as the stewards' selection judges it.
-    let consent_err = |e: &Entry, reason: String| VerifyError::Consent {
+    let consent_err = |e: View<'_>, reason: String| VerifyError::Consent {
         author: e.author.clone(),
-        path: e.path.clone(),
+        path: e.path.to_owned(),
         reason,
     };
     if !admitted.contains(author) {
@@ -1375,23 +1422,45 @@ fn check_author(
         return (walk.order, f);
     }
     let consent = selector.consent(author);
-    for e in run {
-        let (collection, rkey) = match guild_repo::parse_path(&e.path) {
+    // Under a grant of the whole repository or of collections (not of listed records) the
+    // judge's answer depends on a record only by its collection (the author, the agreement
+    // and the cut are the run's): judged once per collection, the entries being in path
+    // order.
+    let by_collection = !matches!(
+        &consent.0,
+        Consent::Granted {
+            scope: ConsentScope::Records(_),
+            ..
+        }
+    );
+    let mut judged: Option<(guild_core::syntax::Nsid, Result<Cid, Exclusion>)> = None;
+    for e in run.iter() {
+        let (collection, rkey) = match guild_repo::parse_path(e.path) {
             Ok(p) => p,
             Err(err) => {
                 f.consent = Some(VerifyError::Proof {
                     author: e.author.clone(),
-                    path: e.path.clone(),
+                    path: e.path.to_owned(),
                     reason: err.to_string(),
                 });
                 break;
             }
         };
-        let reason = match selector.judge(author, &consent, &collection, &rkey) {
-            Ok(op) if op == e.consent.0 => continue,
+        let verdict = match &judged {
+            Some((c, verdict)) if by_collection && *c == collection => verdict.clone(),
+            _ => {
+                let verdict = selector.judge(author, &consent, &collection, &rkey);
+                if by_collection {
+                    judged = Some((collection.clone(), verdict.clone()));
+                }
+                verdict
+            }
+        };
+        let reason = match verdict {
+            Ok(op) if op == *e.consent => continue,
             Ok(op) => format!(
                 "covered by consent op {op}, not the manifest's {}",
-                e.consent.0
+                e.consent
             ),
             Err(Exclusion::Consent(r)) => format!("not covered by consent at the cut: {r}"),
             Err(Exclusion::DeliveredForEvaluation(m)) => {
@@ -1411,25 +1480,25 @@ fn check_author(
 /// (sorted by path) as it goes.
 struct Walk<'t, 'a> {
     tree: &'t Tree<'a>,
-    entries: &'t [Entry],
-    /// The first entry not matched yet.
+    run: &'t Run<'t>,
+    /// The first entry not matched yet (an index into all the entries).
     next: usize,
     /// The blocks visited, in pre-order (the writer's order), the commit first.
     order: Vec<Cid>,
 }
 
-impl<'a> Walk<'_, 'a> {
-    fn proof_err(&self, e: &Entry, reason: String) -> VerifyError {
+impl<'t, 'a> Walk<'t, 'a> {
+    fn proof_err(&self, e: View<'_>, reason: String) -> VerifyError {
         VerifyError::Proof {
             author: e.author.clone(),
-            path: e.path.clone(),
+            path: e.path.to_owned(),
             reason,
         }
     }
 
     /// The next unmatched entry, if its path is below `hi` (`None`: no bound).
-    fn pending_below(&self, hi: Option<&[u8]>) -> Option<&Entry> {
-        self.entries
+    fn pending_below(&self, hi: Option<&[u8]>) -> Option<View<'t>> {
+        self.run
             .get(self.next)
             .filter(|e| hi.is_none_or(|h| e.path.as_bytes() < h))
     }
@@ -1440,8 +1509,8 @@ impl<'a> Walk<'_, 'a> {
         &mut self,
         cid: Cid,
         parent: Option<u32>,
-        lo: Option<&'a [u8]>,
-        hi: Option<&'a [u8]>,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
     ) -> Result<usize, VerifyError> {
         let node = match self.tree.node(&cid) {
             None => {
@@ -1451,14 +1520,14 @@ impl<'a> Walk<'_, 'a> {
                         cid,
                         what: "MST node",
                         author: e.author.clone(),
-                        path: e.path.clone(),
+                        path: e.path.to_owned(),
                     });
                 }
                 return Ok(0);
             }
             Some(Err(reason)) => {
-                let e = self.pending_below(hi).or(self.entries.get(self.next));
-                let e = e.or(self.entries.last());
+                let e = self.pending_below(hi).or(self.run.get(self.next));
+                let e = e.or(self.run.last());
                 return Err(match e {
                     Some(e) => self.proof_err(e, reason),
                     None => VerifyError::UnusedBlock(cid),
@@ -1469,8 +1538,8 @@ impl<'a> Walk<'_, 'a> {
         let bad = |walk: &Self, reason: String| {
             let e = walk
                 .pending_below(hi)
-                .or(walk.entries.get(walk.next))
-                .or(walk.entries.last());
+                .or(walk.run.get(walk.next))
+                .or(walk.run.last());
             match e {
                 Some(e) => walk.proof_err(e, format!("MST node {cid}: {reason}")),
                 None => VerifyError::UnusedBlock(cid),
@@ -1516,13 +1585,13 @@ impl<'a> Walk<'_, 'a> {
         let first_key = node.entries.first().map(|(k, _, _)| k.as_slice()).or(hi);
         self.slot(node.left, layer, lo, first_key)?;
         for (i, (k, v, right)) in node.entries.iter().enumerate() {
-            if let Some(e) = self.entries.get(self.next)
+            if let Some(e) = self.run.get(self.next)
                 && e.path.as_bytes() == k.as_slice()
             {
-                if e.cid.0 != *v {
+                if !e.is(v) {
                     return Err(self.proof_err(
                         e,
-                        format!("the tree holds {v} there, not the manifest's {}", e.cid.0),
+                        format!("the tree holds {v} there, not the manifest's {}", e.cid()),
                     ));
                 }
                 self.next += 1;
@@ -1544,8 +1613,8 @@ impl<'a> Walk<'_, 'a> {
         &mut self,
         child: Option<Cid>,
         layer: u32,
-        lo: Option<&'a [u8]>,
-        hi: Option<&'a [u8]>,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
     ) -> Result<(), VerifyError> {
         if let Some(c) = child {
             self.visit(c, Some(layer), lo, hi)?;
