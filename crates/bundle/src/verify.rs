@@ -44,7 +44,7 @@
 
 use std::io::Read;
 use std::ops::Range;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 
 use guild_core::cids::{self, CidCheckError};
 use guild_core::syntax::Did;
@@ -398,9 +398,85 @@ struct Section {
     data: Range<usize>,
 }
 
+/// Room kept before each chunk's bytes, for the unparsed end of the previous chunk (at most
+/// one section, which is at most a block and its CID and length).
+const HEAD: usize = MAX_BLOCK + 256;
+/// The first chunk read (they double up to [`CHUNK`], so that a small file takes small
+/// buffers).
+const FIRST_CHUNK: usize = 64 << 10;
+
+/// The file's bytes, read ahead on a thread of their own (the kernel's copy of each chunk
+/// overlaps the work on the previous one). Each chunk comes as a buffer whose bytes start
+/// at [`HEAD`]; used buffers go back through `spare`. The channel closes at the end of
+/// the input.
+struct Source {
+    chunks: Receiver<std::io::Result<Vec<u8>>>,
+    spare: Sender<Vec<u8>>,
+}
+
+impl Source {
+    /// Starts the reading thread in `scope`.
+    fn start<'scope, R: Read + Send + 'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        input: R,
+    ) -> Result<Source, VerifyError> {
+        let (tx, chunks) = std::sync::mpsc::sync_channel(1);
+        let (spare, used) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("bundle-read".into())
+            .spawn_scoped(scope, move || read_ahead(input, &tx, &used))
+            .map_err(|e| {
+                VerifyError::Io(format!("cannot start the thread reading the file: {e}"))
+            })?;
+        Ok(Source { chunks, spare })
+    }
+}
+
+/// Reads `input` to its end in chunks of [`FIRST_CHUNK`] doubling to [`CHUNK`] bytes, each
+/// into a buffer at [`HEAD`] (a used one from `used` when there is one), and sends them;
+/// stops at the end, at an error (sent), or when the receiver is gone.
+fn read_ahead<R: Read>(
+    mut input: R,
+    tx: &SyncSender<std::io::Result<Vec<u8>>>,
+    used: &Receiver<Vec<u8>>,
+) {
+    let mut size = FIRST_CHUNK;
+    loop {
+        // A used buffer's bytes are overwritten, not zeroed again; a new one is zeroed by
+        // the allocator (fresh pages: the room before the bytes costs nothing until used).
+        let mut buf = match used.try_recv() {
+            Ok(b) if b.len() >= HEAD + size => b,
+            _ => vec![0u8; HEAD + size],
+        };
+        let mut n = 0;
+        while n < size {
+            let Some(into) = buf.get_mut(HEAD + n..HEAD + size) else {
+                break;
+            };
+            match input.read(into) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+        buf.truncate(HEAD + n);
+        if n > 0 && tx.send(Ok(buf)).is_err() {
+            return;
+        }
+        if n < size {
+            return;
+        }
+        size = (size * 2).min(CHUNK);
+    }
+}
+
 /// The file, read in chunks into one buffer, cut into sections.
-struct Stream<R> {
-    input: R,
+struct Stream {
+    source: Source,
     buf: Vec<u8>,
     /// The unparsed bytes are `buf[start..]`; `buf[start]` is at `offset` in the file.
     start: usize,
@@ -409,10 +485,10 @@ struct Stream<R> {
     hasher: Option<FileHasher>,
 }
 
-impl<R: Read> Stream<R> {
-    fn new(input: R, file_sha256: bool) -> Result<Stream<R>, VerifyError> {
+impl Stream {
+    fn new(source: Source, file_sha256: bool) -> Result<Stream, VerifyError> {
         Ok(Stream {
-            input,
+            source,
             buf: Vec::new(),
             start: 0,
             offset: 0,
@@ -429,29 +505,43 @@ impl<R: Read> Stream<R> {
         self.buf.get(self.start..).unwrap_or(&[])
     }
 
-    /// Reads until `want` bytes are unparsed or the input ends (at least a chunk at a
-    /// time; into the vector's spare capacity, which `read_to_end` grows as needed, so that
-    /// a small file takes a small buffer).
+    /// Takes chunks until `want` bytes are unparsed or the input ends. The unparsed end of
+    /// the buffer moves into the next chunk's room before its bytes (or, when it is larger
+    /// than that room, the chunk's bytes are appended to it).
     fn fill(&mut self, want: usize) -> Result<(), VerifyError> {
         while self.buf.len() - self.start < want && !self.eof {
-            if self.start > 0 {
-                self.buf.drain(..self.start);
-                self.start = 0;
+            let mut chunk = match self.source.chunks.recv() {
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(e)) => return Err(io(e)),
+                Err(_) => {
+                    self.eof = true;
+                    continue;
+                }
+            };
+            if let Some(h) = &mut self.hasher {
+                h.feed(chunk.get(HEAD..).unwrap_or(&[]))?;
             }
-            let limit = (want - self.buf.len()).max(CHUNK);
-            let before = self.buf.len();
-            (&mut self.input)
-                .take(limit as u64)
-                .read_to_end(&mut self.buf)
-                .map_err(io)?;
-            let got = self.buf.get(before..).unwrap_or(&[]);
-            if got.len() < limit {
-                self.eof = true;
-            }
-            if let Some(h) = &mut self.hasher
-                && !got.is_empty()
-            {
-                h.feed(got)?;
+            let left = self.buf.get(self.start..).unwrap_or(&[]);
+            let room = HEAD.checked_sub(left.len()).and_then(|from| {
+                let into = chunk.get_mut(from..HEAD)?;
+                into.copy_from_slice(left);
+                Some(from)
+            });
+            let used = match room {
+                Some(from) => {
+                    self.start = from;
+                    std::mem::replace(&mut self.buf, chunk)
+                }
+                None => {
+                    self.buf.drain(..self.start);
+                    self.start = 0;
+                    self.buf.extend_from_slice(chunk.get(HEAD..).unwrap_or(&[]));
+                    chunk
+                }
+            };
+            if used.capacity() > 0 {
+                // (the reading thread may have stopped: then the buffer is dropped)
+                let _ = self.source.spare.send(used);
             }
         }
         Ok(())
@@ -710,7 +800,14 @@ pub fn verify_bundle_with<R: Read + Send>(
     input: R,
     options: &VerifyOptions,
 ) -> Result<Report, VerifyError> {
-    let mut stream = Stream::new(input, options.file_sha256)?;
+    std::thread::scope(|scope| {
+        let source = Source::start(scope, input)?;
+        verify_stream(Stream::new(source, options.file_sha256)?)
+    })
+}
+
+/// [`verify_bundle_with`], reading from `stream`.
+fn verify_stream(mut stream: Stream) -> Result<Report, VerifyError> {
     let roots = stream.header()?;
     let [root] = roots[..] else {
         return Err(VerifyError::Roots(roots.len()));
@@ -1136,8 +1233,8 @@ pub fn verify_bundle_with<R: Read + Send>(
 /// after the entries), in that order, none repeating an earlier block.
 /// Returns the blocks read and the file's size. A record missing is reported before a
 /// block that is not one (a record's bytes changed under a CID of their own are both).
-fn read_records<R: Read>(
-    stream: &mut Stream<R>,
+fn read_records(
+    stream: &mut Stream,
     first: Vec<Section>,
     expected: &[(Key, usize)],
     earlier: &FxHashSet<Key>,
@@ -1153,25 +1250,30 @@ fn read_records<R: Read>(
     let mut unused: Option<Cid> = None;
     let mut blocks = 0u64;
     let mut batch = first;
+    // The records' keys that are also earlier blocks' (none in a valid file): the blocks
+    // that are not records are looked up among the earlier ones as they come.
+    let repeats: FxHashSet<Key> = earlier
+        .iter()
+        .filter(|k| expected.binary_search_by(|(e, _)| e.cmp(k)).is_ok())
+        .copied()
+        .collect();
+    let repeated = |key: &Key| !repeats.is_empty() && repeats.contains(key);
+    let duplicate = |s: &Section| VerifyError::DuplicateBlock {
+        cid: s.cid,
+        offset: s.offset,
+    };
     while !batch.is_empty() {
-        // Whether each block repeats an earlier one, on every core.
-        let keys: Vec<(Key, bool)> = batch
-            .par_iter()
-            .map(|s| {
-                let key = block_key(&s.cid);
-                (key, earlier.contains(&key))
-            })
-            .collect();
-        for (s, (key, repeat)) in batch.iter().zip(keys) {
+        for s in &batch {
+            let key = block_key(&s.cid);
             blocks += 1;
-            if repeat || last == Some(key) {
-                return Err(VerifyError::DuplicateBlock {
-                    cid: s.cid,
-                    offset: s.offset,
-                });
+            if repeated(&key) || last == Some(key) {
+                return Err(duplicate(s));
             }
             if last.is_some_and(|l| l > key) {
                 if expected.binary_search_by(|(k, _)| k.cmp(&key)).is_err() {
+                    if earlier.contains(&key) {
+                        return Err(duplicate(s));
+                    }
                     // Not a record of the manifest: reported after any missing record.
                     unused.get_or_insert(s.cid);
                     continue;
@@ -1189,6 +1291,7 @@ fn read_records<R: Read>(
             }
             match expected.get(next) {
                 Some((k, _)) if *k == key => next += 1,
+                _ if earlier.contains(&key) => return Err(duplicate(s)),
                 _ => {
                     unused.get_or_insert(s.cid);
                 }
