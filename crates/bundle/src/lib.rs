@@ -19,7 +19,7 @@
 //!   manifest, the governance ops that seal it, every record's inclusion proof, in a fixed
 //!   order, streamed to a writer;
 //! - verification ([`verify`]): everything a builder must trust, checked offline from the
-//!   file alone in two streaming passes, each failure a one-line [`VerifyError`];
+//!   file alone in one sequential pass, each failure a one-line [`VerifyError`];
 //! - the commons snapshot ([`snapshot`]): members' commons records, each with its licence
 //!   record, proven against the authors' signed commits in one CAR, verified offline from
 //!   the file alone, with its Croissant file and dataset card (`docs/commons-snapshot.md`);

@@ -35,9 +35,11 @@
 //!    (per entry, its commit then the MST path from the root, each block once), no block
 //!    that nothing refers to.
 //!
-//! The work is spread over the cores with rayon: the blocks of each chunk are hashed in
-//! parallel, the record pages and MST nodes decoded in parallel, and each author's tree
-//! walked and its consent judged in parallel with the hashing of the record blocks. The
+//! The file is read ahead on a thread of its own. The work is spread over the cores with
+//! rayon: the blocks of each chunk are hashed in parallel, the record pages decoded in
+//! parallel, and each author's tree walked (its MST nodes decoded as the walk reaches them)
+//! and its consent judged in parallel with the hashing of the record blocks. The entries are
+//! held compactly (`crate::entries`): a million of them take ~80 MB. The
 //! whole file's SHA-256 (for the Croissant file's `sha256`) is computed on a thread of its
 //! own when asked for ([`VerifyOptions::file_sha256`]); it is not needed to trust the
 //! bundle, since the canonical layout leaves no byte free.
