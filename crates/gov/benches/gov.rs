@@ -1163,5 +1163,62 @@ fn replay_1m(_: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, decode, apply, replay, replay_1m);
+/// `Election::tally` of the history's seat election with its ballots replaced by N voters'
+/// (each approving one or two candidates), as a seal's check and its certification run it.
+///
+///     cargo bench -p guild-gov --bench gov -- tally
+fn tally(c: &mut Criterion) {
+    if large_replay_only() {
+        return;
+    }
+    let gen_ = history(10_000);
+    let state = gen_.log.state_ref();
+    let charter = state.charter.clone().expect("a charter");
+    let (id, base) = state
+        .elections
+        .iter()
+        .find(|(_, e)| e.kind == guild_gov::ElectionKind::Stewards && !e.candidates.is_empty())
+        .map(|(id, e)| (*id, e.clone()))
+        .expect("a seat election");
+    let candidates: Vec<guild_gov::body::Choice> = base
+        .candidates
+        .iter()
+        .cloned()
+        .map(guild_gov::body::Choice::Candidate)
+        .collect();
+    let mut g = c.benchmark_group("tally");
+    g.sample_size(10);
+    for n in [1_000usize, 10_000, 50_000] {
+        let mut e = base.clone();
+        e.ballots = imbl::OrdMap::new();
+        for i in 0..n {
+            let voter =
+                guild_core::syntax::Did::parse(&format!("did:plc:voter{i:07}")).expect("did");
+            let ballot =
+                cids::cid_for_cbor(&data::encode(&Ipld::Integer(i as i128)).expect("cbor"));
+            let k = candidates.len().max(1);
+            let approvals: Vec<_> = candidates
+                .iter()
+                .skip(i % k)
+                .take(1 + i % 2)
+                .cloned()
+                .collect();
+            e.ballots.insert(
+                voter,
+                guild_gov::VoterBallots {
+                    rev: 0,
+                    ballots: BTreeMap::from([(ballot, approvals)]),
+                },
+            );
+        }
+        let counted = e.counted();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("{}k_voters", n / 1000), |b| {
+            b.iter(|| black_box(e.tally(&id, &counted, &charter)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, apply, replay, replay_1m, tally);
 criterion_main!(benches);

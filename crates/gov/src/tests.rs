@@ -1324,3 +1324,84 @@ fn invited_collective_builds_a_valid_log() {
     }
     assert!(crate::make::invited_collective("None", &[], 0).is_err());
 }
+
+/// `Election::tally` walks the voters once (O(n log n)); it must count exactly what the
+/// earlier search of every voter for each counted ballot counted: each ballot of the set
+/// once, with its approvals, voided or not, and nothing outside the set.
+#[test]
+fn tally_counts_each_ballot_of_the_set_once() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use guild_core::syntax::Did;
+
+    use crate::body::Choice;
+    use crate::{Election, ElectionKind, VoterBallots};
+
+    let fx = Fx::new();
+    let charter = fx.log.state_ref().charter.clone().expect("a charter");
+    let voters: Vec<Did> = (0..60)
+        .map(|i| Did::parse(&format!("did:plc:voter{i:03}")).expect("did"))
+        .collect();
+    let candidates: Vec<Did> = voters.iter().take(5).cloned().collect();
+    let mut all: Vec<(Cid, Vec<Choice>)> = Vec::new();
+    let mut ballots = imbl::OrdMap::new();
+    for (i, voter) in voters.iter().enumerate() {
+        // Every seventh voter cast two ballots at one revision (they void each other).
+        let mut mine = BTreeMap::new();
+        for j in 0..(if i % 7 == 0 { 2 } else { 1 }) {
+            let cid = cids::cid_for_cbor(format!("ballot {i} {j}").as_bytes());
+            let approvals: Vec<Choice> = candidates
+                .iter()
+                .skip((i + j) % 5)
+                .take(1 + i % 3)
+                .cloned()
+                .map(Choice::Candidate)
+                .collect();
+            mine.insert(cid, approvals.clone());
+            all.push((cid, approvals));
+        }
+        ballots.insert(
+            voter.clone(),
+            VoterBallots {
+                rev: 1,
+                ballots: mine,
+            },
+        );
+    }
+    let e = Election {
+        kind: ElectionKind::Stewards,
+        seats: 2,
+        candidates: Arc::new(candidates.iter().cloned().collect()),
+        proposal: None,
+        electorate: Arc::new(voters.iter().cloned().collect()),
+        tellers: Arc::new(BTreeSet::new()),
+        closes_after: t(0),
+        ballots,
+        seals: imbl::OrdMap::new(),
+        equivocating_tellers: imbl::OrdSet::new(),
+        certified: None,
+    };
+    let outsider = cids::cid_for_cbor(b"not a ballot");
+    let every_third: BTreeSet<Cid> = all.iter().step_by(3).map(|(c, _)| *c).collect();
+    let mut with_outsider = e.counted();
+    with_outsider.insert(outsider);
+    for counted in [e.counted(), every_third, with_outsider] {
+        let mut want: BTreeMap<String, u64> =
+            candidates.iter().map(|d| (d.to_string(), 0)).collect();
+        for c in &counted {
+            for choice in all.iter().find(|(x, _)| x == c).map_or(&[][..], |(_, a)| a) {
+                if let Some(n) = want.get_mut(choice.as_str()) {
+                    *n += 1;
+                }
+            }
+        }
+        let got: BTreeMap<String, u64> = e
+            .tally(&fx.id(), &counted, &charter)
+            .counts
+            .into_iter()
+            .map(|(c, n)| (c.as_str().to_owned(), n))
+            .collect();
+        assert_eq!(got, want);
+    }
+}

@@ -105,13 +105,6 @@ impl Election {
             .collect()
     }
 
-    fn approvals_of(&self, ballot: &Cid) -> &[Choice] {
-        self.ballots
-            .values()
-            .find_map(|v| v.ballots.get(ballot).map(Vec::as_slice))
-            .unwrap_or(&[])
-    }
-
     /// Whether `choice` may be approved in this election.
     fn offers(&self, choice: &Choice) -> bool {
         match (self.kind, choice) {
@@ -138,10 +131,17 @@ impl Election {
                 .collect(),
             _ => BTreeMap::from([(Choice::Yes, 0), (Choice::No, 0)]),
         };
-        for b in counted {
-            for choice in self.approvals_of(b) {
-                if let Some(n) = counts.get_mut(choice) {
-                    *n += 1;
+        // Each voter's ballots looked up in the set (a ballot is one voter's op): O(n log n),
+        // not a search of every voter for each counted ballot.
+        for v in self.ballots.values() {
+            for (ballot, approvals) in &v.ballots {
+                if !counted.contains(ballot) {
+                    continue;
+                }
+                for choice in approvals {
+                    if let Some(n) = counts.get_mut(choice) {
+                        *n += 1;
+                    }
                 }
             }
         }
