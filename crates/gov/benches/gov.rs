@@ -637,7 +637,8 @@ impl Gen {
             )
         };
         self.mix.ballots_sealed += ballots.len();
-        let ballots = Ipld::List(ballots.iter().map(|b| s(&b.to_string())).collect());
+        let ballot_count = int(ballots.len() as i64);
+        let ballots = s(&guild_gov::ballot_set_cid(&ballots).to_string());
         let n = e.tellers.len() / 2 + 1;
         let drafts: Vec<Draft> = e.tellers[..n]
             .iter()
@@ -645,7 +646,8 @@ impl Gen {
                 kind: OpKind::Seal,
                 fields: fields(&[
                     ("election", s(&e.id.to_string())),
-                    ("ballots", ballots.clone()),
+                    ("ballotSet", ballots.clone()),
+                    ("ballotCount", ballot_count.clone()),
                     ("result", result.clone()),
                 ]),
                 who: teller,

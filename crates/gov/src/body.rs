@@ -872,13 +872,19 @@ pub struct SealResult {
     pub outcome: Option<Open<Outcome>>,
 }
 
-/// `coop.guild.election.close`: a teller's seal.
+/// `coop.guild.election.close`: a teller's seal. It names the ballots it counted by the CID
+/// of their list ([`crate::ballot_set_cid`]), as an election open names its electorate, so
+/// that an election of any size seals with a small op: every node computes the set from the
+/// seal's causal past and checks it against the CID.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SealBody {
     /// The election.
     pub election: CidRef,
-    /// The ballots counted.
-    pub ballots: Vec<CidRef>,
+    /// The CID of the counted ballots' list.
+    pub ballot_set: CidRef,
+    /// How many ballots were counted.
+    pub ballot_count: u64,
     /// The result.
     pub result: SealResult,
 }

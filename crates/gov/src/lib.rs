@@ -55,7 +55,7 @@ pub use op::{MAX_OP_BYTES, Op, OpError, OpKind, SignedOp};
 pub use state::{
     Agreement, AgreementStatus, Bundle, Causal, Certified, Charter, Consent, Departure, Election,
     ElectionKind, Invite, MAX_CLOCK_SKEW_MICROS, Member, Meta, Outcome, PayoutRef, Proposal,
-    ProposalStatus, Reason, Role, State, Tally, VoterBallots, electorate_cid,
+    ProposalStatus, Reason, Role, State, Tally, VoterBallots, ballot_set_cid, electorate_cid,
 };
 pub use store::OpStore;
 

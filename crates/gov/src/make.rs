@@ -397,7 +397,8 @@ pub fn seal(state: &State, election: &Cid) -> Option<OpBody> {
     let tally = e.tally(election, &counted, state.charter.as_deref()?);
     Some(OpBody::Seal(SealBody {
         election: CidRef(*election),
-        ballots: counted.into_iter().map(CidRef).collect(),
+        ballot_set: CidRef(crate::ballot_set_cid(&counted)),
+        ballot_count: counted.len() as u64,
         result: tally.to_result(),
     }))
 }

@@ -114,10 +114,8 @@ impl Col {
         let tally = e.tally(election.id(), &counted, st.charter.as_ref().unwrap());
         fields(&[
             ("election", s(&election.id().to_string())),
-            (
-                "ballots",
-                Ipld::List(counted.iter().map(|c| s(&c.to_string())).collect()),
-            ),
+            ("ballotSet", s(&crate::ballot_set_cid(&counted).to_string())),
+            ("ballotCount", int(counted.len() as i64)),
             (
                 "result",
                 ipld_core::serde::to_ipld(tally.to_result()).unwrap(),
@@ -340,9 +338,10 @@ fn equivocating_ballots_void_each_other() {
     c.later();
     let mut f = c.seal_fields(&e);
     f.insert(
-        "ballots".into(),
-        Ipld::List(vec![s(&f1.id().to_string()), s(&a.id().to_string())]),
+        "ballotSet".into(),
+        s(&crate::ballot_set_cid([f1.id(), a.id()]).to_string()),
     );
+    f.insert("ballotCount".into(), int(2));
     assert!(matches!(
         c.err(OpKind::Seal, f, &key(1)),
         Reason::SealMismatch(_)
@@ -388,7 +387,11 @@ fn seals_are_checked() {
     ));
     // Missing a ballot of its past.
     let mut f = c.seal_fields(&e);
-    f.insert("ballots".into(), Ipld::List(vec![]));
+    f.insert(
+        "ballotSet".into(),
+        s(&crate::ballot_set_cid([]).to_string()),
+    );
+    f.insert("ballotCount".into(), int(0));
     assert!(matches!(
         c.err(OpKind::Seal, f, &key(1)),
         Reason::SealMismatch(_)
@@ -1302,10 +1305,8 @@ fn concurrent_different_seals_by_one_teller_equivocate() {
         let tally = el.tally(e.id(), &set, &charter);
         let f = fields(&[
             ("election", s(&e.id().to_string())),
-            (
-                "ballots",
-                Ipld::List(set.iter().map(|c| s(&c.to_string())).collect()),
-            ),
+            ("ballotSet", s(&crate::ballot_set_cid(&set).to_string())),
+            ("ballotCount", int(set.len() as i64)),
             (
                 "result",
                 ipld_core::serde::to_ipld(tally.to_result()).unwrap(),

@@ -123,8 +123,8 @@ fn instances() -> Vec<(OpKind, Value, Value)> {
         ),
         (
             OpKind::Seal,
-            json!({"election": CID, "ballots": [], "result": {"tally": []}}),
-            json!({"election": CID, "ballots": [CID],
+            json!({"election": CID, "ballotSet": CID, "ballotCount": 0, "result": {"tally": []}}),
+            json!({"election": CID, "ballotSet": CID, "ballotCount": 1,
                 "result": {"tally": [{"choice": DID, "approvals": 1},
                     {"choice": "no", "approvals": 0}],
                     "elected": [DID], "outcome": "adopted"}}),

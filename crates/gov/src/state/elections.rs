@@ -428,10 +428,14 @@ impl State {
         Ok(())
     }
 
-    /// A seal must count exactly the ballots of its causal past, and its result must be
-    /// their count. A teller seals again only when its seal is outdated: ballots cast before
-    /// the close reached it after it sealed.
-    pub(super) fn check_seal(&self, author: &str, b: &SealBody) -> Result<(), Reason> {
+    /// A seal must count exactly the ballots of its causal past (their set's CID and their
+    /// number), and its result must be their count. A teller seals again only when its seal
+    /// is outdated: ballots cast before the close reached it after it sealed. Returns the set.
+    pub(super) fn check_seal(
+        &self,
+        author: &str,
+        b: &SealBody,
+    ) -> Result<Arc<BTreeSet<Cid>>, Reason> {
         let id = b.election.0;
         let e = self.election(&id)?;
         let counted = e.counted();
@@ -442,18 +446,19 @@ impl State {
         if !outdated || e.equivocating_tellers.contains(author) {
             return Err(Reason::AlreadySealed(author.to_owned()));
         }
-        let listed: BTreeSet<Cid> = b.ballots.iter().map(|c| c.0).collect();
-        if listed.len() != b.ballots.len() {
-            return Err(Reason::SealMismatch("ballots are not distinct op ids"));
+        if b.ballot_count != counted.len() as u64 {
+            return Err(Reason::SealMismatch(
+                "not the number of ballots of its causal past",
+            ));
         }
-        if listed != counted {
+        if b.ballot_set.0 != super::ballot_set_cid(&counted) {
             return Err(Reason::SealMismatch("not the ballots of its causal past"));
         }
         let tally = e.tally(&id, &counted, self.charter()?);
         if b.result != tally.to_result() {
             return Err(Reason::SealMismatch("result is not the count"));
         }
-        Ok(())
+        Ok(Arc::new(counted))
     }
 
     pub(super) fn apply_seal(&mut self, author: Did, id: Cid, b: &SealBody, causal: &dyn Causal) {
@@ -462,7 +467,10 @@ impl State {
         let Some(e) = self.elections.get_mut(&eid) else {
             return;
         };
-        let ballots: Arc<BTreeSet<Cid>> = Arc::new(b.ballots.iter().map(|c| c.0).collect());
+        // The set the seal's CID names, computed from its causal past when it entered.
+        let Some(ballots) = causal.meta(&id).and_then(|m| m.ballots.clone()) else {
+            return;
+        };
         let result = Arc::new(b.result.clone());
         if e.equivocating_tellers.contains(&author) {
             return;

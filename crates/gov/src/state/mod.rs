@@ -92,6 +92,8 @@ pub enum Departure {
 pub struct Meta {
     /// An election open op's frozen electorate.
     pub electorate: Option<Arc<BTreeSet<Did>>>,
+    /// A seal's counted ballots (the ballots of its causal past that count).
+    pub ballots: Option<Arc<BTreeSet<Cid>>>,
     /// A bundle proposal's contributors (member → the consent op covering the template).
     pub contributors: Option<Arc<BTreeMap<Did, Cid>>>,
     /// A remove op that removes at once (the charter in its past lets stewards remove),
@@ -141,6 +143,25 @@ pub struct State {
     /// Builders' receipts, by (agreement, what they acknowledge: a bundle's manifest CID or
     /// a revoke op id): the first receipt's op id.
     pub receipts: OrdMap<(Cid, Cid), Cid>,
+}
+
+/// The CID of a seal's ballot set: DAG-CBOR (SHA-256) of the list of the ballots' op ids as
+/// CID links, in ascending order of their bytes, each once.
+pub fn ballot_set_cid<'a>(ballots: impl IntoIterator<Item = &'a Cid>) -> Cid {
+    let mut list: Vec<Vec<u8>> = ballots.into_iter().map(Cid::to_bytes).collect();
+    list.sort_unstable();
+    list.dedup();
+    // Written by hand, as the electorate's: no error path (a link is tag 42 over a byte
+    // string of a zero byte and the CID's bytes).
+    let mut bytes = Vec::with_capacity(9 + list.iter().map(|c| c.len() + 12).sum::<usize>());
+    guild_core::cbor::write_head(&mut bytes, 4, list.len() as u64);
+    for cid in list {
+        guild_core::cbor::write_head(&mut bytes, 6, 42);
+        guild_core::cbor::write_head(&mut bytes, 2, cid.len() as u64 + 1);
+        bytes.push(0);
+        bytes.extend_from_slice(&cid);
+    }
+    cids::cid_for_cbor(&bytes)
 }
 
 /// The CID of an electorate: DAG-CBOR (SHA-256) of the sorted list of member DIDs.
@@ -257,7 +278,7 @@ impl State {
             OpBody::Remove(_) => meta.direct_removal = self.charter()?.removal_bp.is_none(),
             OpBody::ElectionOpen(b) => meta.electorate = Some(self.check_open(b)?),
             OpBody::Ballot(b) => self.check_ballot(author, b)?,
-            OpBody::Seal(b) => self.check_seal(author, b)?,
+            OpBody::Seal(b) => meta.ballots = Some(self.check_seal(author, b)?),
             OpBody::BundleProposal(b) => {
                 meta.contributors = Some(self.check_proposal(op, b)?);
             }

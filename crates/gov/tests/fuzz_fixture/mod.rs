@@ -278,7 +278,10 @@ fn build() -> Fixture {
         let e = st.elections.get(&election).expect("election");
         let counted = e.counted();
         let tally = e.tally(&election, &counted, st.charter.as_deref().expect("charter"));
-        let ballots: Vec<Ipld> = counted.iter().map(|c| s(&c.to_string())).collect();
+        let ballots = (
+            s(&guild_gov::ballot_set_cid(&counted).to_string()),
+            int(counted.len() as i64),
+        );
         (
             ballots,
             guild_core::data::decode(
@@ -352,7 +355,8 @@ fn build() -> Fixture {
             OpKind::Seal,
             fields(&[
                 ("election", el.clone()),
-                ("ballots", list(ballots)),
+                ("ballotSet", ballots.0),
+                ("ballotCount", ballots.1),
                 ("result", result),
             ]),
             &founder,
