@@ -10,16 +10,12 @@
 //! record's is (the repository's data model); any other is refused when its page is read.
 
 use guild_core::Cid;
+use guild_core::cids::{DAG_CBOR, SHA2_256, cid_from_digest};
 use guild_core::syntax::Did;
 use rustc_hash::FxHashMap;
 
 use crate::manifest::{EntrySink, Records};
 use crate::package::{Key, block_key};
-
-/// The DAG-CBOR codec.
-const DAG_CBOR: u64 = 0x71;
-/// The SHA2-256 multihash code.
-const SHA2_256: u64 = 0x12;
 
 /// One entry, its values by reference to the tables of [`Entries`].
 #[derive(Clone, Copy)]
@@ -68,7 +64,7 @@ pub(crate) struct View<'a> {
 impl View<'_> {
     /// The record's CID.
     pub fn cid(&self) -> Cid {
-        record_cid(self.digest)
+        cid_from_digest(DAG_CBOR, self.digest)
     }
 
     /// Whether `cid` is the record's CID.
@@ -77,15 +73,6 @@ impl View<'_> {
             && cid.codec() == DAG_CBOR
             && cid.hash().code() == SHA2_256
             && cid.hash().digest() == self.digest
-    }
-}
-
-/// The CID of a DAG-CBOR block with this SHA-256 digest.
-fn record_cid(digest: &[u8; 32]) -> Cid {
-    match cid::multihash::Multihash::<64>::wrap(SHA2_256, digest) {
-        Ok(hash) => Cid::new_v1(DAG_CBOR, hash),
-        // (a 32-byte digest always fits a 64-byte multihash)
-        Err(_) => Cid::default(),
     }
 }
 
@@ -120,7 +107,9 @@ impl Entries {
 
     /// The record block keys, in entry order.
     pub(crate) fn key(&self, i: usize) -> Option<Key> {
-        self.items.get(i).map(|e| block_key(&record_cid(&e.digest)))
+        self.items
+            .get(i)
+            .map(|e| block_key(&cid_from_digest(DAG_CBOR, &e.digest)))
     }
 
     /// The author runs: each author's entries' index range, in order.

@@ -904,14 +904,10 @@ fn verify_stream(mut stream: Stream) -> Result<Report, VerifyError> {
                     (1..e.len())
                         .into_par_iter()
                         .find_first(|&i| match (e.get(i - 1), e.get(i)) {
-                            (Some(a), Some(b)) => {
-                                let same = a.author_id == b.author_id;
-                                if same {
-                                    a.path.as_bytes() >= b.path.as_bytes()
-                                } else {
-                                    a.author >= b.author
-                                }
+                            (Some(a), Some(b)) if a.author_id == b.author_id => {
+                                a.path.as_bytes() >= b.path.as_bytes()
                             }
+                            (Some(a), Some(b)) => a.author >= b.author,
                             _ => true,
                         });
                 if let Some((Some(a), Some(b))) = disorder.map(|i| (e.get(i - 1), e.get(i))) {

@@ -148,18 +148,14 @@ pub struct State {
 /// The CID of a seal's ballot set: DAG-CBOR (SHA-256) of the list of the ballots' op ids as
 /// CID links, in ascending order of their bytes, each once.
 pub fn ballot_set_cid<'a>(ballots: impl IntoIterator<Item = &'a Cid>) -> Cid {
-    let mut list: Vec<Vec<u8>> = ballots.into_iter().map(Cid::to_bytes).collect();
-    list.sort_unstable();
-    list.dedup();
-    // Written by hand, as the electorate's: no error path (a link is tag 42 over a byte
-    // string of a zero byte and the CID's bytes).
-    let mut bytes = Vec::with_capacity(9 + list.iter().map(|c| c.len() + 12).sum::<usize>());
+    let mut list: Vec<(Vec<u8>, &Cid)> = ballots.into_iter().map(|c| (c.to_bytes(), c)).collect();
+    list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    list.dedup_by(|a, b| a.0 == b.0);
+    // Written by hand, as the electorate's: no error path.
+    let mut bytes = Vec::with_capacity(9 + list.iter().map(|c| c.0.len() + 12).sum::<usize>());
     guild_core::cbor::write_head(&mut bytes, 4, list.len() as u64);
-    for cid in list {
-        guild_core::cbor::write_head(&mut bytes, 6, 42);
-        guild_core::cbor::write_head(&mut bytes, 2, cid.len() as u64 + 1);
-        bytes.push(0);
-        bytes.extend_from_slice(&cid);
+    for (_, cid) in list {
+        guild_core::cbor::write_link(&mut bytes, cid);
     }
     cids::cid_for_cbor(&bytes)
 }
