@@ -323,7 +323,7 @@ pub fn verify_offer(doc: &OfferDocument) -> Result<(SignedOp, OfferBody)> {
     if op.collective().map(ToString::to_string).as_deref() != Some(doc.collective.as_str()) {
         bail!("the offer op belongs to another collective than the document says");
     }
-    Ok((op, body))
+    Ok((op, *body))
 }
 
 /// The builder's accept of the offer in `doc`, signed with `key` at `at` (or at the offer's
@@ -355,11 +355,11 @@ pub fn accept_op(
         .context("the offer op names no collective")?;
     let at =
         Datetime::from_unix_micros(at.to_unix_micros().max(offer.created_at().to_unix_micros()));
-    let accept = OpBody::AgreementAccept(AcceptBody {
+    let accept = OpBody::AgreementAccept(Box::new(AcceptBody {
         offer: (*offer.id()).into(),
         contact,
         evaluation,
-    });
+    }));
     let op = Op::write(&accept, Some(&collective), key, &[*offer.id()], &at)
         .context("cannot sign the accept")?;
     debug_assert_eq!(op.kind(), OpKind::AgreementAccept);

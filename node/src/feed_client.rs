@@ -755,7 +755,7 @@ async fn send_receipt(
             .unwrap_or(0),
     );
     let op = guild_gov::Op::write(
-        &guild_gov::body::OpBody::BundleReceipt(body),
+        &guild_gov::body::OpBody::BundleReceipt(Box::new(body)),
         Some(collective),
         &opts.key,
         prev,

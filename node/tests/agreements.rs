@@ -316,11 +316,11 @@ fn a_builder_accepts_with_only_a_key_and_two_stewards_put_it_in_force() {
     assert!(err.to_string().contains("not to this key"), "{err}");
     let offer_cid = guild_core::syntax::parse_cid_str(&offer_id).unwrap();
     let forged = Op::write(
-        &OpBody::AgreementAccept(AcceptBody {
+        &OpBody::AgreementAccept(Box::new(AcceptBody {
             offer: offer_cid.into(),
             contact: None,
             evaluation: None,
-        }),
+        })),
         Some(&id),
         &stranger,
         &[offer_cid],
@@ -437,11 +437,11 @@ fn a_builder_accepts_with_only_a_key_and_two_stewards_put_it_in_force() {
     assert!(err.to_string().contains("expired"), "{err}");
     let short_id = guild_core::syntax::parse_cid_str(&short.op).unwrap();
     let expired = Op::write(
-        &OpBody::AgreementAccept(AcceptBody {
+        &OpBody::AgreementAccept(Box::new(AcceptBody {
             offer: short_id.into(),
             contact: None,
             evaluation: None,
-        }),
+        })),
         Some(&id),
         &builder,
         &[short_id],
@@ -452,11 +452,11 @@ fn a_builder_accepts_with_only_a_key_and_two_stewards_put_it_in_force() {
     assert!(e.2.contains("expired"), "{e:?}");
     // Backdating the accept to before the expiry does not help: this node's clock decides.
     let backdated = Op::write(
-        &OpBody::AgreementAccept(AcceptBody {
+        &OpBody::AgreementAccept(Box::new(AcceptBody {
             offer: short_id.into(),
             contact: None,
             evaluation: None,
-        }),
+        })),
         Some(&id),
         &builder,
         &[short_id],

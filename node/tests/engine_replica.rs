@@ -549,11 +549,11 @@ async fn non_members_and_removed_members_are_refused() {
             id,
             OpKind::Remove,
             Box::new(move |_, _| {
-                Ok(OpBody::Remove(RemoveBody {
+                Ok(OpBody::Remove(Box::new(RemoveBody {
                     member: Did::parse(&b_did).unwrap(),
                     reason: None,
                     election: None,
-                }))
+                })))
             }),
         )
         .await

@@ -152,7 +152,13 @@ fn world() -> World {
     let at = now();
     let consent = {
         let st = w.rt.block_on(w.engine.status(id)).unwrap().state;
-        OpBody::ConsentGrant(make::consent(&st, &me, &[TEMPLATE.into()], &[], &at))
+        OpBody::ConsentGrant(Box::new(make::consent(
+            &st,
+            &me,
+            &[TEMPLATE.into()],
+            &[],
+            &at,
+        )))
     };
     w.write(OpKind::ConsentGrant, consent);
     let builder = Keypair::from_secret_bytes(&[20; 32]);
@@ -162,20 +168,20 @@ fn world() -> World {
     };
     let offer = w.write(
         OpKind::AgreementOffer,
-        OpBody::AgreementOffer(OfferBody {
+        OpBody::AgreementOffer(Box::new(OfferBody {
             builder: Did::parse(&builder.did()).unwrap(),
             template: TEMPLATE.into(),
             terms,
             expires_at: None,
             note: None,
-        }),
+        })),
     );
     let accept = Op::write(
-        &OpBody::AgreementAccept(AcceptBody {
+        &OpBody::AgreementAccept(Box::new(AcceptBody {
             offer: CidRef(offer),
             contact: None,
             evaluation: None,
-        }),
+        })),
         Some(&id),
         &builder,
         &[offer],
@@ -187,10 +193,10 @@ fn world() -> World {
             .unwrap();
     w.write(
         OpKind::AgreementCountersign,
-        OpBody::AgreementCountersign(CountersignBody {
+        OpBody::AgreementCountersign(Box::new(CountersignBody {
             offer: CidRef(offer),
             accept: CidRef(accept),
-        }),
+        })),
     );
     w.offer = offer;
     w
@@ -234,7 +240,13 @@ fn a_proposal_is_recomputed_approved_sealed_packaged_and_verifies() {
     let me = Did::parse(&w.key.did()).unwrap();
     let revoke = {
         let st = w.rt.block_on(w.engine.status(w.id)).unwrap().state;
-        OpBody::ConsentRevoke(make::consent(&st, &me, &[TEMPLATE.into()], &[], &now()))
+        OpBody::ConsentRevoke(Box::new(make::consent(
+            &st,
+            &me,
+            &[TEMPLATE.into()],
+            &[],
+            &now(),
+        )))
     };
     let r = w.write(OpKind::ConsentRevoke, revoke);
     let notices = w.rt.block_on(w.desk.revocation_notices(w.id)).unwrap();
@@ -259,7 +271,7 @@ fn a_proposal_leaving_out_a_held_replica_is_refused_and_a_missing_commit_waits()
     // replica although this node holds the consenting founder's.
     let empty = w.write(
         OpKind::BundleProposal,
-        OpBody::BundleProposal(ProposalBody {
+        OpBody::BundleProposal(Box::new(ProposalBody {
             agreement: CidRef(w.offer),
             cut: Cut {
                 heads: Vec::new(),
@@ -267,13 +279,13 @@ fn a_proposal_leaving_out_a_held_replica_is_refused_and_a_missing_commit_waits()
             },
             kind: Open::Known(BundleKind::Training),
             note: None,
-        }),
+        })),
     );
     // One naming a commit of the founder's repo this node never had.
     let ghost = guild_core::cids::cid_for_cbor(b"\xa0");
     let waiting = w.write(
         OpKind::BundleProposal,
-        OpBody::BundleProposal(ProposalBody {
+        OpBody::BundleProposal(Box::new(ProposalBody {
             agreement: CidRef(w.offer),
             cut: Cut {
                 heads: Vec::new(),
@@ -285,7 +297,7 @@ fn a_proposal_leaving_out_a_held_replica_is_refused_and_a_missing_commit_waits()
             },
             kind: Open::Known(BundleKind::Training),
             note: None,
-        }),
+        })),
     );
     eventually("both held, with their reasons", || {
         w.step();

@@ -156,13 +156,13 @@ pub(crate) async fn make_offer<S: NodeStore>(
             OpKind::AgreementOffer,
             Box::new(move |st, _| {
                 let terms = fix_terms(st, &input, &collections)?;
-                Ok(OpBody::AgreementOffer(OfferBody {
+                Ok(OpBody::AgreementOffer(Box::new(OfferBody {
                     builder,
                     template: input.template.clone(),
                     terms,
                     expires_at,
                     note,
-                }))
+                })))
             }),
         )
         .await
@@ -259,12 +259,12 @@ pub(crate) async fn countersign_agreement<S: NodeStore>(
                 .get(&offer)
                 .ok_or(EngineError::Refused(Reason::UnknownRef("offer")))?;
             match a.status {
-                AgreementStatus::Accepted(accept) => Ok(OpBody::AgreementCountersign(
+                AgreementStatus::Accepted(accept) => Ok(OpBody::AgreementCountersign(Box::new(
                     guild_gov::body::CountersignBody {
                         offer: offer.into(),
                         accept: accept.into(),
                     },
-                )),
+                ))),
                 AgreementStatus::Offered => {
                     Err(EngineError::Refused(Reason::AgreementState("not accepted")))
                 }

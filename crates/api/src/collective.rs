@@ -324,9 +324,9 @@ async fn consent<S>(state: &ApiState<S>, input: ConsentInput, kind: OpKind) -> X
             let me = Did::parse(me).map_err(|e| EngineError::Invalid(e.to_string()))?;
             let body = make::consent(st, &me, &templates, &collections, &at);
             Ok(if kind == OpKind::ConsentGrant {
-                OpBody::ConsentGrant(body)
+                OpBody::ConsentGrant(Box::new(body))
             } else {
-                OpBody::ConsentRevoke(body)
+                OpBody::ConsentRevoke(Box::new(body))
             })
         }),
     )
@@ -642,7 +642,7 @@ pub(crate) async fn list<S: NodeStore>(
         collectives.push(list_collectives::Collective {
             collective: id.to_string(),
             name: s.state.charter.as_ref().map(|c| c.name.clone()),
-            member: s.state.members.contains_key(&me),
+            member: s.state.members.contains_key(me.as_str()),
             members: count(s.state.members.len()),
         });
     }

@@ -305,7 +305,7 @@ fn main() {
             &[],
             &at(0),
         );
-        g.write(OpBody::ConsentGrant(b), k);
+        g.write(OpBody::ConsentGrant(Box::new(b)), k);
     }
     let terms = make::standard_templates()
         .into_iter()
@@ -313,36 +313,36 @@ fn main() {
         .expect("template");
     let offer = *g
         .write(
-            OpBody::AgreementOffer(OfferBody {
+            OpBody::AgreementOffer(Box::new(OfferBody {
                 builder: did(&builder),
                 template: TEMPLATE.to_owned(),
                 terms,
                 expires_at: None,
                 note: None,
-            }),
+            })),
             &founder,
         )
         .id();
     let accept = *g
         .write(
-            OpBody::AgreementAccept(AcceptBody {
+            OpBody::AgreementAccept(Box::new(AcceptBody {
                 offer: CidRef(offer),
                 contact: None,
                 evaluation: None,
-            }),
+            })),
             &builder,
         )
         .id();
     g.write(
-        OpBody::AgreementCountersign(CountersignBody {
+        OpBody::AgreementCountersign(Box::new(CountersignBody {
             offer: CidRef(offer),
             accept: CidRef(accept),
-        }),
+        })),
         &founder,
     );
     let cut_heads = g.log.heads();
     let proposal = g.write(
-        OpBody::BundleProposal(ProposalBody {
+        OpBody::BundleProposal(Box::new(ProposalBody {
             agreement: CidRef(offer),
             cut: Cut {
                 heads: cut_heads.iter().copied().map(CidRef).collect(),
@@ -357,7 +357,7 @@ fn main() {
             },
             kind: BundleKind::Training.into(),
             note: None,
-        }),
+        })),
         &founder,
     );
     let gov_time = t.elapsed();
@@ -410,10 +410,10 @@ fn main() {
     let (root, _) = manifest.encode().expect("encode");
     let manifest_time = t.elapsed();
     g.write(
-        OpBody::BundleApproval(ApprovalBody {
+        OpBody::BundleApproval(Box::new(ApprovalBody {
             proposal: CidRef(*proposal.id()),
             manifest: CidRef(root),
-        }),
+        })),
         &founder,
     );
     let records = manifest.records.len();

@@ -124,7 +124,7 @@ impl World {
                 &[],
                 &at(0),
             );
-            let g = w.write(OpBody::ConsentGrant(b), i);
+            let g = w.write(OpBody::ConsentGrant(Box::new(b)), i);
             w.grants.push(g);
         }
         for i in 3..6 {
@@ -190,13 +190,13 @@ impl World {
             .unwrap();
         let offer = *self
             .write(
-                OpBody::AgreementOffer(OfferBody {
+                OpBody::AgreementOffer(Box::new(OfferBody {
                     builder: did(&self.builder),
                     template: TRAIN.to_owned(),
                     terms,
                     expires_at: None,
                     note: None,
-                }),
+                })),
                 0,
             )
             .id();
@@ -204,21 +204,21 @@ impl World {
         let prev = self.log.heads();
         let accept = *self
             .write_by(
-                OpBody::AgreementAccept(AcceptBody {
+                OpBody::AgreementAccept(Box::new(AcceptBody {
                     offer: CidRef(offer),
                     contact: None,
                     evaluation: None,
-                }),
+                })),
                 &b,
                 &prev,
             )
             .id();
         for s in 0..2 {
             self.write(
-                OpBody::AgreementCountersign(CountersignBody {
+                OpBody::AgreementCountersign(Box::new(CountersignBody {
                     offer: CidRef(offer),
                     accept: CidRef(accept),
-                }),
+                })),
                 s,
             );
         }
@@ -242,7 +242,7 @@ impl World {
             })
             .collect();
         let proposal = self.write(
-            OpBody::BundleProposal(ProposalBody {
+            OpBody::BundleProposal(Box::new(ProposalBody {
                 agreement: CidRef(agreement),
                 cut: Cut {
                     heads: heads.iter().copied().map(CidRef).collect(),
@@ -250,7 +250,7 @@ impl World {
                 },
                 kind: BundleKind::Training.into(),
                 note: None,
-            }),
+            })),
             0,
         );
         let (req, heads, params) = ManifestParams::from_proposal(&proposal).unwrap();
@@ -269,10 +269,10 @@ impl World {
         let mut approvals = Vec::new();
         for s in 0..2 {
             approvals.push(self.write(
-                OpBody::BundleApproval(ApprovalBody {
+                OpBody::BundleApproval(Box::new(ApprovalBody {
                     proposal: CidRef(*proposal.id()),
                     manifest: CidRef(cid),
-                }),
+                })),
                 s,
             ));
         }
@@ -572,7 +572,7 @@ fn stewards_cannot_seal_a_record_without_consent_or_with_another_consent() {
     let b = make::consent(w.log.state_ref(), &d, &[TRAIN.to_owned()], &[], &at(0));
     let prev = w.log.heads();
     let k = w.keys[3].clone();
-    w.write_by(OpBody::ConsentRevoke(b), &k, &prev);
+    w.write_by(OpBody::ConsentRevoke(Box::new(b)), &k, &prev);
     let (_, records) = {
         let r = w.replicas.iter().find(|r| r.did == d).unwrap();
         (r.commit, r.records.clone())

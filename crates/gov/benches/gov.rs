@@ -1209,7 +1209,7 @@ fn tally(c: &mut Criterion) {
                 voter,
                 guild_gov::VoterBallots {
                     rev: 0,
-                    ballots: BTreeMap::from([(ballot, approvals)]),
+                    ballots: vec![(ballot, approvals)],
                 },
             );
         }

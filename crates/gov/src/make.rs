@@ -213,7 +213,7 @@ impl CharterParams {
 
     /// The charter op's body.
     pub fn body(&self) -> OpBody {
-        OpBody::Charter(CharterBody {
+        OpBody::Charter(Box::new(CharterBody {
             name: self.name.clone(),
             purpose: self.purpose.clone(),
             admission: Admission {
@@ -246,7 +246,7 @@ impl CharterParams {
             canaries: (self.canaries_per_bundle > 0).then_some(CanaryPolicy {
                 per_bundle: self.canaries_per_bundle,
             }),
-        })
+        }))
     }
 }
 
@@ -363,7 +363,7 @@ pub fn election_open(
     closes_after: &Datetime,
 ) -> Result<OpBody, guild_core::syntax::SyntaxError> {
     let tellers = state.tellers().into_iter().collect();
-    Ok(OpBody::ElectionOpen(OpenBody {
+    Ok(OpBody::ElectionOpen(Box::new(OpenBody {
         kind: kind.into(),
         method: VotingMethod::Approval.into(),
         seats,
@@ -372,7 +372,7 @@ pub fn election_open(
         electorate: CidRef(state.electorate_cid()),
         tellers,
         closes_after: closes_after.clone(),
-    }))
+    })))
 }
 
 /// A ballot's body: the voter's next revision in `state`, approving `choices`.
@@ -395,12 +395,12 @@ pub fn seal(state: &State, election: &Cid) -> Option<OpBody> {
     let e = state.elections.get(election)?;
     let counted = e.counted();
     let tally = e.tally(election, &counted, state.charter.as_deref()?);
-    Some(OpBody::Seal(SealBody {
+    Some(OpBody::Seal(Box::new(SealBody {
         election: CidRef(*election),
         ballot_set: CidRef(crate::ballot_set_cid(&counted)),
         ballot_count: counted.len() as u64,
         result: tally.to_result(),
-    }))
+    })))
 }
 
 /// What a candidate needs to join: the collective, the invite op, the one-time secret and
@@ -584,10 +584,10 @@ mod tests {
         let templates = vec!["research-open".to_owned()];
         let text = Nsid::parse("coop.guild.data.text").unwrap();
         let f = consent(&st, &did(&member), &templates, &[text], &at(3));
-        add(&mut log, OpBody::ConsentGrant(f), &member, 3);
+        add(&mut log, OpBody::ConsentGrant(Box::new(f)), &member, 3);
         let st = log.state();
         let f = consent(&st, &did(&member), &templates, &[], &at(4));
-        add(&mut log, OpBody::ConsentRevoke(f), &member, 4);
+        add(&mut log, OpBody::ConsentRevoke(Box::new(f)), &member, 4);
         assert_eq!(
             log.state().consents[&(did(&member), templates[0].clone())].rev,
             2

@@ -261,7 +261,6 @@ struct OpInner {
     author: Did,
     prev: Vec<Cid>,
     created_at: Datetime,
-    fields: BTreeMap<String, Ipld>,
     body: OpBody,
 }
 
@@ -354,7 +353,6 @@ impl SignedOp {
             author,
             prev,
             created_at,
-            fields: body,
             body: typed,
         })))
     }
@@ -407,10 +405,14 @@ impl SignedOp {
         &self.0.created_at
     }
 
-    /// The whole decoded map, envelope included (for display and for tests that tamper with
-    /// an op; the rules read [`SignedOp::body`]).
-    pub fn fields(&self) -> &BTreeMap<String, Ipld> {
-        &self.0.fields
+    /// The whole map, envelope included, decoded again from the signed bytes (for display
+    /// and for tests that tamper with an op; the rules read [`SignedOp::body`]). Not kept in
+    /// memory: a log of a million ops would hold ~2.5 GB of such maps.
+    pub fn fields(&self) -> Result<BTreeMap<String, Ipld>, OpError> {
+        match data::decode(&self.0.bytes)? {
+            Ipld::Map(map) => Ok(map),
+            _ => Err(OpError::NotAMap),
+        }
     }
 
     /// The typed body.

@@ -615,7 +615,7 @@ fn admission_by_vote() {
     let f = c.seal_fields(&e);
     let seal = c.ok(OpKind::Seal, f, &key(1));
     let st = c.log.state();
-    assert_eq!(st.members[&cand.did()].since, *seal.id());
+    assert_eq!(st.members[cand.did().as_str()].since, *seal.id());
     assert!(st.candidates.is_empty());
 }
 
@@ -625,7 +625,7 @@ fn removal_by_vote() {
     let (m2, m3) = (c.join(2), c.join(3));
     // Under a removal vote, a remove op is a proposal: nothing happens yet.
     let rm = c.ok(OpKind::Remove, member_fields(&m3), &m2);
-    assert!(c.log.state().members.contains_key(&m3.did()));
+    assert!(c.log.state().members.contains_key(m3.did().as_str()));
     let e = c.open("removal", &[("proposal", s(&rm.id().to_string()))], &m2);
     c.ballot(&e, &m2, 1, &["yes"]);
     c.ballot(&e, &key(1), 1, &["yes"]);
@@ -634,8 +634,11 @@ fn removal_by_vote() {
     let f = c.seal_fields(&e);
     let seal = c.ok(OpKind::Seal, f, &key(1));
     let st = c.log.state();
-    assert!(!st.members.contains_key(&m3.did()));
-    assert_eq!(st.departed[&m3.did()], Departure::Removed(*seal.id()));
+    assert!(!st.members.contains_key(m3.did().as_str()));
+    assert_eq!(
+        st.departed[m3.did().as_str()],
+        Departure::Removed(*seal.id())
+    );
     // The removed member is cut off.
     assert_eq!(
         c.err(OpKind::ConsentGrant, grant_fields(1), &m3),
@@ -1263,7 +1266,7 @@ fn a_ballot_the_first_teller_missed_does_not_deadlock_the_election() {
     assert!(
         !st.elections[e.id()]
             .equivocating_tellers
-            .contains(&key(1).did())
+            .contains(key(1).did().as_str())
     );
     // A teller whose seal is current may not seal again.
     let (mut c2, m2b, _) = two_stewards();
@@ -1322,7 +1325,7 @@ fn concurrent_different_seals_by_one_teller_equivocate() {
     assert!(
         st.elections[e.id()]
             .equivocating_tellers
-            .contains(&key(1).did())
+            .contains(key(1).did().as_str())
     );
     assert!(st.elections[e.id()].certified.is_none());
 }

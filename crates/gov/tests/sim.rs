@@ -172,7 +172,7 @@ fn sign_bytes(
 
 /// Re-signs an op's map with `signer` while keeping its `author`: a forgery.
 fn forge(op: &SignedOp, signer: &Keypair) -> Vec<u8> {
-    let mut map = op.fields().clone();
+    let mut map = op.fields().unwrap();
     map.remove("sig");
     let unsigned = data::encode(&Ipld::Map(map.clone())).unwrap();
     map.insert(

@@ -310,12 +310,14 @@ async fn spread(a: &Args) {
                 OpKind::ConsentGrant,
                 Box::new(move |st, me| {
                     let at = Datetime::from_unix_micros(1_900_000_000_000_000);
-                    Ok(guild_gov::body::OpBody::ConsentGrant(make::consent(
-                        st,
-                        &guild_core::syntax::Did::parse(me).unwrap(),
-                        &templates,
-                        &[],
-                        &at,
+                    Ok(guild_gov::body::OpBody::ConsentGrant(Box::new(
+                        make::consent(
+                            st,
+                            &guild_core::syntax::Did::parse(me).unwrap(),
+                            &templates,
+                            &[],
+                            &at,
+                        ),
                     )))
                 }),
             )
@@ -395,12 +397,14 @@ async fn heal(a: &Args) {
                     OpKind::ConsentGrant,
                     Box::new(move |st, me| {
                         let at = Datetime::from_unix_micros(1_900_000_000_000_000);
-                        Ok(guild_gov::body::OpBody::ConsentGrant(make::consent(
-                            st,
-                            &guild_core::syntax::Did::parse(me).unwrap(),
-                            &templates,
-                            &[],
-                            &at,
+                        Ok(guild_gov::body::OpBody::ConsentGrant(Box::new(
+                            make::consent(
+                                st,
+                                &guild_core::syntax::Did::parse(me).unwrap(),
+                                &templates,
+                                &[],
+                                &at,
+                            ),
                         )))
                     }),
                 )

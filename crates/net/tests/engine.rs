@@ -102,13 +102,13 @@ async fn found_invite_join_and_spread() {
             OpKind::ConsentGrant,
             Box::new(move |st, me| {
                 let at = guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000);
-                Ok(OpBody::ConsentGrant(make::consent(
+                Ok(OpBody::ConsentGrant(Box::new(make::consent(
                     st,
                     &guild_core::syntax::Did::parse(me).unwrap(),
                     &templates,
                     &[],
                     &at,
-                )))
+                ))))
             }),
         )
         .await
@@ -203,12 +203,12 @@ async fn a_non_member_gets_nothing_and_a_removed_member_is_cut_off() {
             id,
             OpKind::Remove,
             Box::new(move |_, _| {
-                Ok(OpBody::Remove(RemoveBody {
+                Ok(OpBody::Remove(Box::new(RemoveBody {
                     member: guild_core::syntax::Did::parse(&b_did)
                         .map_err(|e| EngineError::Invalid(e.to_string()))?,
                     reason: None,
                     election: None,
-                }))
+                })))
             }),
         )
         .await

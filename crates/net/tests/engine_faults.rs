@@ -66,12 +66,14 @@ async fn grant(m: &Member, id: Cid, template: &str) -> Cid {
             OpKind::ConsentGrant,
             Box::new(move |st, me| {
                 let at = guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000);
-                Ok(guild_gov::body::OpBody::ConsentGrant(make::consent(
-                    st,
-                    &guild_core::syntax::Did::parse(me).unwrap(),
-                    &templates,
-                    &[],
-                    &at,
+                Ok(guild_gov::body::OpBody::ConsentGrant(Box::new(
+                    make::consent(
+                        st,
+                        &guild_core::syntax::Did::parse(me).unwrap(),
+                        &templates,
+                        &[],
+                        &at,
+                    ),
                 )))
             }),
         )
@@ -100,13 +102,13 @@ async fn a_node_sending_forged_ops_is_cut_off_and_its_ops_reach_nobody() {
     let mut forged = Vec::new();
     for i in 0..6u8 {
         let op = guild_gov::Op::write(
-            &guild_gov::body::OpBody::ConsentGrant(make::consent(
+            &guild_gov::body::OpBody::ConsentGrant(Box::new(make::consent(
                 &a.engine.status(id).await.unwrap().state,
                 &guild_core::syntax::Did::parse(&c.key.did()).unwrap(),
                 &["research-open".to_owned()],
                 &[],
                 &guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000 + i as i64),
-            )),
+            ))),
             Some(&id),
             &c.key,
             &heads,
@@ -114,7 +116,7 @@ async fn a_node_sending_forged_ops_is_cut_off_and_its_ops_reach_nobody() {
         )
         .unwrap();
         // Re-sign with B's key while keeping C as the author: the signature cannot verify.
-        let mut map = op.fields().clone();
+        let mut map = op.fields().unwrap();
         map.remove("sig");
         let unsigned = guild_core::data::encode(&guild_core::Ipld::Map(map.clone())).unwrap();
         map.insert(

@@ -87,9 +87,9 @@ fn a_computed_statement_is_accepted() {
     assert_eq!(body.lines.iter().map(|l| l.amount).sum::<u64>(), 100_001);
 
     let steward = &keys[0];
-    let write = |log: &Log, body| {
+    let write = |log: &Log, body: guild_gov::body::StatementBody| {
         Op::write(
-            &OpBody::PayoutStatement(body),
+            &OpBody::PayoutStatement(Box::new(body)),
             Some(&id),
             steward,
             &log.heads(),

@@ -338,7 +338,7 @@ impl<S: NodeStore> Stewardship<S> {
                         .into_values()
                         .filter(|h| consenting.contains_key(&h.did))
                         .collect();
-                    Ok(OpBody::BundleProposal(ProposalBody {
+                    Ok(OpBody::BundleProposal(Box::new(ProposalBody {
                         agreement: guild_gov::body::CidRef(agreement),
                         // The engine's writer fills in the heads: they are the op's prev.
                         cut: Cut {
@@ -347,7 +347,7 @@ impl<S: NodeStore> Stewardship<S> {
                         },
                         kind: Open::Known(kind),
                         note,
-                    }))
+                    })))
                 }),
             )
             .await?;
@@ -514,10 +514,10 @@ impl<S: NodeStore> Stewardship<S> {
                 collective,
                 OpKind::BundleApproval,
                 Box::new(move |_, _| {
-                    Ok(OpBody::BundleApproval(ApprovalBody {
+                    Ok(OpBody::BundleApproval(Box::new(ApprovalBody {
                         proposal: guild_gov::body::CidRef(proposal),
                         manifest: guild_gov::body::CidRef(manifest),
-                    }))
+                    })))
                 }),
             )
             .await;

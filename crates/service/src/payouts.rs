@@ -115,7 +115,7 @@ impl<S: NodeStore> Stewardship<S> {
             .write(
                 collective,
                 OpKind::PayoutStatement,
-                Box::new(move |_, _| Ok(OpBody::PayoutStatement(written))),
+                Box::new(move |_, _| Ok(OpBody::PayoutStatement(Box::new(written)))),
             )
             .await?;
         tracing::info!(%op, period = %body.period.id, total = body.total.amount, "payout statement booked");
@@ -178,13 +178,13 @@ impl<S: NodeStore> Stewardship<S> {
             .await
             .map_err(io)?;
             match recomputed {
-                Ok(body) if &body == theirs => {
+                Ok(body) if body == **theirs => {
                     let op = self
                         .engine
                         .write(
                             collective,
                             OpKind::PayoutStatement,
-                            Box::new(move |_, _| Ok(OpBody::PayoutStatement(body))),
+                            Box::new(move |_, _| Ok(OpBody::PayoutStatement(Box::new(body)))),
                         )
                         .await?;
                     tracing::info!(statement = %id, confirmation = %op, "payout statement recomputed identically and published");
@@ -238,7 +238,7 @@ impl<S: NodeStore> Stewardship<S> {
                 .and_then(|a| status.state.agreements.get(&a.0))
                 .map(|a| a.builder.clone());
             let view = by_body.entry(key).or_insert_with(|| StatementView {
-                body: body.clone(),
+                body: (**body).clone(),
                 by: Vec::new(),
                 builder,
             });

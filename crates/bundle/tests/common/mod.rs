@@ -110,7 +110,7 @@ impl Fx {
         from: Datetime,
     ) -> SignedOp {
         let b = self.consent_body(i, template, Some(scope), from);
-        self.write(OpBody::ConsentGrant(b), Some(i))
+        self.write(OpBody::ConsentGrant(Box::new(b)), Some(i))
     }
 
     /// Member `i` grants `template` on their whole repo, effective now.
@@ -121,7 +121,7 @@ impl Fx {
     /// Member `i` revokes `template`, after `prev`.
     pub fn revoke_after(&mut self, i: usize, template: &str, prev: &[Cid]) -> SignedOp {
         let b = self.consent_body(i, template, None, at(self.clock));
-        self.write_after(OpBody::ConsentRevoke(b), Some(i), prev)
+        self.write_after(OpBody::ConsentRevoke(Box::new(b)), Some(i), prev)
     }
 
     pub fn revoke(&mut self, i: usize, template: &str) -> SignedOp {
@@ -133,18 +133,18 @@ impl Fx {
     pub fn agreement(&mut self, template: &str) -> Cid {
         let offer = self.offer(template);
         let accept = self.write(
-            OpBody::AgreementAccept(AcceptBody {
+            OpBody::AgreementAccept(Box::new(AcceptBody {
                 offer: CidRef(offer),
                 contact: None,
                 evaluation: None,
-            }),
+            })),
             None,
         );
         self.write(
-            OpBody::AgreementCountersign(CountersignBody {
+            OpBody::AgreementCountersign(Box::new(CountersignBody {
                 offer: CidRef(offer),
                 accept: CidRef(*accept.id()),
-            }),
+            })),
             Some(0),
         );
         offer
@@ -157,13 +157,13 @@ impl Fx {
             .find(|t| t.id == template)
             .unwrap();
         let op = self.write(
-            OpBody::AgreementOffer(OfferBody {
+            OpBody::AgreementOffer(Box::new(OfferBody {
                 builder: did(&self.builder),
                 template: template.to_owned(),
                 terms,
                 expires_at: None,
                 note: None,
-            }),
+            })),
             Some(0),
         );
         *op.id()
@@ -177,7 +177,7 @@ impl Fx {
         replicas: Vec<guild_gov::body::ReplicaHead>,
     ) -> SignedOp {
         let heads = self.heads();
-        let body = OpBody::BundleProposal(ProposalBody {
+        let body = OpBody::BundleProposal(Box::new(ProposalBody {
             agreement: CidRef(agreement),
             cut: Cut {
                 heads: heads.iter().copied().map(CidRef).collect(),
@@ -185,17 +185,17 @@ impl Fx {
             },
             kind: kind.into(),
             note: None,
-        });
+        }));
         self.write_after(body, Some(0), &heads)
     }
 
     /// The steward approves `manifest` for `proposal`.
     pub fn approve(&mut self, proposal: Cid, manifest: Cid) -> Inserted {
         self.clock += 1;
-        let body = OpBody::BundleApproval(ApprovalBody {
+        let body = OpBody::BundleApproval(Box::new(ApprovalBody {
             proposal: CidRef(proposal),
             manifest: CidRef(manifest),
-        });
+        }));
         let op = Op::write(
             &body,
             Some(&self.id),

@@ -30,7 +30,8 @@ const MAX_MICROS: i64 = 253_402_300_799_999_999;
 pub struct Datetime {
     // `micros` first, so that the derived order is chronological.
     micros: i64,
-    raw: String,
+    // Shared: a datetime is cloned into many states and messages, never changed.
+    raw: std::sync::Arc<str>,
 }
 
 impl Datetime {
@@ -41,7 +42,7 @@ impl Datetime {
             .map_err(|reason| SyntaxError::new("datetime", s, reason))?;
         Ok(Datetime {
             micros,
-            raw: s.to_owned(),
+            raw: s.into(),
         })
     }
 
@@ -70,7 +71,10 @@ impl Datetime {
             dt.second(),
             dt.nanosecond() / 1000,
         );
-        Datetime { micros, raw }
+        Datetime {
+            micros,
+            raw: raw.into(),
+        }
     }
 
     /// The instant in microseconds since the UNIX epoch (finer fractions are truncated).
@@ -85,7 +89,7 @@ impl Datetime {
 
     /// The datetime as an owned string.
     pub fn into_string(self) -> String {
-        self.raw
+        self.raw.to_string()
     }
 }
 

@@ -15,13 +15,13 @@ const MAX_LEN: usize = 2048;
 /// DIDs are case-sensitive.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Did(String);
+pub struct Did(std::sync::Arc<str>);
 
 impl Did {
     /// Parses and validates a DID.
     pub fn parse(s: &str) -> Result<Self, SyntaxError> {
         validate(s).map_err(|reason| SyntaxError::new("did", s, reason))?;
-        Ok(Did(s.to_owned()))
+        Ok(Did(s.into()))
     }
 
     /// The DID as a string slice.
@@ -31,7 +31,7 @@ impl Did {
 
     /// The DID as an owned string.
     pub fn into_string(self) -> String {
-        self.0
+        self.0.to_string()
     }
 
     /// The method name: `plc` in `did:plc:abc`.
@@ -49,14 +49,6 @@ impl Did {
 
 string_conversions!(Did);
 borrow_str!(Did);
-
-/// Maps keyed by `Did` can also be looked up with a `&String` (the derived `Eq`, `Ord` and
-/// `Hash` are the inner string's).
-impl core::borrow::Borrow<String> for Did {
-    fn borrow(&self) -> &String {
-        &self.0
-    }
-}
 
 fn validate(s: &str) -> Result<(), &'static str> {
     if s.len() > MAX_LEN {

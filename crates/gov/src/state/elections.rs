@@ -49,8 +49,11 @@ impl Tally {
 pub struct VoterBallots {
     /// The highest revision seen.
     pub rev: u64,
-    /// The ballots at that revision (op id → approvals). Two or more void each other.
-    pub ballots: BTreeMap<Cid, Vec<Choice>>,
+    /// The ballots at that revision (op id, approvals), in op id order, each once. Two or
+    /// more void each other. (A vector: almost always one ballot, and an election's voters
+    /// are copied into every state checkpoint that diverges from the tip; a `BTreeMap` leaf
+    /// is ~1.4 KB even for one entry.)
+    pub ballots: Vec<(Cid, Vec<Choice>)>,
 }
 
 /// A certified result.
@@ -101,7 +104,7 @@ impl Election {
         self.ballots
             .values()
             .filter(|v| v.ballots.len() == 1)
-            .filter_map(|v| v.ballots.keys().next().copied())
+            .filter_map(|v| v.ballots.first().map(|(id, _)| *id))
             .collect()
     }
 
@@ -403,14 +406,17 @@ impl State {
         };
         let entry = e.ballots.entry(author).or_insert_with(|| VoterBallots {
             rev: b.rev,
-            ballots: BTreeMap::new(),
+            ballots: Vec::new(),
         });
         if b.rev > entry.rev {
             entry.rev = b.rev;
             entry.ballots.clear();
         }
         if b.rev == entry.rev {
-            entry.ballots.insert(id, b.approvals.clone());
+            match entry.ballots.binary_search_by(|(c, _)| c.cmp(&id)) {
+                Ok(i) => entry.ballots[i].1 = b.approvals.clone(),
+                Err(i) => entry.ballots.insert(i, (id, b.approvals.clone())),
+            }
         }
     }
 

@@ -101,7 +101,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 || !p
                     .did
                     .as_ref()
-                    .is_some_and(|d| state.members.contains_key(d))
+                    .is_some_and(|d| state.members.contains_key(d.as_str()))
             {
                 continue;
             }

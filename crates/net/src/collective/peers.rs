@@ -72,11 +72,15 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 continue;
             };
             let state = c.driver.log().state_ref();
-            let me_member = state.members.contains_key(&self.me) && !self.joining.contains(&id);
+            let me_member =
+                state.members.contains_key(self.me.as_str()) && !self.joining.contains(&id);
             let want: BTreeSet<PeerId> = if me_member {
                 self.connected
                     .iter()
-                    .filter(|(_, d)| d.as_ref().is_some_and(|d| state.members.contains_key(d)))
+                    .filter(|(_, d)| {
+                        d.as_ref()
+                            .is_some_and(|d| state.members.contains_key(d.as_str()))
+                    })
                     .map(|(p, _)| *p)
                     .collect()
             } else {
@@ -114,7 +118,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 did_from_peer_id(p).is_some_and(|d| {
                     self.collectives
                         .values()
-                        .any(|c| c.driver.log().state_ref().members.contains_key(&d))
+                        .any(|c| c.driver.log().state_ref().members.contains_key(d.as_str()))
                 })
             })
             .copied()

@@ -261,7 +261,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             .connected
             .values()
             .flatten()
-            .filter(|d| state.members.contains_key(*d))
+            .filter(|d| state.members.contains_key(d.as_str()))
             .cloned()
             .collect::<BTreeSet<_>>()
             .into_iter()
