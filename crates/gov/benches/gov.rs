@@ -1116,6 +1116,9 @@ fn replay_1m(_: &mut Criterion) {
     };
     let size = env_num("GUILD_BENCH_REPLAY_OPS", 1_000_000);
     let runs = env_num("GUILD_BENCH_REPLAY_RUNS", 1).max(1);
+    // `GUILD_BENCH_REPLAY_VERIFY=1`: `Log::load` (lexicons and signatures checked again, as
+    // for ops from peers) instead of `Log::load_trusted`.
+    let verify = std::env::var_os("GUILD_BENCH_REPLAY_VERIFY").is_some();
     let (stored, expected) = match std::env::var_os("GUILD_BENCH_REPLAY_FILE") {
         Some(path) => (read_history(&path), None),
         None => {
@@ -1138,11 +1141,16 @@ fn replay_1m(_: &mut Criterion) {
     let mut times = Vec::new();
     for run in 0..runs {
         let t0 = Instant::now();
-        let log = Log::load_trusted(collective, stored.iter().map(Vec::as_slice));
+        let log = if verify {
+            Log::load(collective, stored.iter().map(Vec::as_slice))
+        } else {
+            Log::load_trusted(collective, stored.iter().map(Vec::as_slice))
+        };
         let took = t0.elapsed();
         eprintln!(
-            "replay run {run}: load_trusted of {n} ops in {:.2} s ({:.0} ops/s); RSS with the \
+            "replay run {run}: {} of {n} ops in {:.2} s ({:.0} ops/s); RSS with the \
              log: {} MiB",
+            if verify { "load" } else { "load_trusted" },
             took.as_secs_f64(),
             n as f64 / took.as_secs_f64(),
             rss_mib()

@@ -50,6 +50,10 @@ pub const DEFAULT_PENDING_TTL_MICROS: i64 = 3_600_000_000;
 /// folding its past again. A rejection is final: it depends on the op's causal past only.
 pub const REJECTED_MEMORY: usize = 4096;
 
+/// How many stored ops [`Log::load`] decodes at a time, in parallel, while it inserts the
+/// previous chunk.
+const LOAD_CHUNK: usize = 4096;
+
 /// A checkpoint of the running state every this many positions of the order. An op
 /// concurrent with the last few ops (15 % of a busy collective's ops) is checked against
 /// its past folded from the newest checkpoint inside that past, so the spacing bounds that
@@ -594,14 +598,14 @@ impl Log {
     /// included; ops that do not decode, are not authorised or stay without parents are
     /// left out.
     pub fn load<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
-        Log::load_with(collective, ops, &mut SignedOp::decode)
+        Log::load_with(collective, ops, &SignedOp::decode)
     }
 
     /// Like [`Log::load`], for bytes this node verified when they arrived (its own store):
     /// lexicons and signatures are not checked again (see [`SignedOp::decode_trusted`]);
     /// authorisation and the fold are.
     pub fn load_trusted<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
-        Log::load_with(collective, ops, &mut SignedOp::decode_trusted)
+        Log::load_with(collective, ops, &SignedOp::decode_trusted)
     }
 
     /// [`Log::load_trusted`], taking the ops `cache` holds (verified) from it instead of
@@ -612,7 +616,7 @@ impl Log {
         ops: impl IntoIterator<Item = &'a [u8]>,
         cache: &crate::driver::VerifyCache,
     ) -> Log {
-        Log::load_with(collective, ops, &mut |bytes: &[u8]| match cache
+        Log::load_with(collective, ops, &|bytes: &[u8]| match cache
             .get(&guild_core::cids::cid_for_cbor(bytes))
         {
             Some(op) => Ok(op),
@@ -620,16 +624,34 @@ impl Log {
         })
     }
 
+    /// Inserts the ops in their given order, decoding them on the other cores meanwhile:
+    /// each chunk of [`LOAD_CHUNK`] ops is decoded in parallel while the previous one is
+    /// inserted (decoding is pure; inserting is sequential, so the log is the same as one
+    /// built op by op).
     fn load_with<'a>(
         collective: Cid,
         ops: impl IntoIterator<Item = &'a [u8]>,
-        decode: &mut dyn FnMut(&[u8]) -> Result<SignedOp, crate::op::OpError>,
+        decode: &(dyn Fn(&[u8]) -> Result<SignedOp, crate::op::OpError> + Sync),
     ) -> Log {
+        use rayon::prelude::*;
         let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
-        for bytes in ops {
-            if let Ok(op) = decode(bytes) {
-                log.insert(op, 0);
-            }
+        let ops: Vec<&[u8]> = ops.into_iter().collect();
+        let decode_chunk = |chunk: &[&[u8]]| -> Vec<Option<SignedOp>> {
+            chunk.par_iter().map(|bytes| decode(bytes).ok()).collect()
+        };
+        let mut chunks = ops.chunks(LOAD_CHUNK);
+        let mut next = chunks.next().map(decode_chunk);
+        while let Some(current) = next.take() {
+            let following = chunks.next();
+            let (decoded, ()) = rayon::join(
+                || following.map(decode_chunk),
+                || {
+                    for op in current.into_iter().flatten() {
+                        log.insert(op, 0);
+                    }
+                },
+            );
+            next = decoded;
         }
         log.pending.clear();
         log.pending_index.clear();
