@@ -377,6 +377,11 @@ impl VerifyCache {
         result
     }
 
+    /// True if the cache holds a result for this id (verified or refused).
+    pub fn contains(&self, id: &Cid) -> bool {
+        self.lock().map.contains_key(id)
+    }
+
     /// The op with this id, if the cache holds it verified.
     pub fn get(&self, id: &Cid) -> Option<SignedOp> {
         match self.lock().map.get(id) {
@@ -828,6 +833,22 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         out: &mut Vec<Action<P>>,
     ) -> (Cid, Received) {
         let id = cids::cid_for_cbor(bytes);
+        self.receive_op_with(from, id, bytes, None, now, relay, out)
+    }
+
+    /// [`Self::receive_op`] with the bytes' CID computed, and perhaps their decoding done
+    /// already (`pre`).
+    #[allow(clippy::too_many_arguments)]
+    fn receive_op_with(
+        &mut self,
+        from: Option<&P>,
+        id: Cid,
+        bytes: &[u8],
+        pre: Option<Result<SignedOp, OpError>>,
+        now: i64,
+        relay: bool,
+        out: &mut Vec<Action<P>>,
+    ) -> (Cid, Received) {
         if self.log.get(&id).is_some() {
             self.wants.remove(&id);
             return (id, Received::Known);
@@ -836,9 +857,10 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             self.reject(from, id, reason.clone(), out);
             return (id, Received::Bad(reason));
         }
-        let decoded = match self.held.get(&id) {
-            Some(held) => Ok(held.op.clone()),
-            None => match &self.cache {
+        let decoded = match (self.held.get(&id), pre) {
+            (Some(held), _) => Ok(held.op.clone()),
+            (None, Some(pre)) => pre,
+            (None, None) => match &self.cache {
                 Some(cache) => cache.verify_with_id(&id, bytes),
                 None => SignedOp::decode(bytes),
             },
@@ -1140,9 +1162,38 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     }
 
     fn on_ops(&mut self, from: P, ops: Vec<Vec<u8>>, now: i64, out: &mut Vec<Action<P>>) {
+        use rayon::prelude::*;
         let relay = self.config.relay_synced;
-        for bytes in ops.iter().take(MAX_OPS_PER_MESSAGE) {
-            self.receive_op(Some(&from), bytes, now, relay, out);
+        let ops = &ops[..ops.len().min(MAX_OPS_PER_MESSAGE)];
+        // The ops this node must check (neither known, rejected, held nor remembered by the
+        // cache) are checked on every core first: a catch-up's replies carry hundreds of
+        // ops, each signature check ~60 µs. Decoding is a function of the bytes alone, so the
+        // driver's behaviour is the same as checking them one by one below.
+        let ids: Vec<Cid> = ops.iter().map(|b| cids::cid_for_cbor(b)).collect();
+        let fresh: Vec<usize> = (0..ops.len())
+            .filter(|&i| {
+                let id = &ids[i];
+                self.log.get(id).is_none()
+                    && !self.rejected.contains_key(id)
+                    && !self.held.contains_key(id)
+                    && self.cache.as_ref().is_none_or(|c| !c.contains(id))
+            })
+            .collect();
+        let mut decoded: Vec<Option<Result<SignedOp, OpError>>> = vec![None; ops.len()];
+        if fresh.len() > 1 {
+            let results: Vec<Result<SignedOp, OpError>> = fresh
+                .par_iter()
+                .map(|&i| SignedOp::decode(&ops[i]))
+                .collect();
+            for (i, r) in fresh.into_iter().zip(results) {
+                if let Some(cache) = &self.cache {
+                    cache.store(ids[i], r.clone());
+                }
+                decoded[i] = Some(r);
+            }
+        }
+        for ((bytes, id), pre) in ops.iter().zip(ids).zip(decoded) {
+            self.receive_op_with(Some(&from), id, bytes, pre, now, relay, out);
         }
     }
 
