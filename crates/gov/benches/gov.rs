@@ -11,7 +11,7 @@
 //! # The history
 //! [`Gen`] writes the history of one collective, every op signed by its author's own key and
 //! inserted into a [`Log`] as it is written (each must be [`Inserted::Applied`]):
-//! - founding: the charter, then [`FOUNDING_MEMBERS`] members, each invited by the founder and
+//! - founding: the charter, then [`founding_members`] members, each invited by the founder and
 //!   joining with the invite's secret; then a seat election (3 seats, 5 candidates);
 //! - then each step is, by a seeded xorshift:
 //!   - a group of 2 or 3 *concurrent* ops ([`CONCURRENT_PER_MILLE`] of the steps): distinct
@@ -25,7 +25,7 @@
 //!     invitee's join (1 %), a leave (1 %, never a steward, while there are more than 90 % of
 //!     the founding members), opening an election (1.5 % while fewer than 3 are open: a seat
 //!     election if none is open, else an amendment and a vote on it);
-//! - an election closes [`ELECTION_STEPS`] steps after it opens: a majority of its tellers
+//! - an election closes [`election_steps`] steps after it opens: a majority of its tellers
 //!   seal it, concurrently (2 of the 3 stewards), with the ballot set and result their past
 //!   gives; a seat election changes the stewards;
 //! - a steward removes a member every [`REMOVAL_EVERY`] ops (first at half that).
@@ -48,12 +48,24 @@ use guild_gov::{Inserted, Log, OpKind, SignedOp};
 
 /// The one licence template of the charter.
 const TEMPLATE: &str = "research-open";
-/// Members admitted by invite + join before the mix starts (the founder is one more).
-const FOUNDING_MEMBERS: usize = 1000;
+/// Members admitted by invite + join before the mix starts (the founder is one more): 1 000,
+/// or `GUILD_BENCH_MEMBERS` (50 000 for issue 18's collective).
+fn founding_members() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("GUILD_BENCH_MEMBERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000)
+    })
+}
 /// Seconds of `createdAt` between two steps.
 const STEP_SECS: i64 = 10;
-/// How many steps an election stays open.
-const ELECTION_STEPS: i64 = 6000;
+/// How many steps an election stays open: 6 per founding member (6 000 for 1 000 members,
+/// ~560 ballots counted; 300 000 for 50 000, tens of thousands).
+fn election_steps() -> i64 {
+    6 * founding_members() as i64
+}
 /// A steward removes a member once every this many ops.
 const REMOVAL_EVERY: usize = 50_000;
 /// Per mille of the steps that are a group of 2–3 concurrent ops.
@@ -276,7 +288,7 @@ impl Gen {
         let founder = g.new_person();
         g.insert(charter);
         g.join_members(founder);
-        for _ in 0..FOUNDING_MEMBERS {
+        for _ in 0..founding_members() {
             g.secs += STEP_SECS;
             let p = g.new_person();
             let inv = g.emit(Draft {
@@ -518,7 +530,7 @@ impl Gen {
     }
 
     fn leave(&mut self) -> bool {
-        if self.members.len() * 10 <= FOUNDING_MEMBERS * 9 {
+        if self.members.len() * 10 <= founding_members() * 9 {
             return false;
         }
         let Some(p) = self.non_steward() else {
@@ -578,7 +590,7 @@ impl Gen {
         let st = self.log.state_ref();
         let electorate = st.electorate_cid().to_string();
         let tellers: Vec<String> = st.tellers().iter().map(|d| d.to_string()).collect();
-        let closes_at = self.secs + ELECTION_STEPS * STEP_SECS;
+        let closes_at = self.secs + election_steps() * STEP_SECS;
         let mut f = fields(&[
             ("method", s("approval")),
             ("electorate", s(&electorate)),

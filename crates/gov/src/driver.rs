@@ -63,6 +63,10 @@ pub const REJECTED_MEMORY: usize = 4096;
 /// How many ops a [`VerifyCache`] holds by default.
 pub const DEFAULT_VERIFY_CACHE: usize = 4096;
 
+/// A received `Ops` message with at least this many ops to check has them checked on every
+/// core before they are inserted (a catch-up reply); smaller ones are checked inline.
+const PARALLEL_CHECK_MIN: usize = 32;
+
 /// Room left in a message for everything but the ops' bytes.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
 
@@ -1180,7 +1184,9 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             })
             .collect();
         let mut decoded: Vec<Option<Result<SignedOp, OpError>>> = vec![None; ops.len()];
-        if fresh.len() > 1 {
+        // Only a catch-up's large replies: gossip brings one op at a time, and a driver runs
+        // on an async runtime's thread, which should not wait on other threads for it.
+        if fresh.len() >= PARALLEL_CHECK_MIN {
             let results: Vec<Result<SignedOp, OpError>> = fresh
                 .par_iter()
                 .map(|&i| SignedOp::decode(&ops[i]))

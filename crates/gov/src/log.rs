@@ -624,10 +624,11 @@ impl Log {
         })
     }
 
-    /// Inserts the ops in their given order, decoding them on the other cores meanwhile:
-    /// each chunk of [`LOAD_CHUNK`] ops is decoded in parallel while the previous one is
-    /// inserted (decoding is pure; inserting is sequential, so the log is the same as one
-    /// built op by op).
+    /// Inserts the ops in their given order. A log of more than [`LOAD_CHUNK`] ops is
+    /// decoded on other threads meanwhile: each chunk is decoded in parallel while this
+    /// thread inserts the previous one (decoding is pure; inserting stays sequential and on
+    /// the calling thread, so the log is the same as one built op by op, and its state is
+    /// allocated by the thread that keeps using it). Smaller logs are decoded inline.
     fn load_with<'a>(
         collective: Cid,
         ops: impl IntoIterator<Item = &'a [u8]>,
@@ -636,22 +637,31 @@ impl Log {
         use rayon::prelude::*;
         let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
         let ops: Vec<&[u8]> = ops.into_iter().collect();
-        let decode_chunk = |chunk: &[&[u8]]| -> Vec<Option<SignedOp>> {
-            chunk.par_iter().map(|bytes| decode(bytes).ok()).collect()
-        };
-        let mut chunks = ops.chunks(LOAD_CHUNK);
-        let mut next = chunks.next().map(decode_chunk);
-        while let Some(current) = next.take() {
-            let following = chunks.next();
-            let (decoded, ()) = rayon::join(
-                || following.map(decode_chunk),
-                || {
+        if ops.len() <= LOAD_CHUNK {
+            for bytes in ops {
+                if let Ok(op) = decode(bytes) {
+                    log.insert(op, 0);
+                }
+            }
+        } else {
+            let decode_chunk = |chunk: &[&[u8]]| -> Vec<Option<SignedOp>> {
+                chunk.par_iter().map(|bytes| decode(bytes).ok()).collect()
+            };
+            let mut chunks = ops.chunks(LOAD_CHUNK);
+            let mut next = chunks.next().map(decode_chunk);
+            while let Some(current) = next.take() {
+                let following = chunks.next();
+                next = std::thread::scope(|scope| {
+                    let decoding = scope.spawn(|| following.map(decode_chunk));
                     for op in current.into_iter().flatten() {
                         log.insert(op, 0);
                     }
-                },
-            );
-            next = decoded;
+                    // A panic while decoding is a bug; it resumes here rather than being lost.
+                    decoding
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                });
+            }
         }
         log.pending.clear();
         log.pending_index.clear();

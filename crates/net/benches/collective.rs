@@ -92,8 +92,19 @@ fn key(i: usize) -> Keypair {
 
 /// A collective of `n` members built offline (charter, then an invite and a join per member),
 /// as the signed op bytes every node's store starts with.
+/// It is dated a day before the system clock: the engines check ops against it (an op dated
+/// more than 5 minutes ahead of a node's clock waits there, and an op may not be dated
+/// before its parents), so the ops the benches write are dated now ([`now_micros`]).
 fn collective(keys: &[Keypair]) -> (Cid, Vec<Vec<u8>>) {
-    make::invited_collective("Bench", keys, 1_800_000_000_000_000).unwrap()
+    make::invited_collective("Bench", keys, now_micros() - 86_400_000_000).unwrap()
+}
+
+/// The system clock, in microseconds since the UNIX epoch.
+fn now_micros() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
 }
 
 struct Node {
@@ -309,7 +320,7 @@ async fn spread(a: &Args) {
                 id,
                 OpKind::ConsentGrant,
                 Box::new(move |st, me| {
-                    let at = Datetime::from_unix_micros(1_900_000_000_000_000);
+                    let at = Datetime::from_unix_micros(now_micros());
                     Ok(guild_gov::body::OpBody::ConsentGrant(Box::new(
                         make::consent(
                             st,
@@ -396,7 +407,7 @@ async fn heal(a: &Args) {
                     id,
                     OpKind::ConsentGrant,
                     Box::new(move |st, me| {
-                        let at = Datetime::from_unix_micros(1_900_000_000_000_000);
+                        let at = Datetime::from_unix_micros(now_micros());
                         Ok(guild_gov::body::OpBody::ConsentGrant(Box::new(
                             make::consent(
                                 st,
