@@ -149,7 +149,14 @@ fn set_up(opts: &ChaosOptions, stop: Arc<AtomicBool>) -> Result<Run> {
     let n = opts.nodes;
     let mut d = Devnet::create(opts.exe.clone(), &opts.root, n + 1, stop)?;
     d.nodes[n].name = "outsider".into();
-    let ports: Vec<u16> = (0..=n).map(|_| free_port()).collect::<Result<_>>()?;
+    // Distinct ports (each is released before the next is found).
+    let mut ports: Vec<u16> = Vec::with_capacity(n + 1);
+    while ports.len() <= n {
+        let p = free_port()?;
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
     let mut links = Vec::new();
     for from in 0..n {
         for to in (0..n).filter(|&to| to != from) {

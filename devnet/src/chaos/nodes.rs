@@ -10,10 +10,26 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use super::*;
 
-/// A free TCP port on loopback (bound, read, released).
+/// A free TCP port on loopback (bound, read, released), below the kernel's ephemeral range
+/// (Linux: 32768–60999). A port the kernel handed out for `:0` lies inside that range, where
+/// any outgoing connection made before the node binds it (another node's dial, a link
+/// proxy's) may take it as its source port: a chaos run once failed so ("cannot listen on
+/// /ip4/127.0.0.1/tcp/39649"). Ports are tried from a random start in 20000–32767.
 pub(super) fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(l.local_addr()?.port())
+    use std::hash::{BuildHasher, RandomState};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_768;
+    let start = (RandomState::new().hash_one(std::process::id()) % u64::from(SPAN)) as u16;
+    for i in 0..SPAN {
+        let port = LOW + (start + i) % SPAN;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(l.local_addr()?.port());
+        }
+    }
+    bail!(
+        "no free TCP port on 127.0.0.1 between {LOW} and {}",
+        LOW + SPAN - 1
+    )
 }
 
 /// Edits a node's `config.toml` in place.
