@@ -598,14 +598,14 @@ impl Log {
     /// included; ops that do not decode, are not authorised or stay without parents are
     /// left out.
     pub fn load<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
-        Log::load_with(collective, ops, &SignedOp::decode)
+        Log::load_with(collective, ops, &SignedOp::decode, LOAD_CHUNK)
     }
 
     /// Like [`Log::load`], for bytes this node verified when they arrived (its own store):
     /// lexicons and signatures are not checked again (see [`SignedOp::decode_trusted`]);
     /// authorisation and the fold are.
     pub fn load_trusted<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
-        Log::load_with(collective, ops, &SignedOp::decode_trusted)
+        Log::load_with(collective, ops, &SignedOp::decode_trusted, LOAD_CHUNK)
     }
 
     /// [`Log::load_trusted`], taking the ops `cache` holds (verified) from it instead of
@@ -616,28 +616,33 @@ impl Log {
         ops: impl IntoIterator<Item = &'a [u8]>,
         cache: &crate::driver::VerifyCache,
     ) -> Log {
-        Log::load_with(collective, ops, &|bytes: &[u8]| match cache
-            .get(&guild_core::cids::cid_for_cbor(bytes))
-        {
-            Some(op) => Ok(op),
-            None => SignedOp::decode_trusted(bytes),
-        })
+        Log::load_with(
+            collective,
+            ops,
+            &|bytes: &[u8]| match cache.get(&guild_core::cids::cid_for_cbor(bytes)) {
+                Some(op) => Ok(op),
+                None => SignedOp::decode_trusted(bytes),
+            },
+            LOAD_CHUNK,
+        )
     }
 
-    /// Inserts the ops in their given order. A log of more than [`LOAD_CHUNK`] ops is
+    /// Inserts the ops in their given order. A log of more than `chunk` ops ([`LOAD_CHUNK`]) is
     /// decoded on other threads meanwhile: each chunk is decoded in parallel while this
     /// thread inserts the previous one (decoding is pure; inserting stays sequential and on
     /// the calling thread, so the log is the same as one built op by op, and its state is
     /// allocated by the thread that keeps using it). Smaller logs are decoded inline.
-    fn load_with<'a>(
+    pub(crate) fn load_with<'a>(
         collective: Cid,
         ops: impl IntoIterator<Item = &'a [u8]>,
         decode: &(dyn Fn(&[u8]) -> Result<SignedOp, crate::op::OpError> + Sync),
+        chunk: usize,
     ) -> Log {
+        let chunk = chunk.max(1);
         use rayon::prelude::*;
         let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
         let ops: Vec<&[u8]> = ops.into_iter().collect();
-        if ops.len() <= LOAD_CHUNK {
+        if ops.len() <= chunk {
             for bytes in ops {
                 if let Ok(op) = decode(bytes) {
                     log.insert(op, 0);
@@ -647,7 +652,7 @@ impl Log {
             let decode_chunk = |chunk: &[&[u8]]| -> Vec<Option<SignedOp>> {
                 chunk.par_iter().map(|bytes| decode(bytes).ok()).collect()
             };
-            let mut chunks = ops.chunks(LOAD_CHUNK);
+            let mut chunks = ops.chunks(chunk);
             let mut next = chunks.next().map(decode_chunk);
             while let Some(current) = next.take() {
                 let following = chunks.next();

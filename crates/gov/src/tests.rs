@@ -1113,6 +1113,67 @@ fn export_load_and_released() {
     assert!(log.drain_released().is_empty());
 }
 
+/// `Log::load` decoding chunks on other threads while it inserts gives the log that inserting
+/// op by op gives, whatever the chunk size (4 096 in use; small here, so that a small history
+/// crosses many chunks), in the export order and in a shuffled one, with a corrupt op left out.
+#[test]
+fn a_load_in_parallel_chunks_is_the_log_built_op_by_op() {
+    let mut x: u64 = 11;
+    let actions: Vec<(u8, u8, u8)> = (0..1500)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x % 4) as u8, ((x >> 8) % 20) as u8, ((x >> 16) % 4) as u8)
+        })
+        .collect();
+    let (id, ops, _) = history(&actions);
+    let mut one_by_one = Log::new(*ops[0].id());
+    for op in &ops {
+        one_by_one.insert(op.clone(), 0);
+    }
+    let mut bytes: Vec<Vec<u8>> = one_by_one.export().iter().map(|b| b.to_vec()).collect();
+    assert!(bytes.len() > 100, "{} ops", bytes.len());
+    for chunk in [1, 7, 64, usize::MAX] {
+        let loaded = Log::load_with(
+            id,
+            bytes.iter().map(Vec::as_slice),
+            &SignedOp::decode,
+            chunk,
+        );
+        assert_eq!(loaded.export(), one_by_one.export(), "chunk {chunk}");
+        assert_eq!(loaded.state(), one_by_one.state(), "chunk {chunk}");
+    }
+    // Shuffled (parents after children at times) and with one corrupt op: the same log,
+    // less the corrupt op's descendants, as a sequential load gives.
+    let mut y: u64 = 5;
+    for i in (1..bytes.len()).rev() {
+        y ^= y << 13;
+        y ^= y >> 7;
+        y ^= y << 17;
+        bytes.swap(i, (y % (i as u64 + 1)) as usize);
+    }
+    let corrupt = bytes.len() / 2;
+    bytes[corrupt].truncate(10);
+    let sequential = Log::load_with(
+        id,
+        bytes.iter().map(Vec::as_slice),
+        &SignedOp::decode,
+        usize::MAX,
+    );
+    for chunk in [3, 50] {
+        let loaded = Log::load_with(
+            id,
+            bytes.iter().map(Vec::as_slice),
+            &SignedOp::decode,
+            chunk,
+        );
+        assert_eq!(loaded.export(), sequential.export(), "chunk {chunk}");
+        assert_eq!(loaded.state(), sequential.state(), "chunk {chunk}");
+        assert_eq!(loaded.heads(), sequential.heads(), "chunk {chunk}");
+    }
+}
+
 /// A collective with one invite, made once for the byte-level property tests.
 fn fixed() -> &'static (Log, SignedOp) {
     static FIXED: std::sync::OnceLock<(Log, SignedOp)> = std::sync::OnceLock::new();
