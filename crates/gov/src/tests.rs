@@ -1113,20 +1113,28 @@ fn export_load_and_released() {
     assert!(log.drain_released().is_empty());
 }
 
+/// `n` actions for [`history`] from a xorshift state.
+fn random_actions(x: &mut u64, n: usize) -> Vec<(u8, u8, u8)> {
+    (0..n)
+        .map(|_| {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            (
+                (*x % 4) as u8,
+                ((*x >> 8) % 20) as u8,
+                ((*x >> 16) % 4) as u8,
+            )
+        })
+        .collect()
+}
+
 /// `Log::load` decoding chunks on other threads while it inserts gives the log that inserting
 /// op by op gives, whatever the chunk size (4 096 in use; small here, so that a small history
 /// crosses many chunks), in the export order and in a shuffled one, with a corrupt op left out.
 #[test]
 fn a_load_in_parallel_chunks_is_the_log_built_op_by_op() {
-    let mut x: u64 = 11;
-    let actions: Vec<(u8, u8, u8)> = (0..1500)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x % 4) as u8, ((x >> 8) % 20) as u8, ((x >> 16) % 4) as u8)
-        })
-        .collect();
+    let actions = random_actions(&mut 11, 1500);
     let (id, ops, _) = history(&actions);
     let mut one_by_one = Log::new(*ops[0].id());
     for op in &ops {
@@ -1314,14 +1322,7 @@ fn history_generator_covers_the_rules() {
     let mut counts = BTreeMap::new();
     let mut x: u64 = 7;
     for _ in 0..20 {
-        let actions: Vec<(u8, u8, u8)> = (0..200)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x % 4) as u8, ((x >> 8) % 20) as u8, ((x >> 16) % 4) as u8)
-            })
-            .collect();
+        let actions = random_actions(&mut x, 200);
         let (_, ops, _) = history(&actions);
         let mut log = Log::new(*ops[0].id());
         for op in &ops {
