@@ -236,6 +236,14 @@ impl Log {
         self.ops.get(id).map(|e| e.pos)
     }
 
+    /// The lowest position of these ops in the order (0 if none is in the log).
+    fn lowest_pos(&self, ids: &[Cid]) -> usize {
+        ids.iter()
+            .filter_map(|id| self.pos_of(id))
+            .min()
+            .unwrap_or(0)
+    }
+
     /// True if the op is in the log.
     pub fn contains(&self, id: &Cid) -> bool {
         self.ops.contains_key(id)
@@ -438,11 +446,7 @@ impl Log {
         if let Some(target) = target {
             if let Some(theirs) = self.by_author.get(&target).cloned() {
                 // The removal's past, walked only down to the removed member's first op.
-                let lo = theirs
-                    .iter()
-                    .filter_map(|y| self.pos_of(y))
-                    .min()
-                    .unwrap_or(0);
+                let lo = self.lowest_pos(&theirs);
                 let mut past = PastWalk::new(self, &[id]);
                 past.lower_to(self, lo);
                 for y in theirs {
@@ -829,13 +833,7 @@ impl Log {
         // One walk of the cut's past, extended down as older checkpoints are tried.
         let mut walk = PastWalk::new(self, &known);
         for c in self.checkpoints.iter().rev() {
-            let lo = c
-                .heads
-                .iter()
-                .filter_map(|h| self.pos_of(h))
-                .min()
-                .unwrap_or(0);
-            walk.lower_to(self, lo);
+            walk.lower_to(self, self.lowest_pos(&c.heads));
             if let Some(state) = self.state_from_checkpoint(c, &walk) {
                 return state;
             }

@@ -1140,15 +1140,18 @@ fn a_load_in_parallel_chunks_is_the_log_built_op_by_op() {
     for op in &ops {
         one_by_one.insert(op.clone(), 0);
     }
-    let mut bytes: Vec<Vec<u8>> = one_by_one.export().iter().map(|b| b.to_vec()).collect();
-    assert!(bytes.len() > 100, "{} ops", bytes.len());
-    for chunk in [1, 7, 64, usize::MAX] {
-        let loaded = Log::load_with(
+    let load = |bytes: &[Vec<u8>], chunk: usize| {
+        Log::load_with(
             id,
             bytes.iter().map(Vec::as_slice),
             &SignedOp::decode,
             chunk,
-        );
+        )
+    };
+    let mut bytes: Vec<Vec<u8>> = one_by_one.export().iter().map(|b| b.to_vec()).collect();
+    assert!(bytes.len() > 100, "{} ops", bytes.len());
+    for chunk in [1, 7, 64, usize::MAX] {
+        let loaded = load(&bytes, chunk);
         assert_eq!(loaded.export(), one_by_one.export(), "chunk {chunk}");
         assert_eq!(loaded.state(), one_by_one.state(), "chunk {chunk}");
     }
@@ -1163,19 +1166,9 @@ fn a_load_in_parallel_chunks_is_the_log_built_op_by_op() {
     }
     let corrupt = bytes.len() / 2;
     bytes[corrupt].truncate(10);
-    let sequential = Log::load_with(
-        id,
-        bytes.iter().map(Vec::as_slice),
-        &SignedOp::decode,
-        usize::MAX,
-    );
+    let sequential = load(&bytes, usize::MAX);
     for chunk in [3, 50] {
-        let loaded = Log::load_with(
-            id,
-            bytes.iter().map(Vec::as_slice),
-            &SignedOp::decode,
-            chunk,
-        );
+        let loaded = load(&bytes, chunk);
         assert_eq!(loaded.export(), sequential.export(), "chunk {chunk}");
         assert_eq!(loaded.state(), sequential.state(), "chunk {chunk}");
         assert_eq!(loaded.heads(), sequential.heads(), "chunk {chunk}");

@@ -99,12 +99,20 @@ fn collective(keys: &[Keypair]) -> (Cid, Vec<Vec<u8>>) {
     make::invited_collective("Bench", keys, now_micros() - 86_400_000_000).unwrap()
 }
 
-/// The system clock, in microseconds since the UNIX epoch.
+/// The system clock, the engines' default, in microseconds since the UNIX epoch.
 fn now_micros() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+    guild_service::Clock::system().now_micros()
+}
+
+/// The body of a consent grant to the charter's template by the writing member, dated now.
+fn grant_now() -> guild_service::FieldsFn {
+    Box::new(|st, me| {
+        let at = Datetime::from_unix_micros(now_micros());
+        let member = guild_core::syntax::Did::parse(me).unwrap();
+        let templates = ["research-open".to_owned()];
+        let body = make::consent(st, &member, &templates, &[], &at);
+        Ok(guild_gov::body::OpBody::ConsentGrant(Box::new(body)))
+    })
 }
 
 struct Node {
@@ -310,28 +318,12 @@ async fn spread(a: &Args) {
     let mut op_bytes = Vec::new();
     for r in 0..a.ops {
         let writer = &nodes[(r * 7919 + 13) % n];
-        let templates = vec!["research-open".to_owned()];
         while rx.try_recv().is_ok() {}
         let before = sent(&nodes);
         let start = Instant::now();
         let op = writer
             .engine
-            .write(
-                id,
-                OpKind::ConsentGrant,
-                Box::new(move |st, me| {
-                    let at = Datetime::from_unix_micros(now_micros());
-                    Ok(guild_gov::body::OpBody::ConsentGrant(Box::new(
-                        make::consent(
-                            st,
-                            &guild_core::syntax::Did::parse(me).unwrap(),
-                            &templates,
-                            &[],
-                            &at,
-                        ),
-                    )))
-                }),
-            )
+            .write(id, OpKind::ConsentGrant, grant_now())
             .await
             .unwrap();
         let mut times = spread_times(&nodes, &mut rx, &op, start).await;
@@ -401,24 +393,8 @@ async fn heal(a: &Args) {
     for (side, group) in [(0usize, left), (1, right)] {
         for r in 0..5 {
             let w = &group[(r * 31 + side) % group.len()];
-            let templates = vec!["research-open".to_owned()];
             w.engine
-                .write(
-                    id,
-                    OpKind::ConsentGrant,
-                    Box::new(move |st, me| {
-                        let at = Datetime::from_unix_micros(now_micros());
-                        Ok(guild_gov::body::OpBody::ConsentGrant(Box::new(
-                            make::consent(
-                                st,
-                                &guild_core::syntax::Did::parse(me).unwrap(),
-                                &templates,
-                                &[],
-                                &at,
-                            ),
-                        )))
-                    }),
-                )
+                .write(id, OpKind::ConsentGrant, grant_now())
                 .await
                 .unwrap();
         }
