@@ -211,6 +211,9 @@ pub struct SyncConfig {
     pub interval_secs: u64,
     /// Up to this many seconds more, at random, so that nodes do not sync in lockstep.
     pub jitter_secs: u64,
+    /// How many members' nodes the node keeps connections to (it dials more only while it has
+    /// fewer; a steward's node dials every member). At least 1.
+    pub member_peers: usize,
 }
 
 impl Default for SyncConfig {
@@ -218,6 +221,7 @@ impl Default for SyncConfig {
         SyncConfig {
             interval_secs: 30,
             jitter_secs: 30,
+            member_peers: guild_net::DEFAULT_MEMBER_PEERS,
         }
     }
 }
@@ -433,6 +437,10 @@ cache_mib = 64
 # overrides both (jitter = interval).
 interval_secs = 30
 jitter_secs = 30
+# How many members' nodes this node keeps connections to: it dials members it learns of only
+# while it has fewer, so a large collective's nodes form a sparse graph, not a full mesh.
+# Gossip and anti-entropy reach every member through it. A steward's node dials every member.
+member_peers = 8
 "#;
 
 impl Config {
@@ -517,6 +525,9 @@ impl Config {
         }
         if self.sync.interval_secs == 0 {
             bail!("sync.interval_secs must be at least 1");
+        }
+        if self.sync.member_peers == 0 {
+            bail!("sync.member_peers must be at least 1");
         }
         self.feeds.public_listen()?;
         // Both or neither (the files themselves are read when the node starts).

@@ -443,6 +443,7 @@ fn engine_config(
                 .saturating_add(config.sync.jitter_secs),
         ),
         address_book: Some(data_dir.join(files::PEERS)),
+        member_peers: config.sync.member_peers,
         clock: clock.clone(),
         ..guild_net::EngineConfig::default()
     }

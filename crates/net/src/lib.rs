@@ -45,7 +45,10 @@ mod swarm;
 mod via;
 
 pub use clock::Clock;
-pub use collective::{AppliedOp, Engine, EngineConfig, EngineError, FieldsFn, Memberships, Status};
+pub use collective::{
+    AppliedOp, DEFAULT_MEMBER_PEERS, Engine, EngineConfig, EngineError, FieldsFn, Memberships,
+    Status,
+};
 pub use config::{ConfigError, DialVia, NetConfig, ScoreConfig, TransportKind};
 pub use error::{
     DialError, NetError, PublishError, RequestError, RespondError, Stopped, SubscribeError,

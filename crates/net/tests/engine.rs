@@ -321,3 +321,101 @@ async fn a_join_is_judged_by_the_admitting_members_clock() {
     })
     .await;
 }
+
+/// Ten members, each joining with an invite from the founder, whose nodes tell each other
+/// where members listen: with `member_peers` 3 a node dials learnt members only while it has
+/// fewer than 3 member connections, so the ten form a sparse graph (at most the founder's 9
+/// links and 2 more per joiner: 27) through which an op still reaches everyone; with room for
+/// every member the same exchange makes a full mesh (45 links), the witness that the bound is
+/// what keeps the first graph sparse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_dial_learnt_members_only_up_to_member_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut linked = Vec::new();
+    for (base, member_peers) in [(40u8, 3usize), (60, 32)] {
+        let mut ms = Vec::new();
+        for i in 0..10u8 {
+            let config = EngineConfig {
+                member_peers,
+                redial: Duration::from_millis(50),
+                address_book: Some(dir.path().join(format!("book-{base}-{i}.txt"))),
+                ..engine_config()
+            };
+            ms.push(member_on(base + i, Arc::new(MemoryStore::new()), config).await);
+        }
+        let id = ms[0]
+            .engine
+            .create(CharterParams::new("Sparse"))
+            .await
+            .unwrap();
+        for m in &ms[1..] {
+            let code = ms[0].engine.invite(id, None, None).await.unwrap();
+            m.engine.join(code).await.unwrap();
+        }
+        let links = || async {
+            let mut sum = 0;
+            for m in &ms {
+                sum += m.net.peers().await.unwrap().len();
+            }
+            sum / 2
+        };
+        // The last joiner learnt every member's address from the founder.
+        let last_book = dir.path().join(format!("book-{base}-9.txt"));
+        eventually(
+            "the last joiner's book holds every other member",
+            || async {
+                let text = std::fs::read_to_string(&last_book).unwrap_or_default();
+                let n = ms[..9]
+                    .iter()
+                    .filter(|m| text.contains(&m.net.peer_id().to_string()))
+                    .count();
+                n == 9
+            },
+        )
+        .await;
+        let writer = &ms[5];
+        let op = writer
+            .engine
+            .write(
+                id,
+                OpKind::ConsentGrant,
+                Box::new(|st, me| {
+                    let at = guild_core::syntax::Datetime::from_unix_micros(1_800_000_000_000_000);
+                    let did = guild_core::syntax::Did::parse(me)
+                        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+                    let templates = ["research-open".to_owned()];
+                    Ok(OpBody::ConsentGrant(Box::new(make::consent(
+                        st,
+                        &did,
+                        &templates,
+                        &[],
+                        &at,
+                    ))))
+                }),
+            )
+            .await
+            .unwrap();
+        eventually("the grant reaches every node", || async {
+            let mut all = true;
+            for m in &ms {
+                let s = m.engine.status(id).await.unwrap();
+                all &= s.heads.contains(&op);
+            }
+            let n = links().await;
+            assert!(
+                member_peers > 9 || n <= 27,
+                "{n} links among 10 nodes keeping 3 member connections each"
+            );
+            all
+        })
+        .await;
+        if member_peers > 9 {
+            eventually("a full mesh when every member fits", || async {
+                links().await == 45
+            })
+            .await;
+        }
+        linked.push(links().await);
+    }
+    assert!(linked[0] < linked[1], "{linked:?}");
+}

@@ -90,6 +90,13 @@ pub struct EngineConfig {
     /// How often to redial members this node was connected to and lost (their addresses are
     /// remembered while the node runs).
     pub redial: Duration,
+    /// How many members' nodes this node keeps connections to: it dials members it learns of
+    /// (from invites, other members and its address book) only while it has fewer, so that a
+    /// collective's nodes form a sparse random graph rather than a full mesh (connections,
+    /// memory and background traffic per node stay flat as the collective grows). Inbound
+    /// connections are all answered. A steward's node dials every member it learns of: it
+    /// pulls each member's repo from the member's own node.
+    pub member_peers: usize,
     /// A file where the addresses of members' nodes are kept across restarts (one multiaddress
     /// ending in `/p2p/<peer id>` per line, rewritten atomically when they change), so that a
     /// restarted node dials the members it knew at once. `None`: remembered while running only.
@@ -123,6 +130,7 @@ impl Default for EngineConfig {
             join_timeout: Duration::from_secs(20),
             advertise: Vec::new(),
             redial: Duration::from_secs(10),
+            member_peers: DEFAULT_MEMBER_PEERS,
             address_book: None,
             repo_sync_interval: Duration::from_secs(60),
             repo_page_bytes: 2_000_000,
@@ -269,6 +277,10 @@ pub struct AppliedOp {
 /// it misses some (it is told how many: `RecvError::Lagged`).
 pub const APPLIED_BACKLOG: usize = 4096;
 
+/// [`EngineConfig::member_peers`]'s default: above gossipsub's mesh size (6), so that a node's
+/// mesh can be full of members, and far below a collective's size.
+pub const DEFAULT_MEMBER_PEERS: usize = 8;
+
 impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Cmd")
@@ -297,6 +309,11 @@ struct Task<S> {
     /// Where members' nodes were reached (learnt while connected), for redialling.
     known_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     last_redial: Instant,
+    /// Members' nodes dialled for the connections this node keeps, and when (see
+    /// `peers::DIAL_GRACE`).
+    dialled: HashMap<PeerId, Instant>,
+    /// Orders the members dialled at random.
+    rng: guild_gov::driver::SplitMix64,
     /// Collectives whose join op is written but not yet accepted by a member: no gossip yet
     /// (members who have not seen the join would take the subscription for a stranger's).
     joining: BTreeSet<Cid>,
@@ -392,6 +409,14 @@ impl Engine {
             .checked_sub(config.redial)
             .unwrap_or_else(Instant::now);
         let config_pulls = config.max_pulls_in_flight.max(1);
+        // The order members are dialled in is seeded by the node's key, so that nodes differ.
+        let rng_seed = {
+            let b = net.peer_id().to_bytes();
+            b.iter()
+                .rev()
+                .take(8)
+                .fold(0u64, |acc, x| acc << 8 | u64::from(*x))
+        };
         let memberships = Memberships::default();
         let mut task = Task {
             key,
@@ -410,6 +435,8 @@ impl Engine {
             known_addrs,
             // The first tick redials the members known from before a restart.
             last_redial: first_redial,
+            dialled: HashMap::new(),
+            rng: guild_gov::driver::SplitMix64::new(rng_seed),
             repos,
             pulls: HashMap::new(),
             held: HashMap::new(),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use guild_core::Cid;
 use guild_gov::OpStore;
@@ -40,19 +40,24 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         if changed {
             self.save_addrs();
         }
-        let is_member_anywhere = |did: &str| {
-            self.collectives
-                .values()
-                .any(|c| c.driver.log().state_ref().members.contains_key(did))
-        };
-        let lost: Vec<(PeerId, Vec<Multiaddr>)> = self
+        let budget = self.dial_budget();
+        if budget == 0 {
+            return;
+        }
+        let mut lost: Vec<(PeerId, Vec<Multiaddr>)> = self
             .known_addrs
             .iter()
-            .filter(|(peer, _)| !self.connected.contains_key(peer))
-            .filter(|(peer, _)| did_from_peer_id(peer).is_some_and(|d| is_member_anywhere(&d)))
+            .filter(|(peer, _)| {
+                !self.connected.contains_key(peer) && !self.dialled.contains_key(peer)
+            })
+            .filter(|(peer, _)| did_from_peer_id(peer).is_some_and(|d| self.is_member_anywhere(&d)))
             .map(|(p, a)| (*p, a.clone()))
             .collect();
+        lost.sort_by_key(|(p, _)| *p);
+        shuffle(&mut lost, &mut self.rng);
+        lost.truncate(budget);
         for (peer, addrs) in lost {
+            self.dialled.insert(peer, Instant::now());
             for a in addrs {
                 if self.net.dial(with_p2p(a, peer)).await.is_ok() {
                     debug!(peer = %peer, "redialling a member");
@@ -60,6 +65,33 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 }
             }
         }
+    }
+
+    fn is_member_anywhere(&self, did: &str) -> bool {
+        self.collectives
+            .values()
+            .any(|c| c.driver.log().state_ref().members.contains_key(did))
+    }
+
+    /// How many more members' nodes this node should dial now: up to
+    /// [`EngineConfig::member_peers`](super::EngineConfig::member_peers) connections to
+    /// members' nodes, counting dials of the last [`DIAL_GRACE`] not yet answered; unbounded
+    /// on a steward's node, which pulls every member's repo from the member's own node.
+    pub(super) fn dial_budget(&mut self) -> usize {
+        let ids: Vec<Cid> = self.collectives.keys().copied().collect();
+        if ids.iter().any(|id| self.replicates(id)) {
+            return usize::MAX;
+        }
+        self.dialled
+            .retain(|p, at| at.elapsed() < DIAL_GRACE && !self.connected.contains_key(p));
+        let members = self
+            .connected
+            .values()
+            .filter(|d| d.as_deref().is_some_and(|d| self.is_member_anywhere(d)))
+            .count();
+        self.config
+            .member_peers
+            .saturating_sub(members + self.dialled.len())
     }
 
     /// Tells each driver which connected peers are its collective's members.
@@ -193,12 +225,19 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         });
     }
 
-    /// Remembers the addresses a member's node told, and dials those not connected.
+    /// Remembers the addresses a member's node told (up to [`ADDRESS_BOOK_PEERS`] peers), and
+    /// dials those not connected while this node has fewer member connections than it keeps
+    /// ([`Self::dial_budget`]), in random order so that the members' graph stays random.
     pub(super) fn learn_addrs(&mut self, addrs: Vec<(PeerId, Multiaddr)>) {
         let me = self.net.peer_id();
         let mut changed = false;
+        let mut candidates: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
         for (peer, addr) in addrs {
             if peer == me {
+                continue;
+            }
+            if !self.known_addrs.contains_key(&peer) && self.known_addrs.len() >= ADDRESS_BOOK_PEERS
+            {
                 continue;
             }
             let known = self.known_addrs.entry(peer).or_default();
@@ -206,16 +245,46 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 known.push(addr.clone());
                 changed = true;
             }
-            if !self.connected.contains_key(&peer) {
-                let net = self.net.clone();
-                tokio::spawn(async move {
-                    let _ = net.dial(addr).await;
-                });
+            if !self.connected.contains_key(&peer) && !self.dialled.contains_key(&peer) {
+                match candidates.iter_mut().find(|(p, _)| *p == peer) {
+                    Some((_, a)) => a.push(addr),
+                    None => candidates.push((peer, vec![addr])),
+                }
             }
         }
         if changed {
             self.save_addrs();
         }
+        let budget = self.dial_budget();
+        shuffle(&mut candidates, &mut self.rng);
+        candidates.truncate(budget);
+        for (peer, addrs) in candidates {
+            self.dialled.insert(peer, Instant::now());
+            let net = self.net.clone();
+            tokio::spawn(async move {
+                for a in addrs {
+                    if net.dial(a).await.is_ok() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// How long a dial counts towards the member connections a node keeps before its outcome
+/// (a connection, or nothing) is known.
+pub(super) const DIAL_GRACE: Duration = Duration::from_secs(10);
+
+/// The most peers the address book holds: enough to find members again after a restart
+/// without the book growing with a collective of tens of thousands.
+pub(super) const ADDRESS_BOOK_PEERS: usize = 1024;
+
+/// Fisher–Yates with the engine's generator.
+fn shuffle<T>(items: &mut [T], rng: &mut guild_gov::driver::SplitMix64) {
+    for i in (1..items.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        items.swap(i, j);
     }
 }
 
