@@ -40,6 +40,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod body;
+mod chunked;
 pub mod driver;
 pub mod log;
 pub mod make;

@@ -30,6 +30,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 use guild_core::Cid;
 
 use crate::body::OpBody;
+use crate::chunked::Chunked;
 use crate::op::{OpKind, SignedOp};
 use crate::state::{Causal, Meta, Reason, State};
 
@@ -120,7 +121,7 @@ pub struct Log {
     ops: HashMap<Cid, Entry>,
     heads: BTreeSet<Cid>,
     /// Every op in the deterministic topological order.
-    order: Vec<Cid>,
+    order: Chunked<Cid>,
     /// Ops by author (for the removal rule).
     by_author: HashMap<String, Vec<Cid>>,
     /// Direct removals by the removed member's DID.
@@ -165,7 +166,7 @@ impl Log {
             collective,
             ops: HashMap::default(),
             heads: BTreeSet::new(),
-            order: Vec::new(),
+            order: Chunked::new(),
             by_author: HashMap::default(),
             removals: HashMap::default(),
             suppressed: HashMap::default(),
@@ -679,7 +680,6 @@ impl Log {
         log.unsaved = Vec::new();
         log.pending_bytes = 0;
         // A loaded log grows slowly from here: give back what growing it left over.
-        log.order.shrink_to_fit();
         log.ops.shrink_to_fit();
         for ops in log.by_author.values_mut() {
             ops.shrink_to_fit();
@@ -864,7 +864,7 @@ impl Log {
             }
         }
         let mut state = c.state.clone();
-        for (t, id) in self.order.iter().enumerate().skip(c.at) {
+        for (t, id) in (c.at..).zip(self.order.range(c.at, usize::MAX)) {
             if !walk.contains(t) {
                 continue;
             }

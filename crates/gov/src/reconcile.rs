@@ -23,6 +23,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use guild_core::{Cid, cids};
 use negentropy::{Bound, Id, Item, Negentropy, NegentropyStorageBase};
 
+use crate::chunked::Chunked;
 use crate::op::SignedOp;
 
 /// The largest negentropy frame this node builds, in bytes (the crate's frame size limit).
@@ -69,7 +70,8 @@ pub fn cid_of(id: &Id) -> Cid {
 /// A log's op ids as negentropy items, sorted and without duplicates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpSet {
-    items: Vec<Item>,
+    /// In chunks: a node's set grows by one chunk, not by a copy of a million items.
+    items: Chunked<Item>,
 }
 
 impl OpSet {
@@ -97,7 +99,9 @@ impl OpSet {
     fn sorted(mut items: Vec<Item>) -> OpSet {
         items.sort_unstable();
         items.dedup();
-        OpSet { items }
+        OpSet {
+            items: items.into_iter().collect(),
+        }
     }
 
     /// Adds an op's item (no change if it is there already).
@@ -142,10 +146,10 @@ impl NegentropyStorageBase for OpSet {
         end: usize,
         cb: &mut dyn FnMut(Item, usize) -> Result<bool, negentropy::Error>,
     ) -> Result<(), negentropy::Error> {
-        let Some(range) = self.items.get(begin..end) else {
+        if begin > end || end > self.items.len() {
             return Err(negentropy::Error::BadRange);
-        };
-        for (i, item) in range.iter().enumerate() {
+        }
+        for (i, item) in self.items.range(begin, end).enumerate() {
             if !cb(*item, begin + i)? {
                 break;
             }
@@ -156,7 +160,8 @@ impl NegentropyStorageBase for OpSet {
     fn find_lower_bound(&self, first: usize, last: usize, value: &Bound) -> usize {
         let last = last.min(self.items.len());
         let first = first.min(last);
-        first + self.items[first..last].partition_point(|item| *item < value.item)
+        self.items
+            .partition_point(first, last, |item| *item < value.item)
     }
 }
 
@@ -276,7 +281,8 @@ mod tests {
             s.insert_item(Item::with_timestamp_and_id(t, Id::from_byte_array([b; 32])));
         }
         assert_eq!(s.len(), 4);
-        assert!(s.items.windows(2).all(|w| w[0] < w[1]));
+        let v: Vec<Item> = s.items.iter().copied().collect();
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
     }
 
     proptest::proptest! {
