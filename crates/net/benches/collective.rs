@@ -13,11 +13,16 @@
 //! - `catchup`: a node offline while 10 000 ops are written; the time from its reconnection
 //!   until it holds them all (anti-entropy only).
 //!
+//! - `join --history FILE`: a node holding a large collective's log (a file the gov bench
+//!   writes: `GUILD_BENCH_REPLAY_1M=1 GUILD_BENCH_REPLAY_WRITE=FILE cargo bench -p guild-gov
+//!   --bench gov`) invites a new member; the time from the new member's `join` until its node
+//!   holds the whole log (loopback TCP, production timers, each node its own verify cache).
 //! - `memory`: one node's governance log of an N-member collective, several ways (`--ops`
 //!   copies, RSS); `swarms`: N swarms bare, then linked (`--degree` connections each).
 //!
 //! Run: `cargo bench -p guild-net --bench collective -- [spread|heal|catchup|memory|swarms|all]
-//! [--nodes N] [--latency-ms L] [--ops K] [--missed M] [--degree D] [--settle-secs S]`
+//! [--nodes N] [--latency-ms L] [--ops K] [--missed M] [--degree D] [--settle-secs S]
+//! [--history FILE]`
 //! (`--settle-secs`: how long `spread` lets the meshes form before the first op, default 5).
 
 use std::sync::Arc;
@@ -42,6 +47,7 @@ struct Args {
     missed: usize,
     degree: usize,
     settle_secs: u64,
+    history: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -53,6 +59,7 @@ fn args() -> Args {
         missed: 10_000,
         degree: 8,
         settle_secs: 5,
+        history: None,
     };
     let mut it = std::env::args().skip(1).filter(|s| s != "--bench");
     while let Some(x) = it.next() {
@@ -68,7 +75,8 @@ fn args() -> Args {
             "--missed" => a.missed = num("--missed"),
             "--degree" => a.degree = num("--degree"),
             "--settle-secs" => a.settle_secs = num("--settle-secs") as u64,
-            "spread" | "heal" | "catchup" | "all" | "memory" | "swarms" => a.what = x,
+            "--history" => a.history = it.next().map(Into::into),
+            "spread" | "heal" | "catchup" | "all" | "memory" | "swarms" | "join" => a.what = x,
             _ => {}
         }
     }
@@ -467,6 +475,150 @@ async fn catchup(a: &Args) {
     );
 }
 
+/// The gov bench's history file: each op's bytes after its length (u32, little-endian).
+fn read_history(path: &std::path::Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut ops = Vec::new();
+    let mut rest = bytes.as_slice();
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let (op, tail) = tail.split_at(u32::from_le_bytes(*len) as usize);
+        ops.push(op.to_vec());
+        rest = tail;
+    }
+    ops
+}
+
+/// The gov bench's people: person `i`'s key.
+fn history_key(person: usize) -> Keypair {
+    let mut seed = [0x47u8; 32];
+    seed[..8].copy_from_slice(&(person as u64).to_le_bytes());
+    Keypair::from_secret_bytes(&seed)
+}
+
+/// A node on loopback TCP with the node binary's engine timers (anti-entropy every 30 s plus
+/// up to 30 s, 250 ms ticks), its own verify cache, and a clock `offset` µs ahead.
+async fn tcp_node(
+    key: &Keypair,
+    store: Arc<MemoryStore>,
+    offset: i64,
+) -> (NetHandle, Engine, Multiaddr) {
+    let config = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        ip_colocation_penalty: false,
+        ..NetConfig::default()
+    };
+    let (net, events) = Net::spawn(key, config).unwrap();
+    let clock = guild_service::Clock::offset(Arc::new(std::sync::atomic::AtomicI64::new(offset)));
+    let engine = Engine::spawn(
+        key.clone(),
+        net.clone(),
+        events,
+        store,
+        EngineConfig {
+            clock,
+            ..EngineConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let a = net.listen_addrs().await.unwrap();
+    let addr = a[0]
+        .clone()
+        .with(guild_net::multiaddr::Protocol::P2p(net.peer_id()));
+    (net, engine, addr)
+}
+
+async fn join(a: &Args) {
+    let path = a
+        .history
+        .as_deref()
+        .expect("join needs --history FILE (the gov bench's GUILD_BENCH_REPLAY_WRITE)");
+    let ops = read_history(path);
+    let id = guild_core::cids::cid_for_cbor(&ops[0]);
+    // The history is dated by its generator: both nodes' clocks are set a minute past its
+    // last op.
+    let last = ops
+        .iter()
+        .map(|b| {
+            guild_gov::SignedOp::decode_trusted(b)
+                .unwrap()
+                .created_at()
+                .to_unix_micros()
+        })
+        .max()
+        .unwrap();
+    let offset = last + 60_000_000 - now_micros();
+    let bytes: usize = ops.iter().map(Vec::len).sum();
+    // The inviting node: a steward of the history's collective, holding its log.
+    let store = Arc::new(MemoryStore::new());
+    let refs: Vec<(Cid, &[u8])> = ops
+        .iter()
+        .map(|b| (guild_core::cids::cid_for_cbor(b), b.as_slice()))
+        .collect();
+    store.append_ops(&id, &refs).unwrap();
+    drop(refs);
+    let n = ops.len();
+    drop(ops);
+    let state = Log::open(id, &*store).unwrap().state();
+    let steward = (0..100_000)
+        .map(history_key)
+        .find(|k| state.role(&k.did()) == Some(guild_gov::state::Role::Steward))
+        .expect("a steward among the history's first 100 000 people");
+    drop(state);
+    let t = Instant::now();
+    let (_net_a, engine_a, addr_a) = tcp_node(&steward, store, offset).await;
+    let loaded = t.elapsed();
+    let target = engine_a.status(id).await.unwrap();
+    println!(
+        "join: {n} ops ({:.0} MB); the inviting node loaded its log in {loaded:.1?}; RSS {:.0} MB",
+        bytes as f64 / 1e6,
+        rss_mb()
+    );
+    let _ = addr_a;
+    let code = engine_a.invite(id, None, None).await.unwrap();
+    let newcomer = Keypair::generate().unwrap();
+    let (_net_b, engine_b, _) = tcp_node(&newcomer, Arc::new(MemoryStore::new()), offset).await;
+    let start = Instant::now();
+    engine_b.join(code).await.unwrap();
+    let joined = start.elapsed();
+    let deadline = start + Duration::from_secs(1800);
+    let mut last_report = Instant::now();
+    loop {
+        let s = engine_b.status(id).await.unwrap();
+        // Everything the inviter held then, plus the invite and the join.
+        if s.ops >= target.ops + 2 && s.pending == 0 {
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            last_report = Instant::now();
+            println!(
+                "  {:.0?}: {} ops held, {} pending, {} wanted; RSS {:.0} MB",
+                start.elapsed(),
+                s.ops,
+                s.pending,
+                s.wanted,
+                rss_mb()
+            );
+        }
+        assert!(Instant::now() < deadline, "no catch-up within 30 min");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = start.elapsed();
+    let b = engine_b.status(id).await.unwrap();
+    let a_now = engine_a.status(id).await.unwrap();
+    assert_eq!(
+        b.heads, a_now.heads,
+        "the newcomer's heads are the inviter's"
+    );
+    println!(
+        "join: the join returned after {joined:.1?}; the newcomer held all {} ops {took:.1?} after joining ({:.0} ops/s); RSS {:.0} MB",
+        b.ops,
+        b.ops as f64 / took.as_secs_f64(),
+        rss_mb()
+    );
+}
+
 /// Where a node's memory goes: `ops` logs of an N-member collective, then N swarms alone.
 async fn memory(a: &Args) {
     let keys: Vec<Keypair> = (0..a.nodes).map(key).collect();
@@ -592,6 +744,9 @@ fn main() {
     rt.block_on(async {
         if a.what == "memory" {
             memory(&a).await;
+        }
+        if a.what == "join" {
+            join(&a).await;
         }
         if a.what == "swarms" {
             swarms(&a).await;
