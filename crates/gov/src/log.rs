@@ -599,6 +599,26 @@ impl Log {
             .collect()
     }
 
+    /// A page of [`Log::export`]: the signed bytes of the ops from position `from` of the
+    /// order on, as many as fit in `max_bytes` (at least one, whatever its size); none when
+    /// `from` is past the end. Costs the page, not the log.
+    pub fn export_page(&self, from: usize, max_bytes: usize) -> Vec<&[u8]> {
+        let mut total = 0usize;
+        let mut page = Vec::new();
+        for id in self.order.range(from, usize::MAX) {
+            let Some(e) = self.ops.get(id) else {
+                continue;
+            };
+            let bytes = e.op.bytes();
+            if !page.is_empty() && total + bytes.len() > max_bytes {
+                break;
+            }
+            total += bytes.len();
+            page.push(bytes);
+        }
+        page
+    }
+
     /// Rebuilds a log from stored op bytes (any order). Every op is checked again, signature
     /// included; ops that do not decode, are not authorised or stay without parents are
     /// left out.
@@ -692,6 +712,13 @@ impl Log {
     /// The ops accepted since the last [`Log::save`] (or load), in the order accepted.
     pub fn unsaved(&self) -> &[Cid] {
         &self.unsaved
+    }
+
+    /// The log with every op counted as not yet stored, parents first: for a log loaded from
+    /// a peer's bytes (a join's fetch) rather than from this node's store.
+    pub fn all_unsaved(mut self) -> Log {
+        self.unsaved = self.order.iter().copied().collect();
+        self
     }
 
     /// Forgets the first `n` unsaved ops (they are stored).

@@ -735,6 +735,10 @@ async fn swarms(a: &Args) {
 }
 
 fn main() {
+    // `RUST_LOG=guild_net=info` shows, for `join`, how the fetch and the checks divide.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let a = args();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

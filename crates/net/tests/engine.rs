@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use guild_gov::body::{OpBody, RemoveBody};
 use guild_gov::make::{self, CharterParams};
-use guild_gov::{OpKind, OpStore};
+use guild_gov::{DriverConfig, OpKind, OpStore};
 use guild_net::collective::topic;
 use guild_net::collective::wire::{Reply, Request};
 use guild_net::{Clock, EngineConfig, EngineError};
@@ -238,16 +238,7 @@ async fn a_node_that_was_away_catches_up_and_a_restart_keeps_the_log() {
     let b_store = b.store.clone();
     b.net.shutdown().await.unwrap();
     drop(b);
-    for i in 0..200u32 {
-        a.engine
-            .write(
-                id,
-                OpKind::Invite,
-                Box::new(move |_, _| Ok(make::invite(&[i as u8; 32], None, None))),
-            )
-            .await
-            .unwrap();
-    }
+    write_invites(&a, id, 200).await;
     let a_status = a.engine.status(id).await.unwrap();
     assert_eq!(a_status.ops, 3 + 200);
 
@@ -267,6 +258,20 @@ async fn a_node_that_was_away_catches_up_and_a_restart_keeps_the_log() {
         b.engine.status(id).await.unwrap().state,
         a.engine.status(id).await.unwrap().state
     );
+}
+
+/// `n` invites written by `m` (distinct secrets).
+async fn write_invites(m: &Member, id: guild_core::Cid, n: u32) {
+    for i in 0..n {
+        m.engine
+            .write(
+                id,
+                OpKind::Invite,
+                Box::new(move |_, _| Ok(make::invite(&[i as u8; 32], None, None))),
+            )
+            .await
+            .unwrap();
+    }
 }
 
 /// A member whose clock is off by `offset` (settable while it runs).
@@ -418,4 +423,54 @@ async fn nodes_dial_learnt_members_only_up_to_member_peers() {
         linked.push(links().await);
     }
     assert!(linked[0] < linked[1], "{linked:?}");
+}
+
+/// A joining node fetches the log a page at a time: with pages of at most 2 KiB, a log of
+/// 60 ops (~20 KiB) takes a dozen or more requests, and the joiner ends with every op, the
+/// same heads and state as the member, and all of them in its own store. Neither node runs
+/// anti-entropy here, so the fetch alone must bring every op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_fetches_a_large_log_in_pages() {
+    let no_sync = || DriverConfig {
+        sync_interval_micros: 3_600_000_000,
+        sync_jitter_micros: 0,
+        ..engine_config().driver
+    };
+    let a = member_on(
+        71,
+        Arc::new(MemoryStore::new()),
+        EngineConfig {
+            fetch_page_bytes: 2048,
+            driver: no_sync(),
+            ..engine_config()
+        },
+    )
+    .await;
+    let b = member_on(
+        72,
+        Arc::new(MemoryStore::new()),
+        EngineConfig {
+            driver: no_sync(),
+            ..engine_config()
+        },
+    )
+    .await;
+    let id = a.engine.create(CharterParams::new("Pages")).await.unwrap();
+    write_invites(&a, id, 60).await;
+    a.engine.flush().await.unwrap();
+    let bytes: usize = a.store.stored_ops(&id).unwrap().iter().map(Vec::len).sum();
+    assert!(
+        bytes > 10 * 2048,
+        "{bytes} bytes of log: more than ten pages"
+    );
+    let code = a.engine.invite(id, None, None).await.unwrap();
+    b.engine.join(code).await.unwrap();
+    let (sa, sb) = (
+        a.engine.status(id).await.unwrap(),
+        b.engine.status(id).await.unwrap(),
+    );
+    assert_eq!(sb.ops, 1 + 61 + 1, "charter, 61 invites, the join");
+    assert_eq!((sa.heads, sa.state), (sb.heads, sb.state));
+    b.engine.flush().await.unwrap();
+    assert_eq!(b.store.stored_ops(&id).unwrap().len(), sb.ops);
 }

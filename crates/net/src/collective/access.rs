@@ -41,7 +41,11 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         };
         let result = match req {
             Request::Sync(msg) => self.serve_sync(id, peer, did, &msg).await,
-            Request::Fetch { invite, secret } => self.serve_fetch(id, peer, did, &invite, &secret),
+            Request::Fetch {
+                invite,
+                secret,
+                from,
+            } => self.serve_fetch(id, peer, did, (&invite, &secret), from),
             Request::Addrs(_) => self.serve_addrs(id, peer, did).await,
             Request::Submit(bytes) => self.serve_submit(id, peer, did, &bytes).await,
             Request::ReplicaVerdict { refused } => self.serve_verdict(id, did, refused),

@@ -10,7 +10,7 @@ use guild_gov::make::{self, InviteCode};
 use guild_gov::{Log, OpKind, OpStore, Reason, SignedOp};
 use libp2p::{Multiaddr, PeerId};
 use serde_bytes::ByteBuf;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::peers::p2p_of;
 use super::wire::{Reply, ReplyError, Request};
@@ -32,24 +32,40 @@ impl Engine {
                 "the invite names no member's address".into(),
             ));
         }
-        let fetch = Request::Fetch {
-            invite: code.invite,
-            secret: code.secret.clone(),
-        }
-        .encode()
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let t = topic(&code.collective);
         let deadline = Instant::now() + self.join_timeout;
         let mut last = String::from("no answer");
         loop {
             for (peer, addr) in &peers {
                 let _ = self.net.dial(addr.clone()).await;
-                match self.net.request(*peer, &t, fetch.clone()).await {
-                    Ok(body) => {
-                        let ops = Reply::read_ops(&body).map_err(invite_error)?;
-                        return self.join_with(&code, *peer, ops).await;
+                let started = Instant::now();
+                match self.fetch_log(&code, *peer, &t).await {
+                    Ok(ops) => {
+                        let fetched = started.elapsed();
+                        let bytes: usize = ops.iter().map(Vec::len).sum();
+                        let count = ops.len();
+                        // Every op is checked (lexicon, signature) on every core, off the
+                        // engine's task: a large collective's log is a million ops.
+                        let id = code.collective;
+                        let log = tokio::task::spawn_blocking(move || {
+                            // Fetched, not read from this node's store: all to be stored.
+                            Log::load(id, ops.iter().map(Vec::as_slice)).all_unsaved()
+                        })
+                        .await
+                        .map_err(|e| EngineError::Invalid(format!("loading the log: {e}")))?;
+                        info!(
+                            collective = %code.collective,
+                            ops = count,
+                            bytes,
+                            fetch_ms = fetched.as_millis() as u64,
+                            check_ms = (started.elapsed() - fetched).as_millis() as u64,
+                            kept = log.len(),
+                            "fetched the log with the invite"
+                        );
+                        return self.join_with(&code, *peer, log).await;
                     }
-                    Err(e) => last = e.to_string(),
+                    Err(FetchError::Refused(e)) => return Err(e),
+                    Err(FetchError::Failed(e)) => last = e,
                 }
             }
             if Instant::now() >= deadline {
@@ -59,17 +75,55 @@ impl Engine {
         }
     }
 
+    /// Fetches the log from `peer` with the invite, page after page (each at most the
+    /// member's `fetch_page_bytes`), until an empty page; at most [`MAX_JOIN_LOG_BYTES`] in
+    /// all.
+    async fn fetch_log(
+        &self,
+        code: &InviteCode,
+        peer: PeerId,
+        topic: &str,
+    ) -> Result<Vec<Vec<u8>>, FetchError> {
+        let mut ops: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0u64;
+        loop {
+            let fetch = Request::Fetch {
+                invite: code.invite,
+                secret: code.secret.clone(),
+                from: ops.len() as u64,
+            }
+            .encode()
+            .map_err(|e| FetchError::Refused(EngineError::Invalid(e.to_string())))?;
+            let body = self
+                .net
+                .request(peer, topic, fetch)
+                .await
+                .map_err(|e| FetchError::Failed(e.to_string()))?;
+            let page = Reply::read_ops(&body).map_err(|e| FetchError::Refused(invite_error(e)))?;
+            if page.is_empty() {
+                return Ok(ops);
+            }
+            bytes += page.iter().map(|b| b.len() as u64).sum::<u64>();
+            if bytes > MAX_JOIN_LOG_BYTES {
+                return Err(FetchError::Refused(EngineError::Invite(format!(
+                    "the member's node sent more than {MAX_JOIN_LOG_BYTES} bytes of log"
+                ))));
+            }
+            ops.extend(page);
+        }
+    }
+
     /// Adopts the log `peer` sent, writes the join op and submits it to `peer`.
     async fn join_with(
         &self,
         code: &InviteCode,
         peer: PeerId,
-        ops: Vec<Vec<u8>>,
+        log: Log,
     ) -> Result<Cid, EngineError> {
         let join = self
             .call(|reply| Cmd::Adopt {
                 code: code.clone(),
-                ops,
+                log: Box::new(log),
                 reply,
             })
             .await??;
@@ -97,24 +151,31 @@ fn invite_error(e: ReplyError) -> EngineError {
     EngineError::Invite(e.to_string())
 }
 
+/// The most log bytes a joining node takes from a member's node (a collective of a million
+/// ops is ~0.5 GB).
+pub const MAX_JOIN_LOG_BYTES: u64 = 4 << 30;
+
+/// Why fetching the log with an invite stopped.
+enum FetchError {
+    /// The member's node answered with a refusal (or too much): no other node is tried.
+    Refused(EngineError),
+    /// No answer: the next of the invite's nodes is tried.
+    Failed(String),
+}
+
 impl<S: OpStore + Send + Sync + 'static> Task<S> {
     /// Adopts a log fetched with an invite and writes this member's join op.
     pub(super) async fn adopt(
         &mut self,
         code: InviteCode,
-        ops: Vec<Vec<u8>>,
+        log: Box<Log>,
     ) -> Result<Vec<u8>, EngineError> {
         let id = code.collective;
         if !self.collectives.contains_key(&id) {
-            let mut log = Log::new(id).with_pending_bounds(usize::MAX, i64::MAX);
-            let now = self.now();
-            for bytes in &ops {
-                log.insert_bytes(bytes, now);
-            }
             if log.is_empty() {
                 return Err(EngineError::Invite("the peer sent no valid ops".into()));
             }
-            self.add_collective(id, log);
+            self.add_collective(id, *log);
         }
         if self.am_member(&id) {
             return Err(EngineError::Invalid("you are already a member".into()));
@@ -148,14 +209,14 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
         self.save(id);
     }
 
-    /// A candidate fetching the log with an invite's secret.
+    /// A candidate fetching a page of the log with an invite's secret.
     pub(super) fn serve_fetch(
         &self,
         id: Cid,
         peer: PeerId,
         did: Option<&str>,
-        invite: &Cid,
-        secret: &[u8],
+        (invite, secret): (&Cid, &[u8]),
+        from: u64,
     ) -> Result<Reply, String> {
         let Some(c) = self.collectives.get(&id) else {
             return Err(NOT_A_MEMBER.into());
@@ -172,10 +233,11 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 _ => "unknown or expired invite".into(),
             });
         }
+        let from = usize::try_from(from).unwrap_or(usize::MAX);
         Ok(Reply::Ops(
             c.driver
                 .log()
-                .export()
+                .export_page(from, self.config.fetch_page_bytes)
                 .into_iter()
                 .map(|b| ByteBuf::from(b.to_vec()))
                 .collect(),

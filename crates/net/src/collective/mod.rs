@@ -85,6 +85,9 @@ pub struct EngineConfig {
     pub max_requests_in_flight: usize,
     /// How long a join waits for a connection to the invite's peers.
     pub join_timeout: Duration,
+    /// The most op bytes in one page of the log this node serves to a joining candidate
+    /// (default [`wire::FETCH_PAGE_BYTES`]; at least one op per page).
+    pub fetch_page_bytes: usize,
     /// Addresses to put in invites (default: the swarm's listen addresses).
     pub advertise: Vec<Multiaddr>,
     /// How often to redial members this node was connected to and lost (their addresses are
@@ -128,6 +131,7 @@ impl Default for EngineConfig {
             tick: Duration::from_millis(250),
             max_requests_in_flight: 256,
             join_timeout: Duration::from_secs(20),
+            fetch_page_bytes: wire::FETCH_PAGE_BYTES,
             advertise: Vec::new(),
             redial: Duration::from_secs(10),
             member_peers: DEFAULT_MEMBER_PEERS,
@@ -163,7 +167,7 @@ enum Cmd {
     /// The join task fetched the log: adopt it and write the join op.
     Adopt {
         code: InviteCode,
-        ops: Vec<Vec<u8>>,
+        log: Box<Log>,
         reply: oneshot::Sender<Result<Vec<u8>, EngineError>>,
     },
     /// The join op was accepted by the member it was submitted to: store the log, start

@@ -186,7 +186,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                 };
                 let _ = reply.send(result);
             }
-            Cmd::Adopt { code, ops, reply } => {
+            Cmd::Adopt { code, log, reply } => {
                 // The invite's member addresses go into the address book: a connection that
                 // ends before the first redial tick (the member restarted, a partition)
                 // must not leave this node with no member to dial.
@@ -196,7 +196,7 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
                     .filter_map(|p| p.parse::<libp2p::Multiaddr>().ok())
                     .filter_map(|a| super::peers::p2p_of(&a).map(|peer| (peer, a)))
                     .collect();
-                let adopted = self.adopt(code, ops).await;
+                let adopted = self.adopt(code, log).await;
                 if adopted.is_ok() {
                     self.learn_addrs(bootstrap);
                 }

@@ -44,6 +44,10 @@ pub const MAX_ADDRS: usize = 256;
 /// Longest reason in a replica verdict, in bytes.
 pub const MAX_REASON_BYTES: usize = 2048;
 
+/// The most op bytes in one page of a [`Request::Fetch`] reply: a large collective's log is
+/// fetched in pages well under a response's limit (`NetConfig::max_response_bytes`, 10 MiB).
+pub const FETCH_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Why a frame could not be decoded or encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -81,13 +85,18 @@ pub enum WireError {
 pub enum Request {
     /// A driver message between members (a `guild_gov::driver::Message`'s bytes).
     Sync(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// A candidate fetching the log with an invite's secret.
+    /// A candidate fetching the log with an invite's secret, a page at a time: the reply
+    /// holds the ops from position `from` of the responder's order, at most
+    /// [`FETCH_PAGE_BYTES`] of them (at least one op); none once `from` is past the end.
     Fetch {
         /// The invite op's id.
         invite: Cid,
         /// The invite's secret.
         #[serde(with = "serde_bytes")]
         secret: Vec<u8>,
+        /// The page's first position in the responder's order (0: the charter).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        from: u64,
     },
     /// A candidate submitting its join op (the op's bytes).
     Submit(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -409,6 +418,10 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 fn version(v: u64) -> Result<(), WireError> {
     if v == VERSION {
         Ok(())
@@ -460,6 +473,12 @@ mod tests {
             Request::Fetch {
                 invite: h.commit,
                 secret: vec![7; 32],
+                from: 0,
+            },
+            Request::Fetch {
+                invite: h.commit,
+                secret: vec![7; 32],
+                from: 4096,
             },
             Request::Submit(vec![0xa0]),
             Request::Addrs(Flag),

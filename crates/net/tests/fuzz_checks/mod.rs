@@ -97,6 +97,15 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             Request::Fetch {
                 invite: cid(),
                 secret: vec![7; 32],
+                from: 0,
+            },
+        ),
+        (
+            "fetch-page",
+            Request::Fetch {
+                invite: cid(),
+                secret: vec![7; 32],
+                from: 1024,
             },
         ),
         ("submit", Request::Submit(vec![0xa0])),
