@@ -966,7 +966,16 @@ fn apply(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(20))
         .throughput(Throughput::Elements(BATCH as u64));
-    for n in [10_000usize, 100_000] {
+    // `GUILD_BENCH_APPLY_SIZES=1000000` (comma-separated) for other log sizes; a 1 M-op
+    // history takes ~2 min to write and its copies ~10 GB.
+    let sizes: Vec<usize> = match std::env::var("GUILD_BENCH_APPLY_SIZES") {
+        Ok(v) => v
+            .split(',')
+            .map(|n| n.trim().parse().expect("GUILD_BENCH_APPLY_SIZES: numbers"))
+            .collect(),
+        Err(_) => vec![10_000, 100_000],
+    };
+    for n in sizes {
         let gen_base = history(n);
         let base = gen_base.log.clone();
         let label = format!("{}k", n / 1000);
