@@ -46,6 +46,7 @@ pub mod log;
 pub mod make;
 pub mod op;
 pub mod reconcile;
+mod sharded;
 pub mod sim;
 pub mod state;
 pub mod store;

@@ -32,6 +32,7 @@ use guild_core::Cid;
 use crate::body::OpBody;
 use crate::chunked::Chunked;
 use crate::op::{OpKind, SignedOp};
+use crate::sharded::ShardedMap;
 use crate::state::{Causal, Meta, Reason, State};
 
 /// A set of op ids (a fast, non-cryptographic hash: the ids are already hashes).
@@ -118,7 +119,8 @@ struct Checkpoint {
 #[derive(Debug, Clone)]
 pub struct Log {
     collective: Cid,
-    ops: HashMap<Cid, Entry>,
+    /// Every op in the log, in shards (see [`ShardedMap`]).
+    ops: ShardedMap<Entry>,
     heads: BTreeSet<Cid>,
     /// Every op in the deterministic topological order.
     order: Chunked<Cid>,
@@ -164,7 +166,7 @@ impl Log {
     pub fn new(collective: Cid) -> Log {
         Log {
             collective,
-            ops: HashMap::default(),
+            ops: ShardedMap::default(),
             heads: BTreeSet::new(),
             order: Chunked::new(),
             by_author: HashMap::default(),
@@ -217,7 +219,7 @@ impl Log {
 
     /// True if the log holds no op.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.len() == 0
     }
 
     /// How many ops wait for parents.
