@@ -670,7 +670,7 @@ impl Log {
         let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
         let ops: Vec<&[u8]> = ops.into_iter().collect();
         // The op map at its final size at once: growing it by doubling copied every entry
-        // (96-byte key and all) into fresh pages again and again (~5 % of a 1 M-op load).
+        // into fresh pages again and again (~5 % of a 1 M-op load).
         log.ops.reserve(ops.len());
         if ops.len() <= chunk {
             for bytes in ops {

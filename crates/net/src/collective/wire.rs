@@ -86,8 +86,9 @@ pub enum Request {
     /// A driver message between members (a `guild_gov::driver::Message`'s bytes).
     Sync(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A candidate fetching the log with an invite's secret, a page at a time: the reply
-    /// holds the ops from position `from` of the responder's order, at most
-    /// [`FETCH_PAGE_BYTES`] of them (at least one op); none once `from` is past the end.
+    /// holds the ops from position `from` of the responder's order, at most its page size of
+    /// them ([`FETCH_PAGE_BYTES`] by default; at least one op); none once `from` is past the
+    /// end.
     Fetch {
         /// The invite op's id.
         invite: Cid,
