@@ -122,10 +122,10 @@ pub struct Log {
     /// Every op in the log, in shards (see [`ShardedMap`]).
     ops: ShardedMap<Entry>,
     heads: BTreeSet<Cid>,
-    /// Every op in the deterministic topological order.
-    order: Chunked<Cid>,
-    /// Ops by author (for the removal rule).
-    by_author: HashMap<String, Vec<Cid>>,
+    /// Every op in the deterministic topological order, by digest ([`op_digest`]).
+    order: Chunked<Digest>,
+    /// Ops by author (for the removal rule), by digest.
+    by_author: HashMap<String, Vec<Digest>>,
     /// Direct removals by the removed member's DID.
     removals: HashMap<String, Vec<Cid>>,
     /// Suppressed ops, each with the removals that suppress it.
@@ -417,12 +417,13 @@ impl Log {
             .filter_map(|p| self.pos_of(p))
             .max()
             .map_or(0, |p| p + 1);
-        let k = (after..n)
-            .find(|&t| cid_order(&self.order[t], &id).is_gt())
-            .unwrap_or(n);
-        self.order.insert(k, id);
+        // Every op id is a CIDv1 DAG-CBOR SHA-256: their byte order is their digests' order.
+        let digest = op_digest(&id);
+        let k = (after..n).find(|&t| self.order[t] > digest).unwrap_or(n);
+        self.order.insert(k, digest);
         for t in k + 1..self.order.len() {
-            if let Some(e) = self.ops.get_mut(&self.order[t]) {
+            let d = self.order[t];
+            if let Some(e) = self.ops.get_digest_mut(&d) {
                 e.pos = t;
             }
         }
@@ -440,14 +441,15 @@ impl Log {
         if mine.len() < 8 {
             mine.reserve_exact(1);
         }
-        mine.push(id);
+        mine.push(digest);
         self.unsaved.push(id);
         self.ops.insert(id, Entry { op, pos: k, meta });
 
         // The removal rule: ops newly suppressed move the refold's start back.
         let mut dirty = k;
         if let Some(target) = target {
-            if let Some(theirs) = self.by_author.get(&target).cloned() {
+            if let Some(theirs) = self.by_author.get(&target) {
+                let theirs: Vec<Cid> = theirs.iter().map(op_id).collect();
                 // The removal's past, walked only down to the removed member's first op.
                 let lo = self.lowest_pos(&theirs);
                 let mut past = PastWalk::new(self, &[id]);
@@ -495,7 +497,7 @@ impl Log {
         };
         let mut new_checkpoints = Vec::new();
         for t in start..n {
-            let id = self.order[t];
+            let id = op_id(&self.order[t]);
             if let Some(h) = heads.as_mut() {
                 self.advance_heads(h, &id);
             }
@@ -596,7 +598,7 @@ impl Log {
     pub fn export(&self) -> Vec<&[u8]> {
         self.order
             .iter()
-            .filter_map(|id| self.ops.get(id))
+            .filter_map(|d| self.ops.get_digest(d))
             .map(|e| e.op.bytes())
             .collect()
     }
@@ -607,8 +609,8 @@ impl Log {
     pub fn export_page(&self, from: usize, max_bytes: usize) -> Vec<&[u8]> {
         let mut total = 0usize;
         let mut page = Vec::new();
-        for id in self.order.range(from, usize::MAX) {
-            let Some(e) = self.ops.get(id) else {
+        for d in self.order.range(from, usize::MAX) {
+            let Some(e) = self.ops.get_digest(d) else {
                 continue;
             };
             let bytes = e.op.bytes();
@@ -722,7 +724,7 @@ impl Log {
     /// The log with every op counted as not yet stored, parents first: for a log loaded from
     /// a peer's bytes (a join's fetch) rather than from this node's store.
     pub fn all_unsaved(mut self) -> Log {
-        self.unsaved = self.order.iter().copied().collect();
+        self.unsaved = self.order.iter().map(op_id).collect();
         self
     }
 
@@ -811,8 +813,8 @@ impl Log {
         let known = self.ancestors(heads);
         self.order
             .iter()
-            .filter(|id| !known.contains(id))
-            .filter_map(|id| self.ops.get(id))
+            .filter_map(|d| self.ops.get_digest(d))
+            .filter(|e| !known.contains(e.op.id()))
             .map(|e| &e.op)
             .collect()
     }
@@ -821,7 +823,7 @@ impl Log {
     pub fn ops_in_order(&self) -> Vec<&SignedOp> {
         self.order
             .iter()
-            .filter_map(|id| self.ops.get(id))
+            .filter_map(|d| self.ops.get_digest(d))
             .map(|e| &e.op)
             .collect()
     }
@@ -896,10 +898,11 @@ impl Log {
             }
         }
         let mut state = c.state.clone();
-        for (t, id) in (c.at..).zip(self.order.range(c.at, usize::MAX)) {
+        for (t, d) in (c.at..).zip(self.order.range(c.at, usize::MAX)) {
             if !walk.contains(t) {
                 continue;
             }
+            let id = &op_id(d);
             if let Some(by) = self.suppressed.get(id)
                 && by.iter().any(&in_cut)
             {
@@ -988,7 +991,7 @@ impl PastWalk {
                 continue;
             }
             self.seen[i] = true;
-            let Some(e) = log.order.get(p).and_then(|id| log.ops.get(id)) else {
+            let Some(e) = log.order.get(p).and_then(|d| log.ops.get_digest(d)) else {
                 continue;
             };
             for q in e.op.prev().iter().filter_map(|x| log.pos_of(x)) {
@@ -1004,35 +1007,42 @@ impl PastWalk {
     }
 }
 
-/// The order of two CIDs' bytes (the fold's tie-break), without encoding them: CIDs with the
-/// same version, codec and hash function (every op id: CIDv1, `dag-cbor`, SHA-256) have the
-/// same prefix, so their digests decide.
-fn cid_order(a: &Cid, b: &Cid) -> std::cmp::Ordering {
-    if a.version() == b.version()
-        && a.codec() == b.codec()
-        && a.hash().code() == b.hash().code()
-        && a.hash().size() == b.hash().size()
-    {
-        a.hash().digest().cmp(b.hash().digest())
-    } else {
-        a.to_bytes().cmp(&b.to_bytes())
-    }
+/// An op id's digest: the log's order and per-author lists keep 32 bytes per op, not the
+/// 96 of an in-memory CID. Every op id is a CIDv1 DAG-CBOR SHA-256 (`SignedOp` computes it),
+/// so the digest is the whole id, and two ids' byte order is their digests' order.
+type Digest = [u8; 32];
+
+fn op_digest(id: &Cid) -> Digest {
+    let mut d = [0u8; 32];
+    let h = id.hash().digest();
+    let n = h.len().min(32);
+    d[..n].copy_from_slice(&h[..n]);
+    d
+}
+
+/// The op id whose digest is `d`.
+fn op_id(d: &Digest) -> Cid {
+    guild_core::cids::cid_from_digest(guild_core::cids::DAG_CBOR, d)
 }
 
 #[cfg(test)]
 mod order_tests {
-    use super::cid_order;
+    use super::{op_digest, op_id};
     use guild_core::cids;
 
+    /// Op ids' digests order them as their bytes do, and give them back.
     #[test]
-    fn cid_order_is_byte_order() {
-        let mut ids: Vec<_> = (0u32..300)
+    fn op_digests_order_as_bytes_and_round_trip() {
+        let ids: Vec<_> = (0u32..300)
             .map(|i| cids::cid_for_cbor(&i.to_be_bytes()))
             .collect();
-        ids.extend((0u32..20).map(|i| cids::cid_for_raw(&i.to_le_bytes())));
         for a in &ids {
+            assert_eq!(op_id(&op_digest(a)), *a);
             for b in ids.iter().step_by(7) {
-                assert_eq!(cid_order(a, b), a.to_bytes().cmp(&b.to_bytes()));
+                assert_eq!(
+                    op_digest(a).cmp(&op_digest(b)),
+                    a.to_bytes().cmp(&b.to_bytes())
+                );
             }
         }
     }

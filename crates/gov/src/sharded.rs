@@ -55,12 +55,18 @@ impl<V> ShardedMap<V> {
         }
     }
 
-    /// The value of `id`, to change.
-    pub(crate) fn get_mut(&mut self, id: &Cid) -> Option<&mut V> {
-        match key(id) {
-            Some((s, k)) => self.shards.get_mut(s)?.get_mut(&k),
-            None => self.other.get_mut(id),
-        }
+    /// The value of the op id (CIDv1, DAG-CBOR, SHA-256) whose digest is `digest`.
+    pub(crate) fn get_digest(&self, digest: &[u8; 32]) -> Option<&V> {
+        self.shards
+            .get(usize::from(digest[31]) % SHARDS)?
+            .get(digest)
+    }
+
+    /// [`Self::get_digest`], to change.
+    pub(crate) fn get_digest_mut(&mut self, digest: &[u8; 32]) -> Option<&mut V> {
+        self.shards
+            .get_mut(usize::from(digest[31]) % SHARDS)?
+            .get_mut(digest)
     }
 
     /// True if `id` has a value.
