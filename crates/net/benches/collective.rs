@@ -207,11 +207,15 @@ async fn spawn_node(
     )
     .await
     .unwrap();
-    let a = net.listen_addrs().await.unwrap();
-    let addr = a[0]
-        .clone()
-        .with(guild_net::multiaddr::Protocol::P2p(net.peer_id()));
+    let addr = dial_addr(&net).await;
     Node { net, engine, addr }
+}
+
+/// Where others dial a swarm: its first listen address, with `/p2p/<peer id>`.
+async fn dial_addr(net: &NetHandle) -> Multiaddr {
+    let a = net.listen_addrs().await.unwrap();
+    a[0].clone()
+        .with(guild_net::multiaddr::Protocol::P2p(net.peer_id()))
 }
 
 /// A random graph: node i dials `degree / 2` nodes chosen by a seeded PRNG, plus node i + 1
@@ -497,11 +501,7 @@ fn history_key(person: usize) -> Keypair {
 
 /// A node on loopback TCP with the node binary's engine timers (anti-entropy every 30 s plus
 /// up to 30 s, 250 ms ticks), its own verify cache, and a clock `offset` µs ahead.
-async fn tcp_node(
-    key: &Keypair,
-    store: Arc<MemoryStore>,
-    offset: i64,
-) -> (NetHandle, Engine, Multiaddr) {
+async fn tcp_node(key: &Keypair, store: Arc<MemoryStore>, offset: i64) -> (NetHandle, Engine) {
     let config = NetConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         mdns: false,
@@ -522,11 +522,7 @@ async fn tcp_node(
     )
     .await
     .unwrap();
-    let a = net.listen_addrs().await.unwrap();
-    let addr = a[0]
-        .clone()
-        .with(guild_net::multiaddr::Protocol::P2p(net.peer_id()));
-    (net, engine, addr)
+    (net, engine)
 }
 
 async fn join(a: &Args) {
@@ -567,7 +563,7 @@ async fn join(a: &Args) {
         .expect("a steward among the history's first 100 000 people");
     drop(state);
     let t = Instant::now();
-    let (_net_a, engine_a, addr_a) = tcp_node(&steward, store, offset).await;
+    let (_net_a, engine_a) = tcp_node(&steward, store, offset).await;
     let loaded = t.elapsed();
     let target = engine_a.status(id).await.unwrap();
     println!(
@@ -575,10 +571,9 @@ async fn join(a: &Args) {
         bytes as f64 / 1e6,
         rss_mb()
     );
-    let _ = addr_a;
     let code = engine_a.invite(id, None, None).await.unwrap();
     let newcomer = Keypair::generate().unwrap();
-    let (_net_b, engine_b, _) = tcp_node(&newcomer, Arc::new(MemoryStore::new()), offset).await;
+    let (_net_b, engine_b) = tcp_node(&newcomer, Arc::new(MemoryStore::new()), offset).await;
     let start = Instant::now();
     engine_b.join(code).await.unwrap();
     let joined = start.elapsed();
@@ -697,11 +692,7 @@ async fn swarms(a: &Args) {
     let base = rss_mb();
     let mut addrs = Vec::new();
     for (net, _) in &nets {
-        let a = net.listen_addrs().await.unwrap();
-        addrs.push(
-            a[0].clone()
-                .with(guild_net::multiaddr::Protocol::P2p(net.peer_id())),
-        );
+        addrs.push(dial_addr(net).await);
     }
     let mut handles = Vec::new();
     for (net, mut events) in nets {
