@@ -531,7 +531,7 @@ fn consents_output(st: &GovState) -> Vec<get_status::Consent> {
         .iter()
         .map(|((d, t), c)| get_status::Consent {
             member: d.to_string(),
-            template: t.clone(),
+            template: t.to_string(),
             granted: c.granted,
             rev: c.rev,
             op: c.op.to_string(),

@@ -164,7 +164,10 @@ fn consent_of(state: &State, did: &Did, template: &str) -> (Consent, Option<Cid>
     if !state.members.contains_key(did) {
         return (Consent::Never, None);
     }
-    let Some(c) = state.consents.get(&(did.clone(), template.to_owned())) else {
+    let Some(c) = state
+        .consents
+        .get(&(did.clone(), std::sync::Arc::from(template)))
+    else {
         return (Consent::Never, None);
     };
     let Some(from) = c.effective_from.clone() else {

@@ -1258,10 +1258,10 @@ fn tally(c: &mut Criterion) {
                 .collect();
             e.ballots.insert(
                 voter,
-                guild_gov::VoterBallots {
+                std::sync::Arc::new(guild_gov::VoterBallots {
                     rev: 0,
                     ballots: vec![(ballot, approvals)],
-                },
+                }),
             );
         }
         let counted = e.counted();

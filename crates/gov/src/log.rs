@@ -149,6 +149,11 @@ pub struct Log {
     rejected_order: VecDeque<Cid>,
     /// Ops accepted since the last save, in the order accepted.
     unsaved: Vec<Cid>,
+    /// True only while [`Log::load_trusted`] inserts ops this node's store holds: the store
+    /// holds only ops the log accepted, and acceptance depends on an op's past alone, so
+    /// such an op is not checked against its past again unless the fold needs facts of that
+    /// past ([`State::needs_past_meta`]). The fold still authorises every op.
+    trusting_store: bool,
 }
 
 impl Causal for Log {
@@ -187,6 +192,7 @@ impl Log {
             rejected: HashMap::default(),
             rejected_order: VecDeque::new(),
             unsaved: Vec::new(),
+            trusting_store: false,
         }
     }
 
@@ -373,27 +379,17 @@ impl Log {
     /// and adds it.
     fn accept(&mut self, op: SignedOp) -> Result<(), Reason> {
         let id = *op.id();
-        // Time runs forward along the DAG: an op is not dated before any of its parents (so a
-        // date can be moved back no further than what the author had seen).
-        let created = op.created_at().to_unix_micros();
-        for p in op.prev() {
-            if let Some(parent) = self.ops.get(p)
-                && parent.op.created_at().to_unix_micros() > created
-            {
-                let reason = Reason::BeforeItsPast {
-                    created_at: op.created_at().as_str().to_owned(),
-                    parent: *p,
-                    parent_at: parent.op.created_at().as_str().to_owned(),
-                };
-                self.remember_rejection(id, &reason);
-                return Err(reason);
+        let checked = if self.trusting_store {
+            // Accepted when it arrived, and its past is the same now (see `trusting_store`):
+            // only the facts of its past that the fold needs are computed.
+            if State::needs_past_meta(&op) {
+                self.state_at(op.prev()).past_meta(&op)
+            } else {
+                Ok(Meta::default())
             }
-        }
-        let past = self.state_at(op.prev());
-        let checked = past.check_past(&op, self);
-        // Drop the past (often a clone of the tip) before applying, so that the tip's maps
-        // are not shared and are updated in place rather than copied.
-        drop(past);
+        } else {
+            self.check_against_past(&op)
+        };
         match checked {
             Ok(meta) => {
                 self.add(op, meta);
@@ -404,6 +400,28 @@ impl Log {
                 Err(reason)
             }
         }
+    }
+
+    /// Checks an op against the state of its causal past, returning the facts of that past
+    /// the fold needs.
+    fn check_against_past(&self, op: &SignedOp) -> Result<Meta, Reason> {
+        // Time runs forward along the DAG: an op is not dated before any of its parents (so a
+        // date can be moved back no further than what the author had seen).
+        let created = op.created_at().to_unix_micros();
+        for p in op.prev() {
+            if let Some(parent) = self.ops.get(p)
+                && parent.op.created_at().to_unix_micros() > created
+            {
+                return Err(Reason::BeforeItsPast {
+                    created_at: op.created_at().as_str().to_owned(),
+                    parent: *p,
+                    parent_at: parent.op.created_at().as_str().to_owned(),
+                });
+            }
+        }
+        // The past (often a clone of the tip) is dropped on return, before the op is applied,
+        // so that the tip's maps are not shared and are updated in place rather than copied.
+        self.state_at(op.prev()).check_past(op, self)
     }
 
     /// Adds an authorised op: places it in the order, applies the removal rule, and refolds
@@ -627,14 +645,18 @@ impl Log {
     /// included; ops that do not decode, are not authorised or stay without parents are
     /// left out.
     pub fn load<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
-        Log::load_with(collective, ops, &SignedOp::decode, LOAD_CHUNK)
+        Log::load_with(collective, ops, &SignedOp::decode, LOAD_CHUNK, false)
     }
 
-    /// Like [`Log::load`], for bytes this node verified when they arrived (its own store):
-    /// lexicons and signatures are not checked again (see [`SignedOp::decode_trusted`]);
-    /// authorisation and the fold are.
+    /// Like [`Log::load`], for the ops of this node's own store, which it verified and
+    /// accepted when they arrived ([`crate::OpStore`] holds accepted ops only): lexicons
+    /// and signatures are not checked again (see [`SignedOp::decode_trusted`]), nor is an
+    /// op checked against the state of its past (acceptance depends on that past alone, so
+    /// it would pass again), except where the fold needs facts of that past (an election's
+    /// electorate, a seal's ballots, a proposal's contributors, a removal's kind). The fold
+    /// authorises every op as always, so the state is the one [`Log::load`] gives.
     pub fn load_trusted<'a>(collective: Cid, ops: impl IntoIterator<Item = &'a [u8]>) -> Log {
-        Log::load_with(collective, ops, &SignedOp::decode_trusted, LOAD_CHUNK)
+        Log::load_with(collective, ops, &SignedOp::decode_trusted, LOAD_CHUNK, true)
     }
 
     /// [`Log::load_trusted`], taking the ops `cache` holds (verified) from it instead of
@@ -653,6 +675,7 @@ impl Log {
                 None => SignedOp::decode_trusted(bytes),
             },
             LOAD_CHUNK,
+            true,
         )
     }
 
@@ -661,15 +684,18 @@ impl Log {
     /// thread inserts the previous one (decoding is pure; inserting stays sequential and on
     /// the calling thread, so the log is the same as one built op by op, and its state is
     /// allocated by the thread that keeps using it). Smaller logs are decoded inline.
+    /// `trusting_store`: the ops are this node's own store's (see [`Log::load_trusted`]).
     pub(crate) fn load_with<'a>(
         collective: Cid,
         ops: impl IntoIterator<Item = &'a [u8]>,
         decode: &(dyn Fn(&[u8]) -> Result<SignedOp, crate::op::OpError> + Sync),
         chunk: usize,
+        trusting_store: bool,
     ) -> Log {
         let chunk = chunk.max(1);
         use rayon::prelude::*;
         let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
+        log.trusting_store = trusting_store;
         let ops: Vec<&[u8]> = ops.into_iter().collect();
         // The op map at its final size at once: growing it by doubling copied every entry
         // into fresh pages again and again (~5 % of a 1 M-op load).
@@ -700,6 +726,8 @@ impl Log {
                 });
             }
         }
+        // Ops inserted from here on (from peers) are checked in full.
+        log.trusting_store = false;
         log.pending.clear();
         log.pending_index.clear();
         log.waiting_on.clear();

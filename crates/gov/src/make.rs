@@ -328,7 +328,11 @@ pub fn consent(
 ) -> ConsentBody {
     let rev = templates
         .iter()
-        .filter_map(|t| state.consents.get(&(member.clone(), t.clone())))
+        .filter_map(|t| {
+            state
+                .consents
+                .get(&(member.clone(), std::sync::Arc::from(t.as_str())))
+        })
         .map(|c| c.rev)
         .max()
         .unwrap_or(0)
@@ -589,7 +593,7 @@ mod tests {
         let f = consent(&st, &did(&member), &templates, &[], &at(4));
         add(&mut log, OpBody::ConsentRevoke(Box::new(f)), &member, 4);
         assert_eq!(
-            log.state().consents[&(did(&member), templates[0].clone())].rev,
+            log.state().consents[&(did(&member), std::sync::Arc::from(templates[0].as_str()))].rev,
             2
         );
         let st = log.state();

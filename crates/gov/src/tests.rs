@@ -1008,7 +1008,7 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
 fn next_rev(st: &crate::State, did: &str) -> i64 {
     st.consents
         .iter()
-        .find(|((d, t), _)| d.as_str() == did && t == TEMPLATE)
+        .find(|((d, t), _)| d.as_str() == did && **t == *TEMPLATE)
         .map_or(1, |(_, c)| c.rev as i64 + 1)
 }
 
@@ -1129,31 +1129,66 @@ fn random_actions(x: &mut u64, n: usize) -> Vec<(u8, u8, u8)> {
         .collect()
 }
 
+/// The log of a random [`history`] of `n` actions from xorshift seed `seed`, built op by
+/// op, with its collective's id.
+fn random_log(mut seed: u64, n: usize) -> (Cid, Log) {
+    let (id, ops, _) = history(&random_actions(&mut seed, n));
+    let mut log = Log::new(id);
+    for op in &ops {
+        log.insert(op.clone(), 0);
+    }
+    (id, log)
+}
+
+/// What a log loaded from its own store computes for an op instead of checking it against
+/// its past (`State::past_meta`) is what that check returns, for every op of a random
+/// history (seals, elections, removals and proposals among them).
+#[test]
+fn past_meta_is_what_check_past_returns() {
+    use crate::state::{Meta, State};
+    let (_, log) = random_log(23, 1500);
+    let mut with_meta = 0;
+    for op in log.ops_in_order() {
+        let past = log.state_at(op.prev());
+        let checked = past
+            .check_past(op, &log)
+            .expect("an op of the log passes its past");
+        assert_eq!(past.past_meta(op), Ok(checked.clone()), "{:?}", op.kind());
+        if !State::needs_past_meta(op) {
+            assert_eq!(checked, Meta::default(), "{:?}", op.kind());
+        } else {
+            with_meta += 1;
+        }
+    }
+    assert!(with_meta > 10, "{with_meta} ops with facts of their past");
+}
+
 /// `Log::load` decoding chunks on other threads while it inserts gives the log that inserting
 /// op by op gives, whatever the chunk size (4 096 in use; small here, so that a small history
 /// crosses many chunks), in the export order and in a shuffled one, with a corrupt op left out.
 #[test]
 fn a_load_in_parallel_chunks_is_the_log_built_op_by_op() {
-    let actions = random_actions(&mut 11, 1500);
-    let (id, ops, _) = history(&actions);
-    let mut one_by_one = Log::new(*ops[0].id());
-    for op in &ops {
-        one_by_one.insert(op.clone(), 0);
-    }
-    let load = |bytes: &[Vec<u8>], chunk: usize| {
+    let (id, one_by_one) = random_log(11, 1500);
+    // `trusting`: as from this node's store, each op not checked against its past again.
+    let load = |bytes: &[Vec<u8>], chunk: usize, trusting: bool| {
         Log::load_with(
             id,
             bytes.iter().map(Vec::as_slice),
             &SignedOp::decode,
             chunk,
+            trusting,
         )
     };
     let mut bytes: Vec<Vec<u8>> = one_by_one.export().iter().map(|b| b.to_vec()).collect();
     assert!(bytes.len() > 100, "{} ops", bytes.len());
-    for chunk in [1, 7, 64, usize::MAX] {
-        let loaded = load(&bytes, chunk);
-        assert_eq!(loaded.export(), one_by_one.export(), "chunk {chunk}");
-        assert_eq!(loaded.state(), one_by_one.state(), "chunk {chunk}");
+    for trusting in [false, true] {
+        for chunk in [1, 7, 64, usize::MAX] {
+            let loaded = load(&bytes, chunk, trusting);
+            let at = format!("chunk {chunk}, trusting {trusting}");
+            assert_eq!(loaded.export(), one_by_one.export(), "{at}");
+            assert_eq!(loaded.state(), one_by_one.state(), "{at}");
+            assert_eq!(loaded.heads(), one_by_one.heads(), "{at}");
+        }
     }
     // Shuffled (parents after children at times) and with one corrupt op: the same log,
     // less the corrupt op's descendants, as a sequential load gives.
@@ -1166,12 +1201,15 @@ fn a_load_in_parallel_chunks_is_the_log_built_op_by_op() {
     }
     let corrupt = bytes.len() / 2;
     bytes[corrupt].truncate(10);
-    let sequential = load(&bytes, usize::MAX);
-    for chunk in [3, 50] {
-        let loaded = load(&bytes, chunk);
-        assert_eq!(loaded.export(), sequential.export(), "chunk {chunk}");
-        assert_eq!(loaded.state(), sequential.state(), "chunk {chunk}");
-        assert_eq!(loaded.heads(), sequential.heads(), "chunk {chunk}");
+    let sequential = load(&bytes, usize::MAX, false);
+    for trusting in [false, true] {
+        for chunk in [3, 50] {
+            let loaded = load(&bytes, chunk, trusting);
+            let at = format!("chunk {chunk}, trusting {trusting}");
+            assert_eq!(loaded.export(), sequential.export(), "{at}");
+            assert_eq!(loaded.state(), sequential.state(), "{at}");
+            assert_eq!(loaded.heads(), sequential.heads(), "{at}");
+        }
     }
 }
 
@@ -1427,10 +1465,10 @@ fn tally_counts_each_ballot_of_the_set_once() {
         }
         ballots.insert(
             voter.clone(),
-            VoterBallots {
+            Arc::new(VoterBallots {
                 rev: 1,
                 ballots: mine.into_iter().collect(),
-            },
+            }),
         );
     }
     let e = Election {
@@ -1514,10 +1552,10 @@ fn a_seal_of_fifty_thousand_ballots_is_a_small_op() {
         let choice = if i % 3 == 0 { Choice::No } else { Choice::Yes };
         ballots.insert(
             v.clone(),
-            VoterBallots {
+            Arc::new(VoterBallots {
                 rev: 0,
                 ballots: vec![(cid, vec![choice])],
-            },
+            }),
         );
     }
     state.elections.insert(

@@ -350,7 +350,7 @@ fn fifty_nodes_converge_through_loss_and_a_partition() {
             .consents
             .get(&(
                 guild_core::syntax::Did::parse(&key.did()).unwrap(),
-                TEMPLATE.to_owned(),
+                std::sync::Arc::from(TEMPLATE),
             ))
             .unwrap_or_else(|| panic!("member {m} has no consent register"));
         // Member 3 withdrew; everyone else consents. The register's revision is the number
@@ -557,7 +557,7 @@ fn offline_node_catches_up_a_thousand_ops_by_anti_entropy() {
     for (w, key) in writers.iter().map(|&w| (w, &keys[w])) {
         let c = &st.consents[&(
             guild_core::syntax::Did::parse(&key.did()).unwrap(),
-            TEMPLATE.to_owned(),
+            std::sync::Arc::from(TEMPLATE),
         )];
         assert_eq!(c.rev, rev[w] as u64);
         assert_eq!(c.granted, rev[w] % 2 == 1);
@@ -622,7 +622,7 @@ fn duplication_and_reordering_give_one_state() {
     for (m, key) in keys.iter().enumerate().skip(1) {
         let c = &st.consents[&(
             guild_core::syntax::Did::parse(&key.did()).unwrap(),
-            TEMPLATE.to_owned(),
+            std::sync::Arc::from(TEMPLATE),
         )];
         assert!(c.granted);
         assert_eq!(c.rev, if m < 4 { 3 } else { 1 }, "member {m}");

@@ -802,7 +802,7 @@ impl<S: NodeStore> Stewardship<S> {
             };
             let m = Manifest::from_car(&bytes).map_err(StewardshipError::Io)?.1;
             for ((did, template), revokes) in st.revocations.iter() {
-                if *template != b.template || !b.contributors.contains_key(did) {
+                if **template != *b.template || !b.contributors.contains_key(did) {
                     continue;
                 }
                 for r in revokes.iter() {
@@ -822,7 +822,7 @@ impl<S: NodeStore> Stewardship<S> {
                     out.push(RevocationNotice {
                         revocation: *r,
                         member: did.clone(),
-                        template: template.clone(),
+                        template: template.to_string(),
                         at: op.created_at().clone(),
                         bundle: *manifest,
                         agreement: b.agreement,

@@ -47,7 +47,7 @@ impl State {
     /// causal past of the bundle's proposal.
     fn revoked_since(&self, proposal: Cid, b: &Bundle, causal: &dyn Causal) -> Option<Cid> {
         for did in b.contributors.keys() {
-            let key = (did.clone(), b.template.clone());
+            let key = (did.clone(), Arc::from(b.template.as_str()));
             for r in self.revocations.get(&key).into_iter().flatten() {
                 if !causal.is_ancestor(r, &proposal) {
                     return Some(*r);
@@ -147,7 +147,7 @@ impl State {
                 let known = self
                     .revocations
                     .iter()
-                    .any(|((_, template), ops)| *template == a.template && ops.contains(&r.0));
+                    .any(|((_, template), ops)| **template == *a.template && ops.contains(&r.0));
                 if !known {
                     return Err(Reason::BadReceipt(
                         "no revoke of consent to the agreement's template has this id",

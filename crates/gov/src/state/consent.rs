@@ -8,7 +8,7 @@ use guild_core::Cid;
 use guild_core::syntax::Datetime;
 use guild_core::syntax::Did;
 
-use super::{Causal, Charter, Reason, State};
+use super::{Causal, Charter, ConsentKey, Reason, State};
 use crate::body::{ConsentBody, Scope};
 
 /// One (member, template) consent register.
@@ -31,7 +31,7 @@ impl State {
     pub fn effective_consent(&self, did: &str, template: &str) -> Option<&Consent> {
         let (member, _) = self.members.get_key_value(did)?;
         self.consents
-            .get(&(member.clone(), template.to_owned()))
+            .get(&(member.clone(), Arc::from(template)))
             .filter(|c| c.granted)
     }
 
@@ -39,7 +39,7 @@ impl State {
     pub fn consenting(&self, template: &str) -> std::collections::BTreeMap<Did, Cid> {
         self.consents
             .iter()
-            .filter(|((did, t), c)| t == template && c.granted && self.members.contains_key(did))
+            .filter(|((did, t), c)| **t == *template && c.granted && self.members.contains_key(did))
             .map(|((did, _), c)| (did.clone(), c.op))
             .collect()
     }
@@ -62,7 +62,7 @@ impl State {
     /// A write's `rev` must be above the register's in the op's causal past.
     pub(super) fn check_consent(&self, author: &Did, b: &ConsentBody) -> Result<(), Reason> {
         for t in &b.templates {
-            if let Some(c) = self.consents.get(&(author.clone(), t.clone()))
+            if let Some(c) = self.consents.get(&(author.clone(), Arc::from(t.as_str())))
                 && b.rev <= c.rev
             {
                 return Err(Reason::StaleRev {
@@ -84,15 +84,19 @@ impl State {
     ) {
         let scope = b.scope.clone().map(Arc::new);
         for t in &b.templates {
-            let key = (author.clone(), t.clone());
+            let key: ConsentKey = (author.clone(), Arc::from(t.as_str()));
             let wins = match self.consents.get(&key) {
                 None => true,
                 // Last writer wins by rev; at equal revs a revoke wins, then the larger CID.
-                Some(c) => (b.rev, !granted, id.to_bytes()) > (c.rev, !c.granted, c.op.to_bytes()),
+                // (Op ids are all CIDv1 DAG-CBOR SHA-256: digest order is their byte order.)
+                Some(c) => {
+                    (b.rev, !granted, id.hash().digest())
+                        > (c.rev, !c.granted, c.op.hash().digest())
+                }
             };
             if wins {
                 self.consents.insert(
-                    key,
+                    key.clone(),
                     Consent {
                         granted,
                         rev: b.rev,
@@ -103,18 +107,16 @@ impl State {
                 );
             }
             if !granted {
-                self.revoke(&author, t, id, causal);
+                self.revoke(key, id, causal);
             }
         }
     }
 
     /// Records a revocation and voids every bundle built on this member's consent to the
     /// template that was not sealed before it: a revocation wins over a concurrent use.
-    fn revoke(&mut self, author: &Did, template: &str, id: Cid, causal: &dyn Causal) {
-        self.revocations
-            .entry((author.clone(), template.to_owned()))
-            .or_default()
-            .insert(id);
+    fn revoke(&mut self, key: ConsentKey, id: Cid, causal: &dyn Causal) {
+        self.revocations.entry(key.clone()).or_default().insert(id);
+        let (author, template) = (&key.0, &*key.1);
         let ids: Vec<Cid> = self.bundles.keys().copied().collect();
         for bid in ids {
             let Some(b) = self.bundles.get(&bid) else {

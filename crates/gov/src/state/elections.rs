@@ -87,8 +87,9 @@ pub struct Election {
     pub tellers: Arc<BTreeSet<Did>>,
     /// The earliest close time, by the tellers' clocks.
     pub closes_after: Datetime,
-    /// Ballots by voter.
-    pub ballots: OrdMap<Did, VoterBallots>,
+    /// Ballots by voter. Each voter's entry is shared, so that copying a node of the map (as
+    /// every ballot after a state checkpoint does) copies no vectors.
+    pub ballots: OrdMap<Did, Arc<VoterBallots>>,
     /// Each teller's seal: (seal op, ballot set, result).
     pub seals: OrdMap<Did, SealEntry>,
     /// Tellers who sealed twice with different contents: their seals count for nothing.
@@ -238,7 +239,7 @@ pub struct Proposal {
 }
 
 impl State {
-    fn election(&self, id: &Cid) -> Result<&Election, Reason> {
+    pub(super) fn election(&self, id: &Cid) -> Result<&Election, Reason> {
         self.elections.get(id).ok_or(Reason::UnknownRef("election"))
     }
 
@@ -404,10 +405,13 @@ impl State {
         let Some(e) = self.elections.get_mut(&b.election.0) else {
             return;
         };
-        let entry = e.ballots.entry(author).or_insert_with(|| VoterBallots {
-            rev: b.rev,
-            ballots: Vec::new(),
-        });
+        let entry = Arc::make_mut(e.ballots.entry(author).or_insert_with(|| {
+            Arc::new(VoterBallots {
+                rev: b.rev,
+                // Almost always one ballot: room for one, not the four a first push makes.
+                ballots: Vec::with_capacity(1),
+            })
+        }));
         if b.rev > entry.rev {
             entry.rev = b.rev;
             entry.ballots.clear();

@@ -57,6 +57,12 @@ const WHOLE_BP: u64 = 10_000;
 /// ([`State::may_accept_join`]).
 pub const MAX_CLOCK_SKEW_MICROS: i64 = 5 * 60 * 1_000_000;
 
+/// A consent register's key: the member and the template id. Both are shared strings, so
+/// that copying a node of a state's map (as every write after a checkpoint does) copies no
+/// string: with an owned `String` id, replaying a large log spent much of its time
+/// allocating and freeing the copies.
+pub type ConsentKey = (Did, Arc<str>);
+
 /// A member's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -127,9 +133,9 @@ pub struct State {
     /// Join requests awaiting admission: join op id → candidate DID.
     pub candidates: OrdMap<Cid, Did>,
     /// Consent registers by (member DID, template id).
-    pub consents: OrdMap<(Did, String), Consent>,
+    pub consents: OrdMap<ConsentKey, Consent>,
     /// Every revoke op by (member DID, template id), for the bundle rule.
-    pub revocations: OrdMap<(Did, String), OrdSet<Cid>>,
+    pub revocations: OrdMap<ConsentKey, OrdSet<Cid>>,
     /// Proposals (amendments, removals by vote, join requests under a vote) by op id.
     pub proposals: OrdMap<Cid, Proposal>,
     /// Elections by open op id.
@@ -280,6 +286,42 @@ impl State {
             }
             OpBody::BundleApproval(b) => self.check_approval(author, b, causal)?,
             OpBody::AgreementCountersign(b) => self.check_countersign(author, b)?,
+            _ => {}
+        }
+        Ok(meta)
+    }
+
+    /// True if [`State::check_past`] computes facts of `op`'s past that the fold needs (its
+    /// [`Meta`]); for any other op it returns `Meta::default()` when it passes. A log loaded
+    /// from its own store computes only these ops' facts again ([`State::past_meta`]).
+    pub fn needs_past_meta(op: &SignedOp) -> bool {
+        matches!(
+            op.body(),
+            OpBody::Remove(_)
+                | OpBody::ElectionOpen(_)
+                | OpBody::Seal(_)
+                | OpBody::BundleProposal(_)
+        )
+    }
+
+    /// The [`Meta`] that [`State::check_past`] returns for an op that passes it, computed
+    /// without checking the op (for an op the log accepted before: its own store's). A seal's
+    /// ballot set is not hashed and its tally not counted, which is most of a large
+    /// election's seal check. An op whose facts cannot be computed (which `check_past` would
+    /// have refused) is an error, as there.
+    pub fn past_meta(&self, op: &SignedOp) -> Result<Meta, Reason> {
+        let mut meta = Meta::default();
+        match op.body() {
+            OpBody::Remove(_) => meta.direct_removal = self.charter()?.removal_bp.is_none(),
+            OpBody::ElectionOpen(_) => {
+                meta.electorate = Some(Arc::new(self.members.keys().cloned().collect()));
+            }
+            OpBody::Seal(b) => {
+                meta.ballots = Some(Arc::new(self.election(&b.election.0)?.counted()))
+            }
+            OpBody::BundleProposal(b) => {
+                meta.contributors = Some(self.check_proposal(op, b)?);
+            }
             _ => {}
         }
         Ok(meta)
