@@ -154,6 +154,13 @@ pub struct Log {
     /// such an op is not checked against its past again unless the fold needs facts of that
     /// past ([`State::needs_past_meta`]). The fold still authorises every op.
     trusting_store: bool,
+    /// True while [`Log::load_with`] inserts: accepted ops are not counted as unsaved (a
+    /// load's log starts with none).
+    loading: bool,
+    /// True while a large log from this node's store loads, except shortly before an op that
+    /// asks for the state of its past and near the end: only the sparse checkpoints are
+    /// taken (see [`Log::load_with`]).
+    sparse_checkpoints: bool,
 }
 
 impl Causal for Log {
@@ -193,6 +200,8 @@ impl Log {
             rejected_order: VecDeque::new(),
             unsaved: Vec::new(),
             trusting_store: false,
+            loading: false,
+            sparse_checkpoints: false,
         }
     }
 
@@ -449,18 +458,26 @@ impl Log {
             self.heads.remove(p);
         }
         self.heads.insert(id);
-        let author = op.author().to_owned();
         let target = match op.body() {
             OpBody::Remove(r) if meta.direct_removal => Some(r.member.to_string()),
             _ => None,
         };
-        let mine = self.by_author.entry(author.clone()).or_default();
-        // Most authors write a few ops: grow short lists one at a time (long ones double).
-        if mine.len() < 8 {
-            mine.reserve_exact(1);
+        // (The author's id is copied only for a new author: most ops are by known ones.)
+        if !self.by_author.contains_key(op.author()) {
+            self.by_author.insert(op.author().to_owned(), Vec::new());
         }
-        mine.push(digest);
-        self.unsaved.push(id);
+        if let Some(mine) = self.by_author.get_mut(op.author()) {
+            // Most authors write a few ops: grow short lists one at a time (long ones double).
+            if mine.len() < 8 {
+                mine.reserve_exact(1);
+            }
+            mine.push(digest);
+        }
+        // Removals of the author (this op, if it removes its own author, is left out below).
+        let author_removals = self.removals.get(op.author()).cloned();
+        if !self.loading {
+            self.unsaved.push(id);
+        }
         self.ops.insert(id, Entry { op, pos: k, meta });
 
         // The removal rule: ops newly suppressed move the refold's start back.
@@ -481,7 +498,7 @@ impl Log {
             }
             self.removals.entry(target).or_default().push(id);
         }
-        if let Some(removals) = self.removals.get(&author).cloned() {
+        if let Some(removals) = author_removals {
             let concurrent: Vec<Cid> = removals
                 .into_iter()
                 .filter(|r| *r != id && !self.is_ancestor(r, &id))
@@ -521,7 +538,8 @@ impl Log {
             }
             self.fold_one(&mut state, &id);
             let at = t + 1;
-            if at % self.checkpoint_every == 0 {
+            let sparse = self.checkpoint_every.saturating_mul(SPARSE_EVERY).max(1);
+            if at % self.checkpoint_every == 0 && (!self.sparse_checkpoints || at % sparse == 0) {
                 // Without tracked heads this is the tip path, where `at` is the whole log.
                 let h = match heads.as_ref() {
                     Some(h) => h.iter().copied().collect(),
@@ -696,6 +714,7 @@ impl Log {
         use rayon::prelude::*;
         let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
         log.trusting_store = trusting_store;
+        log.loading = true;
         let ops: Vec<&[u8]> = ops.into_iter().collect();
         // The op map at its final size at once: growing it by doubling copied every entry
         // into fresh pages again and again (~5 % of a 1 M-op load).
@@ -710,24 +729,53 @@ impl Log {
             let decode_chunk = |chunk: &[&[u8]]| -> Vec<Option<SignedOp>> {
                 chunk.par_iter().map(|bytes| decode(bytes).ok()).collect()
             };
+            let total = ops.len();
+            let mut done = 0;
             let mut chunks = ops.chunks(chunk);
             let mut next = chunks.next().map(decode_chunk);
             while let Some(current) = next.take() {
                 let following = chunks.next();
+                // From this node's store, ops come in the log's order and each is appended at
+                // the end, so only the ops that ask for the state of their past
+                // ([`State::needs_past_meta`], about one in a thousand) use the dense
+                // checkpoints: they are taken only in the `dense` positions before such an op
+                // (and before the end of each chunk, whose next chunk is not decoded yet,
+                // and of the log). Every dense checkpoint makes the running state copy the
+                // map nodes it next writes, a copy for almost every op (~25 % of a 1 M-op
+                // load). The checkpoints left at the end are those a log built op by op keeps.
+                let dense = (DENSE_CHECKPOINTS + 1) * log.checkpoint_every;
+                let needs_past: Vec<usize> = current
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, op)| op.as_ref().is_some_and(State::needs_past_meta))
+                    .map(|(j, _)| j)
+                    .collect();
+                let len = current.len();
                 next = std::thread::scope(|scope| {
                     let decoding = scope.spawn(|| following.map(decode_chunk));
-                    for op in current.into_iter().flatten() {
-                        log.insert(op, 0);
+                    let mut upcoming = needs_past.iter().peekable();
+                    for (j, op) in current.into_iter().enumerate() {
+                        while upcoming.next_if(|&&m| m < j).is_some() {}
+                        let soon = upcoming.peek().is_some_and(|&&m| m - j <= dense)
+                            || len - j <= dense
+                            || total - (done + j) <= dense;
+                        log.sparse_checkpoints = trusting_store && !soon;
+                        if let Some(op) = op {
+                            log.insert(op, 0);
+                        }
                     }
                     // A panic while decoding is a bug; it resumes here rather than being lost.
                     decoding
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 });
+                done += len;
             }
         }
-        // Ops inserted from here on (from peers) are checked in full.
+        // Ops inserted from here on (from peers) are checked in full, with every checkpoint.
         log.trusting_store = false;
+        log.sparse_checkpoints = false;
+        log.loading = false;
         log.pending.clear();
         log.pending_index.clear();
         log.waiting_on.clear();

@@ -1163,6 +1163,17 @@ fn past_meta_is_what_check_past_returns() {
     assert!(with_meta > 10, "{with_meta} ops with facts of their past");
 }
 
+/// Cuts of a log to ask for its state at: each of the last 200 ops' prev, and each of those
+/// ops alone.
+fn cuts(log: &Log) -> Vec<Vec<Cid>> {
+    let ops = log.ops_in_order();
+    let from = ops.len().saturating_sub(200);
+    ops[from..]
+        .iter()
+        .flat_map(|op| [op.prev().to_vec(), vec![*op.id()]])
+        .collect()
+}
+
 /// `Log::load` decoding chunks on other threads while it inserts gives the log that inserting
 /// op by op gives, whatever the chunk size (4 096 in use; small here, so that a small history
 /// crosses many chunks), in the export order and in a shuffled one, with a corrupt op left out.
@@ -1181,13 +1192,19 @@ fn a_load_in_parallel_chunks_is_the_log_built_op_by_op() {
     };
     let mut bytes: Vec<Vec<u8>> = one_by_one.export().iter().map(|b| b.to_vec()).collect();
     assert!(bytes.len() > 100, "{} ops", bytes.len());
+    // Chunks of 300 and 1 000 are larger than the dense window (72 positions), so a trusting
+    // load takes only sparse checkpoints in most of them.
     for trusting in [false, true] {
-        for chunk in [1, 7, 64, usize::MAX] {
+        for chunk in [1, 7, 64, 300, 1000, usize::MAX] {
             let loaded = load(&bytes, chunk, trusting);
             let at = format!("chunk {chunk}, trusting {trusting}");
             assert_eq!(loaded.export(), one_by_one.export(), "{at}");
             assert_eq!(loaded.state(), one_by_one.state(), "{at}");
             assert_eq!(loaded.heads(), one_by_one.heads(), "{at}");
+            // The checkpoints left at the end answer for any cut as the other log's do.
+            for cut in cuts(&one_by_one) {
+                assert_eq!(loaded.state_at(&cut), one_by_one.state_at(&cut), "{at}");
+            }
         }
     }
     // Shuffled (parents after children at times) and with one corrupt op: the same log,
