@@ -104,6 +104,13 @@ struct Entry {
     /// Its index in the order.
     pos: usize,
     meta: Meta,
+    /// When it entered this log (a count of the ops before it: local, unlike `pos`, and
+    /// never changed).
+    seq: u64,
+    /// Every op with a `seq` below this is a strict ancestor of this op. An op that extends
+    /// every head has its own `seq` (every op then in the log is in its past); another has
+    /// its parents' greatest. It answers most [`Log::is_ancestor`] questions without a walk.
+    floor: u64,
 }
 
 /// The running state after the first `at` ops of the order.
@@ -149,6 +156,8 @@ pub struct Log {
     rejected_order: VecDeque<Cid>,
     /// Ops accepted since the last save, in the order accepted.
     unsaved: Vec<Cid>,
+    /// How many ops entered this log (the next op's [`Entry::seq`]).
+    entered: u64,
     /// True only while [`Log::load_trusted`] inserts ops this node's store holds: the store
     /// holds only ops the log accepted, and acceptance depends on an op's past alone, so
     /// such an op is not checked against its past again unless the fold needs facts of that
@@ -199,6 +208,7 @@ impl Log {
             rejected: HashMap::default(),
             rejected_order: VecDeque::new(),
             unsaved: Vec::new(),
+            entered: 0,
             trusting_store: false,
             loading: false,
             sparse_checkpoints: false,
@@ -454,6 +464,17 @@ impl Log {
                 e.pos = t;
             }
         }
+        let extends_every_head = self.heads.iter().all(|h| op.prev().contains(h));
+        let floor = if extends_every_head {
+            self.entered
+        } else {
+            op.prev()
+                .iter()
+                .filter_map(|p| self.ops.get(p))
+                .map(|e| e.floor)
+                .max()
+                .unwrap_or(0)
+        };
         for p in op.prev() {
             self.heads.remove(p);
         }
@@ -478,21 +499,44 @@ impl Log {
         if !self.loading {
             self.unsaved.push(id);
         }
-        self.ops.insert(id, Entry { op, pos: k, meta });
+        let seq = self.entered;
+        self.entered += 1;
+        self.ops.insert(
+            id,
+            Entry {
+                op,
+                pos: k,
+                meta,
+                seq,
+                floor,
+            },
+        );
 
         // The removal rule: ops newly suppressed move the refold's start back.
         let mut dirty = k;
         if let Some(target) = target {
             if let Some(theirs) = self.by_author.get(&target) {
-                let theirs: Vec<Cid> = theirs.iter().map(op_id).collect();
-                // The removal's past, walked only down to the removed member's first op.
-                let lo = self.lowest_pos(&theirs);
-                let mut past = PastWalk::new(self, &[id]);
-                past.lower_to(self, lo);
-                for y in theirs {
-                    if y != id && !self.pos_of(&y).is_some_and(|p| past.contains(p)) {
-                        self.suppressed.entry(y).or_default().push(id);
-                        dirty = dirty.min(self.pos_of(&y).unwrap_or(0));
+                // The removed member's ops that the removal's floor does not place in its past
+                // (its floor is that of the op that extended every head last: often all).
+                let unsure: Vec<Cid> = theirs
+                    .iter()
+                    .filter(|y| {
+                        self.ops
+                            .get_digest(y)
+                            .is_none_or(|e| e.seq >= floor || e.op.id() == &id)
+                    })
+                    .map(op_id)
+                    .collect();
+                if !unsure.is_empty() {
+                    // The removal's past, walked only down to the lowest of those.
+                    let lo = self.lowest_pos(&unsure);
+                    let mut past = PastWalk::new(self, &[id]);
+                    past.lower_to(self, lo);
+                    for y in unsure {
+                        if y != id && !self.pos_of(&y).is_some_and(|p| past.contains(p)) {
+                            self.suppressed.entry(y).or_default().push(id);
+                            dirty = dirty.min(self.pos_of(&y).unwrap_or(0));
+                        }
                     }
                 }
             }
@@ -848,23 +892,25 @@ impl Log {
         seen
     }
 
-    /// True if `a` is a strict ancestor of `b`. Only the ops between the two in the order are
-    /// visited.
+    /// True if `a` is a strict ancestor of `b`. Most answers come from `b`'s floor (see
+    /// [`Entry::floor`]); otherwise the walk from `b` stops at the first op whose floor
+    /// answers, and visits only the ops between the two in the order.
     pub fn is_ancestor(&self, a: &Cid, b: &Cid) -> bool {
         if a == b {
             return false;
         }
-        let (Some(pa), Some(pb)) = (self.pos_of(a), self.pos_of(b)) else {
+        let (Some(ea), Some(eb)) = (self.ops.get(a), self.ops.get(b)) else {
             return false;
         };
-        if pa > pb {
+        let pa = ea.pos;
+        if pa > eb.pos {
             return false;
         }
-        let Some(e) = self.ops.get(b) else {
-            return false;
-        };
+        if ea.seq < eb.floor {
+            return true;
+        }
         let mut seen = FxHashSet::default();
-        let mut stack: Vec<Cid> = e.op.prev().to_vec();
+        let mut stack: Vec<Cid> = eb.op.prev().to_vec();
         while let Some(id) = stack.pop() {
             if id == *a {
                 return true;
@@ -873,6 +919,9 @@ impl Log {
                 continue;
             }
             if let Some(e) = self.ops.get(&id) {
+                if ea.seq < e.floor {
+                    return true;
+                }
                 stack.extend(
                     e.op.prev()
                         .iter()

@@ -1140,6 +1140,40 @@ fn random_log(mut seed: u64, n: usize) -> (Cid, Log) {
     (id, log)
 }
 
+/// `Log::is_ancestor` (which answers most questions from the ops' floors) agrees with the
+/// ancestor sets walked in full, in a log built op by op (concurrent ops landing inside the
+/// order), one loaded from its export, and one whose ops arrived children first.
+#[test]
+fn is_ancestor_agrees_with_the_ancestor_sets() {
+    let (id, built) = random_log(31, 1200);
+    let bytes: Vec<Vec<u8>> = built.export().iter().map(|b| b.to_vec()).collect();
+    let loaded = Log::load_trusted(id, bytes.iter().map(Vec::as_slice));
+    let reversed = Log::load(id, bytes.iter().rev().map(Vec::as_slice));
+    let ids: Vec<Cid> = built.ops_in_order().iter().map(|op| *op.id()).collect();
+    assert!(ids.len() > 200, "{} ops", ids.len());
+    let mut x: u64 = 7;
+    let (mut yes, mut no) = (0, 0);
+    for b in ids.iter().step_by(7) {
+        let past = built.ancestors(&[*b]);
+        for _ in 0..20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let a = &ids[(x % ids.len() as u64) as usize];
+            let expected = a != b && past.contains(a);
+            if expected {
+                yes += 1
+            } else {
+                no += 1
+            }
+            for log in [&built, &loaded, &reversed] {
+                assert_eq!(log.is_ancestor(a, b), expected, "{a} before {b}");
+            }
+        }
+    }
+    assert!(yes > 100 && no > 100, "{yes} ancestors, {no} not");
+}
+
 /// What a log loaded from its own store computes for an op instead of checking it against
 /// its past (`State::past_meta`) is what that check returns, for every op of a random
 /// history (seals, elections, removals and proposals among them).
