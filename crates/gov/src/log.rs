@@ -76,6 +76,11 @@ const DENSE_CHECKPOINTS: usize = 8;
 /// Older checkpoints are kept at every `CHECKPOINT_EVERY * SPARSE_EVERY` positions.
 const SPARSE_EVERY: usize = 64;
 
+/// While a log loads from the node's own store, far from the end and from any op that asks
+/// for the state of its past, a checkpoint is taken only every this many positions (a
+/// multiple of `CHECKPOINT_EVERY * SPARSE_EVERY`).
+const LOAD_FALLBACK_EVERY: usize = 65_536;
+
 /// What [`Log::insert`] did with an op.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
@@ -166,10 +171,10 @@ pub struct Log {
     /// True while [`Log::load_with`] inserts: accepted ops are not counted as unsaved (a
     /// load's log starts with none).
     loading: bool,
-    /// True while a large log from this node's store loads, except shortly before an op that
-    /// asks for the state of its past and near the end: only the sparse checkpoints are
-    /// taken (see [`Log::load_with`]).
-    sparse_checkpoints: bool,
+    /// While a large log from this node's store loads, except shortly before an op that asks
+    /// for the state of its past: the spacing of the checkpoints taken, rather than every
+    /// `checkpoint_every` positions (see [`Log::load_with`]).
+    load_checkpoint_every: Option<usize>,
 }
 
 impl Causal for Log {
@@ -211,7 +216,7 @@ impl Log {
             entered: 0,
             trusting_store: false,
             loading: false,
-            sparse_checkpoints: false,
+            load_checkpoint_every: None,
         }
     }
 
@@ -582,8 +587,11 @@ impl Log {
             }
             self.fold_one(&mut state, &id);
             let at = t + 1;
-            let sparse = self.checkpoint_every.saturating_mul(SPARSE_EVERY).max(1);
-            if at % self.checkpoint_every == 0 && (!self.sparse_checkpoints || at % sparse == 0) {
+            let every = self
+                .load_checkpoint_every
+                .unwrap_or(self.checkpoint_every)
+                .max(1);
+            if at % every == 0 {
                 // Without tracked heads this is the tip path, where `at` is the whole log.
                 let h = match heads.as_ref() {
                     Some(h) => h.iter().copied().collect(),
@@ -773,37 +781,56 @@ impl Log {
             let decode_chunk = |chunk: &[&[u8]]| -> Vec<Option<SignedOp>> {
                 chunk.par_iter().map(|bytes| decode(bytes).ok()).collect()
             };
+            // From this node's store, ops come in the log's order and each is appended at the
+            // end, so only the ops that ask for the state of their past
+            // ([`State::needs_past_meta`], about one in a thousand) use the dense checkpoints:
+            // they are taken only in the `dense` positions before such an op and before the
+            // end. Every checkpoint makes the running state copy each map node it next
+            // writes: dense ones, a copy for almost every op (~25 % of a 1 M-op load; with
+            // 50 000 members the consent map has thousands of leaves, so even a checkpoint
+            // every 8 192 positions costs a copy for most writes). Elsewhere a checkpoint is
+            // taken every `LOAD_FALLBACK_EVERY` positions (an op whose past is found further
+            // back than the dense window is refolded from there), and at the sparse spacing
+            // in the positions whose sparse checkpoints a log keeps: the checkpoints left at
+            // the end are those a log built op by op keeps.
             let total = ops.len();
+            let dense = (DENSE_CHECKPOINTS + 1) * log.checkpoint_every;
+            let sparse = log.checkpoint_every * SPARSE_EVERY;
+            let kept = sparse * log.checkpoints_kept + dense;
+            let spacing = |metas: &[usize], j: usize, at: usize| {
+                let soon = metas
+                    .get(metas.partition_point(|&m| m < j))
+                    .is_some_and(|&m| m - j <= dense);
+                if !trusting_store || soon || total - at <= dense {
+                    None
+                } else if total - at <= kept {
+                    Some(sparse)
+                } else {
+                    Some(LOAD_FALLBACK_EVERY)
+                }
+            };
+            let needing_past = |ops: &[Option<SignedOp>], offset: usize| -> Vec<usize> {
+                ops.iter()
+                    .enumerate()
+                    .filter(|(_, op)| op.as_ref().is_some_and(State::needs_past_meta))
+                    .map(|(j, _)| offset + j)
+                    .collect()
+            };
             let mut done = 0;
             let mut chunks = ops.chunks(chunk);
             let mut next = chunks.next().map(decode_chunk);
             while let Some(current) = next.take() {
                 let following = chunks.next();
-                // From this node's store, ops come in the log's order and each is appended at
-                // the end, so only the ops that ask for the state of their past
-                // ([`State::needs_past_meta`], about one in a thousand) use the dense
-                // checkpoints: they are taken only in the `dense` positions before such an op
-                // (and before the end of each chunk, whose next chunk is not decoded yet,
-                // and of the log). Every dense checkpoint makes the running state copy the
-                // map nodes it next writes, a copy for almost every op (~25 % of a 1 M-op
-                // load). The checkpoints left at the end are those a log built op by op keeps.
-                let dense = (DENSE_CHECKPOINTS + 1) * log.checkpoint_every;
-                let needs_past: Vec<usize> = current
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, op)| op.as_ref().is_some_and(State::needs_past_meta))
-                    .map(|(j, _)| j)
-                    .collect();
                 let len = current.len();
+                let mut metas = needing_past(&current, 0);
+                // The last `dense` ops look ahead into the next chunk: they are inserted once
+                // it is decoded.
+                let split = len.saturating_sub(dense);
+                let mut ops = current.into_iter().enumerate();
                 next = std::thread::scope(|scope| {
                     let decoding = scope.spawn(|| following.map(decode_chunk));
-                    let mut upcoming = needs_past.iter().peekable();
-                    for (j, op) in current.into_iter().enumerate() {
-                        while upcoming.next_if(|&&m| m < j).is_some() {}
-                        let soon = upcoming.peek().is_some_and(|&&m| m - j <= dense)
-                            || len - j <= dense
-                            || total - (done + j) <= dense;
-                        log.sparse_checkpoints = trusting_store && !soon;
+                    for (j, op) in ops.by_ref().take(split) {
+                        log.load_checkpoint_every = spacing(&metas, j, done + j);
                         if let Some(op) = op {
                             log.insert(op, 0);
                         }
@@ -813,12 +840,22 @@ impl Log {
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 });
+                if let Some(following) = &next {
+                    let head = &following[..following.len().min(dense)];
+                    metas.extend(needing_past(head, len));
+                }
+                for (j, op) in ops {
+                    log.load_checkpoint_every = spacing(&metas, j, done + j);
+                    if let Some(op) = op {
+                        log.insert(op, 0);
+                    }
+                }
                 done += len;
             }
         }
         // Ops inserted from here on (from peers) are checked in full, with every checkpoint.
         log.trusting_store = false;
-        log.sparse_checkpoints = false;
+        log.load_checkpoint_every = None;
         log.loading = false;
         log.pending.clear();
         log.pending_index.clear();

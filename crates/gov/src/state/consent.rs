@@ -85,26 +85,27 @@ impl State {
         let scope = b.scope.clone().map(Arc::new);
         for t in &b.templates {
             let key: ConsentKey = (author.clone(), Arc::from(t.as_str()));
-            let wins = match self.consents.get(&key) {
-                None => true,
+            let written = Consent {
+                granted,
+                rev: b.rev,
+                scope: scope.clone(),
+                effective_from: Some(b.effective_from.clone()),
+                op: id,
+            };
+            // One search of the map, not a lookup and then an insert.
+            match self.consents.get_mut(&key) {
                 // Last writer wins by rev; at equal revs a revoke wins, then the larger CID.
                 // (Op ids are all CIDv1 DAG-CBOR SHA-256: digest order is their byte order.)
                 Some(c) => {
-                    (b.rev, !granted, id.hash().digest())
+                    if (b.rev, !granted, id.hash().digest())
                         > (c.rev, !c.granted, c.op.hash().digest())
+                    {
+                        *c = written;
+                    }
                 }
-            };
-            if wins {
-                self.consents.insert(
-                    key.clone(),
-                    Consent {
-                        granted,
-                        rev: b.rev,
-                        scope: scope.clone(),
-                        effective_from: Some(b.effective_from.clone()),
-                        op: id,
-                    },
-                );
+                None => {
+                    self.consents.insert(key.clone(), written);
+                }
             }
             if !granted {
                 self.revoke(key, id, causal);
