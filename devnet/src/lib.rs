@@ -101,6 +101,17 @@ impl Node {
         self.dir.join("node.log")
     }
 
+    /// The last `n` lines of its log (or why they cannot be read).
+    pub fn log_tail(&self, n: usize) -> String {
+        match std::fs::read_to_string(self.log()) {
+            Ok(text) => {
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(n)..].join("\n")
+            }
+            Err(e) => format!("(cannot read it: {e})"),
+        }
+    }
+
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -245,9 +256,12 @@ impl Devnet {
             if let Some(c) = self.nodes[i].child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
+                // The log's end in the error itself: a test's devnet directory is often
+                // gone by the time anyone reads it.
                 bail!(
-                    "{name} exited at start ({status}); see {}",
-                    self.nodes[i].log().display()
+                    "{name} exited at start ({status}); see {}; it ends:\n{}",
+                    self.nodes[i].log().display(),
+                    self.nodes[i].log_tail(20)
                 );
             }
             if let Ok(url) = std::fs::read_to_string(&addr_file) {
