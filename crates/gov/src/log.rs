@@ -610,8 +610,19 @@ impl Log {
     }
 
     /// Keeps the most recent checkpoints dense and older ones sparse, at most
-    /// `checkpoints_kept` in all.
+    /// `checkpoints_kept` in all; while a log loads far from its end (fallback checkpoints
+    /// only, see [`Log::load_with`]), only the `DENSE_CHECKPOINTS` most recent: fallback
+    /// checkpoints lie so far apart that each shares almost no map node with the next
+    /// (30–50 MB each with 50 000 members), and none of them is kept at the end anyway.
     fn thin_checkpoints(&mut self) {
+        let kept = if self
+            .load_checkpoint_every
+            .is_some_and(|every| every >= LOAD_FALLBACK_EVERY)
+        {
+            DENSE_CHECKPOINTS
+        } else {
+            self.checkpoints_kept
+        };
         let dense_from = self.checkpoints.len().saturating_sub(DENSE_CHECKPOINTS);
         let sparse = self.checkpoint_every.saturating_mul(SPARSE_EVERY).max(1);
         let mut i = 0;
@@ -620,7 +631,7 @@ impl Log {
             i += 1;
             keep
         });
-        while self.checkpoints.len() > self.checkpoints_kept {
+        while self.checkpoints.len() > kept {
             self.checkpoints.pop_front();
         }
     }
