@@ -1143,7 +1143,8 @@ fn read_history(path: &std::ffi::OsStr) -> Vec<Vec<u8>> {
 /// must enter the log, and the state and heads must be the generator's.
 ///
 /// Writing the history takes as long as inserting it, so it can be kept:
-/// `GUILD_BENCH_REPLAY_WRITE=<file>` writes the ops (in the log's order) to a file, and
+/// `GUILD_BENCH_REPLAY_WRITE=<file>` writes the ops (in the log's order, or with
+/// `GUILD_BENCH_REPLAY_ORDER=accepted` in the order accepted) to a file, and
 /// `GUILD_BENCH_REPLAY_FILE=<file>` replays that file instead of writing a history (then
 /// only "every op entered, none pending" is checked).
 fn replay_1m(_: &mut Criterion) {
@@ -1169,7 +1170,25 @@ fn replay_1m(_: &mut Criterion) {
             let g = Gen::with_ops(size);
             g.report(&format!("~{size}"), t0.elapsed());
             eprintln!("RSS with the generator's log: {} MiB", rss_mib());
-            let stored: Vec<Vec<u8>> = g.log.export().into_iter().map(<[u8]>::to_vec).collect();
+            // `GUILD_BENCH_REPLAY_ORDER=accepted`: the ops in the order the generator's log
+            // accepted them, as a node's store holds them (a concurrent op can land before
+            // ops accepted earlier), not in the log's order.
+            let stored: Vec<Vec<u8>> =
+                if std::env::var("GUILD_BENCH_REPLAY_ORDER").is_ok_and(|o| o == "accepted") {
+                    assert_eq!(
+                        g.log.unsaved().len(),
+                        g.log.len(),
+                        "the generator never saved"
+                    );
+                    g.log
+                        .unsaved()
+                        .iter()
+                        .filter_map(|id| g.log.get(id))
+                        .map(|op| op.bytes().to_vec())
+                        .collect()
+                } else {
+                    g.log.export().into_iter().map(<[u8]>::to_vec).collect()
+                };
             // Only the state and heads are kept, so that two large logs never coexist.
             (stored, Some((g.log.state(), g.log.heads())))
         }

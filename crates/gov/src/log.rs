@@ -81,6 +81,63 @@ const SPARSE_EVERY: usize = 64;
 /// multiple of `CHECKPOINT_EVERY * SPARSE_EVERY`).
 const LOAD_FALLBACK_EVERY: usize = 65_536;
 
+/// How many ops [`Reorder`] holds back while a log loads from the node's own store.
+const REORDER_WINDOW: usize = 1024;
+
+/// Puts ops that come in the order a node accepted them back in the log's order, within a
+/// window of recent positions: each op is placed by the log's own rule (after its last parent
+/// in the window, before the first later op with a greater digest), and the window's first op
+/// leaves once it holds more than `window`. An op whose place is before the window (it is
+/// concurrent with ops that already left) goes last in it; the log then places it itself
+/// (and refolds). Pure: it only reorders, and every op that enters leaves exactly once.
+pub(crate) struct Reorder {
+    window: VecDeque<(Digest, SignedOp)>,
+    size: usize,
+}
+
+impl Reorder {
+    pub(crate) fn new(size: usize) -> Reorder {
+        Reorder {
+            window: VecDeque::new(),
+            size,
+        }
+    }
+
+    /// Takes a decoded chunk and returns the ops that leave the window meanwhile, in order
+    /// (ops that did not decode are dropped: the log would leave them out anyway).
+    pub(crate) fn feed(&mut self, ops: Vec<Option<SignedOp>>) -> Vec<Option<SignedOp>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops.into_iter().flatten() {
+            if self.size == 0 {
+                out.push(Some(op));
+                continue;
+            }
+            let digest = op_digest(op.id());
+            let parents: Vec<Digest> = op.prev().iter().map(op_digest).collect();
+            let after = self
+                .window
+                .iter()
+                .rposition(|(d, _)| parents.contains(d))
+                .map_or(0, |i| i + 1);
+            let k = (after..self.window.len())
+                .find(|&t| self.window[t].0 > digest)
+                .unwrap_or(self.window.len());
+            self.window.insert(k, (digest, op));
+            while self.window.len() > self.size {
+                if let Some((_, op)) = self.window.pop_front() {
+                    out.push(Some(op));
+                }
+            }
+        }
+        out
+    }
+
+    /// The ops still in the window, in order.
+    pub(crate) fn flush(&mut self) -> Vec<Option<SignedOp>> {
+        self.window.drain(..).map(|(_, op)| Some(op)).collect()
+    }
+}
+
 /// What [`Log::insert`] did with an op.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
@@ -828,8 +885,13 @@ impl Log {
                     .collect()
             };
             let mut done = 0;
+            // A node's store holds ops in the order accepted, where a concurrent op can come
+            // after ops that precede it in the log's order; inserted as stored, it would land
+            // inside the order and refold from a checkpoint far back. The ops are put back in
+            // the log's order first, within a window (see `Reorder`).
+            let mut reorder = Reorder::new(if trusting_store { REORDER_WINDOW } else { 0 });
             let mut chunks = ops.chunks(chunk);
-            let mut next = chunks.next().map(decode_chunk);
+            let mut next = chunks.next().map(decode_chunk).map(|c| reorder.feed(c));
             while let Some(current) = next.take() {
                 let following = chunks.next();
                 let len = current.len();
@@ -838,7 +900,7 @@ impl Log {
                 // it is decoded.
                 let split = len.saturating_sub(dense);
                 let mut ops = current.into_iter().enumerate();
-                next = std::thread::scope(|scope| {
+                let decoded = std::thread::scope(|scope| {
                     let decoding = scope.spawn(|| following.map(decode_chunk));
                     for (j, op) in ops.by_ref().take(split) {
                         log.load_checkpoint_every = spacing(&metas, j, done + j);
@@ -851,6 +913,11 @@ impl Log {
                         .join()
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 });
+                next = match decoded {
+                    Some(c) => Some(reorder.feed(c)),
+                    // The window's last ops, once every chunk went through it.
+                    None => Some(reorder.flush()).filter(|rest| !rest.is_empty()),
+                };
                 if let Some(following) = &next {
                     let head = &following[..following.len().min(dense)];
                     metas.extend(needing_past(head, len));

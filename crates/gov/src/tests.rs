@@ -1174,6 +1174,49 @@ fn is_ancestor_agrees_with_the_ancestor_sets() {
     assert!(yes > 100 && no > 100, "{yes} ancestors, {no} not");
 }
 
+/// `Reorder` puts ops in the order a log accepted them (a concurrent op after ops it
+/// precedes) back in the log's order when its window holds them all, and with any window lets
+/// every op through exactly once; a log loaded from the accepted order is the same log.
+#[test]
+fn reorder_restores_the_log_order_from_the_accepted_one() {
+    use crate::log::Reorder;
+    let (id, log) = random_log(41, 1500);
+    let accepted: Vec<SignedOp> = log
+        .unsaved()
+        .iter()
+        .filter_map(|id| log.get(id))
+        .cloned()
+        .collect();
+    let in_order: Vec<Cid> = log.ops_in_order().iter().map(|op| *op.id()).collect();
+    assert_eq!(accepted.len(), in_order.len());
+    let as_accepted: Vec<Cid> = accepted.iter().map(|op| *op.id()).collect();
+    assert_ne!(
+        as_accepted, in_order,
+        "the history has ops accepted out of the log's order"
+    );
+    for window in [0, 1, 8, 100, 10_000] {
+        let mut reorder = Reorder::new(window);
+        let mut out = Vec::new();
+        for chunk in accepted.chunks(97) {
+            out.extend(reorder.feed(chunk.iter().cloned().map(Some).collect()));
+        }
+        out.extend(reorder.flush());
+        let ids: Vec<Cid> = out.into_iter().flatten().map(|op| *op.id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        let mut expected = in_order.clone();
+        expected.sort();
+        assert_eq!(sorted, expected, "window {window}: every op once");
+        if window >= in_order.len() {
+            assert_eq!(ids, in_order, "window {window}");
+        }
+    }
+    let bytes: Vec<&[u8]> = accepted.iter().map(SignedOp::bytes).collect();
+    let loaded = Log::load_with(id, bytes, &SignedOp::decode, 64, true);
+    assert_eq!(loaded.export(), log.export());
+    assert_eq!(loaded.state(), log.state());
+}
+
 /// What a log loaded from its own store computes for an op instead of checking it against
 /// its past (`State::past_meta`) is what that check returns, for every op of a random
 /// history (seals, elections, removals and proposals among them).
