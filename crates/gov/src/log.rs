@@ -232,6 +232,9 @@ pub struct Log {
     /// for the state of its past: the spacing of the checkpoints taken, rather than every
     /// `checkpoint_every` positions (see [`Log::load_with`]).
     load_checkpoint_every: Option<usize>,
+    /// Set when an op lands inside the order while a log loads: from then on the load takes
+    /// every checkpoint, as a running node does (see [`Log::load_with`]).
+    load_out_of_order: bool,
 }
 
 impl Causal for Log {
@@ -274,6 +277,7 @@ impl Log {
             trusting_store: false,
             loading: false,
             load_checkpoint_every: None,
+            load_out_of_order: false,
         }
     }
 
@@ -519,6 +523,9 @@ impl Log {
         // Every op id is a CIDv1 DAG-CBOR SHA-256: their byte order is their digests' order.
         let digest = op_digest(&id);
         let k = (after..n).find(|&t| self.order[t] > digest).unwrap_or(n);
+        if k < n && self.loading {
+            self.load_out_of_order = true;
+        }
         self.order.insert(k, digest);
         for t in k + 1..self.order.len() {
             let d = self.order[t];
@@ -865,11 +872,11 @@ impl Log {
             let dense = (DENSE_CHECKPOINTS + 1) * log.checkpoint_every;
             let sparse = log.checkpoint_every * SPARSE_EVERY;
             let kept = sparse * log.checkpoints_kept + dense;
-            let spacing = |metas: &[usize], j: usize, at: usize| {
+            let spacing = |metas: &[usize], j: usize, at: usize, out_of_order: bool| {
                 let soon = metas
                     .get(metas.partition_point(|&m| m < j))
                     .is_some_and(|&m| m - j <= dense);
-                if !trusting_store || soon || total - at <= dense {
+                if !trusting_store || soon || total - at <= dense || out_of_order {
                     None
                 } else if total - at <= kept {
                     Some(sparse)
@@ -888,7 +895,9 @@ impl Log {
             // A node's store holds ops in the order accepted, where a concurrent op can come
             // after ops that precede it in the log's order; inserted as stored, it would land
             // inside the order and refold from a checkpoint far back. The ops are put back in
-            // the log's order first, within a window (see `Reorder`).
+            // the log's order first, within a window (see `Reorder`). An op that still lands
+            // inside the order (its place was before the window) makes the load take every
+            // checkpoint from then on (`load_out_of_order`), as a running node does.
             let mut reorder = Reorder::new(if trusting_store { REORDER_WINDOW } else { 0 });
             let mut chunks = ops.chunks(chunk);
             let mut next = chunks.next().map(decode_chunk).map(|c| reorder.feed(c));
@@ -903,7 +912,8 @@ impl Log {
                 let decoded = std::thread::scope(|scope| {
                     let decoding = scope.spawn(|| following.map(decode_chunk));
                     for (j, op) in ops.by_ref().take(split) {
-                        log.load_checkpoint_every = spacing(&metas, j, done + j);
+                        log.load_checkpoint_every =
+                            spacing(&metas, j, done + j, log.load_out_of_order);
                         if let Some(op) = op {
                             log.insert(op, 0);
                         }
@@ -923,7 +933,7 @@ impl Log {
                     metas.extend(needing_past(head, len));
                 }
                 for (j, op) in ops {
-                    log.load_checkpoint_every = spacing(&metas, j, done + j);
+                    log.load_checkpoint_every = spacing(&metas, j, done + j, log.load_out_of_order);
                     if let Some(op) = op {
                         log.insert(op, 0);
                     }
@@ -934,6 +944,7 @@ impl Log {
         // Ops inserted from here on (from peers) are checked in full, with every checkpoint.
         log.trusting_store = false;
         log.load_checkpoint_every = None;
+        log.load_out_of_order = false;
         log.loading = false;
         log.pending.clear();
         log.pending_index.clear();
