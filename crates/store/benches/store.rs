@@ -3,6 +3,14 @@
 //! `guild_repo::Repo::apply` over `Staged` then `RepoStore::commit`, into a 1 000-record repo.
 //!
 //! Run: `cargo bench -p guild-store -- --warm-up-time 1 --measurement-time 5`.
+//!
+//! With `GUILD_BENCH_OPEN_FILE=<history file>` (written by the gov bench's
+//! `GUILD_BENCH_REPLAY_WRITE`, e.g. in the order a node accepted the ops with
+//! `GUILD_BENCH_REPLAY_ORDER=accepted`): only a node's restart path, timed. The ops are
+//! appended to a sled store once (in batches of 10 000, as a node saves them; kept in
+//! `GUILD_BENCH_OPEN_DIR` if set, so that later runs reuse it), then each run opens the store
+//! in a fresh handle and times `stored_ops` and `Log::open` (the reads and `Log::load_trusted`)
+//! separately, `GUILD_BENCH_OPEN_RUNS` times (default 1).
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -148,9 +156,77 @@ fn repo_path(c: &mut Criterion) {
     );
 }
 
+/// The restart path on a large stored log (see the module's doc); nothing without
+/// `GUILD_BENCH_OPEN_FILE`.
+fn open_log(_: &mut Criterion) {
+    use guild_gov::{Log, OpStore};
+    use std::time::Instant;
+    let Some(file) = std::env::var_os("GUILD_BENCH_OPEN_FILE") else {
+        return;
+    };
+    let bytes = std::fs::read(&file).expect("the history file");
+    let mut ops: Vec<&[u8]> = Vec::new();
+    let mut rest = bytes.as_slice();
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let (op, tail) = tail.split_at(u32::from_le_bytes(*len) as usize);
+        ops.push(op);
+        rest = tail;
+    }
+    // The genesis charter is the first op accepted; its id is the collective's.
+    let collective = guild_core::cids::cid_for_cbor(ops[0]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = std::env::var_os("GUILD_BENCH_OPEN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    {
+        let store = SledStore::open(&dir).expect("sled store");
+        let stored = store.stored_ops(&collective).expect("stored ops").len();
+        if stored != ops.len() {
+            let t0 = Instant::now();
+            for batch in ops.chunks(10_000) {
+                let batch: Vec<(Cid, &[u8])> = batch
+                    .iter()
+                    .map(|op| (guild_core::cids::cid_for_cbor(op), *op))
+                    .collect();
+                store.append_ops(&collective, &batch).expect("append");
+            }
+            eprintln!(
+                "open_log: stored {} ops in {:.1} s",
+                ops.len(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let n = ops.len();
+    drop(bytes);
+    let runs: usize = std::env::var("GUILD_BENCH_OPEN_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for run in 0..runs.max(1) {
+        let t0 = Instant::now();
+        let store = SledStore::open(&dir).expect("sled store");
+        let opened = t0.elapsed();
+        let stored = store.stored_ops(&collective).expect("stored ops");
+        let read = t0.elapsed() - opened;
+        drop(stored);
+        let t1 = Instant::now();
+        let log = Log::open(collective, &store).expect("log");
+        let took = t1.elapsed();
+        assert_eq!(log.len(), n, "every stored op enters the log");
+        eprintln!(
+            "open_log run {run}: sled open {:.2} s; reading {n} ops {:.2} s; Log::open \
+             (reading again and loading) {:.2} s",
+            opened.as_secs_f64(),
+            read.as_secs_f64(),
+            took.as_secs_f64()
+        );
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = raw_commit, repo_path
+    targets = raw_commit, repo_path, open_log
 }
 criterion_main!(benches);
