@@ -220,21 +220,25 @@ pub struct Log {
     unsaved: Vec<Cid>,
     /// How many ops entered this log (the next op's [`Entry::seq`]).
     entered: u64,
-    /// True only while [`Log::load_trusted`] inserts ops this node's store holds: the store
-    /// holds only ops the log accepted, and acceptance depends on an op's past alone, so
-    /// such an op is not checked against its past again unless the fold needs facts of that
-    /// past ([`State::needs_past_meta`]). The fold still authorises every op.
+    /// While [`Log::load_with`] inserts (accepted ops are then not counted as unsaved: a
+    /// load's log starts with none); `None` otherwise.
+    loading: Option<Loading>,
+}
+
+/// How a log being loaded inserts its ops.
+#[derive(Debug, Clone, Default)]
+struct Loading {
+    /// The ops are this node's own store's ([`Log::load_trusted`]): the store holds only ops
+    /// the log accepted, and acceptance depends on an op's past alone, so such an op is not
+    /// checked against its past again unless the fold needs facts of that past
+    /// ([`State::needs_past_meta`]). The fold still authorises every op.
     trusting_store: bool,
-    /// True while [`Log::load_with`] inserts: accepted ops are not counted as unsaved (a
-    /// load's log starts with none).
-    loading: bool,
-    /// While a large log from this node's store loads, except shortly before an op that asks
-    /// for the state of its past: the spacing of the checkpoints taken, rather than every
-    /// `checkpoint_every` positions (see [`Log::load_with`]).
-    load_checkpoint_every: Option<usize>,
-    /// Set when an op lands inside the order while a log loads: from then on the load takes
-    /// every checkpoint, as a running node does (see [`Log::load_with`]).
-    load_out_of_order: bool,
+    /// Far from any op that asks for the state of its past, in such a load: the spacing of
+    /// the checkpoints taken, rather than every `checkpoint_every` positions.
+    checkpoint_every: Option<usize>,
+    /// An op landed inside the order: from then on the load takes every checkpoint, as a
+    /// running node does.
+    out_of_order: bool,
 }
 
 impl Causal for Log {
@@ -274,10 +278,7 @@ impl Log {
             rejected_order: VecDeque::new(),
             unsaved: Vec::new(),
             entered: 0,
-            trusting_store: false,
-            loading: false,
-            load_checkpoint_every: None,
-            load_out_of_order: false,
+            loading: None,
         }
     }
 
@@ -464,8 +465,8 @@ impl Log {
     /// and adds it.
     fn accept(&mut self, op: SignedOp) -> Result<(), Reason> {
         let id = *op.id();
-        let checked = if self.trusting_store {
-            // Accepted when it arrived, and its past is the same now (see `trusting_store`):
+        let checked = if self.loading.as_ref().is_some_and(|l| l.trusting_store) {
+            // Accepted when it arrived, and its past is the same now (see `Loading`):
             // only the facts of its past that the fold needs are computed.
             if State::needs_past_meta(&op) {
                 self.state_at(op.prev()).past_meta(&op)
@@ -523,8 +524,10 @@ impl Log {
         // Every op id is a CIDv1 DAG-CBOR SHA-256: their byte order is their digests' order.
         let digest = op_digest(&id);
         let k = (after..n).find(|&t| self.order[t] > digest).unwrap_or(n);
-        if k < n && self.loading {
-            self.load_out_of_order = true;
+        if k < n
+            && let Some(loading) = self.loading.as_mut()
+        {
+            loading.out_of_order = true;
         }
         self.order.insert(k, digest);
         for t in k + 1..self.order.len() {
@@ -565,7 +568,7 @@ impl Log {
         }
         // Removals of the author (this op, if it removes its own author, is left out below).
         let author_removals = self.removals.get(op.author()).cloned();
-        if !self.loading {
+        if self.loading.is_none() {
             self.unsaved.push(id);
         }
         let seq = self.entered;
@@ -652,7 +655,9 @@ impl Log {
             self.fold_one(&mut state, &id);
             let at = t + 1;
             let every = self
-                .load_checkpoint_every
+                .loading
+                .as_ref()
+                .and_then(|l| l.checkpoint_every)
                 .unwrap_or(self.checkpoint_every)
                 .max(1);
             if at % every == 0 {
@@ -673,6 +678,14 @@ impl Log {
         self.tip = state;
     }
 
+    /// While loading: sets the spacing of the checkpoints the next op's fold takes, from
+    /// whether an op landed inside the order yet (see [`Log::load_with`]).
+    fn plan_checkpoints(&mut self, spacing: impl FnOnce(bool) -> Option<usize>) {
+        if let Some(loading) = self.loading.as_mut() {
+            loading.checkpoint_every = spacing(loading.out_of_order);
+        }
+    }
+
     /// Keeps the most recent checkpoints dense and older ones sparse, at most
     /// `checkpoints_kept` in all; while a log loads far from its end (fallback checkpoints
     /// only, see [`Log::load_with`]), only the `DENSE_CHECKPOINTS` most recent: fallback
@@ -680,7 +693,9 @@ impl Log {
     /// (30–50 MB each with 50 000 members), and none of them is kept at the end anyway.
     fn thin_checkpoints(&mut self) {
         let kept = if self
-            .load_checkpoint_every
+            .loading
+            .as_ref()
+            .and_then(|l| l.checkpoint_every)
             .is_some_and(|every| every >= LOAD_FALLBACK_EVERY)
         {
             DENSE_CHECKPOINTS
@@ -840,8 +855,10 @@ impl Log {
         let chunk = chunk.max(1);
         use rayon::prelude::*;
         let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
-        log.trusting_store = trusting_store;
-        log.loading = true;
+        log.loading = Some(Loading {
+            trusting_store,
+            ..Loading::default()
+        });
         let ops: Vec<&[u8]> = ops.into_iter().collect();
         // The op map at its final size at once: growing it by doubling copied every entry
         // into fresh pages again and again (~5 % of a 1 M-op load).
@@ -897,7 +914,7 @@ impl Log {
             // inside the order and refold from a checkpoint far back. The ops are put back in
             // the log's order first, within a window (see `Reorder`). An op that still lands
             // inside the order (its place was before the window) makes the load take every
-            // checkpoint from then on (`load_out_of_order`), as a running node does.
+            // checkpoint from then on (`Loading::out_of_order`), as a running node does.
             let mut reorder = Reorder::new(if trusting_store { REORDER_WINDOW } else { 0 });
             let mut chunks = ops.chunks(chunk);
             let mut next = chunks.next().map(decode_chunk).map(|c| reorder.feed(c));
@@ -912,8 +929,9 @@ impl Log {
                 let decoded = std::thread::scope(|scope| {
                     let decoding = scope.spawn(|| following.map(decode_chunk));
                     for (j, op) in ops.by_ref().take(split) {
-                        log.load_checkpoint_every =
-                            spacing(&metas, j, done + j, log.load_out_of_order);
+                        log.plan_checkpoints(|out_of_order| {
+                            spacing(&metas, j, done + j, out_of_order)
+                        });
                         if let Some(op) = op {
                             log.insert(op, 0);
                         }
@@ -933,7 +951,7 @@ impl Log {
                     metas.extend(needing_past(head, len));
                 }
                 for (j, op) in ops {
-                    log.load_checkpoint_every = spacing(&metas, j, done + j, log.load_out_of_order);
+                    log.plan_checkpoints(|out_of_order| spacing(&metas, j, done + j, out_of_order));
                     if let Some(op) = op {
                         log.insert(op, 0);
                     }
@@ -942,10 +960,7 @@ impl Log {
             }
         }
         // Ops inserted from here on (from peers) are checked in full, with every checkpoint.
-        log.trusting_store = false;
-        log.load_checkpoint_every = None;
-        log.load_out_of_order = false;
-        log.loading = false;
+        log.loading = None;
         log.pending.clear();
         log.pending_index.clear();
         log.waiting_on.clear();
