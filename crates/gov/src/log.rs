@@ -589,14 +589,11 @@ impl Log {
         if let Some(target) = target {
             if let Some(theirs) = self.by_author.get(&target) {
                 // The removed member's ops that the removal's floor does not place in its past
-                // (its floor is that of the op that extended every head last: often all).
+                // (its floor is that of the op that extended every head last: often all; the
+                // removal itself is never below its own floor).
                 let unsure: Vec<Cid> = theirs
                     .iter()
-                    .filter(|y| {
-                        self.ops
-                            .get_digest(y)
-                            .is_none_or(|e| e.seq >= floor || e.op.id() == &id)
-                    })
+                    .filter(|y| self.ops.get_digest(y).is_none_or(|e| e.seq >= floor))
                     .map(op_id)
                     .collect();
                 if !unsure.is_empty() {
