@@ -54,7 +54,21 @@ pub const REJECTED_MEMORY: usize = 4096;
 
 /// How many stored ops [`Log::load`] decodes at a time, in parallel, while it inserts the
 /// previous chunk.
-const LOAD_CHUNK: usize = 4096;
+pub(crate) const LOAD_CHUNK: usize = 4096;
+
+/// Decoding an op of this node's store: the op `cache` holds, or the bytes decoded as
+/// trusted ([`SignedOp::decode_trusted`]).
+pub(crate) fn decode_cached(
+    cache: &crate::driver::VerifyCache,
+) -> impl Fn(&[u8]) -> Result<SignedOp, crate::op::OpError> + Sync + '_ {
+    |bytes: &[u8]| match cache.get(&guild_core::cids::cid_for_cbor(bytes)) {
+        Some(op) => Ok(op),
+        None => SignedOp::decode_trusted(bytes),
+    }
+}
+
+/// The most op-map entries a load reserves from its count (a store's count is a hint).
+const MAX_RESERVED_OPS: usize = 1 << 26;
 
 /// A checkpoint of the running state every this many positions of the order. An op
 /// concurrent with the last few ops (15 % of a busy collective's ops) is checked against
@@ -824,16 +838,7 @@ impl Log {
         ops: impl IntoIterator<Item = &'a [u8]>,
         cache: &crate::driver::VerifyCache,
     ) -> Log {
-        Log::load_with(
-            collective,
-            ops,
-            &|bytes: &[u8]| match cache.get(&guild_core::cids::cid_for_cbor(bytes)) {
-                Some(op) => Ok(op),
-                None => SignedOp::decode_trusted(bytes),
-            },
-            LOAD_CHUNK,
-            true,
-        )
+        Log::load_with(collective, ops, &decode_cached(cache), LOAD_CHUNK, true)
     }
 
     /// Inserts the ops in their given order. A log of more than `chunk` ops ([`LOAD_CHUNK`]) is
@@ -850,128 +855,151 @@ impl Log {
         trusting_store: bool,
     ) -> Log {
         let chunk = chunk.max(1);
-        use rayon::prelude::*;
-        let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
-        log.loading = Some(Loading {
-            trusting_store,
-            ..Loading::default()
-        });
         let ops: Vec<&[u8]> = ops.into_iter().collect();
-        // The op map at its final size at once: growing it by doubling copied every entry
-        // into fresh pages again and again (~5 % of a 1 M-op load).
-        log.ops.reserve(ops.len());
         if ops.len() <= chunk {
+            let mut log = Log::loading(collective, ops.len(), trusting_store);
             for bytes in ops {
                 if let Ok(op) = decode(bytes) {
                     log.insert(op, 0);
                 }
             }
-        } else {
-            let decode_chunk = |chunk: &[&[u8]]| -> Vec<Option<SignedOp>> {
-                chunk.par_iter().map(|bytes| decode(bytes).ok()).collect()
-            };
-            // From this node's store, ops come in the log's order and each is appended at the
-            // end, so only the ops that ask for the state of their past
-            // ([`State::needs_past_meta`], about one in a thousand) use the dense checkpoints:
-            // they are taken only in the `dense` positions before such an op and before the
-            // end. Every checkpoint makes the running state copy each map node it next
-            // writes: dense ones, a copy for almost every op (~25 % of a 1 M-op load; with
-            // 50 000 members the consent map has thousands of leaves, so even a checkpoint
-            // every 8 192 positions costs a copy for most writes). Elsewhere a checkpoint is
-            // taken every `LOAD_FALLBACK_EVERY` positions (an op whose past is found further
-            // back than the dense window is refolded from there), and at the sparse spacing
-            // in the positions whose sparse checkpoints a log keeps: the checkpoints left at
-            // the end are those a log built op by op keeps.
-            let total = ops.len();
-            let dense = (DENSE_CHECKPOINTS + 1) * log.checkpoint_every;
-            let sparse = log.checkpoint_every * SPARSE_EVERY;
-            let kept = sparse * log.checkpoints_kept + dense;
-            let spacing = |metas: &[usize], j: usize, at: usize, out_of_order: bool| {
-                let soon = metas
-                    .get(metas.partition_point(|&m| m < j))
-                    .is_some_and(|&m| m - j <= dense);
-                if !trusting_store || soon || total - at <= dense || out_of_order {
-                    None
-                } else if total - at <= kept {
-                    Some(sparse)
-                } else {
-                    Some(LOAD_FALLBACK_EVERY)
-                }
-            };
-            let needing_past = |ops: &[Option<SignedOp>], offset: usize| -> Vec<usize> {
-                ops.iter()
-                    .enumerate()
-                    .filter(|(_, op)| op.as_ref().is_some_and(State::needs_past_meta))
-                    .map(|(j, _)| offset + j)
-                    .collect()
-            };
-            let mut done = 0;
-            // A node's store holds ops in the order accepted, where a concurrent op can come
-            // after ops that precede it in the log's order; inserted as stored, it would land
-            // inside the order and refold from a checkpoint far back. The ops are put back in
-            // the log's order first, within a window (see `Reorder`). An op that still lands
-            // inside the order (its place was before the window) makes the load take every
-            // checkpoint from then on (`Loading::out_of_order`), as a running node does.
-            let mut reorder = Reorder::new(if trusting_store { REORDER_WINDOW } else { 0 });
-            let mut chunks = ops.chunks(chunk);
-            let mut next = chunks.next().map(decode_chunk).map(|c| reorder.feed(c));
-            while let Some(current) = next.take() {
-                let following = chunks.next();
-                let len = current.len();
-                let mut metas = needing_past(&current, 0);
-                // The last `dense` ops look ahead into the next chunk: they are inserted once
-                // it is decoded.
-                let split = len.saturating_sub(dense);
-                let mut ops = current.into_iter().enumerate();
-                let decoded = std::thread::scope(|scope| {
-                    let decoding = scope.spawn(|| following.map(decode_chunk));
-                    for (j, op) in ops.by_ref().take(split) {
-                        log.plan_checkpoints(|out_of_order| {
-                            spacing(&metas, j, done + j, out_of_order)
-                        });
-                        if let Some(op) = op {
-                            log.insert(op, 0);
-                        }
-                    }
-                    // A panic while decoding is a bug; it resumes here rather than being lost.
-                    decoding
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                });
-                next = match decoded {
-                    Some(c) => Some(reorder.feed(c)),
-                    // The window's last ops, once every chunk went through it.
-                    None => Some(reorder.flush()).filter(|rest| !rest.is_empty()),
-                };
-                if let Some(following) = &next {
-                    let head = &following[..following.len().min(dense)];
-                    metas.extend(needing_past(head, len));
-                }
-                for (j, op) in ops {
+            return log.loaded();
+        }
+        let total = ops.len();
+        Log::load_chunks(
+            collective,
+            total,
+            ops.chunks(chunk).map(<[&[u8]]>::to_vec),
+            decode,
+            trusting_store,
+        )
+    }
+
+    /// A log about to load `total` ops (a hint: the op map is reserved at that size).
+    fn loading(collective: Cid, total: usize, trusting_store: bool) -> Log {
+        let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
+        log.loading = Some(Loading {
+            trusting_store,
+            ..Loading::default()
+        });
+        // The op map at its final size at once: growing it by doubling copied every entry
+        // into fresh pages again and again (~5 % of a 1 M-op load). A count from a corrupt
+        // store must not ask for more than the map could ever hold.
+        log.ops.reserve(total.min(MAX_RESERVED_OPS));
+        log
+    }
+
+    /// [`Log::load_with`] over ops that come in chunks, about `total` of them: each chunk
+    /// is taken from `chunks` and decoded in parallel on other threads while this thread
+    /// inserts the previous one, so a store's reads overlap the load too
+    /// ([`Log::open`]). `total` only places checkpoints; a wrong count costs time, not
+    /// correctness.
+    pub(crate) fn load_chunks<B: AsRef<[u8]> + Sync>(
+        collective: Cid,
+        total: usize,
+        mut chunks: impl Iterator<Item = Vec<B>> + Send,
+        decode: &(dyn Fn(&[u8]) -> Result<SignedOp, crate::op::OpError> + Sync),
+        trusting_store: bool,
+    ) -> Log {
+        use rayon::prelude::*;
+        let mut log = Log::loading(collective, total, trusting_store);
+        let decode_chunk = |chunk: Vec<B>| -> Vec<Option<SignedOp>> {
+            chunk
+                .par_iter()
+                .map(|bytes| decode(bytes.as_ref()).ok())
+                .collect()
+        };
+        let dense = (DENSE_CHECKPOINTS + 1) * log.checkpoint_every;
+        let sparse = log.checkpoint_every * SPARSE_EVERY;
+        let kept = sparse * log.checkpoints_kept + dense;
+        let spacing = |metas: &[usize], j: usize, at: usize, out_of_order: bool| {
+            let soon = metas
+                .get(metas.partition_point(|&m| m < j))
+                .is_some_and(|&m| m - j <= dense);
+            let left = total.saturating_sub(at);
+            if !trusting_store || soon || left <= dense || out_of_order {
+                None
+            } else if left <= kept {
+                Some(sparse)
+            } else {
+                Some(LOAD_FALLBACK_EVERY)
+            }
+        };
+        let needing_past = |ops: &[Option<SignedOp>], offset: usize| -> Vec<usize> {
+            ops.iter()
+                .enumerate()
+                .filter(|(_, op)| op.as_ref().is_some_and(State::needs_past_meta))
+                .map(|(j, _)| offset + j)
+                .collect()
+        };
+        let mut done = 0;
+        // A node's store holds ops in the order accepted, where a concurrent op can come
+        // after ops that precede it in the log's order; inserted as stored, it would land
+        // inside the order and refold from a checkpoint far back. The ops are put back in
+        // the log's order first, within a window (see `Reorder`). An op that still lands
+        // inside the order (its place was before the window) makes the load take every
+        // checkpoint from then on (`Loading::out_of_order`), as a running node does.
+        let mut reorder = Reorder::new(if trusting_store { REORDER_WINDOW } else { 0 });
+        let mut next = chunks.next().map(decode_chunk).map(|c| reorder.feed(c));
+        while let Some(current) = next.take() {
+            let len = current.len();
+            let mut metas = needing_past(&current, 0);
+            // The last `dense` ops look ahead into the next chunk: they are inserted once
+            // it is decoded.
+            let split = len.saturating_sub(dense);
+            let mut ops = current.into_iter().enumerate();
+            let decoded = std::thread::scope(|scope| {
+                // The next chunk is taken (read, for a store) and decoded meanwhile.
+                let decoding = scope.spawn(|| chunks.next().map(decode_chunk));
+                for (j, op) in ops.by_ref().take(split) {
                     log.plan_checkpoints(|out_of_order| spacing(&metas, j, done + j, out_of_order));
                     if let Some(op) = op {
                         log.insert(op, 0);
                     }
                 }
-                done += len;
+                // A panic while decoding is a bug; it resumes here rather than being lost.
+                decoding
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            next = match decoded {
+                Some(c) => Some(reorder.feed(c)),
+                // The window's last ops, once every chunk went through it.
+                None => Some(reorder.flush()).filter(|rest| !rest.is_empty()),
+            };
+            if let Some(following) = &next {
+                let head = &following[..following.len().min(dense)];
+                metas.extend(needing_past(head, len));
             }
+            for (j, op) in ops {
+                log.plan_checkpoints(|out_of_order| spacing(&metas, j, done + j, out_of_order));
+                if let Some(op) = op {
+                    log.insert(op, 0);
+                }
+            }
+            done += len;
         }
-        // Ops inserted from here on (from peers) are checked in full, with every checkpoint.
-        log.loading = None;
-        log.pending.clear();
-        log.pending_index.clear();
-        log.waiting_on.clear();
-        log.released.clear();
-        log.unsaved = Vec::new();
-        log.pending_bytes = 0;
+        log.loaded()
+    }
+
+    /// Ends a load: ops inserted from here on (from peers) are checked in full, with every
+    /// checkpoint.
+    fn loaded(mut self) -> Log {
+        self.loading = None;
+        self.pending.clear();
+        self.pending_index.clear();
+        self.waiting_on.clear();
+        self.released.clear();
+        self.unsaved = Vec::new();
+        self.pending_bytes = 0;
         // A loaded log grows slowly from here: give back what growing it left over.
-        log.ops.shrink_to_fit();
-        for ops in log.by_author.values_mut() {
+        self.ops.shrink_to_fit();
+        for ops in self.by_author.values_mut() {
             ops.shrink_to_fit();
         }
-        log.pending_limit = DEFAULT_PENDING_LIMIT;
-        log.pending_ttl_micros = DEFAULT_PENDING_TTL_MICROS;
-        log
+        self.pending_limit = DEFAULT_PENDING_LIMIT;
+        self.pending_ttl_micros = DEFAULT_PENDING_TTL_MICROS;
+        self
     }
 
     /// The ops accepted since the last [`Log::save`] (or load), in the order accepted.

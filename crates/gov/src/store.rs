@@ -3,7 +3,8 @@
 
 use guild_core::Cid;
 
-use crate::log::Log;
+use crate::log::{LOAD_CHUNK, Log, decode_cached};
+use crate::op::SignedOp;
 
 /// Durable storage of collectives' accepted ops.
 pub trait OpStore {
@@ -19,6 +20,61 @@ pub trait OpStore {
 
     /// The collectives that have stored ops.
     fn collectives(&self) -> Result<Vec<Cid>, Self::Error>;
+
+    /// How many ops are stored for the collective. [`Log::open`] places its checkpoints by
+    /// it; a wrong count costs time, not correctness.
+    fn stored_op_count(&self, collective: &Cid) -> Result<usize, Self::Error> {
+        Ok(self.stored_ops(collective)?.len())
+    }
+
+    /// Up to `max` of the collective's stored ops, skipping the first `from`, in the order
+    /// appended: [`Log::open`] reads the store a page at a time while it loads. Fewer than
+    /// `max` (none at the end) only when no more are stored.
+    fn stored_ops_page(
+        &self,
+        collective: &Cid,
+        from: usize,
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, Self::Error> {
+        let mut ops = self.stored_ops(collective)?;
+        ops.truncate(from.saturating_add(max));
+        Ok(ops.split_off(from.min(ops.len())))
+    }
+}
+
+/// A collective's stored ops a page at a time; the first error ends the pages and is kept.
+struct Pages<'s, S: OpStore + ?Sized> {
+    store: &'s S,
+    collective: Cid,
+    from: usize,
+    page: usize,
+    done: bool,
+    error: Option<S::Error>,
+}
+
+impl<S: OpStore + ?Sized> Iterator for Pages<'_, S> {
+    type Item = Vec<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Vec<Vec<u8>>> {
+        if self.done {
+            return None;
+        }
+        match self
+            .store
+            .stored_ops_page(&self.collective, self.from, self.page)
+        {
+            Ok(ops) => {
+                self.done = ops.len() < self.page;
+                self.from += ops.len();
+                Some(ops).filter(|ops| !ops.is_empty())
+            }
+            Err(e) => {
+                self.done = true;
+                self.error = Some(e);
+                None
+            }
+        }
+    }
 }
 
 impl Log {
@@ -40,23 +96,53 @@ impl Log {
     }
 
     /// Opens a collective's log from `store` (ops this node verified when they arrived:
-    /// see [`Log::load_trusted`]).
-    pub fn open<S: OpStore + ?Sized>(collective: Cid, store: &S) -> Result<Log, S::Error> {
-        let ops = store.stored_ops(&collective)?;
-        Ok(Log::load_trusted(collective, ops.iter().map(Vec::as_slice)))
+    /// see [`Log::load_trusted`]). A large log is read a page at a time while the previous
+    /// page loads, so the reads overlap the load and the store's bytes are never all in
+    /// memory at once.
+    pub fn open<S: OpStore + Sync + ?Sized>(collective: Cid, store: &S) -> Result<Log, S::Error> {
+        Log::open_with(collective, store, &SignedOp::decode_trusted, LOAD_CHUNK)
     }
 
     /// [`Log::open`] through a [`crate::driver::VerifyCache`] ([`Log::load_trusted_cached`]).
-    pub fn open_cached<S: OpStore + ?Sized>(
+    pub fn open_cached<S: OpStore + Sync + ?Sized>(
         collective: Cid,
         store: &S,
         cache: &crate::driver::VerifyCache,
     ) -> Result<Log, S::Error> {
-        let ops = store.stored_ops(&collective)?;
-        Ok(Log::load_trusted_cached(
+        Log::open_with(collective, store, &decode_cached(cache), LOAD_CHUNK)
+    }
+
+    /// [`Log::open`] reading pages of `chunk` ops.
+    pub(crate) fn open_with<S: OpStore + Sync + ?Sized>(
+        collective: Cid,
+        store: &S,
+        decode: &(dyn Fn(&[u8]) -> Result<SignedOp, crate::op::OpError> + Sync),
+        chunk: usize,
+    ) -> Result<Log, S::Error> {
+        let chunk = chunk.max(1);
+        let total = store.stored_op_count(&collective)?;
+        if total <= chunk {
+            let ops = store.stored_ops(&collective)?;
+            return Ok(Log::load_with(
+                collective,
+                ops.iter().map(Vec::as_slice),
+                decode,
+                chunk,
+                true,
+            ));
+        }
+        let mut pages = Pages {
+            store,
             collective,
-            ops.iter().map(Vec::as_slice),
-            cache,
-        ))
+            from: 0,
+            page: chunk,
+            done: false,
+            error: None,
+        };
+        let log = Log::load_chunks(collective, total, &mut pages, decode, true);
+        match pages.error {
+            Some(e) => Err(e),
+            None => Ok(log),
+        }
     }
 }

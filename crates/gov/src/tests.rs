@@ -1307,6 +1307,88 @@ fn a_load_in_parallel_chunks_is_the_log_built_op_by_op() {
     }
 }
 
+/// A store in memory that pages as a node's store does, with a count that may be wrong and a
+/// page that may fail.
+struct PagedStore {
+    ops: Vec<Vec<u8>>,
+    count: usize,
+    fail_from: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("page {0} failed")]
+struct PageFailed(usize);
+
+impl crate::OpStore for PagedStore {
+    type Error = PageFailed;
+
+    fn append_ops(&self, _: &Cid, _: &[(Cid, &[u8])]) -> Result<(), PageFailed> {
+        Err(PageFailed(0))
+    }
+
+    fn stored_ops(&self, _: &Cid) -> Result<Vec<Vec<u8>>, PageFailed> {
+        Ok(self.ops.clone())
+    }
+
+    fn collectives(&self) -> Result<Vec<Cid>, PageFailed> {
+        Ok(Vec::new())
+    }
+
+    fn stored_op_count(&self, _: &Cid) -> Result<usize, PageFailed> {
+        Ok(self.count)
+    }
+
+    fn stored_ops_page(
+        &self,
+        _: &Cid,
+        from: usize,
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, PageFailed> {
+        if self.fail_from.is_some_and(|f| from >= f) {
+            return Err(PageFailed(from));
+        }
+        Ok(self.ops.iter().skip(from).take(max).cloned().collect())
+    }
+}
+
+/// `Log::open` reading its store a page at a time while it loads gives the log that was
+/// saved, in the order the node accepted its ops, whatever the page size and even when the
+/// store's count is wrong; a page that fails fails the open.
+#[test]
+fn a_paged_open_is_the_saved_log_and_a_failed_page_fails_it() {
+    let (id, log) = random_log(29, 1500);
+    let ops: Vec<Vec<u8>> = log
+        .unsaved()
+        .iter()
+        .filter_map(|id| log.get(id))
+        .map(|op| op.bytes().to_vec())
+        .collect();
+    let n = ops.len();
+    let mut store = PagedStore {
+        ops,
+        count: n,
+        fail_from: None,
+    };
+    for (count, chunk) in [(n, 64), (n, 500), (n, n), (10, 64), (n * 10, 300)] {
+        store.count = count;
+        let opened =
+            Log::open_with(id, &store, &SignedOp::decode_trusted, chunk).expect("no page fails");
+        let at = format!("count {count}, chunk {chunk}");
+        assert_eq!(opened.export(), log.export(), "{at}");
+        assert_eq!(opened.state(), log.state(), "{at}");
+        assert_eq!(opened.heads(), log.heads(), "{at}");
+        assert!(opened.unsaved().is_empty(), "{at}");
+    }
+    store.count = n;
+    let failing = n / 2 / 64 * 64;
+    assert!(failing > 64, "{n} ops");
+    store.fail_from = Some(failing);
+    match Log::open_with(id, &store, &SignedOp::decode_trusted, 64) {
+        Err(PageFailed(at)) => assert_eq!(at, failing),
+        Ok(opened) => panic!("opened {} of {n} ops", opened.len()),
+    }
+}
+
 /// A collective with one invite, made once for the byte-level property tests.
 fn fixed() -> &'static (Log, SignedOp) {
     static FIXED: std::sync::OnceLock<(Log, SignedOp)> = std::sync::OnceLock::new();

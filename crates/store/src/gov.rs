@@ -90,6 +90,33 @@ fn stored<S: KvStore + ?Sized>(store: &S, collective: &Cid) -> Result<Vec<Vec<u8
     }
 }
 
+fn count<S: KvStore + ?Sized>(store: &S, collective: &Cid) -> Result<usize, StoreError> {
+    // Sequence numbers start at 0 and every append takes the next ones: the next one is
+    // the count.
+    match store.kv_get(TREE, &collective_key(b'n', collective))? {
+        Some(v) => usize::try_from(u64_of(&v)?)
+            .map_err(|_| StoreError("gov: an op count beyond this machine's memory".into())),
+        None => Ok(0),
+    }
+}
+
+fn page<S: KvStore + ?Sized>(
+    store: &S,
+    collective: &Cid,
+    from: usize,
+    max: usize,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let prefix = collective_key(b'o', collective);
+    // The scan starts after the key of the op before `from` (sequence numbers are dense).
+    let after = from.checked_sub(1).map(|before| {
+        let mut k = prefix.clone();
+        k.extend_from_slice(&(before as u64).to_be_bytes());
+        k
+    });
+    let page = store.kv_scan(TREE, &prefix, after.as_deref(), max)?;
+    Ok(page.into_iter().map(|(_, v)| v.to_vec()).collect())
+}
+
 fn collectives<S: KvStore + ?Sized>(store: &S) -> Result<Vec<Cid>, StoreError> {
     let mut out = Vec::new();
     let mut after: Option<Vec<u8>> = None;
@@ -125,6 +152,19 @@ macro_rules! op_store {
 
             fn collectives(&self) -> Result<Vec<Cid>, StoreError> {
                 collectives(self)
+            }
+
+            fn stored_op_count(&self, collective: &Cid) -> Result<usize, StoreError> {
+                count(self, collective)
+            }
+
+            fn stored_ops_page(
+                &self,
+                collective: &Cid,
+                from: usize,
+                max: usize,
+            ) -> Result<Vec<Vec<u8>>, StoreError> {
+                page(self, collective, from, max)
             }
         }
     };

@@ -1077,6 +1077,23 @@ where
     let want: Vec<Vec<u8>> = ops.iter().map(|(_, b)| b.clone()).collect();
     assert_eq!(store.stored_ops(&c1).unwrap(), want);
     assert_eq!(store.stored_ops(&c2).unwrap(), vec![want[4].clone()]);
+    // Counted, and read a page at a time, as `Log::open` reads them.
+    assert_eq!(store.stored_op_count(&c1).unwrap(), 5);
+    assert_eq!(store.stored_op_count(&c2).unwrap(), 1);
+    assert_eq!(store.stored_op_count(&cid_for_raw(b"none")).unwrap(), 0);
+    for (from, max) in [(0, 2), (2, 2), (4, 2), (5, 2), (9, 2), (0, 9), (1, 3)] {
+        let end = (from + max).min(5);
+        let expected = want.get(from.min(5)..end).unwrap_or_default().to_vec();
+        assert_eq!(
+            store.stored_ops_page(&c1, from, max).unwrap(),
+            expected,
+            "{from}+{max}"
+        );
+    }
+    assert_eq!(
+        store.stored_ops_page(&c2, 0, 4).unwrap(),
+        vec![want[4].clone()]
+    );
     let mut cs = store.collectives().unwrap();
     cs.sort();
     let mut expected = vec![c1, c2];
