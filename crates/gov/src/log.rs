@@ -67,6 +67,14 @@ pub(crate) fn decode_cached(
     }
 }
 
+/// The facts of an op's past when it has none (most ops).
+static NO_META: Meta = Meta {
+    electorate: None,
+    ballots: None,
+    contributors: None,
+    direct_removal: false,
+};
+
 /// The most op-map entries a load reserves from its count (a store's count is a hint).
 const MAX_RESERVED_OPS: usize = 1 << 26;
 
@@ -179,7 +187,9 @@ struct Entry {
     op: SignedOp,
     /// Its index in the order.
     pos: usize,
-    meta: Meta,
+    /// The facts of its past the fold needs; `None` for the default (no facts), which is
+    /// all but about one op in a thousand (boxed, so that the op map's buckets stay small).
+    meta: Option<Box<Meta>>,
     /// When it entered this log (a count of the ops before it: local, unlike `pos`, and
     /// never changed).
     seq: u64,
@@ -261,7 +271,9 @@ impl Causal for Log {
     }
 
     fn meta(&self, id: &Cid) -> Option<&Meta> {
-        self.ops.get(id).map(|e| &e.meta)
+        self.ops
+            .get(id)
+            .map(|e| e.meta.as_deref().unwrap_or(&NO_META))
     }
 }
 
@@ -592,7 +604,7 @@ impl Log {
             Entry {
                 op,
                 pos: k,
-                meta,
+                meta: Some(meta).filter(|m| *m != NO_META).map(Box::new),
                 seq,
                 floor,
             },

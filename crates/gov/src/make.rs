@@ -253,24 +253,24 @@ impl CharterParams {
 /// An invite's body: the hash of the one-time `secret`, optionally the invitee and an
 /// expiry.
 pub fn invite(secret: &[u8], invitee: Option<&Did>, expires_at: Option<&Datetime>) -> OpBody {
-    OpBody::Invite(InviteBody {
+    OpBody::Invite(Box::new(InviteBody {
         secret_hash: ByteBuf::from(cids::sha256(secret).to_vec()),
         invitee: invitee.cloned(),
         expires_at: expires_at.cloned(),
         note: None,
-    })
+    }))
 }
 
 /// A join's body: with an invite, its id and the revealed secret; without, a request.
 pub fn join(invite: Option<(&Cid, &[u8])>) -> OpBody {
-    OpBody::Join(match invite {
+    OpBody::Join(Box::new(match invite {
         Some((id, secret)) => JoinBody {
             invite: Some(CidRef(*id)),
             secret: Some(ByteBuf::from(secret.to_vec())),
             statement: None,
         },
         None => JoinBody::default(),
-    })
+    }))
 }
 
 /// A whole collective built offline: the first key founds it (an `invite-only` charter named
@@ -386,11 +386,11 @@ pub fn ballot(state: &State, election: &Cid, voter: &str, choices: &[Choice]) ->
         .get(election)
         .and_then(|e| e.ballots.get(voter))
         .map_or(0, |v| v.rev + 1);
-    OpBody::Ballot(BallotBody {
+    OpBody::Ballot(Box::new(BallotBody {
         election: CidRef(*election),
         rev,
         approvals: choices.to_vec(),
-    })
+    }))
 }
 
 /// A teller's seal of `election` as `state` counts it, or `None` if there is no such

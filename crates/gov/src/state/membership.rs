@@ -80,10 +80,11 @@ impl State {
                 now: Datetime::from_unix_micros(now_micros).as_str().to_owned(),
             });
         }
-        if let crate::body::OpBody::Join(JoinBody {
-            invite: Some(invite),
-            ..
-        }) = op.body()
+        if let crate::body::OpBody::Join(join) = op.body()
+            && let JoinBody {
+                invite: Some(invite),
+                ..
+            } = &**join
             && let Some(open) = self.invites.get(&invite.0)
             && open.expired_at(now_micros)
         {
