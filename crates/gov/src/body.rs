@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use guild_core::syntax::{AtUri, Datetime, Did, Nsid, Tid, parse_cid_str};
 use guild_core::{Cid, Ipld};
@@ -791,24 +792,73 @@ pub enum Scope {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsentBody {
-    /// The templates.
-    pub templates: Vec<String>,
+    /// The templates. Read once per process: every consent op names one of a collective's
+    /// few templates, and the state keys its registers by the same text.
+    #[serde(deserialize_with = "shared_strs")]
+    pub templates: Vec<Arc<str>>,
     /// The register revision (above the member's earlier writes).
     pub rev: u64,
     /// The records covered (required in a grant; a revoke without scope covers everything).
+    /// Shared with the register the op writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Scope>,
+    pub scope: Option<Arc<Scope>>,
     /// From when.
     pub effective_from: Datetime,
-    /// The grant revoked (revoke only).
+    /// The grant revoked (revoke only; boxed: a CID is 96 bytes, and most consent ops are
+    /// grants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grant: Option<CidRef>,
+    pub grant: Option<Box<CidRef>>,
     /// A note (grant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// Why (revoke).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Strings shared with the same strings read earlier in this process (up to
+/// [`SHARED_STRS`] of them), for the few distinct values many ops repeat.
+fn shared_strs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Arc<str>>, D::Error> {
+    struct Shared(Arc<str>);
+    impl<'de> Deserialize<'de> for Shared {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Shared, D::Error> {
+            struct Text;
+            impl serde::de::Visitor<'_> for Text {
+                type Value = Shared;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Shared, E> {
+                    Ok(Shared(shared_str(s)))
+                }
+            }
+            d.deserialize_str(Text)
+        }
+    }
+    let shared: Vec<Shared> = Deserialize::deserialize(d)?;
+    Ok(shared.into_iter().map(|s| s.0).collect())
+}
+
+/// How many distinct strings [`shared_str`] remembers.
+const SHARED_STRS: usize = 4096;
+
+/// `s`, sharing the text of an equal string read before.
+pub(crate) fn shared_str(s: &str) -> Arc<str> {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<Arc<str>>>> =
+        std::sync::OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    let mut seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(shared) = seen.get(s) {
+        return shared.clone();
+    }
+    if seen.len() >= SHARED_STRS {
+        seen.clear();
+    }
+    let shared: Arc<str> = Arc::from(s);
+    seen.insert(shared.clone());
+    shared
 }
 
 // ---------------------------------------------------------------------------------------

@@ -345,9 +345,12 @@ pub fn consent(
         }
     };
     ConsentBody {
-        templates: templates.to_vec(),
+        templates: templates
+            .iter()
+            .map(|t| crate::body::shared_str(t))
+            .collect(),
         rev,
-        scope: Some(scope),
+        scope: Some(std::sync::Arc::new(scope)),
         effective_from: from.clone(),
         grant: None,
         note: None,

@@ -75,7 +75,7 @@ pub fn in_force(
             OpBody::ConsentRevoke(b) => (false, b),
             _ => continue,
         };
-        if b.templates.iter().any(|t| t == template) {
+        if b.templates.iter().any(|t| &**t == template) {
             events.entry(op.author_did().clone()).or_default().push((
                 b.rev,
                 grant,

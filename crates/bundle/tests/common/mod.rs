@@ -97,7 +97,7 @@ impl Fx {
             &[],
             &from,
         );
-        b.scope = scope;
+        b.scope = scope.map(std::sync::Arc::new);
         b
     }
 

@@ -52,8 +52,8 @@ impl State {
     ) -> Result<(), Reason> {
         self.member(author)?;
         for t in &b.templates {
-            if !charter.templates.contains_key(t) {
-                return Err(Reason::UnknownTemplate(t.clone()));
+            if !charter.templates.contains_key(&**t) {
+                return Err(Reason::UnknownTemplate(t.to_string()));
             }
         }
         Ok(())
@@ -62,7 +62,7 @@ impl State {
     /// A write's `rev` must be above the register's in the op's causal past.
     pub(super) fn check_consent(&self, author: &Did, b: &ConsentBody) -> Result<(), Reason> {
         for t in &b.templates {
-            if let Some(c) = self.consents.get(&(author.clone(), Arc::from(t.as_str())))
+            if let Some(c) = self.consents.get(&(author.clone(), t.clone()))
                 && b.rev <= c.rev
             {
                 return Err(Reason::StaleRev {
@@ -82,9 +82,9 @@ impl State {
         b: &ConsentBody,
         causal: &dyn Causal,
     ) {
-        let scope = b.scope.clone().map(Arc::new);
+        let scope = b.scope.clone();
         for t in &b.templates {
-            let key: ConsentKey = (author.clone(), Arc::from(t.as_str()));
+            let key: ConsentKey = (author.clone(), t.clone());
             let written = Consent {
                 granted,
                 rev: b.rev,
