@@ -844,21 +844,9 @@ const SHARED_STRS: usize = 4096;
 
 /// `s`, sharing the text of an equal string read before.
 pub(crate) fn shared_str(s: &str) -> Arc<str> {
-    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<Arc<str>>>> =
-        std::sync::OnceLock::new();
-    let seen = SEEN.get_or_init(Default::default);
-    let mut seen = seen
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(shared) = seen.get(s) {
-        return shared.clone();
-    }
-    if seen.len() >= SHARED_STRS {
-        seen.clear();
-    }
-    let shared: Arc<str> = Arc::from(s);
-    seen.insert(shared.clone());
-    shared
+    static SEEN: crate::shared::Table<Arc<str>> = crate::shared::Table::new(SHARED_STRS);
+    SEEN.get_or_make(s, |s| Ok::<_, std::convert::Infallible>(Arc::from(s)))
+        .unwrap_or_else(|never| match never {})
 }
 
 // ---------------------------------------------------------------------------------------

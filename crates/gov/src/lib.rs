@@ -47,6 +47,7 @@ pub mod make;
 pub mod op;
 pub mod reconcile;
 mod sharded;
+mod shared;
 pub mod sim;
 pub mod state;
 pub mod store;

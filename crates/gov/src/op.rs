@@ -454,38 +454,17 @@ const SHARED_IDS: usize = 65_536;
 /// An op's author, sharing its text with the other ops of the same author decoded in this
 /// process (a 50 000-member log of 1 M ops held ~87 MB of copies of its authors' DIDs).
 fn shared_did(text: &str) -> Result<Did, OpError> {
-    static DIDS: OnceLock<std::sync::Mutex<std::collections::HashSet<Did>>> = OnceLock::new();
-    let dids = DIDS.get_or_init(Default::default);
-    let mut dids = dids
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(did) = dids.get(text) {
-        return Ok(did.clone());
-    }
-    let did = Did::parse(text).map_err(|_| field("author", "not a DID"))?;
-    if dids.len() >= SHARED_IDS {
-        dids.clear();
-    }
-    dids.insert(did.clone());
-    Ok(did)
+    static DIDS: crate::shared::Table<Did> = crate::shared::Table::new(SHARED_IDS);
+    DIDS.get_or_make(text, |t| {
+        Did::parse(t).map_err(|_| field("author", "not a DID"))
+    })
 }
 
 /// An op's collective, shared with the other ops of the collective decoded in this process.
 fn shared_collective(id: Cid) -> Arc<Cid> {
-    static IDS: OnceLock<std::sync::Mutex<std::collections::HashSet<Arc<Cid>>>> = OnceLock::new();
-    let ids = IDS.get_or_init(Default::default);
-    let mut ids = ids
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(shared) = ids.get(&id) {
-        return shared.clone();
-    }
-    if ids.len() >= SHARED_IDS {
-        ids.clear();
-    }
-    let shared = Arc::new(id);
-    ids.insert(shared.clone());
-    shared
+    static IDS: crate::shared::Table<Arc<Cid>> = crate::shared::Table::new(SHARED_IDS);
+    IDS.get_or_make(&id, |id| Ok::<_, std::convert::Infallible>(Arc::new(*id)))
+        .unwrap_or_else(|never| match never {})
 }
 
 /// Checks an op's `prev` list: links only, no duplicates, not the op itself.
