@@ -842,9 +842,16 @@ fn shared_strs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Arc<str>>, 
 /// How many distinct strings [`shared_str`] remembers.
 const SHARED_STRS: usize = 4096;
 
+/// The longest string [`shared_str`] shares (a template id is a short name); a longer one is
+/// copied each time, so the table holds at most ~1 MB whatever ops come in.
+const SHARED_STR_LEN: usize = 128;
+
 /// `s`, sharing the text of an equal string read before.
 pub(crate) fn shared_str(s: &str) -> Arc<str> {
     static SEEN: crate::shared::Table<Arc<str>> = crate::shared::Table::new(SHARED_STRS);
+    if s.len() > SHARED_STR_LEN {
+        return Arc::from(s);
+    }
     SEEN.get_or_make(s, |s| Ok::<_, std::convert::Infallible>(Arc::from(s)))
         .unwrap_or_else(|never| match never {})
 }

@@ -448,21 +448,31 @@ fn author_key(author: &Did) -> Result<PublicKey, OpError> {
     Ok(key)
 }
 
-/// How many DIDs and collective ids [`shared_did`] and [`shared_collective`] remember.
-const SHARED_IDS: usize = 65_536;
+/// How many authors [`shared_did`] remembers.
+const SHARED_DIDS: usize = 65_536;
+
+/// The longest author DID [`shared_did`] shares (a `did:key` is 56 to 57 characters); a
+/// longer one is copied per op. The table is filled before signatures are checked, so this
+/// bounds what ops from anyone can make it hold (~6 MB).
+const SHARED_DID_LEN: usize = 64;
+
+/// How many collective ids [`shared_collective`] remembers.
+const SHARED_COLLECTIVES: usize = 1024;
 
 /// An op's author, sharing its text with the other ops of the same author decoded in this
 /// process (a 50 000-member log of 1 M ops held ~87 MB of copies of its authors' DIDs).
 fn shared_did(text: &str) -> Result<Did, OpError> {
-    static DIDS: crate::shared::Table<Did> = crate::shared::Table::new(SHARED_IDS);
-    DIDS.get_or_make(text, |t| {
-        Did::parse(t).map_err(|_| field("author", "not a DID"))
-    })
+    static DIDS: crate::shared::Table<Did> = crate::shared::Table::new(SHARED_DIDS);
+    let parse = |t: &str| Did::parse(t).map_err(|_| field("author", "not a DID"));
+    if text.len() > SHARED_DID_LEN {
+        return parse(text);
+    }
+    DIDS.get_or_make(text, parse)
 }
 
 /// An op's collective, shared with the other ops of the collective decoded in this process.
 fn shared_collective(id: Cid) -> Arc<Cid> {
-    static IDS: crate::shared::Table<Arc<Cid>> = crate::shared::Table::new(SHARED_IDS);
+    static IDS: crate::shared::Table<Arc<Cid>> = crate::shared::Table::new(SHARED_COLLECTIVES);
     IDS.get_or_make(&id, |id| Ok::<_, std::convert::Infallible>(Arc::new(*id)))
         .unwrap_or_else(|never| match never {})
 }
