@@ -36,6 +36,9 @@
 //! It must not do I/O: no runtime, no disk, no socket, no clock reads (time is an argument)
 //! and no ambient randomness (secrets and keys are made by callers; the driver's and the
 //! simulator's PRNGs are seeded by their callers).
+//! Its only process-wide state is caches that change no result: decompressed author keys, and
+//! one shared copy of each op author, collective id and template id (module `shared`),
+//! bounded in count and in the length of what they share.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
