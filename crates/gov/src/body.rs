@@ -852,8 +852,7 @@ pub(crate) fn shared_str(s: &str) -> Arc<str> {
     if s.len() > SHARED_STR_LEN {
         return Arc::from(s);
     }
-    SEEN.get_or_make(s, |s| Ok::<_, std::convert::Infallible>(Arc::from(s)))
-        .unwrap_or_else(|never| match never {})
+    SEEN.get_or_insert(s, |s| Arc::from(s))
 }
 
 // ---------------------------------------------------------------------------------------

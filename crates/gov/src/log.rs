@@ -869,7 +869,7 @@ impl Log {
         let chunk = chunk.max(1);
         let ops: Vec<&[u8]> = ops.into_iter().collect();
         if ops.len() <= chunk {
-            let mut log = Log::loading(collective, ops.len(), trusting_store);
+            let mut log = Log::for_load(collective, ops.len(), trusting_store);
             for bytes in ops {
                 if let Ok(op) = decode(bytes) {
                     log.insert(op, 0);
@@ -888,7 +888,7 @@ impl Log {
     }
 
     /// A log about to load `total` ops (a hint: the op map is reserved at that size).
-    fn loading(collective: Cid, total: usize, trusting_store: bool) -> Log {
+    fn for_load(collective: Cid, total: usize, trusting_store: bool) -> Log {
         let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
         log.loading = Some(Loading {
             trusting_store,
@@ -914,7 +914,7 @@ impl Log {
         trusting_store: bool,
     ) -> Log {
         use rayon::prelude::*;
-        let mut log = Log::loading(collective, total, trusting_store);
+        let mut log = Log::for_load(collective, total, trusting_store);
         let decode_chunk = |chunk: Vec<B>| -> Vec<Option<SignedOp>> {
             chunk
                 .par_iter()

@@ -473,8 +473,7 @@ fn shared_did(text: &str) -> Result<Did, OpError> {
 /// An op's collective, shared with the other ops of the collective decoded in this process.
 fn shared_collective(id: Cid) -> Arc<Cid> {
     static IDS: crate::shared::Table<Arc<Cid>> = crate::shared::Table::new(SHARED_COLLECTIVES);
-    IDS.get_or_make(&id, |id| Ok::<_, std::convert::Infallible>(Arc::new(*id)))
-        .unwrap_or_else(|never| match never {})
+    IDS.get_or_insert(&id, |id| Arc::new(*id))
 }
 
 /// Checks an op's `prev` list: links only, no duplicates, not the op itself.

@@ -46,6 +46,18 @@ impl<T: Hash + Eq + Clone> Table<T> {
         values.insert(value.clone());
         Ok(value)
     }
+
+    /// [`Table::get_or_make`] for a `make` that cannot fail.
+    pub(crate) fn get_or_insert<Q>(&self, key: &Q, make: impl FnOnce(&Q) -> T) -> T
+    where
+        T: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.get_or_make(key, |k| Ok::<T, std::convert::Infallible>(make(k))) {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
 }
 
 #[cfg(test)]
