@@ -458,6 +458,17 @@ pub struct DriverConfig {
     /// Whether ops learnt through anti-entropy are also published (default true: after a
     /// partition heals, gossip spreads what one link brought across).
     pub relay_synced: bool,
+    /// The most new ops one `Ops` message may bring for them to be relayed (default 32). A
+    /// larger one is a catch-up (a node that was away, or a newcomer fetching the history):
+    /// relaying it would flood every peer with ops it already holds, and a node catching up
+    /// hundreds of thousands of ops overflowed its peers' gossip queues. What it brought
+    /// reaches the nodes that lack it through their own anti-entropy.
+    pub relay_synced_max: usize,
+    /// Only ops dated at most this long before now are relayed when they come out of the
+    /// pending buffer or from anti-entropy (default 10 minutes): gossip spreads news, and an
+    /// older op is history a catch-up brought, which the nodes that lack it fetch by their own
+    /// anti-entropy.
+    pub relay_window_micros: i64,
 }
 
 impl Default for DriverConfig {
@@ -476,6 +487,8 @@ impl Default for DriverConfig {
             max_sync_rounds: 64,
             max_sync_ops: 1 << 16,
             relay_synced: true,
+            relay_synced_max: 32,
+            relay_window_micros: 600_000_000,
         }
     }
 }
@@ -919,7 +932,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         let kept = waits.then(|| op.clone());
         match self.log.insert(op, now) {
             Inserted::Applied => {
-                self.applied(id, relay, out);
+                self.applied(id, relay, now, out);
                 self.settle(now, out);
                 Received::New
             }
@@ -948,13 +961,16 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         }
     }
 
-    fn applied(&mut self, id: Cid, relay: bool, out: &mut Vec<Action<P>>) {
+    /// An op entered the log. `relay`: publish it too (see [`DriverConfig::relay_synced`]),
+    /// if it is recent ([`DriverConfig::relay_window_micros`]).
+    fn applied(&mut self, id: Cid, relay: bool, now: i64, out: &mut Vec<Action<P>>) {
         self.wants.remove(&id);
         self.held.remove(&id);
         out.push(Action::Applied(id));
         if let Some(op) = self.log.get(&id) {
             Arc::make_mut(&mut self.set).insert(op);
-            if relay {
+            let recent = op.created_at().to_unix_micros() >= now - self.config.relay_window_micros;
+            if relay && recent {
                 out.push(Action::Publish(op.bytes().to_vec()));
             }
         }
@@ -975,7 +991,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     fn settle(&mut self, now: i64, out: &mut Vec<Action<P>>) {
         loop {
             for id in self.log.drain_released() {
-                self.applied(id, true, out);
+                self.applied(id, true, now, out);
             }
             let ready: Vec<Cid> = self
                 .held
@@ -994,7 +1010,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
                     continue;
                 }
                 match self.log.insert(held.op, now) {
-                    Inserted::Applied => self.applied(id, true, out),
+                    Inserted::Applied => self.applied(id, true, now, out),
                     Inserted::Rejected(reason) => self.reject(held.from.as_ref(), id, reason, out),
                     Inserted::Pending { .. } | Inserted::Duplicate => {}
                 }
@@ -1167,7 +1183,6 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
 
     fn on_ops(&mut self, from: P, ops: Vec<Vec<u8>>, now: i64, out: &mut Vec<Action<P>>) {
         use rayon::prelude::*;
-        let relay = self.config.relay_synced;
         let ops = &ops[..ops.len().min(MAX_OPS_PER_MESSAGE)];
         // The ops this node must check (neither known, rejected, held nor remembered by the
         // cache) are checked on every core first: a catch-up's replies carry hundreds of
@@ -1183,6 +1198,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
                     && self.cache.as_ref().is_none_or(|c| !c.contains(id))
             })
             .collect();
+        let relay = self.config.relay_synced && fresh.len() <= self.config.relay_synced_max;
         let mut decoded: Vec<Option<Result<SignedOp, OpError>>> = vec![None; ops.len()];
         // Only a catch-up's large replies: gossip brings one op at a time, and a driver runs
         // on an async runtime's thread, which should not wait on other threads for it.

@@ -797,10 +797,63 @@ fn malicious_node_is_penalised_and_its_ops_go_nowhere() {
 // ---------------------------------------------------------------------------------------------
 // The driver alone: wants, retries, penalties (exact actions).
 
+/// Ops brought by anti-entropy are relayed only when they are news: a few ops dated within
+/// the relay window. A catch-up's large reply, or old ops, enter the log unpublished (five
+/// nodes catching up a 50 000-member log flooded each other's gossip queues otherwise).
+#[test]
+fn driver_relays_synced_ops_only_when_few_and_recent() {
+    let keys = keys(1);
+    let now = 1_700_000_000 * SEC;
+    let config = DriverConfig::default();
+    // A chain of `n` ops after the charter, each dated `age` before `now`.
+    let chain = |n: usize, age: i64| {
+        let charter = genesis(&keys[0], "Relay", now - age);
+        let collective = *charter.id();
+        let mut ops = vec![charter];
+        for i in 0..n {
+            let prev = *ops[ops.len() - 1].id();
+            let op = Op::sign(
+                OpKind::Invite,
+                Some(&collective),
+                invite_fields(i + 1),
+                &keys[0],
+                &[prev],
+                &Datetime::from_unix_micros(now - age),
+            )
+            .unwrap();
+            ops.push(op);
+        }
+        (collective, ops)
+    };
+    let published = |collective: Cid, ops: &[SignedOp]| {
+        let mut d: Driver<u32> = Driver::new(Log::new(collective), config.clone());
+        d.handle(Event::PeerConnected(1), now);
+        let actions = d.handle(
+            Event::Message {
+                from: 1,
+                msg: Message::Ops(ops.iter().map(|o| o.bytes().to_vec()).collect()),
+            },
+            now,
+        );
+        assert_eq!(d.log().len(), ops.len(), "every op entered the log");
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::Publish(_)))
+            .count()
+    };
+    let (c, few) = chain(3, SEC);
+    assert_eq!(published(c, &few), 4, "a few recent ops are relayed");
+    let (c, many) = chain(config.relay_synced_max + 8, SEC);
+    assert_eq!(published(c, &many), 0, "a catch-up's large reply is not");
+    let (c, old) = chain(3, config.relay_window_micros + SEC);
+    assert_eq!(published(c, &old), 0, "nor are old ops");
+}
+
 #[test]
 fn driver_wants_missing_parents_and_asks_again_elsewhere() {
     let keys = keys(3);
-    let charter = genesis(&keys[0], "Two", 0);
+    let now = 1_700_000_000 * SEC;
+    let charter = genesis(&keys[0], "Two", now - SEC);
     let collective = *charter.id();
     let config = DriverConfig {
         request_timeout_micros: SEC,
@@ -808,7 +861,6 @@ fn driver_wants_missing_parents_and_asks_again_elsewhere() {
         ..DriverConfig::default()
     };
     let mut d: Driver<u32> = Driver::new(Log::new(collective), config);
-    let now = 1_700_000_000 * SEC;
     for p in [1u32, 2] {
         let actions = d.handle(Event::PeerConnected(p), now);
         assert!(actions.iter().any(|a| matches!(

@@ -307,11 +307,18 @@ fn behaviour(
 }
 
 /// Peer-level scoring: P5 (application) unused, P6 (IP colocation) as configured, P7
-/// (behaviour penalties) at gossipsub's defaults. Topic-level parameters are set per topic on
-/// subscribe ([`topic_params`]).
+/// (behaviour penalties) at gossipsub's defaults, and no slow-peer penalty. Topic-level
+/// parameters are set per topic on subscribe ([`topic_params`]).
+///
+/// gossipsub penalises a peer for every message its send queue could not take in time
+/// (`slow_peer_weight`, -0.2 each). That measures congestion, this node's as much as the
+/// peer's, not misbehaviour: five nodes catching up a 50 000-member log on one machine drove
+/// every honest peer below the ban threshold within 20 s and cut the laggards off. Bans here
+/// are for invalid messages and broken promises.
 fn peer_score_params(config: &NetConfig) -> gossipsub::PeerScoreParams {
     let mut p = gossipsub::PeerScoreParams {
         topic_score_cap: config.score.positive_cap,
+        slow_peer_weight: 0.0,
         ..Default::default()
     };
     if !config.ip_colocation_penalty {
