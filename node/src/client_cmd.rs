@@ -603,34 +603,76 @@ pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Resu
     if journal.metadata()?.len() == 0 {
         journal.write_all(format!("{JOURNAL_HEADER}\n").as_bytes())?;
     }
-    let mut done = 0usize;
-    // Batches are bounded by count and by bytes, under the node's request limit.
+    // Batches are bounded by count and by bytes, under the node's request limit. Two are in
+    // flight: while the node commits one, this side encodes the next and the node parses it
+    // (each batch is journaled before it is sent, so a run stopped anywhere resumes).
     let max_bytes = 3_000_000usize;
-    let mut i = 0;
-    while i < todo.len() {
-        let mut j = i;
-        let mut bytes = 0usize;
-        while j < todo.len() && j - i < batch {
-            let size = todo[j].0.record.to_string().len() + 200;
-            if j > i && bytes + size > max_bytes {
+    let (jobs, queue) = std::sync::mpsc::sync_channel::<(usize, usize, Value)>(1);
+    // Only the senders hold the queue: when the last one stops (a failed batch), the next
+    // send fails instead of waiting for a taker.
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+    let failed: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let total = todo.len();
+    let method = nsid(space, "repo.applyWrites");
+    std::thread::scope(|scope| -> Result<()> {
+        for queue in (0..IMPORT_IN_FLIGHT).map(|_| std::sync::Arc::clone(&queue)) {
+            scope.spawn(|| {
+                let queue = queue;
+                loop {
+                    // The lock is held only to take a job; a poisoned lock ends the sender.
+                    let job = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((i, j, body)) = job else { return };
+                    match client.procedure(&method, &body) {
+                        Ok(_) => {
+                            let n = done.fetch_add(j - i, std::sync::atomic::Ordering::Relaxed);
+                            bar.set_position((n + j - i) as u64);
+                        }
+                        Err(e) => {
+                            let e = explain(e)
+                                .context(format!("importing items {}–{j} of {total}", i + 1));
+                            if let Ok(mut f) = failed.lock() {
+                                f.get_or_insert(e);
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        drop(queue);
+        let mut i = 0;
+        while i < todo.len() {
+            if failed.lock().map_or(true, |f| f.is_some()) {
                 break;
             }
-            bytes += size;
-            j += 1;
+            let mut j = i;
+            let mut bytes = 0usize;
+            while j < todo.len() && j - i < batch {
+                let size = todo[j].0.record.to_string().len() + 200;
+                if j > i && bytes + size > max_bytes {
+                    break;
+                }
+                bytes += size;
+                j += 1;
+            }
+            let chunk = &todo[i..j];
+            write_journal(&mut journal, chunk)?;
+            if jobs.send((i, j, batch_body(&did, space, chunk))).is_err() {
+                break;
+            }
+            i = j;
         }
-        let chunk = &todo[i..j];
-        write_journal(&mut journal, chunk)?;
-        client
-            .procedure(
-                &nsid(space, "repo.applyWrites"),
-                &batch_body(&did, space, chunk),
-            )
-            .map_err(explain)
-            .with_context(|| format!("importing items {}–{} of {}", i + 1, j, todo.len()))?;
-        done += chunk.len();
-        bar.set_position(done as u64);
-        i = j;
+        drop(jobs);
+        Ok(())
+    })?;
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
     }
+    let done = done.into_inner();
     bar.finish_and_clear();
     eprintln!(
         "imported {done} records from {} ({skipped} already imported)",
@@ -638,6 +680,9 @@ pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Resu
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// `applyWrites` batches of one `guild import` in flight at once.
+const IMPORT_IN_FLIGHT: usize = 2;
 
 /// The first line of an import journal in the current format. Each later line is
 /// "<id> <n> <collection> <rkey>": the key planned for the n-th (from 0) item of the input

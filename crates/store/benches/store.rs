@@ -12,6 +12,11 @@
 //! in a fresh handle and times `Log::open` (which reads the store a page at a time while it
 //! loads), then the reads alone (`stored_ops`), `GUILD_BENCH_OPEN_RUNS` times (default 1).
 //! `Log::open` comes first in each run, so that its memory is not memory the reads freed.
+//!
+//! `import_commits` (issue 18's `guild import` floor): 100 commits of 2 000 small records
+//! each through `SledStore::commit` (per record a ~110-byte record block and an index entry,
+//! plus ~550 MST-node-sized blocks per commit), durable, timed once; `GUILD_BENCH_IMPORT_RUNS`
+//! runs (default 1). This is the sled share of `guild import`, without HTTP, JSON or the MST.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -243,9 +248,66 @@ fn open_log(_: &mut Criterion) {
     }
 }
 
+/// The store's share of a bulk import (see the module's doc).
+fn import_commits(_: &mut Criterion) {
+    let runs: usize = std::env::var("GUILD_BENCH_IMPORT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    const PER_COMMIT: u64 = 2_000;
+    const COMMITS: u64 = 100;
+    for run in 0..runs {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let repo = RepoKey::public(guild_store::Did::parse("did:key:bench").unwrap());
+        let mut prev: Option<Cid> = None;
+        let block = |tag: &str, n: u64, len: usize| {
+            let mut bytes = format!("{tag} {n} ").into_bytes();
+            bytes.resize(len, b'x');
+            let bytes = Bytes::from(bytes);
+            (cid_for_raw(&bytes), bytes)
+        };
+        let t = std::time::Instant::now();
+        for c in 0..COMMITS {
+            let mut blocks = Vec::new();
+            let mut index = Vec::new();
+            for i in c * PER_COMMIT..(c + 1) * PER_COMMIT {
+                let (cid, bytes) = block("record", i, 110);
+                index.push(IndexOp::Put {
+                    collection: "coop.guild.data.text".into(),
+                    rkey: Tid::from_parts(T0 + i, 1).to_string(),
+                    cid,
+                });
+                blocks.push((cid, bytes));
+            }
+            for i in 0..PER_COMMIT * 27 / 100 {
+                blocks.push(block("mst", c * PER_COMMIT + i, 400));
+            }
+            let commit = block("commit", c, 150);
+            blocks.push(commit.clone());
+            let head = RepoHead {
+                commit: commit.0,
+                rev: Tid::from_parts(T0 + c, 2),
+                data: blocks[blocks.len() - 2].0,
+            };
+            store
+                .commit(&repo, prev.as_ref(), &head, &blocks, &index)
+                .unwrap();
+            prev = Some(head.commit);
+        }
+        let took = t.elapsed().as_secs_f64();
+        let records = (PER_COMMIT * COMMITS) as f64;
+        eprintln!(
+            "import_commits run {run}: {records} records in {COMMITS} commits: {took:.2} s, \
+             {:.0} records/s",
+            records / took
+        );
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = raw_commit, repo_path, open_log
+    targets = raw_commit, repo_path, open_log, import_commits
 }
 criterion_main!(benches);
