@@ -584,8 +584,11 @@ async function compare(opts) {
   const p = (f) => path.join(opts.out, f)
   const jsonl = p(`records-${n}.jsonl`)
   if (!fs.existsSync(jsonl)) throw new Error(`missing ${jsonl}: run --generate ${n} first (bench/run.sh does)`)
-  // parse the same JSONL file the Rust side read (excluded from timing on both sides)
+  // parse the same JSONL file the Rust side read (outside the timed scope on both sides; timed
+  // here for the end-to-end figure)
+  const tRead = performance.now()
   const items = fs.readFileSync(jsonl, 'utf8').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l))
+  const readParseMs = ms(tRead)
   if (items.length !== n) throw new Error(`${jsonl} has ${items.length} lines, expected ${n}`)
 
   const rustStats = readStats(p(`rust-build-${n}.stderr`))
@@ -595,6 +598,19 @@ async function compare(opts) {
 
   const { keypair, did } = await newKeypair()
   const ref = await referenceBuild(items, keypair, did)
+  // End to end, as `guild repo build` runs: read and parse the file, build, write the CAR
+  // (commit, MST nodes, records).
+  const tCar = performance.now()
+  {
+    const all = new BlockMap()
+    all.set(ref.commitCid, ref.commitBytes)
+    all.addMap(await mstBlocks(ref.mst))
+    all.addMap(ref.blocks)
+    fs.writeFileSync(p(`reference-${n}.car`), await blocksToCarFile(ref.commitCid, all))
+  }
+  const carWriteMs = ms(tCar)
+  const refEndToEndMs = readParseMs + ref.timing.total_ms + carWriteMs
+  const rustWall = fs.existsSync(p(`rust-wall-${n}.ms`)) ? Number(fs.readFileSync(p(`rust-wall-${n}.ms`), 'utf8').trim()) : null
   const del = await referenceDeletions(ref, items)
   let init = null
   if (opts.initCommit) init = await referenceInitCommit(items, keypair, did)
@@ -644,6 +660,13 @@ async function compare(opts) {
       node: process.version,
     },
     ratio: rustMs > 0 ? refMs / rustMs : null,
+    end_to_end: {
+      reference_ms: refEndToEndMs,
+      reference_read_parse_ms: readParseMs,
+      reference_car_write_ms: carWriteMs,
+      rust_process_ms: rustWall,
+      ratio: rustWall > 0 ? refEndToEndMs / rustWall : null,
+    },
     roots_equal: rootsEqual,
     record_cids_equal: recordCidsEqual,
     deletions_root_equal: deletionsRootEqual,
@@ -677,6 +700,10 @@ async function compare(opts) {
   console.log(`${pad('reference total')}${fmt(refMs)} (${summary.reference.records_per_s} records/s)  [encode ${fmt(ref.timing.encode_ms)}, mst ${fmt(ref.timing.mst_ms)}, commit ${fmt(ref.timing.commit_ms)}]`)
   if (init) console.log(`${pad('reference formatInitCommit')}${fmt(init.ms)} (whole init-commit path incl. collecting blocks)`)
   console.log(`${pad('ratio (reference / Rust)')}${summary.ratio === null ? 'n/a' : summary.ratio.toFixed(2) + 'x'}`)
+  const e2e = summary.end_to_end
+  console.log(`${pad('e2e reference')}${fmt(e2e.reference_ms)} (read + JSON.parse ${fmt(readParseMs)}, build, CAR write ${fmt(carWriteMs)})`)
+  console.log(`${pad('e2e guild repo build')}${e2e.rust_process_ms === null ? 'n/a (no rust-wall file)' : fmt(e2e.rust_process_ms) + ' (the whole process)'}`)
+  console.log(`${pad('e2e ratio')}${e2e.ratio === null ? 'n/a' : e2e.ratio.toFixed(2) + 'x'}`)
   console.log(`${pad('roots equal')}${rootsEqual}`)
   console.log(`${pad('record cids equal')}${recordCidsEqual}`)
   console.log(`${pad('deletions root equal')}${deletionsRootEqual}  (${del.deleted} deleted)`)

@@ -40,12 +40,15 @@ else
   fi
   for suffix in "" "-minus7"; do
     echo "== guild repo build records-$N$suffix.jsonl"
+    started=$(date +%s%N)
     if ! "$BIN" repo build --records "$OUT/records-$N$suffix.jsonl" --key "$OUT/bench.key" \
         --out "$OUT/repo-$N$suffix.car" --stats 2> "$OUT/rust-build-$N$suffix.stderr"; then
       cat "$OUT/rust-build-$N$suffix.stderr" >&2
       echo "error: guild repo build failed" >&2
       exit 1
     fi
+    # The whole process, for the end-to-end ratio.
+    echo $(( ($(date +%s%N) - started) / 1000000 )) > "$OUT/rust-wall-$N$suffix.ms"
     tail -n 1 "$OUT/rust-build-$N$suffix.stderr"
   done
   echo "== guild repo inspect"

@@ -328,6 +328,18 @@ fn build_inspect_verify_prove_verify_proof() {
         2,
         "two generated TID rkeys: {listed:?}"
     );
+    // Generated keys follow the lines' order (the lines are parsed in parallel).
+    let path_of = |text: &str| {
+        let (cid, _) =
+            guild_core::data::encode_record(&guild_core::data::from_json(&post(text)).unwrap())
+                .unwrap();
+        listed
+            .iter()
+            .find(|(_, c)| **c == cid.to_string())
+            .map(|(p, _)| p.clone())
+            .unwrap()
+    };
+    assert!(path_of("tid 1") < path_of("tid 2"), "TIDs in line order");
 
     // The library agrees with the CLI about the CAR.
     let bytes = std::fs::read(w.file("repo.car")).unwrap();
