@@ -628,8 +628,8 @@ pub fn import(data_dir: &Path, path: &Path, space: &Space, batch: usize) -> Resu
                     let Ok((i, j, body)) = job else { return };
                     match client.procedure(&method, &body) {
                         Ok(_) => {
-                            let n = done.fetch_add(j - i, std::sync::atomic::Ordering::Relaxed);
-                            bar.set_position((n + j - i) as u64);
+                            done.fetch_add(j - i, std::sync::atomic::Ordering::Relaxed);
+                            bar.inc((j - i) as u64);
                         }
                         Err(e) => {
                             let e = explain(e)

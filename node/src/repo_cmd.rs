@@ -246,8 +246,9 @@ fn encode_line(line: &InputLine) -> Result<PreparedRecord> {
     })
 }
 
-/// Checks one record against the lexicons.
-fn validate_line(registry: &Registry, mode: Validate, line: &InputLine) -> Result<()> {
+/// Checks one record against the lexicons, and its key unless it has none yet (`keyed`
+/// false: [`validate_key`] checks the TID it is given).
+fn validate_line(registry: &Registry, mode: Validate, line: &InputLine, keyed: bool) -> Result<()> {
     if mode == Validate::Skip {
         return Ok(());
     }
@@ -261,14 +262,24 @@ fn validate_line(registry: &Registry, mode: Validate, line: &InputLine) -> Resul
         }
         return Ok(());
     }
-    registry
-        .validate_record_key(line.collection.as_str(), line.rkey.as_str())
-        .map_err(|e| anyhow::anyhow!("record key: {e}"))?;
+    if keyed {
+        validate_key(registry, mode, line)?;
+    }
     let value = guild_core::data::from_json(&line.record)?;
     registry
         .validate_record(&value)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
+}
+
+/// Checks a record's key against its lexicon (records of unknown types: nothing to check).
+fn validate_key(registry: &Registry, mode: Validate, line: &InputLine) -> Result<()> {
+    if mode == Validate::Skip || !registry.is_record_type(line.collection.as_str()) {
+        return Ok(());
+    }
+    registry
+        .validate_record_key(line.collection.as_str(), line.rkey.as_str())
+        .map_err(|e| anyhow::anyhow!("record key: {e}"))
 }
 
 fn build(
@@ -302,7 +313,7 @@ fn build(
         .map(|(no, line)| {
             parse_line(line)
                 .and_then(|(l, keyed)| {
-                    validate_line(&registry, validate, &l)?;
+                    validate_line(&registry, validate, &l, keyed)?;
                     Ok((l, keyed))
                 })
                 .with_context(|| format!("{} line {no}", records.display()))
@@ -312,11 +323,13 @@ fn build(
     drop(numbered);
     drop(text);
     let mut lines = Vec::with_capacity(parsed.len());
-    for p in parsed {
+    for (p, no) in parsed.into_iter().zip(&line_numbers) {
         let (mut line, keyed) = p?;
         // Lines without a key get TIDs in line order.
         if !keyed {
             line.rkey = RecordKey::parse(clock.next(now_micros()).as_str())?;
+            validate_key(&registry, validate, &line)
+                .with_context(|| format!("{} line {no}", records.display()))?;
         }
         lines.push(line);
     }

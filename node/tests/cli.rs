@@ -792,3 +792,32 @@ fn verify_proof_refuses_a_repo_car_for_a_different_path_and_a_tampered_proof() {
     // A full repository CAR is also a valid proof of any of its records.
     ok(&w.run(&["repo", "verify-proof", "repo.car", "com.example.post/r003"]));
 }
+
+/// A line without an `rkey` gets a TID, and the lexicon checks that key: a record type keyed
+/// by TIDs builds, one keyed `literal:self` is refused, naming the line.
+#[test]
+fn build_checks_generated_keys_against_the_lexicon() {
+    let w = Work::new();
+    let text = json!({"$type": "coop.guild.data.text", "body": "b", "createdAt": "2026-12-05T00:00:00.000Z"});
+    let jsonl = format!(
+        "{}{}",
+        line("coop.guild.data.text", None, text.clone()),
+        line("coop.guild.data.text", None, text)
+    );
+    ok(&w.build(&jsonl, "tid.car"));
+    let declaration = json!({
+        "$type": "coop.guild.space.declaration",
+        "collective": "bafyreigbtj4x7ip5legnfznufuopl4sg4knzc2cof6duas4b3q2fy6swua",
+        "createdAt": "2026-12-05T00:00:00.000Z",
+    });
+    let jsonl = format!(
+        "{}{}",
+        line("com.example.post", Some("p1"), post("x")),
+        line("coop.guild.space.declaration", None, declaration)
+    );
+    let e = fails(
+        &w.build(&jsonl, "self.car"),
+        "a TID for a literal:self record",
+    );
+    assert!(e.contains("line 2") && e.contains("record key"), "{e}");
+}
