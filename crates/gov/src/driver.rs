@@ -969,7 +969,8 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         out.push(Action::Applied(id));
         if let Some(op) = self.log.get(&id) {
             Arc::make_mut(&mut self.set).insert(op);
-            let recent = op.created_at().to_unix_micros() >= now - self.config.relay_window_micros;
+            let recent = op.created_at().to_unix_micros()
+                >= now.saturating_sub(self.config.relay_window_micros);
             if relay && recent {
                 out.push(Action::Publish(op.bytes().to_vec()));
             }
