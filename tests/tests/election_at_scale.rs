@@ -68,14 +68,12 @@ fn store_ops(dir: &Path, collective: &Cid, ops: &[Vec<u8>]) {
     store.flush().expect("flush");
 }
 
-fn rss_mib(pid: Option<u32>) -> u64 {
-    pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib / 1024)
+/// Each node's resident memory in MiB (0 if it cannot be read), from the devnet.
+fn rss_mib(net: &Devnet) -> Vec<u64> {
+    net.rss_kib()
+        .into_iter()
+        .map(|(_, kib)| kib.map_or(0, |k| k / 1024))
+        .collect()
 }
 
 #[test]
@@ -229,6 +227,7 @@ fn a_fifty_thousand_member_election_certifies_on_five_real_nodes() {
         }
         if last_report.elapsed() >= Duration::from_secs(15) {
             last_report = Instant::now();
+            let rss = rss_mib(&net);
             let line: Vec<String> = statuses
                 .iter()
                 .enumerate()
@@ -239,7 +238,7 @@ fn a_fifty_thousand_member_election_certifies_on_five_real_nodes() {
                         s["sync"]["ops"],
                         s["sync"]["pending"],
                         certified(s).is_some(),
-                        rss_mib(net.nodes[i].pid())
+                        rss[i]
                     ),
                     None => format!("node-{}: no status", i + 1),
                 })
@@ -274,7 +273,7 @@ fn a_fifty_thousand_member_election_certifies_on_five_real_nodes() {
         .map(|s| s["sync"]["heads"].to_string())
         .collect();
     assert_eq!(heads.len(), 1, "the same heads on every node");
-    let rss: Vec<u64> = (0..5).map(|i| rss_mib(net.nodes[i].pid())).collect();
+    let rss = rss_mib(&net);
     println!(
         "certified on all five nodes {took:.1?} after they started (electorate {electorate}, \
          {ballots} ballots; {} ops each); RSS MiB {rss:?}; result {}",
