@@ -29,14 +29,14 @@ impl CutState {
         let mut heads = heads.to_vec();
         heads.sort_unstable();
         heads.dedup();
-        let mut time: Option<&Datetime> = None;
+        let mut time: Option<Datetime> = None;
         for h in &heads {
             let op = log.get(h).ok_or(BundleError::UnknownHead(*h))?;
-            if time.is_none_or(|t| op.created_at() > t) {
-                time = Some(op.created_at());
+            if time.as_ref().is_none_or(|t| op.created_at() > t) {
+                time = Some(op.created_at().clone());
             }
         }
-        let time = time.cloned().ok_or(BundleError::EmptyCut)?;
+        let time = time.ok_or(BundleError::EmptyCut)?;
         for a in &heads {
             if heads.iter().any(|b| log.is_ancestor(a, b)) {
                 return Err(BundleError::NotHeads(*a));

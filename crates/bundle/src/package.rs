@@ -104,10 +104,10 @@ pub type ManifestBlocks = Vec<(Cid, Vec<u8>)>;
 /// The governance ops a bundle of `manifest` carries, in the log's order: the causal past
 /// of the approvals that sealed it. Also returns the manifest's CID and its blocks (root
 /// first, then its pages).
-pub fn sealing_ops<'a>(
+pub fn sealing_ops(
     manifest: &Manifest,
-    log: &'a Log,
-) -> Result<(Cid, ManifestBlocks, Vec<&'a guild_gov::SignedOp>), BundleError> {
+    log: &Log,
+) -> Result<(Cid, ManifestBlocks, Vec<guild_gov::SignedOp>), BundleError> {
     let blocks = manifest.blocks()?;
     let cid = blocks
         .first()

@@ -1039,7 +1039,7 @@ fn verify_stream(mut stream: Stream) -> Result<Report, VerifyError> {
             }
         }
     }
-    if log.get(&collective).is_none() {
+    if !log.contains(&collective) {
         return Err(VerifyError::NoCharter(collective));
     }
 
@@ -1090,7 +1090,7 @@ fn verify_stream(mut stream: Stream) -> Result<Report, VerifyError> {
         not_sealed("the proposal op is not in the bundle's governance ops".into())
     })?;
     let (request, cut_heads, mut params) =
-        ManifestParams::from_proposal(proposal_op).map_err(selection_err)?;
+        ManifestParams::from_proposal(&proposal_op).map_err(selection_err)?;
     params.estimates = manifest.estimates.clone();
     let cut = CutState::at(&log, &cut_heads).map_err(selection_err)?;
     let selector = Selector::new(&log, &cut, &request).map_err(selection_err)?;

@@ -644,7 +644,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     /// A driver over a log (empty, or loaded from a store).
     pub fn new(log: Log, config: DriverConfig) -> Driver<P> {
         Driver {
-            set: Arc::new(OpSet::from_ops(log.ops_in_order())),
+            set: Arc::new(OpSet::from_log(&log)),
             log,
             rng: SplitMix64::new(config.seed),
             config,
@@ -819,7 +819,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         if let Some(cache) = &self.cache {
             cache.remember(&op);
         }
-        if self.log.get(&id).is_some() {
+        if self.log.contains(&id) {
             return Ok(id);
         }
         match self.insert(None, op, now, true, out) {
@@ -866,7 +866,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         relay: bool,
         out: &mut Vec<Action<P>>,
     ) -> (Cid, Received) {
-        if self.log.get(&id).is_some() {
+        if self.log.contains(&id) {
             self.wants.remove(&id);
             return (id, Received::Known);
         }
@@ -928,7 +928,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         }
         let waits = !self.held.contains_key(&id)
             && self.held.len() < self.config.max_held
-            && op.prev().iter().any(|p| self.log.get(p).is_none());
+            && op.prev().iter().any(|p| !self.log.contains(p));
         let kept = waits.then(|| op.clone());
         match self.log.insert(op, now) {
             Inserted::Applied => {
@@ -968,7 +968,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         self.held.remove(&id);
         out.push(Action::Applied(id));
         if let Some(op) = self.log.get(&id) {
-            Arc::make_mut(&mut self.set).insert(op);
+            Arc::make_mut(&mut self.set).insert(&op);
             let recent = op.created_at().to_unix_micros()
                 >= now.saturating_sub(self.config.relay_window_micros);
             if relay && recent {
@@ -980,7 +980,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     /// The log's op ids, current (rebuilt if ops entered the log through [`Driver::log_mut`]).
     fn op_set(&mut self) -> Arc<OpSet> {
         if self.set.len() != self.log.len() {
-            self.set = Arc::new(OpSet::from_ops(self.log.ops_in_order()));
+            self.set = Arc::new(OpSet::from_log(&self.log));
         }
         Arc::clone(&self.set)
     }
@@ -997,7 +997,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             let ready: Vec<Cid> = self
                 .held
                 .iter()
-                .filter(|(_, h)| h.op.prev().iter().all(|p| self.log.get(p).is_some()))
+                .filter(|(_, h)| h.op.prev().iter().all(|p| self.log.contains(p)))
                 .map(|(id, _)| *id)
                 .collect();
             if ready.is_empty() {
@@ -1007,7 +1007,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
                 let Some(held) = self.held.remove(&id) else {
                     continue;
                 };
-                if self.log.get(&id).is_some() {
+                if self.log.contains(&id) {
                     continue;
                 }
                 match self.log.insert(held.op, now) {
@@ -1054,7 +1054,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             if self.wants.len() >= self.config.max_wants {
                 break;
             }
-            if self.wants.contains_key(&id) || self.log.get(&id).is_some() {
+            if self.wants.contains_key(&id) || self.log.contains(&id) {
                 continue;
             }
             self.wants.insert(
@@ -1081,7 +1081,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         let set: crate::log::CidSet = ids
             .into_iter()
             .take(MAX_CIDS_PER_MESSAGE)
-            .filter(|id| self.log.get(id).is_some())
+            .filter(|id| self.log.contains(id))
             .collect();
         if set.is_empty() {
             return;
@@ -1094,7 +1094,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     fn send_ops(&self, to: &P, order: &[Cid], out: &mut Vec<Action<P>>) {
         let mut rest = order;
         while !rest.is_empty() {
-            let ops = self.chunk(rest.iter().filter_map(|id| self.log.get(id)));
+            let ops = self.chunk(rest.iter().filter_map(|id| self.log.bytes_of(id)));
             if ops.is_empty() {
                 return;
             }
@@ -1139,7 +1139,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         let need: Vec<Cid> = step
             .need
             .into_iter()
-            .filter(|id| self.log.get(id).is_none())
+            .filter(|id| !self.log.contains(id))
             .take(budget)
             .collect();
         session.ops += need.len();
@@ -1193,7 +1193,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
         let fresh: Vec<usize> = (0..ops.len())
             .filter(|&i| {
                 let id = &ids[i];
-                self.log.get(id).is_none()
+                !self.log.contains(id)
                     && !self.rejected.contains_key(id)
                     && !self.held.contains_key(id)
                     && self.cache.as_ref().is_none_or(|c| !c.contains(id))
@@ -1240,7 +1240,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     }
 
     /// The first ops of `ops` that fit one reply.
-    fn chunk<'a>(&self, ops: impl Iterator<Item = &'a SignedOp>) -> Vec<Vec<u8>> {
+    fn chunk<'a>(&self, ops: impl Iterator<Item = &'a [u8]>) -> Vec<Vec<u8>> {
         let max_ops = self.config.max_ops_per_reply.clamp(1, MAX_OPS_PER_MESSAGE);
         let max_bytes = self
             .config
@@ -1248,13 +1248,13 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             .min(MAX_MESSAGE_BYTES - MESSAGE_OVERHEAD);
         let mut total = 0usize;
         let mut chunk = Vec::new();
-        for op in ops {
-            let len = op.bytes().len();
+        for bytes in ops {
+            let len = bytes.len();
             if chunk.len() >= max_ops || (!chunk.is_empty() && total + len > max_bytes) {
                 break;
             }
             total += len;
-            chunk.push(op.bytes().to_vec());
+            chunk.push(bytes.to_vec());
         }
         chunk
     }
@@ -1285,7 +1285,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
                 break;
             }
             let held = entry.remove();
-            if self.log.get(held.op.id()).is_none() {
+            if !self.log.contains(held.op.id()) {
                 self.insert(held.from.as_ref(), held.op, now, true, out);
             }
         }
@@ -1306,7 +1306,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
             let Some(want) = self.wants.get(&id) else {
                 continue;
             };
-            if want.tries >= self.config.want_tries || self.log.get(&id).is_some() {
+            if want.tries >= self.config.want_tries || self.log.contains(&id) {
                 self.wants.remove(&id);
                 continue;
             }

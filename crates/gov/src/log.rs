@@ -23,6 +23,7 @@
 //! them. Every removal suppresses, even one that is itself suppressed by a removal of its
 //! author: when removals conflict, more is ignored rather than less.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
@@ -47,6 +48,14 @@ pub const MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// How long an op waits for missing parents, by default, in microseconds (one hour).
 pub const DEFAULT_PENDING_TTL_MICROS: i64 = 3_600_000_000;
+
+/// How many of the ops that entered the log last it keeps decoded, by default; the others
+/// it keeps as their signed bytes only, with their parents and date (what walks of the DAG
+/// read), and decodes again when a fold or a caller needs them. A running node's folds
+/// touch recent ops (a concurrent op's past is folded from a checkpoint a few positions
+/// back), so this bounds a large log's memory without slowing them; a decoded op takes about
+/// as much memory again as its bytes.
+pub const DEFAULT_DECODED_KEPT: usize = 16_384;
 
 /// How many rejected op ids the log remembers, so that a re-sent bad op is refused without
 /// folding its past again. A rejection is final: it depends on the op's causal past only.
@@ -184,7 +193,13 @@ struct Waiting {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    op: SignedOp,
+    /// The op, decoded while it is among the last ops to enter the log (see
+    /// [`DEFAULT_DECODED_KEPT`]), else its signed bytes.
+    op: Held,
+    /// Its parents' digests: walks of the DAG read them without decoding the op.
+    prev: Box<[Digest]>,
+    /// Its `createdAt`, in microseconds since the epoch.
+    created_micros: i64,
     /// Its index in the order.
     pos: usize,
     /// The facts of its past the fold needs; `None` for the default (no facts), which is
@@ -197,6 +212,33 @@ struct Entry {
     /// every head has its own `seq` (every op then in the log is in its past); another has
     /// its parents' greatest. It answers most [`Log::is_ancestor`] questions without a walk.
     floor: u64,
+}
+
+/// An op as the log holds it.
+#[derive(Debug, Clone)]
+enum Held {
+    Decoded(SignedOp),
+    /// Only the signed bytes, which this log accepted: decoding them again is
+    /// [`SignedOp::decode_trusted`].
+    Bytes(Box<[u8]>),
+}
+
+impl Held {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Held::Decoded(op) => op.bytes(),
+            Held::Bytes(b) => b,
+        }
+    }
+
+    /// The op, decoded again if need be (`None` only if bytes this log accepted no longer
+    /// decode, which would be a bug).
+    fn op(&self) -> Option<Cow<'_, SignedOp>> {
+        match self {
+            Held::Decoded(op) => Some(Cow::Borrowed(op)),
+            Held::Bytes(b) => SignedOp::decode_trusted(b).ok().map(Cow::Owned),
+        }
+    }
 }
 
 /// The running state after the first `at` ops of the order.
@@ -247,6 +289,11 @@ pub struct Log {
     /// While [`Log::load_with`] inserts (accepted ops are then not counted as unsaved: a
     /// load's log starts with none); `None` otherwise.
     loading: Option<Loading>,
+    /// The ops kept decoded, in the order they entered (the oldest is the next to go back to
+    /// bytes).
+    decoded: VecDeque<Digest>,
+    /// How many ops are kept decoded.
+    decoded_kept: usize,
 }
 
 /// How a log being loaded inserts its ops.
@@ -305,7 +352,16 @@ impl Log {
             unsaved: Vec::new(),
             entered: 0,
             loading: None,
+            decoded: VecDeque::new(),
+            decoded_kept: DEFAULT_DECODED_KEPT,
         }
+    }
+
+    /// Sets how many of the ops that entered last are kept decoded (see
+    /// [`DEFAULT_DECODED_KEPT`]); takes effect as the next op enters.
+    pub fn with_decoded_kept(mut self, kept: usize) -> Log {
+        self.decoded_kept = kept;
+        self
     }
 
     /// Sets the pending buffer's bounds: at most `limit` ops, each waiting at most
@@ -357,6 +413,11 @@ impl Log {
         self.ops.get(id).map(|e| e.pos)
     }
 
+    /// The index in the log's order of the op with this digest.
+    fn pos_of_digest(&self, d: &Digest) -> Option<usize> {
+        self.ops.get_digest(d).map(|e| e.pos)
+    }
+
     /// The lowest position of these ops in the order (0 if none is in the log).
     fn lowest_pos(&self, ids: &[Cid]) -> usize {
         ids.iter()
@@ -370,9 +431,40 @@ impl Log {
         self.ops.contains_key(id)
     }
 
-    /// An op of the log by id.
-    pub fn get(&self, id: &Cid) -> Option<&SignedOp> {
-        self.ops.get(id).map(|e| &e.op)
+    /// An op of the log by id (decoded again from its bytes unless it is recent; see
+    /// [`DEFAULT_DECODED_KEPT`]). To ask whether the log holds an op, [`Log::contains`] is
+    /// cheaper; for its bytes, [`Log::bytes_of`].
+    pub fn get(&self, id: &Cid) -> Option<SignedOp> {
+        self.ops
+            .get(id)
+            .and_then(|e| e.op.op())
+            .map(Cow::into_owned)
+    }
+
+    /// How many ops the log holds decoded (a walk of the whole log: for tests).
+    #[cfg(test)]
+    pub(crate) fn decoded_len(&self) -> usize {
+        self.order
+            .iter()
+            .filter(|d| {
+                self.ops
+                    .get_digest(d)
+                    .is_some_and(|e| matches!(e.op, Held::Decoded(_)))
+            })
+            .count()
+    }
+
+    /// The signed bytes of an op of the log.
+    pub fn bytes_of(&self, id: &Cid) -> Option<&[u8]> {
+        self.ops.get(id).map(|e| e.op.bytes())
+    }
+
+    /// Every op's `createdAt` (µs since the epoch) and id digest, in the log's order (what
+    /// reconciliation's item set is made of).
+    pub(crate) fn times_and_digests(&self) -> impl Iterator<Item = (i64, Digest)> + '_ {
+        self.order
+            .iter()
+            .filter_map(|d| self.ops.get_digest(d).map(|e| (e.created_micros, *d)))
     }
 
     /// True if the fold skips the op because a removal of its author is concurrent with it.
@@ -521,13 +613,14 @@ impl Log {
         // date can be moved back no further than what the author had seen).
         let created = op.created_at().to_unix_micros();
         for p in op.prev() {
-            if let Some(parent) = self.ops.get(p)
-                && parent.op.created_at().to_unix_micros() > created
-            {
+            if self.ops.get(p).is_some_and(|e| e.created_micros > created) {
                 return Err(Reason::BeforeItsPast {
                     created_at: op.created_at().as_str().to_owned(),
                     parent: *p,
-                    parent_at: parent.op.created_at().as_str().to_owned(),
+                    parent_at: self.get(p).map_or_else(
+                        || format!("{} µs after the epoch", parent_micros(self, p)),
+                        |parent| parent.created_at().as_str().to_owned(),
+                    ),
                 });
             }
         }
@@ -599,16 +692,33 @@ impl Log {
         }
         let seq = self.entered;
         self.entered += 1;
+        let prev: Box<[Digest]> = op.prev().iter().map(op_digest).collect();
+        let created_micros = op.created_at().to_unix_micros();
         self.ops.insert(
             id,
             Entry {
-                op,
+                op: Held::Decoded(op),
+                prev,
+                created_micros,
                 pos: k,
                 meta: Some(meta).filter(|m| *m != NO_META).map(Box::new),
                 seq,
                 floor,
             },
         );
+        self.decoded.push_back(digest);
+        while self.decoded.len() > self.decoded_kept {
+            let Some(old) = self.decoded.pop_front() else {
+                break;
+            };
+            if let Some(e) = self.ops.get_digest_mut(&old) {
+                let held = std::mem::replace(&mut e.op, Held::Bytes(Box::default()));
+                e.op = match held {
+                    Held::Decoded(op) => Held::Bytes(op.into_bytes()),
+                    bytes => bytes,
+                };
+            }
+        }
 
         // The removal rule: ops newly suppressed move the refold's start back.
         let mut dirty = k;
@@ -740,8 +850,8 @@ impl Log {
 
     fn advance_heads(&self, heads: &mut BTreeSet<Cid>, id: &Cid) {
         if let Some(e) = self.ops.get(id) {
-            for p in e.op.prev() {
-                heads.remove(p);
+            for p in &e.prev {
+                heads.remove(&op_id(p));
             }
         }
         heads.insert(*id);
@@ -753,9 +863,11 @@ impl Log {
         if self.suppressed.contains_key(id) {
             return;
         }
-        let Some(e) = self.ops.get(id) else { return };
-        if state.authorize(&e.op, self).is_ok() {
-            state.apply(&e.op, self);
+        let Some(op) = self.ops.get(id).and_then(|e| e.op.op()) else {
+            return;
+        };
+        if state.authorize(&op, self).is_ok() {
+            state.apply(&op, self);
         }
     }
 
@@ -1048,26 +1160,23 @@ impl Log {
     /// The ancestors of `heads` (included) at positions `lo` or later. Exact: a path from a
     /// head down to an op at position `lo` or later only passes through such positions.
     fn ancestors_from(&self, heads: &[Cid], lo: usize) -> CidSet {
-        let mut seen = FxHashSet::default();
-        let mut stack: Vec<Cid> = heads
+        let mut seen: FxHashSet<Digest> = FxHashSet::default();
+        let mut stack: Vec<Digest> = heads
             .iter()
             .filter(|h| self.pos_of(h).is_some_and(|p| p >= lo))
-            .copied()
+            .map(op_digest)
             .collect();
-        while let Some(id) = stack.pop() {
-            if !seen.insert(id) {
+        while let Some(d) = stack.pop() {
+            if !seen.insert(d) {
                 continue;
             }
-            if let Some(e) = self.ops.get(&id) {
-                stack.extend(
-                    e.op.prev()
-                        .iter()
-                        .filter(|p| !seen.contains(p) && self.pos_of(p).is_some_and(|q| q >= lo))
-                        .copied(),
-                );
+            if let Some(e) = self.ops.get_digest(&d) {
+                stack.extend(e.prev.iter().filter(|p| {
+                    !seen.contains(*p) && self.pos_of_digest(p).is_some_and(|q| q >= lo)
+                }));
             }
         }
-        seen
+        seen.iter().map(op_id).collect()
     }
 
     /// True if `a` is a strict ancestor of `b`. Most answers come from `b`'s floor (see
@@ -1087,24 +1196,24 @@ impl Log {
         if ea.seq < eb.floor {
             return true;
         }
-        let mut seen = FxHashSet::default();
-        let mut stack: Vec<Cid> = eb.op.prev().to_vec();
-        while let Some(id) = stack.pop() {
-            if id == *a {
+        let a = op_digest(a);
+        let mut seen: FxHashSet<Digest> = FxHashSet::default();
+        let mut stack: Vec<Digest> = eb.prev.to_vec();
+        while let Some(d) = stack.pop() {
+            if d == a {
                 return true;
             }
-            if !seen.insert(id) {
+            if !seen.insert(d) {
                 continue;
             }
-            if let Some(e) = self.ops.get(&id) {
+            if let Some(e) = self.ops.get_digest(&d) {
                 if ea.seq < e.floor {
                     return true;
                 }
                 stack.extend(
-                    e.op.prev()
+                    e.prev
                         .iter()
-                        .filter(|p| self.pos_of(p).is_some_and(|q| q >= pa))
-                        .copied(),
+                        .filter(|p| self.pos_of_digest(p).is_some_and(|q| q >= pa)),
                 );
             }
         }
@@ -1112,22 +1221,23 @@ impl Log {
     }
 
     /// The ops not in the causal past of `heads`, parents first.
-    pub fn ops_since(&self, heads: &[Cid]) -> Vec<&SignedOp> {
+    pub fn ops_since(&self, heads: &[Cid]) -> Vec<SignedOp> {
         let known = self.ancestors(heads);
         self.order
             .iter()
+            .filter(|d| !known.contains(&op_id(d)))
             .filter_map(|d| self.ops.get_digest(d))
-            .filter(|e| !known.contains(e.op.id()))
-            .map(|e| &e.op)
+            .filter_map(|e| e.op.op().map(Cow::into_owned))
             .collect()
     }
 
-    /// Every op, parents first, ties broken by CID bytes.
-    pub fn ops_in_order(&self) -> Vec<&SignedOp> {
+    /// Every op, parents first, ties broken by CID bytes (all decoded: for small logs and
+    /// tests; [`Log::export`] gives the bytes).
+    pub fn ops_in_order(&self) -> Vec<SignedOp> {
         self.order
             .iter()
             .filter_map(|d| self.ops.get_digest(d))
-            .map(|e| &e.op)
+            .filter_map(|e| e.op.op().map(Cow::into_owned))
             .collect()
     }
 
@@ -1211,10 +1321,10 @@ impl Log {
             {
                 continue;
             }
-            if let Some(e) = self.ops.get(id)
-                && state.authorize(&e.op, self).is_ok()
+            if let Some(op) = self.ops.get(id).and_then(|e| e.op.op())
+                && state.authorize(&op, self).is_ok()
             {
-                state.apply(&e.op, self);
+                state.apply(&op, self);
             }
         }
         Some(state)
@@ -1230,10 +1340,10 @@ impl Log {
             {
                 continue;
             }
-            if let Some(e) = self.ops.get(&id)
-                && state.authorize(&e.op, self).is_ok()
+            if let Some(op) = self.ops.get(&id).and_then(|e| e.op.op())
+                && state.authorize(&op, self).is_ok()
             {
-                state.apply(&e.op, self);
+                state.apply(&op, self);
             }
         }
         state
@@ -1297,7 +1407,7 @@ impl PastWalk {
             let Some(e) = log.order.get(p).and_then(|d| log.ops.get_digest(d)) else {
                 continue;
             };
-            for q in e.op.prev().iter().filter_map(|x| log.pos_of(x)) {
+            for q in e.prev.iter().filter_map(|x| log.pos_of_digest(x)) {
                 if q >= lo {
                     if !self.seen[self.n - 1 - q] {
                         stack.push(q);
@@ -1308,6 +1418,11 @@ impl PastWalk {
             }
         }
     }
+}
+
+/// An op's `createdAt` in µs (0 if the log does not hold it).
+fn parent_micros(log: &Log, id: &Cid) -> i64 {
+    log.ops.get(id).map_or(0, |e| e.created_micros)
 }
 
 /// An op id's digest: the log's order and per-author lists keep 32 bytes per op, not the

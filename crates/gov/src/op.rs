@@ -376,6 +376,14 @@ impl SignedOp {
         &self.0.bytes
     }
 
+    /// The signed bytes, taken without a copy when no one else holds this op.
+    pub fn into_bytes(self) -> Box<[u8]> {
+        match Arc::try_unwrap(self.0) {
+            Ok(inner) => inner.bytes.into_boxed_slice(),
+            Err(shared) => shared.bytes.as_slice().into(),
+        }
+    }
+
     /// The op's kind.
     pub fn kind(&self) -> OpKind {
         self.0.kind

@@ -85,6 +85,17 @@ impl OpSet {
         OpSet::sorted(ops.into_iter().map(item_of).collect())
     }
 
+    /// The set of a log's ops (read from the log's index: no op is decoded).
+    pub fn from_log(log: &crate::Log) -> OpSet {
+        OpSet::sorted(
+            log.times_and_digests()
+                .map(|(micros, d)| {
+                    Item::with_timestamp_and_id(micros.max(0) as u64, Id::from_byte_array(d))
+                })
+                .collect(),
+        )
+    }
+
     /// A set of raw items: (timestamp in µs, 32-byte id) pairs, in any order (for tests,
     /// fuzzing and benchmarks; a node builds its set from ops).
     pub fn from_items(items: impl IntoIterator<Item = (u64, [u8; 32])>) -> OpSet {

@@ -87,7 +87,7 @@ impl Log {
         }
         let ops: Vec<(Cid, &[u8])> = unsaved
             .iter()
-            .filter_map(|id| self.get(id).map(|op| (*id, op.bytes())))
+            .filter_map(|id| self.bytes_of(id).map(|bytes| (*id, bytes)))
             .collect();
         store.append_ops(self.collective(), &ops)?;
         let n = ops.len();

@@ -726,7 +726,7 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
         let (a, mut tg) = (actor as usize % 4, target as usize % 4);
         let secs = step as i64;
         if action % 16 == 0 || action >= 16 {
-            let ops: Vec<SignedOp> = replicas[tg].ops_in_order().into_iter().cloned().collect();
+            let ops: Vec<SignedOp> = replicas[tg].ops_in_order().into_iter().collect();
             for op in ops {
                 replicas[a].insert(op, 0);
             }
@@ -758,7 +758,7 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
                 ));
                 bad.push(op.bytes().to_vec());
                 if let Some(r) = replicas[a].heads().first().and_then(|h| replicas[a].get(h)) {
-                    bad.push(resign(r, &key(99)));
+                    bad.push(resign(&r, &key(99)));
                 }
                 continue;
             }
@@ -972,7 +972,7 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
             _ => None,
         };
         if let Some(to) = to {
-            let ops: Vec<SignedOp> = replicas[a].ops_in_order().into_iter().cloned().collect();
+            let ops: Vec<SignedOp> = replicas[a].ops_in_order().into_iter().collect();
             for op in ops {
                 replicas[to].insert(op, 0);
             }
@@ -1051,7 +1051,13 @@ proptest! {
         for (n, seed) in seeds.into_iter().enumerate() {
             // The last replica checkpoints often and keeps few, so that refolds start from
             // checkpoints, from evicted ones, and from nothing.
-            let mut log = if n == 2 { Log::new(cid).with_checkpoints(4, 3) } else { Log::new(cid) };
+            // The second keeps no op decoded and the last only five, so that their folds
+            // decode ops again from the bytes they keep.
+            let mut log = match n {
+                1 => Log::new(cid).with_decoded_kept(0),
+                2 => Log::new(cid).with_checkpoints(4, 3).with_decoded_kept(5),
+                _ => Log::new(cid),
+            };
             let mut rejected = 0;
             for (i, op) in delivery(&ops, seed).into_iter().enumerate() {
                 // The first replica decodes every op (signature checks are slow in debug
@@ -1089,6 +1095,42 @@ proptest! {
             prop_assert_eq!(&state, &log.fold_set(&log.ancestors(&log.heads())));
         }
     }
+}
+
+/// A log keeps only the ops that entered it last decoded; the others it keeps as bytes,
+/// and gives back the same ops, bytes, order and states as a log that keeps all decoded.
+#[test]
+fn only_recent_ops_stay_decoded() {
+    let (id, full) = random_log(41, 900);
+    let bytes: Vec<Vec<u8>> = full.export().iter().map(|b| b.to_vec()).collect();
+    assert!(bytes.len() > 200, "{} ops", bytes.len());
+    assert_eq!(full.decoded_len(), bytes.len());
+    let mut lean = Log::new(id).with_decoded_kept(16);
+    for op in full.unsaved() {
+        let op = full.get(op).expect("the log holds its unsaved ops");
+        assert_eq!(lean.insert(op, 0), Inserted::Applied);
+    }
+    assert_eq!(lean.decoded_len(), 16);
+    assert_eq!(lean.export(), full.export());
+    assert_eq!(lean.heads(), full.heads());
+    assert_eq!(lean.state_ref(), full.state_ref());
+    for op in full.ops_in_order().iter().step_by(5) {
+        assert_eq!(lean.get(op.id()).as_ref(), Some(op));
+        assert_eq!(lean.bytes_of(op.id()), Some(op.bytes()));
+        assert_eq!(lean.state_at(op.prev()), full.state_at(op.prev()));
+        assert_eq!(lean.ancestors(&[*op.id()]), full.ancestors(&[*op.id()]));
+    }
+    // A load keeps the same bound, whatever the count it loads.
+    let loaded = Log::load_trusted(id, bytes.iter().map(Vec::as_slice));
+    assert_eq!(loaded.state_ref(), full.state_ref());
+    let small = Log::load_with(
+        id,
+        bytes.iter().map(Vec::as_slice),
+        &SignedOp::decode_trusted,
+        64,
+        true,
+    );
+    assert_eq!(small.state_ref(), full.state_ref());
 }
 
 #[test]
@@ -1181,12 +1223,7 @@ fn is_ancestor_agrees_with_the_ancestor_sets() {
 fn reorder_restores_the_log_order_from_the_accepted_one() {
     use crate::log::Reorder;
     let (id, log) = random_log(41, 1500);
-    let accepted: Vec<SignedOp> = log
-        .unsaved()
-        .iter()
-        .filter_map(|id| log.get(id))
-        .cloned()
-        .collect();
+    let accepted: Vec<SignedOp> = log.unsaved().iter().filter_map(|id| log.get(id)).collect();
     let in_order: Vec<Cid> = log.ops_in_order().iter().map(|op| *op.id()).collect();
     assert_eq!(accepted.len(), in_order.len());
     let as_accepted: Vec<Cid> = accepted.iter().map(|op| *op.id()).collect();
@@ -1225,7 +1262,7 @@ fn past_meta_is_what_check_past_returns() {
     use crate::state::{Meta, State};
     let (_, log) = random_log(23, 1500);
     let mut with_meta = 0;
-    for op in log.ops_in_order() {
+    for op in &log.ops_in_order() {
         let past = log.state_at(op.prev());
         let checked = past
             .check_past(op, &log)

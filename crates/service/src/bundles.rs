@@ -936,7 +936,7 @@ fn my_selection<S: NodeStore>(
         memo.insert(*proposal, None);
         return Ok(None);
     };
-    let (request, heads, _) = ManifestParams::from_proposal(op)?;
+    let (request, heads, _) = ManifestParams::from_proposal(&op)?;
     let cut = CutState::at(log, &heads)?;
     let selection = select(log, &cut, &request, &[replica], &EvaluationLedger::empty())?;
     let mut records = selection.records;
@@ -965,10 +965,12 @@ fn evaluation_of(log: &Log, state: &State, agreement: &Cid) -> Option<guild_gov:
     let guild_gov::AgreementStatus::InForce(countersign) = a.status else {
         return None;
     };
-    let OpBody::AgreementCountersign(cs) = log.get(&countersign)?.body() else {
+    let countersign = log.get(&countersign)?;
+    let OpBody::AgreementCountersign(cs) = countersign.body() else {
         return None;
     };
-    let OpBody::AgreementAccept(accept) = log.get(&cs.accept.0)?.body() else {
+    let accept = log.get(&cs.accept.0)?;
+    let OpBody::AgreementAccept(accept) = accept.body() else {
         return None;
     };
     accept.evaluation.clone()
@@ -988,7 +990,7 @@ fn compute<S: NodeStore>(
             "{proposal} is not a proposal"
         )));
     };
-    let (request, heads, params) = ManifestParams::from_proposal(op)?;
+    let (request, heads, params) = ManifestParams::from_proposal(&op)?;
     let cut = CutState::at(log, &heads)?;
     let store: &S = service.store();
     // Every replica head the proposal names must be here before any tree is listed (a

@@ -26,10 +26,10 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             return Err(EngineError::UnknownCollective(id));
         };
         // The same op again: its id, nothing else (an accept is not taken twice).
-        if c.driver.log().get(op.id()).is_some() {
+        if c.driver.log().contains(op.id()) {
             return Ok(*op.id());
         }
-        if op.prev().iter().any(|p| c.driver.log().get(p).is_none()) {
+        if op.prev().iter().any(|p| !c.driver.log().contains(p)) {
             return Err(EngineError::Refused(Reason::UnknownRef("prev")));
         }
         if let Err(reason) = c.driver.log().state_ref().may_take_accept(&op, now) {
@@ -55,6 +55,6 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             .collectives
             .get(id)
             .ok_or(EngineError::UnknownCollective(*id))?;
-        Ok(c.driver.log().get(op).map(|o| o.bytes().to_vec()))
+        Ok(c.driver.log().bytes_of(op).map(<[u8]>::to_vec))
     }
 }
