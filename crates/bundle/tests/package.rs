@@ -387,7 +387,8 @@ fn packaging_is_deterministic() {
     assert_eq!(summary.bytes, car.len() as u64);
     assert_eq!(summary.records, 15);
     // Another node's log, loaded from the ops in reverse order, writes the same bytes.
-    let mut ops: Vec<&[u8]> = w.log.export();
+    let exported = w.log.export();
+    let mut ops: Vec<&[u8]> = exported.iter().map(|b| &**b).collect();
     ops.reverse();
     let other = Log::load(w.id, ops);
     let mut third = Vec::new();

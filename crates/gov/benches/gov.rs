@@ -1081,7 +1081,8 @@ fn replay(c: &mut Criterion) {
         return;
     }
     let gen_ = history(100_000);
-    let bytes: Vec<&[u8]> = gen_.log.export();
+    let exported = gen_.log.export();
+    let bytes: Vec<&[u8]> = exported.iter().map(|b| &**b).collect();
     let collective = gen_.collective;
     let n = bytes.len();
     assert_same(
@@ -1089,7 +1090,8 @@ fn replay(c: &mut Criterion) {
         &gen_.log,
     );
     let small = history(10_000);
-    let small_bytes: Vec<&[u8]> = small.log.export();
+    let small_exported = small.log.export();
+    let small_bytes: Vec<&[u8]> = small_exported.iter().map(|b| &**b).collect();
     assert_same(
         &Log::load(small.collective, small_bytes.iter().copied()),
         &small.log,
@@ -1187,7 +1189,11 @@ fn replay_1m(_: &mut Criterion) {
                         .map(|op| op.bytes().to_vec())
                         .collect()
                 } else {
-                    g.log.export().into_iter().map(<[u8]>::to_vec).collect()
+                    g.log
+                        .export()
+                        .into_iter()
+                        .map(std::borrow::Cow::into_owned)
+                        .collect()
                 };
             // Only the state and heads are kept, so that two large logs never coexist.
             (stored, Some((g.log.state(), g.log.heads())))

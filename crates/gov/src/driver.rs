@@ -1240,7 +1240,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
     }
 
     /// The first ops of `ops` that fit one reply.
-    fn chunk<'a>(&self, ops: impl Iterator<Item = &'a [u8]>) -> Vec<Vec<u8>> {
+    fn chunk<'a>(&self, ops: impl Iterator<Item = std::borrow::Cow<'a, [u8]>>) -> Vec<Vec<u8>> {
         let max_ops = self.config.max_ops_per_reply.clamp(1, MAX_OPS_PER_MESSAGE);
         let max_bytes = self
             .config
@@ -1254,7 +1254,7 @@ impl<P: Clone + Ord + fmt::Debug> Driver<P> {
                 break;
             }
             total += len;
-            chunk.push(bytes.to_vec());
+            chunk.push(bytes.into_owned());
         }
         chunk
     }

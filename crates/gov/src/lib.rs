@@ -34,6 +34,7 @@
 //!   tests of convergence (`tests/sim.rs`).
 //!
 //! It must not do I/O: no runtime, no disk, no socket, no clock reads (time is an argument)
+//! (a log reads its older stored ops back only through the [`OpReader`] its node gives it)
 //! and no ambient randomness (secrets and keys are made by callers; the driver's and the
 //! simulator's PRNGs are seeded by their callers).
 //! Its only process-wide state is caches that change no result: decompressed author keys, and
@@ -63,7 +64,7 @@ pub use state::{
     ElectionKind, Invite, MAX_CLOCK_SKEW_MICROS, Member, Meta, Outcome, PayoutRef, Proposal,
     ProposalStatus, Reason, Role, State, Tally, VoterBallots, ballot_set_cid, electorate_cid,
 };
-pub use store::OpStore;
+pub use store::{OpReader, OpStore, StoreReader};
 
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,8 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
@@ -35,6 +37,7 @@ use crate::chunked::Chunked;
 use crate::op::{OpKind, SignedOp};
 use crate::sharded::ShardedMap;
 use crate::state::{Causal, Meta, Reason, State};
+use crate::store::Reader;
 
 /// A set of op ids (a fast, non-cryptographic hash: the ids are already hashes).
 pub type CidSet = FxHashSet<Cid>;
@@ -221,23 +224,17 @@ enum Held {
     /// Only the signed bytes, which this log accepted: decoding them again is
     /// [`SignedOp::decode_trusted`].
     Bytes(Box<[u8]>),
+    /// Nothing: the op is in the node's store, read back through the log's [`Reader`].
+    Stored,
 }
 
-impl Held {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Held::Decoded(op) => op.bytes(),
-            Held::Bytes(b) => b,
-        }
-    }
+/// How many times a log could not read back an op it had left in the store.
+#[derive(Debug, Default)]
+struct ReadFailures(AtomicU64);
 
-    /// The op, decoded again if need be (`None` only if bytes this log accepted no longer
-    /// decode, which would be a bug).
-    fn op(&self) -> Option<Cow<'_, SignedOp>> {
-        match self {
-            Held::Decoded(op) => Some(Cow::Borrowed(op)),
-            Held::Bytes(b) => SignedOp::decode_trusted(b).ok().map(Cow::Owned),
-        }
+impl Clone for ReadFailures {
+    fn clone(&self) -> ReadFailures {
+        ReadFailures(AtomicU64::new(self.0.load(Ordering::Relaxed)))
     }
 }
 
@@ -294,6 +291,12 @@ pub struct Log {
     decoded: VecDeque<Digest>,
     /// How many ops are kept decoded.
     decoded_kept: usize,
+    /// The node's store, if the log has one to read stored ops back from: then an op that
+    /// leaves the decoded ones and is stored is not kept in memory at all ([`Held::Stored`]).
+    reader: Option<Reader>,
+    /// Every op whose [`Entry::seq`] is below this is stored.
+    saved_below: u64,
+    read_failures: ReadFailures,
 }
 
 /// How a log being loaded inserts its ops.
@@ -354,6 +357,87 @@ impl Log {
             loading: None,
             decoded: VecDeque::new(),
             decoded_kept: DEFAULT_DECODED_KEPT,
+            reader: None,
+            saved_below: 0,
+            read_failures: ReadFailures::default(),
+        }
+    }
+
+    /// Gives the log the node's store to read its stored ops back from: from then on, the
+    /// ops that are stored and not among the recent ones kept decoded are not kept in memory.
+    /// The log must be the one saved to that store ([`Log::save`], [`Log::open`]).
+    pub fn with_reader(mut self, reader: Arc<dyn crate::OpReader>) -> Log {
+        self.reader = Some(Reader(reader));
+        let stored: Vec<Digest> = self
+            .order
+            .iter()
+            .filter(|d| {
+                self.ops
+                    .get_digest(d)
+                    .is_some_and(|e| matches!(e.op, Held::Bytes(_)) && e.seq < self.saved_below)
+            })
+            .copied()
+            .collect();
+        for d in stored {
+            if let Some(e) = self.ops.get_digest_mut(&d) {
+                e.op = Held::Stored;
+            }
+        }
+        self
+    }
+
+    /// How many times the log could not read back an op it had left in the node's store (a
+    /// store error, or an op missing from it). Each such op was left out of a fold or an
+    /// answer: the log's state is then not to be trusted, and the node reopens the log.
+    pub fn read_failures(&self) -> u64 {
+        self.read_failures.0.load(Ordering::Relaxed)
+    }
+
+    /// The op `id` (whose entry is `e`), decoded again from its bytes if it is not recent.
+    fn op_of<'a>(&'a self, id: &Cid, e: &'a Entry) -> Option<Cow<'a, SignedOp>> {
+        match &e.op {
+            Held::Decoded(op) => Some(Cow::Borrowed(op)),
+            Held::Bytes(b) => self.decoded_again(b).map(Cow::Owned),
+            Held::Stored => self
+                .read_back(id)
+                .and_then(|b| self.decoded_again(&b))
+                .map(Cow::Owned),
+        }
+    }
+
+    /// Bytes this log accepted, decoded again (`None` only if they no longer decode, which
+    /// would be a bug; counted as a failure).
+    fn decoded_again(&self, bytes: &[u8]) -> Option<SignedOp> {
+        match SignedOp::decode_trusted(bytes) {
+            Ok(op) => Some(op),
+            Err(_) => {
+                self.read_failures.0.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// The signed bytes of the op `id` (whose entry is `e`).
+    fn bytes_in<'a>(&'a self, id: &Cid, e: &'a Entry) -> Option<Cow<'a, [u8]>> {
+        match &e.op {
+            Held::Decoded(op) => Some(Cow::Borrowed(op.bytes())),
+            Held::Bytes(b) => Some(Cow::Borrowed(b)),
+            Held::Stored => self.read_back(id).map(Cow::Owned),
+        }
+    }
+
+    /// Reads a stored op's bytes back from the store; a failure is counted.
+    fn read_back(&self, id: &Cid) -> Option<Vec<u8>> {
+        let read = self
+            .reader
+            .as_ref()
+            .map(|r| r.0.read_op(&self.collective, id));
+        match read {
+            Some(Ok(Some(bytes))) => Some(bytes),
+            _ => {
+                self.read_failures.0.fetch_add(1, Ordering::Relaxed);
+                None
+            }
         }
     }
 
@@ -437,7 +521,7 @@ impl Log {
     pub fn get(&self, id: &Cid) -> Option<SignedOp> {
         self.ops
             .get(id)
-            .and_then(|e| e.op.op())
+            .and_then(|e| self.op_of(id, e))
             .map(Cow::into_owned)
     }
 
@@ -454,9 +538,23 @@ impl Log {
             .count()
     }
 
-    /// The signed bytes of an op of the log.
-    pub fn bytes_of(&self, id: &Cid) -> Option<&[u8]> {
-        self.ops.get(id).map(|e| e.op.bytes())
+    /// How many ops the log leaves in the store (a walk of the whole log: for tests).
+    #[cfg(test)]
+    pub(crate) fn stored_len(&self) -> usize {
+        self.order
+            .iter()
+            .filter(|d| {
+                self.ops
+                    .get_digest(d)
+                    .is_some_and(|e| matches!(e.op, Held::Stored))
+            })
+            .count()
+    }
+
+    /// The signed bytes of an op of the log (read back from the node's store if the log
+    /// left them there).
+    pub fn bytes_of(&self, id: &Cid) -> Option<Cow<'_, [u8]>> {
+        self.ops.get(id).and_then(|e| self.bytes_in(id, e))
     }
 
     /// Every op's `createdAt` (µs since the epoch) and id digest, in the log's order (what
@@ -707,15 +805,22 @@ impl Log {
             },
         );
         self.decoded.push_back(digest);
+        // Ops loaded from the store are stored; others once saved.
+        let from_store = self.loading.as_ref().is_some_and(|l| l.trusting_store);
         while self.decoded.len() > self.decoded_kept {
             let Some(old) = self.decoded.pop_front() else {
                 break;
             };
+            let readable = self.reader.is_some();
+            let saved_below = self.saved_below;
             if let Some(e) = self.ops.get_digest_mut(&old) {
-                let held = std::mem::replace(&mut e.op, Held::Bytes(Box::default()));
+                let held = std::mem::replace(&mut e.op, Held::Stored);
                 e.op = match held {
+                    Held::Decoded(_) if readable && (from_store || e.seq < saved_below) => {
+                        Held::Stored
+                    }
                     Held::Decoded(op) => Held::Bytes(op.into_bytes()),
-                    bytes => bytes,
+                    other => other,
                 };
             }
         }
@@ -863,7 +968,7 @@ impl Log {
         if self.suppressed.contains_key(id) {
             return;
         }
-        let Some(op) = self.ops.get(id).and_then(|e| e.op.op()) else {
+        let Some(op) = self.ops.get(id).and_then(|e| self.op_of(id, e)) else {
             return;
         };
         if state.authorize(&op, self).is_ok() {
@@ -908,25 +1013,31 @@ impl Log {
 
     /// Every op's signed bytes, in the log's order (parents first): what a store keeps.
     /// [`Log::load`] reads it back.
-    pub fn export(&self) -> Vec<&[u8]> {
+    pub fn export(&self) -> Vec<Cow<'_, [u8]>> {
         self.order
             .iter()
-            .filter_map(|d| self.ops.get_digest(d))
-            .map(|e| e.op.bytes())
+            .filter_map(|d| {
+                self.ops
+                    .get_digest(d)
+                    .and_then(|e| self.bytes_in(&op_id(d), e))
+            })
             .collect()
     }
 
     /// A page of [`Log::export`]: the signed bytes of the ops from position `from` of the
     /// order on, as many as fit in `max_bytes` (at least one, whatever its size); none when
     /// `from` is past the end. Costs the page, not the log.
-    pub fn export_page(&self, from: usize, max_bytes: usize) -> Vec<&[u8]> {
+    pub fn export_page(&self, from: usize, max_bytes: usize) -> Vec<Cow<'_, [u8]>> {
         let mut total = 0usize;
         let mut page = Vec::new();
         for d in self.order.range(from, usize::MAX) {
-            let Some(e) = self.ops.get_digest(d) else {
+            let Some(bytes) = self
+                .ops
+                .get_digest(d)
+                .and_then(|e| self.bytes_in(&op_id(d), e))
+            else {
                 continue;
             };
-            let bytes = e.op.bytes();
             if !page.is_empty() && total + bytes.len() > max_bytes {
                 break;
             }
@@ -978,10 +1089,25 @@ impl Log {
         chunk: usize,
         trusting_store: bool,
     ) -> Log {
+        let kept = DEFAULT_DECODED_KEPT;
+        Log::load_reading(collective, ops, decode, chunk, trusting_store, None, kept)
+    }
+
+    /// [`Log::load_with`], the log reading its stored ops back through `reader` (the store
+    /// the ops come from) from the start.
+    pub(crate) fn load_reading<'a>(
+        collective: Cid,
+        ops: impl IntoIterator<Item = &'a [u8]>,
+        decode: &(dyn Fn(&[u8]) -> Result<SignedOp, crate::op::OpError> + Sync),
+        chunk: usize,
+        trusting_store: bool,
+        reader: Option<Reader>,
+        kept: usize,
+    ) -> Log {
         let chunk = chunk.max(1);
         let ops: Vec<&[u8]> = ops.into_iter().collect();
         if ops.len() <= chunk {
-            let mut log = Log::for_load(collective, ops.len(), trusting_store);
+            let mut log = Log::for_load(collective, ops.len(), trusting_store, reader, kept);
             for bytes in ops {
                 if let Ok(op) = decode(bytes) {
                     log.insert(op, 0);
@@ -996,12 +1122,23 @@ impl Log {
             ops.chunks(chunk).map(<[&[u8]]>::to_vec),
             decode,
             trusting_store,
+            reader,
+            kept,
         )
     }
 
     /// A log about to load `total` ops (a hint: the op map is reserved at that size).
-    fn for_load(collective: Cid, total: usize, trusting_store: bool) -> Log {
-        let mut log = Log::new(collective).with_pending_bounds(usize::MAX, i64::MAX);
+    fn for_load(
+        collective: Cid,
+        total: usize,
+        trusting_store: bool,
+        reader: Option<Reader>,
+        kept: usize,
+    ) -> Log {
+        let mut log = Log::new(collective)
+            .with_pending_bounds(usize::MAX, i64::MAX)
+            .with_decoded_kept(kept);
+        log.reader = reader;
         log.loading = Some(Loading {
             trusting_store,
             ..Loading::default()
@@ -1024,9 +1161,11 @@ impl Log {
         mut chunks: impl Iterator<Item = Vec<B>> + Send,
         decode: &(dyn Fn(&[u8]) -> Result<SignedOp, crate::op::OpError> + Sync),
         trusting_store: bool,
+        reader: Option<Reader>,
+        kept: usize,
     ) -> Log {
         use rayon::prelude::*;
-        let mut log = Log::for_load(collective, total, trusting_store);
+        let mut log = Log::for_load(collective, total, trusting_store, reader, kept);
         let decode_chunk = |chunk: Vec<B>| -> Vec<Option<SignedOp>> {
             chunk
                 .par_iter()
@@ -1109,12 +1248,16 @@ impl Log {
     /// Ends a load: ops inserted from here on (from peers) are checked in full, with every
     /// checkpoint.
     fn loaded(mut self) -> Log {
-        self.loading = None;
         self.pending.clear();
         self.pending_index.clear();
         self.waiting_on.clear();
         self.released.clear();
         self.unsaved = Vec::new();
+        // The ops of a load from this node's store are stored; a log loaded from other bytes
+        // counts none as stored until it saves them.
+        if self.loading.as_ref().is_some_and(|l| l.trusting_store) {
+            self.saved_below = self.entered;
+        }
         self.pending_bytes = 0;
         // A loaded log grows slowly from here: give back what growing it left over.
         self.ops.shrink_to_fit();
@@ -1123,6 +1266,7 @@ impl Log {
         }
         self.pending_limit = DEFAULT_PENDING_LIMIT;
         self.pending_ttl_micros = DEFAULT_PENDING_TTL_MICROS;
+        self.loading = None;
         self
     }
 
@@ -1135,14 +1279,27 @@ impl Log {
     /// a peer's bytes (a join's fetch) rather than from this node's store.
     pub fn all_unsaved(mut self) -> Log {
         self.unsaved = self.order.iter().map(op_id).collect();
+        self.saved_below = 0;
         self
     }
 
     /// Forgets the first `n` unsaved ops (they are stored).
     pub(crate) fn mark_saved(&mut self, n: usize) {
-        self.unsaved.drain(..n.min(self.unsaved.len()));
+        let saved: Vec<Cid> = self.unsaved.drain(..n.min(self.unsaved.len())).collect();
         if self.unsaved.is_empty() {
             self.unsaved = Vec::new();
+            self.saved_below = self.entered;
+        }
+        // Saved ops kept as bytes only (they left the decoded ones before this save) need
+        // not stay in memory if the store can give them back.
+        if self.reader.is_some() {
+            for id in &saved {
+                if let Some(e) = self.ops.get_digest_mut(&op_digest(id))
+                    && matches!(e.op, Held::Bytes(_))
+                {
+                    e.op = Held::Stored;
+                }
+            }
         }
     }
 
@@ -1226,8 +1383,12 @@ impl Log {
         self.order
             .iter()
             .filter(|d| !known.contains(&op_id(d)))
-            .filter_map(|d| self.ops.get_digest(d))
-            .filter_map(|e| e.op.op().map(Cow::into_owned))
+            .filter_map(|d| {
+                let id = op_id(d);
+                self.ops
+                    .get_digest(d)
+                    .and_then(|e| self.op_of(&id, e).map(Cow::into_owned))
+            })
             .collect()
     }
 
@@ -1236,8 +1397,12 @@ impl Log {
     pub fn ops_in_order(&self) -> Vec<SignedOp> {
         self.order
             .iter()
-            .filter_map(|d| self.ops.get_digest(d))
-            .filter_map(|e| e.op.op().map(Cow::into_owned))
+            .filter_map(|d| {
+                let id = op_id(d);
+                self.ops
+                    .get_digest(d)
+                    .and_then(|e| self.op_of(&id, e).map(Cow::into_owned))
+            })
             .collect()
     }
 
@@ -1321,7 +1486,7 @@ impl Log {
             {
                 continue;
             }
-            if let Some(op) = self.ops.get(id).and_then(|e| e.op.op())
+            if let Some(op) = self.ops.get(id).and_then(|e| self.op_of(id, e))
                 && state.authorize(&op, self).is_ok()
             {
                 state.apply(&op, self);
@@ -1340,7 +1505,7 @@ impl Log {
             {
                 continue;
             }
-            if let Some(op) = self.ops.get(&id).and_then(|e| e.op.op())
+            if let Some(op) = self.ops.get(&id).and_then(|e| self.op_of(&id, e))
                 && state.authorize(&op, self).is_ok()
             {
                 state.apply(&op, self);

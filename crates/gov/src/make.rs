@@ -312,7 +312,13 @@ pub fn invited_collective(
         let join = Op::write(&body, Some(&id), key, &log.heads(), &at(2 * i as i64 + 1))?;
         add(&mut log, join)?;
     }
-    Ok((id, log.export().into_iter().map(<[u8]>::to_vec).collect()))
+    Ok((
+        id,
+        log.export()
+            .into_iter()
+            .map(std::borrow::Cow::into_owned)
+            .collect(),
+    ))
 }
 
 /// A consent write for `templates` (wrap it in [`OpBody::ConsentGrant`] or

@@ -1,9 +1,11 @@
 //! What the log needs from persistence. `guild-store` implements [`OpStore`] on sled and in
 //! memory; this crate never touches a disk itself.
 
+use std::sync::Arc;
+
 use guild_core::Cid;
 
-use crate::log::{LOAD_CHUNK, Log, decode_cached};
+use crate::log::{DEFAULT_DECODED_KEPT, LOAD_CHUNK, Log, decode_cached};
 use crate::op::SignedOp;
 
 /// Durable storage of collectives' accepted ops.
@@ -39,6 +41,49 @@ pub trait OpStore {
         let mut ops = self.stored_ops(collective)?;
         ops.truncate(from.saturating_add(max));
         Ok(ops.split_off(from.min(ops.len())))
+    }
+
+    /// The signed bytes of one stored op of the collective, by id (`None` if it is not
+    /// stored): a log reads back the older ops it does not keep in memory ([`StoreReader`]).
+    /// The default scans every stored op; stores index their ops by id.
+    fn stored_op(&self, collective: &Cid, id: &Cid) -> Result<Option<Vec<u8>>, Self::Error> {
+        Ok(self
+            .stored_ops(collective)?
+            .into_iter()
+            .find(|bytes| guild_core::cids::cid_for_cbor(bytes) == *id))
+    }
+}
+
+/// Where a log reads back the signed bytes of the older ops it does not keep in memory once
+/// they are stored (see [`crate::log::DEFAULT_DECODED_KEPT`]): the node's own store, through
+/// [`StoreReader`].
+pub trait OpReader: Send + Sync {
+    /// The signed bytes of a stored op of the collective; `Ok(None)` if it is not stored.
+    fn read_op(&self, collective: &Cid, id: &Cid) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// An [`OpStore`] shared with a log, as its [`OpReader`].
+pub struct StoreReader<S: ?Sized>(pub Arc<S>);
+
+impl<S: ?Sized> std::fmt::Debug for StoreReader<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreReader")
+    }
+}
+
+impl<S: OpStore + Send + Sync + ?Sized> OpReader for StoreReader<S> {
+    fn read_op(&self, collective: &Cid, id: &Cid) -> Result<Option<Vec<u8>>, String> {
+        self.0.stored_op(collective, id).map_err(|e| e.to_string())
+    }
+}
+
+/// A log's [`OpReader`], if it has one.
+#[derive(Clone)]
+pub(crate) struct Reader(pub(crate) Arc<dyn OpReader>);
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
     }
 }
 
@@ -85,10 +130,11 @@ impl Log {
         if unsaved.is_empty() {
             return Ok(0);
         }
-        let ops: Vec<(Cid, &[u8])> = unsaved
+        let held: Vec<(Cid, std::borrow::Cow<'_, [u8]>)> = unsaved
             .iter()
             .filter_map(|id| self.bytes_of(id).map(|bytes| (*id, bytes)))
             .collect();
+        let ops: Vec<(Cid, &[u8])> = held.iter().map(|(id, b)| (*id, &**b)).collect();
         store.append_ops(self.collective(), &ops)?;
         let n = ops.len();
         self.mark_saved(n);
@@ -112,6 +158,25 @@ impl Log {
         Log::open_with(collective, store, &decode_cached(cache), LOAD_CHUNK)
     }
 
+    /// [`Log::open_cached`] of a store the log keeps ([`Log::with_reader`]): the log holds
+    /// only its recent ops in memory and reads older ones back from `store` when a fold or a
+    /// caller needs them. What a node opens its logs with.
+    pub fn open_shared<S: OpStore + Send + Sync + 'static>(
+        collective: Cid,
+        store: &Arc<S>,
+        cache: &crate::driver::VerifyCache,
+    ) -> Result<Log, S::Error> {
+        let reader: Arc<dyn OpReader> = Arc::new(StoreReader(Arc::clone(store)));
+        Log::open_reading(
+            collective,
+            &**store,
+            &decode_cached(cache),
+            LOAD_CHUNK,
+            Some(Reader(reader)),
+            DEFAULT_DECODED_KEPT,
+        )
+    }
+
     /// [`Log::open`] reading pages of `chunk` ops.
     pub(crate) fn open_with<S: OpStore + Sync + ?Sized>(
         collective: Cid,
@@ -119,16 +184,30 @@ impl Log {
         decode: &(dyn Fn(&[u8]) -> Result<SignedOp, crate::op::OpError> + Sync),
         chunk: usize,
     ) -> Result<Log, S::Error> {
+        Log::open_reading(collective, store, decode, chunk, None, DEFAULT_DECODED_KEPT)
+    }
+
+    /// [`Log::open_with`] reading stored ops back through `reader`, keeping `kept` decoded.
+    pub(crate) fn open_reading<S: OpStore + Sync + ?Sized>(
+        collective: Cid,
+        store: &S,
+        decode: &(dyn Fn(&[u8]) -> Result<SignedOp, crate::op::OpError> + Sync),
+        chunk: usize,
+        reader: Option<Reader>,
+        kept: usize,
+    ) -> Result<Log, S::Error> {
         let chunk = chunk.max(1);
         let total = store.stored_op_count(&collective)?;
         if total <= chunk {
             let ops = store.stored_ops(&collective)?;
-            return Ok(Log::load_with(
+            return Ok(Log::load_reading(
                 collective,
                 ops.iter().map(Vec::as_slice),
                 decode,
                 chunk,
                 true,
+                reader,
+                kept,
             ));
         }
         let mut pages = Pages {
@@ -139,7 +218,7 @@ impl Log {
             done: false,
             error: None,
         };
-        let log = Log::load_chunks(collective, total, &mut pages, decode, true);
+        let log = Log::load_chunks(collective, total, &mut pages, decode, true, reader, kept);
         match pages.error {
             Some(e) => Err(e),
             None => Ok(log),

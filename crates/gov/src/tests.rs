@@ -1116,7 +1116,7 @@ fn only_recent_ops_stay_decoded() {
     assert_eq!(lean.state_ref(), full.state_ref());
     for op in full.ops_in_order().iter().step_by(5) {
         assert_eq!(lean.get(op.id()).as_ref(), Some(op));
-        assert_eq!(lean.bytes_of(op.id()), Some(op.bytes()));
+        assert_eq!(lean.bytes_of(op.id()).as_deref(), Some(op.bytes()));
         assert_eq!(lean.state_at(op.prev()), full.state_at(op.prev()));
         assert_eq!(lean.ancestors(&[*op.id()]), full.ancestors(&[*op.id()]));
     }
@@ -1424,6 +1424,102 @@ fn a_paged_open_is_the_saved_log_and_a_failed_page_fails_it() {
         Err(PageFailed(at)) => assert_eq!(at, failing),
         Ok(opened) => panic!("opened {} of {n} ops", opened.len()),
     }
+}
+
+/// A store in memory that keeps what is appended, and whose reads by id can be made to fail.
+#[derive(Default)]
+struct KeptStore {
+    ops: std::sync::Mutex<Vec<Vec<u8>>>,
+    fail_reads: std::sync::atomic::AtomicBool,
+}
+
+impl crate::OpStore for KeptStore {
+    type Error = PageFailed;
+
+    fn append_ops(&self, _: &Cid, ops: &[(Cid, &[u8])]) -> Result<(), PageFailed> {
+        let mut kept = self.ops.lock().map_err(|_| PageFailed(0))?;
+        kept.extend(ops.iter().map(|(_, b)| b.to_vec()));
+        Ok(())
+    }
+
+    fn stored_ops(&self, _: &Cid) -> Result<Vec<Vec<u8>>, PageFailed> {
+        Ok(self.ops.lock().map_err(|_| PageFailed(0))?.clone())
+    }
+
+    fn collectives(&self) -> Result<Vec<Cid>, PageFailed> {
+        Ok(Vec::new())
+    }
+
+    fn stored_op(&self, _: &Cid, id: &Cid) -> Result<Option<Vec<u8>>, PageFailed> {
+        if self.fail_reads.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(PageFailed(1));
+        }
+        let kept = self.ops.lock().map_err(|_| PageFailed(0))?;
+        Ok(kept.iter().find(|b| cids::cid_for_cbor(b) == *id).cloned())
+    }
+}
+
+/// A log with the node's store keeps in memory only its recent ops and those not yet saved;
+/// it reads the others back, and answers as a log that keeps every op decoded does, built
+/// op by op or opened from the store. A read that fails is counted.
+#[test]
+fn stored_ops_are_read_back_from_the_store() {
+    use crate::store::{Reader, StoreReader};
+    let (id, full) = random_log(43, 900);
+    let accepted: Vec<SignedOp> = full.unsaved().iter().filter_map(|i| full.get(i)).collect();
+    let n = accepted.len();
+    assert!(n > 200, "{n} ops");
+    let store = std::sync::Arc::new(KeptStore::default());
+    let reader: std::sync::Arc<dyn crate::OpReader> =
+        std::sync::Arc::new(StoreReader(std::sync::Arc::clone(&store)));
+    let mut lean = Log::new(id)
+        .with_decoded_kept(8)
+        .with_reader(std::sync::Arc::clone(&reader));
+    for (i, op) in accepted.iter().enumerate() {
+        assert_eq!(lean.insert(op.clone(), 0), Inserted::Applied);
+        if i % 10 == 9 && i + 20 < n {
+            lean.save(&*store).expect("the store keeps ops");
+        }
+    }
+    // The ops entered since the last save stay in memory until it.
+    let unsaved = lean.unsaved().len();
+    assert!(unsaved >= 20, "{unsaved} unsaved");
+    assert_eq!(lean.stored_len(), n - unsaved);
+    lean.save(&*store).expect("the store keeps ops");
+    assert_eq!((lean.decoded_len(), lean.stored_len()), (8, n - 8));
+    assert_eq!(lean.export(), full.export());
+    assert_eq!(lean.heads(), full.heads());
+    assert_eq!(lean.state_ref(), full.state_ref());
+    for op in full.ops_in_order().iter().step_by(5) {
+        assert_eq!(lean.get(op.id()).as_ref(), Some(op));
+        assert_eq!(lean.bytes_of(op.id()).as_deref(), Some(op.bytes()));
+        assert_eq!(lean.state_at(op.prev()), full.state_at(op.prev()));
+    }
+    assert_eq!(lean.read_failures(), 0);
+
+    for chunk in [64, n] {
+        let opened = Log::open_reading(
+            id,
+            &*store,
+            &SignedOp::decode_trusted,
+            chunk,
+            Some(Reader(std::sync::Arc::clone(&reader))),
+            8,
+        )
+        .expect("the store reads");
+        assert_eq!((opened.decoded_len(), opened.stored_len()), (8, n - 8));
+        assert_eq!(opened.state_ref(), full.state_ref());
+        assert_eq!(opened.export(), full.export());
+        assert_eq!(opened.read_failures(), 0);
+    }
+
+    store
+        .fail_reads
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let first = full.ops_in_order()[0].clone();
+    assert!(lean.contains(first.id()));
+    assert_eq!(lean.get(first.id()), None);
+    assert_eq!(lean.read_failures(), 1);
 }
 
 /// A collective with one invite, made once for the byte-level property tests.

@@ -9,9 +9,11 @@
 //! `GUILD_BENCH_REPLAY_ORDER=accepted`): only a node's restart path, timed. The ops are
 //! appended to a sled store once (in batches of 10 000, as a node saves them; kept in
 //! `GUILD_BENCH_OPEN_DIR` if set, so that later runs reuse it), then each run opens the store
-//! in a fresh handle and times `Log::open` (which reads the store a page at a time while it
-//! loads), then the reads alone (`stored_ops`), `GUILD_BENCH_OPEN_RUNS` times (default 1).
-//! `Log::open` comes first in each run, so that its memory is not memory the reads freed.
+//! in a fresh handle and times `Log::open_shared` (as a node opens its logs: it reads the store
+//! a page at a time while it loads, and keeps only the newest ops in memory), prints the
+//! process's RSS before and with the log, then times the reads alone (`stored_ops`),
+//! `GUILD_BENCH_OPEN_RUNS` times (default 1). The open comes first in each run, so that its
+//! memory is not memory the reads freed.
 //!
 //! `import_commits` (issue 18's `guild import` floor): 100 commits of 2 000 small records
 //! each through `SledStore::commit` (per record a ~110-byte record block and an index entry,
@@ -226,12 +228,20 @@ fn open_log(_: &mut Criterion) {
         .unwrap_or(1);
     for run in 0..runs.max(1) {
         let t0 = Instant::now();
-        let store = SledStore::open(&dir).expect("sled store");
+        let store = std::sync::Arc::new(SledStore::open(&dir).expect("sled store"));
         let opened = t0.elapsed();
+        let rss_before = rss_mib();
         let t1 = Instant::now();
-        let log = Log::open(collective, &store).expect("log");
+        // As a node opens its logs: through its verify cache, reading stored ops back from
+        // the store rather than keeping them in memory.
+        let cache = guild_gov::VerifyCache::default();
+        let log = Log::open_shared(collective, &store, &cache).expect("log");
         let took = t1.elapsed();
         assert_eq!(log.len(), n, "every stored op enters the log");
+        eprintln!(
+            "open_log run {run}: RSS {rss_before} MiB before Log::open, {} MiB with the log",
+            rss_mib()
+        );
         drop(log);
         let t2 = Instant::now();
         let stored = store.stored_ops(&collective).expect("stored ops");
@@ -246,6 +256,19 @@ fn open_log(_: &mut Criterion) {
             read.as_secs_f64()
         );
     }
+}
+
+/// This process's resident memory, in MiB (0 where `/proc` is not there).
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
 }
 
 /// The store's share of a bulk import (see the module's doc).

@@ -117,6 +117,26 @@ fn page<S: KvStore + ?Sized>(
     Ok(page.into_iter().map(|(_, v)| v.to_vec()).collect())
 }
 
+fn one<S: KvStore + ?Sized>(
+    store: &S,
+    collective: &Cid,
+    id: &Cid,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut id_key = collective_key(b'i', collective);
+    id_key.extend_from_slice(&id.to_bytes());
+    let Some(seq) = store.kv_get(TREE, &id_key)? else {
+        return Ok(None);
+    };
+    let mut op_key = collective_key(b'o', collective);
+    op_key.extend_from_slice(&u64_of(&seq)?.to_be_bytes());
+    match store.kv_get(TREE, &op_key)? {
+        Some(bytes) => Ok(Some(bytes.to_vec())),
+        None => Err(StoreError(format!(
+            "gov: op {id} is indexed but its bytes are missing"
+        ))),
+    }
+}
+
 fn collectives<S: KvStore + ?Sized>(store: &S) -> Result<Vec<Cid>, StoreError> {
     let mut out = Vec::new();
     let mut after: Option<Vec<u8>> = None;
@@ -165,6 +185,10 @@ macro_rules! op_store {
                 max: usize,
             ) -> Result<Vec<Vec<u8>>, StoreError> {
                 page(self, collective, from, max)
+            }
+
+            fn stored_op(&self, collective: &Cid, id: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
+                one(self, collective, id)
             }
         }
     };

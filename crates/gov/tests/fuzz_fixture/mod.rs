@@ -487,7 +487,7 @@ fn check_applied(log: &Log, base: &Log, op: &SignedOp) {
     let mut again = log.clone();
     assert_eq!(again.insert(op.clone(), 0), Inserted::Duplicate);
     let bytes = log.export();
-    let back = Log::load_trusted(*log.collective(), bytes.iter().rev().copied());
+    let back = Log::load_trusted(*log.collective(), bytes.iter().rev().map(|b| &**b));
     assert_eq!(back.len(), log.len());
     assert_eq!(back.heads(), log.heads());
     assert_eq!(

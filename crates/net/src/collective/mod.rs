@@ -392,7 +392,7 @@ impl Engine {
             .collectives()
             .map_err(|e| EngineError::Store(e.to_string()))?;
         for (i, id) in ids.into_iter().enumerate() {
-            let log = Log::open_cached(id, &*store, &cache)
+            let log = Log::open_shared(id, &store, &cache)
                 .map_err(|e| EngineError::Store(e.to_string()))?;
             let mut dc = config.driver.clone();
             dc.seed = dc.seed.wrapping_add(i as u64);

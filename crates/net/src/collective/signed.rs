@@ -55,6 +55,9 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             .collectives
             .get(id)
             .ok_or(EngineError::UnknownCollective(*id))?;
-        Ok(c.driver.log().bytes_of(op).map(<[u8]>::to_vec))
+        Ok(c.driver
+            .log()
+            .bytes_of(op)
+            .map(std::borrow::Cow::into_owned))
     }
 }

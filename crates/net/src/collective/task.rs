@@ -2,6 +2,7 @@
 //! writes, and the dispatch of network events and of its own tasks' reports.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guild_core::Cid;
@@ -9,9 +10,9 @@ use guild_core::syntax::{Datetime, Did};
 use guild_gov::body::OpBody;
 use guild_gov::driver::{Driver, Event};
 use guild_gov::make::{self, CharterParams, InviteCode};
-use guild_gov::{Departure, Inserted, Log, Op, OpKind, OpStore};
+use guild_gov::{Departure, Inserted, Log, Op, OpKind, OpStore, StoreReader};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::peers::is_unspecified;
 use super::wire::{Gossip, Request, classify_gossip};
@@ -66,7 +67,24 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
             return true;
         };
         match c.driver.log_mut().save(&*self.store) {
-            Ok(_) => true,
+            Ok(_) => {
+                let failures = c.driver.log().read_failures();
+                if failures > 0 {
+                    // An op left in the store could not be read back, so a fold or an answer
+                    // went without it: the log is opened again from the store (every op
+                    // is stored now), which gives the state the stored ops make.
+                    error!(collective = %id, failures, "could not read ops back from the store; reopening the log");
+                    match Log::open_shared(*id, &self.store, &self.cache) {
+                        Ok(log) => *c.driver.log_mut() = log,
+                        Err(e) => {
+                            error!(collective = %id, error = %e, "could not reopen the log; will retry");
+                            self.dirty.insert(*id);
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
             Err(e) => {
                 warn!(collective = %id, error = %e, "could not store ops; will retry");
                 self.dirty.insert(*id);
@@ -107,6 +125,8 @@ impl<S: OpStore + Send + Sync + 'static> Task<S> {
 
     /// Runs a driver for a log this node did not hold (founded, or fetched to join).
     pub(super) fn add_collective(&mut self, id: Cid, log: Log) {
+        // Stored ops are read back from the store rather than kept in memory.
+        let log = log.with_reader(Arc::new(StoreReader(Arc::clone(&self.store))));
         let mut dc = self.config.driver.clone();
         dc.seed = dc.seed.wrapping_add(self.collectives.len() as u64);
         self.collectives.insert(
