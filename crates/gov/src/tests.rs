@@ -1097,6 +1097,19 @@ proptest! {
     }
 }
 
+/// `lean` gives the same ops, bytes, order, states and pasts as `full`.
+fn assert_answers_as(lean: &Log, full: &Log) {
+    assert_eq!(lean.export(), full.export());
+    assert_eq!(lean.heads(), full.heads());
+    assert_eq!(lean.state_ref(), full.state_ref());
+    for op in full.ops_in_order().iter().step_by(5) {
+        assert_eq!(lean.get(op.id()).as_ref(), Some(op));
+        assert_eq!(lean.bytes_of(op.id()).as_deref(), Some(op.bytes()));
+        assert_eq!(lean.state_at(op.prev()), full.state_at(op.prev()));
+        assert_eq!(lean.ancestors(&[*op.id()]), full.ancestors(&[*op.id()]));
+    }
+}
+
 /// A log keeps only the ops that entered it last decoded; the others it keeps as bytes,
 /// and gives back the same ops, bytes, order and states as a log that keeps all decoded.
 #[test]
@@ -1111,15 +1124,7 @@ fn only_recent_ops_stay_decoded() {
         assert_eq!(lean.insert(op, 0), Inserted::Applied);
     }
     assert_eq!(lean.decoded_len(), 16);
-    assert_eq!(lean.export(), full.export());
-    assert_eq!(lean.heads(), full.heads());
-    assert_eq!(lean.state_ref(), full.state_ref());
-    for op in full.ops_in_order().iter().step_by(5) {
-        assert_eq!(lean.get(op.id()).as_ref(), Some(op));
-        assert_eq!(lean.bytes_of(op.id()).as_deref(), Some(op.bytes()));
-        assert_eq!(lean.state_at(op.prev()), full.state_at(op.prev()));
-        assert_eq!(lean.ancestors(&[*op.id()]), full.ancestors(&[*op.id()]));
-    }
+    assert_answers_as(&lean, &full);
     // A load keeps the same bound, whatever the count it loads.
     let loaded = Log::load_trusted(id, bytes.iter().map(Vec::as_slice));
     assert_eq!(loaded.state_ref(), full.state_ref());
@@ -1487,14 +1492,7 @@ fn stored_ops_are_read_back_from_the_store() {
     assert_eq!(lean.stored_len(), n - unsaved);
     lean.save(&*store).expect("the store keeps ops");
     assert_eq!((lean.decoded_len(), lean.stored_len()), (8, n - 8));
-    assert_eq!(lean.export(), full.export());
-    assert_eq!(lean.heads(), full.heads());
-    assert_eq!(lean.state_ref(), full.state_ref());
-    for op in full.ops_in_order().iter().step_by(5) {
-        assert_eq!(lean.get(op.id()).as_ref(), Some(op));
-        assert_eq!(lean.bytes_of(op.id()).as_deref(), Some(op.bytes()));
-        assert_eq!(lean.state_at(op.prev()), full.state_at(op.prev()));
-    }
+    assert_answers_as(&lean, &full);
     assert_eq!(lean.read_failures(), 0);
 
     for chunk in [64, n] {
