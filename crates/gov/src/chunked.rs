@@ -46,6 +46,11 @@ impl<T> Chunked<T> {
         self.chunks.get(i / CHUNK)?.get(i % CHUNK)
     }
 
+    /// The item at `i`, to change.
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
+    }
+
     /// The last item.
     pub(crate) fn last(&self) -> Option<&T> {
         self.chunks.last()?.last()

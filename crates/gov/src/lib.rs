@@ -50,11 +50,11 @@ pub mod log;
 pub mod make;
 pub mod op;
 pub mod reconcile;
-mod sharded;
 mod shared;
 pub mod sim;
 pub mod state;
 pub mod store;
+mod table;
 
 pub use driver::{Action, Driver, DriverConfig, Event, Message, MessageError, VerifyCache};
 pub use log::{Inserted, Log};

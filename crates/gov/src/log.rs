@@ -35,9 +35,9 @@ use guild_core::Cid;
 use crate::body::OpBody;
 use crate::chunked::Chunked;
 use crate::op::{OpKind, SignedOp};
-use crate::sharded::ShardedMap;
 use crate::state::{Causal, Meta, Reason, State};
 use crate::store::Reader;
+use crate::table::{Digest, OpTable, Seq};
 
 /// A set of op ids (a fast, non-cryptographic hash: the ids are already hashes).
 pub type CidSet = FxHashSet<Cid>;
@@ -199,8 +199,8 @@ struct Entry {
     /// The op, decoded while it is among the last ops to enter the log (see
     /// [`DEFAULT_DECODED_KEPT`]), else its signed bytes.
     op: Held,
-    /// Its parents' digests: walks of the DAG read them without decoding the op.
-    prev: Box<[Digest]>,
+    /// Its parents' indexes: walks of the DAG read them without decoding the op.
+    prev: Box<[Seq]>,
     /// Its `createdAt`, in microseconds since the epoch.
     created_micros: i64,
     /// Its index in the order.
@@ -208,10 +208,8 @@ struct Entry {
     /// The facts of its past the fold needs; `None` for the default (no facts), which is
     /// all but about one op in a thousand (boxed, so that the op map's buckets stay small).
     meta: Option<Box<Meta>>,
-    /// When it entered this log (a count of the ops before it: local, unlike `pos`, and
-    /// never changed).
-    seq: u64,
-    /// Every op with a `seq` below this is a strict ancestor of this op. An op that extends
+    /// Every op with an index ([`Seq`]: when it entered this log, a count of the ops before
+    /// it; local, unlike `pos`, and never changed) below this is a strict ancestor of this op. An op that extends
     /// every head has its own `seq` (every op then in the log is in its past); another has
     /// its parents' greatest. It answers most [`Log::is_ancestor`] questions without a walk.
     floor: u64,
@@ -251,13 +249,13 @@ struct Checkpoint {
 #[derive(Debug, Clone)]
 pub struct Log {
     collective: Cid,
-    /// Every op in the log, in shards (see [`ShardedMap`]).
-    ops: ShardedMap<Entry>,
+    /// Every op in the log, by index ([`OpTable`]).
+    ops: OpTable<Entry>,
     heads: BTreeSet<Cid>,
-    /// Every op in the deterministic topological order, by digest ([`op_digest`]).
-    order: Chunked<Digest>,
-    /// Ops by author (for the removal rule), by digest.
-    by_author: HashMap<String, Vec<Digest>>,
+    /// Every op in the deterministic topological order, by index.
+    order: Chunked<Seq>,
+    /// Ops by author (for the removal rule), by index.
+    by_author: HashMap<String, Vec<Seq>>,
     /// Direct removals by the removed member's DID.
     removals: HashMap<String, Vec<Cid>>,
     /// Suppressed ops, each with the removals that suppress it.
@@ -288,7 +286,7 @@ pub struct Log {
     loading: Option<Loading>,
     /// The ops kept decoded, in the order they entered (the oldest is the next to go back to
     /// bytes).
-    decoded: VecDeque<Digest>,
+    decoded: VecDeque<Seq>,
     /// How many ops are kept decoded.
     decoded_kept: usize,
     /// The node's store, if the log has one to read stored ops back from: then an op that
@@ -332,7 +330,7 @@ impl Log {
     pub fn new(collective: Cid) -> Log {
         Log {
             collective,
-            ops: ShardedMap::default(),
+            ops: OpTable::default(),
             heads: BTreeSet::new(),
             order: Chunked::new(),
             by_author: HashMap::default(),
@@ -368,18 +366,11 @@ impl Log {
     /// The log must be the one saved to that store ([`Log::save`], [`Log::open`]).
     pub fn with_reader(mut self, reader: Arc<dyn crate::OpReader>) -> Log {
         self.reader = Some(Reader(reader));
-        let stored: Vec<Digest> = self
-            .order
-            .iter()
-            .filter(|d| {
-                self.ops
-                    .get_digest(d)
-                    .is_some_and(|e| matches!(e.op, Held::Bytes(_)) && e.seq < self.saved_below)
-            })
-            .copied()
-            .collect();
-        for d in stored {
-            if let Some(e) = self.ops.get_digest_mut(&d) {
+        let saved = usize::try_from(self.saved_below).unwrap_or(usize::MAX);
+        for s in (0..self.ops.len().min(saved)).filter_map(|s| Seq::try_from(s).ok()) {
+            if let Some(e) = self.ops.entry_mut(s)
+                && matches!(e.op, Held::Bytes(_))
+            {
                 e.op = Held::Stored;
             }
         }
@@ -497,9 +488,14 @@ impl Log {
         self.ops.get(id).map(|e| e.pos)
     }
 
-    /// The index in the log's order of the op with this digest.
-    fn pos_of_digest(&self, d: &Digest) -> Option<usize> {
-        self.ops.get_digest(d).map(|e| e.pos)
+    /// The position in the log's order of the op with index `s`.
+    fn pos_at(&self, s: Seq) -> Option<usize> {
+        self.ops.entry(s).map(|e| e.pos)
+    }
+
+    /// The id of the op at position `t` of the order.
+    fn id_at(&self, t: usize) -> Option<Cid> {
+        self.ops.id(*self.order.get(t)?)
     }
 
     /// The lowest position of these ops in the order (0 if none is in the log).
@@ -530,9 +526,9 @@ impl Log {
     pub(crate) fn decoded_len(&self) -> usize {
         self.order
             .iter()
-            .filter(|d| {
+            .filter(|&&s| {
                 self.ops
-                    .get_digest(d)
+                    .entry(s)
                     .is_some_and(|e| matches!(e.op, Held::Decoded(_)))
             })
             .count()
@@ -543,9 +539,9 @@ impl Log {
     pub(crate) fn stored_len(&self) -> usize {
         self.order
             .iter()
-            .filter(|d| {
+            .filter(|&&s| {
                 self.ops
-                    .get_digest(d)
+                    .entry(s)
                     .is_some_and(|e| matches!(e.op, Held::Stored))
             })
             .count()
@@ -560,9 +556,10 @@ impl Log {
     /// Every op's `createdAt` (µs since the epoch) and id digest, in the log's order (what
     /// reconciliation's item set is made of).
     pub(crate) fn times_and_digests(&self) -> impl Iterator<Item = (i64, Digest)> + '_ {
-        self.order
-            .iter()
-            .filter_map(|d| self.ops.get_digest(d).map(|e| (e.created_micros, *d)))
+        self.order.iter().filter_map(|&s| {
+            let e = self.ops.entry(s)?;
+            Some((e.created_micros, *self.ops.digest(s)?))
+        })
     }
 
     /// True if the fold skips the op because a removal of its author is concurrent with it.
@@ -681,6 +678,10 @@ impl Log {
     /// and adds it.
     fn accept(&mut self, op: SignedOp) -> Result<(), Reason> {
         let id = *op.id();
+        if self.ops.len() >= Seq::MAX as usize {
+            // Not remembered: the op is not at fault.
+            return Err(Reason::LogFull);
+        }
         let checked = if self.loading.as_ref().is_some_and(|l| l.trusting_store) {
             // Accepted when it arrived, and its past is the same now (see `Loading`):
             // only the facts of its past that the fold needs are computed.
@@ -740,19 +741,14 @@ impl Log {
             .map_or(0, |p| p + 1);
         // Every op id is a CIDv1 DAG-CBOR SHA-256: their byte order is their digests' order.
         let digest = op_digest(&id);
-        let k = (after..n).find(|&t| self.order[t] > digest).unwrap_or(n);
-        if k < n
-            && let Some(loading) = self.loading.as_mut()
-        {
-            loading.out_of_order = true;
-        }
-        self.order.insert(k, digest);
-        for t in k + 1..self.order.len() {
-            let d = self.order[t];
-            if let Some(e) = self.ops.get_digest_mut(&d) {
-                e.pos = t;
-            }
-        }
+        let k = (after..n)
+            .find(|&t| {
+                self.order
+                    .get(t)
+                    .and_then(|&s| self.ops.digest(s))
+                    .is_some_and(|d| *d > digest)
+            })
+            .unwrap_or(n);
         let extends_every_head = self.heads.iter().all(|h| op.prev().contains(h));
         let floor = if extends_every_head {
             self.entered
@@ -764,61 +760,80 @@ impl Log {
                 .max()
                 .unwrap_or(0)
         };
-        for p in op.prev() {
-            self.heads.remove(p);
-        }
-        self.heads.insert(id);
+        let prev: Box<[Seq]> = op
+            .prev()
+            .iter()
+            .filter_map(|p| self.ops.seq_of(p))
+            .collect();
+        let created_micros = op.created_at().to_unix_micros();
         let target = match op.body() {
             OpBody::Remove(r) if meta.direct_removal => Some(r.member.to_string()),
             _ => None,
         };
-        // (The author's id is copied only for a new author: most ops are by known ones.)
-        if !self.by_author.contains_key(op.author()) {
-            self.by_author.insert(op.author().to_owned(), Vec::new());
-        }
-        if let Some(mine) = self.by_author.get_mut(op.author()) {
-            // Most authors write a few ops: grow short lists one at a time (long ones double).
-            if mine.len() < 8 {
-                mine.reserve_exact(1);
-            }
-            mine.push(digest);
-        }
-        // Removals of the author (this op, if it removes its own author, is left out below).
-        let author_removals = self.removals.get(op.author()).cloned();
-        if self.loading.is_none() {
-            self.unsaved.push(id);
-        }
-        let seq = self.entered;
-        self.entered += 1;
-        let prev: Box<[Digest]> = op.prev().iter().map(op_digest).collect();
-        let created_micros = op.created_at().to_unix_micros();
-        self.ops.insert(
-            id,
+        let author = op.author().to_owned();
+        // `accept` made sure there is room, and every op id is an op id (CIDv1 DAG-CBOR SHA-256).
+        let Some(seq) = self.ops.push(
+            &id,
             Entry {
                 op: Held::Decoded(op),
                 prev,
                 created_micros,
                 pos: k,
                 meta: Some(meta).filter(|m| *m != NO_META).map(Box::new),
-                seq,
                 floor,
             },
-        );
-        self.decoded.push_back(digest);
+        ) else {
+            return;
+        };
+        self.entered += 1;
+        if k < n
+            && let Some(loading) = self.loading.as_mut()
+        {
+            loading.out_of_order = true;
+        }
+        self.order.insert(k, seq);
+        for t in k + 1..self.order.len() {
+            let Some(&s) = self.order.get(t) else { break };
+            if let Some(e) = self.ops.entry_mut(s) {
+                e.pos = t;
+            }
+        }
+        if let Some(e) = self.ops.entry(seq) {
+            for p in e.prev.iter().filter_map(|&p| self.ops.id(p)) {
+                self.heads.remove(&p);
+            }
+        }
+        self.heads.insert(id);
+        // (The author's id is copied only for a new author: most ops are by known ones.)
+        if !self.by_author.contains_key(&author) {
+            self.by_author.insert(author.clone(), Vec::new());
+        }
+        if let Some(mine) = self.by_author.get_mut(&author) {
+            // Most authors write a few ops: grow short lists one at a time (long ones double).
+            if mine.len() < 8 {
+                mine.reserve_exact(1);
+            }
+            mine.push(seq);
+        }
+        // Removals of the author (this op, if it removes its own author, is left out below).
+        let author_removals = self.removals.get(&author).cloned();
+        if self.loading.is_none() {
+            self.unsaved.push(id);
+        }
+        self.decoded.push_back(seq);
         // Ops loaded from the store are stored; others once saved.
         let from_store = self.loading.as_ref().is_some_and(|l| l.trusting_store);
+        let readable = self.reader.is_some();
+        let saved_below = self.saved_below;
         while self.decoded.len() > self.decoded_kept {
             let Some(old) = self.decoded.pop_front() else {
                 break;
             };
-            let readable = self.reader.is_some();
-            let saved_below = self.saved_below;
-            if let Some(e) = self.ops.get_digest_mut(&old) {
+            let stored = readable && (from_store || u64::from(old) < saved_below);
+            if let Some(e) = self.ops.entry_mut(old) {
                 let held = std::mem::replace(&mut e.op, Held::Stored);
                 e.op = match held {
-                    Held::Decoded(_) if readable && (from_store || e.seq < saved_below) => {
-                        Held::Stored
-                    }
+                    Held::Decoded(_) if stored => Held::Stored,
                     Held::Decoded(op) => Held::Bytes(op.into_bytes()),
                     other => other,
                 };
@@ -834,8 +849,8 @@ impl Log {
                 // removal itself is never below its own floor).
                 let unsure: Vec<Cid> = theirs
                     .iter()
-                    .filter(|y| self.ops.get_digest(y).is_none_or(|e| e.seq >= floor))
-                    .map(op_id)
+                    .filter(|&&y| u64::from(y) >= floor)
+                    .filter_map(|&y| self.ops.id(y))
                     .collect();
                 if !unsure.is_empty() {
                     // The removal's past, walked only down to the lowest of those.
@@ -886,7 +901,7 @@ impl Log {
         };
         let mut new_checkpoints = Vec::new();
         for t in start..n {
-            let id = op_id(&self.order[t]);
+            let Some(id) = self.id_at(t) else { continue };
             if let Some(h) = heads.as_mut() {
                 self.advance_heads(h, &id);
             }
@@ -955,8 +970,8 @@ impl Log {
 
     fn advance_heads(&self, heads: &mut BTreeSet<Cid>, id: &Cid) {
         if let Some(e) = self.ops.get(id) {
-            for p in &e.prev {
-                heads.remove(&op_id(p));
+            for p in e.prev.iter().filter_map(|&p| self.ops.id(p)) {
+                heads.remove(&p);
             }
         }
         heads.insert(*id);
@@ -1016,10 +1031,9 @@ impl Log {
     pub fn export(&self) -> Vec<Cow<'_, [u8]>> {
         self.order
             .iter()
-            .filter_map(|d| {
-                self.ops
-                    .get_digest(d)
-                    .and_then(|e| self.bytes_in(&op_id(d), e))
+            .filter_map(|&s| {
+                let e = self.ops.entry(s)?;
+                self.bytes_in(&self.ops.id(s)?, e)
             })
             .collect()
     }
@@ -1030,11 +1044,12 @@ impl Log {
     pub fn export_page(&self, from: usize, max_bytes: usize) -> Vec<Cow<'_, [u8]>> {
         let mut total = 0usize;
         let mut page = Vec::new();
-        for d in self.order.range(from, usize::MAX) {
+        for &s in self.order.range(from, usize::MAX) {
             let Some(bytes) = self
                 .ops
-                .get_digest(d)
-                .and_then(|e| self.bytes_in(&op_id(d), e))
+                .entry(s)
+                .zip(self.ops.id(s))
+                .and_then(|(e, id)| self.bytes_in(&id, e))
             else {
                 continue;
             };
@@ -1278,7 +1293,7 @@ impl Log {
     /// The log with every op counted as not yet stored, parents first: for a log loaded from
     /// a peer's bytes (a join's fetch) rather than from this node's store.
     pub fn all_unsaved(mut self) -> Log {
-        self.unsaved = self.order.iter().map(op_id).collect();
+        self.unsaved = self.order.iter().filter_map(|&s| self.ops.id(s)).collect();
         self.saved_below = 0;
         self
     }
@@ -1294,7 +1309,7 @@ impl Log {
         // not stay in memory if the store can give them back.
         if self.reader.is_some() {
             for id in &saved {
-                if let Some(e) = self.ops.get_digest_mut(&op_digest(id))
+                if let Some(e) = self.ops.seq_of(id).and_then(|s| self.ops.entry_mut(s))
                     && matches!(e.op, Held::Bytes(_))
                 {
                     e.op = Held::Stored;
@@ -1317,23 +1332,25 @@ impl Log {
     /// The ancestors of `heads` (included) at positions `lo` or later. Exact: a path from a
     /// head down to an op at position `lo` or later only passes through such positions.
     fn ancestors_from(&self, heads: &[Cid], lo: usize) -> CidSet {
-        let mut seen: FxHashSet<Digest> = FxHashSet::default();
-        let mut stack: Vec<Digest> = heads
+        let mut seen: FxHashSet<Seq> = FxHashSet::default();
+        let mut stack: Vec<Seq> = heads
             .iter()
             .filter(|h| self.pos_of(h).is_some_and(|p| p >= lo))
-            .map(op_digest)
+            .filter_map(|h| self.ops.seq_of(h))
             .collect();
-        while let Some(d) = stack.pop() {
-            if !seen.insert(d) {
+        while let Some(s) = stack.pop() {
+            if !seen.insert(s) {
                 continue;
             }
-            if let Some(e) = self.ops.get_digest(&d) {
-                stack.extend(e.prev.iter().filter(|p| {
-                    !seen.contains(*p) && self.pos_of_digest(p).is_some_and(|q| q >= lo)
-                }));
+            if let Some(e) = self.ops.entry(s) {
+                stack.extend(
+                    e.prev.iter().filter(|&&p| {
+                        !seen.contains(&p) && self.pos_at(p).is_some_and(|q| q >= lo)
+                    }),
+                );
             }
         }
-        seen.iter().map(op_id).collect()
+        seen.iter().filter_map(|&s| self.ops.id(s)).collect()
     }
 
     /// True if `a` is a strict ancestor of `b`. Most answers come from `b`'s floor (see
@@ -1343,34 +1360,37 @@ impl Log {
         if a == b {
             return false;
         }
-        let (Some(ea), Some(eb)) = (self.ops.get(a), self.ops.get(b)) else {
+        let (Some(sa), Some(sb)) = (self.ops.seq_of(a), self.ops.seq_of(b)) else {
+            return false;
+        };
+        let (Some(ea), Some(eb)) = (self.ops.entry(sa), self.ops.entry(sb)) else {
             return false;
         };
         let pa = ea.pos;
         if pa > eb.pos {
             return false;
         }
-        if ea.seq < eb.floor {
+        let a_seq = u64::from(sa);
+        if a_seq < eb.floor {
             return true;
         }
-        let a = op_digest(a);
-        let mut seen: FxHashSet<Digest> = FxHashSet::default();
-        let mut stack: Vec<Digest> = eb.prev.to_vec();
-        while let Some(d) = stack.pop() {
-            if d == a {
+        let mut seen: FxHashSet<Seq> = FxHashSet::default();
+        let mut stack: Vec<Seq> = eb.prev.to_vec();
+        while let Some(s) = stack.pop() {
+            if s == sa {
                 return true;
             }
-            if !seen.insert(d) {
+            if !seen.insert(s) {
                 continue;
             }
-            if let Some(e) = self.ops.get_digest(&d) {
-                if ea.seq < e.floor {
+            if let Some(e) = self.ops.entry(s) {
+                if a_seq < e.floor {
                     return true;
                 }
                 stack.extend(
                     e.prev
                         .iter()
-                        .filter(|p| self.pos_of_digest(p).is_some_and(|q| q >= pa)),
+                        .filter(|&&p| self.pos_at(p).is_some_and(|q| q >= pa)),
                 );
             }
         }
@@ -1382,13 +1402,9 @@ impl Log {
         let known = self.ancestors(heads);
         self.order
             .iter()
-            .filter(|d| !known.contains(&op_id(d)))
-            .filter_map(|d| {
-                let id = op_id(d);
-                self.ops
-                    .get_digest(d)
-                    .and_then(|e| self.op_of(&id, e).map(Cow::into_owned))
-            })
+            .filter_map(|&s| Some((self.ops.id(s)?, self.ops.entry(s)?)))
+            .filter(|(id, _)| !known.contains(id))
+            .filter_map(|(id, e)| self.op_of(&id, e).map(Cow::into_owned))
             .collect()
     }
 
@@ -1397,11 +1413,9 @@ impl Log {
     pub fn ops_in_order(&self) -> Vec<SignedOp> {
         self.order
             .iter()
-            .filter_map(|d| {
-                let id = op_id(d);
-                self.ops
-                    .get_digest(d)
-                    .and_then(|e| self.op_of(&id, e).map(Cow::into_owned))
+            .filter_map(|&s| {
+                let (id, e) = (self.ops.id(s)?, self.ops.entry(s)?);
+                self.op_of(&id, e).map(Cow::into_owned)
             })
             .collect()
     }
@@ -1476,11 +1490,11 @@ impl Log {
             }
         }
         let mut state = c.state.clone();
-        for (t, d) in (c.at..).zip(self.order.range(c.at, usize::MAX)) {
+        for (t, &s) in (c.at..).zip(self.order.range(c.at, usize::MAX)) {
             if !walk.contains(t) {
                 continue;
             }
-            let id = &op_id(d);
+            let Some(id) = &self.ops.id(s) else { continue };
             if let Some(by) = self.suppressed.get(id)
                 && by.iter().any(&in_cut)
             {
@@ -1569,10 +1583,10 @@ impl PastWalk {
                 continue;
             }
             self.seen[i] = true;
-            let Some(e) = log.order.get(p).and_then(|d| log.ops.get_digest(d)) else {
+            let Some(e) = log.order.get(p).and_then(|&s| log.ops.entry(s)) else {
                 continue;
             };
-            for q in e.prev.iter().filter_map(|x| log.pos_of_digest(x)) {
+            for q in e.prev.iter().filter_map(|&x| log.pos_at(x)) {
                 if q >= lo {
                     if !self.seen[self.n - 1 - q] {
                         stack.push(q);
@@ -1590,11 +1604,8 @@ fn parent_micros(log: &Log, id: &Cid) -> i64 {
     log.ops.get(id).map_or(0, |e| e.created_micros)
 }
 
-/// An op id's digest: the log's order and per-author lists keep 32 bytes per op, not the
-/// 96 of an in-memory CID. Every op id is a CIDv1 DAG-CBOR SHA-256 (`SignedOp` computes it),
-/// so the digest is the whole id, and two ids' byte order is their digests' order.
-type Digest = [u8; 32];
-
+/// An op id's digest. Every op id is a CIDv1 DAG-CBOR SHA-256 (`SignedOp` computes it), so
+/// the digest is the whole id, and two ids' byte order is their digests' order.
 fn op_digest(id: &Cid) -> Digest {
     let mut d = [0u8; 32];
     let h = id.hash().digest();
@@ -1604,6 +1615,7 @@ fn op_digest(id: &Cid) -> Digest {
 }
 
 /// The op id whose digest is `d`.
+#[cfg(test)]
 fn op_id(d: &Digest) -> Cid {
     guild_core::cids::cid_from_digest(guild_core::cids::DAG_CBOR, d)
 }

@@ -12,6 +12,9 @@ pub enum Reason {
     /// The op belongs to another collective (or is another collective's genesis).
     #[error("op belongs to another collective")]
     WrongCollective,
+    /// The log holds as many ops as it can index (2³²); nothing more enters it.
+    #[error("the log holds as many ops as it can index")]
+    LogFull,
     /// The op's causal past does not start at this collective's charter.
     #[error("op's causal past has no charter")]
     NoCharter,
