@@ -62,7 +62,8 @@ pub use op::{MAX_OP_BYTES, Op, OpError, OpKind, SignedOp};
 pub use state::{
     Agreement, AgreementStatus, Bundle, Causal, Certified, Charter, Consent, Departure, Election,
     ElectionKind, Invite, MAX_CLOCK_SKEW_MICROS, Member, Meta, Outcome, PayoutRef, Proposal,
-    ProposalStatus, Reason, Role, State, Tally, VoterBallots, ballot_set_cid, electorate_cid,
+    ProposalStatus, Reason, Revokes, Role, State, Tally, VoterBallots, ballot_set_cid,
+    electorate_cid,
 };
 pub use store::{OpReader, OpStore, StoreReader};
 

@@ -226,9 +226,17 @@ fn open_log(_: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    // The store's page cache, as the node's `[store] cache_mib` sets it.
+    let cache_mib: u64 = std::env::var("GUILD_BENCH_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(guild_store::DEFAULT_CACHE_BYTES / (1024 * 1024));
+    eprintln!("open_log: store page cache {cache_mib} MiB");
     for run in 0..runs.max(1) {
         let t0 = Instant::now();
-        let store = std::sync::Arc::new(SledStore::open(&dir).expect("sled store"));
+        let store = std::sync::Arc::new(
+            SledStore::open_with_cache(&dir, cache_mib * 1024 * 1024).expect("sled store"),
+        );
         let opened = t0.elapsed();
         let rss_before = rss_mib();
         let t1 = Instant::now();

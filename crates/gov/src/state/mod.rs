@@ -39,7 +39,7 @@ pub use crate::body::{ElectionKind, Outcome};
 pub use agreements::{Agreement, AgreementStatus};
 pub use bundles::Bundle;
 pub use charter::Charter;
-pub use consent::Consent;
+pub use consent::{Consent, Revokes};
 pub use elections::{Certified, Election, Proposal, ProposalStatus, Tally, VoterBallots};
 pub use membership::Invite;
 pub use payouts::PayoutRef;
@@ -135,7 +135,7 @@ pub struct State {
     /// Consent registers by (member DID, template id).
     pub consents: OrdMap<ConsentKey, Consent>,
     /// Every revoke op by (member DID, template id), for the bundle rule.
-    pub revocations: OrdMap<ConsentKey, OrdSet<Cid>>,
+    pub revocations: OrdMap<ConsentKey, Revokes>,
     /// Proposals (amendments, removals by vote, join requests under a vote) by op id.
     pub proposals: OrdMap<Cid, Proposal>,
     /// Elections by open op id.
