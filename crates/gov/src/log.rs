@@ -97,12 +97,19 @@ const MAX_RESERVED_OPS: usize = 1 << 26;
 const CHECKPOINT_EVERY: usize = 8;
 
 /// How many checkpoints are kept: the most recent [`DENSE_CHECKPOINTS`] at every
-/// `CHECKPOINT_EVERY` positions, older ones only at every `CHECKPOINT_EVERY * SPARSE_EVERY`
-/// positions (each checkpoint is a state that shares structure with the tip, but a state
-/// with large maps diverges from it in most of their leaves within 64 ops). An op concurrent
-/// with more than about `CHECKPOINT_EVERY * SPARSE_EVERY * CHECKPOINTS_KEPT` ops refolds the
-/// log from the start.
-const CHECKPOINTS_KEPT: usize = 64;
+/// `CHECKPOINT_EVERY` positions, older ones sparse, [`SPARSE_PER_LEVEL`] at every
+/// `CHECKPOINT_EVERY * SPARSE_EVERY` positions, as many at twice that spacing, and so on
+/// (each checkpoint is a state that shares structure with the tip, but a state with large
+/// maps diverges from it in most of their leaves within 64 ops). An op concurrent with `d`
+/// ops then refolds at most about `2 d` positions, up to about
+/// `CHECKPOINT_EVERY * SPARSE_EVERY * SPARSE_PER_LEVEL * (2^levels - 1)` (30 720 with 16
+/// sparse checkpoints in 4 levels); one concurrent with more refolds the log from the start.
+/// (64 checkpoints at one sparse spacing covered 28 672 positions and held ~60 MB more of a
+/// 50 000-member state.)
+const CHECKPOINTS_KEPT: usize = DENSE_CHECKPOINTS + 4 * SPARSE_PER_LEVEL;
+
+/// How many sparse checkpoints are kept at each spacing (see [`CHECKPOINTS_KEPT`]).
+const SPARSE_PER_LEVEL: usize = 4;
 
 /// How many of the most recent checkpoints are kept at every `CHECKPOINT_EVERY` positions.
 const DENSE_CHECKPOINTS: usize = 8;
@@ -223,6 +230,20 @@ enum Parents {
     Inline([Seq; 2]),
     /// Three or more.
     Boxed(Box<[Seq]>),
+}
+
+/// Whether a sparse checkpoint at position `at` stays, the newest being at `newest`: at an
+/// age below `band = SPARSE_PER_LEVEL * sparse` every `sparse` positions, below `3 band` every
+/// `2 sparse`, below `7 band` every `4 sparse`, and so on. A checkpoint that fails the rule
+/// fails it at every later age (each spacing divides the next), so none is needed again.
+fn sparse_kept(at: usize, newest: usize, sparse: usize) -> bool {
+    let band = sparse.saturating_mul(SPARSE_PER_LEVEL).max(1);
+    let level = (newest.saturating_sub(at) / band).saturating_add(1).ilog2();
+    1usize
+        .checked_shl(level)
+        .and_then(|m| sparse.checked_mul(m))
+        .and_then(|gap| at.checked_rem(gap))
+        == Some(0)
 }
 
 /// Not an index: the log holds fewer than [`Seq::MAX`] ops ([`Reason::LogFull`]).
@@ -1006,15 +1027,30 @@ impl Log {
         };
         let dense_from = self.checkpoints.len().saturating_sub(DENSE_CHECKPOINTS);
         let sparse = self.checkpoint_every.saturating_mul(SPARSE_EVERY).max(1);
+        let newest = self.checkpoints.back().map_or(0, |c| c.at);
         let mut i = 0;
         self.checkpoints.retain(|c| {
-            let keep = i >= dense_from || c.at % sparse == 0;
+            let keep = i >= dense_from || sparse_kept(c.at, newest, sparse);
             i += 1;
             keep
         });
         while self.checkpoints.len() > kept {
             self.checkpoints.pop_front();
         }
+    }
+
+    /// How far back (in positions) the checkpoints a log keeps reach, about.
+    fn checkpoints_reach(&self) -> usize {
+        let sparse = self.checkpoint_every.saturating_mul(SPARSE_EVERY);
+        let levels = self.checkpoints_kept.saturating_sub(DENSE_CHECKPOINTS) / SPARSE_PER_LEVEL;
+        let levels = u32::try_from(levels).unwrap_or(u32::MAX);
+        let spans = 1usize
+            .checked_shl(levels)
+            .map_or(usize::MAX, |n| n.saturating_sub(1));
+        sparse
+            .saturating_mul(SPARSE_PER_LEVEL)
+            .saturating_mul(spans)
+            .saturating_add((DENSE_CHECKPOINTS + 1).saturating_mul(self.checkpoint_every))
     }
 
     fn advance_heads(&self, heads: &mut BTreeSet<Cid>, id: &Cid) {
@@ -1238,7 +1274,7 @@ impl Log {
         };
         let dense = (DENSE_CHECKPOINTS + 1) * log.checkpoint_every;
         let sparse = log.checkpoint_every * SPARSE_EVERY;
-        let kept = sparse * log.checkpoints_kept + dense;
+        let kept = log.checkpoints_reach();
         let spacing = |metas: &[usize], j: usize, at: usize, out_of_order: bool| {
             let soon = metas
                 .get(metas.partition_point(|&m| m < j))
@@ -1670,8 +1706,47 @@ fn op_id(d: &Digest) -> Cid {
 
 #[cfg(test)]
 mod order_tests {
-    use super::{Entry, Parents, Seq, op_digest, op_id};
+    use super::{Entry, Parents, SPARSE_PER_LEVEL, Seq, op_digest, op_id, sparse_kept};
     use guild_core::cids;
+
+    /// Sparse checkpoints thin out geometrically: a few per spacing, each spacing twice the
+    /// last, so that any depth has a checkpoint not much further back, and a checkpoint once
+    /// dropped is never wanted again.
+    #[test]
+    fn sparse_checkpoints_thin_out_geometrically() {
+        let sparse = 512;
+        let mut kept: Vec<usize> = Vec::new();
+        for t in 0..=2_000usize {
+            let newest = t * sparse;
+            kept.push(newest);
+            let before = kept.clone();
+            kept.retain(|&at| sparse_kept(at, newest, sparse));
+            // Stateless: the same as thinning every position ever taken.
+            let fresh: Vec<usize> = (0..=t)
+                .map(|i| i * sparse)
+                .filter(|&at| sparse_kept(at, newest, sparse))
+                .collect();
+            assert_eq!(kept, fresh, "at {t}");
+            assert!(before.len() >= kept.len());
+            // About SPARSE_PER_LEVEL per doubling of the reach.
+            let levels = (t / SPARSE_PER_LEVEL + 1).ilog2() as usize + 1;
+            assert!(
+                kept.len() <= SPARSE_PER_LEVEL * levels + 1,
+                "{} at {t}",
+                kept.len()
+            );
+            // Any depth d has a checkpoint at most about 2 d (plus a band) back.
+            for d in (0..=newest).step_by(sparse * 7) {
+                let found = kept.iter().rev().find(|&&at| newest - at >= d);
+                if let Some(&at) = found {
+                    assert!(
+                        newest - at <= 2 * d + SPARSE_PER_LEVEL * sparse,
+                        "{d} at {t}"
+                    );
+                }
+            }
+        }
+    }
 
     /// An op's parents in its entry, and the entry's size.
     #[test]
