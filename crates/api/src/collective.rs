@@ -534,7 +534,7 @@ fn consents_output(st: &GovState) -> Vec<get_status::Consent> {
             template: t.to_string(),
             granted: c.granted,
             rev: c.rev,
-            op: c.op.to_string(),
+            op: c.op().to_string(),
         })
         .collect()
 }

@@ -178,7 +178,7 @@ fn consent_of(state: &State, did: &Did, template: &str) -> (Consent, Option<Cid>
             member: did.clone(),
             effective_from: from,
         };
-        return (revoked, Some(c.op));
+        return (revoked, Some(c.op()));
     }
     let scope = match c.scope.as_deref() {
         Some(Scope::Repo {}) => ConsentScope::Repo,
@@ -193,7 +193,7 @@ fn consent_of(state: &State, did: &Did, template: &str) -> (Consent, Option<Cid>
         effective_from: from,
         scope,
     };
-    (granted, Some(c.op))
+    (granted, Some(c.op()))
 }
 
 /// The agreement-level half of a selection, decided once: the agreement in force at the

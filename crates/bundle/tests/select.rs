@@ -81,7 +81,7 @@ fn selects_every_consented_record_in_canonical_order() {
             state
                 .effective_consent(r.author.as_str(), TRAIN)
                 .unwrap()
-                .op,
+                .op(),
             r.consent
         );
     }

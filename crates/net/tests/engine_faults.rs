@@ -154,7 +154,7 @@ async fn a_node_sending_forged_ops_is_cut_off_and_its_ops_reach_nobody() {
             && sa
                 .state
                 .effective_consent(&c.key.did(), "research-open")
-                .is_some_and(|g| g.op == real)
+                .is_some_and(|g| g.op() == real)
     })
     .await;
     // No forged op entered either log (each holds one op more: C's grant), and C's consent
@@ -168,7 +168,7 @@ async fn a_node_sending_forged_ops_is_cut_off_and_its_ops_reach_nobody() {
         assert_eq!(
             s.state
                 .effective_consent(&c.key.did(), "research-open")
-                .map(|g| g.op),
+                .map(|g| g.op()),
             Some(real)
         );
     }

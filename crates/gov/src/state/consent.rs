@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use guild_core::Cid;
 use guild_core::syntax::Datetime;
 use guild_core::syntax::Did;
+use guild_core::{Cid, cids};
 
 use super::{Causal, Charter, ConsentKey, Reason, State};
 use crate::body::{ConsentBody, Scope};
+use crate::table::{Digest, digest_of};
 
 /// A member's revoke ops for one template, in ascending order, each once. A shared sorted
 /// list rather than an `OrdSet`: most members revoke a template once or twice, and an
@@ -71,8 +72,17 @@ pub struct Consent {
     pub scope: Option<Arc<Scope>>,
     /// The winning write's `effectiveFrom`.
     pub effective_from: Option<Datetime>,
+    /// The digest of the op that wrote the register ([`Consent::op`]): an op id is a CIDv1
+    /// DAG-CBOR SHA-256, and its 32-byte digest is a third of the in-memory CID's 96 bytes,
+    /// in every register of every checkpoint.
+    op: Digest,
+}
+
+impl Consent {
     /// The op that wrote the register.
-    pub op: Cid,
+    pub fn op(&self) -> Cid {
+        cids::cid_from_digest(cids::DAG_CBOR, &self.op)
+    }
 }
 
 impl State {
@@ -89,7 +99,7 @@ impl State {
         self.consents
             .iter()
             .filter(|((did, t), c)| **t == *template && c.granted && self.members.contains_key(did))
-            .map(|((did, _), c)| (did.clone(), c.op))
+            .map(|((did, _), c)| (did.clone(), c.op()))
             .collect()
     }
 
@@ -131,6 +141,10 @@ impl State {
         b: &ConsentBody,
         causal: &dyn Causal,
     ) {
+        // Every op id is one (`SignedOp` computes it from the op's bytes).
+        let Some(op) = digest_of(&id) else {
+            return;
+        };
         let scope = b.scope.clone();
         for t in &b.templates {
             let key: ConsentKey = (author.clone(), t.clone());
@@ -139,16 +153,14 @@ impl State {
                 rev: b.rev,
                 scope: scope.clone(),
                 effective_from: Some(b.effective_from.clone()),
-                op: id,
+                op,
             };
             // One search of the map, not a lookup and then an insert.
             match self.consents.get_mut(&key) {
                 // Last writer wins by rev; at equal revs a revoke wins, then the larger CID.
                 // (Op ids are all CIDv1 DAG-CBOR SHA-256: digest order is their byte order.)
                 Some(c) => {
-                    if (b.rev, !granted, id.hash().digest())
-                        > (c.rev, !c.granted, c.op.hash().digest())
-                    {
+                    if (b.rev, !granted, op) > (c.rev, !c.granted, c.op) {
                         *c = written;
                     }
                 }
