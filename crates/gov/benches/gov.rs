@@ -1285,7 +1285,7 @@ fn tally(c: &mut Criterion) {
                 voter,
                 std::sync::Arc::new(guild_gov::VoterBallots {
                     rev: 0,
-                    ballots: vec![(ballot, approvals)],
+                    ballots: vec![(guild_gov::reconcile::digest_of(&ballot), approvals)],
                 }),
             );
         }

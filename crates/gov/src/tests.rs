@@ -1774,7 +1774,10 @@ fn tally_counts_each_ballot_of_the_set_once() {
             voter.clone(),
             Arc::new(VoterBallots {
                 rev: 1,
-                ballots: mine.into_iter().collect(),
+                ballots: mine
+                    .into_iter()
+                    .map(|(c, a)| (crate::reconcile::digest_of(&c), a))
+                    .collect(),
             }),
         );
     }
@@ -1861,7 +1864,7 @@ fn a_seal_of_fifty_thousand_ballots_is_a_small_op() {
             v.clone(),
             Arc::new(VoterBallots {
                 rev: 0,
-                ballots: vec![(cid, vec![choice])],
+                ballots: vec![(crate::reconcile::digest_of(&cid), vec![choice])],
             }),
         );
     }
