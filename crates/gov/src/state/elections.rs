@@ -151,10 +151,13 @@ impl Election {
             _ => BTreeMap::from([(Choice::Yes, 0), (Choice::No, 0)]),
         };
         // Each voter's ballots looked up in the set (a ballot is one voter's op): O(n log n),
-        // not a search of every voter for each counted ballot.
+        // not a search of every voter for each counted ballot. By digest, as the voters hold
+        // them (an id that is not an op id's kind counts no ballot).
+        let counted: rustc_hash::FxHashSet<crate::table::Digest> =
+            counted.iter().filter_map(crate::table::digest_of).collect();
         for v in self.ballots.values() {
             for (ballot, approvals) in &v.ballots {
-                if !counted.contains(&ballot_id(ballot)) {
+                if !counted.contains(ballot) {
                     continue;
                 }
                 for choice in approvals {
