@@ -49,7 +49,7 @@ impl Tally {
 pub struct VoterBallots {
     /// The highest revision seen.
     pub rev: u64,
-    /// The ballots at that revision (op id, approvals), in op id order, each once. Two or
+    /// The ballots at that revision (op digest, approvals), in op id order, each once. Two or
     /// more void each other. (A vector: almost always one ballot, and an election's voters
     /// are copied into every state checkpoint that diverges from the tip; a `BTreeMap` leaf
     /// is ~1.4 KB even for one entry.) Each ballot is named by its op's 32-byte digest (an
