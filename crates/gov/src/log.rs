@@ -1698,15 +1698,10 @@ fn op_digest(id: &Cid) -> Digest {
     d
 }
 
-/// The op id whose digest is `d`.
-#[cfg(test)]
-fn op_id(d: &Digest) -> Cid {
-    guild_core::cids::cid_from_digest(guild_core::cids::DAG_CBOR, d)
-}
-
 #[cfg(test)]
 mod order_tests {
-    use super::{Entry, Parents, SPARSE_PER_LEVEL, Seq, op_digest, op_id, sparse_kept};
+    use super::{Entry, Parents, SPARSE_PER_LEVEL, Seq, op_digest, sparse_kept};
+    use crate::table::op_id;
     use guild_core::cids;
 
     /// Sparse checkpoints thin out geometrically: a few per spacing, each spacing twice the

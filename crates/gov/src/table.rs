@@ -39,6 +39,11 @@ pub(crate) fn digest_of(id: &Cid) -> Option<Digest> {
     id.hash().digest().try_into().ok()
 }
 
+/// The op id whose digest is `d` (the inverse of [`digest_of`]).
+pub(crate) fn op_id(d: &Digest) -> Cid {
+    guild_core::cids::cid_from_digest(DAG_CBOR, d)
+}
+
 /// A digest's hash: its first 8 bytes (a SHA-256 digest is uniform already).
 fn hash(d: &Digest) -> u64 {
     let mut b = [0u8; 8];
@@ -97,8 +102,7 @@ impl<E> OpTable<E> {
 
     /// The id of the op at index `s`.
     pub(crate) fn id(&self, s: Seq) -> Option<Cid> {
-        self.digest(s)
-            .map(|d| guild_core::cids::cid_from_digest(DAG_CBOR, d))
+        self.digest(s).map(op_id)
     }
 
     /// The entry of the op `id`.

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
+use guild_core::Cid;
 use guild_core::syntax::Datetime;
 use guild_core::syntax::Did;
-use guild_core::{Cid, cids};
 
 use super::{Causal, Charter, ConsentKey, Reason, State};
 use crate::body::{ConsentBody, Scope};
-use crate::table::{Digest, digest_of};
+use crate::table::{Digest, digest_of, op_id};
 
 /// A member's revoke ops for one template, in ascending order, each once. A shared sorted
 /// list rather than an `OrdSet`: most members revoke a template once or twice, and an
@@ -84,7 +84,7 @@ pub struct Consent {
 impl Consent {
     /// The op that wrote the register.
     pub fn op(&self) -> Cid {
-        cids::cid_from_digest(cids::DAG_CBOR, &self.op)
+        op_id(&self.op)
     }
 }
 

@@ -61,13 +61,8 @@ pub struct VoterBallots {
 impl VoterBallots {
     /// The ballots' op ids, in order.
     pub fn ids(&self) -> impl Iterator<Item = Cid> + '_ {
-        self.ballots.iter().map(|(d, _)| ballot_id(d))
+        self.ballots.iter().map(|(d, _)| crate::table::op_id(d))
     }
-}
-
-/// The op id whose digest is `d`.
-fn ballot_id(d: &[u8; 32]) -> Cid {
-    guild_core::cids::cid_from_digest(guild_core::cids::DAG_CBOR, d)
 }
 
 /// A certified result.
@@ -120,7 +115,7 @@ impl Election {
         self.ballots
             .values()
             .filter(|v| v.ballots.len() == 1)
-            .filter_map(|v| v.ballots.first().map(|(d, _)| ballot_id(d)))
+            .filter_map(|v| v.ballots.first().map(|(d, _)| crate::table::op_id(d)))
             .collect()
     }
 
