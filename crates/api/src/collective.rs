@@ -502,7 +502,7 @@ fn members_output(st: &GovState) -> Vec<get_status::Member> {
         .map(|(d, m)| get_status::Member {
             did: d.to_string(),
             role: role(m.role).into(),
-            since: m.since.to_string(),
+            since: m.since().to_string(),
         })
         .collect()
 }

@@ -37,7 +37,7 @@ use crate::chunked::Chunked;
 use crate::op::{OpKind, SignedOp};
 use crate::state::{Causal, Meta, Reason, State};
 use crate::store::Reader;
-use crate::table::{Digest, OpTable, Seq};
+use crate::table::{Digest, OpTable, Seq, op_digest};
 
 /// A set of op ids (a fast, non-cryptographic hash: the ids are already hashes).
 pub type CidSet = FxHashSet<Cid>;
@@ -1686,16 +1686,6 @@ impl PastWalk {
 /// An op's `createdAt` in µs (0 if the log does not hold it).
 fn parent_micros(log: &Log, id: &Cid) -> i64 {
     log.ops.get(id).map_or(0, |e| e.created_micros)
-}
-
-/// An op id's digest. Every op id is a CIDv1 DAG-CBOR SHA-256 (`SignedOp` computes it), so
-/// the digest is the whole id, and two ids' byte order is their digests' order.
-fn op_digest(id: &Cid) -> Digest {
-    let mut d = [0u8; 32];
-    let h = id.hash().digest();
-    let n = h.len().min(32);
-    d[..n].copy_from_slice(&h[..n]);
-    d
 }
 
 #[cfg(test)]

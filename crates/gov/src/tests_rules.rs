@@ -615,7 +615,7 @@ fn admission_by_vote() {
     let f = c.seal_fields(&e);
     let seal = c.ok(OpKind::Seal, f, &key(1));
     let st = c.log.state();
-    assert_eq!(st.members[cand.did().as_str()].since, *seal.id());
+    assert_eq!(st.members[cand.did().as_str()].since(), *seal.id());
     assert!(st.candidates.is_empty());
 }
 

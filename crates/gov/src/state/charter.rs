@@ -86,12 +86,6 @@ impl Charter {
 impl State {
     pub(super) fn apply_charter(&mut self, author: Did, id: Cid, body: &CharterBody) {
         self.charter = Some(Arc::new(Charter::from_body(body.clone(), Vec::new())));
-        self.members.insert(
-            author,
-            Member {
-                role: Role::Steward,
-                since: id,
-            },
-        );
+        self.members.insert(author, Member::new(Role::Steward, &id));
     }
 }

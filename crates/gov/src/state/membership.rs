@@ -10,6 +10,7 @@ use super::{
 };
 use crate::body::{AdmissionPolicy, AdmitBody, ApprovalMode, InviteBody, JoinBody, RemoveBody};
 use crate::op::SignedOp;
+use crate::table::digest_of;
 
 /// An open invite.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +96,7 @@ impl State {
 
     fn open_invite(&self, invite: &Cid) -> Result<&Invite, Reason> {
         self.invites.get(invite).ok_or_else(|| {
-            if self.used_invites.contains(invite) {
+            if digest_of(invite).is_some_and(|d| self.used_invites.contains(&d)) {
                 Reason::InviteUsed
             } else {
                 Reason::UnknownInvite
@@ -198,7 +199,10 @@ impl State {
     pub(super) fn apply_join(&mut self, author: Did, id: Cid, b: &JoinBody) {
         if let Some(invite) = b.invite {
             self.invites.remove(&invite.0);
-            self.used_invites.insert(invite.0);
+            // An open invite's id is an op id.
+            if let Some(d) = digest_of(&invite.0) {
+                self.used_invites.insert(d);
+            }
             self.admit(author, id);
             return;
         }
@@ -253,13 +257,7 @@ impl State {
 
     pub(super) fn admit(&mut self, did: Did, since: Cid) {
         self.departed.remove(&did);
-        self.members.insert(
-            did,
-            Member {
-                role: Role::Member,
-                since,
-            },
-        );
+        self.members.insert(did, Member::new(Role::Member, &since));
     }
 
     pub(super) fn depart(&mut self, did: &Did, how: Departure) {

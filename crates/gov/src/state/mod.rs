@@ -25,6 +25,7 @@ use imbl::{OrdMap, OrdSet};
 
 use crate::body::OpBody;
 use crate::op::SignedOp;
+use crate::table::{Digest, op_digest, op_id};
 
 mod agreements;
 mod bundles;
@@ -78,9 +79,25 @@ pub enum Role {
 pub struct Member {
     /// The member's role.
     pub role: Role,
+    /// The digest of the op that made them a member ([`Member::since`]): 32 bytes, where the
+    /// in-memory CID takes 96, in every member's entry of every checkpoint.
+    since: Digest,
+}
+
+impl Member {
+    /// A member with this role since the op `since`.
+    pub(crate) fn new(role: Role, since: &Cid) -> Self {
+        Member {
+            role,
+            since: op_digest(since),
+        }
+    }
+
     /// The op that made them a member (the charter, their join, the admit, or the seal that
     /// certified their admission): their join cut.
-    pub since: Cid,
+    pub fn since(&self) -> Cid {
+        op_id(&self.since)
+    }
 }
 
 /// Why someone is no longer a member.
@@ -129,7 +146,7 @@ pub struct State {
     /// Open invites by op id.
     pub invites: OrdMap<Cid, Invite>,
     /// Invites that have admitted their one member.
-    pub used_invites: OrdSet<Cid>,
+    pub used_invites: OrdSet<Digest>,
     /// Join requests awaiting admission: join op id → candidate DID.
     pub candidates: OrdMap<Cid, Did>,
     /// Consent registers by (member DID, template id).
