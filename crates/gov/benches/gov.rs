@@ -650,7 +650,7 @@ impl Gen {
         };
         self.mix.ballots_sealed += ballots.len();
         let ballot_count = int(ballots.len() as i64);
-        let ballots = s(&guild_gov::ballot_set_cid(&ballots).to_string());
+        let ballots = s(&ballots.cid().to_string());
         let n = e.tellers.len() / 2 + 1;
         let drafts: Vec<Draft> = e.tellers[..n]
             .iter()

@@ -410,7 +410,7 @@ pub fn seal(state: &State, election: &Cid) -> Option<OpBody> {
     let tally = e.tally(election, &counted, state.charter.as_deref()?);
     Some(OpBody::Seal(Box::new(SealBody {
         election: CidRef(*election),
-        ballot_set: CidRef(crate::ballot_set_cid(&counted)),
+        ballot_set: CidRef(counted.cid()),
         ballot_count: counted.len() as u64,
         result: tally.to_result(),
     })))

@@ -839,7 +839,7 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
                     OpKind::Seal,
                     fields(&[
                         ("election", s(&eid.to_string())),
-                        ("ballotSet", s(&crate::ballot_set_cid(&counted).to_string())),
+                        ("ballotSet", s(&counted.cid().to_string())),
                         ("ballotCount", int(counted.len() as i64)),
                         (
                             "result",
@@ -1795,14 +1795,19 @@ fn tally_counts_each_ballot_of_the_set_once() {
         certified: None,
     };
     let outsider = cids::cid_for_cbor(b"not a ballot");
-    let every_third: BTreeSet<Cid> = all.iter().step_by(3).map(|(c, _)| *c).collect();
-    let mut with_outsider = e.counted();
-    with_outsider.insert(outsider);
+    let every_third: crate::BallotSet = all.iter().step_by(3).map(|(c, _)| *c).collect();
+    let with_outsider: crate::BallotSet = e.counted().ids().chain([outsider]).collect();
+    assert_eq!(with_outsider.len(), e.counted().len() + 1);
+    assert!(with_outsider.contains(&outsider) && !e.counted().contains(&outsider));
     for counted in [e.counted(), every_third, with_outsider] {
         let mut want: BTreeMap<String, u64> =
             candidates.iter().map(|d| (d.to_string(), 0)).collect();
-        for c in &counted {
-            for choice in all.iter().find(|(x, _)| x == c).map_or(&[][..], |(_, a)| a) {
+        for c in counted.ids() {
+            for choice in all
+                .iter()
+                .find(|(x, _)| *x == c)
+                .map_or(&[][..], |(_, a)| a)
+            {
                 if let Some(n) = want.get_mut(choice.as_str()) {
                     *n += 1;
                 }

@@ -114,7 +114,7 @@ impl Col {
         let tally = e.tally(election.id(), &counted, st.charter.as_ref().unwrap());
         fields(&[
             ("election", s(&election.id().to_string())),
-            ("ballotSet", s(&crate::ballot_set_cid(&counted).to_string())),
+            ("ballotSet", s(&counted.cid().to_string())),
             ("ballotCount", int(counted.len() as i64)),
             (
                 "result",
@@ -290,10 +290,7 @@ fn ballots_come_from_the_frozen_electorate() {
     );
     let st = c.log.state();
     assert_eq!(
-        st.elections[e.id()]
-            .counted()
-            .into_iter()
-            .collect::<Vec<_>>(),
+        st.elections[e.id()].counted().ids().collect::<Vec<_>>(),
         vec![*b2.id()]
     );
 }
@@ -333,7 +330,7 @@ fn equivocating_ballots_void_each_other() {
     assert_eq!(c.log.insert(b.clone(), 0), Inserted::Applied);
     let st = c.log.state();
     let el = &st.elections[e.id()];
-    assert_eq!(el.counted().into_iter().collect::<Vec<_>>(), vec![*f1.id()]);
+    assert_eq!(el.counted().ids().collect::<Vec<_>>(), vec![*f1.id()]);
     // A seal counting one of the two is refused.
     c.later();
     let mut f = c.seal_fields(&e);
@@ -351,10 +348,7 @@ fn equivocating_ballots_void_each_other() {
     c.ok(OpKind::Seal, f, &key(1));
     let st = c.log.state();
     let cert = st.elections[e.id()].certified.clone().unwrap();
-    assert_eq!(
-        cert.ballots.iter().copied().collect::<Vec<_>>(),
-        vec![*f1.id()]
-    );
+    assert_eq!(cert.ballots.ids().collect::<Vec<_>>(), vec![*f1.id()]);
 }
 
 #[test]
@@ -1304,11 +1298,11 @@ fn concurrent_different_seals_by_one_teller_equivocate() {
     let el = &st.elections[e.id()];
     let charter = st.charter.clone().unwrap();
     let seal_of = |ballots: &[&SignedOp], heads: &[Cid]| {
-        let set: std::collections::BTreeSet<Cid> = ballots.iter().map(|b| *b.id()).collect();
+        let set: crate::BallotSet = ballots.iter().map(|b| *b.id()).collect();
         let tally = el.tally(e.id(), &set, &charter);
         let f = fields(&[
             ("election", s(&e.id().to_string())),
-            ("ballotSet", s(&crate::ballot_set_cid(&set).to_string())),
+            ("ballotSet", s(&set.cid().to_string())),
             ("ballotCount", int(set.len() as i64)),
             (
                 "result",

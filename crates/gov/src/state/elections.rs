@@ -14,6 +14,7 @@ use crate::body::{
     VotingMethod,
 };
 use crate::op::SignedOp;
+use crate::table::{Digest, digest_of, op_id};
 
 /// The result of counting a set of ballots.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,12 +66,58 @@ impl VoterBallots {
     }
 }
 
+/// The ballots a seal counts: their op ids' 32-byte digests, sorted, each once (an
+/// election of 28 000 voters' set is 0.9 MB; as a set of 96-byte CIDs it was ~2.7 MB).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BallotSet(Vec<Digest>);
+
+impl BallotSet {
+    /// A set of ballot op ids' digests, in any order.
+    fn from_digests(mut digests: Vec<Digest>) -> Self {
+        digests.sort_unstable();
+        digests.dedup();
+        BallotSet(digests)
+    }
+
+    /// How many ballots.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if it counts no ballot.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether it counts the ballot with this op id.
+    pub fn contains(&self, id: &Cid) -> bool {
+        digest_of(id).is_some_and(|d| self.0.binary_search(&d).is_ok())
+    }
+
+    /// The ballots' op ids, in ascending order of their bytes.
+    pub fn ids(&self) -> impl Iterator<Item = Cid> + '_ {
+        self.0.iter().map(op_id)
+    }
+
+    /// The set's CID, as a seal names it ([`super::ballot_set_cid`] of [`BallotSet::ids`]).
+    pub fn cid(&self) -> Cid {
+        super::ballot_set_cid(&self.ids().collect::<Vec<_>>())
+    }
+}
+
+/// A set of ballot op ids (an id not of an op id's form, CIDv1 DAG-CBOR SHA-256, is left
+/// out: no ballot has it).
+impl FromIterator<Cid> for BallotSet {
+    fn from_iter<I: IntoIterator<Item = Cid>>(ids: I) -> Self {
+        BallotSet::from_digests(ids.into_iter().filter_map(|id| digest_of(&id)).collect())
+    }
+}
+
 /// A certified result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Certified {
-    /// The ballots counted (shared with the seals' [`super::Meta`]: an election of 28 000
-    /// voters' set is ~2.7 MB).
-    pub ballots: Arc<BTreeSet<Cid>>,
+    /// The ballots counted (shared with the seals' [`super::Meta`]).
+    pub ballots: Arc<BallotSet>,
     /// The result.
     pub tally: Tally,
     /// The seals that certified it (a majority of the tellers).
@@ -78,7 +125,7 @@ pub struct Certified {
 }
 
 /// A teller's seal as the election holds it: (seal op, ballot set, result).
-pub type SealEntry = (Cid, Arc<BTreeSet<Cid>>, Arc<SealResult>);
+pub type SealEntry = (Cid, Arc<BallotSet>, Arc<SealResult>);
 
 /// An election or a vote on a proposal.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,12 +158,14 @@ pub struct Election {
 impl Election {
     /// The ballots that count: each voter's single ballot at their highest revision (two
     /// ballots at the same highest revision void each other).
-    pub fn counted(&self) -> BTreeSet<Cid> {
-        self.ballots
-            .values()
-            .filter(|v| v.ballots.len() == 1)
-            .filter_map(|v| v.ballots.first().map(|(d, _)| crate::table::op_id(d)))
-            .collect()
+    pub fn counted(&self) -> BallotSet {
+        BallotSet::from_digests(
+            self.ballots
+                .values()
+                .filter(|v| v.ballots.len() == 1)
+                .filter_map(|v| v.ballots.first().map(|(d, _)| *d))
+                .collect(),
+        )
     }
 
     /// Whether `choice` may be approved in this election.
@@ -131,7 +180,7 @@ impl Election {
     /// Counts a ballot set. `id` is the election's op id (ties between candidates break by
     /// SHA-256 of the id's bytes and the candidate's DID, smallest first); `charter` gives
     /// the thresholds.
-    pub fn tally(&self, id: &Cid, counted: &BTreeSet<Cid>, charter: &Charter) -> Tally {
+    pub fn tally(&self, id: &Cid, counted: &BallotSet, charter: &Charter) -> Tally {
         let voters = counted.len() as u64;
         let electorate = self.electorate.len() as u64;
         let turnout_ok = electorate > 0
@@ -147,9 +196,8 @@ impl Election {
         };
         // Each voter's ballots looked up in the set (a ballot is one voter's op): O(n log n),
         // not a search of every voter for each counted ballot. By digest, as the voters hold
-        // them (an id that is not an op id's kind counts no ballot).
-        let counted: rustc_hash::FxHashSet<crate::table::Digest> =
-            counted.iter().filter_map(crate::table::digest_of).collect();
+        // them.
+        let counted: rustc_hash::FxHashSet<&Digest> = counted.0.iter().collect();
         for v in self.ballots.values() {
             for (ballot, approvals) in &v.ballots {
                 if !counted.contains(ballot) {
@@ -458,11 +506,7 @@ impl State {
     /// A seal must count exactly the ballots of its causal past (their set's CID and their
     /// number), and its result must be their count. A teller seals again only when its seal
     /// is outdated: ballots cast before the close reached it after it sealed. Returns the set.
-    pub(super) fn check_seal(
-        &self,
-        author: &str,
-        b: &SealBody,
-    ) -> Result<Arc<BTreeSet<Cid>>, Reason> {
+    pub(super) fn check_seal(&self, author: &str, b: &SealBody) -> Result<Arc<BallotSet>, Reason> {
         let id = b.election.0;
         let e = self.election(&id)?;
         let counted = e.counted();
@@ -478,7 +522,7 @@ impl State {
                 "not the number of ballots of its causal past",
             ));
         }
-        if b.ballot_set.0 != super::ballot_set_cid(&counted) {
+        if b.ballot_set.0 != counted.cid() {
             return Err(Reason::SealMismatch("not the ballots of its causal past"));
         }
         let tally = e.tally(&id, &counted, self.charter()?);

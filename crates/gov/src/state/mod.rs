@@ -41,7 +41,9 @@ pub use agreements::{Agreement, AgreementStatus};
 pub use bundles::Bundle;
 pub use charter::Charter;
 pub use consent::{Consent, Revokes};
-pub use elections::{Certified, Election, Proposal, ProposalStatus, Tally, VoterBallots};
+pub use elections::{
+    BallotSet, Certified, Election, Proposal, ProposalStatus, Tally, VoterBallots,
+};
 pub use membership::Invite;
 pub use payouts::PayoutRef;
 pub use reason::Reason;
@@ -116,7 +118,7 @@ pub struct Meta {
     /// An election open op's frozen electorate.
     pub electorate: Option<Arc<BTreeSet<Did>>>,
     /// A seal's counted ballots (the ballots of its causal past that count).
-    pub ballots: Option<Arc<BTreeSet<Cid>>>,
+    pub ballots: Option<Arc<BallotSet>>,
     /// A bundle proposal's contributors (member → the consent op covering the template).
     pub contributors: Option<Arc<BTreeMap<Did, Cid>>>,
     /// A remove op that removes at once (the charter in its past lets stewards remove),

@@ -279,7 +279,7 @@ fn build() -> Fixture {
         let counted = e.counted();
         let tally = e.tally(&election, &counted, st.charter.as_deref().expect("charter"));
         let ballots = (
-            s(&guild_gov::ballot_set_cid(&counted).to_string()),
+            s(&counted.cid().to_string()),
             int(counted.len() as i64),
         );
         (
