@@ -1285,7 +1285,11 @@ fn tally(c: &mut Criterion) {
                 voter,
                 std::sync::Arc::new(guild_gov::VoterBallots {
                     rev: 0,
-                    ballots: vec![(guild_gov::reconcile::digest_of(&ballot), approvals)],
+                    ballots: std::iter::once((
+                        guild_gov::reconcile::digest_of(&ballot),
+                        approvals.into_boxed_slice(),
+                    ))
+                    .collect(),
                 }),
             );
         }

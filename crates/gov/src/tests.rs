@@ -1776,7 +1776,7 @@ fn tally_counts_each_ballot_of_the_set_once() {
                 rev: 1,
                 ballots: mine
                     .into_iter()
-                    .map(|(c, a)| (crate::reconcile::digest_of(&c), a))
+                    .map(|(c, a)| (crate::reconcile::digest_of(&c), a.into_boxed_slice()))
                     .collect(),
             }),
         );
@@ -1869,7 +1869,11 @@ fn a_seal_of_fifty_thousand_ballots_is_a_small_op() {
             v.clone(),
             Arc::new(VoterBallots {
                 rev: 0,
-                ballots: vec![(crate::reconcile::digest_of(&cid), vec![choice])],
+                ballots: std::iter::once((
+                    crate::reconcile::digest_of(&cid),
+                    vec![choice].into_boxed_slice(),
+                ))
+                .collect(),
             }),
         );
     }

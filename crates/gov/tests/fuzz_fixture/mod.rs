@@ -278,10 +278,7 @@ fn build() -> Fixture {
         let e = st.elections.get(&election).expect("election");
         let counted = e.counted();
         let tally = e.tally(&election, &counted, st.charter.as_deref().expect("charter"));
-        let ballots = (
-            s(&counted.cid().to_string()),
-            int(counted.len() as i64),
-        );
+        let ballots = (s(&counted.cid().to_string()), int(counted.len() as i64));
         (
             ballots,
             guild_core::data::decode(
