@@ -806,10 +806,10 @@ impl<S: NodeStore> Stewardship<S> {
                     continue;
                 }
                 for r in revokes.iter() {
-                    if log.is_ancestor(r, pid) {
+                    if log.is_ancestor(&r, pid) {
                         continue;
                     }
-                    let Some(op) = log.get(r) else { continue };
+                    let Some(op) = log.get(&r) else { continue };
                     let records: Vec<(String, Cid)> = m
                         .records
                         .iter()
@@ -820,14 +820,14 @@ impl<S: NodeStore> Stewardship<S> {
                         continue;
                     }
                     out.push(RevocationNotice {
-                        revocation: *r,
+                        revocation: r,
                         member: did.clone(),
                         template: template.to_string(),
                         at: op.created_at().clone(),
                         bundle: *manifest,
                         agreement: b.agreement,
                         records,
-                        receipt: st.receipts.get(&(b.agreement, *r)).copied(),
+                        receipt: st.receipts.get(&(b.agreement, r)).copied(),
                     });
                 }
             }

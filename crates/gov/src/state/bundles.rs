@@ -8,7 +8,7 @@ use std::sync::Arc;
 use guild_core::Cid;
 use guild_core::syntax::Did;
 
-use super::{AgreementStatus, Causal, Reason, State};
+use super::{AgreementStatus, Causal, Reason, Revokes, State};
 use crate::body::{ApprovalBody, BundleKind, Open, ProposalBody, ReplicaHead};
 use crate::op::SignedOp;
 
@@ -48,9 +48,14 @@ impl State {
     fn revoked_since(&self, proposal: Cid, b: &Bundle, causal: &dyn Causal) -> Option<Cid> {
         for did in b.contributors.keys() {
             let key = (did.clone(), Arc::from(b.template.as_str()));
-            for r in self.revocations.get(&key).into_iter().flatten() {
-                if !causal.is_ancestor(r, &proposal) {
-                    return Some(*r);
+            for r in self
+                .revocations
+                .get(&key)
+                .into_iter()
+                .flat_map(Revokes::iter)
+            {
+                if !causal.is_ancestor(&r, &proposal) {
+                    return Some(r);
                 }
             }
         }

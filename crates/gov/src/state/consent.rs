@@ -10,26 +10,29 @@ use guild_core::syntax::Did;
 
 use super::{Causal, Charter, ConsentKey, Reason, State};
 use crate::body::{ConsentBody, Scope};
-use crate::table::{Digest, digest_of, op_id};
+use crate::table::{Digest, digest_of, op_digest, op_id};
 
 /// A member's revoke ops for one template, in ascending order, each once. A shared sorted
 /// list rather than an `OrdSet`: most members revoke a template once or twice, and an
 /// `imbl` set allocates a whole B-tree node even for one id (~1 KB per register in the
 /// 50 000-member history, 104 MB at the peak of its replay). A state's copy shares the list;
 /// a write to a shared list copies it ([`Arc::make_mut`]), one not shared grows in place.
+/// Each op is held by its 32-byte digest (an op id is a CIDv1 DAG-CBOR SHA-256, so digest
+/// order is the ids' byte order), a third of an in-memory CID.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Revokes(Arc<Vec<Cid>>);
+pub struct Revokes(Arc<Vec<Digest>>);
 
 impl Revokes {
     /// Adds a revoke op; false if it was there.
     pub fn insert(&mut self, id: Cid) -> bool {
-        match self.0.binary_search(&id) {
+        let d = op_digest(&id);
+        match self.0.binary_search(&d) {
             Ok(_) => false,
             Err(at) => {
                 let list = Arc::make_mut(&mut self.0);
-                // One more place, not the four a first insert reserves (96 bytes each).
+                // One more place, not the four a first insert reserves.
                 list.reserve_exact(1);
-                list.insert(at, id);
+                list.insert(at, d);
                 true
             }
         }
@@ -37,12 +40,12 @@ impl Revokes {
 
     /// Whether the revoke op is one of these.
     pub fn contains(&self, id: &Cid) -> bool {
-        self.0.binary_search(id).is_ok()
+        digest_of(id).is_some_and(|d| self.0.binary_search(&d).is_ok())
     }
 
     /// The revoke ops, in ascending order.
-    pub fn iter(&self) -> std::slice::Iter<'_, Cid> {
-        self.0.iter()
+    pub fn iter(&self) -> impl Iterator<Item = Cid> + '_ {
+        self.0.iter().map(op_id)
     }
 
     /// How many there are.
@@ -53,14 +56,6 @@ impl Revokes {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-impl<'a> IntoIterator for &'a Revokes {
-    type Item = &'a Cid;
-    type IntoIter = std::slice::Iter<'a, Cid>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
     }
 }
 
@@ -205,11 +200,12 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::Revokes;
-    use guild_core::cids::cid_for_raw;
+    use guild_core::cids::cid_for_cbor;
 
     #[test]
     fn revokes_stay_sorted_once_each_and_copies_do_not_see_later_writes() {
-        let ids: Vec<_> = (0u8..5).map(|i| cid_for_raw(&[i])).collect();
+        // Op ids: CIDv1 DAG-CBOR SHA-256.
+        let ids: Vec<_> = (0u8..5).map(|i| cid_for_cbor(&[i])).collect();
         let mut r = Revokes::default();
         for id in [ids[3], ids[1], ids[4], ids[1]] {
             r.insert(id);
@@ -217,7 +213,7 @@ mod tests {
         assert_eq!(r.len(), 3, "a second insert of an id adds nothing");
         let mut sorted = vec![ids[1], ids[3], ids[4]];
         sorted.sort();
-        assert_eq!(r.iter().copied().collect::<Vec<_>>(), sorted);
+        assert_eq!(r.iter().collect::<Vec<_>>(), sorted);
         let copy = r.clone();
         assert!(r.insert(ids[0]));
         assert!(r.contains(&ids[0]) && !copy.contains(&ids[0]));
