@@ -147,7 +147,9 @@ pub struct State {
     pub departed: OrdMap<Did, Departure>,
     /// Open invites by op id.
     pub invites: OrdMap<Cid, Invite>,
-    /// Invites that have admitted their one member.
+    /// Invites that have admitted their one member, by their ops' 32-byte digests (an op id
+    /// is a CIDv1 DAG-CBOR SHA-256): a third of an in-memory CID, in the state and in every
+    /// checkpoint's copy.
     pub used_invites: OrdSet<Digest>,
     /// Join requests awaiting admission: join op id → candidate DID.
     pub candidates: OrdMap<Cid, Did>,
