@@ -42,13 +42,7 @@ pub(crate) fn digest_of(id: &Cid) -> Option<Digest> {
 /// An op id's digest. Every op id is a CIDv1 DAG-CBOR SHA-256 (`SignedOp` computes it), so
 /// the digest is the whole id, and two ids' byte order is their digests' order. For ids that
 /// may come from elsewhere, [`digest_of`] checks the form.
-pub(crate) fn op_digest(id: &Cid) -> Digest {
-    let mut d = [0u8; 32];
-    let h = id.hash().digest();
-    let n = h.len().min(32);
-    d[..n].copy_from_slice(&h[..n]);
-    d
-}
+pub(crate) use crate::reconcile::digest_of as op_digest;
 
 /// The op id whose digest is `d` (the inverse of [`digest_of`]).
 pub(crate) fn op_id(d: &Digest) -> Cid {

@@ -1837,6 +1837,14 @@ fn ballot_set_cid_is_the_codecs_list_of_links() {
     ballots.reverse();
     ballots.push(ballots[0]);
     assert_eq!(crate::ballot_set_cid(&ballots), want);
+    // A `BallotSet` writes its digests in their order: the same CID.
+    let set: crate::BallotSet = ballots.iter().copied().collect();
+    assert_eq!(set.len(), 50);
+    assert_eq!(set.cid(), want);
+    assert_eq!(
+        crate::BallotSet::default().cid(),
+        crate::ballot_set_cid(&[])
+    );
     assert_eq!(
         crate::ballot_set_cid(&[]),
         cids::cid_for_cbor(&data::encode(&Ipld::List(vec![])).unwrap())

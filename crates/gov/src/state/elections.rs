@@ -68,7 +68,7 @@ pub struct VoterBallots {
 impl VoterBallots {
     /// The ballots' op ids, in order.
     pub fn ids(&self) -> impl Iterator<Item = Cid> + '_ {
-        self.ballots.iter().map(|(d, _)| crate::table::op_id(d))
+        self.ballots.iter().map(|(d, _)| op_id(d))
     }
 }
 
@@ -105,9 +105,11 @@ impl BallotSet {
         self.0.iter().map(op_id)
     }
 
-    /// The set's CID, as a seal names it ([`super::ballot_set_cid`] of [`BallotSet::ids`]).
+    /// The set's CID, as a seal names it ([`super::ballot_set_cid`] of [`BallotSet::ids`]):
+    /// the ids are already in byte order and each once (an op id's bytes order as its
+    /// digest), so they are written as they are, not sorted again.
     pub fn cid(&self) -> Cid {
-        super::ballot_set_cid(&self.ids().collect::<Vec<_>>())
+        super::links_list_cid(self.0.len(), self.ids())
     }
 }
 

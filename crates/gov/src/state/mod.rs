@@ -178,11 +178,17 @@ pub fn ballot_set_cid<'a>(ballots: impl IntoIterator<Item = &'a Cid>) -> Cid {
     let mut list: Vec<(Vec<u8>, &Cid)> = ballots.into_iter().map(|c| (c.to_bytes(), c)).collect();
     list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     list.dedup_by(|a, b| a.0 == b.0);
-    // Written by hand, as the electorate's: no error path.
-    let mut bytes = Vec::with_capacity(9 + list.iter().map(|c| c.0.len() + 12).sum::<usize>());
-    guild_core::cbor::write_head(&mut bytes, 4, list.len() as u64);
-    for (_, cid) in list {
-        guild_core::cbor::write_link(&mut bytes, cid);
+    links_list_cid(list.len(), list.into_iter().map(|(_, cid)| *cid))
+}
+
+/// DAG-CBOR (SHA-256) of a list of `n` links given in order ([`ballot_set_cid`] once sorted).
+/// Written by hand, as the electorate's: no error path.
+fn links_list_cid(n: usize, links: impl Iterator<Item = Cid>) -> Cid {
+    // A CIDv1 link: tag 42 (2 bytes), a byte-string head (2), the 0x00 prefix and 36 bytes.
+    let mut bytes = Vec::with_capacity(9 + n * 41);
+    guild_core::cbor::write_head(&mut bytes, 4, n as u64);
+    for cid in links {
+        guild_core::cbor::write_link(&mut bytes, &cid);
     }
     cids::cid_for_cbor(&bytes)
 }
