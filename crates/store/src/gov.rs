@@ -1,16 +1,41 @@
-//! The governance op log's persistence ([`guild_gov::OpStore`]) on any [`KvStore`].
+//! The governance op log's persistence ([`guild_gov::OpStore`]).
 //!
-//! One key-value tree, `gov`, so that an append is one atomic, durable `kv_apply`:
+//! **On sled** ([`SledStore`]) an op's signed bytes are not sled values: each collective's
+//! ops are records appended to a file of their own, `gov-ops/<collective>.ops` in the
+//! store's directory, and the key-value tree `gov` indexes them:
 //!
 //! | key | value |
 //! |---|---|
-//! | `n` ‖ collective | the next sequence number (u64, big-endian) |
-//! | `o` ‖ collective ‖ sequence (u64, big-endian) | the op's signed bytes |
-//! | `i` ‖ collective ‖ op id bytes | the op's sequence number |
+//! | `v` | the layout's version, one byte: 2 |
+//! | `n` ‖ collective | how many ops are committed and where the committed records end: two u64, big-endian |
+//! | `i` ‖ collective ‖ op id bytes | the op's sequence number, its record's offset (u64 each) and its length (u32), big-endian |
+//! | `p` ‖ collective ‖ sequence / 256 (u64, big-endian) | the offset of the record of op sequence × 256 (u64, big-endian) |
 //!
 //! where *collective* is the length of the collective's CID bytes (one byte) and the bytes.
+//! The file starts with the 8 bytes `guildop1`; a record is the op's length (u32,
+//! little-endian), the CRC-32 of its bytes (u32, little-endian) and the bytes.
+//!
+//! *An append* writes its records at the committed end, syncs the file, then applies the
+//! index keys and the new `n` in one atomic, flushed sled batch: that batch is the commit.
+//! Until it is applied the records past the committed end are not part of the log (nothing
+//! reads past it), and the next append writes over them; so an append is atomic and durable
+//! as a whole, as a `kv_apply` is. A record that reads back with another length or CRC is a
+//! corrupt store ([`StoreError`]), never an op.
+//!
+//! Why not sled values, as before: a node's log of a million ops made a million sled values
+//! and a million index keys, whose page table and page cache held ~190 MB of the node's
+//! memory, and opening the log read every op through sled's cache. A store written with the
+//! old layout (`o` ‖ collective ‖ sequence → bytes, `i` → sequence, `n` → count) is migrated
+//! when it is opened, a chunk at a time: each chunk's records are written and synced, then
+//! one batch removes its old values and writes its new index keys and the progress key
+//! `m` ‖ collective (count and end, as `n`); a migration cut short resumes from `m`.
+//!
+//! **In memory** ([`MemoryStore`]) the ops are values of the `gov` tree: `n` ‖ collective →
+//! the next sequence number, `o` ‖ collective ‖ sequence → the op's bytes, `i` ‖ collective
+//! ‖ op id → its sequence number.
+//!
 //! Appends for one collective must come from one writer at a time (the node's governance
-//! task); the store does not lock.
+//! task); the sled store also takes a lock of its own around them.
 
 use cid::Cid;
 use guild_repo::{Bytes, StoreError};
@@ -73,21 +98,34 @@ fn append<S: KvStore + ?Sized>(
     store.kv_apply(TREE, &batch)
 }
 
-fn stored<S: KvStore + ?Sized>(store: &S, collective: &Cid) -> Result<Vec<Vec<u8>>, StoreError> {
-    let prefix = collective_key(b'o', collective);
-    let mut out = Vec::new();
+/// Calls `f` with every key and value of the `gov` tree under `prefix`, in key order, a page
+/// at a time.
+fn scan_all<S: KvStore + ?Sized>(
+    store: &S,
+    prefix: &[u8],
+    mut f: impl FnMut(&[u8], Bytes) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = store.kv_scan(TREE, &prefix, after.as_deref(), PAGE)?;
+        let page = store.kv_scan(TREE, prefix, after.as_deref(), PAGE)?;
         let full = page.len() == PAGE;
         for (k, v) in page {
-            out.push(v.to_vec());
+            f(&k, v)?;
             after = Some(k);
         }
         if !full {
-            return Ok(out);
+            return Ok(());
         }
     }
+}
+
+fn stored<S: KvStore + ?Sized>(store: &S, collective: &Cid) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut out = Vec::new();
+    scan_all(store, &collective_key(b'o', collective), |_, v| {
+        out.push(v.to_vec());
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 fn count<S: KvStore + ?Sized>(store: &S, collective: &Cid) -> Result<usize, StoreError> {
@@ -139,60 +177,95 @@ fn one<S: KvStore + ?Sized>(
 
 fn collectives<S: KvStore + ?Sized>(store: &S) -> Result<Vec<Cid>, StoreError> {
     let mut out = Vec::new();
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = store.kv_scan(TREE, b"n", after.as_deref(), PAGE)?;
-        let full = page.len() == PAGE;
-        for (k, _) in page {
-            let cid = k
-                .get(2..)
-                .and_then(|b| Cid::try_from(b).ok())
-                .ok_or_else(|| StoreError("gov: a corrupt collective key".into()))?;
-            out.push(cid);
-            after = Some(k);
-        }
-        if !full {
-            return Ok(out);
-        }
+    scan_all(store, b"n", |k, _| {
+        let cid = k
+            .get(2..)
+            .and_then(|b| Cid::try_from(b).ok())
+            .ok_or_else(|| StoreError("gov: a corrupt collective key".into()))?;
+        out.push(cid);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The in-memory store's ops as values of the `gov` tree (see the module docs).
+impl guild_gov::OpStore for MemoryStore {
+    type Error = StoreError;
+
+    fn append_ops(&self, collective: &Cid, ops: &[(Cid, &[u8])]) -> Result<(), StoreError> {
+        append(self, collective, ops)
+    }
+
+    fn stored_ops(&self, collective: &Cid) -> Result<Vec<Vec<u8>>, StoreError> {
+        stored(self, collective)
+    }
+
+    fn collectives(&self) -> Result<Vec<Cid>, StoreError> {
+        collectives(self)
+    }
+
+    fn stored_op_count(&self, collective: &Cid) -> Result<usize, StoreError> {
+        count(self, collective)
+    }
+
+    fn stored_ops_page(
+        &self,
+        collective: &Cid,
+        from: usize,
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        page(self, collective, from, max)
+    }
+
+    fn stored_op(&self, collective: &Cid, id: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
+        one(self, collective, id)
     }
 }
 
-macro_rules! op_store {
-    ($t:ty) => {
-        impl guild_gov::OpStore for $t {
-            type Error = StoreError;
+impl guild_gov::OpStore for SledStore {
+    type Error = StoreError;
 
-            fn append_ops(&self, collective: &Cid, ops: &[(Cid, &[u8])]) -> Result<(), StoreError> {
-                append(self, collective, ops)
-            }
+    fn append_ops(&self, collective: &Cid, ops: &[(Cid, &[u8])]) -> Result<(), StoreError> {
+        files::append(self, collective, ops)
+    }
 
-            fn stored_ops(&self, collective: &Cid) -> Result<Vec<Vec<u8>>, StoreError> {
-                stored(self, collective)
-            }
+    fn stored_ops(&self, collective: &Cid) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (count, _) = files::committed(self, collective)?;
+        files::page(
+            self,
+            collective,
+            0,
+            usize::try_from(count).unwrap_or(usize::MAX),
+        )
+    }
 
-            fn collectives(&self) -> Result<Vec<Cid>, StoreError> {
-                collectives(self)
-            }
+    fn collectives(&self) -> Result<Vec<Cid>, StoreError> {
+        collectives(self)
+    }
 
-            fn stored_op_count(&self, collective: &Cid) -> Result<usize, StoreError> {
-                count(self, collective)
-            }
+    fn stored_op_count(&self, collective: &Cid) -> Result<usize, StoreError> {
+        let (count, _) = files::committed(self, collective)?;
+        usize::try_from(count)
+            .map_err(|_| StoreError("gov: an op count beyond this machine's memory".into()))
+    }
 
-            fn stored_ops_page(
-                &self,
-                collective: &Cid,
-                from: usize,
-                max: usize,
-            ) -> Result<Vec<Vec<u8>>, StoreError> {
-                page(self, collective, from, max)
-            }
+    fn stored_ops_page(
+        &self,
+        collective: &Cid,
+        from: usize,
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        files::page(self, collective, from, max)
+    }
 
-            fn stored_op(&self, collective: &Cid, id: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
-                one(self, collective, id)
-            }
-        }
-    };
+    fn stored_op(&self, collective: &Cid, id: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
+        files::one(self, collective, id)
+    }
 }
 
-op_store!(SledStore);
-op_store!(MemoryStore);
+/// Migrates the `gov` tree of a store written with the old layout (see the module docs).
+pub(crate) fn migrate(store: &SledStore) -> Result<(), StoreError> {
+    files::migrate(store)
+}
+
+mod files;

@@ -48,13 +48,17 @@ pub struct SledStore {
 }
 
 /// What every clone of a store shares.
-struct Shared {
+pub(crate) struct Shared {
     /// The database in use; `None` only after a failed database was closed and could not be
     /// reopened yet.
     open: RwLock<Option<Arc<Handles>>>,
     /// Whether the store is failed (a fast check of `health`).
     failed: AtomicBool,
     health: Mutex<Health>,
+    /// The governance op files opened so far, by collective (see the `gov` module), and the
+    /// lock that makes their appends one at a time.
+    pub(crate) op_files: Mutex<std::collections::HashMap<Cid, Arc<std::fs::File>>>,
+    pub(crate) op_append: Mutex<()>,
 }
 
 /// One opened database and its trees.
@@ -122,6 +126,8 @@ impl SledStore {
                 open: RwLock::new(Some(handles)),
                 failed: AtomicBool::new(false),
                 health: Mutex::new(Health::default()),
+                op_files: Mutex::new(std::collections::HashMap::new()),
+                op_append: Mutex::new(()),
             }),
         }
     }
@@ -129,6 +135,11 @@ impl SledStore {
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What every clone of this store shares (the `gov` module's op files).
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// Writes every buffered write to disk (fsync). Commits and KV writes already do this.
@@ -355,6 +366,10 @@ fn open_handles(path: &Path, generation: u64, cache_bytes: u64) -> Result<Arc<Ha
     let store = SledStore::over(path, handles.clone(), cache_bytes);
     store.check_schema()?;
     store.check_heads()?;
+    crate::gov::migrate(&store).map_err(|source| OpenError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(handles)
 }
 

@@ -1139,6 +1139,220 @@ fn sled_gov_log_persists_across_reopen() {
     assert!(back.unsaved().is_empty());
 }
 
+/// Ops for the op-file tests: `n` ops of varied sizes, each with its bytes' CID as its id (as
+/// a log saves them).
+fn numbered_ops(n: usize) -> Vec<(Cid, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let bytes = format!("op {i} {}", "x".repeat(i % 700)).into_bytes();
+            (guild_core::cids::cid_for_cbor(&bytes), bytes)
+        })
+        .collect()
+}
+
+fn refs(ops: &[(Cid, Vec<u8>)]) -> Vec<(Cid, &[u8])> {
+    ops.iter().map(|(c, b)| (*c, b.as_slice())).collect()
+}
+
+/// Pages that start and end on either side of the stride of 256 ops the store keeps offsets
+/// at, and lookups by id, across a reopen.
+#[test]
+fn sled_gov_ops_pages_cross_strides_and_survive_reopen() {
+    use guild_gov::OpStore;
+    let dir = tempfile::tempdir().unwrap();
+    let c = collective("ops");
+    let ops = numbered_ops(700);
+    {
+        let store = open(&dir);
+        // Appended in batches of uneven sizes.
+        for chunk in refs(&ops).chunks(97) {
+            store.append_ops(&c, chunk).unwrap();
+        }
+    }
+    let store = open(&dir);
+    let want: Vec<Vec<u8>> = ops.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(store.stored_op_count(&c).unwrap(), 700);
+    assert_eq!(store.stored_ops(&c).unwrap(), want);
+    for (from, max) in [
+        (0, 256),
+        (255, 2),
+        (256, 1),
+        (257, 300),
+        (511, 2),
+        (600, 200),
+        (699, 5),
+        (700, 1),
+    ] {
+        let end = (from + max).min(700);
+        assert_eq!(
+            store.stored_ops_page(&c, from, max).unwrap(),
+            want[from..end],
+            "{from}+{max}"
+        );
+    }
+    for i in [0, 255, 256, 699] {
+        assert_eq!(
+            store.stored_op(&c, &ops[i].0).unwrap().as_deref(),
+            Some(&ops[i].1[..])
+        );
+    }
+    assert_eq!(store.stored_op(&c, &cid_for_raw(b"absent")).unwrap(), None);
+    assert_eq!(store.collectives().unwrap(), vec![c]);
+}
+
+/// Records written past the committed end (an append whose index batch never landed) are
+/// not ops: a reopened store reads exactly the committed ones and the next append writes
+/// over the stray bytes.
+#[test]
+fn sled_gov_ops_ignore_an_uncommitted_tail() {
+    use guild_gov::OpStore;
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let c = collective("tail");
+    let ops = numbered_ops(10);
+    {
+        let store = open(&dir);
+        store.append_ops(&c, &refs(&ops[..5])).unwrap();
+    }
+    let file = dir.path().join("gov-ops").join(format!("{c}.ops"));
+    let len = std::fs::metadata(&file).unwrap().len();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(&[0xAB; 333])
+        .unwrap();
+    let store = open(&dir);
+    let want: Vec<Vec<u8>> = ops.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(store.stored_ops(&c).unwrap(), want[..5]);
+    store.append_ops(&c, &refs(&ops[5..])).unwrap();
+    assert_eq!(store.stored_ops(&c).unwrap(), want);
+    assert!(std::fs::metadata(&file).unwrap().len() > len);
+}
+
+/// A record whose bytes changed on disk is reported as a corrupt store, not returned.
+#[test]
+fn sled_gov_ops_refuse_a_damaged_record() {
+    use guild_gov::OpStore;
+    let dir = tempfile::tempdir().unwrap();
+    let c = collective("damaged");
+    let ops = numbered_ops(3);
+    {
+        let store = open(&dir);
+        store.append_ops(&c, &refs(&ops)).unwrap();
+    }
+    let file = dir.path().join("gov-ops").join(format!("{c}.ops"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+    let store = open(&dir);
+    let err = store.stored_ops(&c).unwrap_err().to_string();
+    assert!(err.contains("CRC"), "{err}");
+    let err = store.stored_op(&c, &ops[2].0).unwrap_err().to_string();
+    assert!(err.contains("CRC"), "{err}");
+    assert_eq!(
+        store.stored_op(&c, &ops[0].0).unwrap().as_deref(),
+        Some(&ops[0].1[..])
+    );
+}
+
+/// Any one byte of an op file changed, or the file cut short anywhere: reads give the
+/// stored ops or an error, never other bytes and never a panic.
+#[test]
+fn sled_gov_ops_never_read_a_changed_or_cut_file_as_other_ops() {
+    use guild_gov::OpStore;
+    let dir = tempfile::tempdir().unwrap();
+    let c = collective("every byte");
+    let ops = numbered_ops(4);
+    let store = open(&dir);
+    store.append_ops(&c, &refs(&ops)).unwrap();
+    let want: Vec<Vec<u8>> = ops.iter().map(|(_, b)| b.clone()).collect();
+    let file = dir.path().join("gov-ops").join(format!("{c}.ops"));
+    let good = std::fs::read(&file).unwrap();
+    let mut errors = 0;
+    for at in 0..good.len() {
+        for changed in [
+            {
+                let mut b = good.clone();
+                b[at] ^= 0x5A;
+                b
+            },
+            good[..at].to_vec(),
+        ] {
+            std::fs::write(&file, &changed).unwrap();
+            match store.stored_ops(&c) {
+                Ok(read) => assert_eq!(read, want, "byte {at}"),
+                Err(_) => errors += 1,
+            }
+            for (id, bytes) in &ops {
+                match store.stored_op(&c, id) {
+                    Ok(read) => assert_eq!(read.as_deref(), Some(&bytes[..]), "byte {at}"),
+                    Err(_) => errors += 1,
+                }
+            }
+        }
+    }
+    // Past the magic (which is checked when the file is first opened), every change and
+    // every cut is caught by the full read.
+    assert!(
+        errors >= 2 * (good.len() - 8),
+        "{errors} errors for {} bytes",
+        good.len()
+    );
+    std::fs::write(&file, &good).unwrap();
+    assert_eq!(store.stored_ops(&c).unwrap(), want);
+}
+
+/// A store whose ops are sled values (the layout before op files) is migrated when opened:
+/// the same ops in the same order, found by id (one of them under an id that is not its
+/// bytes' CID), none left as sled values, and appends go on after them.
+#[test]
+fn sled_gov_ops_of_the_old_layout_are_migrated_on_open() {
+    use guild_gov::OpStore;
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    let c = collective("old");
+    let mut ops = numbered_ops(5000);
+    ops[4321].0 = cid_for_raw(b"an id that is not the bytes' CID");
+    let mut ck = vec![c.to_bytes().len() as u8];
+    ck.extend_from_slice(&c.to_bytes());
+    raw_tree(&dir, "kv:gov", |t| {
+        for (seq, (id, bytes)) in ops.iter().enumerate() {
+            let seq = (seq as u64).to_be_bytes();
+            t.insert([&b"o"[..], &ck, &seq].concat(), bytes.as_slice())
+                .unwrap();
+            t.insert([&b"i"[..], &ck, &id.to_bytes()].concat(), &seq)
+                .unwrap();
+        }
+        t.insert([&b"n"[..], &ck].concat(), &5000u64.to_be_bytes())
+            .unwrap();
+    });
+    let store = open(&dir);
+    let want: Vec<Vec<u8>> = ops.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(store.stored_op_count(&c).unwrap(), 5000);
+    assert_eq!(store.stored_ops(&c).unwrap(), want);
+    for i in [0, 4095, 4096, 4321, 4999] {
+        assert_eq!(
+            store.stored_op(&c, &ops[i].0).unwrap().as_deref(),
+            Some(&ops[i].1[..]),
+            "{i}"
+        );
+    }
+    assert!(store.kv_scan("gov", b"o", None, 1).unwrap().is_empty());
+    let more = numbered_ops(5001);
+    store.append_ops(&c, &refs(&more[5000..])).unwrap();
+    // Re-appending a migrated op stores nothing.
+    store.append_ops(&c, &refs(&ops[..1])).unwrap();
+    assert_eq!(store.stored_op_count(&c).unwrap(), 5001);
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(
+        store.stored_ops_page(&c, 4999, 9).unwrap(),
+        vec![want[4999].clone(), more[5000].1.clone()]
+    );
+}
+
 fn charter() -> std::collections::BTreeMap<String, Ipld> {
     let json = serde_json::json!({
         "name": "Store test",
