@@ -97,6 +97,36 @@ fn raw_commit(c: &mut Criterion) {
     bench_commits(c, "memory_commit_1_record", &MemoryStore::new());
 }
 
+/// A node saving one accepted governance op (the gossip path: `Log::save` after each op),
+/// durably: on sled its record is written and synced, then its index committed.
+fn gov_append_one(c: &mut Criterion) {
+    use guild_gov::OpStore;
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path()).unwrap();
+    let memory = MemoryStore::new();
+    let collective = cid_for_raw(b"bench collective");
+    for (name, store) in [
+        (
+            "sled_gov_append_1_op",
+            &sled as &dyn OpStore<Error = guild_store::StoreError>,
+        ),
+        ("memory_gov_append_1_op", &memory),
+    ] {
+        let mut n = 0u64;
+        c.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    let bytes = format!("{n:0500}").into_bytes();
+                    (guild_core::cids::cid_for_cbor(&bytes), bytes)
+                },
+                |(id, bytes)| store.append_ops(&collective, &[(id, &bytes)]).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+}
+
 /// The node's write path: `Repo::apply` (encode, MST update, sign) over a `Staged` view,
 /// then `RepoStore::commit`, into a repo of 1 000 records.
 fn bench_repo_path<S: RepoStore>(c: &mut Criterion, name: &str, store: &S) {
@@ -349,6 +379,6 @@ fn import_commits(_: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = raw_commit, repo_path, open_log, import_commits
+    targets = raw_commit, gov_append_one, repo_path, open_log, import_commits
 }
 criterion_main!(benches);
