@@ -269,6 +269,7 @@ fn open_log(_: &mut Criterion) {
         );
         let opened = t0.elapsed();
         let rss_before = rss_mib();
+        let anon_before = status_mib("RssAnon:");
         let t1 = Instant::now();
         // As a node opens its logs: through its verify cache, reading stored ops back from
         // the store rather than keeping them in memory.
@@ -277,8 +278,10 @@ fn open_log(_: &mut Criterion) {
         let took = t1.elapsed();
         assert_eq!(log.len(), n, "every stored op enters the log");
         eprintln!(
-            "open_log run {run}: RSS {rss_before} MiB before Log::open, {} MiB with the log",
-            rss_mib()
+            "open_log run {run}: RSS {rss_before} MiB before Log::open ({anon_before} MiB \
+             anonymous), {} MiB with the log ({} MiB anonymous)",
+            rss_mib(),
+            status_mib("RssAnon:")
         );
         drop(log);
         // `GUILD_BENCH_OPEN_READS=0` skips the reads alone (whose ~1 GB would be a heap
@@ -308,11 +311,16 @@ fn open_log(_: &mut Criterion) {
 
 /// This process's resident memory, in MiB (0 where `/proc` is not there).
 fn rss_mib() -> u64 {
+    status_mib("VmRSS:")
+}
+
+/// A line of this process's `/proc/self/status`, in MiB (0 where it is not there).
+fn status_mib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kib| kib.parse::<u64>().ok())
         })

@@ -2,16 +2,18 @@
 //!
 //! **On sled** ([`SledStore`]) an op's signed bytes are not sled values: each collective's
 //! ops are records appended to a file of their own, `gov-ops/<collective>.ops` in the
-//! store's directory, and the key-value tree `gov` indexes them:
+//! store's directory, and the key-value tree `gov-index` indexes them:
 //!
 //! | key | value |
 //! |---|---|
-//! | `v` | the layout's version, one byte: 2 |
+//! | `v` | the layout's version, one byte: 3 |
 //! | `n` ‖ collective | how many ops are committed and where the committed records end: two u64, big-endian |
-//! | `i` ‖ collective ‖ op id bytes | the op's sequence number, its record's offset (u64 each) and its length (u32), big-endian |
+//! | `b` ‖ collective ‖ the op id's last two bytes | the index entries of the ops whose ids end so: each the id's length (one byte), the id's bytes, the op's sequence number, its record's offset (u64 each) and its length (u32), big-endian |
 //! | `p` ‖ collective ‖ sequence / 256 (u64, big-endian) | the offset of the record of op sequence × 256 (u64, big-endian) |
 //!
 //! where *collective* is the length of the collective's CID bytes (one byte) and the bytes.
+//! The index is bucketed because sled's memory grows with its number of keys: a million ops
+//! make 65 536 bucket keys of ~15 entries (~850 bytes) rather than a million keys.
 //! The file starts with the 8 bytes `guildop1`; a record is the op's length (u32,
 //! little-endian), the CRC-32 of its bytes (u32, little-endian) and the bytes.
 //!
@@ -25,10 +27,14 @@
 //! Why not sled values, as before: a node's log of a million ops made a million sled values
 //! and a million index keys, whose page table and page cache held ~190 MB of the node's
 //! memory, and opening the log read every op through sled's cache. A store written with the
-//! old layout (`o` ‖ collective ‖ sequence → bytes, `i` → sequence, `n` → count) is migrated
-//! when it is opened, a chunk at a time: each chunk's records are written and synced, then
-//! one batch removes its old values and writes its new index keys and the progress key
-//! `m` ‖ collective (count and end, as `n`); a migration cut short resumes from `m`.
+//! old layout (the tree `gov`: `o` ‖ collective ‖ sequence → bytes, `i` ‖ collective ‖ op
+//! id → sequence, `n` → count) is migrated when it is opened, a chunk at a time: each chunk's
+//! records are written and synced, then one batch writes their index entries and the
+//! progress key `m` ‖ collective (count and end, as `n`) into `gov-index`; a migration cut
+//! short resumes from `m`. Once every collective is moved, `v` is written and the old tree
+//! dropped whole (removing its keys one by one would leave sled's emptied nodes behind, and
+//! their memory at every open). (Version 2, op files indexed in the `gov` tree by one sled
+//! key per op, lived for a day in development; such a store is refused as corrupt.)
 //!
 //! **In memory** ([`MemoryStore`]) the ops are values of the `gov` tree: `n` ‖ collective →
 //! the next sequence number, `o` ‖ collective ‖ sequence → the op's bytes, `i` ‖ collective
@@ -102,12 +108,13 @@ fn append<S: KvStore + ?Sized>(
 /// at a time.
 fn scan_all<S: KvStore + ?Sized>(
     store: &S,
+    tree: &str,
     prefix: &[u8],
     mut f: impl FnMut(&[u8], Bytes) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = store.kv_scan(TREE, prefix, after.as_deref(), PAGE)?;
+        let page = store.kv_scan(tree, prefix, after.as_deref(), PAGE)?;
         let full = page.len() == PAGE;
         for (k, v) in page {
             f(&k, v)?;
@@ -121,7 +128,7 @@ fn scan_all<S: KvStore + ?Sized>(
 
 fn stored<S: KvStore + ?Sized>(store: &S, collective: &Cid) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut out = Vec::new();
-    scan_all(store, &collective_key(b'o', collective), |_, v| {
+    scan_all(store, TREE, &collective_key(b'o', collective), |_, v| {
         out.push(v.to_vec());
         Ok(())
     })?;
@@ -175,9 +182,9 @@ fn one<S: KvStore + ?Sized>(
     }
 }
 
-fn collectives<S: KvStore + ?Sized>(store: &S) -> Result<Vec<Cid>, StoreError> {
+fn collectives<S: KvStore + ?Sized>(store: &S, tree: &str) -> Result<Vec<Cid>, StoreError> {
     let mut out = Vec::new();
-    scan_all(store, b"n", |k, _| {
+    scan_all(store, tree, b"n", |k, _| {
         let cid = k
             .get(2..)
             .and_then(|b| Cid::try_from(b).ok())
@@ -201,7 +208,7 @@ impl guild_gov::OpStore for MemoryStore {
     }
 
     fn collectives(&self) -> Result<Vec<Cid>, StoreError> {
-        collectives(self)
+        collectives(self, TREE)
     }
 
     fn stored_op_count(&self, collective: &Cid) -> Result<usize, StoreError> {
@@ -240,7 +247,7 @@ impl guild_gov::OpStore for SledStore {
     }
 
     fn collectives(&self) -> Result<Vec<Cid>, StoreError> {
-        collectives(self)
+        collectives(self, files::INDEX)
     }
 
     fn stored_op_count(&self, collective: &Cid) -> Result<usize, StoreError> {

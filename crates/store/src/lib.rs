@@ -32,7 +32,7 @@
 //! | `meta` | `schema_version` | u32, big-endian (currently [`SCHEMA_VERSION`]) |
 //! | `meta` | `last_tid` | the TID clock's last value, 13 ASCII characters |
 //! | `kv:<name>` | caller's key | caller's value |
-//! | `kv:gov` | the index of the governance ops, whose bytes are records in `gov-ops/<collective>.ops` beside the database (see the `gov` module: [`guild_gov::OpStore`]) | |
+//! | `kv:gov-index` | the index of the governance ops, whose bytes are records in `gov-ops/<collective>.ops` beside the database (see the `gov` module: [`guild_gov::OpStore`]; `kv:gov` held the ops themselves before, and is migrated and dropped on open) | |
 //!
 //! *Components.* A string component is its bytes with every `0x00` written as `0x00 0xFF`,
 //! followed by the terminator `0x00 0x01`. The terminator sorts before any byte that can

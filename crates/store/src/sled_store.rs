@@ -137,6 +137,21 @@ impl SledStore {
         &self.path
     }
 
+    /// Drops the key-value tree `tree` and all it holds, and flushes; false if there was no
+    /// such tree.
+    pub(crate) fn drop_kv_tree(&self, tree: &str) -> Result<bool, StoreError> {
+        let h = self.h()?;
+        let name = format!("{KV_PREFIX}{tree}");
+        let dropped =
+            h.db.drop_tree(name.as_bytes())
+                .map_err(self.err(&h, format_args!("drop tree {name:?}")))?;
+        if dropped {
+            h.db.flush()
+                .map_err(self.err(&h, format_args!("flush after dropping {name:?}")))?;
+        }
+        Ok(dropped)
+    }
+
     /// What every clone of this store shares (the `gov` module's op files).
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared

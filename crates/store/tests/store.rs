@@ -1340,6 +1340,7 @@ fn sled_gov_ops_of_the_old_layout_are_migrated_on_open() {
         );
     }
     assert!(store.kv_scan("gov", b"o", None, 1).unwrap().is_empty());
+    assert!(store.kv_scan("gov", b"i", None, 1).unwrap().is_empty());
     let more = numbered_ops(5001);
     store.append_ops(&c, &refs(&more[5000..])).unwrap();
     // Re-appending a migrated op stores nothing.

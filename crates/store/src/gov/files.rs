@@ -12,7 +12,7 @@ use std::sync::{Arc, PoisonError};
 use cid::Cid;
 use guild_repo::{Bytes, StoreError};
 
-use super::{TREE, collective_key, u64_of};
+use super::{TREE as OLD, collective_key, u64_of};
 use crate::{KvOp, KvStore, SledStore};
 
 /// The directory of the op files, in the store's directory.
@@ -25,9 +25,11 @@ const START: u64 = MAGIC.len() as u64;
 const RECORD_HEAD: usize = 8;
 /// Every how many ops a `p` key records a record's offset.
 const STRIDE: u64 = 256;
+/// The tree of the op files' index (the `gov` tree held the ops themselves before).
+pub(super) const INDEX: &str = "gov-index";
 /// The layout version in the `v` key.
 const FORMAT_KEY: &[u8] = b"v";
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 /// How many bytes a page read asks the file for at a time.
 const READ_CHUNK: usize = 1 << 20;
 /// How many ops a migration moves per batch.
@@ -45,10 +47,88 @@ fn path_of(store: &SledStore, collective: &Cid) -> PathBuf {
     store.path().join(DIR).join(format!("{collective}.ops"))
 }
 
-fn id_key(collective: &Cid, id: &Cid) -> Vec<u8> {
+/// The key of an op's index entry before op files (`i` ‖ collective ‖ op id bytes).
+fn old_id_key(collective: &Cid, id: &Cid) -> Vec<u8> {
     let mut k = collective_key(b'i', collective);
     k.extend_from_slice(&id.to_bytes());
     k
+}
+
+/// The key of the bucket that holds an op id's index entry: `b` ‖ collective ‖ the id's last
+/// two bytes (its digest's, for the SHA-256 CIDs ops have). A million ops make 65 536 sled
+/// keys of ~15 entries each rather than a million keys: sled's memory grows with its keys.
+fn bucket_key(collective: &Cid, id: &[u8]) -> Vec<u8> {
+    let mut k = collective_key(b'b', collective);
+    k.extend_from_slice(id.get(id.len().saturating_sub(2)..).unwrap_or_default());
+    k
+}
+
+/// An index entry of a bucket: the id's length (one byte), the id's bytes, where its record
+/// is ([`Located`], 20 bytes). `None` if the bucket has no entry for `id`.
+fn find_in_bucket(bucket: &[u8], id: &[u8]) -> Result<Option<Located>, StoreError> {
+    let mut rest = bucket;
+    while let Some((&len, after)) = rest.split_first() {
+        let len = usize::from(len);
+        let (Some(entry_id), Some(at)) = (after.get(..len), after.get(len..len + LOCATED)) else {
+            return Err(corrupt("a truncated index bucket"));
+        };
+        if entry_id == id {
+            return Located::decode(at).map(Some);
+        }
+        rest = after.get(len + LOCATED..).unwrap_or_default();
+    }
+    Ok(None)
+}
+
+/// The index buckets an append or a migration batch changes, read from the store once each.
+struct Buckets<'s> {
+    store: &'s SledStore,
+    collective: Cid,
+    changed: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl<'s> Buckets<'s> {
+    fn new(store: &'s SledStore, collective: &Cid) -> Buckets<'s> {
+        Buckets {
+            store,
+            collective: *collective,
+            changed: HashMap::new(),
+        }
+    }
+
+    fn bucket(&mut self, id: &[u8]) -> Result<&mut Vec<u8>, StoreError> {
+        let key = bucket_key(&self.collective, id);
+        if !self.changed.contains_key(&key) {
+            let stored = self.store.kv_get(INDEX, &key)?;
+            self.changed
+                .insert(key.clone(), stored.map(|b| b.to_vec()).unwrap_or_default());
+        }
+        self.changed
+            .get_mut(&key)
+            .ok_or_else(|| StoreError("gov: an index bucket vanished".into()))
+    }
+
+    fn contains(&mut self, id: &[u8]) -> Result<bool, StoreError> {
+        Ok(find_in_bucket(self.bucket(id)?, id)?.is_some())
+    }
+
+    fn add(&mut self, id: &[u8], at: &Located) -> Result<(), StoreError> {
+        let len = u8::try_from(id.len())
+            .map_err(|_| StoreError("gov: an op id of 256 bytes or more".into()))?;
+        let bucket = self.bucket(id)?;
+        bucket.push(len);
+        bucket.extend_from_slice(id);
+        at.write(bucket);
+        Ok(())
+    }
+
+    fn into_batch(self, batch: &mut Vec<KvOp>) {
+        batch.extend(
+            self.changed
+                .into_iter()
+                .map(|(k, v)| KvOp::Put(k, Bytes::from(v))),
+        );
+    }
 }
 
 fn page_key(collective: &Cid, stride: u64) -> Vec<u8> {
@@ -78,13 +158,14 @@ struct Located {
     len: u32,
 }
 
+/// A [`Located`]'s size in a bucket entry.
+const LOCATED: usize = 20;
+
 impl Located {
-    fn encode(&self) -> Bytes {
-        let mut v = Vec::with_capacity(20);
+    fn write(&self, v: &mut Vec<u8>) {
         v.extend_from_slice(&self.seq.to_be_bytes());
         v.extend_from_slice(&self.offset.to_be_bytes());
         v.extend_from_slice(&self.len.to_be_bytes());
-        Bytes::from(v)
     }
 
     fn decode(v: &[u8]) -> Result<Located, StoreError> {
@@ -107,7 +188,7 @@ impl Located {
 
 /// How many of the collective's ops are committed, and where their records end.
 pub(super) fn committed(store: &SledStore, collective: &Cid) -> Result<(u64, u64), StoreError> {
-    match store.kv_get(TREE, &collective_key(b'n', collective))? {
+    match store.kv_get(INDEX, &collective_key(b'n', collective))? {
         Some(v) => parse_two_u64(&v, "an op count"),
         None => Ok((0, START)),
     }
@@ -179,17 +260,19 @@ fn file(
     Ok(Some(f))
 }
 
-/// Appends records for `ops` (bytes, with their sequence numbers from `count`) to `buf`,
-/// which will be written at `end`; pushes each op's index key and `p` keys to `batch`.
+/// Appends records for `ops` (id bytes and op bytes, with their sequence numbers from
+/// `count`) to `buf`, which will be written at `end`; adds each op's index entry to
+/// `buckets` and pushes the `p` keys to `batch`.
 fn add_records<'a>(
     collective: &Cid,
     ops: impl IntoIterator<Item = (Vec<u8>, &'a [u8])>,
     count: &mut u64,
     end: u64,
     buf: &mut Vec<u8>,
+    buckets: &mut Buckets<'_>,
     batch: &mut Vec<KvOp>,
 ) -> Result<(), StoreError> {
-    for (id_key, bytes) in ops {
+    for (id, bytes) in ops {
         let len = u32::try_from(bytes.len())
             .map_err(|_| StoreError("gov: an op of 4 GiB or more".into()))?;
         let offset = end + buf.len() as u64;
@@ -202,18 +285,35 @@ fn add_records<'a>(
         buf.extend_from_slice(&len.to_le_bytes());
         buf.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
         buf.extend_from_slice(bytes);
-        batch.push(KvOp::Put(
-            id_key,
-            Located {
+        buckets.add(
+            &id,
+            &Located {
                 seq: *count,
                 offset,
                 len,
-            }
-            .encode(),
-        ));
+            },
+        )?;
         *count += 1;
     }
     Ok(())
+}
+
+/// Writes the records of `ops` at `end` of the collective's file and syncs it; pushes their
+/// index buckets and `p` keys to `batch` (for the caller to commit) and returns the new end.
+fn write_records(
+    store: &SledStore,
+    collective: &Cid,
+    ops: Vec<(Vec<u8>, &[u8])>,
+    count: &mut u64,
+    end: u64,
+    mut buckets: Buckets<'_>,
+    batch: &mut Vec<KvOp>,
+) -> Result<u64, StoreError> {
+    let mut buf = Vec::with_capacity(ops.iter().map(|(_, b)| b.len() + RECORD_HEAD).sum());
+    add_records(collective, ops, count, end, &mut buf, &mut buckets, batch)?;
+    buckets.into_batch(batch);
+    write_synced(store, collective, &buf, end)?;
+    Ok(end + buf.len() as u64)
 }
 
 /// Writes `buf` at `end` of the collective's file and syncs it.
@@ -243,32 +343,31 @@ pub(super) fn append(
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     let (mut count, end) = committed(store, collective)?;
+    let mut buckets = Buckets::new(store, collective);
     let mut seen = HashSet::new();
     let mut new = Vec::with_capacity(ops.len());
     for (id, bytes) in ops {
-        let key = id_key(collective, id);
-        if seen.contains(&key) || store.kv_get(TREE, &key)?.is_some() {
+        let id = id.to_bytes();
+        if seen.contains(&id) || buckets.contains(&id)? {
             continue;
         }
-        seen.insert(key.clone());
-        new.push((key, *bytes));
+        seen.insert(id.clone());
+        new.push((id, *bytes));
     }
     if new.is_empty() {
         return Ok(());
     }
-    let mut buf = Vec::with_capacity(new.iter().map(|(_, b)| b.len() + RECORD_HEAD).sum());
-    let mut batch = Vec::with_capacity(new.len() + 4);
-    add_records(collective, new, &mut count, end, &mut buf, &mut batch)?;
-    write_synced(store, collective, &buf, end)?;
+    let mut batch = Vec::with_capacity(new.len() / 8 + 8);
+    let end = write_records(store, collective, new, &mut count, end, buckets, &mut batch)?;
     batch.push(KvOp::Put(
         collective_key(b'n', collective),
-        two_u64(count, end + buf.len() as u64),
+        two_u64(count, end),
     ));
     batch.push(KvOp::Put(
         FORMAT_KEY.to_vec(),
         Bytes::from_static(&[FORMAT]),
     ));
-    store.kv_apply(TREE, &batch)
+    store.kv_apply(INDEX, &batch)
 }
 
 /// Reads records forward from an offset, a chunk of the file at a time, never past `end`.
@@ -342,7 +441,7 @@ pub(super) fn page(
     }
     let take = (count - from).min(max as u64);
     let base = from / STRIDE;
-    let offset = match store.kv_get(TREE, &page_key(collective, base))? {
+    let offset = match store.kv_get(INDEX, &page_key(collective, base))? {
         Some(v) => u64_of(&v)?,
         None => return Err(corrupt(format_args!("no offset for op {}", base * STRIDE))),
     };
@@ -375,10 +474,13 @@ pub(super) fn one(
     collective: &Cid,
     id: &Cid,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    let Some(v) = store.kv_get(TREE, &id_key(collective, id))? else {
+    let id_bytes = id.to_bytes();
+    let Some(bucket) = store.kv_get(INDEX, &bucket_key(collective, &id_bytes))? else {
         return Ok(None);
     };
-    let at = Located::decode(&v)?;
+    let Some(at) = find_in_bucket(&bucket, &id_bytes)? else {
+        return Ok(None);
+    };
     let (_, end) = committed(store, collective)?;
     if at
         .offset
@@ -410,105 +512,123 @@ pub(super) fn one(
     Ok(Some(bytes))
 }
 
-/// Moves ops stored with the old layout into op files (see the parent module's docs).
+/// Moves ops stored with the old layout (the `gov` tree) into op files indexed in the
+/// `gov-index` tree, then drops the old tree (see the parent module's docs).
 pub(super) fn migrate(store: &SledStore) -> Result<(), StoreError> {
-    if store
-        .kv_get(TREE, FORMAT_KEY)?
-        .is_some_and(|v| v.as_ref() == [FORMAT])
-    {
-        return Ok(());
-    }
-    for collective in super::collectives(store)? {
-        let next_key = collective_key(b'n', &collective);
-        let Some(next) = store.kv_get(TREE, &next_key)? else {
-            continue;
-        };
-        if next.len() == 16 {
-            continue;
+    match store.kv_get(INDEX, FORMAT_KEY)?.as_deref() {
+        Some([FORMAT]) => {
+            // Migrated; the old tree may outlive a migration cut short after its end.
+            return store.drop_kv_tree(OLD).map(drop);
         }
-        let total = u64_of(&next)?;
-        let progress_key = collective_key(b'm', &collective);
-        let (mut count, mut end) = match store.kv_get(TREE, &progress_key)? {
-            Some(v) => parse_two_u64(&v, "a migration's progress")?,
-            None => (0, START),
-        };
-        tracing::info!(%collective, ops = total, from = count, "moving governance ops out of sled into their op file");
-        let prefix = collective_key(b'o', &collective);
-        // Ids by sequence number, read from the old index only if an op's id is not the CID
-        // of its bytes (never, for ops a log saved).
-        let mut ids: Option<HashMap<u64, Vec<u8>>> = None;
-        while count < total {
-            let after = count.checked_sub(1).map(|before| {
-                let mut k = prefix.clone();
-                k.extend_from_slice(&before.to_be_bytes());
-                k
-            });
-            let old = store.kv_scan(TREE, &prefix, after.as_deref(), MIGRATE_CHUNK)?;
-            if old.is_empty() {
-                return Err(corrupt(format_args!(
-                    "{total} ops counted for {collective}, only {count} stored"
-                )));
-            }
-            let mut keyed = Vec::with_capacity(old.len());
-            let mut batch = Vec::with_capacity(old.len() * 2 + 2);
-            for (i, (k, bytes)) in old.iter().enumerate() {
-                let seq = count + i as u64;
-                if k.get(prefix.len()..) != Some(&seq.to_be_bytes()[..]) {
-                    return Err(corrupt(format_args!("op {seq} of {collective} is missing")));
-                }
-                let guess = id_key(&collective, &guild_core::cids::cid_for_cbor(bytes));
-                let indexed = store.kv_get(TREE, &guess)?;
-                let key = if indexed.as_deref() == Some(&seq.to_be_bytes()[..]) {
-                    guess
-                } else {
-                    let ids = match &mut ids {
-                        Some(ids) => ids,
-                        None => ids.insert(old_ids(store, &collective)?),
-                    };
-                    ids.remove(&seq).ok_or_else(|| {
-                        corrupt(format_args!("op {seq} of {collective} is not indexed"))
-                    })?
-                };
-                batch.push(KvOp::Delete(k.clone()));
-                keyed.push((key, bytes.as_ref()));
-            }
-            let mut buf = Vec::new();
-            add_records(&collective, keyed, &mut count, end, &mut buf, &mut batch)?;
-            write_synced(store, &collective, &buf, end)?;
-            end += buf.len() as u64;
-            batch.push(KvOp::Put(progress_key.clone(), two_u64(count, end)));
-            store.kv_apply(TREE, &batch)?;
+        Some(other) => {
+            return Err(corrupt(format_args!("an unknown layout version {other:?}")));
         }
-        store.kv_apply(
-            TREE,
-            &[
-                KvOp::Put(next_key, two_u64(count, end)),
-                KvOp::Delete(progress_key),
-            ],
-        )?;
+        None => {}
     }
-    if !store.kv_scan(TREE, b"o", None, 1)?.is_empty() {
+    if store.kv_get(OLD, FORMAT_KEY)?.is_some() {
         return Err(corrupt(
-            "ops of no counted collective remain in the old layout",
+            "op files indexed by a development build (layout 2): move the store aside and \
+             let the node fetch its collectives' logs from peers again",
         ));
     }
-    if store.kv_scan(TREE, b"", None, 1)?.is_empty() {
-        // No governance ops at all: nothing to mark until the first append.
+    if store.kv_scan(OLD, b"", None, 1)?.is_empty() {
+        // No governance ops in the old layout: nothing to move.
         return Ok(());
     }
+    for collective in super::collectives(store, OLD)? {
+        migrate_collective(store, &collective)?;
+    }
     store.kv_apply(
-        TREE,
+        INDEX,
         &[KvOp::Put(
             FORMAT_KEY.to_vec(),
             Bytes::from_static(&[FORMAT]),
         )],
+    )?;
+    // Dropping the whole tree frees its pages: removing its keys one by one would leave
+    // sled's emptied nodes (and their memory at every open) behind.
+    store.drop_kv_tree(OLD).map(drop)
+}
+
+/// Moves one collective's ops from the old tree; resumes from its progress key.
+fn migrate_collective(store: &SledStore, collective: &Cid) -> Result<(), StoreError> {
+    let next_key = collective_key(b'n', collective);
+    if store.kv_get(INDEX, &next_key)?.is_some() {
+        return Ok(());
+    }
+    let Some(next) = store.kv_get(OLD, &next_key)? else {
+        return Ok(());
+    };
+    let total = u64_of(&next)?;
+    let progress_key = collective_key(b'm', collective);
+    let (mut count, mut end) = match store.kv_get(INDEX, &progress_key)? {
+        Some(v) => parse_two_u64(&v, "a migration's progress")?,
+        None => (0, START),
+    };
+    tracing::info!(%collective, ops = total, from = count, "moving governance ops out of sled into their op file");
+    let prefix = collective_key(b'o', collective);
+    let id_prefix_len = collective_key(b'i', collective).len();
+    // Ids by sequence number, read from the old index only if an op's id is not the CID of
+    // its bytes (never, for ops a log saved).
+    let mut ids: Option<HashMap<u64, Vec<u8>>> = None;
+    while count < total {
+        let after = count.checked_sub(1).map(|before| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&before.to_be_bytes());
+            k
+        });
+        let old = store.kv_scan(OLD, &prefix, after.as_deref(), MIGRATE_CHUNK)?;
+        if old.is_empty() {
+            return Err(corrupt(format_args!(
+                "{total} ops counted for {collective}, only {count} stored"
+            )));
+        }
+        let mut keyed = Vec::with_capacity(old.len());
+        for (i, (k, bytes)) in old.iter().enumerate() {
+            let seq = count + i as u64;
+            if k.get(prefix.len()..) != Some(&seq.to_be_bytes()[..]) {
+                return Err(corrupt(format_args!("op {seq} of {collective} is missing")));
+            }
+            let guess = old_id_key(collective, &guild_core::cids::cid_for_cbor(bytes));
+            let indexed = store.kv_get(OLD, &guess)?;
+            let old_key = if indexed.as_deref() == Some(&seq.to_be_bytes()[..]) {
+                guess
+            } else {
+                let ids = match &mut ids {
+                    Some(ids) => ids,
+                    None => ids.insert(old_ids(store, collective)?),
+                };
+                ids.remove(&seq).ok_or_else(|| {
+                    corrupt(format_args!("op {seq} of {collective} is not indexed"))
+                })?
+            };
+            let id = old_key
+                .get(id_prefix_len..)
+                .ok_or_else(|| corrupt("a short index key"))?
+                .to_vec();
+            keyed.push((id, bytes.as_ref()));
+        }
+        let mut batch = Vec::new();
+        let buckets = Buckets::new(store, collective);
+        end = write_records(
+            store, collective, keyed, &mut count, end, buckets, &mut batch,
+        )?;
+        batch.push(KvOp::Put(progress_key.clone(), two_u64(count, end)));
+        store.kv_apply(INDEX, &batch)?;
+    }
+    store.kv_apply(
+        INDEX,
+        &[
+            KvOp::Put(next_key, two_u64(count, end)),
+            KvOp::Delete(progress_key),
+        ],
     )
 }
 
 /// The old index of a collective's ops: sequence number → index key.
 fn old_ids(store: &SledStore, collective: &Cid) -> Result<HashMap<u64, Vec<u8>>, StoreError> {
     let mut out = HashMap::new();
-    super::scan_all(store, &collective_key(b'i', collective), |k, v| {
+    super::scan_all(store, OLD, &collective_key(b'i', collective), |k, v| {
         if v.len() == 8 {
             out.insert(u64_of(&v)?, k.to_vec());
         }
