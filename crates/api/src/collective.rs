@@ -548,7 +548,10 @@ fn election_output(id: &Cid, e: &Election) -> get_status::Election {
         candidates: e.candidates.iter().map(Did::to_string).collect(),
         tellers: e.tellers.iter().map(Did::to_string).collect(),
         closes_after: e.closes_after.as_str().to_owned(),
-        voters: count(e.ballots.len()),
+        voters: e
+            .certified
+            .as_ref()
+            .map_or_else(|| count(e.ballots.len()), |c| c.voters),
         seals: count(e.seals.len()),
         certified: e.certified.as_deref().map(certified_output),
     }

@@ -192,6 +192,9 @@ fn a_certified_election_changes_the_stewards() {
         BTreeMap::from([(key(2).did(), 3), (key(3).did(), 3)])
     );
     assert_eq!(cert.ballots.len(), 4);
+    // Counted, the ballots themselves are let go; how many voted stays.
+    assert_eq!(cert.voters, 4);
+    assert!(el.ballots.is_empty());
     assert_eq!(st.role(&key(2).did()), Some(Role::Steward));
     assert_eq!(st.role(&key(3).did()), Some(Role::Steward));
     // The founder was the first steward until the first election closed.

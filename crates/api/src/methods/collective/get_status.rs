@@ -131,7 +131,7 @@ pub struct Election {
     pub tellers: Vec<String>,
     /// The earliest close time.
     pub closes_after: String,
-    /// Members whose ballots the node holds.
+    /// Members whose ballots the node holds; once certified, how many had voted then.
     pub voters: u64,
     /// Seals the node holds.
     pub seals: u64,
