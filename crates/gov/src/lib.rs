@@ -60,10 +60,10 @@ pub use driver::{Action, Driver, DriverConfig, Event, Message, MessageError, Ver
 pub use log::{Inserted, Log};
 pub use op::{MAX_OP_BYTES, Op, OpError, OpKind, SignedOp};
 pub use state::{
-    Agreement, AgreementStatus, BallotSet, Bundle, Causal, Certified, Charter, Consent, Departure,
-    Election, ElectionKind, Invite, MAX_CLOCK_SKEW_MICROS, Member, Meta, Outcome, PayoutRef,
-    Proposal, ProposalStatus, Reason, Revokes, Role, State, Tally, VoterBallots, ballot_set_cid,
-    electorate_cid,
+    Agreement, AgreementStatus, BallotSet, Bundle, Causal, Certified, Charter, Consent, Consents,
+    Departure, Election, ElectionKind, Invite, MAX_CLOCK_SKEW_MICROS, Member, Meta, Outcome,
+    PayoutRef, Proposal, ProposalStatus, Reason, Revokes, Role, State, Tally, VoterBallots,
+    ballot_set_cid, electorate_cid,
 };
 pub use store::{OpReader, OpStore, StoreReader};
 

@@ -602,8 +602,11 @@ mod tests {
         let f = consent(&st, &did(&member), &templates, &[], &at(4));
         add(&mut log, OpBody::ConsentRevoke(Box::new(f)), &member, 4);
         assert_eq!(
-            log.state().consents[&(did(&member), std::sync::Arc::from(templates[0].as_str()))].rev,
-            2
+            log.state()
+                .consents
+                .register(&member.did(), &templates[0])
+                .map(|c| c.rev),
+            Some(2)
         );
         let st = log.state();
         let f = election_open(

@@ -1008,7 +1008,7 @@ fn history(actions: &[(u8, u8, u8)]) -> (Cid, Vec<SignedOp>, Vec<Vec<u8>>) {
 fn next_rev(st: &crate::State, did: &str) -> i64 {
     st.consents
         .iter()
-        .find(|((d, t), _)| d.as_str() == did && **t == *TEMPLATE)
+        .find(|&((d, t), _)| d.as_str() == did && **t == *TEMPLATE)
         .map_or(1, |(_, c)| c.rev as i64 + 1)
 }
 

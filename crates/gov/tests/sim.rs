@@ -555,10 +555,7 @@ fn offline_node_catches_up_a_thousand_ops_by_anti_entropy() {
     );
     let st = sim.state(offline);
     for (w, key) in writers.iter().map(|&w| (w, &keys[w])) {
-        let c = &st.consents[&(
-            guild_core::syntax::Did::parse(&key.did()).unwrap(),
-            std::sync::Arc::from(TEMPLATE),
-        )];
+        let c = st.consents.register(&key.did(), TEMPLATE).unwrap();
         assert_eq!(c.rev, rev[w] as u64);
         assert_eq!(c.granted, rev[w] % 2 == 1);
     }
@@ -620,10 +617,7 @@ fn duplication_and_reordering_give_one_state() {
     assert_eq!(st.members.len(), 8);
     assert_eq!(st.invites.len(), 1);
     for (m, key) in keys.iter().enumerate().skip(1) {
-        let c = &st.consents[&(
-            guild_core::syntax::Did::parse(&key.did()).unwrap(),
-            std::sync::Arc::from(TEMPLATE),
-        )];
+        let c = st.consents.register(&key.did(), TEMPLATE).unwrap();
         assert!(c.granted);
         assert_eq!(c.rev, if m < 4 { 3 } else { 1 }, "member {m}");
     }

@@ -40,7 +40,7 @@ pub use crate::body::{ElectionKind, Outcome};
 pub use agreements::{Agreement, AgreementStatus};
 pub use bundles::Bundle;
 pub use charter::Charter;
-pub use consent::{Consent, Revokes};
+pub use consent::{Consent, Consents, Revokes};
 pub use elections::{
     BallotSet, Certified, Election, Proposal, ProposalStatus, Tally, VoterBallots,
 };
@@ -154,7 +154,7 @@ pub struct State {
     /// Join requests awaiting admission: join op id → candidate DID.
     pub candidates: OrdMap<Cid, Did>,
     /// Consent registers by (member DID, template id).
-    pub consents: OrdMap<ConsentKey, Consent>,
+    pub consents: Consents,
     /// Every revoke op by (member DID, template id), for the bundle rule.
     pub revocations: OrdMap<ConsentKey, Revokes>,
     /// Proposals (amendments, removals by vote, join requests under a vote) by op id.
@@ -221,7 +221,7 @@ impl State {
             invites: OrdMap::new(),
             used_invites: OrdSet::new(),
             candidates: OrdMap::new(),
-            consents: OrdMap::new(),
+            consents: Consents::default(),
             revocations: OrdMap::new(),
             proposals: OrdMap::new(),
             elections: OrdMap::new(),
