@@ -1,5 +1,5 @@
 //! The sled store's governance ops: records in one file per collective, indexed in the
-//! `gov` tree (layout, commit and migration in the parent module's docs).
+//! `gov-index` tree (layout, commit and migration in the parent module's docs).
 //!
 //! Records are read and written at offsets (`FileExt`: Unix), so readers share one handle.
 
@@ -59,7 +59,11 @@ fn old_id_key(collective: &Cid, id: &Cid) -> Vec<u8> {
 /// keys of ~15 entries each rather than a million keys: sled's memory grows with its keys.
 fn bucket_key(collective: &Cid, id: &[u8]) -> Vec<u8> {
     let mut k = collective_key(b'b', collective);
-    k.extend_from_slice(id.get(id.len().saturating_sub(2)..).unwrap_or_default());
+    let [.., a, b] = id else {
+        k.extend_from_slice(id);
+        return k;
+    };
+    k.extend_from_slice(&[*a, *b]);
     k
 }
 
@@ -69,13 +73,17 @@ fn find_in_bucket(bucket: &[u8], id: &[u8]) -> Result<Option<Located>, StoreErro
     let mut rest = bucket;
     while let Some((&len, after)) = rest.split_first() {
         let len = usize::from(len);
-        let (Some(entry_id), Some(at)) = (after.get(..len), after.get(len..len + LOCATED)) else {
+        let (Some(entry_id), Some(at), Some(next)) = (
+            after.get(..len),
+            after.get(len..len + LOCATED),
+            after.get(len + LOCATED..),
+        ) else {
             return Err(corrupt("a truncated index bucket"));
         };
         if entry_id == id {
             return Located::decode(at).map(Some);
         }
-        rest = after.get(len + LOCATED..).unwrap_or_default();
+        rest = next;
     }
     Ok(None)
 }
@@ -99,9 +107,12 @@ impl<'s> Buckets<'s> {
     fn bucket(&mut self, id: &[u8]) -> Result<&mut Vec<u8>, StoreError> {
         let key = bucket_key(&self.collective, id);
         if !self.changed.contains_key(&key) {
-            let stored = self.store.kv_get(INDEX, &key)?;
-            self.changed
-                .insert(key.clone(), stored.map(|b| b.to_vec()).unwrap_or_default());
+            // No bucket yet: no op id ends so.
+            let stored = match self.store.kv_get(INDEX, &key)? {
+                Some(b) => b.to_vec(),
+                None => Vec::new(),
+            };
+            self.changed.insert(key.clone(), stored);
         }
         self.changed
             .get_mut(&key)
