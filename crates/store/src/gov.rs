@@ -237,13 +237,8 @@ impl guild_gov::OpStore for SledStore {
     }
 
     fn stored_ops(&self, collective: &Cid) -> Result<Vec<Vec<u8>>, StoreError> {
-        let (count, _) = files::committed(self, collective)?;
-        files::page(
-            self,
-            collective,
-            0,
-            usize::try_from(count).unwrap_or(usize::MAX),
-        )
+        // A page that asks for everything is every committed op.
+        files::page(self, collective, 0, usize::MAX)
     }
 
     fn collectives(&self) -> Result<Vec<Cid>, StoreError> {

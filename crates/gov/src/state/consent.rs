@@ -109,16 +109,10 @@ impl Consents {
     /// Writes `written` to the register of `key` if it wins over the register's value (see
     /// [`State::apply_consent`]).
     fn write(&mut self, key: &ConsentKey, written: Consent) {
-        let list = match self.by_member.get_mut(&key.0) {
-            Some(list) => list,
-            None => {
-                self.by_member.insert(key.0.clone(), Arc::new(Vec::new()));
-                match self.by_member.get_mut(&key.0) {
-                    Some(list) => list,
-                    None => return,
-                }
-            }
-        };
+        let list = self
+            .by_member
+            .entry(key.0.clone())
+            .or_insert_with(|| Arc::new(Vec::new()));
         match list.binary_search_by(|(t, _)| t.cmp(&key.1)) {
             // Last writer wins by rev; at equal revs a revoke wins, then the larger CID.
             // (Op ids are all CIDv1 DAG-CBOR SHA-256: digest order is their byte order.)

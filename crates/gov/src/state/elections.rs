@@ -47,7 +47,7 @@ impl Tally {
 }
 
 /// One ballot of a voter: its op's digest and the choices it approves.
-pub type VoterBallot = ([u8; 32], Box<[Choice]>);
+pub type VoterBallot = (Digest, Box<[Choice]>);
 
 /// One voter's ballots at their highest revision.
 #[derive(Debug, Clone, PartialEq)]

@@ -354,6 +354,7 @@ pub(super) fn append(
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     let (mut count, end) = committed(store, collective)?;
+    let first = count == 0;
     let mut buckets = Buckets::new(store, collective);
     let mut seen = HashSet::new();
     let mut new = Vec::with_capacity(ops.len());
@@ -374,10 +375,13 @@ pub(super) fn append(
         collective_key(b'n', collective),
         two_u64(count, end),
     ));
-    batch.push(KvOp::Put(
-        FORMAT_KEY.to_vec(),
-        Bytes::from_static(&[FORMAT]),
-    ));
+    if first {
+        // The layout's version, with the first ops of any collective.
+        batch.push(KvOp::Put(
+            FORMAT_KEY.to_vec(),
+            Bytes::from_static(&[FORMAT]),
+        ));
+    }
     store.kv_apply(INDEX, &batch)
 }
 
@@ -504,17 +508,17 @@ pub(super) fn one(
     }
     let f = file(store, collective, false)?
         .ok_or_else(|| corrupt(format_args!("op {id} is indexed but its file is missing")))?;
-    let mut record = vec![0u8; RECORD_HEAD + at.len as usize];
-    f.read_exact_at(&mut record, at.offset)
-        .map_err(|e| io(format_args!("read op {id} (sequence {})", at.seq), e))?;
+    // Reads exactly the indexed record.
     let mut records = Records {
         file: &f,
-        end: at.offset + record.len() as u64,
-        buf: record,
+        end: at.offset + RECORD_HEAD as u64 + u64::from(at.len),
+        buf: Vec::new(),
         pos: 0,
         at: at.offset,
     };
-    let bytes = records.next_record()?;
+    let bytes = records
+        .next_record()
+        .map_err(|e| StoreError(format!("op {id} (sequence {}): {}", at.seq, e.0)))?;
     if bytes.len() != at.len as usize {
         return Err(corrupt(format_args!(
             "op {id}'s record is not the indexed length"
