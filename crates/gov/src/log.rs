@@ -492,6 +492,16 @@ impl Log {
         }
     }
 
+    /// [`Log::bytes_of`] as a shared buffer: the decoded op's own bytes, without a copy.
+    pub(crate) fn shared_bytes_of(&self, id: &Cid) -> Option<bytes::Bytes> {
+        let e = self.ops.get(id)?;
+        match &e.op {
+            Held::Decoded(op) => Some(op.shared_bytes()),
+            Held::Bytes(b) => Some(bytes::Bytes::copy_from_slice(b)),
+            Held::Stored => self.read_back(id).map(bytes::Bytes::from),
+        }
+    }
+
     /// Reads a stored op's bytes back from the store; a failure is counted.
     fn read_back(&self, id: &Cid) -> Option<Vec<u8>> {
         let read = self

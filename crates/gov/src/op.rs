@@ -255,7 +255,8 @@ pub struct SignedOp(Arc<OpInner>);
 #[derive(Debug, PartialEq)]
 struct OpInner {
     id: Cid,
-    bytes: Vec<u8>,
+    /// Shared: a store in memory keeps the same bytes ([`SignedOp::shared_bytes`]).
+    bytes: bytes::Bytes,
     kind: OpKind,
     /// Shared: every op of a collective names the same one (an inline CID is 96 bytes).
     collective: Option<Arc<Cid>>,
@@ -348,7 +349,7 @@ impl SignedOp {
         let typed = OpBody::decode(kind, bytes)?;
         Ok(SignedOp(Arc::new(OpInner {
             id,
-            bytes: bytes.to_vec(),
+            bytes: bytes::Bytes::copy_from_slice(bytes),
             kind,
             collective,
             author,
@@ -376,11 +377,17 @@ impl SignedOp {
         &self.0.bytes
     }
 
-    /// The signed bytes, taken without a copy when no one else holds this op.
+    /// The signed bytes as a shared buffer: cloning it copies nothing (what
+    /// [`crate::OpStore::append_shared`] is given).
+    pub fn shared_bytes(&self) -> bytes::Bytes {
+        self.0.bytes.clone()
+    }
+
+    /// The signed bytes, taken without a copy when no one else holds this op or its bytes.
     pub fn into_bytes(self) -> Box<[u8]> {
         match Arc::try_unwrap(self.0) {
-            Ok(inner) => inner.bytes.into_boxed_slice(),
-            Err(shared) => shared.bytes.as_slice().into(),
+            Ok(inner) => Vec::from(inner.bytes).into_boxed_slice(),
+            Err(shared) => shared.bytes[..].into(),
         }
     }
 

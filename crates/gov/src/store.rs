@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use guild_core::Cid;
 
 use crate::log::{DEFAULT_DECODED_KEPT, LOAD_CHUNK, Log, decode_cached};
@@ -16,6 +17,14 @@ pub trait OpStore {
     /// Appends accepted ops of a collective as `(id, signed bytes)`, parents before children,
     /// atomically and durably. An op already stored is skipped.
     fn append_ops(&self, collective: &Cid, ops: &[(Cid, &[u8])]) -> Result<(), Self::Error>;
+
+    /// [`OpStore::append_ops`] of shared buffers, which a store may keep without copying them
+    /// (the in-memory store does; a store on disk writes them and lets go). [`Log::save`]
+    /// appends through this, with the bytes its decoded ops hold.
+    fn append_shared(&self, collective: &Cid, ops: &[(Cid, Bytes)]) -> Result<(), Self::Error> {
+        let refs: Vec<(Cid, &[u8])> = ops.iter().map(|(id, b)| (*id, &b[..])).collect();
+        self.append_ops(collective, &refs)
+    }
 
     /// Every op stored for the collective, in the order appended (parents first).
     fn stored_ops(&self, collective: &Cid) -> Result<Vec<Vec<u8>>, Self::Error>;
@@ -130,12 +139,11 @@ impl Log {
         if unsaved.is_empty() {
             return Ok(0);
         }
-        let held: Vec<(Cid, std::borrow::Cow<'_, [u8]>)> = unsaved
+        let ops: Vec<(Cid, Bytes)> = unsaved
             .iter()
-            .filter_map(|id| self.bytes_of(id).map(|bytes| (*id, bytes)))
+            .filter_map(|id| self.shared_bytes_of(id).map(|bytes| (*id, bytes)))
             .collect();
-        let ops: Vec<(Cid, &[u8])> = held.iter().map(|(id, b)| (*id, &**b)).collect();
-        store.append_ops(self.collective(), &ops)?;
+        store.append_shared(self.collective(), &ops)?;
         let n = ops.len();
         self.mark_saved(n);
         Ok(n)

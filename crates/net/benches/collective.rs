@@ -152,8 +152,8 @@ fn delayed(mut rx: mpsc::Receiver<NetEvent>, latency: Duration) -> mpsc::Receive
 }
 
 /// One memo of verified ops for every node of the process: each op is verified once and its
-/// decoded form is shared by every node's log (the op bytes each node stores, its indexes and
-/// its state are its own).
+/// decoded form is shared by every node's log, and its bytes by every node's in-memory store
+/// (each node's indexes, its state and its store's index of op ids are its own).
 fn shared_cache(ops: &[Vec<u8>]) -> VerifyCache {
     let cache = VerifyCache::new(ops.len() * 2 + 20_000);
     for b in ops {
@@ -170,11 +170,16 @@ async fn spawn_node(
     cache: &VerifyCache,
 ) -> Node {
     let store = Arc::new(MemoryStore::new());
-    let refs: Vec<(Cid, &[u8])> = ops
+    // The node's store holds the ops as a node whose log saved them would: the buffers of
+    // the decoded ops (shared by every node of the process through `cache`), not copies.
+    let stored: Vec<(Cid, guild_store::Bytes)> = ops
         .iter()
-        .map(|b| (guild_core::cids::cid_for_cbor(b), b.as_slice()))
+        .map(|b| {
+            let op = cache.verify(b).unwrap();
+            (*op.id(), op.shared_bytes())
+        })
         .collect();
-    store.append_ops(&id, &refs).unwrap();
+    store.append_shared(&id, &stored).unwrap();
     // Scores are checked as often as a real node checks them (once a second), not at the
     // 10 Hz of `NetConfig::memory()`'s tests: 1 000 nodes at 10 Hz were ~6 % of the CPU.
     let config = NetConfig {

@@ -8,6 +8,7 @@ use cid::Cid;
 use guild_core::syntax::Tid;
 use guild_repo::blockstore::CidMap;
 
+use crate::gov::memory::MemoryOps;
 use crate::{
     BlockSource, BlockStore, Bytes, CommitError, IndexOp, KvOp, KvStore, RepoHead, RepoKey,
     RepoStore, StoreError,
@@ -23,6 +24,8 @@ struct Inner {
     index: HashMap<RepoKey, Index>,
     last_tid: Option<Tid>,
     kv: HashMap<String, BTreeMap<Vec<u8>, Bytes>>,
+    /// Governance ops by collective (`crate::gov`'s module docs).
+    gov: HashMap<Cid, MemoryOps>,
 }
 
 /// A store in memory, for tests and tools. Cloning gives another handle to the same data.
@@ -45,6 +48,16 @@ impl MemoryStore {
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the governance ops.
+    pub(crate) fn with_gov<R>(&self, f: impl FnOnce(&HashMap<Cid, MemoryOps>) -> R) -> R {
+        f(&self.read().gov)
+    }
+
+    /// Changes the governance ops.
+    pub(crate) fn with_gov_mut<R>(&self, f: impl FnOnce(&mut HashMap<Cid, MemoryOps>) -> R) -> R {
+        f(&mut self.write().gov)
     }
 }
 
