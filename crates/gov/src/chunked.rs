@@ -5,6 +5,12 @@
 //! which every node of a collective does at the same op. Here growing allocates one chunk.
 //! An insertion shifts the items after it within its chunk and carries one item into each
 //! later chunk: cheap near the end, where the log's inserts land.
+//!
+//! Chunks are shared between copies: cloning a sequence copies one pointer per chunk, and a
+//! copy's first change to a chunk copies that chunk alone (`Arc::make_mut`). A node hands
+//! out copies of its logs (`Engine::log`): a million-op log's indexes were ~100 MB to copy.
+
+use std::sync::Arc;
 
 /// Items per chunk.
 pub(crate) const CHUNK: usize = 1024;
@@ -12,7 +18,7 @@ pub(crate) const CHUNK: usize = 1024;
 /// See the module documentation. Equal sequences have equal chunks (all full but the last).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Chunked<T> {
-    chunks: Vec<Vec<T>>,
+    chunks: Vec<Arc<Vec<T>>>,
     len: usize,
 }
 
@@ -46,24 +52,44 @@ impl<T> Chunked<T> {
         self.chunks.get(i / CHUNK)?.get(i % CHUNK)
     }
 
-    /// The item at `i`, to change.
-    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
-        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
-    }
-
     /// The last item.
     pub(crate) fn last(&self) -> Option<&T> {
         self.chunks.last()?.last()
     }
 
+    /// The items in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// The items at `begin..end` (clamped to the length), in order.
+    pub(crate) fn range(&self, begin: usize, end: usize) -> impl Iterator<Item = &T> {
+        let end = end.min(self.len);
+        let begin = begin.min(end);
+        self.chunks
+            .get(begin / CHUNK..)
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|c| c.iter())
+            .skip(begin % CHUNK)
+            .take(end - begin)
+    }
+}
+
+impl<T: Clone> Chunked<T> {
+    /// The item at `i`, to change (its chunk copied first if a copy of the sequence shares it).
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        Arc::make_mut(self.chunks.get_mut(i / CHUNK)?).get_mut(i % CHUNK)
+    }
+
     /// Appends an item.
     pub(crate) fn push(&mut self, item: T) {
         match self.chunks.last_mut() {
-            Some(last) if last.len() < CHUNK => last.push(item),
+            Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(item),
             _ => {
                 // A chunk grows by doubling up to CHUNK (a power of two), so a small
                 // sequence holds no more spare room than a vector would.
-                self.chunks.push(vec![item]);
+                self.chunks.push(Arc::new(vec![item]));
             }
         }
         self.len += 1;
@@ -78,6 +104,7 @@ impl<T> Chunked<T> {
         let (mut c, mut i) = (at / CHUNK, at % CHUNK);
         let mut carry = item;
         while let Some(chunk) = self.chunks.get_mut(c) {
+            let chunk = Arc::make_mut(chunk);
             if chunk.len() < CHUNK {
                 chunk.insert(i, carry);
                 self.len += 1;
@@ -95,25 +122,9 @@ impl<T> Chunked<T> {
         // Every chunk from `at` on was full: the carried item starts a new one.
         self.push(carry);
     }
+}
 
-    /// The items in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.chunks.iter().flatten()
-    }
-
-    /// The items at `begin..end` (clamped to the length), in order.
-    pub(crate) fn range(&self, begin: usize, end: usize) -> impl Iterator<Item = &T> {
-        let end = end.min(self.len);
-        let begin = begin.min(end);
-        self.chunks
-            .get(begin / CHUNK..)
-            .unwrap_or_default()
-            .iter()
-            .flatten()
-            .skip(begin % CHUNK)
-            .take(end - begin)
-    }
-
+impl<T> Chunked<T> {
     /// The first index in `first..last` (clamped) whose item fails `pred`, given that the
     /// items there that satisfy it all come first (as [`slice::partition_point`]).
     pub(crate) fn partition_point(
@@ -153,7 +164,7 @@ impl<T> std::ops::Index<usize> for Chunked<T> {
     }
 }
 
-impl<T> FromIterator<T> for Chunked<T> {
+impl<T: Clone> FromIterator<T> for Chunked<T> {
     fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
         let mut out = Chunked::new();
         for x in items {
@@ -212,6 +223,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A copy shares its chunks until one side changes one: then that chunk alone is copied,
+    /// and neither side sees the other's change.
+    #[test]
+    fn copies_share_chunks_until_changed() {
+        let mut a: Chunked<u32> = (0..3 * CHUNK as u32).collect();
+        let b = a.clone();
+        assert!(
+            a.chunks
+                .iter()
+                .zip(&b.chunks)
+                .all(|(x, y)| Arc::ptr_eq(x, y))
+        );
+        *a.get_mut(CHUNK + 1).unwrap() = 7;
+        a.push(9);
+        a.insert(5, 11);
+        assert_eq!(b.len(), 3 * CHUNK);
+        assert_eq!(b[CHUNK + 1], CHUNK as u32 + 1);
+        assert_eq!(b[5], 5);
+        assert_eq!(a[CHUNK + 2], 7);
+        assert_eq!(a[5], 11);
+        assert_eq!(a.len(), 3 * CHUNK + 2);
+        let c = a.clone();
+        *a.get_mut(0).unwrap() = 1;
+        assert!(Arc::ptr_eq(&a.chunks[3], &c.chunks[3]));
+        assert!(!Arc::ptr_eq(&a.chunks[0], &c.chunks[0]));
+        assert_eq!(c[0], 0);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! the count sits just past a power of two. Shards grow one at a time, a 64th of the ops each
 //! (one table of a million ops grows by rehashing every entry at once).
 
+use std::sync::Arc;
+
 use guild_core::Cid;
 use guild_core::cids::{DAG_CBOR, SHA2_256};
 use hashbrown::HashTable;
@@ -25,7 +27,9 @@ pub(crate) const SHARDS: usize = 64;
 /// See the module documentation.
 #[derive(Debug, Clone)]
 pub(crate) struct OpTable<E> {
-    shards: Vec<HashTable<Seq>>,
+    /// Shared between copies as the sequences' chunks are ([`Chunked`]): a copy's first new
+    /// op copies one table.
+    shards: Vec<Arc<HashTable<Seq>>>,
     digests: Chunked<Digest>,
     entries: Chunked<E>,
 }
@@ -63,7 +67,7 @@ fn shard(d: &Digest) -> usize {
 impl<E> Default for OpTable<E> {
     fn default() -> Self {
         OpTable {
-            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
+            shards: (0..SHARDS).map(|_| Arc::new(HashTable::new())).collect(),
             digests: Chunked::new(),
             entries: Chunked::new(),
         }
@@ -95,11 +99,6 @@ impl<E> OpTable<E> {
         self.entries.get(s as usize)
     }
 
-    /// [`Self::entry`], to change.
-    pub(crate) fn entry_mut(&mut self, s: Seq) -> Option<&mut E> {
-        self.entries.get_mut(s as usize)
-    }
-
     /// The digest of the op at index `s`.
     pub(crate) fn digest(&self, s: Seq) -> Option<&Digest> {
         self.digests.get(s as usize)
@@ -119,6 +118,13 @@ impl<E> OpTable<E> {
     pub(crate) fn contains_key(&self, id: &Cid) -> bool {
         self.seq_of(id).is_some()
     }
+}
+
+impl<E: Clone> OpTable<E> {
+    /// [`Self::entry`], to change.
+    pub(crate) fn entry_mut(&mut self, s: Seq) -> Option<&mut E> {
+        self.entries.get_mut(s as usize)
+    }
 
     /// Adds the op `id` (not here yet) with its entry; returns its index, or `None` (and
     /// adds nothing) if the id is not an op id or the table is full.
@@ -126,7 +132,7 @@ impl<E> OpTable<E> {
         let d = digest_of(id)?;
         let s = Seq::try_from(self.entries.len()).ok()?;
         let digests = &self.digests;
-        let table = self.shards.get_mut(shard(&d))?;
+        let table = Arc::make_mut(self.shards.get_mut(shard(&d))?);
         // The hasher rehashes the indexes already in the table (by their digests) when it
         // grows; the new one's digest is pushed after.
         table.insert_unique(hash(&d), s, |&q| digests.get(q as usize).map_or(0, hash));
@@ -140,7 +146,7 @@ impl<E> OpTable<E> {
         let each = additional.div_ceil(SHARDS);
         let digests = &self.digests;
         for t in &mut self.shards {
-            t.reserve(each, |&q| digests.get(q as usize).map_or(0, hash));
+            Arc::make_mut(t).reserve(each, |&q| digests.get(q as usize).map_or(0, hash));
         }
     }
 
@@ -148,7 +154,7 @@ impl<E> OpTable<E> {
     pub(crate) fn shrink_to_fit(&mut self) {
         let digests = &self.digests;
         for t in &mut self.shards {
-            t.shrink_to_fit(|&q| digests.get(q as usize).map_or(0, hash));
+            Arc::make_mut(t).shrink_to_fit(|&q| digests.get(q as usize).map_or(0, hash));
         }
     }
 }

@@ -283,6 +283,16 @@ fn open_log(_: &mut Criterion) {
             rss_mib(),
             status_mib("RssAnon:")
         );
+        // What a copy of the log costs (`Engine::log` hands its callers one).
+        let t3 = Instant::now();
+        let copy = log.clone();
+        let copied = t3.elapsed();
+        eprintln!(
+            "open_log run {run}: a copy of the log {:.1} ms; RSS with it {} MiB",
+            copied.as_secs_f64() * 1000.0,
+            rss_mib()
+        );
+        drop(copy);
         drop(log);
         // `GUILD_BENCH_OPEN_READS=0` skips the reads alone (whose ~1 GB would be a heap
         // profile's peak).
