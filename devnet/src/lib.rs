@@ -384,6 +384,13 @@ impl Devnet {
         self.nodes[i].query("coop.guild.collective.getStatus", &[])
     }
 
+    /// [`Devnet::collective_status`] with at most `limit` members, former members and
+    /// consent registers listed (a large collective's are megabytes).
+    pub fn collective_status_limited(&self, i: usize, limit: u64) -> Result<Value> {
+        let limit = limit.to_string();
+        self.nodes[i].query("coop.guild.collective.getStatus", &[("limit", &limit)])
+    }
+
     /// Node `i`'s repositories (`coop.guild.node.getStatus`).
     pub fn node_status(&self, i: usize) -> Result<Value> {
         self.nodes[i].query("coop.guild.node.getStatus", &[])

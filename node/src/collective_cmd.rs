@@ -74,6 +74,10 @@ pub enum CollectiveCmd {
         /// Print the node's JSON answer.
         #[arg(long)]
         json: bool,
+        /// List at most this many members, former members and consent registers (each is
+        /// still counted in full); default: all.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
     },
     /// The collectives this node holds.
     List {
@@ -195,8 +199,14 @@ fn print_json<T: Serialize>(out: &T) -> Result<()> {
     Ok(())
 }
 
-fn status_of(data_dir: &Path, collective: Option<String>) -> Result<get_status::Output> {
-    call::<get_status::GetStatus>(data_dir, &get_status::Params { collective })
+/// The collective's status, with at most `limit` items in each of its long lists (members,
+/// departed, consents).
+fn status_of(
+    data_dir: &Path,
+    collective: Option<String>,
+    limit: Option<u64>,
+) -> Result<get_status::Output> {
+    call::<get_status::GetStatus>(data_dir, &get_status::Params { collective, limit })
 }
 
 /// `guild collective`
@@ -239,8 +249,12 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             println!("{}", out.collective);
             eprintln!("joined; see the collective with: guild collective status");
         }
-        CollectiveCmd::Status { collective, json } => {
-            let s = status_of(data_dir, collective)?;
+        CollectiveCmd::Status {
+            collective,
+            json,
+            limit,
+        } => {
+            let s = status_of(data_dir, collective, limit)?;
             if json {
                 print_json(&s)?;
             } else {
@@ -338,17 +352,34 @@ fn print_heads(from: &str, out: get_remote_heads::Output) {
     }
 }
 
+/// A note that a list shows fewer items than there are (`--limit`).
+fn shown(listed: usize, total: u64) -> String {
+    if u64::try_from(listed).is_ok_and(|l| l >= total) {
+        String::new()
+    } else {
+        format!(" ({listed} listed)")
+    }
+}
+
 fn print_status(s: &get_status::Output) {
     println!("collective: {}", s.collective);
     println!("name:       {}", s.name.as_deref().unwrap_or_default());
     let role = s.role.as_deref().unwrap_or("not a member");
     println!("you:        {} ({role})", s.you);
-    println!("members:    {}", s.members.len());
+    println!(
+        "members:    {}{}",
+        s.member_count,
+        shown(s.members.len(), s.member_count)
+    );
     for m in &s.members {
         println!("  {}  {}", m.did, m.role);
     }
     println!("stewards:   {} (quorum {})", s.stewards.len(), s.quorum);
-    println!("consents:   {}", s.consents.len());
+    println!(
+        "consents:   {}{}",
+        s.consent_count,
+        shown(s.consents.len(), s.consent_count)
+    );
     for c in &s.consents {
         println!(
             "  {}  {}  {} (rev {})",
@@ -507,7 +538,8 @@ pub fn election(data_dir: &Path, cmd: ElectionCmd) -> Result<ExitCode> {
             collective,
             json,
         } => {
-            let s = status_of(data_dir, collective)?;
+            // Only the elections are read: none of the long lists.
+            let s = status_of(data_dir, collective, Some(0))?;
             let chosen: Vec<get_status::Election> = s
                 .elections
                 .into_iter()

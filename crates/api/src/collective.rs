@@ -437,7 +437,10 @@ pub(crate) async fn get_status<S: NodeStore>(
     let id = which(c, params.collective.as_deref()).await?;
     let s = c.status(id).await.map_err(explain)?;
     let me = state.service.did().to_string();
-    ok(status_output(&s, &me))
+    let limit = params
+        .limit
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    ok(status_output(&s, &me, limit))
 }
 
 fn role(r: Role) -> &'static str {
@@ -452,7 +455,9 @@ fn count(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-fn status_output(s: &Status, me: &str) -> get_status::Output {
+/// A status, with at most `limit` items in each of its long lists (members, departed,
+/// consents).
+fn status_output(s: &Status, me: &str, limit: usize) -> get_status::Output {
     use get_status as g;
     let st: &GovState = &s.state;
     let charter = st.charter.as_deref();
@@ -462,13 +467,16 @@ fn status_output(s: &Status, me: &str) -> get_status::Output {
         you: me.to_owned(),
         member: st.members.contains_key(me),
         role: st.role(me).map(|r| role(r).to_owned()),
-        members: members_output(st),
-        departed: departures_output(st),
+        members: members_output(st, limit),
+        member_count: count(st.members.len()),
+        departed: departures_output(st, limit),
+        departed_count: count(st.departed.len()),
         stewards: st.stewards().map(str::to_owned).collect(),
         quorum: count(st.quorum()),
         templates: charter.map(|c| c.templates.keys().cloned().collect()),
         open_invites: count(st.invites.len()),
-        consents: consents_output(st),
+        consents: consents_output(st, limit),
+        consent_count: count(st.consents.len()),
         elections: st
             .elections
             .iter()
@@ -496,9 +504,10 @@ fn status_output(s: &Status, me: &str) -> get_status::Output {
 }
 
 /// The members in a status, with their roles.
-fn members_output(st: &GovState) -> Vec<get_status::Member> {
+fn members_output(st: &GovState, limit: usize) -> Vec<get_status::Member> {
     st.members
         .iter()
+        .take(limit)
         .map(|(d, m)| get_status::Member {
             did: d.to_string(),
             role: role(m.role).into(),
@@ -508,9 +517,10 @@ fn members_output(st: &GovState) -> Vec<get_status::Member> {
 }
 
 /// The former members in a status: who left and who was removed, by which op.
-fn departures_output(st: &GovState) -> Vec<get_status::Departure> {
+fn departures_output(st: &GovState, limit: usize) -> Vec<get_status::Departure> {
     st.departed
         .iter()
+        .take(limit)
         .map(|(d, how)| {
             let (how, op) = match how {
                 Departure::Left(op) => ("left", op),
@@ -526,9 +536,10 @@ fn departures_output(st: &GovState) -> Vec<get_status::Departure> {
 }
 
 /// The consent register in a status.
-fn consents_output(st: &GovState) -> Vec<get_status::Consent> {
+fn consents_output(st: &GovState, limit: usize) -> Vec<get_status::Consent> {
     st.consents
         .iter()
+        .take(limit)
         .map(|((d, t), c)| get_status::Consent {
             member: d.to_string(),
             template: t.to_string(),

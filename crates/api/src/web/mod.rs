@@ -415,6 +415,7 @@ async fn frame(
         .call::<gs::GetStatus>(
             &gs::Params {
                 collective: which.collective.clone(),
+                limit: None,
             },
             true,
         )
@@ -817,6 +818,9 @@ async fn fingerprint(web: &Web, w: &Which) -> Option<String> {
         .call::<gs::GetStatus>(
             &gs::Params {
                 collective: w.collective.clone(),
+                // Only the sync state is read: none of the long lists (megabytes in a
+                // large collective, asked for every second while a page is open).
+                limit: Some(0),
             },
             true,
         )

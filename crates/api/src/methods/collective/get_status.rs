@@ -17,6 +17,10 @@ pub struct Params {
     /// The collective; default: the only one the node holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collective: Option<String>,
+    /// At most this many items in each of `members`, `departed` and `consents`; default:
+    /// all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
 }
 
 /// The collective's folded state and the node's sync state.
@@ -33,10 +37,14 @@ pub struct Output {
     pub member: bool,
     /// The node's member's role (`steward`, `member`); `None` if not a member.
     pub role: Option<String>,
-    /// The current members.
+    /// The current members (the first `limit`).
     pub members: Vec<Member>,
-    /// Former members.
+    /// How many current members.
+    pub member_count: u64,
+    /// Former members (the first `limit`).
     pub departed: Vec<Departure>,
+    /// How many former members.
+    pub departed_count: u64,
     /// The stewards' DIDs.
     pub stewards: Vec<String>,
     /// How many steward signatures an agreement or a bundle needs now.
@@ -45,8 +53,10 @@ pub struct Output {
     pub templates: Option<Vec<String>>,
     /// Invites not used yet.
     pub open_invites: u64,
-    /// The consent registers.
+    /// The consent registers (the first `limit`).
     pub consents: Vec<Consent>,
+    /// How many consent registers.
+    pub consent_count: u64,
     /// The elections.
     pub elections: Vec<Election>,
     /// The agreements.
