@@ -551,26 +551,6 @@ fn typed_calls_of_every_collective_and_node_method() {
     eventually("both members on both nodes", || {
         status(&ca).members.len() == 2 && status(&cb).members.len() == 2
     });
-    // A limit cuts the long lists, not their counts.
-    let limited = |limit: u64| {
-        call::<get_status::GetStatus>(
-            &ca,
-            &get_status::Params {
-                collective: Some(id.clone()),
-                limit: Some(limit),
-            },
-        )
-    };
-    let full = status(&ca);
-    assert_eq!(full.member_count, 2);
-    assert_eq!(full.departed_count, full.departed.len() as u64);
-    assert_eq!(full.consent_count, full.consents.len() as u64);
-    let (one, none) = (limited(1), limited(0));
-    assert_eq!((one.members.len(), one.member_count), (1, 2));
-    assert_eq!(one.members[0], full.members[0]);
-    assert!(none.members.is_empty() && none.consents.is_empty() && none.departed.is_empty());
-    assert_eq!(none.member_count, 2);
-    assert_eq!(none.collective, full.collective);
     let s = status(&ca);
     assert_eq!(s.name.as_deref(), Some("Typed Poets"));
     assert_eq!(s.role.as_deref(), Some("steward"));
@@ -596,6 +576,34 @@ fn typed_calls_of_every_collective_and_node_method() {
             ..Default::default()
         },
     );
+    // A limit cuts the long lists (members, departed, consents), not their counts.
+    let limited = |limit: u64| {
+        call::<get_status::GetStatus>(
+            &cb,
+            &get_status::Params {
+                collective: Some(id.clone()),
+                limit: Some(limit),
+            },
+        )
+    };
+    eventually("B holds its consent register", || {
+        status(&cb).consent_count == 1
+    });
+    let full = status(&cb);
+    assert_eq!(full.member_count, 2);
+    assert_eq!(full.members.len(), 2);
+    assert_eq!(full.consents.len(), 1);
+    assert_eq!(full.departed_count, full.departed.len() as u64);
+    let (one, none) = (limited(1), limited(0));
+    assert_eq!((one.members.len(), one.member_count), (1, 2));
+    assert_eq!(one.members[0], full.members[0]);
+    assert_eq!((one.consents.len(), one.consent_count), (1, 1));
+    assert!(none.members.is_empty() && none.consents.is_empty() && none.departed.is_empty());
+    assert_eq!(
+        (none.member_count, none.consent_count, none.departed_count),
+        (2, 1, full.departed_count)
+    );
+    assert_eq!(none.collective, full.collective);
     let election = call::<open_election::OpenElection>(
         &ca,
         &open_election::Input {

@@ -85,7 +85,11 @@ impl<T: Clone> Chunked<T> {
     /// Appends an item.
     pub(crate) fn push(&mut self, item: T) {
         match self.chunks.last_mut() {
-            Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(item),
+            Some(last) if last.len() < CHUNK => {
+                let last = Arc::make_mut(last);
+                grow(last);
+                last.push(item);
+            }
             _ => {
                 // A chunk grows by doubling up to CHUNK (a power of two), so a small
                 // sequence holds no more spare room than a vector would.
@@ -106,6 +110,7 @@ impl<T: Clone> Chunked<T> {
         while let Some(chunk) = self.chunks.get_mut(c) {
             let chunk = Arc::make_mut(chunk);
             if chunk.len() < CHUNK {
+                grow(chunk);
                 chunk.insert(i, carry);
                 self.len += 1;
                 return;
@@ -121,6 +126,16 @@ impl<T: Clone> Chunked<T> {
         }
         // Every chunk from `at` on was full: the carried item starts a new one.
         self.push(carry);
+    }
+}
+
+/// Makes room for one more item in a chunk that is not full: double its room, up to
+/// [`CHUNK`]. (A chunk copied from a shared one has no spare room, and `Vec`'s own growth
+/// would take it past `CHUNK`.)
+fn grow<T>(chunk: &mut Vec<T>) {
+    if chunk.len() == chunk.capacity() {
+        let room = (chunk.len() * 2).clamp(1, CHUNK);
+        chunk.reserve_exact(room.saturating_sub(chunk.len()));
     }
 }
 
@@ -251,6 +266,15 @@ mod tests {
         assert!(Arc::ptr_eq(&a.chunks[3], &c.chunks[3]));
         assert!(!Arc::ptr_eq(&a.chunks[0], &c.chunks[0]));
         assert_eq!(c[0], 0);
+        // A copied chunk grows to CHUNK items' room, no more.
+        let mut d: Chunked<u32> = (0..CHUNK as u32 + 3).collect();
+        let e = d.clone();
+        for x in 0..CHUNK as u32 - 3 {
+            d.push(x);
+        }
+        assert_eq!(d.chunks.len(), 2);
+        assert!(d.chunks.iter().all(|k| k.capacity() == CHUNK));
+        assert_eq!(e.len(), CHUNK + 3);
     }
 
     #[test]

@@ -121,7 +121,15 @@ impl guild_gov::OpStore for MemoryStore {
         if ops.is_empty() {
             return Ok(());
         }
-        self.with_gov_mut(|gov| gov.entry(*collective).or_default().append(ops))
+        self.with_gov_mut(|gov| {
+            let stored = gov.entry(*collective).or_default();
+            let appended = stored.append(ops);
+            // A collective is listed only once it has an op, as on sled.
+            if stored.len() == 0 {
+                gov.remove(collective);
+            }
+            appended
+        })
     }
 
     fn stored_ops(&self, collective: &Cid) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -129,9 +137,12 @@ impl guild_gov::OpStore for MemoryStore {
     }
 
     fn collectives(&self) -> Result<Vec<Cid>, StoreError> {
-        // In the order of their CIDs' bytes, as the sled store lists them.
+        // In the sled store's order: by the length of the CID's bytes, then the bytes.
         let mut out: Vec<Cid> = self.with_gov(|gov| gov.keys().copied().collect());
-        out.sort_by_cached_key(Cid::to_bytes);
+        out.sort_by_cached_key(|c| {
+            let b = c.to_bytes();
+            (b.len(), b)
+        });
         Ok(out)
     }
 
