@@ -206,7 +206,14 @@ fn status_of(
     collective: Option<String>,
     limit: Option<u64>,
 ) -> Result<get_status::Output> {
-    call::<get_status::GetStatus>(data_dir, &get_status::Params { collective, limit })
+    call::<get_status::GetStatus>(
+        data_dir,
+        &get_status::Params {
+            collective,
+            limit,
+            consents_of: None,
+        },
+    )
 }
 
 /// `guild collective`

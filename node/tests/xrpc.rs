@@ -545,6 +545,7 @@ fn typed_calls_of_every_collective_and_node_method() {
             &get_status::Params {
                 collective: Some(id.clone()),
                 limit: None,
+                consents_of: None,
             },
         )
     };
@@ -583,6 +584,7 @@ fn typed_calls_of_every_collective_and_node_method() {
             &get_status::Params {
                 collective: Some(id.clone()),
                 limit: Some(limit),
+                consents_of: None,
             },
         )
     };
@@ -604,6 +606,22 @@ fn typed_calls_of_every_collective_and_node_method() {
         (2, 1, full.departed_count)
     );
     assert_eq!(none.collective, full.collective);
+    // `consentsOf` lists one member's registers; the count is still everyone's.
+    let of = |did: &str| {
+        call::<get_status::GetStatus>(
+            &cb,
+            &get_status::Params {
+                collective: Some(id.clone()),
+                limit: None,
+                consents_of: Some(did.to_owned()),
+            },
+        )
+    };
+    let (of_a, of_b) = (of(&a.did), of(&b.did));
+    assert!(of_a.consents.is_empty());
+    assert_eq!(of_b.consents, full.consents);
+    assert_eq!((of_a.consent_count, of_b.consent_count), (1, 1));
+    assert_eq!(of_a.members, full.members);
     let election = call::<open_election::OpenElection>(
         &ca,
         &open_election::Input {

@@ -440,7 +440,7 @@ pub(crate) async fn get_status<S: NodeStore>(
     let limit = params
         .limit
         .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-    ok(status_output(&s, &me, limit))
+    ok(status_output(&s, &me, limit, params.consents_of.as_deref()))
 }
 
 fn role(r: Role) -> &'static str {
@@ -456,8 +456,13 @@ fn count(n: usize) -> u64 {
 }
 
 /// A status, with at most `limit` items in each of its long lists (members, departed,
-/// consents).
-fn status_output(s: &Status, me: &str, limit: usize) -> get_status::Output {
+/// consents), and only the consents of `consents_of` if it names a member.
+fn status_output(
+    s: &Status,
+    me: &str,
+    limit: usize,
+    consents_of: Option<&str>,
+) -> get_status::Output {
     use get_status as g;
     let st: &GovState = &s.state;
     let charter = st.charter.as_deref();
@@ -475,7 +480,7 @@ fn status_output(s: &Status, me: &str, limit: usize) -> get_status::Output {
         quorum: count(st.quorum()),
         templates: charter.map(|c| c.templates.keys().cloned().collect()),
         open_invites: count(st.invites.len()),
-        consents: consents_output(st, limit),
+        consents: consents_output(st, limit, consents_of),
         consent_count: count(st.consents.len()),
         elections: st
             .elections
@@ -536,9 +541,10 @@ fn departures_output(st: &GovState, limit: usize) -> Vec<get_status::Departure> 
 }
 
 /// The consent register in a status.
-fn consents_output(st: &GovState, limit: usize) -> Vec<get_status::Consent> {
+fn consents_output(st: &GovState, limit: usize, of: Option<&str>) -> Vec<get_status::Consent> {
     st.consents
         .iter()
+        .filter(|((d, _), _)| of.is_none_or(|of| d.as_str() == of))
         .take(limit)
         .map(|((d, t), c)| get_status::Consent {
             member: d.to_string(),

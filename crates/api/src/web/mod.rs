@@ -415,7 +415,10 @@ async fn frame(
         .call::<gs::GetStatus>(
             &gs::Params {
                 collective: which.collective.clone(),
-                limit: None,
+                // A page lists the first members and only this node's member's consents: a
+                // collective of 50 000 members would otherwise be megabytes a page.
+                limit: Some(pages::MEMBERS_LISTED),
+                consents_of: Some(node.did.clone()),
             },
             true,
         )
@@ -821,6 +824,7 @@ async fn fingerprint(web: &Web, w: &Which) -> Option<String> {
                 // Only the sync state is read: none of the long lists (megabytes in a
                 // large collective, asked for every second while a page is open).
                 limit: Some(0),
+                consents_of: None,
             },
             true,
         )

@@ -425,7 +425,11 @@ pub(crate) fn works(frame: &Frame, v: &WorksView<'_>) -> Markup {
     )
 }
 
-/// The member's current consent per template: granted, and the op.
+/// How many members a page lists (the count is always in full).
+pub(crate) const MEMBERS_LISTED: u64 = 500;
+
+/// The member's current consent per template: granted, and the op. (The pages ask for the
+/// member's consents alone, `consentsOf`; the filter keeps this true of any status.)
 fn my_consents(s: &get_status::Output) -> Vec<&get_status::Consent> {
     s.consents.iter().filter(|c| c.member == s.you).collect()
 }
@@ -553,13 +557,17 @@ pub(crate) fn collective(
             p { "Collective " code.id { (s.collective) } ". Quorum: " (s.quorum) " steward approvals." }
             p #live aria-live="polite" {}
             section {
-                h2 { "Members (" (s.members.len()) ")" }
+                h2 { "Members (" (s.member_count) ")" }
                 div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Member" } th scope="col" { "Role" } th scope="col" { "Since" } } }
                     tbody { @for m in &s.members { tr { td { code.id { (m.did) } } td { (m.role) } td { (m.since) } } } }
                 } }
-                @if !s.departed.is_empty() {
-                    p { (s.departed.len()) " departed." }
+                @if (s.members.len() as u64) < s.member_count {
+                    p { "The first " (s.members.len()) " of " (s.member_count) " members are listed; "
+                        code { "guild collective status" } " lists them all." }
+                }
+                @if s.departed_count > 0 {
+                    p { (s.departed_count) " departed." }
                 }
             }
             section {

@@ -21,6 +21,10 @@ pub struct Params {
     /// all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// Only this member's consent registers in `consents`; `consent_count` still counts
+    /// every register.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consents_of: Option<String>,
 }
 
 /// The collective's folded state and the node's sync state.
