@@ -542,9 +542,11 @@ fn departures_output(st: &GovState, limit: usize) -> Vec<get_status::Departure> 
 
 /// The consent register in a status.
 fn consents_output(st: &GovState, limit: usize, of: Option<&str>) -> Vec<get_status::Consent> {
-    st.consents
-        .iter()
-        .filter(|((d, _), _)| of.is_none_or(|of| d.as_str() == of))
+    let registers: Box<dyn Iterator<Item = _>> = match of {
+        Some(did) => Box::new(st.consents.of(did)),
+        None => Box::new(st.consents.iter()),
+    };
+    registers
         .take(limit)
         .map(|((d, t), c)| get_status::Consent {
             member: d.to_string(),

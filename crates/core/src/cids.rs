@@ -24,6 +24,16 @@ pub fn cid_from_digest(codec: u64, digest: &[u8; 32]) -> Cid {
     Cid::new_v1(codec, mh)
 }
 
+/// The SHA-256 digest of a CIDv1 DAG-CBOR block's CID (the inverse of
+/// [`cid_from_digest`] with [`DAG_CBOR`]); `None` for a CID of another form.
+pub fn dag_cbor_digest(cid: &Cid) -> Option<[u8; 32]> {
+    let hash = cid.hash();
+    if cid.version() != cid::Version::V1 || cid.codec() != DAG_CBOR || hash.code() != SHA2_256 {
+        return None;
+    }
+    hash.digest().try_into().ok()
+}
+
 /// The CID of a DAG-CBOR block.
 pub fn cid_for_cbor(bytes: &[u8]) -> Cid {
     cid_from_digest(DAG_CBOR, &sha256(bytes))

@@ -10,7 +10,9 @@
 //!   (`sig = ed25519(sha256(dag_cbor(object without "sig")))`);
 //! - the AT data model ([`data`]): canonical DAG-CBOR encoding, strict decoding of untrusted
 //!   bytes (no floats, no non-canonical forms, bounded nesting), the JSON form (`$link`,
-//!   `$bytes`, blobs) in both directions, and CID computation ([`cids`]).
+//!   `$bytes`, blobs) in both directions, and CID computation ([`cids`]);
+//! - [`chunked`] sequences: vectors of a million items kept in shared, copy-on-write chunks
+//!   (the governance log's indexes, the in-memory store's ops).
 //!
 //! It must not touch a runtime, a clock, a disk or a socket: time and randomness that need an
 //! outside source are passed in (the one exception is [`keys::Keypair::generate`], which asks
@@ -20,6 +22,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cbor;
+pub mod chunked;
 pub mod cids;
 pub mod data;
 pub mod keys;

@@ -44,7 +44,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod body;
-mod chunked;
 pub mod driver;
 pub mod log;
 pub mod make;

@@ -33,11 +33,11 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 use guild_core::Cid;
 
 use crate::body::OpBody;
-use crate::chunked::Chunked;
 use crate::op::{OpKind, SignedOp};
 use crate::state::{Causal, Meta, Reason, State};
 use crate::store::Reader;
 use crate::table::{Digest, OpTable, Seq, op_digest};
+use guild_core::chunked::Chunked;
 
 /// A set of op ids (a fast, non-cryptographic hash: the ids are already hashes).
 pub type CidSet = FxHashSet<Cid>;

@@ -23,8 +23,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use guild_core::{Cid, cids};
 use negentropy::{Bound, Id, Item, Negentropy, NegentropyStorageBase};
 
-use crate::chunked::Chunked;
 use crate::op::SignedOp;
+use guild_core::chunked::Chunked;
 
 /// The largest negentropy frame this node builds, in bytes (the crate's frame size limit).
 /// A reply names at most about `FRAME_LIMIT / 32` ids.

@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use guild_core::Cid;
-use guild_core::cids::{DAG_CBOR, SHA2_256};
+use guild_core::cids::DAG_CBOR;
 use hashbrown::HashTable;
 
-use crate::chunked::Chunked;
+use guild_core::chunked::Chunked;
 
 /// An op's dense index in a log: how many ops entered the log before it.
 pub(crate) type Seq = u32;
@@ -37,10 +37,7 @@ pub(crate) struct OpTable<E> {
 /// The digest of an op id; `None` for an id that is not CIDv1 DAG-CBOR SHA-256 (no op has
 /// one).
 pub(crate) fn digest_of(id: &Cid) -> Option<Digest> {
-    if id.version() != cid::Version::V1 || id.codec() != DAG_CBOR || id.hash().code() != SHA2_256 {
-        return None;
-    }
-    id.hash().digest().try_into().ok()
+    guild_core::cids::dag_cbor_digest(id)
 }
 
 /// An op id's digest. Every op id is a CIDv1 DAG-CBOR SHA-256 (`SignedOp` computes it), so

@@ -99,6 +99,17 @@ impl Consents {
         self.len == 0
     }
 
+    /// One member's registers, by template.
+    pub fn of<'a>(
+        &'a self,
+        did: &str,
+    ) -> impl Iterator<Item = ((&'a Did, &'a Arc<str>), &'a Consent)> + 'a {
+        self.by_member
+            .get_key_value(did)
+            .into_iter()
+            .flat_map(|(d, list)| list.iter().map(move |(t, c)| ((d, t), c)))
+    }
+
     /// Every register, by member and then template.
     pub fn iter(&self) -> impl Iterator<Item = ((&Did, &Arc<str>), &Consent)> + '_ {
         self.by_member
@@ -318,6 +329,9 @@ mod tests {
             Some(&register(1, true, 1))
         );
         assert_eq!(copy.len(), 3);
+        let of_a: Vec<&str> = c.of("did:key:a").map(|((_, t), _)| &**t).collect();
+        assert_eq!(of_a, ["t1", "t2"]);
+        assert_eq!(c.of("did:key:c").count(), 0);
     }
 
     #[test]

@@ -4,27 +4,17 @@
 use std::collections::HashMap;
 
 use cid::Cid;
+use guild_core::chunked::Chunked;
+use guild_core::cids::dag_cbor_digest;
 use guild_repo::{Bytes, StoreError};
-
-/// DAG-CBOR, the codec of every op id (the CID of an op's signed bytes).
-const DAG_CBOR: u64 = 0x71;
-/// SHA-256, the hash of every op id.
-const SHA2_256: u64 = 0x12;
-
-/// How many ops' buffers a chunk of [`MemoryOps`] holds: the list grows a chunk at a time,
-/// not by doubling (a doubled list of 2 000 ops left 64 KB unused in each of a process's
-/// 1 000 nodes).
-const CHUNK: usize = 256;
 
 /// One collective's ops in memory.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryOps {
-    /// The ops' signed bytes in the order appended, [`CHUNK`] to a chunk. The buffers are the
-    /// callers': an op a log saves is the same buffer its decoded op holds
-    /// (`OpStore::append_shared`), not a copy.
-    chunks: Vec<Vec<Bytes>>,
-    /// How many ops are stored.
-    len: usize,
+    /// The ops' signed bytes in the order appended, in chunks (the list grows a chunk at a
+    /// time, not by doubling). The buffers are the callers': an op a log saves is the same
+    /// buffer its decoded op holds (`OpStore::append_shared`), not a copy.
+    ops: Chunked<Bytes>,
     /// Ids that are DAG-CBOR SHA-256 CIDs (every op's id) by their digest alone: 36 bytes an
     /// entry where a `Cid` key would take 104.
     by_digest: HashMap<[u8; 32], u32>,
@@ -32,18 +22,9 @@ pub(crate) struct MemoryOps {
     other: HashMap<Cid, u32>,
 }
 
-/// An id's digest, if the id has the shape of every op id (CIDv1, DAG-CBOR, SHA-256).
-fn digest_of(id: &Cid) -> Option<[u8; 32]> {
-    let hash = id.hash();
-    if id.version() != cid::Version::V1 || id.codec() != DAG_CBOR || hash.code() != SHA2_256 {
-        return None;
-    }
-    hash.digest().try_into().ok()
-}
-
 impl MemoryOps {
     fn position(&self, id: &Cid) -> Option<u32> {
-        match digest_of(id) {
+        match dag_cbor_digest(id) {
             Some(d) => self.by_digest.get(&d).copied(),
             None => self.other.get(id).copied(),
         }
@@ -59,7 +40,7 @@ impl MemoryOps {
                 new.push(i);
             }
         }
-        let total = self.len + new.len();
+        let total = self.ops.len() + new.len();
         if u32::try_from(total).is_err() {
             return Err(StoreError(format!(
                 "gov: {total} ops of one collective are more than the in-memory store counts"
@@ -68,40 +49,24 @@ impl MemoryOps {
         for i in new {
             let (id, bytes) = &ops[i];
             // Cannot truncate: the total was checked above.
-            let at = self.len as u32;
-            match digest_of(id) {
+            let at = self.ops.len() as u32;
+            match dag_cbor_digest(id) {
                 Some(d) => self.by_digest.insert(d, at),
                 None => self.other.insert(*id, at),
             };
-            match self.chunks.last_mut() {
-                Some(chunk) if chunk.len() < CHUNK => chunk.push(bytes.clone()),
-                _ => {
-                    let mut chunk = Vec::with_capacity(CHUNK);
-                    chunk.push(bytes.clone());
-                    self.chunks.push(chunk);
-                }
-            }
-            self.len += 1;
+            self.ops.push(bytes.clone());
         }
         Ok(())
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    fn get(&self, at: usize) -> Option<&Bytes> {
-        self.chunks.get(at / CHUNK)?.get(at % CHUNK)
+        self.ops.len()
     }
 
     /// Up to `max` ops from the `from`th.
     pub(crate) fn page(&self, from: usize, max: usize) -> Vec<Vec<u8>> {
-        self.chunks
-            .iter()
-            .skip(from / CHUNK)
-            .flatten()
-            .skip(from % CHUNK)
-            .take(max)
+        self.ops
+            .range(from, from.saturating_add(max))
             .map(|b| b.to_vec())
             .collect()
     }
@@ -110,11 +75,11 @@ impl MemoryOps {
         let Some(at) = self.position(id) else {
             return Ok(None);
         };
-        match self.get(at as usize) {
+        match self.ops.get(at as usize) {
             Some(bytes) => Ok(Some(bytes.to_vec())),
             None => Err(StoreError(format!(
                 "gov: op {id} is indexed at {at} but only {} ops are stored",
-                self.len
+                self.ops.len()
             ))),
         }
     }
@@ -123,6 +88,7 @@ impl MemoryOps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use guild_core::chunked::CHUNK;
 
     fn dag_cbor_id(bytes: &[u8]) -> Cid {
         guild_core::cids::cid_for_cbor(bytes)
@@ -147,7 +113,7 @@ mod tests {
             Some(&b"op b"[..])
         );
         assert_eq!(ops.one(&dag_cbor_id(b"other")).unwrap(), None);
-        assert_eq!(ops.chunks[0][0].as_ptr(), a.as_ptr());
+        assert_eq!(ops.ops.get(0).map(|b| b.as_ptr()), Some(a.as_ptr()));
         assert_eq!(ops.page(1, 5), vec![b"op b".to_vec()]);
         assert!(ops.page(2, 5).is_empty());
     }
@@ -165,7 +131,6 @@ mod tests {
         ops.append(&all[..CHUNK - 1]).unwrap();
         ops.append(&all[CHUNK - 2..]).unwrap();
         assert_eq!(ops.len(), all.len());
-        assert_eq!(ops.chunks.len(), 3);
         let want: Vec<Vec<u8>> = all.iter().map(|(_, b)| b.to_vec()).collect();
         for from in [
             0,

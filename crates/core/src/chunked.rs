@@ -1,6 +1,7 @@
 //! A sequence kept in chunks of [`CHUNK`] items: indexed like a vector (every chunk but the
-//! last is full), grown one chunk at a time. The log's order and the reconciliation set are
-//! such sequences of a million items; in one `Vec` each would reallocate and copy the whole
+//! last is full), grown one chunk at a time. The governance log's order and indexes, its
+//! reconciliation set and the in-memory store's ops are such sequences of up to a million
+//! items; in one `Vec` each would reallocate and copy the whole
 //! sequence when it outgrows its capacity (and hold up to as much again in spare capacity),
 //! which every node of a collective does at the same op. Here growing allocates one chunk.
 //! An insertion shifts the items after it within its chunk and carries one item into each
@@ -13,11 +14,11 @@
 use std::sync::Arc;
 
 /// Items per chunk.
-pub(crate) const CHUNK: usize = 1024;
+pub const CHUNK: usize = 1024;
 
 /// See the module documentation. Equal sequences have equal chunks (all full but the last).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Chunked<T> {
+pub struct Chunked<T> {
     chunks: Vec<Arc<Vec<T>>>,
     len: usize,
 }
@@ -33,37 +34,37 @@ impl<T> Default for Chunked<T> {
 
 impl<T> Chunked<T> {
     /// An empty sequence.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self::default()
     }
 
     /// How many items it holds.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
     /// True when it holds nothing.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The item at `i`.
-    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+    pub fn get(&self, i: usize) -> Option<&T> {
         self.chunks.get(i / CHUNK)?.get(i % CHUNK)
     }
 
     /// The last item.
-    pub(crate) fn last(&self) -> Option<&T> {
+    pub fn last(&self) -> Option<&T> {
         self.chunks.last()?.last()
     }
 
     /// The items in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.chunks.iter().flat_map(|c| c.iter())
     }
 
     /// The items at `begin..end` (clamped to the length), in order.
-    pub(crate) fn range(&self, begin: usize, end: usize) -> impl Iterator<Item = &T> {
+    pub fn range(&self, begin: usize, end: usize) -> impl Iterator<Item = &T> {
         let end = end.min(self.len);
         let begin = begin.min(end);
         self.chunks
@@ -78,12 +79,12 @@ impl<T> Chunked<T> {
 
 impl<T: Clone> Chunked<T> {
     /// The item at `i`, to change (its chunk copied first if a copy of the sequence shares it).
-    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         Arc::make_mut(self.chunks.get_mut(i / CHUNK)?).get_mut(i % CHUNK)
     }
 
     /// Appends an item.
-    pub(crate) fn push(&mut self, item: T) {
+    pub fn push(&mut self, item: T) {
         match self.chunks.last_mut() {
             Some(last) if last.len() < CHUNK => {
                 let last = Arc::make_mut(last);
@@ -100,7 +101,7 @@ impl<T: Clone> Chunked<T> {
     }
 
     /// Inserts an item at `at`, shifting the later ones up by one; past the end, appends.
-    pub(crate) fn insert(&mut self, at: usize, item: T) {
+    pub fn insert(&mut self, at: usize, item: T) {
         if at >= self.len {
             self.push(item);
             return;
@@ -142,7 +143,7 @@ fn grow<T>(chunk: &mut Vec<T>) {
 impl<T> Chunked<T> {
     /// The first index in `first..last` (clamped) whose item fails `pred`, given that the
     /// items there that satisfy it all come first (as [`slice::partition_point`]).
-    pub(crate) fn partition_point(
+    pub fn partition_point(
         &self,
         first: usize,
         last: usize,
@@ -162,7 +163,7 @@ impl<T> Chunked<T> {
 
 impl<T: Ord> Chunked<T> {
     /// Where `item` is (`Ok`) or would go (`Err`), the items being sorted.
-    pub(crate) fn binary_search(&self, item: &T) -> Result<usize, usize> {
+    pub fn binary_search(&self, item: &T) -> Result<usize, usize> {
         let at = self.partition_point(0, self.len, |x| x < item);
         match self.get(at) {
             Some(x) if x == item => Ok(at),
