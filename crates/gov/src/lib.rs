@@ -31,7 +31,9 @@
 //!   node lacks, in bounded chunks;
 //! - the [`sim`]ulator: many drivers in seeded virtual time, with per-link latency, jitter,
 //!   loss, duplication, partitions that heal, nodes offline and misbehaving peers, for exact
-//!   tests of convergence (`tests/sim.rs`).
+//!   tests of convergence (`tests/sim.rs`);
+//! - a seeded generator of a large collective's [`history`] (issue 18), for the benches and
+//!   tests.
 //!
 //! It must not do I/O: no runtime, no disk, no socket, no clock reads (time is an argument)
 //! (a log reads its older stored ops back only through the [`OpReader`] its node gives it)
@@ -45,6 +47,7 @@
 
 pub mod body;
 pub mod driver;
+pub mod history;
 pub mod log;
 pub mod make;
 pub mod op;

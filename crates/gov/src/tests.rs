@@ -38,30 +38,7 @@ pub(crate) fn fields(pairs: &[(&str, Ipld)]) -> BTreeMap<String, Ipld> {
         .collect()
 }
 
-pub(crate) fn licence_template(id: &str) -> Ipld {
-    obj(&[
-        ("id", s(id)),
-        ("title", s("Research, open")),
-        ("version", int(1)),
-        ("uses", Ipld::List(vec![s("train")])),
-        ("userClasses", Ipld::List(vec![s("research")])),
-        (
-            "flowDown",
-            obj(&[
-                ("syntheticData", Ipld::Bool(false)),
-                ("downstreamModels", Ipld::Bool(false)),
-            ]),
-        ),
-        ("attribution", obj(&[("required", Ipld::Bool(false))])),
-        (
-            "compensation",
-            obj(&[("$type", s("coop.guild.licence.template#noFee"))]),
-        ),
-        ("noticeDays", int(30)),
-        ("onTermination", s("delete-records")),
-        ("reporting", obj(&[("required", Ipld::Bool(false))])),
-    ])
-}
+pub(crate) use crate::history::licence_template;
 
 pub(crate) fn charter_fields(policy: &str, approval: &str) -> BTreeMap<String, Ipld> {
     let mut p = crate::make::CharterParams::new("Test collective");

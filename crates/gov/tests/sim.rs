@@ -54,28 +54,7 @@ fn fields(pairs: &[(&str, Ipld)]) -> BTreeMap<String, Ipld> {
 }
 
 fn charter_fields(name: &str) -> BTreeMap<String, Ipld> {
-    let template = obj(&[
-        ("id", s(TEMPLATE)),
-        ("title", s("Research, open")),
-        ("version", int(1)),
-        ("uses", Ipld::List(vec![s("train")])),
-        ("userClasses", Ipld::List(vec![s("research")])),
-        (
-            "flowDown",
-            obj(&[
-                ("syntheticData", Ipld::Bool(false)),
-                ("downstreamModels", Ipld::Bool(false)),
-            ]),
-        ),
-        ("attribution", obj(&[("required", Ipld::Bool(false))])),
-        (
-            "compensation",
-            obj(&[("$type", s("coop.guild.licence.template#noFee"))]),
-        ),
-        ("noticeDays", int(30)),
-        ("onTermination", s("delete-records")),
-        ("reporting", obj(&[("required", Ipld::Bool(false))])),
-    ]);
+    let template = guild_gov::history::licence_template(TEMPLATE);
     let mut p = guild_gov::make::CharterParams::new(name);
     p.admission_policy = guild_gov::body::AdmissionPolicy::InviteOrRequest;
     p.invite_ttl_days = 7;

@@ -62,30 +62,7 @@ fn fields(pairs: &[(&str, Ipld)]) -> BTreeMap<String, Ipld> {
         .collect()
 }
 
-fn licence_template(id: &str) -> Ipld {
-    obj(&[
-        ("id", s(id)),
-        ("title", s("Research, open")),
-        ("version", int(1)),
-        ("uses", list(vec![s("train")])),
-        ("userClasses", list(vec![s("research")])),
-        (
-            "flowDown",
-            obj(&[
-                ("syntheticData", Ipld::Bool(false)),
-                ("downstreamModels", Ipld::Bool(false)),
-            ]),
-        ),
-        ("attribution", obj(&[("required", Ipld::Bool(false))])),
-        (
-            "compensation",
-            obj(&[("$type", s("coop.guild.licence.template#noFee"))]),
-        ),
-        ("noticeDays", int(30)),
-        ("onTermination", s("delete-records")),
-        ("reporting", obj(&[("required", Ipld::Bool(false))])),
-    ])
-}
+use guild_gov::history::licence_template;
 
 fn charter_fields(name: &str) -> BTreeMap<String, Ipld> {
     fields(&[

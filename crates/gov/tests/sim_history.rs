@@ -1,0 +1,171 @@
+//! Issue 18's large-collective history, smaller, spread over the seeded simulator: eight
+//! nodes receive each op of a generated history ([`guild_gov::history`]: founding, consent
+//! churn, invites, leaves, removals, concurrent groups, elections with hundreds of ballots
+//! sealed by a majority of their tellers) at its author's node at its `createdAt`, and gossip
+//! and anti-entropy carry it everywhere, through loss, duplication, reordering and a partition
+//! that cuts the nodes in two halfway through. Every node must end with the generator's
+//! log (same heads, same state), and every election the history sealed must be certified, with
+//! the same result, on every node.
+//!
+//! The benches write the same history with 50 000 members and 1 M ops (BENCHMARKS.md, issue
+//! 18); `GUILD_SIM_HISTORY_MEMBERS` and `GUILD_SIM_HISTORY_OPS` make this test run a larger
+//! one (e.g. `GUILD_SIM_HISTORY_MEMBERS=5000 GUILD_SIM_HISTORY_OPS=100000 cargo test
+//! --release -p guild-gov --test sim_history -- --nocapture`).
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use guild_gov::SignedOp;
+use guild_gov::history::{History, HistoryConfig, person_key};
+use guild_gov::sim::{Mesh, Sim, SimConfig};
+
+const MS: i64 = 1_000;
+const SEC: i64 = 1_000_000;
+/// The simulated nodes; person `p`'s ops are written at node `p % NODES`.
+const NODES: usize = 8;
+
+fn env_num(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}")),
+        Err(_) => default,
+    }
+}
+
+#[test]
+fn a_large_collectives_history_converges_and_certifies_its_elections_on_eight_nodes() {
+    let members = env_num("GUILD_SIM_HISTORY_MEMBERS", 300);
+    let ops = env_num("GUILD_SIM_HISTORY_OPS", 6_000);
+    // Steps a second apart (the benches' are 10 s): the same ops with other dates, and a
+    // tenth of the simulated time (anti-entropy runs every 30-60 s on every node).
+    let config = HistoryConfig {
+        step_secs: 1,
+        ..HistoryConfig::new(members)
+    };
+    let t0 = Instant::now();
+    let history = History::with_ops(config, ops);
+    println!("{}", history.report("for the simulation", t0.elapsed()));
+    let expected = history.log();
+    let sealed: Vec<_> = expected
+        .state_ref()
+        .elections
+        .iter()
+        .filter(|(_, e)| e.certified.is_some())
+        .map(|(id, e)| (*id, e.clone()))
+        .collect();
+    assert!(
+        sealed.len() >= 3,
+        "the history seals at least three elections (it sealed {})",
+        sealed.len()
+    );
+
+    // Node i writes with the key of person i (their own ops are submitted like the others).
+    let keys = (0..NODES).map(person_key).collect();
+    let mut sim = Sim::new(
+        SimConfig {
+            seed: 0x18_5eed,
+            start_micros: config.start_micros,
+            loss: 0.05,
+            duplication: 0.02,
+            latency_micros: (10 * MS, 80 * MS),
+            jitter_micros: 20 * MS,
+            mesh: Mesh::Ring { chords: 1 },
+            ..SimConfig::default()
+        },
+        history.collective(),
+        keys,
+    );
+    let mut last = config.start_micros;
+    // (when, at which node, op id) of every op handed to a node.
+    let mut written_at = Vec::new();
+    for bytes in history.ops() {
+        let op = SignedOp::decode(bytes).expect("a generated op decodes with its signature");
+        let at = op.created_at().to_unix_micros();
+        let person = history
+            .person_of(op.author())
+            .expect("every author is a person of the history");
+        last = last.max(at);
+        written_at.push((at, person % NODES, *op.id()));
+        sim.schedule_submit(at, person % NODES, op);
+    }
+    // Cut the ring in two halfway through, for a tenth of the history's time: ops are
+    // written on both sides meanwhile, and ops written on one side name parents from the other.
+    let span = last - config.start_micros;
+    let cut_at = config.start_micros + span / 2;
+    let heal_at = cut_at + span / 10;
+    sim.partition(cut_at, &[0, 1, 2, 3]);
+    sim.heal(heal_at);
+
+    let t1 = Instant::now();
+    // A witness that the cut bit: just before the heal, node 0 lacks ops written on the other
+    // side more than a minute before (gossip brings an op in well under a second otherwise).
+    sim.run_until(heal_at - 1);
+    let lacking = written_at
+        .iter()
+        .filter(|(at, node, id)| {
+            *at + 60 * SEC < heal_at && *at >= cut_at && *node >= 4 && sim.log(0).get(id).is_none()
+        })
+        .count();
+    assert!(
+        lacking > 0,
+        "node 0 lacks the other side's ops before the heal"
+    );
+    let converged = sim.run_until_converged(last + 600 * SEC);
+    println!("before the heal, node 0 lacked {lacking} ops of the other side");
+    println!(
+        "simulated {:.0} s of history in {:.1?}: converged at {:?} s after the last op; {:?}",
+        (last - config.start_micros) as f64 / 1e6,
+        t1.elapsed(),
+        converged.map(|t| (t - last) / SEC),
+        sim.stats()
+    );
+    assert!(
+        converged.is_some(),
+        "the eight nodes converge within 600 s of the last op"
+    );
+    for w in sim.written() {
+        assert!(
+            w.result.is_ok(),
+            "node {} took the op handed to it at {}: {:?}",
+            w.node,
+            w.at,
+            w.result
+        );
+    }
+    assert_eq!(sim.written().len(), history.ops().len());
+
+    let heads = expected.heads();
+    let state = expected.state_ref();
+    let mut results = BTreeSet::new();
+    for i in 0..NODES {
+        let log = sim.log(i);
+        assert_eq!(log.len(), expected.len(), "node {i} holds every op");
+        assert_eq!(log.pending_len(), 0, "node {i} waits for nothing");
+        assert_eq!(log.heads(), heads, "node {i} has the generator's heads");
+        let st = log.state_ref();
+        assert_eq!(st, state, "node {i} folds the generator's state");
+        for (id, e) in &sealed {
+            let certified = st.elections[id]
+                .certified
+                .as_ref()
+                .unwrap_or_else(|| panic!("node {i}: election {id} certified"));
+            assert_eq!(
+                Some(certified),
+                e.certified.as_ref(),
+                "node {i}: election {id}'s result"
+            );
+            results.insert((*id, certified.ballots.len()));
+        }
+    }
+    let ballots: Vec<usize> = results.iter().map(|(_, n)| *n).collect();
+    assert_eq!(results.len(), sealed.len(), "one result per election");
+    assert!(
+        ballots.iter().any(|&n| n >= 100),
+        "an election counted 100 ballots or more: {ballots:?}"
+    );
+    println!(
+        "{} elections certified on all {NODES} nodes, ballots counted {ballots:?}",
+        sealed.len()
+    );
+}
