@@ -78,6 +78,10 @@ pub enum CollectiveCmd {
         /// still counted in full); default: all.
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
+        /// List the members after this DID (in DID order): with `--limit`, the next page after
+        /// the `next page: --after DID` line of the page before.
+        #[arg(long, value_name = "DID")]
+        after: Option<String>,
     },
     /// The collectives this node holds.
     List {
@@ -211,6 +215,7 @@ fn status_of(
         &get_status::Params {
             collective,
             limit,
+            members_after: None,
             consents_of: None,
         },
     )
@@ -260,8 +265,17 @@ pub fn collective(data_dir: &Path, cmd: CollectiveCmd) -> Result<ExitCode> {
             collective,
             json,
             limit,
+            after,
         } => {
-            let s = status_of(data_dir, collective, limit)?;
+            let s = call::<get_status::GetStatus>(
+                data_dir,
+                &get_status::Params {
+                    collective,
+                    limit,
+                    members_after: after,
+                    consents_of: None,
+                },
+            )?;
             if json {
                 print_json(&s)?;
             } else {
@@ -380,6 +394,9 @@ fn print_status(s: &get_status::Output) {
     );
     for m in &s.members {
         println!("  {}  {}", m.did, m.role);
+    }
+    if let Some(cursor) = &s.members_cursor {
+        println!("  next page: --after {cursor}");
     }
     println!("stewards:   {} (quorum {})", s.stewards.len(), s.quorum);
     println!(

@@ -94,6 +94,18 @@ fn the_dashboard_opens_once_per_link_and_its_forms_need_their_session() {
         assert_eq!(s, 200, "{path}: {body}");
         assert!(body.contains(&d.did), "{path} names the member");
     }
+    // The members' pages: after a DID, the members that sort after it (none after this one,
+    // the only member); a cursor that is not a DID is refused with a reason.
+    let listed = format!("<td><code class=\"id\">{}", d.did);
+    let (_, body) = page("/dashboard/collective");
+    assert!(body.contains(&listed), "the first page lists the member: {body}");
+    let (s, body) = page(&format!("/dashboard/collective?after={}", d.did));
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("Members (1)"), "{body}");
+    assert!(!body.contains(&listed), "{body}");
+    let (s, body) = page("/dashboard/collective?after=not-a-did");
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("after:"), "{body}");
     let (_, consent_page) = page("/dashboard/consent");
     let csrf = consent_page
         .split("name=\"csrf\" value=\"")

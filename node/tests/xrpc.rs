@@ -545,6 +545,7 @@ fn typed_calls_of_every_collective_and_node_method() {
             &get_status::Params {
                 collective: Some(id.clone()),
                 limit: None,
+                members_after: None,
                 consents_of: None,
             },
         )
@@ -584,6 +585,7 @@ fn typed_calls_of_every_collective_and_node_method() {
             &get_status::Params {
                 collective: Some(id.clone()),
                 limit: Some(limit),
+                members_after: None,
                 consents_of: None,
             },
         )
@@ -606,6 +608,37 @@ fn typed_calls_of_every_collective_and_node_method() {
         (2, 1, full.departed_count)
     );
     assert_eq!(none.collective, full.collective);
+    // Pages of members: `membersAfter` the last one listed, while a `membersCursor` says more
+    // follow.
+    let page = |after: Option<String>| {
+        call::<get_status::GetStatus>(
+            &cb,
+            &get_status::Params {
+                collective: Some(id.clone()),
+                limit: Some(1),
+                members_after: after,
+                consents_of: None,
+            },
+        )
+    };
+    let first = page(None);
+    assert_eq!(first.members, full.members[..1]);
+    assert_eq!(first.members_cursor.as_ref(), Some(&full.members[0].did));
+    let second = page(first.members_cursor.clone());
+    assert_eq!(second.members, full.members[1..]);
+    assert_eq!(second.members_cursor, None, "the last page has no cursor");
+    assert_eq!(second.member_count, 2);
+    assert!(limited(2).members_cursor.is_none() && full.members_cursor.is_none());
+    // A cursor that is not a DID is refused, with the parameter named.
+    let refused = cb
+        .call::<get_status::GetStatus>(&get_status::Params {
+            collective: Some(id.clone()),
+            limit: Some(1),
+            members_after: Some("not a did".into()),
+            consents_of: None,
+        })
+        .unwrap_err();
+    assert!(refused.to_string().contains("membersAfter"), "{refused}");
     // `consentsOf` lists one member's registers; the count is still everyone's.
     let of = |did: &str| {
         call::<get_status::GetStatus>(
@@ -613,6 +646,7 @@ fn typed_calls_of_every_collective_and_node_method() {
             &get_status::Params {
                 collective: Some(id.clone()),
                 limit: None,
+                members_after: None,
                 consents_of: Some(did.to_owned()),
             },
         )

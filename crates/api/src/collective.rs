@@ -5,6 +5,7 @@
 //! request and validated it against the method's lexicon; handlers read it typed
 //! ([`crate::methods`]), act, and shape a typed answer; the rules live in `guild-gov`.
 
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -440,7 +441,31 @@ pub(crate) async fn get_status<S: NodeStore>(
     let limit = params
         .limit
         .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-    ok(status_output(&s, &me, limit, params.consents_of.as_deref()))
+    let after = params
+        .members_after
+        .as_deref()
+        .map(|d| Did::parse(d).map_err(|e| XrpcError::invalid(format!("membersAfter: {e}"))))
+        .transpose()?;
+    ok(status_output(
+        &s,
+        &me,
+        Lists {
+            limit,
+            members_after: after.as_ref(),
+            consents_of: params.consents_of.as_deref(),
+        },
+    ))
+}
+
+/// How much of a status's long lists to give.
+#[derive(Debug, Clone, Copy)]
+struct Lists<'a> {
+    /// At most this many items in each of them.
+    limit: usize,
+    /// Members after this DID only.
+    members_after: Option<&'a Did>,
+    /// Only this member's consent registers.
+    consents_of: Option<&'a str>,
 }
 
 fn role(r: Role) -> &'static str {
@@ -455,14 +480,16 @@ fn count(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// A status, with at most `limit` items in each of its long lists (members, departed,
-/// consents), and only the consents of `consents_of` if it names a member.
-fn status_output(
-    s: &Status,
-    me: &str,
-    limit: usize,
-    consents_of: Option<&str>,
-) -> get_status::Output {
+/// A status, with at most `lists.limit` items in each of its long lists (members, departed,
+/// consents), the members after `lists.members_after` only, and only the consents of
+/// `lists.consents_of` if it names a member.
+fn status_output(s: &Status, me: &str, lists: Lists<'_>) -> get_status::Output {
+    let Lists {
+        limit,
+        members_after,
+        consents_of,
+    } = lists;
+    let (members, members_cursor) = members_output(&s.state, limit, members_after);
     use get_status as g;
     let st: &GovState = &s.state;
     let charter = st.charter.as_deref();
@@ -472,8 +499,9 @@ fn status_output(
         you: me.to_owned(),
         member: st.members.contains_key(me),
         role: st.role(me).map(|r| role(r).to_owned()),
-        members: members_output(st, limit),
+        members,
         member_count: count(st.members.len()),
+        members_cursor,
         departed: departures_output(st, limit),
         departed_count: count(st.departed.len()),
         stewards: st.stewards().map(str::to_owned).collect(),
@@ -508,17 +536,31 @@ fn status_output(
     }
 }
 
-/// The members in a status, with their roles.
-fn members_output(st: &GovState, limit: usize) -> Vec<get_status::Member> {
-    st.members
-        .iter()
+/// The members in a status, with their roles: at most `limit` of them, after `after` (DID
+/// order) if given; and the cursor of the next page if more follow.
+fn members_output(
+    st: &GovState,
+    limit: usize,
+    after: Option<&Did>,
+) -> (Vec<get_status::Member>, Option<String>) {
+    let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+    let mut page = st
+        .members
+        .range::<(Bound<&Did>, Bound<&Did>), Did>((from, Bound::Unbounded));
+    let members: Vec<get_status::Member> = page
+        .by_ref()
         .take(limit)
         .map(|(d, m)| get_status::Member {
             did: d.to_string(),
             role: role(m.role).into(),
             since: m.since().to_string(),
         })
-        .collect()
+        .collect();
+    let cursor = match (members.last(), page.next()) {
+        (Some(last), Some(_)) => Some(last.did.clone()),
+        _ => None,
+    };
+    (members, cursor)
 }
 
 /// The former members in a status: who left and who was removed, by which op.

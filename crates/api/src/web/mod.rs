@@ -32,6 +32,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use futures::Stream;
+use guild_core::syntax::Did;
 use guild_service::Clock;
 use serde::Deserialize;
 use serde_json::Value;
@@ -251,10 +252,13 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-/// Which collective a page shows (`?collective=`; default: the node's only one).
+/// Which collective a page shows (`?collective=`; default: the node's only one), and which
+/// page of its members (`?after=`: the members after this DID; the collective page's "next"
+/// link).
 #[derive(Debug, Default, Deserialize)]
 struct Which {
     collective: Option<String>,
+    after: Option<String>,
 }
 
 async fn contracts(
@@ -418,6 +422,7 @@ async fn frame(
                 // A page lists the first members and only this node's member's consents: a
                 // collective of 50 000 members would otherwise be megabytes a page.
                 limit: Some(pages::MEMBERS_LISTED),
+                members_after: which.after.clone(),
                 consents_of: Some(node.did.clone()),
             },
             true,
@@ -476,6 +481,7 @@ async fn works(
     let id = session(&web, peer_of(&peer), &headers)?;
     let which = Which {
         collective: q.collective.clone(),
+        after: None,
     };
     let (frame, _) = frame(&web, &id, &which).await?;
     let collection = q
@@ -571,6 +577,7 @@ async fn works_post(
             .get("collective")
             .map(str::to_owned)
             .filter(|s| !s.is_empty()),
+        after: None,
     };
     let (frame, _) = frame(&web, &id, &which).await?;
     let Some(space) = frame.collective.clone() else {
@@ -645,6 +652,7 @@ async fn consent_post(
             .get("collective")
             .map(str::to_owned)
             .filter(|s| !s.is_empty()),
+        after: None,
     };
     let template = f
         .get("template")
@@ -700,6 +708,14 @@ async fn collective(
 ) -> Result<Response, PageError> {
     use crate::methods::agreement::list_agreements as la;
     let id = session(&web, peer_of(&peer), &headers)?;
+    if let Some(after) = &w.after {
+        // Said here, not as a page "in no collective" (the status call would refuse it).
+        Did::parse(after).map_err(|e| PageError::Xrpc {
+            status: StatusCode::BAD_REQUEST,
+            error: "InvalidRequest".into(),
+            message: format!("after: {e}"),
+        })?;
+    }
     let (frame, status) = frame(&web, &id, &w).await?;
     let agreements = match &frame.collective {
         Some(c) => Some(
@@ -824,6 +840,7 @@ async fn fingerprint(web: &Web, w: &Which) -> Option<String> {
                 // Only the sync state is read: none of the long lists (megabytes in a
                 // large collective, asked for every second while a page is open).
                 limit: Some(0),
+                members_after: None,
                 consents_of: None,
             },
             true,

@@ -428,6 +428,16 @@ pub(crate) fn works(frame: &Frame, v: &WorksView<'_>) -> Markup {
 /// How many members a page lists (the count is always in full).
 pub(crate) const MEMBERS_LISTED: u64 = 500;
 
+/// The query of the collective page listing the members after `after` (none: the first page).
+fn members_page(collective: &str, after: &str) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("collective", collective);
+    if !after.is_empty() {
+        q.append_pair("after", after);
+    }
+    q.finish()
+}
+
 /// The member's current consent per template: granted, and the op. (The pages ask for the
 /// member's consents alone, `consentsOf`; the filter keeps this true of any status.)
 fn my_consents(s: &get_status::Output) -> Vec<&get_status::Consent> {
@@ -563,8 +573,15 @@ pub(crate) fn collective(
                     tbody { @for m in &s.members { tr { td { code.id { (m.did) } } td { (m.role) } td { (m.since) } } } }
                 } }
                 @if (s.members.len() as u64) < s.member_count {
-                    p { "The first " (s.members.len()) " of " (s.member_count) " members are listed; "
-                        code { "guild collective status" } " lists them all." }
+                    p { (s.members.len()) " of " (s.member_count) " members are listed"
+                        @if let Some(first) = s.members.first() { " (from " code.id { (first.did) } ")" }
+                        ". "
+                        @if let Some(cursor) = &s.members_cursor {
+                            a href={ "/dashboard/collective?" (members_page(&s.collective, cursor)) } rel="next" { "Next " (MEMBERS_LISTED) " members" }
+                            " · "
+                        }
+                        a href={ "/dashboard/collective?" (members_page(&s.collective, "")) } { "First page" }
+                        " · " code { "guild collective status" } " lists them all." }
                 }
                 @if s.departed_count > 0 {
                     p { (s.departed_count) " departed." }
@@ -882,4 +899,76 @@ pub(crate) fn commons(v: &CommonsView<'_>) -> Markup {
             @if v.more { p { a href=(format!("/commons?{next}")) { "Next page" } } }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A status of a collective with `count` members of which `members` are listed.
+    fn status(members: &[&str], count: u64, cursor: Option<&str>) -> get_status::Output {
+        let members: Vec<serde_json::Value> = members
+            .iter()
+            .map(|d| serde_json::json!({"did": d, "role": "member", "since": "bafyop"}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "collective": "bafycollective",
+            "name": "Poets",
+            "you": "did:key:zme",
+            "member": true,
+            "role": "member",
+            "members": members,
+            "memberCount": count,
+            "membersCursor": cursor,
+            "departed": [],
+            "departedCount": 0,
+            "stewards": [],
+            "quorum": 1,
+            "templates": null,
+            "openInvites": 0,
+            "consents": [],
+            "consentCount": 0,
+            "elections": [],
+            "agreements": [],
+            "peers": [],
+            "sync": {"ops": 1, "heads": [], "pending": 0, "wanted": 0}
+        }))
+        .expect("a status")
+    }
+
+    fn frame() -> Frame {
+        Frame {
+            did: "did:key:zme".into(),
+            collective: Some("bafycollective".into()),
+            csrf: "token".into(),
+        }
+    }
+
+    #[test]
+    fn the_collective_page_links_the_next_page_of_members() {
+        let s = status(
+            &["did:web:a.example%3A8080", "did:web:b.example"],
+            1200,
+            Some("did:web:b.example"),
+        );
+        let page = collective(&frame(), Some(&s), None).into_string();
+        assert!(page.contains("2 of 1200 members are listed"), "{page}");
+        // The cursor, percent-encoded, with the collective.
+        assert!(
+            page.contains(
+                "href=\"/dashboard/collective?collective=bafycollective&amp;after=did%3Aweb%3Ab.example\" rel=\"next\""
+            ),
+            "{page}"
+        );
+        assert!(page.contains("href=\"/dashboard/collective?collective=bafycollective\""));
+        // The last page: no "next" link, still the way back to the first.
+        let last = status(&["did:web:c.example"], 1200, None);
+        let page = collective(&frame(), Some(&last), None).into_string();
+        assert!(!page.contains("rel=\"next\""), "{page}");
+        assert!(page.contains("First page"));
+        // Every member listed: no paging at all.
+        let all = status(&["did:web:a.example"], 1, None);
+        let page = collective(&frame(), Some(&all), None).into_string();
+        assert!(!page.contains("First page") && !page.contains("rel=\"next\""));
+    }
 }

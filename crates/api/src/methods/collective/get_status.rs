@@ -21,6 +21,10 @@ pub struct Params {
     /// all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// List the members whose DIDs sort after this one: the `members_cursor` of the page
+    /// before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_after: Option<String>,
     /// Only this member's consent registers in `consents`; `consent_count` still counts
     /// every register.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,10 +45,14 @@ pub struct Output {
     pub member: bool,
     /// The node's member's role (`steward`, `member`); `None` if not a member.
     pub role: Option<String>,
-    /// The current members (the first `limit`).
+    /// The current members, in DID order (the first `limit` after `members_after`).
     pub members: Vec<Member>,
     /// How many current members.
     pub member_count: u64,
+    /// When `limit` left members out after the listed ones: the last DID listed, for
+    /// `members_after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_cursor: Option<String>,
     /// Former members (the first `limit`).
     pub departed: Vec<Departure>,
     /// How many former members.
