@@ -98,7 +98,10 @@ fn the_dashboard_opens_once_per_link_and_its_forms_need_their_session() {
     // the only member); a cursor that is not a DID is refused with a reason.
     let listed = format!("<td><code class=\"id\">{}", d.did);
     let (_, body) = page("/dashboard/collective");
-    assert!(body.contains(&listed), "the first page lists the member: {body}");
+    assert!(
+        body.contains(&listed),
+        "the first page lists the member: {body}"
+    );
     let (s, body) = page(&format!("/dashboard/collective?after={}", d.did));
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("Members (1)"), "{body}");
