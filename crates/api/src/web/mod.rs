@@ -422,7 +422,9 @@ async fn frame(
                 // A page lists the first members and only this node's member's consents: a
                 // collective of 50 000 members would otherwise be megabytes a page.
                 limit: Some(pages::MEMBERS_LISTED),
-                members_after: which.after.clone(),
+                // Only the collective page pages its members (and refuses an `after` that is
+                // not a DID); any other page ignores the parameter.
+                members_after: which.after.clone().filter(|a| Did::parse(a).is_ok()),
                 consents_of: Some(node.did.clone()),
             },
             true,
