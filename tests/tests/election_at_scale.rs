@@ -2,8 +2,8 @@
 //!
 //! The history comes from the seeded generator `guild_gov::history` (every op signed by its
 //! author's own key). In CI (`an_election_of_a_generated_history_certifies_on_five_real_nodes`)
-//! it is made here: 300 founding members, 3 000 ops, the first seat election with ~180
-//! ballots. The 50 000-member one is written by the governance bench and kept in a file:
+//! it is made here: 300 founding members, 3 000 ops; the test takes the certified election
+//! with the largest electorate (in this history the first seat election, 191 ballots). The 50 000-member one is written by the governance bench and kept in a file:
 //!
 //! ```text
 //! cd crates/gov && GUILD_BENCH_REPLAY_1M=1 GUILD_BENCH_MEMBERS=50000 \

@@ -1,20 +1,19 @@
 //! Issue 18's large-collective history, smaller, spread over the seeded simulator: eight
 //! nodes receive each op of a generated history ([`guild_gov::history`]: founding, consent
-//! churn, invites, leaves, removals, concurrent groups, elections with hundreds of ballots
-//! sealed by a majority of their tellers) at its author's node at its `createdAt` (or, if that
-//! node lacks the op's parents, at a node that holds them, as a real author's node always
-//! does), and gossip and anti-entropy carry it everywhere, through loss, duplication,
-//! reordering and a partition that cuts the nodes in two halfway through (meanwhile every op
-//! is written on side A; side B catches up after the heal). Every node must end with the
-//! generator's log (same heads, same state), and every election the history sealed must be
-//! certified, with the same result, on every node.
+//! churn, invites, leaves, concurrent groups, elections with hundreds of ballots sealed by a
+//! majority of their tellers, and removals in runs of over 25 000 ops) at its author's node at
+//! its `createdAt` (or, if that node lacks the op's parents, at a node that holds them, as a
+//! real author's node always does), and gossip and anti-entropy carry it everywhere, through
+//! loss, duplication, reordering and a partition that cuts the nodes in two halfway through
+//! (meanwhile every op is written on side A; side B catches up after the heal). Every node
+//! must end with the generator's log (same heads, same state), and every election the history
+//! sealed must be certified, with the same result, on every node.
 //!
-//! The benches write the same history with 50 000 members and 1 M ops (BENCHMARKS.md, issue
-//! 18); `GUILD_SIM_HISTORY_MEMBERS` and `GUILD_SIM_HISTORY_OPS` make this test run a larger
-//! one (e.g. `GUILD_SIM_HISTORY_MEMBERS=5000 GUILD_SIM_HISTORY_OPS=60000 cargo test
-//! --release -p guild-gov --test sim_history -- --nocapture`).
+//! The benches write histories with the same generator (50 000 members and 1 M ops for issue
+//! 18, BENCHMARKS.md); `GUILD_SIM_HISTORY_MEMBERS` and `GUILD_SIM_HISTORY_OPS` make this test
+//! run a larger one (e.g. `GUILD_SIM_HISTORY_MEMBERS=5000 GUILD_SIM_HISTORY_OPS=60000 cargo
+//! test --release -p guild-gov --test sim_history -- --nocapture`).
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use guild_gov::SignedOp;
@@ -109,7 +108,11 @@ fn a_large_collectives_history_converges_and_certifies_its_elections_on_eight_no
         |sim: &Sim, node: usize, op: &SignedOp| op.prev().iter().all(|p| sim.log(node).contains(p));
     let dated: Vec<(i64, guild_core::Cid)> =
         ops.iter().map(|(at, _, op)| (*at, *op.id())).collect();
-    let (mut moved, mut lacking) = (0, None);
+    // Ops handed to another node than their author's (which lacked their parents), and ops
+    // no reachable node held every parent of (concurrent parents written at several nodes a
+    // moment before, not yet all gossiped to one): those wait at their author's node for
+    // parents that other nodes hold, and wants fetch them.
+    let (mut moved, mut waited, mut lacking) = (0, 0, None);
     for (at, person, op) in ops {
         if lacking.is_none() && at >= heal_at {
             // A witness that the cut bit: just before the heal, the last node lacks ops
@@ -133,17 +136,21 @@ fn a_large_collectives_history_converges_and_certifies_its_elections_on_eight_no
         let node = if holds(&sim, author, &op) {
             author
         } else {
-            moved += 1;
             let reachable: &[usize] = if (cut_at..heal_at).contains(&at) {
                 &side_a
             } else {
                 &[0, 1, 2, 3, 4, 5, 6, 7]
             };
-            reachable
-                .iter()
-                .copied()
-                .find(|&n| holds(&sim, n, &op))
-                .unwrap_or(author)
+            match reachable.iter().copied().find(|&n| holds(&sim, n, &op)) {
+                Some(n) => {
+                    moved += 1;
+                    n
+                }
+                None => {
+                    waited += 1;
+                    author
+                }
+            }
         };
         let id = *op.id();
         let taken = sim.submit(node, op);
@@ -157,8 +164,9 @@ fn a_large_collectives_history_converges_and_certifies_its_elections_on_eight_no
     );
     let converged = sim.run_until_converged(last + 600 * SEC);
     println!(
-        "before the heal, node {} lacked {lacking} ops of side A; {moved} ops were handed to \
-         another node than their author's, which lacked their parents",
+        "just before the heal, node {} lacked {lacking} of the ops written during the cut over \
+         a minute before; {moved} ops were handed to another node than their author's, which \
+         lacked their parents; {waited} waited at their author's node for parents held elsewhere",
         NODES - 1
     );
     println!(
@@ -175,7 +183,6 @@ fn a_large_collectives_history_converges_and_certifies_its_elections_on_eight_no
 
     let heads = expected.heads();
     let state = expected.state_ref();
-    let mut results = BTreeSet::new();
     for i in 0..NODES {
         let log = sim.log(i);
         assert_eq!(log.len(), expected.len(), "node {i} holds every op");
@@ -193,11 +200,12 @@ fn a_large_collectives_history_converges_and_certifies_its_elections_on_eight_no
                 e.certified.as_ref(),
                 "node {i}: election {id}'s result"
             );
-            results.insert((*id, certified.ballots.len()));
         }
     }
-    let ballots: Vec<usize> = results.iter().map(|(_, n)| *n).collect();
-    assert_eq!(results.len(), sealed.len(), "one result per election");
+    let ballots: Vec<usize> = sealed
+        .iter()
+        .filter_map(|(_, e)| e.certified.as_ref().map(|c| c.ballots.len()))
+        .collect();
     assert!(
         ballots.iter().any(|&n| n >= 100),
         "an election counted 100 ballots or more: {ballots:?}"

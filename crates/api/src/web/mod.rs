@@ -419,7 +419,7 @@ async fn frame(
         .call::<gs::GetStatus>(
             &gs::Params {
                 collective: which.collective.clone(),
-                // A page lists the first members and only this node's member's consents: a
+                // A page lists one page of members and only this node's member's consents: a
                 // collective of 50 000 members would otherwise be megabytes a page.
                 limit: Some(pages::MEMBERS_LISTED),
                 // Only the collective page pages its members (and refuses an `after` that is

@@ -960,7 +960,13 @@ mod tests {
             ),
             "{page}"
         );
-        assert!(page.contains("href=\"/dashboard/collective?collective=bafycollective\""));
+        // (The layout's own tab links the collective page too: the link's text tells them apart.)
+        assert!(
+            page.contains(
+                "href=\"/dashboard/collective?collective=bafycollective\">First page</a>"
+            ),
+            "{page}"
+        );
         // The last page: no "next" link, still the way back to the first.
         let last = status(&["did:web:c.example"], 1200, None);
         let page = collective(&frame(), Some(&last), None).into_string();
