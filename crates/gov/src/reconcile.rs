@@ -196,9 +196,9 @@ pub fn answer(set: &OpSet, query: &[u8]) -> Result<Vec<u8>, ReconcileError> {
 /// What one reply taught the initiator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Step {
-    /// Ops this side has and the peer lacks.
+    /// Ops this side has and the peer lacks, in the set's order (by `createdAt`).
     pub have: Vec<Cid>,
-    /// Ops the peer has and this side lacks.
+    /// Ops the peer has and this side lacks, in the order of their ids' digests.
     pub need: Vec<Cid>,
     /// The next query, or `None` once the sets are reconciled.
     pub next: Option<Vec<u8>>,
@@ -212,6 +212,10 @@ pub fn step(set: &OpSet, reply: &[u8]) -> Result<Step, ReconcileError> {
         neg.set_initiator();
         neg.reconcile_with_ids(reply, &mut have, &mut need)
     })?;
+    // `negentropy` collects the ids this side lacks through a `std` hash set, so they come out
+    // in an order that differs from process to process: sorted, a node asks for them in the
+    // same order every time (and a seeded simulation is the same run in every process).
+    need.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(Step {
         have: have.iter().map(cid_of).collect(),
         need: need.iter().map(cid_of).collect(),
@@ -283,6 +287,31 @@ mod tests {
         assert!(rounds > 1, "one frame cannot name 20 000 ids");
         let (have, _, _) = run(&a, &b);
         assert_eq!(have.len(), 20_000);
+    }
+
+    #[test]
+    fn what_a_step_finds_missing_comes_in_digest_order() {
+        // The same reply gives the same list, whatever order negentropy's hash set holds the
+        // ids in (a seeded simulation is then the same run in every process).
+        let a = OpSet::from_items((0..3_000u64).map(|i| {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+            (1_000 + i, id)
+        }));
+        let b = OpSet::new();
+        let mut query = initiate(&b).unwrap();
+        let mut needed = 0;
+        for _ in 0..100 {
+            let s = step(&b, &answer(&a, &query).unwrap()).unwrap();
+            let digests: Vec<[u8; 32]> = s.need.iter().map(digest_of).collect();
+            assert!(digests.windows(2).all(|w| w[0] < w[1]), "sorted, each once");
+            needed += s.need.len();
+            match s.next {
+                Some(q) => query = q,
+                None => break,
+            }
+        }
+        assert_eq!(needed, 3_000);
     }
 
     #[test]
