@@ -52,8 +52,7 @@ fn a_large_collectives_history_converges_and_certifies_its_elections_on_eight_no
         .state_ref()
         .elections
         .iter()
-        .filter(|(_, e)| e.certified.is_some())
-        .map(|(id, e)| (*id, e.clone()))
+        .filter_map(|(id, e)| e.certified.clone().map(|c| (*id, c)))
         .collect();
     assert!(!sealed.is_empty(), "the history seals an election");
 
@@ -190,22 +189,15 @@ fn a_large_collectives_history_converges_and_certifies_its_elections_on_eight_no
         assert_eq!(log.heads(), heads, "node {i} has the generator's heads");
         let st = log.state_ref();
         assert_eq!(st, state, "node {i} folds the generator's state");
-        for (id, e) in &sealed {
+        for (id, result) in &sealed {
             let certified = st.elections[id]
                 .certified
                 .as_ref()
                 .unwrap_or_else(|| panic!("node {i}: election {id} certified"));
-            assert_eq!(
-                Some(certified),
-                e.certified.as_ref(),
-                "node {i}: election {id}'s result"
-            );
+            assert_eq!(certified, result, "node {i}: election {id}'s result");
         }
     }
-    let ballots: Vec<usize> = sealed
-        .iter()
-        .filter_map(|(_, e)| e.certified.as_ref().map(|c| c.ballots.len()))
-        .collect();
+    let ballots: Vec<usize> = sealed.iter().map(|(_, c)| c.ballots.len()).collect();
     assert!(
         ballots.iter().any(|&n| n >= 100),
         "an election counted 100 ballots or more: {ballots:?}"
