@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 use guild_core::Cid;
+use guild_core::syntax::Did;
 
 use crate::body::OpBody;
 use crate::op::{OpKind, SignedOp};
@@ -330,7 +331,7 @@ pub struct Log {
     /// Every op in the deterministic topological order, by index.
     order: Chunked<Seq>,
     /// Ops by author (for the removal rule), by index.
-    by_author: HashMap<String, Vec<Seq>>,
+    by_author: HashMap<Did, Vec<Seq>>,
     /// Direct removals by the removed member's DID.
     removals: HashMap<String, Vec<Cid>>,
     /// Suppressed ops, each with the removals that suppress it.
@@ -386,6 +387,9 @@ struct Loading {
     /// An op landed inside the order: from then on the load takes every checkpoint, as a
     /// running node does.
     out_of_order: bool,
+    /// Decoded ops no longer kept decoded (they are stored), to be freed on the thread that
+    /// decodes the next chunk rather than on the inserting one, the load's critical path.
+    evicted: Vec<SignedOp>,
 }
 
 impl Causal for Log {
@@ -852,7 +856,9 @@ impl Log {
             OpBody::Remove(r) if meta.direct_removal => Some(r.member.to_string()),
             _ => None,
         };
-        let author = op.author().to_owned();
+        // The author's DID shares its text with the op's (and, through the decoder's table,
+        // with every op of that author): no copy of the text per op.
+        let author = op.author_did().clone();
         // `accept` made sure there is room, and every op id is an op id (CIDv1 DAG-CBOR SHA-256).
         let Some(seq) = self.ops.push(
             &id,
@@ -898,7 +904,7 @@ impl Log {
             mine.push(seq);
         }
         // Removals of the author (this op, if it removes its own author, is left out below).
-        let author_removals = self.removals.get(&author).cloned();
+        let author_removals = self.removals.get(author.as_str()).cloned();
         if self.loading.is_none() {
             self.unsaved.push(id);
         }
@@ -915,7 +921,13 @@ impl Log {
             if let Some(e) = self.ops.entry_mut(old) {
                 let held = std::mem::replace(&mut e.op, Held::Stored);
                 e.op = match held {
-                    Held::Decoded(_) if stored => Held::Stored,
+                    // While loading, freed on the decoding thread (`Loading::evicted`).
+                    Held::Decoded(op) if stored => {
+                        if let Some(loading) = self.loading.as_mut() {
+                            loading.evicted.push(op);
+                        }
+                        Held::Stored
+                    }
                     Held::Decoded(op) => Held::Bytes(Box::new(op.into_bytes())),
                     other => other,
                 };
@@ -925,7 +937,7 @@ impl Log {
         // The removal rule: ops newly suppressed move the refold's start back.
         let mut dirty = k;
         if let Some(target) = target {
-            if let Some(theirs) = self.by_author.get(&target) {
+            if let Some(theirs) = self.by_author.get(target.as_str()) {
                 // The removed member's ops that the removal's floor does not place in its past
                 // (its floor is that of the op that extended every head last: often all; the
                 // removal itself is never below its own floor).
@@ -1325,7 +1337,11 @@ impl Log {
             let mut ops = current.into_iter().enumerate();
             let decoded = std::thread::scope(|scope| {
                 // The next chunk is taken (read, for a store) and decoded meanwhile.
-                let decoding = scope.spawn(|| chunks.next().map(decode_chunk));
+                let evicted = log.take_evicted();
+                let decoding = scope.spawn(|| {
+                    drop(evicted);
+                    chunks.next().map(decode_chunk)
+                });
                 for (j, op) in ops.by_ref().take(split) {
                     log.plan_checkpoints(|out_of_order| spacing(&metas, j, done + j, out_of_order));
                     if let Some(op) = op {
@@ -1355,6 +1371,14 @@ impl Log {
             done += len;
         }
         log.loaded()
+    }
+
+    /// The decoded ops evicted since the last call while loading, for the caller to free.
+    fn take_evicted(&mut self) -> Vec<SignedOp> {
+        self.loading
+            .as_mut()
+            .map(|l| std::mem::take(&mut l.evicted))
+            .unwrap_or_default()
     }
 
     /// Ends a load: ops inserted from here on (from peers) are checked in full, with every
