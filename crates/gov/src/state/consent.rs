@@ -120,10 +120,14 @@ impl Consents {
     /// Writes `written` to the register of `key` if it wins over the register's value (see
     /// [`State::apply_consent`]).
     fn write(&mut self, key: &ConsentKey, written: Consent) {
-        let list = self
-            .by_member
-            .entry(key.0.clone())
-            .or_insert_with(|| Arc::new(Vec::new()));
+        // One search of the member map when the member has registers (`imbl`'s `entry` makes
+        // two or three, each ~16 DID comparisons in a 50 000-member collective).
+        let Some(list) = self.by_member.get_mut(&key.0) else {
+            self.by_member
+                .insert(key.0.clone(), Arc::new(vec![(key.1.clone(), written)]));
+            self.len += 1;
+            return;
+        };
         match list.binary_search_by(|(t, _)| t.cmp(&key.1)) {
             // Last writer wins by rev; at equal revs a revoke wins, then the larger CID.
             // (Op ids are all CIDv1 DAG-CBOR SHA-256: digest order is their byte order.)
@@ -251,7 +255,17 @@ impl State {
     /// Records a revocation and voids every bundle built on this member's consent to the
     /// template that was not sealed before it: a revocation wins over a concurrent use.
     fn revoke(&mut self, key: ConsentKey, id: Cid, causal: &dyn Causal) {
-        self.revocations.entry(key.clone()).or_default().insert(id);
+        // One search when the register was revoked before (`entry` makes two or three).
+        match self.revocations.get_mut(&key) {
+            Some(revokes) => {
+                revokes.insert(id);
+            }
+            None => {
+                let mut revokes = Revokes::default();
+                revokes.insert(id);
+                self.revocations.insert(key.clone(), revokes);
+            }
+        }
         let (author, template) = (&key.0, &*key.1);
         let ids: Vec<Cid> = self.bundles.keys().copied().collect();
         for bid in ids {
