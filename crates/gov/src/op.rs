@@ -281,8 +281,8 @@ impl SignedOp {
         // Bytes from the network are decoded into a map of fields for the lexicon; trusted
         // bytes (the node's own store, which holds only ops it checked) only to the envelope's
         // fields, borrowed: their body is decoded into its typed form below either way, and
-        // building, then freeing, a map of every field of a million ops was a third of the
-        // decoding threads' work when a node opened its log.
+        // building, then freeing, a map of every field of a million ops was about a quarter
+        // of the decoding threads' work when a node opened its log.
         let map;
         let envelope = if verify {
             let value = data::decode(bytes)?;
@@ -492,7 +492,6 @@ fn shared_collective(id: Cid) -> Arc<Cid> {
     IDS.get_or_insert(&id, |id| Arc::new(*id))
 }
 
-/// Checks an op's `prev` list: links only, no duplicates, not the op itself.
 /// The envelope's fields of an op, as [`SignedOp::decode_inner`] reads them: from the map
 /// of every field (bytes from the network), or straight from trusted bytes, borrowing their
 /// text (a field that is present with another type is an error there, as decoding).
@@ -541,6 +540,7 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// Checks an op's `prev` list: links only, no duplicates, not the op itself.
 pub(crate) fn check_prev(id: &Cid, items: &[Ipld]) -> Result<Vec<Cid>, OpError> {
     let mut seen = BTreeSet::new();
     let mut prev = Vec::with_capacity(items.len());
